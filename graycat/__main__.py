@@ -1,0 +1,3 @@
+from graycat.cli import main
+
+main()

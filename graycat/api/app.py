@@ -1,0 +1,49 @@
+"""The FastAPI application: wiring of middleware, error handlers, routes and the queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from graycat import __version__
+from graycat.api import errors
+from graycat.api.middleware import RequestIdMiddleware
+from graycat.api.routes import health, llamacpp, openai
+from graycat.config import Settings
+from graycat.queue.client import JobQueue
+from graycat.queue.connection import connect
+from graycat.queue.hub import EventHub
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """An app bound to `settings`; Redis is connected at startup and may come and go afterwards."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.resolved_redis_url()
+        redis = connect(url)
+        hub = EventHub(url, uuid.uuid4().hex)
+        await hub.start()
+        app.state.queue = JobQueue(redis, hub, record_ttl=int(settings.queue_timeout + settings.job_timeout)
+                                   + settings.result_ttl)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await redis.aclose()
+
+    app = FastAPI(title="Graycat AI Server", version=__version__, lifespan=lifespan,
+                  default_response_class=ORJSONResponse,
+                  description="One authenticated gateway for self-hosted text and image generation.")
+    app.state.settings = settings
+    app.state.tokens = [t.encode() for t in settings.api_tokens]
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(llamacpp.router)
+    app.include_router(openai.router)
+    return app

@@ -1,0 +1,65 @@
+"""OpenAI's API: requests are checked here and run on the engine's own OpenAI-compatible endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from graycat.api.dialects import JobSpec
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field(min_length=1)
+    content: str | list[Any] | None = None
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(None, description="A model name from /v1/models, or 'default'.")
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=0)
+    n: int = Field(1, ge=1, le=16)
+
+
+class ChatCompletionRequest(_Request):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=0)
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[Any]
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, value: str | list[Any]) -> str | list[Any]:
+        if len(value) == 0 or (isinstance(value, list) and any(v == "" for v in value)):
+            raise ValueError("prompt must not be empty")
+        return value
+
+
+def chat_job(req: ChatCompletionRequest) -> JobSpec:
+    limit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    return JobSpec("/v1/chat/completions", req.stream, req.model, limit)
+
+
+def completion_job(req: CompletionRequest) -> JobSpec:
+    return JobSpec("/v1/completions", req.stream, req.model, req.max_tokens)
+
+
+def model_list(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`GET /v1/models`."""
+    return {"object": "list", "data": [
+        {"id": name, "object": "model", "created": int(info.get("created", 0)), "owned_by": "graycat",
+         "meta": {k: v for k, v in info.items() if k != "created"}}
+        for name, info in sorted(models.items())]}
+
+
+def stream_error(message: str, kind: str = "server_error") -> bytes:
+    """The event that ends an OpenAI stream that failed midway."""
+    return b"data: " + orjson.dumps({"error": {"message": message, "type": kind, "param": None,
+                                               "code": None}}) + b"\n\n"

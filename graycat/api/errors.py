@@ -1,0 +1,93 @@
+"""Structured errors: every failure is a JSON body in the client's dialect, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          422: "invalid_request_error", 429: "rate_limit_error", 503: "unavailable_error",
+          504: "timeout_error"}
+
+
+class ApiError(Exception):
+    """An error answered to the client as is."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+def error_body(path: str, status: int, message: str, code: str | None = None,
+               param: str | None = None, details: Any = None) -> bytes:
+    """OpenAI's error shape on /v1 routes; llama.cpp's (an integer `code`) everywhere else."""
+    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    if path.startswith("/v1/"):
+        err: dict[str, Any] = {"message": message, "type": kind, "param": param, "code": code}
+    else:
+        err = {"code": status, "message": message, "type": kind}
+    if details is not None:
+        err["details"] = details
+    return orjson.dumps({"error": err})
+
+
+def error_response(request: Request, status: int, message: str, *, code: str | None = None,
+                   param: str | None = None, details: Any = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    return Response(error_body(request.url.path, status, message, code, param, details), status,
+                    headers=headers, media_type="application/json")
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    where = ".".join(loc)
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return (f"{where}: {msg}" if where else msg), (where or None)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into a structured answer."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(request, exc.status, exc.message, code=exc.code, param=exc.param,
+                              headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        message, param = _validation_message(errors)
+        return error_response(request, 422, message, code="invalid_request", param=param, details=errors)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        return error_response(request, exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RedisError)
+    async def _redis_down(request: Request, exc: RedisError) -> Response:
+        log.warning("Redis error on %s: %s", request.url.path, exc)
+        return error_response(request, 503, "the job queue (Redis) is unreachable; retry shortly",
+                              code="queue_unavailable", headers={"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(request, 500, "internal error; the request id identifies it in the logs")

@@ -1,0 +1,42 @@
+"""OpenAI-compatible routes."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from graycat.api.auth import require_token
+from graycat.api.dialects import llamacpp, openai
+from graycat.api.relay import run_job
+
+router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)])
+
+
+def _failure(status: int, body: bytes) -> bytes:
+    try:
+        message = str(orjson.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = body.decode(errors="replace") or f"failed with status {status}"
+    return openai.stream_error(message)
+
+
+@router.post("/chat/completions", summary="Chat completion (OpenAI)")
+async def chat_completions(request: Request, body: openai.ChatCompletionRequest) -> Response:
+    return await run_job(request, openai.chat_job(body), kind="llm", render_chunk=llamacpp.sse_event,
+                         render_failure=_failure)
+
+
+@router.post("/completions", summary="Text completion (OpenAI)")
+async def completions(request: Request, body: openai.CompletionRequest) -> Response:
+    return await run_job(request, openai.completion_job(body), kind="llm", render_chunk=llamacpp.sse_event,
+                         render_failure=_failure)
+
+
+@router.get("/models", summary="Models served by live workers")
+async def models(request: Request) -> Response:
+    queue = request.app.state.queue
+    served = {m for w in await queue.live_workers() for m in w.get("models", [])}
+    known = await queue.models(fresh=True)
+    return Response(orjson.dumps(openai.model_list({m: known.get(m, {}) for m in served})),
+                    media_type="application/json")

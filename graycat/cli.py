@@ -1,0 +1,77 @@
+"""The `graycat` command: `up`, `api`, `worker llm`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from graycat import __version__
+from graycat.config import ConfigError, Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graycat", description="Graycat AI Server")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="standalone: Redis, the API and an LLM worker on this machine")
+    api = sub.add_parser("api", help="run the HTTP API")
+    for p in (up, api):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+
+    worker = sub.add_parser("worker", help="run a worker (it only needs REDIS_URL)")
+    kinds = worker.add_subparsers(dest="kind", required=True)
+    llm = kinds.add_parser("llm", help="text generation on llama.cpp")
+    llm.add_argument("--model", type=Path, help="GGUF file (env GRAYCAT_MODEL; default: SmolLM2-135M-Instruct)")
+    llm.add_argument("--model-name", help="name to serve the model under (env MODEL_NAME)")
+    llm.add_argument("--slots", type=int, help="parallel sequences (env LLM_SLOTS, default 4)")
+    llm.add_argument("--ctx-size", type=int, help="context tokens per slot (env LLM_CTX_PER_SLOT, default 2048)")
+    llm.add_argument("--threads", type=int, help="CPU threads (env LLM_THREADS, default: all cores)")
+    llm.add_argument("--gpu-layers", type=int, help="layers offloaded to the GPU (env GPU_LAYERS)")
+    llm.add_argument("--llama-url", help="use this llama.cpp server instead of the embedded one (env LLAMA_URL)")
+    return parser
+
+
+_OVERRIDES = {"model": "model", "model_name": "model_name", "slots": "slots", "ctx_size": "ctx_per_slot",
+              "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url"}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {field: getattr(args, arg) for arg, field in _OVERRIDES.items()
+                 if getattr(args, arg, None) is not None}
+    return load_settings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"graycat: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "up":
+        from graycat.standalone import up
+
+        raise SystemExit(up(settings, args.host, args.port))
+    if args.command == "api":
+        import uvicorn
+
+        from graycat.api.app import create_app
+
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
+                    access_log=False, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+    elif args.command == "worker" and args.kind == "llm":
+        import uvloop
+
+        from graycat.workers.llm import serve
+
+        try:
+            uvloop.run(serve(settings))
+        except FileNotFoundError as exc:
+            print(f"graycat worker: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None

@@ -1,0 +1,98 @@
+"""Settings from the environment and `.env`, with the original deployment's names where they exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the api, the workers and `graycat up`. Environment names are the field aliases."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    api_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="API_TOKENS",
+        description="Comma-separated Bearer tokens accepted by the API.")
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL",
+                                  description="redis:// or rediss:// URL; overrides REDIS_HOST/PORT/PASS.")
+    redis_host: str = Field("127.0.0.1", validation_alias="REDIS_HOST")
+    redis_port: int = Field(6379, ge=1, le=65535, validation_alias="REDIS_PORT")
+    redis_pass: str | None = Field(None, validation_alias="REDIS_PASS")
+    default_model: str = Field(DEFAULT_MODEL_NAME, min_length=1, validation_alias="DEFAULT_MODEL",
+                               description="Model used when a request names none (or 'default').")
+    queue_timeout: float = Field(120.0, gt=0, validation_alias="QUEUE_TIMEOUT",
+                                 description="Seconds a request waits for a worker before 503.")
+    job_timeout: float = Field(600.0, gt=0, validation_alias="JOB_TIMEOUT",
+                               description="Seconds a running job may take before 504.")
+    result_ttl: int = Field(3600, gt=0, validation_alias="RESULT_TTL",
+                            description="Seconds job records and events are kept after the end.")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    data_dir: Path = Field(Path(".graycat"), validation_alias="GRAYCAT_DATA_DIR",
+                           description="Folder of `graycat up` (its Redis data, its generated API token).")
+    # llama.cpp worker
+    model: Path | None = Field(None, validation_alias="GRAYCAT_MODEL", description="GGUF file to serve.")
+    model_name: str | None = Field(None, validation_alias="MODEL_NAME",
+                                   description="Name the model is served under (default: file stem).")
+    llama_url: str | None = Field(None, validation_alias="LLAMA_URL",
+                                  description="External llama.cpp server instead of the embedded one.")
+    slots: int = Field(4, ge=1, le=256, validation_alias="LLM_SLOTS")
+    ctx_per_slot: int = Field(2048, ge=64, validation_alias="LLM_CTX_PER_SLOT")
+    threads: int | None = Field(None, ge=1, validation_alias="LLM_THREADS")
+    gpu_layers: int = Field(0, ge=-1, validation_alias="GPU_LAYERS",
+                            description="Layers offloaded to the GPU (-1: all).")
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    def resolved_redis_url(self) -> str:
+        """REDIS_URL, or a URL built from REDIS_HOST / REDIS_PORT / REDIS_PASS."""
+        if self.redis_url:
+            return self.redis_url
+        auth = f":{quote(self.redis_pass, safe='')}@" if self.redis_pass else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings, turning a validation failure into a ConfigError naming each bad setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            field = Settings.model_fields.get(name)
+            alias = field.validation_alias if field else None
+            if isinstance(alias, AliasChoices):
+                alias = alias.choices[0]
+            problems.append(f"{alias or name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,64 @@
+"""The internal job and event types shared by the api and the workers.
+
+A job is what a dialect turns a request into: the engine endpoint to call and the body to send it (the
+engines' own languages are passed through, not re-invented). Events travel back from the worker as bytes:
+one type byte, then the payload.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# Event types (first byte of every event).
+START = b"s"  # payload: the worker id that claimed the job
+CHUNK = b"c"  # payload: one engine stream chunk (the JSON of one SSE `data:` line), passed through as is
+END = b"r"  # payload: 3-digit HTTP status + body (the whole answer of a non-streaming job; empty for streams)
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED})
+
+
+@dataclass(slots=True)
+class Job:
+    """One unit of work for a worker pool."""
+
+    kind: str
+    model: str
+    endpoint: str
+    body: bytes
+    stream: bool
+    reply_to: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: float = field(default_factory=time.time)
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        return {"id": self.id, "kind": self.kind, "model": self.model, "ep": self.endpoint, "b": self.body,
+                "s": "1" if self.stream else "0", "rt": self.reply_to, "t": repr(self.created)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> Job:
+        return cls(kind=fields[b"kind"].decode(), model=fields[b"model"].decode(), endpoint=fields[b"ep"].decode(),
+                   body=fields[b"b"], stream=fields[b"s"] == b"1", reply_to=fields[b"rt"].decode(),
+                   id=fields[b"id"].decode(), created=float(fields[b"t"]))
+
+
+def end_event(status: int, body: bytes = b"") -> bytes:
+    """Encode the final event of a job."""
+    return END + b"%03d" % status + body
+
+
+def parse_end(payload: bytes) -> tuple[int, bytes]:
+    """Decode the payload of an END event into (status, body)."""
+    return int(payload[:3]), payload[3:]

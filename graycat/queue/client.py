@@ -1,0 +1,87 @@
+"""The api side of the queue: submit jobs, cancel them, and read what workers announce."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from graycat.jobs import Job, JobState
+from graycat.queue import keys, scripts
+from graycat.queue.hub import EventHub, Subscription
+
+log = logging.getLogger(__name__)
+
+WORKER_TTL = 10.0  # seconds without a heartbeat after which a worker counts as gone
+MODELS_CACHE_S = 2.0
+
+
+class JobQueue:
+    """Submits jobs to pools and tracks the models that workers serve."""
+
+    def __init__(self, redis: aioredis.Redis, hub: EventHub, *, record_ttl: int) -> None:
+        self.redis = redis
+        self.hub = hub
+        self.record_ttl = record_ttl
+        self._cancel = redis.register_script(scripts.CANCEL)
+        self._models: dict[str, dict[str, Any]] = {}
+        self._models_at = 0.0
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def submit(self, job: Job) -> Subscription:
+        """Enqueue `job` (one round trip) and return the subscription to its events."""
+        job.reply_to = self.hub.channel
+        sub = self.hub.open(job.id)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(keys.job(job.id), mapping={
+                    "state": JobState.PENDING.value, "kind": job.kind, "model": job.model,
+                    "endpoint": job.endpoint, "stream": int(job.stream), "created": repr(job.created)})
+                pipe.expire(keys.job(job.id), self.record_ttl)
+                pipe.xadd(keys.pool(job.kind, job.model), job.to_fields())  # type: ignore[arg-type]
+                await pipe.execute()
+        except BaseException:
+            self.hub.close(sub)
+            raise
+        return sub
+
+    async def cancel(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
+        """Cancel a job: a waiting one never starts, a running one stops within about a token."""
+        await self._cancel(keys=[keys.job(job_id), keys.cancel_flag(job_id)],
+                           args=[state.value, self.record_ttl, repr(time.time()), keys.CANCEL_CHANNEL, job_id])
+
+    def cancel_soon(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
+        """Cancel from a context that may itself be cancelled (a closing stream)."""
+        task = asyncio.get_running_loop().create_task(self._cancel_logged(job_id, state))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _cancel_logged(self, job_id: str, state: JobState) -> None:
+        try:
+            await self.cancel(job_id, state)
+        except Exception:
+            log.exception("could not cancel job %s", job_id)
+
+    async def models(self, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
+        """Models announced by workers (name -> info), cached for a moment."""
+        now = time.monotonic()
+        if fresh or now - self._models_at > MODELS_CACHE_S:
+            raw = await self.redis.hgetall(keys.MODELS)
+            self._models = {k.decode(): orjson.loads(v) for k, v in raw.items()}
+            self._models_at = now
+        return self._models
+
+    def cached_model_names(self) -> set[str]:
+        return set(self._models)
+
+    async def live_workers(self) -> list[dict[str, Any]]:
+        """Heartbeats of the workers seen in the last WORKER_TTL seconds."""
+        ids = await self.redis.zrangebyscore(keys.WORKERS, time.time() - WORKER_TTL, "+inf")
+        if not ids:
+            return []
+        beats = await self.redis.mget([keys.worker(i.decode()) for i in ids])
+        return [orjson.loads(b) for b in beats if b]

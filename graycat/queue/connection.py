@@ -1,0 +1,18 @@
+"""Redis connections tuned for the queue."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+
+def connect(url: str, *, blocking: bool = False) -> aioredis.Redis:
+    """A client for `url`. Blocking readers (XREADGROUP BLOCK, pub/sub) get no socket timeout:
+    redis-py's default 5 s timeout would break them."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=None if blocking else 10.0,
+        socket_connect_timeout=5.0,
+        socket_keepalive=True,
+        health_check_interval=0 if blocking else 30,
+        retry_on_timeout=False,
+    )

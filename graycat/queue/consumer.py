@@ -1,0 +1,110 @@
+"""The worker side of the queue: claim jobs, report their events, finish them, heartbeat."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from graycat.jobs import Job, JobState, end_event
+from graycat.queue import keys, scripts
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A job this worker holds: it must finish it (ack) or leave it for another worker to reclaim."""
+
+    job: Job
+    pool: str
+    entry_id: str
+
+
+class Consumer:
+    """One worker's connection to its pools."""
+
+    def __init__(self, redis: aioredis.Redis, reader: aioredis.Redis, worker_id: str,
+                 pools: Iterable[tuple[str, str]], *, record_ttl: int) -> None:
+        self.redis = redis
+        self.reader = reader
+        self.worker_id = worker_id
+        self.pools = [(kind, model, keys.pool(kind, model)) for kind, model in pools]
+        self.record_ttl = record_ttl
+        self._start = redis.register_script(scripts.START)
+        self._emit = redis.register_script(scripts.EMIT)
+        self._finish = redis.register_script(scripts.FINISH)
+
+    async def setup(self) -> None:
+        """Create each pool's consumer group; from id 0, so jobs enqueued before any worker are served."""
+        for _, _, stream in self.pools:
+            try:
+                await self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def claim(self, count: int, block_ms: int) -> list[Claimed]:
+        """Up to `count` new jobs from this worker's pools, waiting at most `block_ms`."""
+        streams = {stream: ">" for _, _, stream in self.pools}
+        reply = await self.reader.xreadgroup(keys.GROUP, self.worker_id, streams,  # type: ignore[arg-type]
+                                             count=count, block=block_ms)
+        claimed = []
+        for stream, entries in reply or []:
+            for entry_id, fields in entries:
+                claimed.append(Claimed(Job.from_fields(fields), stream.decode(), entry_id.decode()))
+        return claimed
+
+    async def start(self, job: Job) -> bool:
+        """Mark the job active and tell its client; False when it was cancelled while waiting."""
+        started = await self._start(
+            keys=[keys.job(job.id), keys.events(job.id), keys.cancel_flag(job.id)],
+            args=[job.reply_to, job.id, self.worker_id, repr(time.time()), self.record_ttl])
+        return bool(started)
+
+    async def emit(self, job: Job, events: list[bytes]) -> None:
+        """Append events to the job's stream and publish them to its client, in one round trip."""
+        await self._emit(keys=[keys.events(job.id)], args=[job.reply_to, job.id, *events])
+
+    async def finish(self, claimed: Claimed, status: int, body: bytes, state: JobState) -> None:
+        """Record the job's end, send the final event and acknowledge its queue entry, atomically."""
+        job = claimed.job
+        await self._finish(
+            keys=[keys.job(job.id), keys.events(job.id), claimed.pool, keys.pool_stats(job.kind, job.model)],
+            args=[job.reply_to, job.id, end_event(status, body), state.value, claimed.entry_id, keys.GROUP,
+                  repr(time.time()), self.record_ttl, status])
+
+    async def heartbeat(self, info: dict[str, Any], ttl: float, held: Iterable[Claimed]) -> None:
+        """Publish the worker's state and keep its running entries from looking abandoned."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.WORKERS, {self.worker_id: now})
+            pipe.set(keys.worker(self.worker_id), orjson.dumps(info), ex=max(1, int(ttl)))
+            for c in held:
+                pipe.xclaim(c.pool, keys.GROUP, self.worker_id, 0, [c.entry_id], justid=True)
+            await pipe.execute()
+
+    async def announce_models(self, models: dict[str, dict[str, Any]]) -> None:
+        """Make the models this worker serves known to the api (validation, /v1/models)."""
+        await self.redis.hset(keys.MODELS, mapping={name: orjson.dumps(info) for name, info in models.items()})
+
+    async def leave(self) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.WORKERS, self.worker_id)
+            pipe.delete(keys.worker(self.worker_id))
+            await pipe.execute()
+
+    async def cancellations(self) -> AsyncIterator[str]:
+        """Job ids whose cancellation is requested, as they are published."""
+        pubsub = self.reader.pubsub()
+        await pubsub.subscribe(keys.CANCEL_CHANNEL)
+        try:
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if msg is not None:
+                    yield msg["data"].decode()
+        finally:
+            await pubsub.aclose()

@@ -1,0 +1,41 @@
+"""Every Redis key and channel name the system uses, in one place."""
+
+PREFIX = "gc"
+GROUP = "workers"  # the consumer group of every pool stream
+CANCEL_CHANNEL = f"{PREFIX}:cancel"  # pub/sub: job ids to cancel
+WORKERS = f"{PREFIX}:workers"  # zset: worker id -> last heartbeat (unix time)
+MODELS = f"{PREFIX}:models"  # hash: model name -> JSON model info announced by workers
+
+
+def pool(kind: str, model: str) -> str:
+    """Stream of waiting jobs for one (kind, model) pool."""
+    return f"{PREFIX}:pool:{kind}:{model}"
+
+
+def job(job_id: str) -> str:
+    """Hash: the job record (state, timings, worker, attempts)."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def events(job_id: str) -> str:
+    """Stream: the job's events, kept for replay after the job ends."""
+    return f"{PREFIX}:ev:{job_id}"
+
+
+def cancel_flag(job_id: str) -> str:
+    return f"{PREFIX}:cancel:{job_id}"
+
+
+def reply_channel(instance_id: str) -> str:
+    """Pub/sub channel of one api process: events of the jobs it submitted."""
+    return f"{PREFIX}:reply:{instance_id}"
+
+
+def worker(worker_id: str) -> str:
+    """String: JSON heartbeat of a worker, expiring when it stops beating."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+def pool_stats(kind: str, model: str) -> str:
+    """Hash: counters per pool (completed, failed, cancelled)."""
+    return f"{PREFIX}:stats:{kind}:{model}"

@@ -1,0 +1,52 @@
+"""Lua scripts: each state change of a job is one atomic round trip.
+
+Every event is appended to the job's event stream (for replay) and published on the reply channel of the
+api process waiting for it as `<job id><stream entry id> <event>`, so the api learns of it as Redis
+delivers it, without polling.
+"""
+
+TERMINAL = "local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end\n"
+
+# KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl.
+START = TERMINAL + """
+if redis.call('EXISTS', KEYS[3]) == 1 or terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'active', 'worker', ARGV[3], 'started', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local ev = 's' .. ARGV[3]
+local id = redis.call('XADD', KEYS[2], '*', 'e', ev)
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ev) end
+return 1
+"""
+
+# KEYS: events. ARGV: channel, job id, event...
+EMIT = """
+for i = 3, #ARGV do
+  local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+  if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ARGV[i]) end
+end
+return #ARGV - 2
+"""
+
+# KEYS: job, events, pool, stats. ARGV: channel, job id, end event, state, entry id, group, now, ttl, status.
+FINISH = TERMINAL + """
+redis.call('XACK', KEYS[3], ARGV[6], ARGV[5])
+redis.call('XDEL', KEYS[3], ARGV[5])
+if terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[4], 'finished', ARGV[7], 'status', ARGV[9])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ARGV[3]) end
+return 1
+"""
+
+# KEYS: job, cancel flag. ARGV: state for a job still waiting, ttl, now, cancel channel, job id.
+CANCEL = """
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == 'pending' then redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return st
+"""

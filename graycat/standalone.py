@@ -1,0 +1,132 @@
+"""`graycat up`: Redis (the configured one, or a private one), the api and an LLM worker on one machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import redis
+
+from graycat.config import Settings
+
+READY_TIMEOUT_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _reachable(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _token(settings: Settings, token_file: Path) -> str:
+    """The API token: API_TOKENS' first, or one generated once and kept in the data folder."""
+    if settings.api_tokens:
+        return settings.api_tokens[0]
+    if token_file.is_file():
+        return token_file.read_text().strip()
+    token = "gc-" + secrets.token_urlsafe(24)
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    return token
+
+
+def _start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    if binary is None:
+        raise SystemExit("graycat up: no Redis reachable at REDIS_URL and no redis-server or valkey-server on "
+                         "PATH; install one (apt install redis-server) or set REDIS_URL")
+    folder = data_dir / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder.resolve()),
+         "--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--logfile", "redis.log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        if _reachable(url):
+            return proc, url
+        if proc.poll() is not None:
+            raise SystemExit(f"graycat up: redis-server exited (see {folder / 'redis.log'})")
+        time.sleep(0.05)
+    proc.terminate()
+    raise SystemExit("graycat up: redis-server did not start")
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/health", timeout=2) as resp:
+            return b'"status":"ok"' in resp.read()
+    except OSError:
+        return False
+
+
+def up(settings: Settings, host: str, port: int) -> int:
+    """Run everything until Ctrl-C / SIGTERM or until a part dies; return an exit status."""
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token_file = data_dir / "api-token"
+    env = dict(os.environ, API_TOKENS=",".join(settings.api_tokens) or _token(settings, token_file))
+    procs: list[subprocess.Popen[bytes]] = []
+    redis_proc = None
+    stop = False
+
+    def _on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        url = settings.redis_url if settings.redis_url and _reachable(settings.redis_url) else None
+        if url is None:
+            redis_proc, url = _start_redis(data_dir)
+        env["REDIS_URL"] = url
+        me = [sys.executable, "-m", "graycat"]
+        procs.append(subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env))
+        procs.append(subprocess.Popen([*me, "worker", "llm"], env=env))
+        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not stop and not _ready(base):
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                print("graycat up: a part failed to start (see the messages above)", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        if not stop:
+            how = f"cat {token_file}" if not settings.api_tokens else "the first of API_TOKENS"
+            print(f"Graycat AI Server ready at http://{host}:{port} (API token: {how})", flush=True)
+        while not stop:
+            if any(p.poll() is not None for p in procs):
+                print("graycat up: a part exited; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                redis_proc.wait(timeout=10)

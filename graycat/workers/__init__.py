@@ -1,0 +1,1 @@
+"""Workers: pull jobs from the queue and run them on an engine."""

@@ -1,0 +1,1 @@
+"""Engines: what actually runs a job (llama.cpp for text)."""

@@ -1,0 +1,32 @@
+"""The interface every engine offers to the worker loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from graycat.jobs import Job
+
+Emit = Callable[[bytes], None]
+"""Hands one stream chunk (the JSON of an SSE `data:` line) to the client, without waiting."""
+
+
+class Engine(Protocol):
+    kind: str
+    slots: int
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        """Name -> info (kind, n_ctx per slot, ...) of each model this engine serves."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the worker's heartbeat."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
+        """Run `job`, emitting stream chunks; return (HTTP status, body). Cancelling the task stops it."""
+        ...
+
+    async def close(self) -> None: ...

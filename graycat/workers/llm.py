@@ -1,0 +1,48 @@
+"""`graycat worker llm`: a worker for text jobs on llama.cpp (embedded, or an external server by URL)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from graycat.config import DEFAULT_MODEL_NAME, Settings
+from graycat.queue.connection import connect
+from graycat.queue.consumer import Consumer
+from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
+from graycat.workers.engines.llama_http import LlamaHttpEngine
+from graycat.workers.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings) -> None:
+    """Run one LLM worker until SIGTERM / SIGINT, then finish the jobs it holds."""
+    embedded: EmbeddedLlamaServer | None = None
+    if settings.llama_url:
+        engine = LlamaHttpEngine(settings.llama_url, settings.model_name)
+    else:
+        path = settings.model or default_model_path()
+        name = settings.model_name or (DEFAULT_MODEL_NAME if settings.model is None else path.stem)
+        embedded = EmbeddedLlamaServer(path, alias=name, slots=settings.slots,
+                                       ctx_per_slot=settings.ctx_per_slot, threads=settings.threads,
+                                       gpu_layers=settings.gpu_layers)
+        engine = LlamaHttpEngine(await asyncio.to_thread(embedded.start), name)
+    await engine.start()
+    url = settings.resolved_redis_url()
+    redis, reader = connect(url), connect(url, blocking=True)
+    worker_id = Worker.new_id("llm")
+    consumer = Consumer(redis, reader, worker_id, [("llm", m) for m in engine.models()],
+                        record_ttl=int(settings.queue_timeout + settings.job_timeout) + settings.result_ttl)
+    worker = Worker(consumer, engine)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await engine.close()
+        await redis.aclose()
+        await reader.aclose()
+        if embedded is not None:
+            embedded.stop()

@@ -1,0 +1,173 @@
+"""The worker loop: claim jobs while slots are free, run them on the engine, stream events, heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from graycat import __version__
+from graycat.jobs import CHUNK, JobState
+from graycat.queue.consumer import Claimed, Consumer
+from graycat.workers.engines.base import Engine
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 2.0
+HEARTBEAT_TTL_S = 10.0
+CLAIM_BLOCK_MS = 1000  # an idle worker re-checks for a stop request this often
+
+
+class Emitter:
+    """Sends a job's chunks in order; chunks that arrive while a write is in flight go in the next one."""
+
+    def __init__(self, consumer: Consumer, claimed: Claimed) -> None:
+        self._consumer = consumer
+        self._job = claimed.job
+        self._pending: list[bytes] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    def __call__(self, chunk: bytes) -> None:
+        self._pending.append(CHUNK + chunk)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._consumer.emit(self._job, batch)
+        finally:
+            self._flushing = None
+
+    async def drain(self) -> None:
+        """Wait until every chunk handed over so far is in Redis."""
+        while self._flushing is not None:
+            await asyncio.shield(self._flushing)
+
+
+def _error_body(status: int, message: str, kind: str) -> bytes:
+    return orjson.dumps({"error": {"code": status, "message": message, "type": kind}})
+
+
+class Worker:
+    """Runs jobs of its engine's pools until asked to stop, then finishes what it holds."""
+
+    def __init__(self, consumer: Consumer, engine: Engine, *, host: str | None = None) -> None:
+        self.consumer = consumer
+        self.engine = engine
+        self.id = consumer.worker_id
+        self.host = host or socket.gethostname()
+        self._stopping = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._held: dict[str, Claimed] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._engine_tasks: dict[str, asyncio.Task[tuple[int, bytes]]] = {}
+        self._cancelled: set[str] = set()
+        self.started_at = time.time()
+
+    @staticmethod
+    def new_id(kind: str) -> str:
+        return f"{kind}-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+    def stop(self) -> None:
+        """Stop claiming; jobs already held run to their end."""
+        if not self._stopping.is_set():
+            log.info("worker %s stopping: finishing %d job(s)", self.id, len(self._held))
+        self._stopping.set()
+        self._slot_free.set()
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.engine.kind, "models": list(self.engine.models()),
+                "slots": self.engine.slots, "busy": len(self._held), "jobs": list(self._held),
+                "host": self.host, "version": __version__, "started": self.started_at,
+                "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats()}
+
+    async def run(self) -> None:
+        await self.consumer.setup()
+        await self.consumer.announce_models(self.engine.models())
+        await self.consumer.heartbeat(self.info(), HEARTBEAT_TTL_S, ())
+        helpers = [asyncio.create_task(self._heartbeats(), name="heartbeat"),
+                   asyncio.create_task(self._listen_cancel(), name="cancel-listener")]
+        log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
+        try:
+            await self._claim_loop()
+            if self._tasks:
+                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self.consumer.leave()
+        log.info("worker %s stopped", self.id)
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            free = self.engine.slots - len(self._held)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            for claimed in await self.consumer.claim(free, CLAIM_BLOCK_MS):
+                self._held[claimed.job.id] = claimed
+                self._tasks[claimed.job.id] = asyncio.create_task(self._run(claimed))
+
+    async def _run(self, claimed: Claimed) -> None:
+        job = claimed.job
+        status, body, state = 499, b"", JobState.CANCELLED
+        try:
+            if await self.consumer.start(job):
+                emitter = Emitter(self.consumer, claimed)
+                engine_task = asyncio.create_task(self.engine.run(job, emitter))
+                self._engine_tasks[job.id] = engine_task
+                if job.id in self._cancelled:
+                    engine_task.cancel()
+                try:
+                    status, body = await engine_task
+                    state = JobState.COMPLETED if status < 400 else JobState.FAILED
+                except asyncio.CancelledError:
+                    if not engine_task.cancelled() or job.id not in self._cancelled:
+                        raise
+                    status, body, state = 499, _error_body(499, "cancelled", "cancelled"), JobState.CANCELLED
+                except Exception as exc:
+                    log.exception("job %s failed on the engine", job.id)
+                    status, body, state = 502, _error_body(502, str(exc), "server_error"), JobState.FAILED
+                await emitter.drain()
+            await self.consumer.finish(claimed, status, body, state)
+            log.debug("job %s %s (%d)", job.id, state.value, status)
+        except Exception:
+            log.exception("could not report the end of job %s; it stays pending for reclaim", job.id)
+        finally:
+            self._held.pop(job.id, None)
+            self._tasks.pop(job.id, None)
+            self._engine_tasks.pop(job.id, None)
+            self._cancelled.discard(job.id)
+            self._slot_free.set()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self.consumer.heartbeat(self.info(), HEARTBEAT_TTL_S, list(self._held.values()))
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    async def _listen_cancel(self) -> None:
+        while True:
+            try:
+                async for job_id in self.consumer.cancellations():
+                    if job_id in self._held and job_id not in self._cancelled:
+                        self._cancelled.add(job_id)
+                        task = self._engine_tasks.get(job_id)
+                        if task is not None:
+                            task.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cancel listener lost Redis (%s); retrying", exc)
+                await asyncio.sleep(1.0)
