@@ -59,6 +59,8 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     where = ".".join(loc)
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON", None
+    if first.get("type") == "model_attributes_type" and not loc:
+        return "the request body must be a JSON object, sent with Content-Type: application/json", None
     msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return (f"{where}: {msg}" if where else msg), (where or None)
 

@@ -5,7 +5,9 @@ api process waiting for it as `<job id><stream entry id> <event>`, so the api le
 delivers it, without polling.
 """
 
-TERMINAL = "local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end\n"
+TERMINAL = """
+local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
+"""
 
 # KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl.
 START = TERMINAL + """
