@@ -1,0 +1,331 @@
+"""Gateway overhead: the llama.cpp engine called directly vs the same requests through graycat, in one run.
+
+Everything is real: a private redis-server, the embedded xllamacpp engine (in this process, configured as
+`graycat worker llm` configures it), and `graycat api` + `graycat worker llm --llama-url <engine>` as
+subprocesses, so both sides hit the same engine instance. Direct and gateway requests are interleaved so
+that drift (thermal, other load) hits both equally.
+
+    .venv/bin/python -m benchmarks.gateway_overhead [--quick]
+
+Prints a markdown table and writes benchmarks/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+MODEL_NAME = "SmolLM2-135M-Instruct"
+TOKEN = "bench"
+JSON_HEADERS = {"Content-Type": "application/json"}
+GATEWAY_HEADERS = {**JSON_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+
+ONE_TOKEN = {"prompt": "Hello", "n_predict": 1, "cache_prompt": True}
+TTFT = {"prompt": "Once upon a time, in a small village by the sea,", "n_predict": 8, "stream": True}
+THROUGHPUT = {"prompt": "Write a long story about a cat who learns to fly.", "n_predict": 128,
+              "ignore_eos": True, "stream": True}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One side of the comparison: a base URL and the headers its requests carry."""
+
+    name: str
+    url: str
+    headers: dict[str, str]
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    metric: str
+    direct: float
+    gateway: float
+    unit: str
+    added: float  # gateway - direct, or gateway / direct when `ratio`
+    ratio: bool
+    goal: float
+    met: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    """A TCP port that is free on the loopback interface right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout:g} s")
+
+
+@contextlib.contextmanager
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a subprocess (its output to `log`) for the duration of the block; terminate, then kill, it after."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                start_new_session=True)  # Ctrl-C reaches us only; we stop it in order
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _raise_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# ----------------------------------------------------------------------------------------------- client
+
+
+async def completion(session: aiohttp.ClientSession, target: Target, body: bytes) -> float:
+    """One non-streaming request; returns its latency in seconds."""
+    t0 = time.perf_counter()
+    async with session.post(target.url + "/completion", data=body, headers=target.headers) as resp:
+        await resp.read()
+        elapsed = time.perf_counter() - t0
+        if resp.status != 200:
+            raise RuntimeError(f"{target.name}: /completion answered {resp.status}")
+    return elapsed
+
+
+async def stream(session: aiohttp.ClientSession, target: Target, body: bytes) -> tuple[float, int]:
+    """One streamed request on a fresh connection; returns (seconds to the first `data: ` event, content events).
+
+    The first event is timed as soon as its bytes arrive (before the rest of its line); content events are
+    `data:` events whose chunk is not the final one (`"stop": false`).
+    """
+    t0 = time.perf_counter()
+    async with session.post(target.url + "/completion", data=body, headers=target.headers) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"{target.name}: streamed /completion answered {resp.status}: {await resp.read()!r}")
+        first = await resp.content.readexactly(6)  # both sides begin with the event itself
+        ttft = time.perf_counter() - t0
+        if first != b"data: ":
+            raise RuntimeError(f"{target.name}: stream starts with {first!r}")
+        rest = first + await resp.content.read()
+    events = 0
+    for line in rest.split(b"\n"):
+        if line.startswith(b"data: ") and not orjson.loads(line[6:]).get("stop", False):
+            events += 1
+    return ttft, events
+
+
+def pct(samples: list[float], p: int) -> float:
+    """The p-th percentile (inclusive, linear interpolation)."""
+    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
+
+
+async def interleaved(targets: tuple[Target, Target], n: int,
+                      once: Callable[[Target], Awaitable[float]]) -> dict[str, list[float]]:
+    """`n` samples per target, alternating targets and which goes first on each round."""
+    out: dict[str, list[float]] = {t.name: [] for t in targets}
+    for i in range(n):
+        for t in targets if i % 2 == 0 else targets[::-1]:
+            out[t.name].append(await once(t))
+    return out
+
+
+async def throughput(session: aiohttp.ClientSession, target: Target, concurrency: int) -> tuple[int, float]:
+    """`concurrency` 128-token streams at once; returns (content events, wall seconds)."""
+    body = orjson.dumps(THROUGHPUT)
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(stream(session, target, body) for _ in range(concurrency)))
+    return sum(events for _, events in results), time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------------ measurements
+
+
+async def measure(direct: Target, gateway: Target, n: int, rounds: int) -> list[Row]:
+    """Run every measurement, interleaved, after a warm-up; return the table rows."""
+    pair = (direct, gateway)
+    one = orjson.dumps(ONE_TOKEN)
+    ttft_body = orjson.dumps(TTFT)
+    timeout = aiohttp.ClientTimeout(total=300)
+    keep = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
+    fresh = aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 20,
+                                  connector=aiohttp.TCPConnector(limit=0, force_close=True))
+    rows: list[Row] = []
+    async with keep, fresh:
+        print("warming up", file=sys.stderr)
+        await interleaved(pair, 10, lambda t: completion(keep, t, one))
+        await interleaved(pair, 3, lambda t: _first(stream(fresh, t, ttft_body)))
+        for t in pair:
+            await throughput(fresh, t, 4)
+
+        print(f"a. {n} x 1-token completions each way", file=sys.stderr)
+        lat = await interleaved(pair, n, lambda t: completion(keep, t, one))
+        d, g = (sorted(x * 1e3 for x in lat[t.name]) for t in pair)
+        rows.append(_diff("1-token completion p50", pct(d, 50), pct(g, 50), "ms", 2.0, n=n))
+        rows.append(_diff("1-token completion p99", pct(d, 99), pct(g, 99), "ms", 10.0, n=n))
+
+        print(f"b. {n} x streamed time to first token each way", file=sys.stderr)
+        ttft = await interleaved(pair, n, lambda t: _first(stream(fresh, t, ttft_body)))
+        d, g = (sorted(x * 1e3 for x in ttft[t.name]) for t in pair)
+        rows.append(_diff("stream TTFT p50", pct(d, 50), pct(g, 50), "ms", 3.0, n=n,
+                          p99_direct=pct(d, 99), p99_gateway=pct(g, 99)))
+
+        for concurrency in (1, 4):
+            print(f"c. {rounds} rounds x {concurrency} concurrent 128-token streams each way", file=sys.stderr)
+            totals = {t.name: [0, 0.0] for t in pair}
+            per_round: dict[str, list[float]] = {t.name: [] for t in pair}
+            for r in range(rounds):
+                for t in pair if r % 2 == 0 else pair[::-1]:
+                    events, secs = await throughput(fresh, t, concurrency)
+                    if events != 128 * concurrency:
+                        raise RuntimeError(f"{t.name}: {events} content events, expected {128 * concurrency}")
+                    totals[t.name][0] += events
+                    totals[t.name][1] += secs
+                    per_round[t.name].append(round(events / secs, 1))
+            dtps, gtps = (totals[t.name][0] / totals[t.name][1] for t in pair)
+            rows.append(Row(f"stream tok/s, {concurrency} concurrent", dtps, gtps, "tok/s", gtps / dtps, True,
+                            0.97, gtps / dtps >= 0.97, {"rounds": rounds, "per_round": per_round}))
+    return rows
+
+
+async def _first(pair: Awaitable[tuple[float, int]]) -> float:
+    return (await pair)[0]
+
+
+def _diff(metric: str, direct: float, gateway: float, unit: str, goal: float, **extra: Any) -> Row:
+    added = gateway - direct
+    return Row(metric, direct, gateway, unit, added, False, goal, added <= goal, extra)
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a markdown table."""
+    lines = ["| metric | direct | gateway | added/ratio | goal | met? |", "|---|---:|---:|---:|---|:---:|"]
+    for r in rows:
+        added = f"x{r.added:.3f}" if r.ratio else f"{r.added:+.2f} {r.unit}"
+        goal = f"ratio >= {r.goal:g}" if r.ratio else f"added <= {r.goal:g} {r.unit}"
+        lines.append(f"| {r.metric} | {r.direct:.2f} {r.unit} | {r.gateway:.2f} {r.unit} | {added} | {goal} "
+                     f"| {'yes' if r.met else 'NO'} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def run(n: int, rounds: int) -> dict[str, Any]:
+    """Set everything up, measure, tear everything down; return the results."""
+    redis_port, api_port = free_port(), free_port()
+    logs = Path(tempfile.mkdtemp(prefix="graycat-bench-"))
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "API_TOKENS": TOKEN,
+           "LOG_LEVEL": "WARNING"}
+    env.pop("GRAYCAT_MODEL", None)
+    bin_dir = Path(sys.executable).parent
+    load_before = os.getloadavg()
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(spawn(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], logs / "redis.log"))
+        _wait_port(redis_port, redis, 10)
+        print("loading the engine", file=sys.stderr)
+        engine = EmbeddedLlamaServer(default_model_path(), alias=MODEL_NAME, slots=4, ctx_per_slot=1024,
+                                     threads=None, gpu_layers=0)
+        engine_url = engine.start().rstrip("/")
+        stack.callback(engine.stop)
+        api = stack.enter_context(spawn([str(bin_dir / "graycat"), "api", "--port", str(api_port)],
+                                        logs / "api.log", env))
+        worker = stack.enter_context(spawn(
+            [str(bin_dir / "graycat"), "worker", "llm", "--llama-url", engine_url, "--model-name", MODEL_NAME],
+            logs / "worker.log", env))
+        gateway_url = f"http://127.0.0.1:{api_port}"
+        _wait_health(gateway_url, (api, worker), logs)
+        print(f"engine {engine_url}, gateway {gateway_url}, logs in {logs}", file=sys.stderr)
+        rows = asyncio.run(measure(Target("direct", engine_url, JSON_HEADERS),
+                                   Target("gateway", gateway_url, GATEWAY_HEADERS), n, rounds))
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "requests": n, "rounds": rounds,
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
+                 "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "engine": {"model": MODEL_NAME, "slots": 4, "ctx_per_slot": 1024, "threads": engine.threads},
+        "rows": [r.__dict__ for r in rows],
+        "all_met": all(r.met for r in rows),
+    }
+
+
+def _wait_health(url: str, procs: tuple[subprocess.Popen[bytes], ...], logs: Path, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{p.args!r} exited with {p.returncode}; see the logs in {logs}")
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                if json.loads(resp.read()).get("status") == "ok":
+                    return
+        time.sleep(0.1)
+    raise TimeoutError(f"the gateway at {url} was not healthy after {timeout:g} s; see the logs in {logs}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gateway_overhead", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="40 requests per measurement and 2 rounds")
+    parser.add_argument("-n", "--requests", type=int, help="requests per side for a. and b. (default 200)")
+    parser.add_argument("--rounds", type=int, help="throughput rounds per side (default 3)")
+    args = parser.parse_args()
+    n = args.requests or (40 if args.quick else 200)
+    rounds = args.rounds or (2 if args.quick else 3)
+    signal.signal(signal.SIGTERM, _raise_sigterm)
+    try:
+        results = run(n, rounds)
+    except KeyboardInterrupt:
+        print("interrupted; everything was stopped", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(table([Row(**r) for r in results["rows"]]))
+    load = results["host"]
+    print(f"\n{n} requests per side, {rounds} throughput rounds; load average before {load['loadavg_before'][0]:.2f},"
+          f" after {load['loadavg_after'][0]:.2f} on {load['cpus']} CPUs")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

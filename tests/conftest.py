@@ -1,0 +1,183 @@
+"""Fixtures: a private redis-server per test session, and real `graycat` processes started against it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+TOKEN = "test-token-1"
+MODEL = "SmolLM2-135M-Instruct"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class RedisServer:
+    port: int
+    folder: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server must be on PATH (apt install redis-server)"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self.ping, 10, "redis-server")
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=5)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Proc:
+    """A `graycat` subprocess with its output in a log file."""
+
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] = field(init=False)
+
+    def start(self) -> Proc:
+        self.proc = subprocess.Popen([sys.executable, "-m", "graycat", *self.args], env=self.env,
+                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+class Cluster:
+    """Starts `graycat api` and `graycat worker` processes that share one Redis; stops them all at the end."""
+
+    def __init__(self, redis_server: RedisServer, folder: Path) -> None:
+        self.redis = redis_server
+        self.folder = folder
+        self.procs: list[Proc] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "API_TOKENS", "GRAYCAT_MODEL"}}
+        env.update(REDIS_URL=self.redis.url, API_TOKENS=TOKEN, LOG_LEVEL="INFO", LLM_THREADS="2")
+        env.update(extra)
+        return env
+
+    def spawn(self, name: str, args: list[str], **env: str) -> Proc:
+        proc = Proc(args, self.env(**env), self.folder / f"{name}-{len(self.procs)}.log").start()
+        self.procs.append(proc)
+        return proc
+
+    def api(self, **env: str) -> tuple[Proc, str]:
+        port = free_port()
+        proc = self.spawn("api", ["api", "--port", str(port)], **env)
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            assert proc.alive(), proc.output()
+            try:
+                return httpx.get(base + "/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 30, "graycat api")
+        return proc, base
+
+    def worker(self, *args: str, **env: str) -> Proc:
+        proc = self.spawn("worker", ["worker", "llm", "--slots", "2", "--ctx-size", "512", *args], **env)
+        wait_until(lambda: self._ready(proc), 60, "graycat worker")
+        return proc
+
+    @staticmethod
+    def _ready(proc: Proc) -> bool:
+        assert proc.alive(), proc.output()
+        return " ready: " in proc.output()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            proc.stop(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def cluster(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(redis_server, tmp_path_factory.mktemp("procs"))
+    yield c
+    c.stop_all()
+
+
+@dataclass
+class Gateway:
+    base: str
+    api: Proc
+    worker: Proc
+
+    def client(self, token: str | None = TOKEN, **kw: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base, headers=headers, timeout=60, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def gateway(cluster: Cluster) -> Gateway:
+    """One api and one worker on the default model, shared by the tests of a session."""
+    worker = cluster.worker()
+    api, base = cluster.api()
+    return Gateway(base, api, worker)

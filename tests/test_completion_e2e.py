@@ -1,0 +1,122 @@
+"""llama.cpp native `/completion` through real api and worker processes, checked down to the bytes."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from graycat.queue import keys
+from tests.conftest import TOKEN, Gateway, wait_until
+from tests.rawhttp import ChunkedResponse
+
+pytestmark = pytest.mark.e2e
+
+
+def test_non_streaming_completion_returns_the_engines_answer(gateway: Gateway) -> None:
+    with gateway.client() as http:
+        resp = http.post("/completion", json={"prompt": "Once upon a time", "n_predict": 12, "ignore_eos": True,
+                                              "seed": 1})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["content"] and body["stop"] is True
+    assert body["tokens_predicted"] == 12 and body["tokens_evaluated"] > 0
+    assert body["timings"]["predicted_n"] == 12
+    assert resp.headers["x-job-id"] and resp.headers["x-worker-id"].startswith("llm-")
+    assert resp.headers["x-request-id"]
+
+
+def test_stream_sends_one_event_per_http_chunk(gateway: Gateway) -> None:
+    resp = ChunkedResponse(gateway.base, "/completion",
+                           {"prompt": "The capital of France is", "n_predict": 16, "ignore_eos": True,
+                            "stream": True}, TOKEN)
+    try:
+        assert resp.status == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        chunks = list(resp.chunks())
+    finally:
+        resp.close()
+    events = []
+    for chunk in chunks:
+        # exactly `data: <one JSON object>\n\n`: no comments, no event:/id: lines, no [DONE]
+        assert chunk.startswith(b"data: ") and chunk.endswith(b"\n\n"), chunk
+        assert chunk.count(b"\n") == 2, chunk
+        events.append(orjson.loads(chunk[6:-2]))
+    assert len(events) == 17
+    partial, final = events[:-1], events[-1]
+    assert all(e["stop"] is False and e["content"] and isinstance(e["tokens"], list) for e in partial)
+    assert final["content"] == "" and final["stop"] is True and final["tokens_predicted"] == 16
+    assert b"[DONE]" not in b"".join(chunks)
+
+
+def test_stream_text_equals_the_non_streamed_text_for_a_fixed_seed(gateway: Gateway) -> None:
+    body = {"prompt": "Write a word:", "n_predict": 10, "seed": 42, "temperature": 0, "ignore_eos": True}
+    with gateway.client() as http:
+        whole = http.post("/completion", json=body).json()["content"]
+        with http.stream("POST", "/completion", json={**body, "stream": True}) as resp:
+            text = "".join(orjson.loads(line[6:])["content"] for line in resp.iter_lines() if line)
+    assert text == whole
+
+
+def test_n_predict_zero_returns_at_once(gateway: Gateway) -> None:
+    with gateway.client() as http:
+        resp = http.post("/completion", json={"prompt": "warm up", "n_predict": 0})
+    assert resp.status_code == 200 and resp.json()["stop"] is True
+
+
+def test_plural_alias_and_model_names(gateway: Gateway) -> None:
+    with gateway.client() as http:
+        for body in ({"prompt": "a", "n_predict": 1}, {"prompt": "a", "n_predict": 1, "model": "default"},
+                     {"prompt": "a", "n_predict": 1, "model": "SmolLM2-135M-Instruct"}):
+            assert http.post("/completions", json=body).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "status", "needle"), [
+    (b'{"prompt": "x", ', 422, "not valid JSON"),
+    (b'["prompt"]', 422, "JSON object"),
+    (b'{"prompt": "x", "n_predict": "lots"}', 422, "n_predict"),
+    (b'{"n_predict": 3}', 422, "prompt"),
+    (b'{"prompt": ""}', 422, "empty"),
+    (b'{"prompt": "x", "model": "no-such-model"}', 404, "no-such-model"),
+    (b'{"prompt": "x", "n_predict": 100000}', 400, "context"),
+])
+def test_bad_input_is_refused_before_anything_is_enqueued(gateway: Gateway, redis_server, body: bytes,
+                                                          status: int, needle: str) -> None:
+    pool = keys.pool("llm", "SmolLM2-135M-Instruct")
+    before = redis_server.client().xinfo_stream(pool)["last-generated-id"]
+    with gateway.client() as http:
+        resp = http.post("/completion", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == status
+    err = resp.json()["error"]
+    assert err["code"] == status and needle in err["message"] and err["type"]
+    assert redis_server.client().xinfo_stream(pool)["last-generated-id"] == before
+
+
+def test_streaming_errors_come_before_the_stream(gateway: Gateway) -> None:
+    resp = ChunkedResponse(gateway.base, "/completion", {"prompt": "x", "stream": True, "model": "nope"}, TOKEN)
+    try:
+        assert resp.status == 404
+        assert resp.headers["content-type"] == "application/json"
+        assert orjson.loads(resp.body())["error"]["code"] == 404
+    finally:
+        resp.close()
+
+
+def test_client_disconnect_cancels_the_job(gateway: Gateway, redis_server) -> None:
+    resp = ChunkedResponse(gateway.base, "/completion",
+                           {"prompt": "Tell me a very long story.", "n_predict": 450, "ignore_eos": True,
+                            "stream": True}, TOKEN)
+    stream = resp.chunks()
+    for _ in range(3):
+        next(stream)
+    job_id = resp.headers["x-job-id"]
+    resp.close()
+    r = redis_server.client()
+    wait_until(lambda: r.hget(keys.job(job_id), "state") == b"cancelled", 10, "the job to be cancelled")
+    produced = r.xlen(keys.events(job_id))
+    time.sleep(0.5)
+    assert r.xlen(keys.events(job_id)) == produced  # the engine stopped generating for it
+    assert produced < 200
+    with gateway.client() as http:  # the slot is free again: the next request is served at once
+        assert http.post("/completion", json={"prompt": "ok", "n_predict": 2}).status_code == 200

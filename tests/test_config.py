@@ -1,0 +1,45 @@
+"""Configuration: the original deployment's names, and clear failures that name the setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from graycat.config import ConfigError, load_settings
+
+
+def test_tokens_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_TOKENS", " a1, b2 ,,c3")
+    assert load_settings().api_tokens == ["a1", "b2", "c3"]
+
+
+def test_redis_url_from_host_port_and_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("REDIS_HOST", "queue.example")
+    monkeypatch.setenv("REDIS_PORT", "6380")
+    monkeypatch.setenv("REDIS_PASS", "p@ss/word")
+    assert load_settings().resolved_redis_url() == "redis://:p%40ss%2Fword@queue.example:6380/0"
+
+
+def test_redis_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "rediss://remote:6390/1")
+    monkeypatch.setenv("REDIS_HOST", "ignored")
+    assert load_settings().resolved_redis_url() == "rediss://remote:6390/1"
+
+
+@pytest.mark.parametrize(("name", "value"), [("REDIS_PORT", "not-a-port"), ("GPU_LAYERS", "-5"),
+                                             ("REDIS_URL", "http://x"), ("LOG_LEVEL", "loud")])
+def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+def test_cli_refuses_invalid_configuration_at_start() -> None:
+    env = {"REDIS_PORT": "seventy", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "graycat", "api"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "REDIS_PORT" in proc.stderr

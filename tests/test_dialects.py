@@ -1,0 +1,59 @@
+"""Dialect translation and error shapes, without servers."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from graycat.api.dialects import llamacpp, openai
+from graycat.api.errors import error_body
+
+
+def test_llamacpp_completion_keeps_unknown_fields_and_maps_to_engine() -> None:
+    req = llamacpp.CompletionRequest.model_validate(
+        {"prompt": "hi", "stream": True, "n_predict": 12, "tfs_z": 0, "penalty_prompt": "", "messages": []})
+    spec = llamacpp.completion_job(req)
+    assert (spec.endpoint, spec.stream, spec.model, spec.max_new_tokens) == ("/completion", True, None, 12)
+    assert llamacpp.completion_job(llamacpp.CompletionRequest(prompt="x")).max_new_tokens is None
+
+
+@pytest.mark.parametrize("body", [{}, {"prompt": ""}, {"prompt": []}, {"prompt": "x", "n_predict": "many"},
+                                  {"prompt": "x", "stream": "perhaps"}])
+def test_llamacpp_rejects_bad_bodies(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        llamacpp.CompletionRequest.model_validate(body)
+
+
+def test_sse_event_is_one_data_line_and_a_blank_line() -> None:
+    assert llamacpp.sse_event(b'{"content":"a"}') == b'data: {"content":"a"}\n\n'
+
+
+def test_openai_chat_uses_max_completion_tokens_first() -> None:
+    req = openai.ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5,
+         "max_completion_tokens": 7, "tools": []})
+    spec = openai.chat_job(req)
+    assert (spec.endpoint, spec.model, spec.max_new_tokens) == ("/v1/chat/completions", "m", 7)
+
+
+@pytest.mark.parametrize("body", [{"messages": []}, {"messages": [{"content": "no role"}]},
+                                  {"messages": [{"role": "user"}], "n": 0}])
+def test_openai_chat_rejects_bad_bodies(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        openai.ChatCompletionRequest.model_validate(body)
+
+
+def test_openai_model_list_shape() -> None:
+    listed = openai.model_list({"b": {"kind": "llm"}, "a": {"kind": "llm", "n_ctx": 512}})
+    assert listed["object"] == "list"
+    assert [m["id"] for m in listed["data"]] == ["a", "b"]
+    assert all(m["object"] == "model" for m in listed["data"])
+
+
+def test_error_shapes_follow_the_dialect() -> None:
+    native = orjson.loads(error_body("/completion", 404, "gone", "model_not_found"))
+    assert native == {"error": {"code": 404, "message": "gone", "type": "not_found_error"}}
+    oai = orjson.loads(error_body("/v1/chat/completions", 404, "gone", "model_not_found", "model"))
+    assert oai == {"error": {"message": "gone", "type": "not_found_error", "param": "model",
+                             "code": "model_not_found"}}

@@ -1,0 +1,103 @@
+"""The queue on a real Redis, with no engine: ordering, slots, cancel, replay after a lost connection."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
+from graycat.queue import keys
+from graycat.queue.client import JobQueue
+from graycat.queue.connection import connect
+from graycat.queue.consumer import Consumer
+from graycat.queue.hub import EventHub
+from tests.conftest import RedisServer
+
+
+@pytest.fixture
+async def parts(redis_server: RedisServer) -> AsyncIterator[tuple[JobQueue, Consumer, str]]:
+    model = f"m-{uuid.uuid4().hex[:8]}"  # a pool of its own
+    redis, reader = connect(redis_server.url), connect(redis_server.url, blocking=True)
+    hub = EventHub(redis_server.url, uuid.uuid4().hex)
+    await hub.start()
+    await asyncio.wait_for(hub.connected.wait(), 5)
+    consumer = Consumer(redis, reader, f"w-{model}", [("llm", model)], record_ttl=60)
+    await consumer.setup()
+    yield JobQueue(redis, hub, record_ttl=60), consumer, model
+    await hub.stop()
+    await redis.aclose()
+    await reader.aclose()
+
+
+def job(model: str, stream: bool = True) -> Job:
+    return Job(kind="llm", model=model, endpoint="/completion", body=b'{"prompt":"x"}', stream=stream)
+
+
+async def test_events_arrive_in_order_and_the_record_follows(parts: tuple[JobQueue, Consumer, str]) -> None:
+    queue, consumer, model = parts
+    sub = await queue.submit(job(model))
+    [claimed] = await consumer.claim(4, 1000)
+    assert claimed.job.id == sub.job_id and claimed.job.body == b'{"prompt":"x"}'
+    assert await consumer.start(claimed.job)
+    for i in range(50):
+        await consumer.emit(claimed.job, [CHUNK + b"%d" % i])
+    await consumer.finish(claimed, 200, b"", JobState.COMPLETED)
+    events = [await sub.next(2) for _ in range(52)]
+    assert events[0] == START + consumer.worker_id.encode()
+    assert events[1:51] == [CHUNK + b"%d" % i for i in range(50)]
+    assert events[51][:1] == END and parse_end(events[51][1:]) == (200, b"")
+    record = await queue.redis.hgetall(keys.job(sub.job_id))
+    assert record[b"state"] == b"completed" and record[b"worker"] == consumer.worker_id.encode()
+    assert 0 < await queue.redis.ttl(keys.job(sub.job_id)) <= 60
+    assert await queue.redis.xlen(keys.pool("llm", model)) == 0  # acknowledged and removed
+
+
+async def test_claim_takes_no_more_than_the_free_slots(parts: tuple[JobQueue, Consumer, str]) -> None:
+    queue, consumer, model = parts
+    for _ in range(5):
+        await queue.submit(job(model))
+    assert len(await consumer.claim(2, 100)) == 2
+    assert len(await consumer.claim(10, 100)) == 3
+    assert await consumer.claim(10, 50) == []
+
+
+async def test_a_job_cancelled_while_waiting_never_starts(parts: tuple[JobQueue, Consumer, str]) -> None:
+    queue, consumer, model = parts
+    sub = await queue.submit(job(model))
+    await queue.cancel(sub.job_id)
+    [claimed] = await consumer.claim(1, 1000)
+    assert not await consumer.start(claimed.job)
+    await consumer.finish(claimed, 499, b"", JobState.CANCELLED)
+    assert await queue.redis.hget(keys.job(sub.job_id), "state") == b"cancelled"
+    assert sub.queue.empty()  # the client, which cancelled, hears nothing more
+
+
+async def test_a_finished_job_cannot_answer_twice(parts: tuple[JobQueue, Consumer, str]) -> None:
+    queue, consumer, model = parts
+    sub = await queue.submit(job(model, stream=False))
+    [claimed] = await consumer.claim(1, 1000)
+    assert await consumer.start(claimed.job)
+    await consumer.finish(claimed, 200, b'{"content":"one"}', JobState.COMPLETED)
+    await consumer.finish(claimed, 200, b'{"content":"two"}', JobState.COMPLETED)
+    assert (await sub.next(2))[:1] == START
+    assert parse_end((await sub.next(2))[1:]) == (200, b'{"content":"one"}')
+    await asyncio.sleep(0.2)
+    assert sub.queue.empty()
+
+
+async def test_hub_replays_what_it_missed_while_disconnected(parts: tuple[JobQueue, Consumer, str]) -> None:
+    queue, consumer, model = parts
+    sub = await queue.submit(job(model))
+    [claimed] = await consumer.claim(1, 1000)
+    await consumer.start(claimed.job)
+    await consumer.emit(claimed.job, [CHUNK + b"before"])
+    assert (await sub.next(2))[:1] == START and await sub.next(2) == CHUNK + b"before"
+    await queue.redis.client_kill_filter(_type="pubsub")  # cut the hub's connection
+    await consumer.emit(claimed.job, [CHUNK + b"during-1", CHUNK + b"during-2"])
+    await consumer.finish(claimed, 200, b"", JobState.COMPLETED)
+    got = [await sub.next(10) for _ in range(3)]
+    assert got[:2] == [CHUNK + b"during-1", CHUNK + b"during-2"]
+    assert got[2][:1] == END
