@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     slots: int = Field(4, ge=1, le=256, validation_alias="LLM_SLOTS")
     ctx_per_slot: int = Field(2048, ge=64, validation_alias="LLM_CTX_PER_SLOT")
     threads: int | None = Field(None, ge=1, validation_alias="LLM_THREADS")
+    poll: int = Field(0, ge=0, le=100, validation_alias="LLM_POLL",
+                      description="llama.cpp busy-wait level 0-100; 0 lets idle engine threads sleep.")
     gpu_layers: int = Field(0, ge=-1, validation_alias="GPU_LAYERS",
                             description="Layers offloaded to the GPU (-1: all).")
 

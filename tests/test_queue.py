@@ -101,3 +101,13 @@ async def test_hub_replays_what_it_missed_while_disconnected(parts: tuple[JobQue
     got = [await sub.next(10) for _ in range(3)]
     assert got[:2] == [CHUNK + b"during-1", CHUNK + b"during-2"]
     assert got[2][:1] == END
+
+
+async def test_a_released_job_goes_back_to_the_pool(parts: tuple[JobQueue, Consumer, str]) -> None:
+    queue, consumer, model = parts
+    sub = await queue.submit(job(model))
+    [claimed] = await consumer.claim(1, 1000)
+    await consumer.release(claimed)
+    [again] = await consumer.claim(1, 1000)
+    assert again.job.id == sub.job_id and again.entry_id != claimed.entry_id
+    assert await queue.redis.hget(keys.job(sub.job_id), "state") == b"pending"

@@ -58,6 +58,14 @@ class Consumer:
                 claimed.append(Claimed(Job.from_fields(fields), stream.decode(), entry_id.decode()))
         return claimed
 
+    async def release(self, claimed: Claimed) -> None:
+        """Give back a job this worker will not run: it goes to the end of its pool for another worker."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(claimed.pool, claimed.job.to_fields())  # type: ignore[arg-type]
+            pipe.xack(claimed.pool, keys.GROUP, claimed.entry_id)
+            pipe.xdel(claimed.pool, claimed.entry_id)
+            await pipe.execute()
+
     async def start(self, job: Job) -> bool:
         """Mark the job active and tell its client; False when it was cancelled while waiting."""
         started = await self._start(

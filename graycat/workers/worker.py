@@ -114,6 +114,9 @@ class Worker:
                 await self._slot_free.wait()
                 continue
             for claimed in await self.consumer.claim(free, CLAIM_BLOCK_MS):
+                if self._stopping.is_set():  # claimed while the stop request came in: not ours to run
+                    await self.consumer.release(claimed)
+                    continue
                 self._held[claimed.job.id] = claimed
                 self._tasks[claimed.job.id] = asyncio.create_task(self._run(claimed))
 

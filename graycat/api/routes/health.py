@@ -11,7 +11,8 @@ from starlette.responses import JSONResponse
 router = APIRouter(tags=["health"])
 
 
-@router.api_route("/health", methods=["GET", "POST"], summary="Gateway health (no token needed)")
+@router.get("/health", summary="Gateway health (no token needed)")
+@router.post("/health", include_in_schema=False)
 async def health(request: Request) -> JSONResponse:
     queue = request.app.state.queue
     try:

@@ -31,7 +31,7 @@ class EmbeddedLlamaServer:
     """Loads a GGUF model into llama.cpp's server on a free loopback port."""
 
     def __init__(self, model_path: Path, *, alias: str, slots: int, ctx_per_slot: int,
-                 threads: int | None, gpu_layers: int) -> None:
+                 threads: int | None, gpu_layers: int, poll: int = 0) -> None:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file not found: {model_path}")
         self.model_path = model_path
@@ -40,6 +40,7 @@ class EmbeddedLlamaServer:
         self.ctx_per_slot = ctx_per_slot
         self.threads = threads or max(1, os.cpu_count() or 1)
         self.gpu_layers = gpu_layers
+        self.poll = poll
         self._server: Any = None
 
     def start(self) -> str:
@@ -53,6 +54,10 @@ class EmbeddedLlamaServer:
         params.n_ctx = self.ctx_per_slot * self.slots
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
+        # Spinning threads starve whatever else runs on the cores (the gateway, other engines): measured
+        # here, two engines with llama.cpp's default poll of 50 on 2 cores slowed a stream >30x.
+        params.cpuparams.poll = self.poll
+        params.cpuparams_batch.poll = self.poll
         params.n_gpu_layers = self.gpu_layers
         params.port = 0
         params.sse_ping_interval = 0  # no `: ping` comments: Unity clients break on them

@@ -1,0 +1,72 @@
+"""Workers as real processes: sharing a pool, stopping gracefully, and requests that find no worker."""
+
+from __future__ import annotations
+
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from graycat.api.app import create_app
+from graycat.config import load_settings
+from graycat.queue import keys
+from tests.conftest import TOKEN, Cluster, Gateway, RedisServer, wait_until
+from tests.rawhttp import ChunkedResponse
+
+pytestmark = pytest.mark.e2e
+
+
+def test_two_workers_share_a_pool(cluster: Cluster, gateway: Gateway) -> None:
+    name = "shared-pool-model"
+    workers = [cluster.worker("--model-name", name, "--slots", "1") for _ in range(2)]
+    body = {"prompt": "List some animals:", "n_predict": 24, "ignore_eos": True, "model": name}
+    with gateway.client() as http, ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda _: http.post("/completion", json=body), range(6)))
+    assert all(r.status_code == 200 and r.json()["tokens_predicted"] == 24 for r in responses)
+    assert len({r.headers["x-worker-id"] for r in responses}) == 2
+    for w in workers:
+        assert w.stop() == 0
+
+
+def test_sigterm_lets_the_worker_finish_its_job_and_claim_nothing_new(cluster: Cluster, gateway: Gateway,
+                                                                     redis_server: RedisServer) -> None:
+    name = "sigterm-model"
+    worker = cluster.worker("--model-name", name)
+    resp = ChunkedResponse(gateway.base, "/completion", {"prompt": "Go on:", "n_predict": 120, "ignore_eos": True,
+                                                         "stream": True, "model": name}, TOKEN)
+    stream = resp.chunks()
+    next(stream)
+    worker.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with gateway.client() as http:  # submitted after the stop request: must stay waiting
+        late = ThreadPoolExecutor(1).submit(
+            http.post, "/completion", json={"prompt": "late", "n_predict": 2, "model": name})
+        rest = [orjson.loads(c[6:]) for c in stream]
+        resp.close()
+        assert rest[-1]["stop"] is True and rest[-1]["tokens_predicted"] == 120
+        assert worker.proc.wait(30) == 0
+        r = redis_server.client()
+        wait_until(lambda: r.xlen(keys.pool("llm", name)) == 1, 5, "the late job to be queued")
+        [(_entry, fields)] = r.xrange(keys.pool("llm", name))
+        assert r.hget(keys.job(fields[b"id"].decode()), "state") == b"pending"
+        replacement = cluster.worker("--model-name", name)
+        assert late.result(60).status_code == 200  # a new worker serves what waited
+        replacement.stop()
+
+
+def test_no_worker_for_the_model_ends_in_a_clear_503(redis_server: RedisServer,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("API_TOKENS", TOKEN)
+    monkeypatch.setenv("DEFAULT_MODEL", "model-without-workers")
+    monkeypatch.setenv("QUEUE_TIMEOUT", "0.5")
+    with TestClient(create_app(load_settings())) as c:
+        resp = c.post("/completion", json={"prompt": "x"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status_code == 503 and resp.headers["retry-after"]
+    assert "model-without-workers" in resp.json()["error"]["message"]
+    r = redis_server.client()
+    [(_entry, fields)] = r.xrange(keys.pool("llm", "model-without-workers"))
+    wait_until(lambda: r.hget(keys.job(fields[b"id"].decode()), "state") == b"expired", 5, "expired state")
