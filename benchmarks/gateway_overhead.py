@@ -123,9 +123,11 @@ class CpuMeter:
     between interleaved samples, so each phase records how many cores were busy elsewhere.
     """
 
-    def __init__(self, pids: list[int]) -> None:
+    def __init__(self, pids: list[int], max_wait: float) -> None:
         self.pids = [os.getpid(), *pids]
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.max_wait = max_wait
+        self.waited = 0.0
 
     def _read(self) -> tuple[float, float]:
         try:
@@ -141,13 +143,26 @@ class CpuMeter:
                 own += int(fields[11]) + int(fields[12])  # utime, stime
         return (user + nice + system + irq + softirq + steal) / self.tick, own / self.tick
 
+    async def wait_quiet(self) -> None:
+        """Wait, up to `max_wait` seconds, for a second in which other processes use under NOISY_CORES."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < self.max_wait:
+            busy0, own0 = self._read()
+            await asyncio.sleep(1.0)
+            busy1, own1 = self._read()
+            if (busy1 - busy0) - (own1 - own0) < NOISY_CORES:
+                break
+        self.waited += time.monotonic() - t0
+
     @contextlib.contextmanager
     def phase(self, into: dict[str, Any]) -> Iterator[None]:
-        """Store the average number of cores busy outside the benchmark during the block in `into`."""
+        """Store in `into` the average number of cores busy outside the benchmark during the block (the most
+        of all blocks given the same dict)."""
         busy0, own0, t0 = *self._read(), time.monotonic()
         yield
         busy1, own1 = self._read()
-        into["foreign_cores"] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (time.monotonic() - t0), 3)
+        foreign = max(0.0, (busy1 - busy0) - (own1 - own0)) / (time.monotonic() - t0)
+        into["foreign_cores"] = round(max(foreign, into.get("foreign_cores", 0.0)), 3)
 
 
 # ----------------------------------------------------------------------------------------------- client
@@ -231,6 +246,7 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
 
         print(f"a. {n} x 1-token completions each way", file=sys.stderr)
         extra: dict[str, Any] = {"n": n}
+        await meter.wait_quiet()
         with meter.phase(extra):
             lat = await interleaved(pair, n, lambda t: completion(keep, t, one))
         d, g = (sorted(x * 1e3 for x in lat[t.name]) for t in pair)
@@ -239,6 +255,7 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
 
         print(f"b. {n} x streamed time to first token each way", file=sys.stderr)
         extra = {"n": n}
+        await meter.wait_quiet()
         with meter.phase(extra):
             ttft = await interleaved(pair, n, lambda t: _first(stream(fresh, t, ttft_body)))
         d, g = (sorted(x * 1e3 for x in ttft[t.name]) for t in pair)
@@ -249,8 +266,9 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
             print(f"c. {rounds} rounds x {concurrency} concurrent 128-token streams each way", file=sys.stderr)
             per_round: dict[str, list[float]] = {t.name: [] for t in pair}
             extra = {"rounds": rounds, "per_round": per_round}
-            with meter.phase(extra):
-                for r in range(rounds):
+            for r in range(rounds):
+                await meter.wait_quiet()
+                with meter.phase(extra):  # the foreign load of the noisiest round
                     for t in pair if r % 2 == 0 else pair[::-1]:
                         events, secs = await throughput(fresh, t, concurrency)
                         if events != 128 * concurrency:
@@ -286,7 +304,7 @@ def table(rows: list[Row]) -> str:
 # ------------------------------------------------------------------------------------------------- main
 
 
-def run(n: int, rounds: int) -> dict[str, Any]:
+def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
     """Set everything up, measure, tear everything down; return the results."""
     redis_port, api_port = free_port(), free_port()
     logs = Path(tempfile.mkdtemp(prefix="graycat-bench-"))
@@ -313,12 +331,12 @@ def run(n: int, rounds: int) -> dict[str, Any]:
         gateway_url = f"http://127.0.0.1:{api_port}"
         _wait_health(gateway_url, (api, worker), logs)
         print(f"engine {engine_url}, gateway {gateway_url}, logs in {logs}", file=sys.stderr)
-        meter = CpuMeter([redis.pid, api.pid, worker.pid])
+        meter = CpuMeter([redis.pid, api.pid, worker.pid], max_wait)
         rows = asyncio.run(measure(Target("direct", engine_url, JSON_HEADERS),
                                    Target("gateway", gateway_url, GATEWAY_HEADERS), n, rounds, meter))
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "requests": n, "rounds": rounds,
+        "requests": n, "rounds": rounds, "waited_for_quiet_s": round(meter.waited, 1),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
                  "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "engine": {"model": MODEL_NAME, "slots": 4, "ctx_per_slot": 1024, "threads": engine.threads},
@@ -349,12 +367,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="40 requests per measurement and 3 rounds")
     parser.add_argument("-n", "--requests", type=int, help="requests per side for a. and b. (default 200)")
     parser.add_argument("--rounds", type=int, help="throughput rounds per side (default 7)")
+    parser.add_argument("--max-wait", type=float, default=60.0, metavar="S",
+                        help="before each phase and round, wait up to S seconds for other processes to go quiet "
+                             "(default 60; 0: never wait)")
     args = parser.parse_args()
     n = args.requests or (40 if args.quick else 200)
     rounds = args.rounds or (3 if args.quick else 7)
     signal.signal(signal.SIGTERM, _raise_sigterm)
     try:
-        results = run(n, rounds)
+        results = run(n, rounds, args.max_wait)
     except KeyboardInterrupt:
         print("interrupted; everything was stopped", file=sys.stderr)
         raise SystemExit(130) from None
