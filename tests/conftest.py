@@ -119,7 +119,9 @@ class Cluster:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "API_TOKENS", "GRAYCAT_MODEL"}}
-        env.update(REDIS_URL=self.redis.url, API_TOKENS=TOKEN, LOG_LEVEL="INFO", LLM_THREADS="2")
+        # One engine thread: several engines share the cores in these tests, and llama.cpp's threads wait on
+        # each other at every step, so two threads per engine on a busy 2-core box can slow it >100x.
+        env.update(REDIS_URL=self.redis.url, API_TOKENS=TOKEN, LOG_LEVEL="INFO", LLM_THREADS="1")
         env.update(extra)
         return env
 

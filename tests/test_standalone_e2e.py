@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 
 def _up(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str, list[str]]:
     clean = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "API_TOKENS", "GRAYCAT_MODEL"}}
-    clean.update(GRAYCAT_DATA_DIR=str(tmp_path / "data"), LLM_SLOTS="2", LLM_CTX_PER_SLOT="512", **env)
+    clean.update(GRAYCAT_DATA_DIR=str(tmp_path / "data"), LLM_SLOTS="2", LLM_CTX_PER_SLOT="512", LLM_THREADS="1",
+                 **env)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "graycat", "up", "--port", str(port)], env=clean,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
