@@ -85,19 +85,18 @@ class Consumer:
             args=[job.reply_to, job.id, end_event(status, body), state.value, claimed.entry_id, keys.GROUP,
                   repr(time.time()), self.record_ttl, status])
 
-    async def heartbeat(self, info: dict[str, Any], ttl: float, held: Iterable[Claimed]) -> None:
-        """Publish the worker's state and keep its running entries from looking abandoned."""
+    async def heartbeat(self, info: dict[str, Any], ttl: float, held: Iterable[Claimed],
+                        models: dict[str, dict[str, Any]]) -> None:
+        """Publish the worker's state and models (the api validates requests against them), and keep its
+        running entries from looking abandoned."""
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.WORKERS, {self.worker_id: now})
             pipe.set(keys.worker(self.worker_id), orjson.dumps(info), ex=max(1, int(ttl)))
+            pipe.hset(keys.MODELS, mapping={name: orjson.dumps(m) for name, m in models.items()})
             for c in held:
                 pipe.xclaim(c.pool, keys.GROUP, self.worker_id, 0, [c.entry_id], justid=True)
             await pipe.execute()
-
-    async def announce_models(self, models: dict[str, dict[str, Any]]) -> None:
-        """Make the models this worker serves known to the api (validation, /v1/models)."""
-        await self.redis.hset(keys.MODELS, mapping={name: orjson.dumps(info) for name, info in models.items()})
 
     async def leave(self) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

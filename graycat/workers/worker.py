@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 import uuid
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError, ResponseError
 
 from graycat import __version__
 from graycat.jobs import CHUNK, JobState
@@ -21,6 +23,23 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
 HEARTBEAT_TTL_S = 10.0
 CLAIM_BLOCK_MS = 1000  # an idle worker re-checks for a stop request this often
+FINISH_RETRY_S = 60.0
+
+
+class Backoff:
+    """Exponential backoff with full jitter, for reconnecting to Redis."""
+
+    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
+        self.first, self.cap, self.delay = first, cap, first
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+    async def wait(self, why: str) -> None:
+        pause = random.uniform(0, self.delay)
+        log.warning("%s; retrying in %.2fs", why, pause)
+        await asyncio.sleep(pause)
+        self.delay = min(self.delay * 2, self.cap)
 
 
 class Emitter:
@@ -89,9 +108,16 @@ class Worker:
                 "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats()}
 
     async def run(self) -> None:
-        await self.consumer.setup()
-        await self.consumer.announce_models(self.engine.models())
-        await self.consumer.heartbeat(self.info(), HEARTBEAT_TTL_S, ())
+        backoff = Backoff()
+        while True:
+            try:
+                await self.consumer.setup()
+                await self._beat()
+                break
+            except (RedisError, OSError) as exc:
+                if self._stopping.is_set():
+                    return
+                await backoff.wait(f"cannot reach Redis ({exc})")
         helpers = [asyncio.create_task(self._heartbeats(), name="heartbeat"),
                    asyncio.create_task(self._listen_cancel(), name="cancel-listener")]
         log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
@@ -107,13 +133,30 @@ class Worker:
         log.info("worker %s stopped", self.id)
 
     async def _claim_loop(self) -> None:
+        backoff = Backoff()
+        lost_pools = False
         while not self._stopping.is_set():
             free = self.engine.slots - len(self._held)
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            for claimed in await self.consumer.claim(free, CLAIM_BLOCK_MS):
+            try:
+                if lost_pools:
+                    await self.consumer.setup()
+                    lost_pools = False
+                batch = await self.consumer.claim(free, CLAIM_BLOCK_MS)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("pool streams are gone (Redis lost its data?); recreating them")
+                lost_pools = True
+                continue
+            except (RedisError, OSError) as exc:
+                await backoff.wait(f"claiming failed ({exc})")
+                continue
+            backoff.reset()
+            for claimed in batch:
                 if self._stopping.is_set():  # claimed while the stop request came in: not ours to run
                     await self.consumer.release(claimed)
                     continue
@@ -141,7 +184,7 @@ class Worker:
                     log.exception("job %s failed on the engine", job.id)
                     status, body, state = 502, _error_body(502, str(exc), "server_error"), JobState.FAILED
                 await emitter.drain()
-            await self.consumer.finish(claimed, status, body, state)
+            await self._finish(claimed, status, body, state)
             log.debug("job %s %s (%d)", job.id, state.value, status)
         except Exception:
             log.exception("could not report the end of job %s; it stays pending for reclaim", job.id)
@@ -152,11 +195,27 @@ class Worker:
             self._cancelled.discard(job.id)
             self._slot_free.set()
 
+    async def _finish(self, claimed: Claimed, status: int, body: bytes, state: JobState) -> None:
+        """Report the end, retrying through a Redis outage of up to FINISH_RETRY_S seconds."""
+        backoff = Backoff()
+        deadline = time.monotonic() + FINISH_RETRY_S
+        while True:
+            try:
+                await self.consumer.finish(claimed, status, body, state)
+                return
+            except (RedisError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                await backoff.wait(f"reporting job {claimed.job.id} failed ({exc})")
+
+    async def _beat(self) -> None:
+        await self.consumer.heartbeat(self.info(), HEARTBEAT_TTL_S, list(self._held.values()), self.engine.models())
+
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
-                await self.consumer.heartbeat(self.info(), HEARTBEAT_TTL_S, list(self._held.values()))
+                await self._beat()
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
 
