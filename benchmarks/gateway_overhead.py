@@ -179,11 +179,19 @@ async def completion(session: aiohttp.ClientSession, target: Target, body: bytes
     return elapsed
 
 
-async def stream(session: aiohttp.ClientSession, target: Target, body: bytes) -> tuple[float, int]:
-    """One streamed request on a fresh connection; returns (seconds to the first `data: ` event, content events).
+@dataclass(frozen=True)
+class Streamed:
+    """What one streamed completion gave."""
 
-    The first event is timed as soon as its bytes arrive (before the rest of its line); content events are
-    `data:` events whose chunk is not the final one (`"stop": false`).
+    ttft: float  # seconds from sending the request to the first `data: ` bytes
+    events: int  # content events: `data:` events whose chunk is not the final one (`"stop": false`)
+    tokens: int  # tokens generated, from the final chunk (several tokens can share an event: split UTF-8)
+
+
+async def stream(session: aiohttp.ClientSession, target: Target, body: bytes) -> Streamed:
+    """One streamed request on a fresh connection, read to its end.
+
+    The first event is timed as soon as its bytes arrive, before the rest of its line.
     """
     t0 = time.perf_counter()
     async with session.post(target.url + "/completion", data=body, headers=target.headers) as resp:
@@ -194,11 +202,15 @@ async def stream(session: aiohttp.ClientSession, target: Target, body: bytes) ->
         if first != b"data: ":
             raise RuntimeError(f"{target.name}: stream starts with {first!r}")
         rest = first + await resp.content.read()
-    events = 0
+    events = tokens = 0
     for line in rest.split(b"\n"):
-        if line.startswith(b"data: ") and not orjson.loads(line[6:]).get("stop", False):
-            events += 1
-    return ttft, events
+        if line.startswith(b"data: "):
+            chunk = orjson.loads(line[6:])
+            if not chunk.get("stop", False):
+                events += 1
+            else:
+                tokens = int(chunk.get("tokens_predicted") or chunk.get("timings", {}).get("predicted_n", 0))
+    return Streamed(ttft, events, tokens)
 
 
 def pct(samples: list[float], p: int) -> float:
@@ -216,12 +228,12 @@ async def interleaved(targets: tuple[Target, Target], n: int,
     return out
 
 
-async def throughput(session: aiohttp.ClientSession, target: Target, concurrency: int) -> tuple[int, float]:
-    """`concurrency` 128-token streams at once; returns (content events, wall seconds)."""
+async def throughput(session: aiohttp.ClientSession, target: Target, concurrency: int) -> tuple[int, int, float]:
+    """`concurrency` 128-token streams at once; returns (content events, tokens, wall seconds)."""
     body = orjson.dumps(THROUGHPUT)
     t0 = time.perf_counter()
     results = await asyncio.gather(*(stream(session, target, body) for _ in range(concurrency)))
-    return sum(events for _, events in results), time.perf_counter() - t0
+    return sum(r.events for r in results), sum(r.tokens for r in results), time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------------------------------ measurements
@@ -265,15 +277,17 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
         for concurrency in (1, 4):
             print(f"c. {rounds} rounds x {concurrency} concurrent 128-token streams each way", file=sys.stderr)
             per_round: dict[str, list[float]] = {t.name: [] for t in pair}
-            extra = {"rounds": rounds, "per_round": per_round}
+            events_per_s: dict[str, list[float]] = {t.name: [] for t in pair}
+            extra = {"rounds": rounds, "per_round": per_round, "content_events_per_s": events_per_s}
             for r in range(rounds):
                 await meter.wait_quiet()
                 with meter.phase(extra):  # the foreign load of the noisiest round
                     for t in pair if r % 2 == 0 else pair[::-1]:
-                        events, secs = await throughput(fresh, t, concurrency)
-                        if events != 128 * concurrency:
-                            raise RuntimeError(f"{t.name}: {events} content events, expected {128 * concurrency}")
-                        per_round[t.name].append(round(events / secs, 1))
+                        events, tokens, secs = await throughput(fresh, t, concurrency)
+                        if tokens != 128 * concurrency:
+                            raise RuntimeError(f"{t.name}: {tokens} tokens, expected {128 * concurrency}")
+                        per_round[t.name].append(round(tokens / secs, 1))
+                        events_per_s[t.name].append(round(events / secs, 1))
             # the median round: a burst of foreign load stalls the engine for seconds, spoiling a round or two
             dtps, gtps = (statistics.median(per_round[t.name]) for t in pair)
             rows.append(Row(f"stream tok/s, {concurrency} concurrent", dtps, gtps, "tok/s", gtps / dtps, True,
@@ -281,8 +295,8 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
     return rows
 
 
-async def _first(pair: Awaitable[tuple[float, int]]) -> float:
-    return (await pair)[0]
+async def _first(streamed: Awaitable[Streamed]) -> float:
+    return (await streamed).ttft
 
 
 def _diff(metric: str, direct: float, gateway: float, unit: str, goal: float, extra: dict[str, Any]) -> Row:
@@ -373,6 +387,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.requests or (40 if args.quick else 200)
     rounds = args.rounds or (3 if args.quick else 7)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     signal.signal(signal.SIGTERM, _raise_sigterm)
     try:
         results = run(n, rounds, args.max_wait)

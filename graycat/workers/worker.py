@@ -14,7 +14,7 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from graycat import __version__
-from graycat.jobs import CHUNK, JobState
+from graycat.jobs import CHUNK, Job, JobState
 from graycat.queue.consumer import Claimed, Consumer
 from graycat.workers.engines.base import Engine
 
@@ -43,11 +43,13 @@ class Backoff:
 
 
 class Emitter:
-    """Sends a job's chunks in order; chunks that arrive while a write is in flight go in the next one."""
+    """Sends a job's chunks in order, once the job is marked started; chunks that arrive while a write is in
+    flight go together in the next one."""
 
-    def __init__(self, consumer: Consumer, claimed: Claimed) -> None:
+    def __init__(self, consumer: Consumer, claimed: Claimed, started: asyncio.Task[bool]) -> None:
         self._consumer = consumer
         self._job = claimed.job
+        self._started = started
         self._pending: list[bytes] = []
         self._flushing: asyncio.Task[None] | None = None
 
@@ -58,6 +60,9 @@ class Emitter:
 
     async def _flush(self) -> None:
         try:
+            if not await self._started:  # cancelled before it started: nobody listens
+                self._pending.clear()
+                return
             while self._pending:
                 batch, self._pending = self._pending, []
                 await self._consumer.emit(self._job, batch)
@@ -165,35 +170,46 @@ class Worker:
 
     async def _run(self, claimed: Claimed) -> None:
         job = claimed.job
-        status, body, state = 499, b"", JobState.CANCELLED
+        # The engine starts at once; marking the job active (one Redis round trip) runs beside it, and the
+        # emitter holds the first chunks back until that is done, so the client hears "started" first.
+        started = asyncio.create_task(self.consumer.start(job))
+        emitter = Emitter(self.consumer, claimed, started)
+        engine_task = asyncio.create_task(self.engine.run(job, emitter))
+        self._engine_tasks[job.id] = engine_task
         try:
-            if await self.consumer.start(job):
-                emitter = Emitter(self.consumer, claimed)
-                engine_task = asyncio.create_task(self.engine.run(job, emitter))
-                self._engine_tasks[job.id] = engine_task
-                if job.id in self._cancelled:
-                    engine_task.cancel()
-                try:
-                    status, body = await engine_task
-                    state = JobState.COMPLETED if status < 400 else JobState.FAILED
-                except asyncio.CancelledError:
-                    if not engine_task.cancelled() or job.id not in self._cancelled:
-                        raise
-                    status, body, state = 499, _error_body(499, "cancelled", "cancelled"), JobState.CANCELLED
-                except Exception as exc:
-                    log.exception("job %s failed on the engine", job.id)
-                    status, body, state = 502, _error_body(502, str(exc), "server_error"), JobState.FAILED
-                await emitter.drain()
+            try:
+                runnable = await started
+            except BaseException:
+                engine_task.cancel()
+                await asyncio.gather(engine_task, return_exceptions=True)
+                raise
+            if not runnable or job.id in self._cancelled:  # cancelled while it waited, or just now
+                self._cancelled.add(job.id)
+                engine_task.cancel()
+            status, body, state = await self._outcome(job, engine_task)
+            await emitter.drain()
             await self._finish(claimed, status, body, state)
             log.debug("job %s %s (%d)", job.id, state.value, status)
         except Exception:
-            log.exception("could not report the end of job %s; it stays pending for reclaim", job.id)
+            log.exception("could not run or report job %s; it stays pending for reclaim", job.id)
         finally:
             self._held.pop(job.id, None)
             self._tasks.pop(job.id, None)
             self._engine_tasks.pop(job.id, None)
             self._cancelled.discard(job.id)
             self._slot_free.set()
+
+    async def _outcome(self, job: Job, engine_task: asyncio.Task[tuple[int, bytes]]) -> tuple[int, bytes, JobState]:
+        try:
+            status, body = await engine_task
+        except asyncio.CancelledError:
+            if not engine_task.cancelled() or job.id not in self._cancelled:
+                raise
+            return 499, _error_body(499, "cancelled", "cancelled"), JobState.CANCELLED
+        except Exception as exc:
+            log.exception("job %s failed on the engine", job.id)
+            return 502, _error_body(502, str(exc), "server_error"), JobState.FAILED
+        return status, body, JobState.COMPLETED if status < 400 else JobState.FAILED
 
     async def _finish(self, claimed: Claimed, status: int, body: bytes, state: JobState) -> None:
         """Report the end, retrying through a Redis outage of up to FINISH_RETRY_S seconds."""
