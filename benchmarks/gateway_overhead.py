@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +114,12 @@ def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iter
                     proc.wait()
 
 
+def _remove_unless_failing(folder: Path) -> None:
+    """Remove `folder` (called on the way out) unless an exception is on its way: its logs then help."""
+    if sys.exc_info()[0] is None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _raise_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -124,6 +132,7 @@ class CpuMeter:
     """
 
     def __init__(self, pids: list[int], max_wait: float) -> None:
+        self.gateway_pids = pids
         self.pids = [os.getpid(), *pids]
         self.tick = os.sysconf("SC_CLK_TCK")
         self.max_wait = max_wait
@@ -135,13 +144,17 @@ class CpuMeter:
                 user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
         except (OSError, ValueError):
             return 0.0, 0.0
-        own = 0
-        for pid in self.pids:
+        return (user + nice + system + irq + softirq + steal) / self.tick, self.cpu(self.pids)
+
+    def cpu(self, pids: list[int]) -> float:
+        """CPU seconds (user + system) the processes `pids` have used so far."""
+        ticks = 0
+        for pid in pids:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-                own += int(fields[11]) + int(fields[12])  # utime, stime
-        return (user + nice + system + irq + softirq + steal) / self.tick, own / self.tick
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / self.tick
 
     async def wait_quiet(self) -> None:
         """Wait, up to `max_wait` seconds, for a second in which other processes use under NOISY_CORES."""
@@ -260,7 +273,9 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
         extra: dict[str, Any] = {"n": n}
         await meter.wait_quiet()
         with meter.phase(extra):
+            cpu0 = meter.cpu(meter.gateway_pids)
             lat = await interleaved(pair, n, lambda t: completion(keep, t, one))
+        extra["gateway_cpu_ms_per_request"] = round((meter.cpu(meter.gateway_pids) - cpu0) * 1e3 / n, 2)
         d, g = (sorted(x * 1e3 for x in lat[t.name]) for t in pair)
         rows.append(_diff("1-token completion p50", pct(d, 50), pct(g, 50), "ms", 2.0, extra))
         rows.append(_diff("1-token completion p99", pct(d, 99), pct(g, 99), "ms", 10.0, extra))
@@ -269,7 +284,9 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
         extra = {"n": n}
         await meter.wait_quiet()
         with meter.phase(extra):
+            cpu0 = meter.cpu(meter.gateway_pids)
             ttft = await interleaved(pair, n, lambda t: _first(stream(fresh, t, ttft_body)))
+        extra["gateway_cpu_ms_per_request"] = round((meter.cpu(meter.gateway_pids) - cpu0) * 1e3 / n, 2)
         d, g = (sorted(x * 1e3 for x in ttft[t.name]) for t in pair)
         extra |= {"p99_direct": pct(d, 99), "p99_gateway": pct(g, 99)}
         rows.append(_diff("stream TTFT p50", pct(d, 50), pct(g, 50), "ms", 3.0, extra))
@@ -279,15 +296,20 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
             per_round: dict[str, list[float]] = {t.name: [] for t in pair}
             events_per_s: dict[str, list[float]] = {t.name: [] for t in pair}
             extra = {"rounds": rounds, "per_round": per_round, "content_events_per_s": events_per_s}
+            gateway_cpu = 0.0
             for r in range(rounds):
                 await meter.wait_quiet()
                 with meter.phase(extra):  # the foreign load of the noisiest round
                     for t in pair if r % 2 == 0 else pair[::-1]:
+                        cpu0 = meter.cpu(meter.gateway_pids)
                         events, tokens, secs = await throughput(fresh, t, concurrency)
+                        if t is gateway:
+                            gateway_cpu += meter.cpu(meter.gateway_pids) - cpu0
                         if tokens != 128 * concurrency:
                             raise RuntimeError(f"{t.name}: {tokens} tokens, expected {128 * concurrency}")
                         per_round[t.name].append(round(tokens / secs, 1))
                         events_per_s[t.name].append(round(events / secs, 1))
+            extra["gateway_cpu_ms_per_token"] = round(gateway_cpu * 1e3 / (rounds * 128 * concurrency), 3)
             # the median round: a burst of foreign load stalls the engine for seconds, spoiling a round or two
             dtps, gtps = (statistics.median(per_round[t.name]) for t in pair)
             rows.append(Row(f"stream tok/s, {concurrency} concurrent", dtps, gtps, "tok/s", gtps / dtps, True,
@@ -328,6 +350,7 @@ def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
     bin_dir = Path(sys.executable).parent
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
+        stack.callback(_remove_unless_failing, logs)
         redis = stack.enter_context(spawn(
             ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no"], logs / "redis.log"))
@@ -360,8 +383,6 @@ def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
 
 
 def _wait_health(url: str, procs: tuple[subprocess.Popen[bytes], ...], logs: Path, timeout: float = 60) -> None:
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for p in procs:
