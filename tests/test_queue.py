@@ -14,6 +14,7 @@ from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
 from graycat.queue.consumer import Consumer
 from graycat.queue.hub import EventHub
+from graycat.queue.resp import PipelinedConnection
 from tests.conftest import RedisServer
 
 
@@ -24,12 +25,14 @@ async def parts(redis_server: RedisServer) -> AsyncIterator[tuple[JobQueue, Cons
     hub = EventHub(redis_server.url, uuid.uuid4().hex)
     await hub.start()
     await asyncio.wait_for(hub.connected.wait(), 5)
-    consumer = Consumer(redis, reader, f"w-{model}", [("llm", model)], record_ttl=60)
+    events = PipelinedConnection(redis_server.url)
+    consumer = Consumer(redis, reader, events, f"w-{model}", [("llm", model)], record_ttl=60)
     await consumer.setup()
     yield JobQueue(redis, hub, record_ttl=60), consumer, model
     await hub.stop()
     await redis.aclose()
     await reader.aclose()
+    await events.close()
 
 
 def job(model: str, stream: bool = True) -> Job:
@@ -43,7 +46,7 @@ async def test_events_arrive_in_order_and_the_record_follows(parts: tuple[JobQue
     assert claimed.job.id == sub.job_id and claimed.job.body == b'{"prompt":"x"}'
     assert await consumer.start(claimed.job)
     for i in range(50):
-        await consumer.emit(claimed.job, [CHUNK + b"%d" % i])
+        consumer.emit(claimed.job, [CHUNK + b"%d" % i])
     await consumer.finish(claimed, 200, b"", JobState.COMPLETED)
     events = [await sub.next(2) for _ in range(52)]
     assert events[0] == START + consumer.worker_id.encode()
@@ -93,10 +96,10 @@ async def test_hub_replays_what_it_missed_while_disconnected(parts: tuple[JobQue
     sub = await queue.submit(job(model))
     [claimed] = await consumer.claim(1, 1000)
     await consumer.start(claimed.job)
-    await consumer.emit(claimed.job, [CHUNK + b"before"])
+    consumer.emit(claimed.job, [CHUNK + b"before"])
     assert (await sub.next(2))[:1] == START and await sub.next(2) == CHUNK + b"before"
     await queue.redis.client_kill_filter(_type="pubsub")  # cut the hub's connection
-    await consumer.emit(claimed.job, [CHUNK + b"during-1", CHUNK + b"during-2"])
+    consumer.emit(claimed.job, [CHUNK + b"during-1", CHUNK + b"during-2"])
     await consumer.finish(claimed, 200, b"", JobState.COMPLETED)
     got = [await sub.next(10) for _ in range(3)]
     assert got[:2] == [CHUNK + b"during-1", CHUNK + b"during-2"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from fastapi import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec
@@ -41,8 +42,7 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
             status, body = parse_end(event[1:])
             return Response(body, status, headers=headers, media_type="application/json")
         handed_over = True
-        stream = _stream(queue, sub, event, deadline, render_chunk, render_failure)
-        return StreamingResponse(stream, headers={**SSE_HEADERS, **headers}, media_type="text/event-stream")
+        return EventStream(queue, sub, event, deadline, render_chunk, render_failure, {**SSE_HEADERS, **headers})
     finally:
         if not handed_over:
             queue.hub.close(sub)
@@ -76,30 +76,61 @@ async def _next(queue: JobQueue, sub: Subscription, deadline: float) -> bytes:
         raise
 
 
-async def _stream(queue: JobQueue, sub: Subscription, first: bytes, deadline: float,
-                  render_chunk: Callable[[bytes], bytes],
-                  render_failure: Callable[[int, bytes], bytes] | None) -> AsyncIterator[bytes]:
-    """Yield one event per write; closing the stream early (client gone) cancels the job."""
-    finished = False
-    event = first
-    try:
-        while True:
-            if event[:1] == CHUNK:
-                yield render_chunk(event[1:])
-            elif event[:1] == END:
+_GONE = b"\x00gone"  # internal events: the client went away / the job's deadline passed
+_LATE = b"\x00late"
+
+
+class EventStream(Response):
+    """A live event stream written straight to the ASGI server: one write per event, each its own HTTP chunk.
+
+    One timer (the job's deadline) and one watcher (the client disconnecting) per stream feed the same
+    queue as the job's events, so the per-event path is a queue read and a send. Ending early (client gone,
+    deadline) cancels the job.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, queue: JobQueue, sub: Subscription, first: bytes, deadline: float,
+                 render_chunk: Callable[[bytes], bytes], render_failure: Callable[[int, bytes], bytes] | None,
+                 headers: dict[str, str]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [(b"content-type", b"text/event-stream"),
+                            *((k.lower().encode(), v.encode()) for k, v in headers.items())]
+        self._queue, self._sub, self._first, self._deadline = queue, sub, first, deadline
+        self._render_chunk, self._render_failure = render_chunk, render_failure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        events = self._sub.queue
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(self._deadline, events.put_nowait, _LATE)
+        watcher = loop.create_task(self._watch(receive))
+        finished = False
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            event = self._first
+            while event[:1] == CHUNK:
+                await send({"type": "http.response.body", "body": self._render_chunk(event[1:]), "more_body": True})
+                event = await events.get()
+            if event == _GONE:
+                return
+            tail = b""
+            if event == _LATE:
+                tail = self._render_failure(504, b"the job ran past JOB_TIMEOUT") if self._render_failure else b""
+            else:  # END
                 finished = True
                 status, body = parse_end(event[1:])
-                if status >= 400 and render_failure is not None:
-                    yield render_failure(status, body)
-                return
-            try:
-                async with asyncio.timeout_at(deadline):
-                    event = await sub.queue.get()
-            except TimeoutError:
-                if render_failure is not None:
-                    yield render_failure(504, b"the job ran past JOB_TIMEOUT")
-                return
-    finally:
-        queue.hub.close(sub)
-        if not finished:
-            queue.cancel_soon(sub.job_id)
+                if status >= 400 and self._render_failure is not None:
+                    tail = self._render_failure(status, body)
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+        finally:
+            timer.cancel()
+            watcher.cancel()
+            self._queue.hub.close(self._sub)
+            if not finished:
+                self._queue.cancel_soon(self._sub.job_id)
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._sub.queue.put_nowait(_GONE)

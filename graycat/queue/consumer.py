@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 
 from graycat.jobs import Job, JobState, end_event
 from graycat.queue import keys, scripts
+from graycat.queue.resp import PipelinedConnection
 
 
 @dataclass(slots=True)
@@ -27,16 +28,14 @@ class Claimed:
 class Consumer:
     """One worker's connection to its pools."""
 
-    def __init__(self, redis: aioredis.Redis, reader: aioredis.Redis, worker_id: str,
-                 pools: Iterable[tuple[str, str]], *, record_ttl: int) -> None:
+    def __init__(self, redis: aioredis.Redis, reader: aioredis.Redis, events: PipelinedConnection,
+                 worker_id: str, pools: Iterable[tuple[str, str]], *, record_ttl: int) -> None:
         self.redis = redis
         self.reader = reader
+        self.events = events
         self.worker_id = worker_id
         self.pools = [(kind, model, keys.pool(kind, model)) for kind, model in pools]
         self.record_ttl = record_ttl
-        self._start = redis.register_script(scripts.START)
-        self._emit = redis.register_script(scripts.EMIT)
-        self._finish = redis.register_script(scripts.FINISH)
 
     async def setup(self) -> None:
         """Create each pool's consumer group; from id 0, so jobs enqueued before any worker are served."""
@@ -68,22 +67,23 @@ class Consumer:
 
     async def start(self, job: Job) -> bool:
         """Mark the job active and tell its client; False when it was cancelled while waiting."""
-        started = await self._start(
-            keys=[keys.job(job.id), keys.events(job.id), keys.cancel_flag(job.id)],
-            args=[job.reply_to, job.id, self.worker_id, repr(time.time()), self.record_ttl])
+        started = await self.events.call(
+            "EVAL", scripts.START, 3, keys.job(job.id), keys.events(job.id), keys.cancel_flag(job.id),
+            job.reply_to, job.id, self.worker_id, repr(time.time()), self.record_ttl)
         return bool(started)
 
-    async def emit(self, job: Job, events: list[bytes]) -> None:
-        """Append events to the job's stream and publish them to its client, in one round trip."""
-        await self._emit(keys=[keys.events(job.id)], args=[job.reply_to, job.id, *events])
+    def emit(self, job: Job, events: list[bytes]) -> None:
+        """Append events to the job's stream and publish them to its client, without waiting: they reach Redis
+        in order, before anything sent later on the same connection (such as the job's end)."""
+        self.events.send("EVAL", scripts.EMIT, 1, keys.events(job.id), job.reply_to, job.id, *events)
 
     async def finish(self, claimed: Claimed, status: int, body: bytes, state: JobState) -> None:
         """Record the job's end, send the final event and acknowledge its queue entry, atomically."""
         job = claimed.job
-        await self._finish(
-            keys=[keys.job(job.id), keys.events(job.id), claimed.pool, keys.pool_stats(job.kind, job.model)],
-            args=[job.reply_to, job.id, end_event(status, body), state.value, claimed.entry_id, keys.GROUP,
-                  repr(time.time()), self.record_ttl, status])
+        await self.events.call(
+            "EVAL", scripts.FINISH, 4, keys.job(job.id), keys.events(job.id), claimed.pool,
+            keys.pool_stats(job.kind, job.model), job.reply_to, job.id, end_event(status, body), state.value,
+            claimed.entry_id, keys.GROUP, repr(time.time()), self.record_ttl, status)
 
     async def heartbeat(self, info: dict[str, Any], ttl: float, held: Iterable[Claimed],
                         models: dict[str, dict[str, Any]]) -> None:

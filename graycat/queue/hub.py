@@ -100,10 +100,10 @@ class EventHub:
                 first = False
                 self.connected.set()
                 delay = 0.1
-                while True:
-                    msg = await pubsub.get_message(timeout=None)
-                    if msg is not None and msg["type"] == "message":
-                        self._deliver(msg["data"])
+                while True:  # raw replies ([b"message", channel, data]): no per-event dict
+                    reply = await pubsub.parse_response(block=True)
+                    if reply and reply[0] == b"message":
+                        self._deliver(reply[2])
             except (RedisError, OSError) as exc:
                 self.connected.clear()
                 log.warning("event hub lost Redis (%s); reconnecting in %.1fs", exc, delay)

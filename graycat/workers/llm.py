@@ -9,6 +9,7 @@ import signal
 from graycat.config import DEFAULT_MODEL_NAME, Settings
 from graycat.queue.connection import connect
 from graycat.queue.consumer import Consumer
+from graycat.queue.resp import PipelinedConnection
 from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 from graycat.workers.engines.llama_http import LlamaHttpEngine
 from graycat.workers.worker import Worker
@@ -32,7 +33,8 @@ async def serve(settings: Settings) -> None:
     url = settings.resolved_redis_url()
     redis, reader = connect(url), connect(url, blocking=True)
     worker_id = Worker.new_id("llm")
-    consumer = Consumer(redis, reader, worker_id, [("llm", m) for m in engine.models()],
+    events = PipelinedConnection(url)
+    consumer = Consumer(redis, reader, events, worker_id, [("llm", m) for m in engine.models()],
                         record_ttl=int(settings.queue_timeout + settings.job_timeout) + settings.result_ttl)
     worker = Worker(consumer, engine)
     loop = asyncio.get_running_loop()
@@ -44,5 +46,6 @@ async def serve(settings: Settings) -> None:
         await engine.close()
         await redis.aclose()
         await reader.aclose()
+        await events.close()
         if embedded is not None:
             embedded.stop()

@@ -43,36 +43,25 @@ class Backoff:
 
 
 class Emitter:
-    """Sends a job's chunks in order, once the job is marked started; chunks that arrive while a write is in
-    flight go together in the next one."""
+    """Hands a job's chunks to Redis in order. Chunks wait in a buffer until the job is marked started (so the
+    client hears of the start first); after that each is written at once, without waiting for Redis."""
 
-    def __init__(self, consumer: Consumer, claimed: Claimed, started: asyncio.Task[bool]) -> None:
+    def __init__(self, consumer: Consumer, job: Job) -> None:
         self._consumer = consumer
-        self._job = claimed.job
-        self._started = started
-        self._pending: list[bytes] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._job = job
+        self._buffer: list[bytes] | None = []
 
     def __call__(self, chunk: bytes) -> None:
-        self._pending.append(CHUNK + chunk)
-        if self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush())
+        if self._buffer is None:
+            self._consumer.emit(self._job, [CHUNK + chunk])
+        else:
+            self._buffer.append(CHUNK + chunk)
 
-    async def _flush(self) -> None:
-        try:
-            if not await self._started:  # cancelled before it started: nobody listens
-                self._pending.clear()
-                return
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._consumer.emit(self._job, batch)
-        finally:
-            self._flushing = None
-
-    async def drain(self) -> None:
-        """Wait until every chunk handed over so far is in Redis."""
-        while self._flushing is not None:
-            await asyncio.shield(self._flushing)
+    def open(self, runnable: bool) -> None:
+        """The job is marked started (or found cancelled: then its chunks are dropped)."""
+        buffered, self._buffer = self._buffer or [], None if runnable else []
+        if runnable and buffered:
+            self._consumer.emit(self._job, buffered)
 
 
 def _error_body(status: int, message: str, kind: str) -> bytes:
@@ -170,25 +159,23 @@ class Worker:
 
     async def _run(self, claimed: Claimed) -> None:
         job = claimed.job
-        # The engine starts at once; marking the job active (one Redis round trip) runs beside it, and the
-        # emitter holds the first chunks back until that is done, so the client hears "started" first.
-        started = asyncio.create_task(self.consumer.start(job))
-        emitter = Emitter(self.consumer, claimed, started)
+        # The engine starts at once; marking the job active (one Redis round trip) runs beside it.
+        emitter = Emitter(self.consumer, job)
         engine_task = asyncio.create_task(self.engine.run(job, emitter))
         self._engine_tasks[job.id] = engine_task
         try:
             try:
-                runnable = await started
+                runnable = await self.consumer.start(job)
             except BaseException:
                 engine_task.cancel()
                 await asyncio.gather(engine_task, return_exceptions=True)
                 raise
+            emitter.open(runnable)
             if not runnable or job.id in self._cancelled:  # cancelled while it waited, or just now
                 self._cancelled.add(job.id)
                 engine_task.cancel()
             status, body, state = await self._outcome(job, engine_task)
-            await emitter.drain()
-            await self._finish(claimed, status, body, state)
+            await self._finish(claimed, status, body, state)  # after every chunk, on the same connection
             log.debug("job %s %s (%d)", job.id, state.value, status)
         except Exception:
             log.exception("could not run or report job %s; it stays pending for reclaim", job.id)

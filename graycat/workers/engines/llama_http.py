@@ -11,7 +11,6 @@ from graycat.jobs import Job
 from graycat.workers.engines.base import Emit
 
 _JSON = {"Content-Type": "application/json"}
-_MAX_LINE = 1 << 22  # the final chunk of a stream echoes the prompt: allow long lines
 
 
 class EngineError(Exception):
@@ -38,7 +37,7 @@ class LlamaHttpEngine:
         self._pooled = aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 16,
                                              connector=aiohttp.TCPConnector(limit=0))
         # The llama.cpp server closes the connection after a stream without saying so: one per stream.
-        self._fresh = aiohttp.ClientSession(timeout=timeout, read_bufsize=_MAX_LINE // 2,
+        self._fresh = aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 16,
                                             connector=aiohttp.TCPConnector(limit=0, force_close=True))
         props = await self._get_json("/props")
         self.slots = int(props.get("total_slots") or 1)
@@ -73,15 +72,15 @@ class LlamaHttpEngine:
             async with self._fresh.post(self.base_url + job.endpoint, data=job.body, headers=_JSON) as resp:
                 if resp.status != 200:
                     return resp.status, await resp.read()
-                while True:
-                    line = await resp.content.readuntil(b"\n")
-                    if not line:
-                        break
-                    if line.startswith(b"data: "):
-                        emit(line[6:].rstrip(b"\r\n"))
-                    # blank separators and `: ping` comments are not forwarded
+                pending = b""
+                async for data in resp.content.iter_any():
+                    pending += data
+                    while (end := pending.find(b"\n\n")) >= 0:
+                        event, pending = pending[:end], pending[end + 2:]
+                        if event.startswith(b"data: "):  # `: ping` comments are not forwarded
+                            emit(event[6:])
                 return 200, b""
-        except (aiohttp.ClientError, ValueError) as exc:
+        except aiohttp.ClientError as exc:
             raise EngineError(f"llama.cpp server error: {exc}") from exc
         finally:
             self._active -= 1
