@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -120,3 +122,22 @@ def test_client_disconnect_cancels_the_job(gateway: Gateway, redis_server) -> No
     assert produced < 200
     with gateway.client() as http:  # the slot is free again: the next request is served at once
         assert http.post("/completion", json={"prompt": "ok", "n_predict": 2}).status_code == 200
+
+
+def test_a_non_streaming_client_that_leaves_cancels_its_job(gateway: Gateway, redis_server) -> None:
+    url = urlsplit(gateway.base)  # send the request, never read the answer
+    body = orjson.dumps({"prompt": "Write a long essay.", "n_predict": 450, "ignore_eos": True})
+    r = redis_server.client()
+    jobs_before = set(r.scan_iter(keys.job("*")))
+    sock = socket.create_connection((url.hostname, url.port))
+    sock.sendall(b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    def running() -> list[bytes]:
+        return [k for k in set(r.scan_iter(keys.job("*"))) - jobs_before if r.hget(k, "state") == b"active"]
+
+    wait_until(lambda: bool(running()), 10, "the job to start")
+    [job_key] = running()
+    sock.close()
+    wait_until(lambda: r.hget(job_key, "state") == b"cancelled", 10, "the job to be cancelled")
+    assert int(r.hget(job_key, "status")) == 499

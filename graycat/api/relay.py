@@ -17,6 +17,8 @@ from graycat.queue.client import JobQueue
 from graycat.queue.hub import Subscription
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_GONE = b"\x00gone"  # internal events: the client went away / the job's deadline passed
+_LATE = b"\x00late"
 
 
 async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: Callable[[bytes], bytes],
@@ -34,6 +36,7 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     sub = await queue.submit(job)
     deadline = asyncio.get_running_loop().time() + state.settings.job_timeout
     handed_over = False
+    watcher = asyncio.create_task(_watch(request.receive, sub))  # a client that leaves cancels its job
     try:
         worker = await _wait_start(queue, sub, state.settings.queue_timeout, model)
         event = await _next(queue, sub, deadline)
@@ -44,8 +47,20 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
         handed_over = True
         return EventStream(queue, sub, event, deadline, render_chunk, render_failure, {**SSE_HEADERS, **headers})
     finally:
+        watcher.cancel()
         if not handed_over:
             queue.hub.close(sub)
+
+
+async def _watch(receive: Receive, sub: Subscription) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    sub.queue.put_nowait(_GONE)
+
+
+def _client_gone(queue: JobQueue, sub: Subscription) -> ApiError:
+    queue.cancel_soon(sub.job_id)
+    return ApiError(499, "the client closed the request", code="client_closed_request")
 
 
 async def _wait_start(queue: JobQueue, sub: Subscription, timeout: float, model: str) -> str:
@@ -59,6 +74,8 @@ async def _wait_start(queue: JobQueue, sub: Subscription, timeout: float, model:
     except BaseException:
         queue.cancel_soon(sub.job_id)
         raise
+    if event == _GONE:
+        raise _client_gone(queue, sub)
     if event[:1] != START:
         raise AssertionError(f"job {sub.job_id}: expected a start event")
     return event[1:].decode()
@@ -67,17 +84,16 @@ async def _wait_start(queue: JobQueue, sub: Subscription, timeout: float, model:
 async def _next(queue: JobQueue, sub: Subscription, deadline: float) -> bytes:
     try:
         async with asyncio.timeout_at(deadline):
-            return await sub.queue.get()
+            event = await sub.queue.get()
     except TimeoutError:
         queue.cancel_soon(sub.job_id)
         raise ApiError(504, "the job ran past JOB_TIMEOUT and was cancelled", code="job_timeout") from None
     except BaseException:
         queue.cancel_soon(sub.job_id)
         raise
-
-
-_GONE = b"\x00gone"  # internal events: the client went away / the job's deadline passed
-_LATE = b"\x00late"
+    if event == _GONE:
+        raise _client_gone(queue, sub)
+    return event
 
 
 class EventStream(Response):
@@ -104,7 +120,7 @@ class EventStream(Response):
         events = self._sub.queue
         loop = asyncio.get_running_loop()
         timer = loop.call_at(self._deadline, events.put_nowait, _LATE)
-        watcher = loop.create_task(self._watch(receive))
+        watcher = loop.create_task(_watch(receive, self._sub))
         finished = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -129,8 +145,3 @@ class EventStream(Response):
             self._queue.hub.close(self._sub)
             if not finished:
                 self._queue.cancel_soon(self._sub.job_id)
-
-    async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self._sub.queue.put_nowait(_GONE)
