@@ -28,7 +28,9 @@ async def parts(redis_server: RedisServer) -> AsyncIterator[tuple[JobQueue, Cons
     events = PipelinedConnection(redis_server.url)
     consumer = Consumer(redis, reader, events, f"w-{model}", [("llm", model)], record_ttl=60)
     await consumer.setup()
-    yield JobQueue(redis, hub, record_ttl=60), consumer, model
+    writer = PipelinedConnection(redis_server.url)
+    yield JobQueue(redis, writer, hub, record_ttl=60), consumer, model
+    await writer.close()
     await hub.stop()
     await redis.aclose()
     await reader.aclose()

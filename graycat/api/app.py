@@ -17,6 +17,7 @@ from graycat.config import Settings
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
 from graycat.queue.hub import EventHub
+from graycat.queue.resp import PipelinedConnection
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -28,12 +29,14 @@ def create_app(settings: Settings) -> FastAPI:
         redis = connect(url)
         hub = EventHub(url, uuid.uuid4().hex)
         await hub.start()
-        app.state.queue = JobQueue(redis, hub, record_ttl=int(settings.queue_timeout + settings.job_timeout)
+        writer = PipelinedConnection(url)
+        app.state.queue = JobQueue(redis, writer, hub, record_ttl=int(settings.queue_timeout + settings.job_timeout)
                                    + settings.result_ttl)
         try:
             yield
         finally:
             await hub.stop()
+            await writer.close()
             await redis.aclose()
 
     app = FastAPI(title="Graycat AI Server", version=__version__, lifespan=lifespan,

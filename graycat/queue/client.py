@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from graycat.jobs import Job, JobState
 from graycat.queue import keys, scripts
 from graycat.queue.hub import EventHub, Subscription
+from graycat.queue.resp import PipelinedConnection
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,10 @@ MODELS_CACHE_S = 2.0
 class JobQueue:
     """Submits jobs to pools and tracks the models that workers serve."""
 
-    def __init__(self, redis: aioredis.Redis, hub: EventHub, *, record_ttl: int) -> None:
+    def __init__(self, redis: aioredis.Redis, writer: PipelinedConnection, hub: EventHub, *,
+                 record_ttl: int) -> None:
         self.redis = redis
+        self.writer = writer
         self.hub = hub
         self.record_ttl = record_ttl
         self._cancel = redis.register_script(scripts.CANCEL)
@@ -33,17 +36,15 @@ class JobQueue:
         self._background: set[asyncio.Task[Any]] = set()
 
     async def submit(self, job: Job) -> Subscription:
-        """Enqueue `job` (one round trip) and return the subscription to its events."""
+        """Enqueue `job` (one atomic round trip) and return the subscription to its events."""
         job.reply_to = self.hub.channel
         sub = self.hub.open(job.id)
+        record = ("state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
+                  "stream", int(job.stream), "created", repr(job.created))
+        fields = [part for pair in job.to_fields().items() for part in pair]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(keys.job(job.id), mapping={
-                    "state": JobState.PENDING.value, "kind": job.kind, "model": job.model,
-                    "endpoint": job.endpoint, "stream": int(job.stream), "created": repr(job.created)})
-                pipe.expire(keys.job(job.id), self.record_ttl)
-                pipe.xadd(keys.pool(job.kind, job.model), job.to_fields())  # type: ignore[arg-type]
-                await pipe.execute()
+            await self.writer.call("EVAL", scripts.ENQUEUE, 2, keys.job(job.id), keys.pool(job.kind, job.model),
+                                   self.record_ttl, len(record), *record, *fields)
         except BaseException:
             self.hub.close(sub)
             raise

@@ -12,10 +12,12 @@ import logging
 import random
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from graycat.queue import keys
 from graycat.queue.connection import connect
+from graycat.queue.resp import subscribe
 
 log = logging.getLogger(__name__)
 
@@ -90,25 +92,26 @@ class EventHub:
     async def _run(self) -> None:
         delay = 0.1
         first = True
-        while True:
-            client = connect(self._url, blocking=True)
-            pubsub = client.pubsub()
-            try:
-                await pubsub.subscribe(self.channel)
-                if not first:
-                    await self._replay(client)
-                first = False
-                self.connected.set()
-                delay = 0.1
-                while True:  # raw replies ([b"message", channel, data]): no per-event dict
-                    reply = await pubsub.parse_response(block=True)
-                    if reply and reply[0] == b"message":
-                        self._deliver(reply[2])
-            except (RedisError, OSError) as exc:
-                self.connected.clear()
-                log.warning("event hub lost Redis (%s); reconnecting in %.1fs", exc, delay)
-                await asyncio.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 5.0)
-            finally:
-                await pubsub.aclose()
-                await client.aclose()
+        client = connect(self._url)  # for replays
+        try:
+            while True:
+                link = None
+                try:
+                    link = await subscribe(self._url, self.channel, self._deliver)
+                    if not first:
+                        await self._replay(client)
+                    first = False
+                    self.connected.set()
+                    delay = 0.1
+                    await link.closed
+                    raise RedisConnectionError("subscription connection closed")
+                except (RedisError, OSError) as exc:
+                    self.connected.clear()
+                    log.warning("event hub lost Redis (%s); reconnecting in %.1fs", exc, delay)
+                    await asyncio.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 2, 5.0)
+                finally:
+                    if link is not None and link.transport is not None:
+                        link.transport.close()
+        finally:
+            await client.aclose()

@@ -1,10 +1,10 @@
-"""A minimal pipelined Redis connection for the per-token path of a worker.
+"""Minimal Redis connections for the per-token path: a pipelined command writer and a pub/sub reader.
 
-redis-py spends a few hundred microseconds of CPU per command, and a worker sends one command per token; on
-a machine where the engine needs every core, that CPU is taken from generation. This connection writes
-each command at once and never waits for its reply unless asked to: replies are matched to commands in
-order as they arrive. All events of a job go through the same connection, so Redis applies them in order.
-It speaks RESP2 and understands only the replies the queue's scripts give (integers, nil, errors, OK).
+redis-py spends a few hundred microseconds of CPU per command and per message, and a streamed completion
+costs one command in the worker and one message in the api per token; on a machine where the engine needs
+every core, that CPU is taken from generation. These connections speak RESP2 over an asyncio protocol:
+commands are written at once and their replies matched in order as they arrive, so a caller waits only for
+the replies it needs; pub/sub messages are handed over as raw bytes.
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ import asyncio
 import logging
 import ssl
 from collections import deque
+from collections.abc import Callable
 
 from redis.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 log = logging.getLogger(__name__)
 
+Arg = bytes | str | int
+_INCOMPLETE = object()
 
-class RespError(Exception):
-    """Redis answered a command with an error."""
 
-
-def encode(args: tuple[bytes | str | int, ...]) -> bytes:
+def encode(args: tuple[Arg, ...]) -> bytes:
     """One command in RESP."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -32,46 +34,121 @@ def encode(args: tuple[bytes | str | int, ...]) -> bytes:
     return b"".join(parts)
 
 
-class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+def parse(buf: bytes, pos: int) -> tuple[object, int]:
+    """One RESP2 value from `buf` at `pos`: (value, next position), or (_INCOMPLETE, pos) when more is needed.
+    Errors are returned as ResponseError instances."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return _INCOMPLETE, pos
+    kind, line = buf[pos:pos + 1], buf[pos + 1:end]
+    if kind == b"+":
+        return line, end + 2
+    if kind == b"-":
+        return ResponseError(line.decode(errors="replace")), end + 2
+    if kind == b":":
+        return int(line), end + 2
+    if kind == b"$":
+        size = int(line)
+        if size < 0:
+            return None, end + 2
+        if len(buf) < end + 2 + size + 2:
+            return _INCOMPLETE, pos
+        return buf[end + 2:end + 2 + size], end + 2 + size + 2
+    if kind == b"*":
+        count = int(line)
+        items: list[object] = []
+        at = end + 2
+        for _ in range(max(count, 0)):
+            item, at = parse(buf, at)
+            if item is _INCOMPLETE:
+                return _INCOMPLETE, pos
+            items.append(item)
+        return (items if count >= 0 else None), at
+    raise RedisConnectionError(f"unexpected RESP data {buf[pos:pos + 40]!r}")
+
+
+class RespProtocol(asyncio.Protocol):
+    """Parses replies as they arrive and hands each to `on_value`."""
+
+    def __init__(self, on_value: Callable[[object], None]) -> None:
+        self.on_value = on_value
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[asyncio.Future[object] | None] = deque()
         self.buffer = b""
         self.lost: Exception | None = None
+        self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n")) >= 0:
-            line, self.buffer = self.buffer[:end], self.buffer[end + 2:]
-            kind, rest = line[:1], line[1:]
-            reply: object
-            if kind == b":":
-                reply = int(rest)
-            elif kind == b"-":
-                reply = RespError(rest.decode(errors="replace"))
-            elif kind in (b"+", b"$"):  # OK, or a nil bulk string ($-1): the only ones our commands give
-                reply = None if rest == b"-1" else rest
-            else:
-                reply = RespError(f"unexpected reply {line[:40]!r}")
-            future = self.waiting.popleft() if self.waiting else None
-            if future is None:
-                if isinstance(reply, RespError):
-                    log.error("Redis refused an event write: %s", reply)
-            elif not future.done():
-                if isinstance(reply, RespError):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
+        buf = self.buffer + data if self.buffer else data
+        pos = 0
+        while pos < len(buf):
+            value, pos = parse(buf, pos)
+            if value is _INCOMPLETE:
+                break
+            self.on_value(value)
+        self.buffer = buf[pos:]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = ConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        self.lost = RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}")
         while self.waiting:
             future = self.waiting.popleft()
             if future is not None and not future.done():
                 future.set_exception(self.lost)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def write(self, args: tuple[Arg, ...], future: asyncio.Future[object] | None) -> None:
+        assert self.transport is not None
+        self.waiting.append(future)
+        self.transport.write(encode(args))
+
+
+async def _open(url: str, on_value: Callable[[RespProtocol, object], None]) -> RespProtocol:
+    """Connect, authenticate and select the database of `url`."""
+    opts = parse_url(url)
+    loop = asyncio.get_running_loop()
+    proto: RespProtocol | None = None
+
+    def factory() -> RespProtocol:
+        nonlocal proto
+        proto = RespProtocol(lambda value: on_value(proto, value))  # type: ignore[arg-type]
+        return proto
+
+    try:
+        if "path" in opts:
+            await loop.create_unix_connection(factory, opts["path"])
+        else:
+            tls = ssl.create_default_context() if url.startswith("rediss://") else None
+            await asyncio.wait_for(loop.create_connection(factory, opts.get("host", "localhost"),
+                                                          opts.get("port", 6379), ssl=tls), 5)
+    except (OSError, TimeoutError) as exc:
+        raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
+    assert proto is not None
+    setup: list[tuple[Arg, ...]] = []
+    if opts.get("password"):
+        setup.append(("AUTH", opts.get("username") or "default", opts["password"]))
+    if opts.get("db"):
+        setup.append(("SELECT", opts["db"]))
+    for cmd in setup:
+        future: asyncio.Future[object] = loop.create_future()
+        proto.write(cmd, future)
+        await future
+    return proto
+
+
+def _reply(proto: RespProtocol, value: object) -> None:
+    future = proto.waiting.popleft() if proto.waiting else None
+    if future is None:
+        if isinstance(value, ResponseError):
+            log.error("Redis refused a write: %s", value)
+    elif not future.done():
+        if isinstance(value, ResponseError):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
 
 
 class PipelinedConnection:
@@ -79,58 +156,54 @@ class PipelinedConnection:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._proto: _Protocol | None = None
+        self._proto: RespProtocol | None = None
         self._lock = asyncio.Lock()
 
-    async def _connect(self) -> _Protocol:
-        opts = parse_url(self.url)
-        loop = asyncio.get_running_loop()
-        if "path" in opts:
-            _, proto = await loop.create_unix_connection(_Protocol, opts["path"])
-        else:
-            tls = ssl.create_default_context() if self.url.startswith("rediss://") else None
-            _, proto = await loop.create_connection(_Protocol, opts.get("host", "localhost"),
-                                                    opts.get("port", 6379), ssl=tls)
-        setup: list[tuple[bytes | str | int, ...]] = []
-        if opts.get("password"):
-            setup.append(("AUTH", opts.get("username") or "default", opts["password"]))
-        if opts.get("db"):
-            setup.append(("SELECT", opts["db"]))
-        for cmd in setup:
-            future: asyncio.Future[object] = loop.create_future()
-            proto.waiting.append(future)
-            assert proto.transport is not None
-            proto.transport.write(encode(cmd))
-            await future
-        return proto
-
-    async def ready(self) -> _Protocol:
-        """The live connection, connecting (again) when needed."""
+    async def _ready(self) -> RespProtocol:
         proto = self._proto
         if proto is None or proto.lost is not None:
             async with self._lock:
                 if self._proto is None or self._proto.lost is not None:
-                    self._proto = await self._connect()
+                    self._proto = await _open(self.url, _reply)
                 proto = self._proto
         return proto
 
-    def send(self, *args: bytes | str | int) -> None:
+    def send(self, *args: Arg) -> None:
         """Write a command without waiting for its reply (errors are logged). Needs a live connection."""
         proto = self._proto
-        if proto is None or proto.lost is not None or proto.transport is None:
-            raise ConnectionError("no live connection to Redis")
-        proto.waiting.append(None)
-        proto.transport.write(encode(args))
+        if proto is None or proto.lost is not None:
+            raise RedisConnectionError("no live connection to Redis")
+        proto.write(args, None)
 
-    async def call(self, *args: bytes | str | int) -> object:
+    async def call(self, *args: Arg) -> object:
         """Write a command after every earlier one and return its reply."""
-        proto = await self.ready()
-        assert proto.transport is not None
+        proto = await self._ready()
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        proto.waiting.append(future)
-        proto.transport.write(encode(args))
+        proto.write(args, future)
         return await future
 
     async def close(self) -> None:
         if self._proto is not None and self._proto.transport is not None:
             self._proto.transport.close()
+
+
+async def subscribe(url: str, channel: str, on_message: Callable[[bytes], None]) -> RespProtocol:
+    """Subscribe to `channel`, handing each message's payload to `on_message`. Returns once the subscription
+    is in place; the connection's `closed` future completes when it is lost."""
+    confirmed = asyncio.get_running_loop().create_future()
+
+    def on_value(proto: RespProtocol, value: object) -> None:
+        if isinstance(value, list) and value:
+            if value[0] == b"message":
+                on_message(value[2])  # type: ignore[arg-type]
+            elif value[0] == b"subscribe" and not confirmed.done():
+                confirmed.set_result(None)
+        else:
+            _reply(proto, value)  # AUTH / SELECT
+
+    proto = await _open(url, on_value)
+    proto.write(("SUBSCRIBE", channel), None)
+    await asyncio.wait([confirmed, proto.closed], return_when=asyncio.FIRST_COMPLETED)
+    if not confirmed.done():
+        raise RedisConnectionError("connection lost while subscribing")
+    return proto

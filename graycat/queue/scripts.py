@@ -9,6 +9,14 @@ TERMINAL = """
 local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
 """
 
+# KEYS: job, pool. ARGV: record ttl, n, n record field/value args, then the stream entry's field/value args.
+ENQUEUE = """
+local n = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + n))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3 + n))
+"""
+
 # KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl.
 START = TERMINAL + """
 if redis.call('EXISTS', KEYS[3]) == 1 or terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end

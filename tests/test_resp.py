@@ -1,0 +1,58 @@
+"""The minimal RESP codec of the per-token path, and its connections against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.exceptions import ResponseError
+
+from graycat.queue.resp import _INCOMPLETE, PipelinedConnection, encode, parse, subscribe
+from tests.conftest import RedisServer
+
+
+def test_encode_is_binary_safe() -> None:
+    assert encode(("SET", b"k\r\n", 12)) == b"*3\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$2\r\n12\r\n"
+
+
+@pytest.mark.parametrize(("data", "value"), [
+    (b"+OK\r\n", b"OK"), (b":42\r\n", 42), (b"$-1\r\n", None), (b"$5\r\na\r\nbc\r\n", b"a\r\nbc"),
+    (b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$0\r\n\r\n", [b"message", b"ch", b""]),
+])
+def test_parse_values(data: bytes, value: object) -> None:
+    assert parse(data, 0) == (value, len(data))
+    for cut in range(len(data)):  # any prefix is incomplete, never wrong
+        assert parse(data[:cut], 0)[0] is _INCOMPLETE
+
+
+def test_parse_error_reply() -> None:
+    value, _ = parse(b"-NOSCRIPT no such script\r\n", 0)
+    assert isinstance(value, ResponseError) and "NOSCRIPT" in str(value)
+
+
+async def test_pipelined_writes_keep_their_order_and_errors_do_not_break_the_link(
+        redis_server: RedisServer) -> None:
+    conn = PipelinedConnection(redis_server.url)
+    await conn.call("DEL", "resp:list")
+    for i in range(200):
+        conn.send("RPUSH", "resp:list", i)
+    conn.send("NOSUCHCOMMAND")  # refused, logged
+    assert await conn.call("LLEN", "resp:list") == 200
+    assert await conn.call("LINDEX", "resp:list", 199) == b"199"
+    with pytest.raises(ResponseError):
+        await conn.call("INCR", "resp:list")
+    await conn.close()
+
+
+async def test_subscription_hands_over_raw_payloads(redis_server: RedisServer) -> None:
+    got: list[bytes] = []
+    link = await subscribe(redis_server.url, "resp:ch", got.append)
+    redis_server.client().publish("resp:ch", b"\x00binary\r\npayload")
+    for _ in range(100):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    assert got == [b"\x00binary\r\npayload"]
+    assert link.transport is not None
+    link.transport.close()
+    await asyncio.wait_for(link.closed, 2)
