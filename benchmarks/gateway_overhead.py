@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from graycat.config import load_settings
 from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -356,8 +357,9 @@ def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
              "--appendonly", "no"], logs / "redis.log"))
         _wait_port(redis_port, redis, 10)
         print("loading the engine", file=sys.stderr)
+        defaults = load_settings()  # the engine as `graycat worker llm` configures it (poll, niceness)
         engine = EmbeddedLlamaServer(default_model_path(), alias=MODEL_NAME, slots=4, ctx_per_slot=1024,
-                                     threads=None, gpu_layers=0)
+                                     threads=None, gpu_layers=0, poll=defaults.poll, nice=defaults.nice)
         engine_url = engine.start().rstrip("/")
         stack.callback(engine.stop)
         api = stack.enter_context(spawn([str(bin_dir / "graycat"), "api", "--port", str(api_port)],
@@ -376,7 +378,8 @@ def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
         "requests": n, "rounds": rounds, "waited_for_quiet_s": round(meter.waited, 1),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
                  "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "engine": {"model": MODEL_NAME, "slots": 4, "ctx_per_slot": 1024, "threads": engine.threads},
+        "engine": {"model": MODEL_NAME, "slots": 4, "ctx_per_slot": 1024, "threads": engine.threads,
+                   "poll": engine.poll, "nice": engine.nice},
         "rows": [r.__dict__ for r in rows],
         "all_met": all(r.met for r in rows),
     }

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, validation_alias="LLM_THREADS")
     poll: int = Field(0, ge=0, le=100, validation_alias="LLM_POLL",
                       description="llama.cpp busy-wait level 0-100; 0 lets idle engine threads sleep.")
+    nice: int = Field(10, ge=0, le=19, validation_alias="LLM_NICE",
+                      description="Niceness of the embedded engine's threads; the gateway's work comes first.")
     gpu_layers: int = Field(0, ge=-1, validation_alias="GPU_LAYERS",
                             description="Layers offloaded to the GPU (-1: all).")
 

@@ -27,7 +27,8 @@ async def serve(settings: Settings) -> None:
         name = settings.model_name or (DEFAULT_MODEL_NAME if settings.model is None else path.stem)
         embedded = EmbeddedLlamaServer(path, alias=name, slots=settings.slots,
                                        ctx_per_slot=settings.ctx_per_slot, threads=settings.threads,
-                                       gpu_layers=settings.gpu_layers, poll=settings.poll)
+                                       gpu_layers=settings.gpu_layers, poll=settings.poll,
+                                       nice=settings.nice)
         engine = LlamaHttpEngine(await asyncio.to_thread(embedded.start), name)
     await engine.start()
     url = settings.resolved_redis_url()

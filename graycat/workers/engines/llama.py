@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+T = TypeVar("T")
 
 
 def default_model_path() -> Path:
@@ -31,7 +34,7 @@ class EmbeddedLlamaServer:
     """Loads a GGUF model into llama.cpp's server on a free loopback port."""
 
     def __init__(self, model_path: Path, *, alias: str, slots: int, ctx_per_slot: int,
-                 threads: int | None, gpu_layers: int, poll: int = 0) -> None:
+                 threads: int | None, gpu_layers: int, poll: int = 0, nice: int = 0) -> None:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file not found: {model_path}")
         self.model_path = model_path
@@ -41,6 +44,7 @@ class EmbeddedLlamaServer:
         self.threads = threads or max(1, os.cpu_count() or 1)
         self.gpu_layers = gpu_layers
         self.poll = poll
+        self.nice = nice
         self._server: Any = None
 
     def start(self) -> str:
@@ -64,7 +68,7 @@ class EmbeddedLlamaServer:
         params.endpoint_metrics = True
         params.warmup = False
         params.verbosity = 0 if log.isEnabledFor(logging.DEBUG) else -1
-        self._server = xllamacpp.Server(params)
+        self._server = _in_thread_with_nice(self.nice, lambda: xllamacpp.Server(params))
         url: str = self._server.listening_address
         log.info("llama.cpp server for %s (%d slots x %d ctx) at %s",
                  self.model_path.name, self.slots, self.ctx_per_slot, url)
@@ -72,3 +76,26 @@ class EmbeddedLlamaServer:
 
     def stop(self) -> None:
         self._server = None  # the server shuts down when released
+
+
+def _in_thread_with_nice(nice: int, make: Callable[[], T]) -> T:
+    """Run `make` in a new thread lowered by `nice`: Linux threads inherit their creator's niceness, so every
+    thread the engine starts (compute, HTTP) yields the CPU to the gateway's processes on wakeup, while still
+    taking all the CPU they leave idle."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if nice:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            result.append(make())
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="engine-start")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
