@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from graycat.api.app import create_app
 from graycat.config import load_settings
 from graycat.queue import keys
+from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 from tests.conftest import TOKEN, Cluster, Gateway, RedisServer, wait_until
 from tests.rawhttp import ChunkedResponse
 
@@ -70,3 +71,24 @@ def test_no_worker_for_the_model_ends_in_a_clear_503(redis_server: RedisServer,
     r = redis_server.client()
     [(_entry, fields)] = r.xrange(keys.pool("llm", "model-without-workers"))
     wait_until(lambda: r.hget(keys.job(fields[b"id"].decode()), "state") == b"expired", 5, "expired state")
+
+
+def test_worker_relays_to_an_external_llama_server(cluster: Cluster, gateway: Gateway,
+                                                  redis_server: RedisServer) -> None:
+    server = EmbeddedLlamaServer(default_model_path(), alias="external", slots=1, ctx_per_slot=512, threads=1,
+                                 gpu_layers=0)
+    url = server.start()  # llama.cpp's own server, reached over HTTP like any llama-server
+    worker = cluster.worker("--llama-url", url)
+    name = "SmolLM2-135M-Instruct.Q4_1"  # read from the server's /props (its model file)
+    info = orjson.loads(redis_server.client().hget(keys.MODELS, name))
+    assert info == {"kind": "llm", "n_ctx": 512, "slots": 1}
+    with gateway.client() as http:
+        resp = http.post("/completion", json={"prompt": "Hi", "n_predict": 4, "ignore_eos": True, "model": name})
+        assert resp.status_code == 200 and resp.json()["tokens_predicted"] == 4
+        assert resp.headers["x-worker-id"] in worker.output()
+        with http.stream("POST", "/v1/chat/completions", json={
+                "model": name, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True}) as s:
+            lines = [line for line in s.iter_lines() if line]
+        assert lines[-1] == "data: [DONE]"
+    assert worker.stop() == 0
+    server.stop()
