@@ -35,6 +35,11 @@ class Settings(BaseSettings):
                                  description="Seconds a request waits for a worker before 503.")
     job_timeout: float = Field(600.0, gt=0, validation_alias="JOB_TIMEOUT",
                                description="Seconds a running job may take before 504.")
+    visibility_timeout: float = Field(6.0, ge=5, validation_alias="VISIBILITY_TIMEOUT",
+                                      description="Seconds without a heartbeat after which another worker takes "
+                                                  "over a running job.")
+    max_deliveries: int = Field(3, ge=1, validation_alias="MAX_DELIVERIES",
+                                description="Deliveries of a job before it fails into the dead-letter registry.")
     result_ttl: int = Field(3600, gt=0, validation_alias="RESULT_TTL",
                             description="Seconds job records and events are kept after the end.")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")

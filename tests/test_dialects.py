@@ -6,7 +6,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from graycat.api.dialects import llamacpp, openai
+from graycat.api.dialects import is_deterministic, llamacpp, openai
 from graycat.api.errors import error_body
 
 
@@ -57,3 +57,18 @@ def test_error_shapes_follow_the_dialect() -> None:
     oai = orjson.loads(error_body("/v1/chat/completions", 404, "gone", "model_not_found", "model"))
     assert oai == {"error": {"message": "gone", "type": "not_found_error", "param": "model",
                              "code": "model_not_found"}}
+
+
+@pytest.mark.parametrize(("seed", "temperature", "expected"), [
+    (None, None, False), (-1, 0.8, False), (4294967295, None, False), (0, None, True), (42, 0.7, True),
+    (None, 0, True), (-1, 0.0, True)])
+def test_deterministic_requests(seed: int | None, temperature: float | None, expected: bool) -> None:
+    assert is_deterministic(seed, temperature) is expected
+
+
+def test_mid_stream_errors_in_each_dialect() -> None:
+    native = orjson.loads(llamacpp.stream_error(502, "stopped")[6:])
+    assert native == {"error": {"code": 502, "message": "stopped", "type": "server_error"}}
+    oai = openai.stream_error(502, "stopped")
+    assert oai.startswith(b"data: ") and oai.endswith(b"\n\n")
+    assert orjson.loads(oai[6:])["error"]["message"] == "stopped"

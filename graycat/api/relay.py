@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import orjson
 from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -22,12 +23,12 @@ _LATE = b"\x00late"
 
 
 async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: Callable[[bytes], bytes],
-                  render_failure: Callable[[int, bytes], bytes] | None = None) -> Response:
+                  render_failure: Callable[[int, str], bytes]) -> Response:
     """Enqueue the request's body as a job and relay the answer.
 
     Errors the engine reports before the first token become a plain JSON error response, so a streaming
     client never sees an error inside its stream. `render_failure` gives the last event of a stream that
-    fails midway (None: the stream just ends).
+    fails midway.
     """
     state = request.app.state
     queue: JobQueue = state.queue
@@ -40,12 +41,16 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     try:
         worker = await _wait_start(queue, sub, state.settings.queue_timeout, model)
         event = await _next(queue, sub, deadline)
+        while event[:1] == START:  # the worker died before answering; another took the job over
+            worker = event[1:].decode()
+            event = await _next(queue, sub, deadline)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": worker}
         if event[:1] == END:
             status, body = parse_end(event[1:])
             return Response(body, status, headers=headers, media_type="application/json")
         handed_over = True
-        return EventStream(queue, sub, event, deadline, render_chunk, render_failure, {**SSE_HEADERS, **headers})
+        return EventStream(queue, sub, event, deadline, spec, render_chunk, render_failure,
+                           {**SSE_HEADERS, **headers})
     finally:
         watcher.cancel()
         if not handed_over:
@@ -101,19 +106,22 @@ class EventStream(Response):
 
     One timer (the job's deadline) and one watcher (the client disconnecting) per stream feed the same
     queue as the job's events, so the per-event path is a queue read and a send. Ending early (client gone,
-    deadline) cancels the job.
+    deadline) cancels the job. When the worker dies midway and another takes the job over from the start, a
+    deterministic request continues seamlessly (the chunks already sent are skipped); any other ends with an
+    error event.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, queue: JobQueue, sub: Subscription, first: bytes, deadline: float,
-                 render_chunk: Callable[[bytes], bytes], render_failure: Callable[[int, bytes], bytes] | None,
+    def __init__(self, queue: JobQueue, sub: Subscription, first: bytes, deadline: float, spec: JobSpec,
+                 render_chunk: Callable[[bytes], bytes], render_failure: Callable[[int, str], bytes],
                  headers: dict[str, str]) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [(b"content-type", b"text/event-stream"),
                             *((k.lower().encode(), v.encode()) for k, v in headers.items())]
         self._queue, self._sub, self._first, self._deadline = queue, sub, first, deadline
+        self._deterministic = spec.deterministic
         self._render_chunk, self._render_failure = render_chunk, render_failure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,22 +130,34 @@ class EventStream(Response):
         timer = loop.call_at(self._deadline, events.put_nowait, _LATE)
         watcher = loop.create_task(_watch(receive, self._sub))
         finished = False
+        sent = skip = 0
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             event = self._first
-            while event[:1] == CHUNK:
-                await send({"type": "http.response.body", "body": self._render_chunk(event[1:]), "more_body": True})
+            while True:
+                kind = event[:1]
+                if kind == CHUNK:
+                    if skip:
+                        skip -= 1
+                    else:
+                        await send({"type": "http.response.body", "body": self._render_chunk(event[1:]),
+                                    "more_body": True})
+                        sent += 1
+                elif kind == START and self._deterministic:  # taken over: the rerun repeats what was sent
+                    skip = sent
+                else:
+                    break
                 event = await events.get()
             if event == _GONE:
                 return
-            tail = b""
-            if event == _LATE:
-                tail = self._render_failure(504, b"the job ran past JOB_TIMEOUT") if self._render_failure else b""
-            else:  # END
+            if event[:1] == END:
                 finished = True
                 status, body = parse_end(event[1:])
-                if status >= 400 and self._render_failure is not None:
-                    tail = self._render_failure(status, body)
+                tail = self._render_failure(status, _message(status, body)) if status >= 400 else b""
+            elif event == _LATE:
+                tail = self._render_failure(504, "the job ran past JOB_TIMEOUT and was cancelled")
+            else:  # START: the worker stopped midway and the output cannot be continued
+                tail = self._render_failure(502, "the worker running this request stopped midway; retry it")
             await send({"type": "http.response.body", "body": tail, "more_body": False})
         finally:
             timer.cancel()
@@ -145,3 +165,11 @@ class EventStream(Response):
             self._queue.hub.close(self._sub)
             if not finished:
                 self._queue.cancel_soon(self._sub.job_id)
+
+
+def _message(status: int, body: bytes) -> str:
+    """The message of an error body (llama.cpp's and OpenAI's shapes), or the body itself."""
+    try:
+        return str(orjson.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace") or f"failed with status {status}"

@@ -75,15 +75,46 @@ class Consumer:
     def emit(self, job: Job, events: list[bytes]) -> None:
         """Append events to the job's stream and publish them to its client, without waiting: they reach Redis
         in order, before anything sent later on the same connection (such as the job's end)."""
-        self.events.send("EVAL", scripts.EMIT, 1, keys.events(job.id), job.reply_to, job.id, *events)
+        self.events.send("EVAL", scripts.EMIT, 2, keys.events(job.id), keys.job(job.id), job.reply_to, job.id,
+                         self.worker_id, *events)
 
-    async def finish(self, claimed: Claimed, status: int, body: bytes, state: JobState) -> None:
-        """Record the job's end, send the final event and acknowledge its queue entry, atomically."""
+    async def finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, *, ran: bool = True) -> None:
+        """Record the job's end, send the final event and acknowledge its queue entry, atomically. A job that
+        another worker has taken over meanwhile is left to it."""
         job = claimed.job
         await self.events.call(
             "EVAL", scripts.FINISH, 4, keys.job(job.id), keys.events(job.id), claimed.pool,
             keys.pool_stats(job.kind, job.model), job.reply_to, job.id, end_event(status, body), state.value,
-            claimed.entry_id, keys.GROUP, repr(time.time()), self.record_ttl, status)
+            claimed.entry_id, keys.GROUP, repr(time.time()), self.record_ttl, status,
+            self.worker_id if ran else "")
+
+    async def reclaim(self, count: int, idle_ms: int) -> list[tuple[Claimed, int]]:
+        """Take over up to `count` jobs whose worker stopped heartbeating for `idle_ms`, with how many times
+        each has now been delivered."""
+        taken: list[tuple[Claimed, int]] = []
+        for _, _, stream in self.pools:
+            if len(taken) >= count:
+                break
+            _, entries, _ = await self.redis.xautoclaim(stream, keys.GROUP, self.worker_id, idle_ms, "0-0",
+                                                        count=count - len(taken))
+            for entry_id, fields in entries:
+                if not fields:  # deleted meanwhile
+                    continue
+                info = await self.redis.xpending_range(stream, keys.GROUP, entry_id, entry_id, 1)
+                deliveries = int(info[0]["times_delivered"]) if info else 1
+                taken.append((Claimed(Job.from_fields(fields), stream, entry_id.decode()), deliveries))
+        return taken
+
+    async def dead_letter(self, claimed: Claimed, deliveries: int) -> None:
+        """Fail a job that was delivered too many times and keep it in the dead-letter stream."""
+        job = claimed.job
+        reason = (f"job failed: the worker running it stopped during each of its {deliveries - 1} runs "
+                  "(MAX_DELIVERIES); it is kept in the dead-letter registry")
+        await self.redis.xadd(keys.DEAD, {**job.to_fields(), "pool": claimed.pool, "deliveries": deliveries,
+                                          "reason": reason, "at": repr(time.time())},  # type: ignore[dict-item]
+                              maxlen=10000, approximate=True)
+        body = orjson.dumps({"error": {"code": 500, "message": reason, "type": "server_error"}})
+        await self.finish(claimed, 500, body, JobState.FAILED, ran=False)
 
     async def heartbeat(self, info: dict[str, Any], ttl: float, held: Iterable[Claimed],
                         models: dict[str, dict[str, Any]]) -> None:

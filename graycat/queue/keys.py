@@ -5,6 +5,7 @@ GROUP = "workers"  # the consumer group of every pool stream
 CANCEL_CHANNEL = f"{PREFIX}:cancel"  # pub/sub: job ids to cancel
 WORKERS = f"{PREFIX}:workers"  # zset: worker id -> last heartbeat (unix time)
 MODELS = f"{PREFIX}:models"  # hash: model name -> JSON model info announced by workers
+DEAD = f"{PREFIX}:dead"  # stream: jobs that failed past the delivery cap, kept for debugging
 
 
 def pool(kind: str, model: str) -> str:

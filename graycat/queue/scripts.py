@@ -29,17 +29,24 @@ if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ev)
 return 1
 """
 
-# KEYS: events. ARGV: channel, job id, event...
+# KEYS: events, job. ARGV: channel, job id, worker id, event...
+# A worker that lost the job to another (it was presumed dead) writes nothing more to its client.
 EMIT = """
-for i = 3, #ARGV do
+if redis.call('HGET', KEYS[2], 'worker') ~= ARGV[3] then return 0 end
+for i = 4, #ARGV do
   local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
   if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ARGV[i]) end
 end
-return #ARGV - 2
+return #ARGV - 3
 """
 
-# KEYS: job, events, pool, stats. ARGV: channel, job id, end event, state, entry id, group, now, ttl, status.
+# KEYS: job, events, pool, stats. ARGV: channel, job id, end event, state, entry id, group, now, ttl, status,
+# owner (the worker that ran it; '' for a job that never ran). Only the current owner ends a running job.
 FINISH = TERMINAL + """
+local owner = redis.call('HGET', KEYS[1], 'worker')
+if ARGV[10] ~= '' and owner and owner ~= ARGV[10] and not terminal(redis.call('HGET', KEYS[1], 'state')) then
+  return 0
+end
 redis.call('XACK', KEYS[3], ARGV[6], ARGV[5])
 redis.call('XDEL', KEYS[3], ARGV[5])
 if terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end

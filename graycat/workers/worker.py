@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
 HEARTBEAT_TTL_S = 10.0
-CLAIM_BLOCK_MS = 1000  # an idle worker re-checks for a stop request this often
+CLAIM_BLOCK_MS = 1000  # an idle worker re-checks for a stop request (and abandoned jobs) this often
+RECLAIM_S = 1.0
 FINISH_RETRY_S = 60.0
 
 
@@ -71,9 +72,12 @@ def _error_body(status: int, message: str, kind: str) -> bytes:
 class Worker:
     """Runs jobs of its engine's pools until asked to stop, then finishes what it holds."""
 
-    def __init__(self, consumer: Consumer, engine: Engine, *, host: str | None = None) -> None:
+    def __init__(self, consumer: Consumer, engine: Engine, *, visibility_timeout: float = 6.0,
+                 max_deliveries: int = 3, host: str | None = None) -> None:
         self.consumer = consumer
         self.engine = engine
+        self.visibility_ms = int(visibility_timeout * 1000)
+        self.max_deliveries = max_deliveries
         self.id = consumer.worker_id
         self.host = host or socket.gethostname()
         self._stopping = asyncio.Event()
@@ -129,6 +133,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = Backoff()
         lost_pools = False
+        next_reclaim = 0.0
         while not self._stopping.is_set():
             free = self.engine.slots - len(self._held)
             if free <= 0:
@@ -139,7 +144,12 @@ class Worker:
                 if lost_pools:
                     await self.consumer.setup()
                     lost_pools = False
-                batch = await self.consumer.claim(free, CLAIM_BLOCK_MS)
+                batch: list[tuple[Claimed, int]] = []
+                if time.monotonic() >= next_reclaim:  # jobs of dead workers go before new work
+                    next_reclaim = time.monotonic() + RECLAIM_S
+                    batch = await self.consumer.reclaim(free, self.visibility_ms)
+                if not batch:
+                    batch = [(c, 1) for c in await self.consumer.claim(free, CLAIM_BLOCK_MS)]
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -150,12 +160,29 @@ class Worker:
                 await backoff.wait(f"claiming failed ({exc})")
                 continue
             backoff.reset()
-            for claimed in batch:
+            for claimed, deliveries in batch:
                 if self._stopping.is_set():  # claimed while the stop request came in: not ours to run
                     await self.consumer.release(claimed)
                     continue
+                if deliveries > 1:
+                    log.warning("job %s taken over from a worker that stopped (delivery %d)", claimed.job.id,
+                                deliveries)
                 self._held[claimed.job.id] = claimed
-                self._tasks[claimed.job.id] = asyncio.create_task(self._run(claimed))
+                runner = self._dead_letter(claimed, deliveries) if deliveries > self.max_deliveries \
+                    else self._run(claimed)
+                self._tasks[claimed.job.id] = asyncio.create_task(runner)
+
+    async def _dead_letter(self, claimed: Claimed, deliveries: int) -> None:
+        try:
+            await self.consumer.dead_letter(claimed, deliveries)
+            log.error("job %s failed after %d deliveries; moved to the dead-letter registry", claimed.job.id,
+                      deliveries)
+        except Exception:
+            log.exception("could not dead-letter job %s", claimed.job.id)
+        finally:
+            self._held.pop(claimed.job.id, None)
+            self._tasks.pop(claimed.job.id, None)
+            self._slot_free.set()
 
     async def _run(self, claimed: Claimed) -> None:
         job = claimed.job
@@ -175,7 +202,7 @@ class Worker:
                 self._cancelled.add(job.id)
                 engine_task.cancel()
             status, body, state = await self._outcome(job, engine_task)
-            await self._finish(claimed, status, body, state)  # after every chunk, on the same connection
+            await self._finish(claimed, status, body, state, ran=runnable)  # after every chunk, same connection
             log.debug("job %s %s (%d)", job.id, state.value, status)
         except Exception:
             log.exception("could not run or report job %s; it stays pending for reclaim", job.id)
@@ -198,13 +225,13 @@ class Worker:
             return 502, _error_body(502, str(exc), "server_error"), JobState.FAILED
         return status, body, JobState.COMPLETED if status < 400 else JobState.FAILED
 
-    async def _finish(self, claimed: Claimed, status: int, body: bytes, state: JobState) -> None:
+    async def _finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, ran: bool) -> None:
         """Report the end, retrying through a Redis outage of up to FINISH_RETRY_S seconds."""
         backoff = Backoff()
         deadline = time.monotonic() + FINISH_RETRY_S
         while True:
             try:
-                await self.consumer.finish(claimed, status, body, state)
+                await self.consumer.finish(claimed, status, body, state, ran=ran)
                 return
             except (RedisError, OSError) as exc:
                 if time.monotonic() > deadline:

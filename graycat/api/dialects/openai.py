@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graycat.api.dialects import JobSpec
+from graycat.api.dialects import JobSpec, is_deterministic
 
 
 class ChatMessage(BaseModel):
@@ -24,6 +24,8 @@ class _Request(BaseModel):
     stream: bool = False
     max_tokens: int | None = Field(None, ge=0)
     n: int = Field(1, ge=1, le=16)
+    seed: int | None = None
+    temperature: float | None = None
 
 
 class ChatCompletionRequest(_Request):
@@ -44,11 +46,12 @@ class CompletionRequest(_Request):
 
 def chat_job(req: ChatCompletionRequest) -> JobSpec:
     limit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    return JobSpec("/v1/chat/completions", req.stream, req.model, limit)
+    return JobSpec("/v1/chat/completions", req.stream, req.model, limit, is_deterministic(req.seed, req.temperature))
 
 
 def completion_job(req: CompletionRequest) -> JobSpec:
-    return JobSpec("/v1/completions", req.stream, req.model, req.max_tokens)
+    return JobSpec("/v1/completions", req.stream, req.model, req.max_tokens,
+                   is_deterministic(req.seed, req.temperature))
 
 
 def model_list(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -59,7 +62,7 @@ def model_list(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for name, info in sorted(models.items())]}
 
 
-def stream_error(message: str, kind: str = "server_error") -> bytes:
+def stream_error(status: int, message: str) -> bytes:
     """The event that ends an OpenAI stream that failed midway."""
-    return b"data: " + orjson.dumps({"error": {"message": message, "type": kind, "param": None,
-                                               "code": None}}) + b"\n\n"
+    return b"data: " + orjson.dumps({"error": {"message": message, "type": "server_error", "param": None,
+                                               "code": status}}) + b"\n\n"

@@ -13,24 +13,16 @@ from graycat.api.relay import run_job
 router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)])
 
 
-def _failure(status: int, body: bytes) -> bytes:
-    try:
-        message = str(orjson.loads(body)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        message = body.decode(errors="replace") or f"failed with status {status}"
-    return openai.stream_error(message)
-
-
 @router.post("/chat/completions", summary="Chat completion (OpenAI)")
 async def chat_completions(request: Request, body: openai.ChatCompletionRequest) -> Response:
     return await run_job(request, openai.chat_job(body), kind="llm", render_chunk=llamacpp.sse_event,
-                         render_failure=_failure)
+                         render_failure=openai.stream_error)
 
 
 @router.post("/completions", summary="Text completion (OpenAI)")
 async def completions(request: Request, body: openai.CompletionRequest) -> Response:
     return await run_job(request, openai.completion_job(body), kind="llm", render_chunk=llamacpp.sse_event,
-                         render_failure=_failure)
+                         render_failure=openai.stream_error)
 
 
 @router.get("/models", summary="Models served by live workers")
