@@ -35,6 +35,8 @@ class Settings(BaseSettings):
                                  description="Seconds a request waits for a worker before 503.")
     job_timeout: float = Field(600.0, gt=0, validation_alias="JOB_TIMEOUT",
                                description="Seconds a running job may take before 504.")
+    max_waiting: int = Field(1000, ge=0, validation_alias="MAX_WAITING",
+                             description="Waiting jobs a pool accepts before 503 queue_full (0: no limit).")
     visibility_timeout: float = Field(6.0, ge=5, validation_alias="VISIBILITY_TIMEOUT",
                                       description="Seconds without a heartbeat after which another worker takes "
                                                   "over a running job.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,7 @@ import pytest
 
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
 from graycat.queue import keys
-from graycat.queue.client import JobQueue
+from graycat.queue.client import JobQueue, QueueFull
 from graycat.queue.connection import connect
 from graycat.queue.consumer import Consumer
 from graycat.queue.hub import EventHub
@@ -116,3 +117,20 @@ async def test_a_released_job_goes_back_to_the_pool(parts: tuple[JobQueue, Consu
     [again] = await consumer.claim(1, 1000)
     assert again.job.id == sub.job_id and again.entry_id != claimed.entry_id
     assert await queue.redis.hget(keys.job(sub.job_id), "state") == b"pending"
+
+
+async def test_a_full_pool_refuses_at_once_with_a_retry_estimate(parts: tuple[JobQueue, Consumer, str]) -> None:
+    queue, consumer, model = parts
+    queue.max_waiting = 2
+    await queue.submit(job(model))
+    await queue.submit(job(model))
+    with pytest.raises(QueueFull) as full:
+        await queue.submit(job(model))
+    assert full.value.waiting == 2 and full.value.retry_after == 30  # no throughput measured yet
+    await consumer.claim(1, 100)  # a running job no longer waits
+    await queue.submit(job(model))
+    minute = int(time.time() // 60)
+    await queue.redis.set(keys.pool_minute("llm", model, minute - 1), 60)  # 0.5 jobs/s over two minutes
+    with pytest.raises(QueueFull) as full:
+        await queue.submit(job(model))
+    assert full.value.retry_after == 4  # 2 waiting / 0.5 per second

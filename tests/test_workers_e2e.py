@@ -92,3 +92,22 @@ def test_worker_relays_to_an_external_llama_server(cluster: Cluster, gateway: Ga
         assert lines[-1] == "data: [DONE]"
     assert worker.stop() == 0
     server.stop()
+
+
+def test_queue_full_is_a_503_with_retry_after(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = "model-with-a-backlog"
+    r = redis_server.client()
+    for _ in range(3):
+        r.xadd(keys.pool("llm", model), {"id": "x"})
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("API_TOKENS", TOKEN)
+    monkeypatch.setenv("DEFAULT_MODEL", model)
+    monkeypatch.setenv("MAX_WAITING", "3")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(load_settings())) as c:
+        native = c.post("/completion", json={"prompt": "x"}, headers=auth)
+        oai = c.post("/v1/completions", json={"prompt": "x"}, headers=auth)
+    assert native.status_code == 503 and int(native.headers["retry-after"]) >= 1
+    assert native.json()["error"]["code"] == 503 and "full" in native.json()["error"]["message"]
+    assert oai.status_code == 503 and oai.json()["error"]["code"] == "queue_full"
+    assert r.xlen(keys.pool("llm", model)) == 3  # nothing was added

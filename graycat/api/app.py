@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
         await hub.start()
         writer = PipelinedConnection(url)
         app.state.queue = JobQueue(redis, writer, hub, record_ttl=int(settings.queue_timeout + settings.job_timeout)
-                                   + settings.result_ttl)
+                                   + settings.result_ttl, max_waiting=settings.max_waiting)
         try:
             yield
         finally:

@@ -12,6 +12,8 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from graycat.queue.client import QueueFull
+
 log = logging.getLogger(__name__)
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -82,6 +84,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
         return error_response(request, exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(request: Request, exc: QueueFull) -> Response:
+        return error_response(request, 503, f"the queue is full ({exc.waiting} requests waiting for this model); "
+                              f"retry in {exc.retry_after} s", code="queue_full",
+                              headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(RedisError)
     async def _redis_down(request: Request, exc: RedisError) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -21,12 +22,22 @@ WORKER_TTL = 10.0  # seconds without a heartbeat after which a worker counts as 
 MODELS_CACHE_S = 2.0
 
 
+class QueueFull(Exception):
+    """The pool already holds its limit of waiting jobs."""
+
+    def __init__(self, waiting: int, retry_after: int) -> None:
+        super().__init__(f"{waiting} jobs are waiting")
+        self.waiting = waiting
+        self.retry_after = retry_after
+
+
 class JobQueue:
     """Submits jobs to pools and tracks the models that workers serve."""
 
     def __init__(self, redis: aioredis.Redis, writer: PipelinedConnection, hub: EventHub, *,
-                 record_ttl: int) -> None:
+                 record_ttl: int, max_waiting: int = 0) -> None:
         self.redis = redis
+        self.max_waiting = max_waiting
         self.writer = writer
         self.hub = hub
         self.record_ttl = record_ttl
@@ -43,12 +54,21 @@ class JobQueue:
                   "stream", int(job.stream), "created", repr(job.created))
         fields = [part for pair in job.to_fields().items() for part in pair]
         try:
-            await self.writer.call("EVAL", scripts.ENQUEUE, 2, keys.job(job.id), keys.pool(job.kind, job.model),
-                                   self.record_ttl, len(record), *record, *fields)
+            entry = await self.writer.call("EVAL", scripts.ENQUEUE, 2, keys.job(job.id), keys.pool(job.kind, job.model),
+                                           self.record_ttl, self.max_waiting, len(record), *record, *fields)
+            if isinstance(entry, list):
+                raise QueueFull(int(entry[1]), await self._retry_after(job.kind, job.model, int(entry[1])))
         except BaseException:
             self.hub.close(sub)
             raise
         return sub
+
+    async def _retry_after(self, kind: str, model: str, waiting: int) -> int:
+        """Seconds until the waiting jobs are likely served, from the pool's throughput of the last minutes."""
+        minute = int(time.time() // 60)
+        counts = await self.redis.mget([keys.pool_minute(kind, model, minute - i) for i in (1, 2)])
+        per_second = sum(int(c or 0) for c in counts) / 120
+        return max(1, min(300, math.ceil(waiting / per_second))) if per_second > 0 else 30
 
     async def cancel(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
         """Cancel a job: a waiting one never starts, a running one stops within about a token."""

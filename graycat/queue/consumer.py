@@ -83,8 +83,9 @@ class Consumer:
         another worker has taken over meanwhile is left to it."""
         job = claimed.job
         await self.events.call(
-            "EVAL", scripts.FINISH, 4, keys.job(job.id), keys.events(job.id), claimed.pool,
-            keys.pool_stats(job.kind, job.model), job.reply_to, job.id, end_event(status, body), state.value,
+            "EVAL", scripts.FINISH, 5, keys.job(job.id), keys.events(job.id), claimed.pool,
+            keys.pool_stats(job.kind, job.model), keys.pool_minute(job.kind, job.model, int(time.time() // 60)),
+            job.reply_to, job.id, end_event(status, body), state.value,
             claimed.entry_id, keys.GROUP, repr(time.time()), self.record_ttl, status,
             self.worker_id if ran else "")
 

@@ -40,3 +40,8 @@ def worker(worker_id: str) -> str:
 def pool_stats(kind: str, model: str) -> str:
     """Hash: counters per pool (completed, failed, cancelled)."""
     return f"{PREFIX}:stats:{kind}:{model}"
+
+
+def pool_minute(kind: str, model: str, minute: int) -> str:
+    """Counter of the jobs a pool finished in one minute (unix time // 60), for throughput estimates."""
+    return f"{PREFIX}:rate:{kind}:{model}:{minute}"

@@ -9,12 +9,20 @@ TERMINAL = """
 local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
 """
 
-# KEYS: job, pool. ARGV: record ttl, n, n record field/value args, then the stream entry's field/value args.
+# KEYS: job, pool. ARGV: record ttl, waiting limit (0: none), n, n record field/value args, then the stream
+# entry's field/value args. Returns the entry id, or {-1, waiting} when the pool already holds `limit` waiting.
 ENQUEUE = """
-local n = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + n))
+local limit = tonumber(ARGV[2])
+if limit > 0 then
+  local waiting = redis.call('XLEN', KEYS[2])
+  local ok, summary = pcall(redis.call, 'XPENDING', KEYS[2], 'workers')
+  if ok then waiting = waiting - summary[1] end
+  if waiting >= limit then return {-1, waiting} end
+end
+local n = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3 + n))
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4 + n))
 """
 
 # KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl.
@@ -40,7 +48,8 @@ end
 return #ARGV - 3
 """
 
-# KEYS: job, events, pool, stats. ARGV: channel, job id, end event, state, entry id, group, now, ttl, status,
+# KEYS: job, events, pool, stats, this minute's finished counter. ARGV: channel, job id, end event, state,
+# entry id, group, now, ttl, status,
 # owner (the worker that ran it; '' for a job that never ran). Only the current owner ends a running job.
 FINISH = TERMINAL + """
 local owner = redis.call('HGET', KEYS[1], 'worker')
@@ -53,6 +62,8 @@ if terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[4], 'finished', ARGV[7], 'status', ARGV[9])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], 120)
 local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ARGV[3]) end
