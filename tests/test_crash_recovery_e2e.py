@@ -59,6 +59,7 @@ def test_a_killed_workers_job_is_answered_once_by_another(cluster: Cluster, gate
     record = r.hgetall(keys.job(job_id))
     assert record[b"state"] == b"completed" and record[b"attempts"] == b"2"
     assert r.xlen(keys.pool("llm", model)) == 0
+    assert r.hget(keys.pool_stats("llm", model), "redelivered") == b"1"
     second.stop()
 
 
@@ -115,6 +116,7 @@ def test_a_poison_job_fails_after_the_delivery_cap(cluster: Cluster, gateway: Ga
     assert r.xlen(keys.DEAD) == dead_before + 1
     [(_, entry)] = r.xrevrange(keys.DEAD, count=1)
     assert entry[b"model"] == model.encode() and entry[b"deliveries"] == b"3"
+    assert r.hget(keys.pool_stats("llm", model), "dead_lettered") == b"1"
     with gateway.client() as http:  # the pool keeps serving
         ok = http.post("/completion", json={"prompt": "ok", "n_predict": 2, "model": model})
     assert ok.status_code == 200

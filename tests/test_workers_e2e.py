@@ -111,3 +111,18 @@ def test_queue_full_is_a_503_with_retry_after(redis_server: RedisServer, monkeyp
     assert native.json()["error"]["code"] == 503 and "full" in native.json()["error"]["message"]
     assert oai.status_code == 503 and oai.json()["error"]["code"] == "queue_full"
     assert r.xlen(keys.pool("llm", model)) == 3  # nothing was added
+
+
+def test_queue_status_and_models(gateway: Gateway) -> None:
+    with gateway.client() as http:
+        assert http.post("/completion", json={"prompt": "count me", "n_predict": 2}).status_code == 200
+        status = http.get("/queue/status").json()
+        listing = http.get("/models").json()
+    [pool] = [p for p in status["pools"] if p["model"] == "SmolLM2-135M-Instruct"]
+    assert pool["kind"] == "llm" and pool["waiting"] == 0 and pool["active"] == 0
+    assert pool["completed_1h"] >= 1 and pool["completed_24h"] >= pool["completed_1h"]
+    assert pool["workers"] and set(pool["workers"]) <= {w["id"] for w in status["workers"]}
+    worker = next(w for w in status["workers"] if w["id"] in pool["workers"])
+    assert worker["kind"] == "llm" and worker["slots"] == 2 and worker["version"] and worker["heartbeat"]
+    [text] = [m for m in listing["text"] if m["name"] == "SmolLM2-135M-Instruct"]
+    assert text["workers"] >= 1 and text["n_ctx"] == 512 and listing["image"] == []

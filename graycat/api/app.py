@@ -12,7 +12,7 @@ from fastapi.responses import ORJSONResponse
 from graycat import __version__
 from graycat.api import errors
 from graycat.api.middleware import RequestIdMiddleware
-from graycat.api.routes import health, llamacpp, openai
+from graycat.api.routes import health, llamacpp, openai, queue
 from graycat.config import Settings
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
@@ -49,4 +49,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(llamacpp.router)
     app.include_router(openai.router)
+    app.include_router(queue.router)
     return app

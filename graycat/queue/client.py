@@ -106,3 +106,26 @@ class JobQueue:
             return []
         beats = await self.redis.mget([keys.worker(i.decode()) for i in ids])
         return [orjson.loads(b) for b in beats if b]
+
+    async def pool_status(self) -> list[dict[str, Any]]:
+        """Per pool: waiting, active, completed in the last hour and day, and the other counters."""
+        pools = sorted([key.decode() async for key in self.redis.scan_iter(match=keys.POOL_PATTERN, count=500)])
+        minute = int(time.time() // 60)
+        result = []
+        for pool in pools:
+            kind, model = keys.parse_pool(pool)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xlen(pool)
+                pipe.xpending(pool, keys.GROUP)
+                pipe.hgetall(keys.pool_stats(kind, model))
+                pipe.mget([keys.pool_minute(kind, model, minute - i) for i in range(24 * 60)])
+                length, pending, stats, per_minute = await pipe.execute(raise_on_error=False)
+            active = int(pending["pending"]) if isinstance(pending, dict) else 0
+            counts = [int(c or 0) for c in per_minute]
+            stats = {k.decode(): int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
+            result.append({"kind": kind, "model": model, "waiting": int(length) - active, "active": active,
+                           "completed_1h": sum(counts[:60]), "completed_24h": sum(counts),
+                           "completed": stats.get("completed", 0), "failed": stats.get("failed", 0),
+                           "cancelled": stats.get("cancelled", 0), "redelivered": stats.get("redelivered", 0),
+                           "dead_lettered": stats.get("dead_lettered", 0)})
+        return result

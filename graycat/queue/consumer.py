@@ -103,7 +103,9 @@ class Consumer:
                     continue
                 info = await self.redis.xpending_range(stream, keys.GROUP, entry_id, entry_id, 1)
                 deliveries = int(info[0]["times_delivered"]) if info else 1
-                taken.append((Claimed(Job.from_fields(fields), stream, entry_id.decode()), deliveries))
+                job = Job.from_fields(fields)
+                await self.redis.hincrby(keys.pool_stats(job.kind, job.model), "redelivered", 1)
+                taken.append((Claimed(job, stream, entry_id.decode()), deliveries))
         return taken
 
     async def dead_letter(self, claimed: Claimed, deliveries: int) -> None:
@@ -114,6 +116,7 @@ class Consumer:
         await self.redis.xadd(keys.DEAD, {**job.to_fields(), "pool": claimed.pool, "deliveries": deliveries,
                                           "reason": reason, "at": repr(time.time())},  # type: ignore[dict-item]
                               maxlen=10000, approximate=True)
+        await self.redis.hincrby(keys.pool_stats(job.kind, job.model), "dead_lettered", 1)
         body = orjson.dumps({"error": {"code": 500, "message": reason, "type": "server_error"}})
         await self.finish(claimed, 500, body, JobState.FAILED, ran=False)
 

@@ -13,6 +13,15 @@ def pool(kind: str, model: str) -> str:
     return f"{PREFIX}:pool:{kind}:{model}"
 
 
+POOL_PATTERN = f"{PREFIX}:pool:*"
+
+
+def parse_pool(key: str) -> tuple[str, str]:
+    """(kind, model) of a pool stream key."""
+    kind, _, model = key.removeprefix(f"{PREFIX}:pool:").partition(":")
+    return kind, model
+
+
 def job(job_id: str) -> str:
     """Hash: the job record (state, timings, worker, attempts)."""
     return f"{PREFIX}:job:{job_id}"
@@ -38,10 +47,10 @@ def worker(worker_id: str) -> str:
 
 
 def pool_stats(kind: str, model: str) -> str:
-    """Hash: counters per pool (completed, failed, cancelled)."""
+    """Hash: counters per pool (completed, failed, cancelled, redelivered, dead_lettered)."""
     return f"{PREFIX}:stats:{kind}:{model}"
 
 
 def pool_minute(kind: str, model: str, minute: int) -> str:
-    """Counter of the jobs a pool finished in one minute (unix time // 60), for throughput estimates."""
+    """Counter of the jobs a pool completed in one minute (unix time // 60), kept 25 hours."""
     return f"{PREFIX}:rate:{kind}:{model}:{minute}"

@@ -48,7 +48,7 @@ end
 return #ARGV - 3
 """
 
-# KEYS: job, events, pool, stats, this minute's finished counter. ARGV: channel, job id, end event, state,
+# KEYS: job, events, pool, stats, this minute's completed counter. ARGV: channel, job id, end event, state,
 # entry id, group, now, ttl, status,
 # owner (the worker that ran it; '' for a job that never ran). Only the current owner ends a running job.
 FINISH = TERMINAL + """
@@ -62,8 +62,10 @@ if terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[4], 'finished', ARGV[7], 'status', ARGV[9])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
-redis.call('INCR', KEYS[5])
-redis.call('EXPIRE', KEYS[5], 120)
+if ARGV[4] == 'completed' then
+  redis.call('INCR', KEYS[5])
+  redis.call('EXPIRE', KEYS[5], 90000)
+end
 local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ARGV[3]) end

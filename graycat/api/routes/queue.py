@@ -1,0 +1,52 @@
+"""Queue and model status: what waits, what runs, which workers serve which models."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from graycat.api.auth import require_token
+
+router = APIRouter(tags=["queue"], dependencies=[Depends(require_token)])
+
+_KINDS = {"llm": "text", "sd": "image"}
+
+
+def _json(data: object) -> Response:
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+@router.get("/queue/status", summary="Per pool: waiting, active, completed, failed, redelivered; live workers")
+async def queue_status(request: Request) -> Response:
+    queue = request.app.state.queue
+    workers = await queue.live_workers()
+    pools = await queue.pool_status()
+    for pool in pools:
+        pool["workers"] = [w["id"] for w in workers if w.get("kind") == pool["kind"]
+                           and pool["model"] in w.get("models", [])]
+    fields = ("id", "kind", "models", "slots", "busy", "jobs", "heartbeat", "version", "host", "stopping",
+              "engine")
+    return _json({"pools": pools, "workers": [{k: w.get(k) for k in fields} for w in workers]})
+
+
+@router.get("/models", summary="Text and image models served by live workers, with their worker counts")
+async def models(request: Request) -> Response:
+    queue = request.app.state.queue
+    known = await queue.models(fresh=True)
+    served: dict[str, dict[str, Any]] = defaultdict(lambda: {"workers": 0, "slots": 0})
+    for worker in await queue.live_workers():
+        for name in worker.get("models", []):
+            entry = served[name]
+            entry["workers"] += 1
+            entry["slots"] += int(worker.get("slots") or 0)
+            entry["kind"] = worker.get("kind")
+    listing: dict[str, list[dict[str, Any]]] = {"text": [], "image": []}
+    for name, entry in sorted(served.items()):
+        info = known.get(name, {})
+        listing[_KINDS.get(str(entry["kind"]), "text")].append(
+            {"name": name, "workers": entry["workers"], "slots": entry["slots"], "n_ctx": info.get("n_ctx")})
+    return _json(listing)
