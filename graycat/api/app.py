@@ -12,7 +12,7 @@ from fastapi.responses import ORJSONResponse
 from graycat import __version__
 from graycat.api import errors
 from graycat.api.middleware import RequestIdMiddleware
-from graycat.api.routes import health, llamacpp, openai, queue
+from graycat.api.routes import health, jobs, llamacpp, openai, queue
 from graycat.config import Settings
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
@@ -30,6 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
         hub = EventHub(url, uuid.uuid4().hex)
         await hub.start()
         writer = PipelinedConnection(url)
+        app.state.events_reader = connect(url, blocking=True)  # GET /jobs/{id}/events: blocking reads
         app.state.queue = JobQueue(redis, writer, hub, record_ttl=int(settings.queue_timeout + settings.job_timeout)
                                    + settings.result_ttl, max_waiting=settings.max_waiting)
         try:
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await hub.stop()
             await writer.close()
+            await app.state.events_reader.aclose()
             await redis.aclose()
 
     app = FastAPI(title="Graycat AI Server", version=__version__, lifespan=lifespan,
@@ -50,4 +52,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(llamacpp.router)
     app.include_router(openai.router)
     app.include_router(queue.router)
+    app.include_router(jobs.router)
     return app

@@ -34,7 +34,7 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     queue: JobQueue = state.queue
     model = await resolve_model(queue, state.settings.default_model, spec)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body(), stream=spec.stream)
-    sub = await queue.submit(job)
+    sub = await queue.submit(job, request.state.owner)
     deadline = asyncio.get_running_loop().time() + state.settings.job_timeout
     handed_over = False
     watcher = asyncio.create_task(_watch(request.receive, sub))  # a client that leaves cancels its job

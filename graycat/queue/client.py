@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from graycat.jobs import Job, JobState
+from graycat.jobs import END, Job, JobState, parse_end
 from graycat.queue import keys, scripts
-from graycat.queue.hub import EventHub, Subscription
+from graycat.queue.hub import EventHub, Subscription, entry_key
 from graycat.queue.resp import PipelinedConnection
 
 log = logging.getLogger(__name__)
@@ -46,22 +46,51 @@ class JobQueue:
         self._models_at = 0.0
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def submit(self, job: Job) -> Subscription:
-        """Enqueue `job` (one atomic round trip) and return the subscription to its events."""
+    async def submit(self, job: Job, owner: str = "") -> Subscription:
+        """Enqueue `job` and return the subscription to its events, which this api process receives."""
         job.reply_to = self.hub.channel
         sub = self.hub.open(job.id)
-        record = ("state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
-                  "stream", int(job.stream), "created", repr(job.created))
-        fields = [part for pair in job.to_fields().items() for part in pair]
         try:
-            entry = await self.writer.call("EVAL", scripts.ENQUEUE, 2, keys.job(job.id), keys.pool(job.kind, job.model),
-                                           self.record_ttl, self.max_waiting, len(record), *record, *fields)
-            if isinstance(entry, list):
-                raise QueueFull(int(entry[1]), await self._retry_after(job.kind, job.model, int(entry[1])))
+            await self.enqueue(job, owner)
         except BaseException:
             self.hub.close(sub)
             raise
         return sub
+
+    async def enqueue(self, job: Job, owner: str = "") -> None:
+        """Write the job record and queue the job, in one atomic round trip; QueueFull when the pool is full."""
+        record = ("state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
+                  "stream", int(job.stream), "created", repr(job.created), "owner", owner)
+        fields = [part for pair in job.to_fields().items() for part in pair]
+        entry = await self.writer.call("EVAL", scripts.ENQUEUE, 2, keys.job(job.id), keys.pool(job.kind, job.model),
+                                       self.record_ttl, self.max_waiting, len(record), *record, *fields)
+        if isinstance(entry, list):
+            raise QueueFull(int(entry[1]), await self._retry_after(job.kind, job.model, int(entry[1])))
+
+    async def record(self, job_id: str) -> dict[str, str] | None:
+        """The job record, None when unknown or expired."""
+        raw = await self.redis.hgetall(keys.job(job_id))
+        return {k.decode(): v.decode() for k, v in raw.items()} or None
+
+    async def position(self, kind: str, model: str, entry_id: str) -> int | None:
+        """How many jobs of the pool will be handed out before this waiting one (None: not waiting)."""
+        pool = keys.pool(kind, model)
+        last = "0-0"
+        for group in await self.redis.xinfo_groups(pool) if await self.redis.exists(pool) else []:
+            if group["name"] in (keys.GROUP, keys.GROUP.encode()):
+                last = group["last-delivered-id"]
+                last = last.decode() if isinstance(last, bytes) else last
+        if entry_key(entry_id.encode()) <= entry_key(last.encode()):
+            return None
+        ahead = await self.redis.xrange(pool, min=f"({last}", max=entry_id, count=self.max_waiting or 10_000)
+        return max(0, len(ahead) - 1)
+
+    async def result(self, job_id: str) -> tuple[int, bytes] | None:
+        """The final (status, body) of a finished job, from its last event."""
+        last = await self.redis.xrevrange(keys.events(job_id), count=1)
+        if last and last[0][1][b"e"][:1] == END:
+            return parse_end(last[0][1][b"e"][1:])
+        return None
 
     async def _retry_after(self, kind: str, model: str, waiting: int) -> int:
         """Seconds until the waiting jobs are likely served, from the pool's throughput of the last minutes."""

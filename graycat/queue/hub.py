@@ -22,7 +22,7 @@ from graycat.queue.resp import subscribe
 log = logging.getLogger(__name__)
 
 
-def _entry_key(entry_id: bytes) -> tuple[int, int]:
+def entry_key(entry_id: bytes) -> tuple[int, int]:
     ms, _, seq = entry_id.partition(b"-")
     return int(ms), int(seq or 0)
 
@@ -76,7 +76,7 @@ class EventHub:
         if sub is None:
             return
         space = data.index(b" ", 32)
-        entry = _entry_key(data[32:space])
+        entry = entry_key(data[32:space])
         if entry <= sub.last_id:  # already delivered by a replay
             return
         sub.last_id = entry

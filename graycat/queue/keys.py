@@ -54,3 +54,8 @@ def pool_stats(kind: str, model: str) -> str:
 def pool_minute(kind: str, model: str, minute: int) -> str:
     """Counter of the jobs a pool completed in one minute (unix time // 60), kept 25 hours."""
     return f"{PREFIX}:rate:{kind}:{model}:{minute}"
+
+
+def idempotency(owner: str, key: str) -> str:
+    """String: the job id a token's Idempotency-Key created."""
+    return f"{PREFIX}:idem:{owner}:{key}"

@@ -22,7 +22,9 @@ end
 local n = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4 + n))
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4 + n))
+redis.call('HSET', KEYS[1], 'entry', id)
+return id
 """
 
 # KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl.

@@ -1,0 +1,148 @@
+"""The job API: submit now, read the state, the events and the result later, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, Field, ValidationError
+from starlette.responses import Response, StreamingResponse
+
+from graycat.api.auth import require_token
+from graycat.api.catalog import resolve_model
+from graycat.api.dialects import JobSpec, llamacpp, openai
+from graycat.api.errors import ApiError
+from graycat.jobs import CHUNK, END, START, TERMINAL_STATES, Job, JobState, parse_end
+from graycat.queue import keys
+from graycat.queue.client import JobQueue
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+EVENTS_BLOCK_MS = 15_000
+
+# route of the synchronous API -> (request model, job spec, kind)
+ROUTES: dict[str, tuple[type[BaseModel], Callable[[Any], JobSpec], str]] = {
+    "/completion": (llamacpp.CompletionRequest, llamacpp.completion_job, "llm"),
+    "/v1/chat/completions": (openai.ChatCompletionRequest, openai.chat_job, "llm"),
+    "/v1/completions": (openai.CompletionRequest, openai.completion_job, "llm"),
+}
+
+
+class JobRequest(BaseModel):
+    route: str = Field(description=f"The API the body is written for: one of {', '.join(ROUTES)}")
+    body: dict[str, Any] = Field(description="The request body, exactly as that route takes it")
+
+
+def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status, headers=headers, media_type="application/json")
+
+
+async def _owned_record(request: Request, job_id: str) -> dict[str, str]:
+    """The job's record; 404 for an unknown job or one another token created."""
+    record = await request.app.state.queue.record(job_id) if len(job_id) == 32 and job_id.isalnum() else None
+    if record is None or record.get("owner") != request.state.owner:
+        raise ApiError(404, f"job '{job_id}' not found (or created with another token)", code="job_not_found")
+    return record
+
+
+@router.post("", status_code=202, summary="Submit a job; answer at once with its id and status URL")
+async def submit(request: Request, job_request: JobRequest,
+                 idempotency_key: str | None = Header(None, max_length=200)) -> Response:
+    if job_request.route not in ROUTES:
+        raise ApiError(422, f"route must be one of {', '.join(ROUTES)}", code="invalid_request", param="route")
+    model_cls, make_spec, kind = ROUTES[job_request.route]
+    try:
+        spec = make_spec(model_cls.model_validate(job_request.body))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, f"body.{where}: {first['msg']}", code="invalid_request", param=f"body.{where}") from None
+    queue: JobQueue = request.app.state.queue
+    model = await resolve_model(queue, request.app.state.settings.default_model, spec)
+    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=orjson.dumps(job_request.body), stream=spec.stream)
+    if idempotency_key:
+        idem = keys.idempotency(request.state.owner, idempotency_key)
+        if not await queue.redis.set(idem, job.id, nx=True, ex=IDEMPOTENCY_TTL_S):
+            existing = (await queue.redis.get(idem) or b"").decode()
+            return _json({"id": existing, "status_url": f"/jobs/{existing}", "replayed": True}, 202)
+    try:
+        await queue.enqueue(job, request.state.owner)
+    except BaseException:
+        if idempotency_key:
+            await queue.redis.delete(keys.idempotency(request.state.owner, idempotency_key))
+        raise
+    return _json({"id": job.id, "status_url": f"/jobs/{job.id}", "events_url": f"/jobs/{job.id}/events"}, 202,
+                 {"Location": f"/jobs/{job.id}"})
+
+
+@router.get("/{job_id}", summary="State, queue position, attempts, timings, and the result when done")
+async def status(request: Request, job_id: str) -> Response:
+    queue: JobQueue = request.app.state.queue
+    record = await _owned_record(request, job_id)
+    info: dict[str, Any] = {"id": job_id, "state": record["state"], "kind": record["kind"],
+                            "model": record["model"], "route_endpoint": record.get("endpoint"),
+                            "attempts": int(record.get("attempts", 0)), "worker": record.get("worker"),
+                            "created": float(record["created"]),
+                            "started": float(record["started"]) if "started" in record else None,
+                            "finished": float(record["finished"]) if "finished" in record else None}
+    if record["state"] == JobState.PENDING and "entry" in record:
+        info["position"] = await queue.position(record["kind"], record["model"], record["entry"])
+    if record["state"] in TERMINAL_STATES:
+        result = await queue.result(job_id)
+        if result is not None:
+            code, body = result
+            info["status"] = code
+            info["result"] = orjson.loads(body) if body else None
+    return _json(info)
+
+
+@router.get("/{job_id}/events", summary="The job's events as Server-Sent Events, resumable with Last-Event-ID")
+async def events(request: Request, job_id: str,
+                 last_event_id: str | None = Header(None, max_length=40)) -> StreamingResponse:
+    await _owned_record(request, job_id)
+    start = last_event_id or request.query_params.get("from") or "0-0"
+    if not all(part.isdigit() for part in start.split("-", 1)):
+        raise ApiError(422, "Last-Event-ID must be an event id this endpoint gave", code="invalid_request")
+    return StreamingResponse(_events(request, job_id, start), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+_NAMES = {START: "start", CHUNK: "chunk", END: "end"}
+
+
+async def _events(request: Request, job_id: str, start: str) -> AsyncIterator[bytes]:
+    reader = request.app.state.events_reader
+    stream = keys.events(job_id)
+    while True:
+        reply = await reader.xread({stream: start}, block=EVENTS_BLOCK_MS, count=100)
+        if not reply:
+            if await request.app.state.queue.record(job_id) is None:
+                return  # expired
+            yield b": keep-alive\n\n"
+            continue
+        for entry_id, fields in reply[0][1]:
+            start = entry_id.decode()
+            event = fields[b"e"]
+            kind = event[:1]
+            data = event[1:]
+            if kind == END:
+                status, body = parse_end(data)
+                data = orjson.dumps({"status": status, "body": orjson.loads(body) if body else None})
+            elif kind == START:
+                data = orjson.dumps({"worker": data.decode()})
+            yield b"id: %s\nevent: %s\ndata: %s\n\n" % (entry_id, _NAMES.get(kind, "event").encode(), data)
+            if kind == END:
+                return
+
+
+@router.delete("/{job_id}", summary="Cancel a waiting job at once, a running one within about a token")
+async def cancel(request: Request, job_id: str) -> Response:
+    queue: JobQueue = request.app.state.queue
+    record = await _owned_record(request, job_id)
+    if record["state"] not in TERMINAL_STATES:
+        await queue.cancel(job_id)
+    record = await _owned_record(request, job_id)
+    return _json({"id": job_id, "state": record["state"]})
