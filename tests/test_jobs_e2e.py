@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from graycat.api.app import create_app
 from graycat.config import load_settings
 from graycat.queue import keys
-from tests.conftest import MODEL, TOKEN, Gateway, RedisServer, wait_until
+from tests.conftest import MODEL, TOKEN, Cluster, Gateway, RedisServer, wait_until
 
 pytestmark = pytest.mark.e2e
 OTHER = "another-tenant-token"
@@ -105,3 +105,28 @@ def test_cancel_a_waiting_and_a_running_job(api: TestClient, redis_server: Redis
         assert [idle.get(f"/jobs/{i}").json()["position"] for i in ids] == [0, 1]
         assert idle.delete(f"/jobs/{ids[0]}").json()["state"] == "cancelled"
         assert idle.get(f"/jobs/{ids[1]}").json()["state"] == "pending"
+
+
+def test_a_job_nobody_takes_expires_at_its_queue_deadline(redis_server: RedisServer,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    model = "expiring-model"
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("API_TOKENS", TOKEN)
+    monkeypatch.setenv("DEFAULT_MODEL", model)
+    monkeypatch.setenv("QUEUE_TIMEOUT", "1")
+    with TestClient(create_app(load_settings()), headers=AUTH) as api:
+        job_id = api.post("/jobs", json={"route": "/completion", "body": {"prompt": "x"}}).json()["id"]
+        info = wait_state(api, job_id, "expired")
+    assert info["status"] == 504 and "deadline" in info["result"]["error"]["message"]
+    assert redis_server.client().xlen(keys.pool("llm", model)) == 0
+
+
+def test_a_job_past_its_run_deadline_fails(cluster: Cluster, api: TestClient) -> None:
+    model = "deadline-model"
+    worker = cluster.worker("--model-name", model, JOB_TIMEOUT="1")
+    job_id = api.post("/jobs", json={"route": "/completion", "body": {
+        "prompt": "Go on and on:", "n_predict": 500, "ignore_eos": True, "model": model}}).json()["id"]
+    info = wait_state(api, job_id, "failed")
+    assert info["status"] == 504 and "JOB_TIMEOUT" in info["result"]["error"]["message"]
+    assert info["finished"] - info["started"] < 3
+    worker.stop()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
+from redis.exceptions import RedisError
 
 from graycat import __version__
 from graycat.api import errors
@@ -18,6 +21,23 @@ from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
 from graycat.queue.hub import EventHub
 from graycat.queue.resp import PipelinedConnection
+
+log = logging.getLogger(__name__)
+
+
+QUEUE_GRACE_S = 1.0  # a waiting request's own timer fires first and answers 503 no_worker
+JANITOR_INTERVAL_S = 1.0
+
+
+async def _expire_waiting(queue: JobQueue, older_than: float) -> None:
+    """Expire jobs that waited past QUEUE_TIMEOUT, whether or not a client waits for them (any replica may)."""
+    while True:
+        await asyncio.sleep(JANITOR_INTERVAL_S)
+        try:
+            if expired := await queue.expire_waiting(older_than):
+                log.warning("%d job(s) expired in the queue: no worker took them within %.0f s", expired, older_than)
+        except (RedisError, OSError) as exc:
+            log.debug("queue janitor: %s", exc)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -33,9 +53,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.events_reader = connect(url, blocking=True)  # GET /jobs/{id}/events: blocking reads
         app.state.queue = JobQueue(redis, writer, hub, record_ttl=int(settings.queue_timeout + settings.job_timeout)
                                    + settings.result_ttl, max_waiting=settings.max_waiting)
+        janitor = asyncio.create_task(_expire_waiting(app.state.queue, settings.queue_timeout + QUEUE_GRACE_S))
         try:
             yield
         finally:
+            janitor.cancel()
             await hub.stop()
             await writer.close()
             await app.state.events_reader.aclose()

@@ -39,9 +39,9 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     handed_over = False
     watcher = asyncio.create_task(_watch(request.receive, sub))  # a client that leaves cancels its job
     try:
-        worker = await _wait_start(queue, sub, state.settings.queue_timeout, model)
-        event = await _next(queue, sub, deadline)
-        while event[:1] == START:  # the worker died before answering; another took the job over
+        event = await _first_event(queue, sub, state.settings.queue_timeout, model)
+        worker = ""
+        while event[:1] == START:  # (a second START: the worker died before answering and another took over)
             worker = event[1:].decode()
             event = await _next(queue, sub, deadline)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": worker}
@@ -68,7 +68,8 @@ def _client_gone(queue: JobQueue, sub: Subscription) -> ApiError:
     return ApiError(499, "the client closed the request", code="client_closed_request")
 
 
-async def _wait_start(queue: JobQueue, sub: Subscription, timeout: float, model: str) -> str:
+async def _first_event(queue: JobQueue, sub: Subscription, timeout: float, model: str) -> bytes:
+    """The job's start, or its end when it never started (expired, failed); 503 when no worker took it."""
     try:
         event = await sub.next(timeout)
     except TimeoutError:
@@ -81,9 +82,7 @@ async def _wait_start(queue: JobQueue, sub: Subscription, timeout: float, model:
         raise
     if event == _GONE:
         raise _client_gone(queue, sub)
-    if event[:1] != START:
-        raise AssertionError(f"job {sub.job_id}: expected a start event")
-    return event[1:].decode()
+    return event
 
 
 async def _next(queue: JobQueue, sub: Subscription, deadline: float) -> bytes:

@@ -82,3 +82,31 @@ if st == 'pending' then redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished'
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return st
 """
+
+# KEYS: pool. ARGV: cutoff entry id, now, ttl, max entries, key prefix, group.
+# Jobs that waited in the pool past their deadline (entries up to the cutoff that no worker holds) expire:
+# their client hears a 504 and the entry leaves the queue.
+EXPIRE_WAITING = TERMINAL + """
+local expired = 0
+local body = '{"error":{"code":504,"message":"no worker took the job before its queue deadline",' ..
+             '"type":"timeout_error"}}'
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV[4])) do
+  local ok, held = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[6], entry[1], entry[1], 1)
+  if not ok or #held == 0 then
+    local f = {}
+    for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+    local job, events = ARGV[5] .. ':job:' .. f['id'], ARGV[5] .. ':ev:' .. f['id']
+    if not terminal(redis.call('HGET', job, 'state')) then
+      redis.call('HSET', job, 'state', 'expired', 'finished', ARGV[2], 'status', '504')
+      redis.call('EXPIRE', job, ARGV[3])
+      local ev = 'r504' .. body
+      local id = redis.call('XADD', events, '*', 'e', ev)
+      redis.call('EXPIRE', events, ARGV[3])
+      if f['rt'] and f['rt'] ~= '' then redis.call('PUBLISH', f['rt'], f['id'] .. id .. ' ' .. ev) end
+    end
+    redis.call('XDEL', KEYS[1], entry[1])
+    expired = expired + 1
+  end
+end
+return expired
+"""

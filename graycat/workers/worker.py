@@ -73,11 +73,12 @@ class Worker:
     """Runs jobs of its engine's pools until asked to stop, then finishes what it holds."""
 
     def __init__(self, consumer: Consumer, engine: Engine, *, visibility_timeout: float = 6.0,
-                 max_deliveries: int = 3, host: str | None = None) -> None:
+                 max_deliveries: int = 3, job_timeout: float = 600.0, host: str | None = None) -> None:
         self.consumer = consumer
         self.engine = engine
         self.visibility_ms = int(visibility_timeout * 1000)
         self.max_deliveries = max_deliveries
+        self.job_timeout = job_timeout
         self.id = consumer.worker_id
         self.host = host or socket.gethostname()
         self._stopping = asyncio.Event()
@@ -201,7 +202,14 @@ class Worker:
             if not runnable or job.id in self._cancelled:  # cancelled while it waited, or just now
                 self._cancelled.add(job.id)
                 engine_task.cancel()
-            status, body, state = await self._outcome(job, engine_task)
+            await asyncio.wait({engine_task}, timeout=self.job_timeout)
+            if not engine_task.done():  # past its run deadline
+                engine_task.cancel()
+                await asyncio.gather(engine_task, return_exceptions=True)
+                status, body, state = 504, _error_body(504, "the job ran past JOB_TIMEOUT", "timeout_error"), \
+                    JobState.FAILED
+            else:
+                status, body, state = await self._outcome(job, engine_task)
             await self._finish(claimed, status, body, state, ran=runnable)  # after every chunk, same connection
             log.debug("job %s %s (%d)", job.id, state.value, status)
         except Exception:
