@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     llm.add_argument("--threads", type=int, help="CPU threads (env LLM_THREADS, default: all cores)")
     llm.add_argument("--gpu-layers", type=int, help="layers offloaded to the GPU (env GPU_LAYERS)")
     llm.add_argument("--llama-url", help="use this llama.cpp server instead of the embedded one (env LLAMA_URL)")
+    null = kinds.add_parser("null", help="the null engine: instant fixed-size replies, for measuring the gateway")
+    null.add_argument("--model-name", help="name to serve (default: null)")
+    null.add_argument("--slots", type=int, help="parallel jobs (default 4, env LLM_SLOTS)")
+    null.add_argument("--tokens", type=int, default=16, help="tokens per reply (default 16)")
+    null.add_argument("--token-delay-ms", type=float, default=0.0, help="pause between tokens (default 0)")
     return parser
 
 
@@ -65,13 +70,14 @@ def main(argv: list[str] | None = None) -> None:
 
         uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
                     access_log=False, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
-    elif args.command == "worker" and args.kind == "llm":
+    elif args.command == "worker":
         import uvloop
 
         from graycat.workers.llm import serve
 
+        null = {"null_tokens": args.tokens, "null_delay": args.token_delay_ms / 1000} if args.kind == "null" else {}
         try:
-            uvloop.run(serve(settings))
+            uvloop.run(serve(settings, **null))
         except FileNotFoundError as exc:
             print(f"graycat worker: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

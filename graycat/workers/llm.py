@@ -10,17 +10,24 @@ from graycat.config import DEFAULT_MODEL_NAME, Settings
 from graycat.queue.connection import connect
 from graycat.queue.consumer import Consumer
 from graycat.queue.resp import PipelinedConnection
+from graycat.workers.engines.base import Engine
 from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 from graycat.workers.engines.llama_http import LlamaHttpEngine
+from graycat.workers.engines.null import NullEngine
 from graycat.workers.worker import Worker
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings) -> None:
-    """Run one LLM worker until SIGTERM / SIGINT, then finish the jobs it holds."""
+async def serve(settings: Settings, *, null_tokens: int | None = None, null_delay: float = 0.0) -> None:
+    """Run one LLM worker until SIGTERM / SIGINT, then finish the jobs it holds. With `null_tokens`, the
+    worker runs the null engine (for measuring the gateway) instead of llama.cpp."""
     embedded: EmbeddedLlamaServer | None = None
-    if settings.llama_url:
+    engine: Engine
+    if null_tokens is not None:
+        engine = NullEngine(settings.model_name or "null", slots=settings.slots, tokens=null_tokens,
+                            token_delay=null_delay)
+    elif settings.llama_url:
         engine = LlamaHttpEngine(settings.llama_url, settings.model_name)
     else:
         path = settings.model or default_model_path()
