@@ -1,0 +1,173 @@
+"""Requests per second through the whole gateway with the null engine, and the time a dead worker's job takes
+to run again.
+
+    python -m benchmarks.queue_throughput [--seconds 10] [--clients 64] [--rate 1000 | --rate 0]
+
+Starts a private redis-server, `graycat api` and `graycat worker null` (instant 16-token replies), then:
+1. `--clients` concurrent keep-alive clients POST /completion for `--seconds`, offering `--rate` requests/s in
+   all (0: each sends its next request when answered): requests/s, p50, p99 (goal: at least 1,000 requests/s
+   with p99 under 25 ms on a 2-core machine);
+2. a slow null job is submitted through POST /jobs, its worker SIGKILLed while it runs, a new worker started:
+   the seconds from the kill until the job runs again (goal: under 10 s with the default settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import redis
+
+from graycat.queue import keys
+from graycat.standalone import find_redis_server
+
+TOKEN = "bench"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+class Stack:
+    """Redis, the api and null workers as subprocesses, stopped on exit."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.redis_port, self.api_port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.api_port}"
+        self.env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0", API_TOKENS=TOKEN,
+                        LOG_LEVEL="WARNING")
+        self.redis = redis.Redis(port=self.redis_port)
+
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.folder / f"{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(list(args), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, *args: str) -> subprocess.Popen[bytes]:
+        before = len(self.redis.zrange(keys.WORKERS, 0, -1))
+        proc = self.spawn(sys.executable, "-m", "graycat", "worker", "null", *args)
+        wait(lambda: len(self.redis.zrange(keys.WORKERS, 0, -1)) > before, 30, "the worker")
+        return proc
+
+    def start(self) -> None:
+        redis_server = find_redis_server()
+        assert redis_server, "no redis-server"
+        self.spawn(redis_server, "--port", str(self.redis_port), "--save", "", "--appendonly", "no",
+                   "--dir", str(self.folder))
+        wait(self.redis.ping, 10, "redis")
+        self.spawn(sys.executable, "-m", "graycat", "api", "--port", str(self.api_port))
+        wait(lambda: socket.create_connection(("127.0.0.1", self.api_port)).close() is None, 30, "the api")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def load(base: str, clients: int, seconds: float, rate: float) -> list[float]:
+    """Latencies of requests sent by `clients` keep-alive clients, each pacing itself so that together they
+    send `rate` requests/s (0: as fast as answers come); the last item is minus the elapsed time."""
+    latencies: list[float] = []
+    body = {"prompt": "x", "model": "null"}
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, headers=AUTH) as session:
+        async def client(end: float) -> None:
+            gap = clients / rate if rate else 0.0
+            due = time.perf_counter() + random.uniform(0, gap)
+            while time.perf_counter() < end:
+                if gap:
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                    due += gap
+                start = time.perf_counter()
+                async with session.post(base + "/completion", json=body) as resp:
+                    await resp.read()
+                    assert resp.status == 200, resp.status
+                latencies.append(time.perf_counter() - start)
+
+        await asyncio.gather(*(client(time.perf_counter() + 1) for _ in range(clients)))  # warm-up
+        latencies.clear()
+        start = time.perf_counter()
+        await asyncio.gather(*(client(start + seconds) for _ in range(clients)))
+        latencies.append(-(time.perf_counter() - start))  # elapsed, marked negative
+    return latencies
+
+
+def recovery(stack: Stack) -> float:
+    slow = ("--model-name", "null-slow", "--tokens", "300", "--token-delay-ms", "100")
+    victim = stack.worker(*slow)
+    import httpx
+
+    job_id = httpx.post(stack.base + "/jobs", headers=AUTH, timeout=10, json={
+        "route": "/completion", "body": {"prompt": "x", "model": "null-slow"}}).json()["id"]
+    wait(lambda: stack.redis.hget(keys.job(job_id), "state") == b"active", 30, "the slow job to run")
+    victim.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    stack.worker(*slow)
+    wait(lambda: stack.redis.hget(keys.job(job_id), "attempts") == b"2", 60, "the job to run again")
+    return time.monotonic() - killed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests/s offered (0: closed loop)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="graycat-qbench-") as folder:
+        stack = Stack(Path(folder))
+        try:
+            stack.start()
+            stack.worker("--slots", "64")
+            samples = asyncio.run(load(stack.base, args.clients, args.seconds, args.rate))
+            elapsed = -samples.pop()
+            cuts = statistics.quantiles(samples, n=100)
+            rps, p50, p99 = len(samples) / elapsed, cuts[49] * 1000, cuts[98] * 1000
+            takeover = recovery(stack)
+        finally:
+            stack.stop()
+    offered = f"{args.rate:,.0f}/s offered" if args.rate else "closed loop"
+    rows = [(f"requests/s, {args.clients} clients, {offered}", f"{rps:,.0f}", ">= 1,000", rps >= 1000),
+            ("latency p50", f"{p50:.1f} ms", "", None),
+            ("latency p99", f"{p99:.1f} ms", "< 25 ms", p99 < 25),
+            ("worker killed -> its job running again", f"{takeover:.1f} s", "< 10 s", takeover < 10)]
+    print("| metric | measured | goal | met? |\n|---|---:|---|:---:|")
+    for name, value, goal, met in rows:
+        print(f"| {name} | {value} | {goal} | {'' if met is None else 'yes' if met else 'NO'} |")
+    print(f"\n{len(samples)} requests in {elapsed:.1f} s; {os.cpu_count()} CPUs")
+
+if __name__ == "__main__":
+    main()
