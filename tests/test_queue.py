@@ -134,3 +134,21 @@ async def test_a_full_pool_refuses_at_once_with_a_retry_estimate(parts: tuple[Jo
     with pytest.raises(QueueFull) as full:
         await queue.submit(job(model))
     assert full.value.retry_after == 4  # 2 waiting / 0.5 per second
+
+
+async def test_each_token_has_its_own_waiting_limit(parts: tuple[JobQueue, Consumer, str]) -> None:
+    queue, consumer, model = parts
+    queue.max_waiting_per_token = 2
+    first = await queue.submit(job(model), "token-a")
+    second = await queue.submit(job(model), "token-a")
+    with pytest.raises(QueueFull) as full:
+        await queue.submit(job(model), "token-a")
+    assert full.value.per_token and full.value.waiting == 2
+    await queue.submit(job(model), "token-b")  # another tenant is not blocked
+    [claimed] = await consumer.claim(1, 100)
+    assert claimed.job.id == first.job_id and await consumer.start(claimed.job)  # started: no longer waiting
+    await queue.submit(job(model), "token-a")
+    await queue.cancel(second.job_id)  # cancelled: no longer waiting
+    await queue.submit(job(model), "token-a")
+    with pytest.raises(QueueFull):
+        await queue.submit(job(model), "token-a")

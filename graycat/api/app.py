@@ -52,7 +52,9 @@ def create_app(settings: Settings) -> FastAPI:
         writer = PipelinedConnection(url)
         app.state.events_reader = connect(url, blocking=True)  # GET /jobs/{id}/events: blocking reads
         app.state.queue = JobQueue(redis, writer, hub, record_ttl=int(settings.queue_timeout + settings.job_timeout)
-                                   + settings.result_ttl, max_waiting=settings.max_waiting)
+                                   + settings.result_ttl, max_waiting=settings.max_waiting,
+                                   max_waiting_per_token=settings.max_waiting_per_token,
+                                   queue_timeout=settings.queue_timeout)
         janitor = asyncio.create_task(_expire_waiting(app.state.queue, settings.queue_timeout + QUEUE_GRACE_S))
         try:
             yield

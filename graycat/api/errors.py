@@ -87,7 +87,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(QueueFull)
     async def _queue_full(request: Request, exc: QueueFull) -> Response:
-        return error_response(request, 503, f"the queue is full ({exc.waiting} requests waiting for this model); "
+        whose = "of yours are" if exc.per_token else "are"
+        return error_response(request, 503, f"the queue is full ({exc.waiting} requests {whose} waiting); "
                               f"retry in {exc.retry_after} s", code="queue_full",
                               headers={"Retry-After": str(exc.retry_after)})
 

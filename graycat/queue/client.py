@@ -23,21 +23,25 @@ MODELS_CACHE_S = 2.0
 
 
 class QueueFull(Exception):
-    """The pool already holds its limit of waiting jobs."""
+    """The pool (or the token, when `per_token`) already has its limit of waiting jobs."""
 
-    def __init__(self, waiting: int, retry_after: int) -> None:
+    def __init__(self, waiting: int, retry_after: int, per_token: bool = False) -> None:
         super().__init__(f"{waiting} jobs are waiting")
         self.waiting = waiting
         self.retry_after = retry_after
+        self.per_token = per_token
 
 
 class JobQueue:
     """Submits jobs to pools and tracks the models that workers serve."""
 
     def __init__(self, redis: aioredis.Redis, writer: PipelinedConnection, hub: EventHub, *,
-                 record_ttl: int, max_waiting: int = 0) -> None:
+                 record_ttl: int, max_waiting: int = 0, max_waiting_per_token: int = 0,
+                 queue_timeout: float = 120.0) -> None:
         self.redis = redis
         self.max_waiting = max_waiting
+        self.max_waiting_per_token = max_waiting_per_token
+        self.queue_timeout = queue_timeout
         self.writer = writer
         self.hub = hub
         self.record_ttl = record_ttl
@@ -62,10 +66,15 @@ class JobQueue:
         record = ("state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
                   "stream", int(job.stream), "created", repr(job.created), "owner", owner)
         fields = [part for pair in job.to_fields().items() for part in pair]
-        entry = await self.writer.call("EVAL", scripts.ENQUEUE, 2, keys.job(job.id), keys.pool(job.kind, job.model),
-                                       self.record_ttl, self.max_waiting, len(record), *record, *fields)
+        now = time.time()
+        per_token = self.max_waiting_per_token if owner else 0
+        entry = await self.writer.call(
+            "EVAL", scripts.ENQUEUE, 3, keys.job(job.id), keys.pool(job.kind, job.model), keys.waiting_of(owner),
+            self.record_ttl, self.max_waiting, per_token, repr(now), repr(now - self.queue_timeout - 5),
+            len(record), *record, *fields)
         if isinstance(entry, list):
-            raise QueueFull(int(entry[1]), await self._retry_after(job.kind, job.model, int(entry[1])))
+            waiting = int(entry[1])
+            raise QueueFull(waiting, await self._retry_after(job.kind, job.model, waiting), per_token=entry[0] == -2)
 
     async def record(self, job_id: str) -> dict[str, str] | None:
         """The job record, None when unknown or expired."""
@@ -102,7 +111,8 @@ class JobQueue:
     async def cancel(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
         """Cancel a job: a waiting one never starts, a running one stops within about a token."""
         await self._cancel(keys=[keys.job(job_id), keys.cancel_flag(job_id)],
-                           args=[state.value, self.record_ttl, repr(time.time()), keys.CANCEL_CHANNEL, job_id])
+                           args=[state.value, self.record_ttl, repr(time.time()), keys.CANCEL_CHANNEL, job_id,
+                                 keys.PREFIX])
 
     def cancel_soon(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
         """Cancel from a context that may itself be cancelled (a closing stream)."""

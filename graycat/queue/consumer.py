@@ -69,7 +69,7 @@ class Consumer:
         """Mark the job active and tell its client; False when it was cancelled while waiting."""
         started = await self.events.call(
             "EVAL", scripts.START, 3, keys.job(job.id), keys.events(job.id), keys.cancel_flag(job.id),
-            job.reply_to, job.id, self.worker_id, repr(time.time()), self.record_ttl)
+            job.reply_to, job.id, self.worker_id, repr(time.time()), self.record_ttl, keys.PREFIX)
         return bool(started)
 
     def emit(self, job: Job, events: list[bytes]) -> None:

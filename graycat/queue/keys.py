@@ -59,3 +59,8 @@ def pool_minute(kind: str, model: str, minute: int) -> str:
 def idempotency(owner: str, key: str) -> str:
     """String: the job id a token's Idempotency-Key created."""
     return f"{PREFIX}:idem:{owner}:{key}"
+
+
+def waiting_of(owner: str) -> str:
+    """Sorted set: the jobs a token has waiting (job id -> enqueue time); scripts build this name too."""
+    return f"{PREFIX}:waiting:{owner}"

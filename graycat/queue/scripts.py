@@ -9,8 +9,10 @@ TERMINAL = """
 local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
 """
 
-# KEYS: job, pool. ARGV: record ttl, waiting limit (0: none), n, n record field/value args, then the stream
-# entry's field/value args. Returns the entry id, or {-1, waiting} when the pool already holds `limit` waiting.
+# KEYS: job, pool, the owner's waiting set. ARGV: record ttl, waiting limit of the pool (0: none), waiting
+# limit of the owner (0: none), now, oldest time a waiting job may have, n, n record field/value args, then
+# the stream entry's field/value args. Returns the entry id, or {-1, waiting} when the pool is full, or
+# {-2, waiting} when the owner has its limit of jobs waiting.
 ENQUEUE = """
 local limit = tonumber(ARGV[2])
 if limit > 0 then
@@ -19,16 +21,35 @@ if limit > 0 then
   if ok then waiting = waiting - summary[1] end
   if waiting >= limit then return {-1, waiting} end
 end
-local n = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
+local own = tonumber(ARGV[3])
+if own > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[5])
+  local mine = redis.call('ZCARD', KEYS[3])
+  if mine >= own then return {-2, mine} end
+end
+local n = tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], unpack(ARGV, 7, 6 + n))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4 + n))
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7 + n))
 redis.call('HSET', KEYS[1], 'entry', id)
+if own > 0 then
+  redis.call('ZADD', KEYS[3], ARGV[4], string.sub(KEYS[1], -32))
+  redis.call('EXPIRE', KEYS[3], ARGV[1])
+end
 return id
 """
 
-# KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl.
-START = TERMINAL + """
+# The owner's set of waiting jobs forgets a job that starts or ends (KEYS[1] is the job record).
+FORGET_WAITING = """
+local function forget_waiting(prefix)
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if owner and owner ~= '' then redis.call('ZREM', prefix .. ':waiting:' .. owner, string.sub(KEYS[1], -32)) end
+end
+"""
+
+# KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl, key prefix.
+START = TERMINAL + FORGET_WAITING + """
+forget_waiting(ARGV[6])
 if redis.call('EXISTS', KEYS[3]) == 1 or terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'active', 'worker', ARGV[3], 'started', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -74,8 +95,9 @@ if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ARG
 return 1
 """
 
-# KEYS: job, cancel flag. ARGV: state for a job still waiting, ttl, now, cancel channel, job id.
-CANCEL = """
+# KEYS: job, cancel flag. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, key prefix.
+CANCEL = FORGET_WAITING + """
+forget_waiting(ARGV[6])
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'pending' then redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3]) end
@@ -96,6 +118,8 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV
     local f = {}
     for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
     local job, events = ARGV[5] .. ':job:' .. f['id'], ARGV[5] .. ':ev:' .. f['id']
+    local owner = redis.call('HGET', job, 'owner')
+    if owner and owner ~= '' then redis.call('ZREM', ARGV[5] .. ':waiting:' .. owner, f['id']) end
     if not terminal(redis.call('HGET', job, 'state')) then
       redis.call('HSET', job, 'state', 'expired', 'finished', ARGV[2], 'status', '504')
       redis.call('EXPIRE', job, ARGV[3])
