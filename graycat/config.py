@@ -39,6 +39,9 @@ class Settings(BaseSettings):
                              description="Waiting jobs a pool accepts before 503 queue_full (0: no limit).")
     max_waiting_per_token: int = Field(100, ge=0, validation_alias="MAX_WAITING_PER_TOKEN",
                                        description="Waiting jobs one token may have before 503 queue_full (0: none).")
+    stop_timeout: float = Field(25.0, ge=0, validation_alias="STOP_TIMEOUT",
+                                description="Seconds a stopping worker lets its jobs finish before handing "
+                                            "them back to the queue.")
     visibility_timeout: float = Field(6.0, ge=5, validation_alias="VISIBILITY_TIMEOUT",
                                       description="Seconds without a heartbeat after which another worker takes "
                                                   "over a running job.")

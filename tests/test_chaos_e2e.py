@@ -56,3 +56,24 @@ def test_jobs_survive_workers_killed_at_random(cluster: Cluster, gateway: Gatewa
     assert kills == 4 and redelivered >= 1
     for w in workers:
         w.stop()
+
+
+def test_a_stopping_worker_hands_back_what_outlives_its_stop_timeout(cluster: Cluster, gateway: Gateway,
+                                                                    redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    slow = ["worker", "null", "--model-name", "stop-null", "--slots", "1", "--tokens", "100", "--token-delay-ms", "50"]
+    first = cluster.spawn("stopping", slow, STOP_TIMEOUT="1")
+    wait_until(lambda: " ready: " in first.output(), 30, "the worker")
+    with httpx.Client(base_url=gateway.base, headers=AUTH, timeout=10) as http:
+        body = {"route": "/completion", "body": {"prompt": "x", "model": "stop-null"}}
+        job_id = http.post("/jobs", json=body).json()["id"]
+        wait_until(lambda: r.hget(keys.job(job_id), "state") == b"active", 10, "the job to run")
+        started = time.monotonic()
+        assert first.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 4  # the stop deadline, not the job's 5 s
+        assert "handing them back" in first.output()
+        second = cluster.spawn("taking-over", slow)
+        wait_until(lambda: http.get(f"/jobs/{job_id}").json()["state"] == "completed", 30, "the job to complete")
+        info = http.get(f"/jobs/{job_id}").json()
+        assert info["attempts"] == 2 and info["result"]["content"] == "x" * 100
+    second.stop()

@@ -45,7 +45,8 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
     consumer = Consumer(redis, reader, events, worker_id, [("llm", m) for m in engine.models()],
                         record_ttl=int(settings.queue_timeout + settings.job_timeout) + settings.result_ttl)
     worker = Worker(consumer, engine, visibility_timeout=settings.visibility_timeout,
-                    max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout)
+                    max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout,
+                    stop_timeout=settings.stop_timeout)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

@@ -73,12 +73,15 @@ class Worker:
     """Runs jobs of its engine's pools until asked to stop, then finishes what it holds."""
 
     def __init__(self, consumer: Consumer, engine: Engine, *, visibility_timeout: float = 6.0,
-                 max_deliveries: int = 3, job_timeout: float = 600.0, host: str | None = None) -> None:
+                 max_deliveries: int = 3, job_timeout: float = 600.0, stop_timeout: float = 25.0,
+                 host: str | None = None) -> None:
         self.consumer = consumer
         self.engine = engine
         self.visibility_ms = int(visibility_timeout * 1000)
         self.max_deliveries = max_deliveries
         self.job_timeout = job_timeout
+        self.stop_timeout = stop_timeout
+        self._releasing: set[str] = set()
         self.id = consumer.worker_id
         self.host = host or socket.gethostname()
         self._stopping = asyncio.Event()
@@ -94,7 +97,7 @@ class Worker:
         return f"{kind}-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
     def stop(self) -> None:
-        """Stop claiming; jobs already held run to their end."""
+        """Stop claiming; jobs already held run to their end, for up to `stop_timeout` seconds."""
         if not self._stopping.is_set():
             log.info("worker %s stopping: finishing %d job(s)", self.id, len(self._held))
         self._stopping.set()
@@ -122,14 +125,28 @@ class Worker:
         log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
         try:
             await self._claim_loop()
-            if self._tasks:
-                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._finish_held()
         finally:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self.consumer.leave()
         log.info("worker %s stopped", self.id)
+
+    async def _finish_held(self) -> None:
+        """Let held jobs end; past the stop deadline, stop them and put them back in their pools, where another
+        worker takes them over (their clients see a restart)."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(list(self._tasks.values()), timeout=self.stop_timeout)
+        if late:
+            log.warning("worker %s: %d job(s) still running after %g s; handing them back", self.id,
+                        len(late), self.stop_timeout)
+            for job_id in list(self._held):
+                self._releasing.add(job_id)
+                if (engine_task := self._engine_tasks.get(job_id)) is not None:
+                    engine_task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def _claim_loop(self) -> None:
         backoff = Backoff()
@@ -202,7 +219,13 @@ class Worker:
             if not runnable or job.id in self._cancelled:  # cancelled while it waited, or just now
                 self._cancelled.add(job.id)
                 engine_task.cancel()
+            elif job.id in self._releasing:
+                engine_task.cancel()
             await asyncio.wait({engine_task}, timeout=self.job_timeout)
+            if job.id in self._releasing:
+                await asyncio.gather(engine_task, return_exceptions=True)
+                await self.consumer.release(claimed)
+                return
             if not engine_task.done():  # past its run deadline
                 engine_task.cancel()
                 await asyncio.gather(engine_task, return_exceptions=True)
@@ -219,6 +242,7 @@ class Worker:
             self._tasks.pop(job.id, None)
             self._engine_tasks.pop(job.id, None)
             self._cancelled.discard(job.id)
+            self._releasing.discard(job.id)
             self._slot_free.set()
 
     async def _outcome(self, job: Job, engine_task: asyncio.Task[tuple[int, bytes]]) -> tuple[int, bytes, JobState]:
