@@ -35,6 +35,12 @@ class Settings(BaseSettings):
                                  description="Seconds a request waits for a worker before 503.")
     job_timeout: float = Field(600.0, gt=0, validation_alias="JOB_TIMEOUT",
                                description="Seconds a running job may take before 504.")
+    queue_timeouts: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, validation_alias="QUEUE_TIMEOUTS",
+        description="Per kind of job, e.g. 'sd=600,llm=60': overrides QUEUE_TIMEOUT for that kind.")
+    job_timeouts: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, validation_alias="JOB_TIMEOUTS",
+        description="Per kind of job, e.g. 'sd=1800': overrides JOB_TIMEOUT for that kind.")
     max_waiting: int = Field(1000, ge=0, validation_alias="MAX_WAITING",
                              description="Waiting jobs a pool accepts before 503 queue_full (0: no limit).")
     max_waiting_per_token: int = Field(100, ge=0, validation_alias="MAX_WAITING_PER_TOKEN",
@@ -74,6 +80,31 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
+
+    @field_validator("queue_timeouts", "job_timeouts", mode="before")
+    @classmethod
+    def _per_kind(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        table: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            kind, sep, seconds = item.partition("=")
+            if not sep or not kind.strip() or float(seconds) <= 0:
+                raise ValueError(f"expected kind=seconds pairs separated by commas, got {item!r}")
+            table[kind.strip()] = float(seconds)
+        return table
+
+    def queue_timeout_for(self, kind: str) -> float:
+        return self.queue_timeouts.get(kind, self.queue_timeout)
+
+    def job_timeout_for(self, kind: str) -> float:
+        return self.job_timeouts.get(kind, self.job_timeout)
+
+    def record_ttl(self) -> int:
+        """Seconds a job record lives: the longest wait and run, then RESULT_TTL."""
+        longest = max([self.queue_timeout, *self.queue_timeouts.values()]) \
+            + max([self.job_timeout, *self.job_timeouts.values()])
+        return int(longest) + self.result_ttl
 
     @field_validator("log_level")
     @classmethod

@@ -43,3 +43,16 @@ def test_cli_refuses_invalid_configuration_at_start() -> None:
                           timeout=60)
     assert proc.returncode == 2
     assert "REDIS_PORT" in proc.stderr
+
+
+def test_deadlines_per_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_TIMEOUT", "100")
+    monkeypatch.setenv("QUEUE_TIMEOUTS", "sd=600, llm=30")
+    monkeypatch.setenv("JOB_TIMEOUTS", "sd=1800")
+    settings = load_settings()
+    assert settings.queue_timeout_for("llm") == 30 and settings.queue_timeout_for("other") == 100
+    assert settings.job_timeout_for("sd") == 1800 and settings.job_timeout_for("llm") == settings.job_timeout
+    assert settings.record_ttl() == 600 + 1800 + settings.result_ttl
+    monkeypatch.setenv("QUEUE_TIMEOUTS", "llm")
+    with pytest.raises(ConfigError, match="QUEUE_TIMEOUTS"):
+        load_settings()

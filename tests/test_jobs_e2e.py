@@ -113,7 +113,7 @@ def test_a_job_nobody_takes_expires_at_its_queue_deadline(redis_server: RedisSer
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("API_TOKENS", TOKEN)
     monkeypatch.setenv("DEFAULT_MODEL", model)
-    monkeypatch.setenv("QUEUE_TIMEOUT", "1")
+    monkeypatch.setenv("QUEUE_TIMEOUTS", "llm=1")  # the deadline of this kind of job; QUEUE_TIMEOUT stays 120
     with TestClient(create_app(load_settings()), headers=AUTH) as api:
         job_id = api.post("/jobs", json={"route": "/completion", "body": {"prompt": "x"}}).json()["id"]
         info = wait_state(api, job_id, "expired")

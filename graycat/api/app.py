@@ -29,13 +29,14 @@ QUEUE_GRACE_S = 1.0  # a waiting request's own timer fires first and answers 503
 JANITOR_INTERVAL_S = 1.0
 
 
-async def _expire_waiting(queue: JobQueue, older_than: float) -> None:
-    """Expire jobs that waited past QUEUE_TIMEOUT, whether or not a client waits for them (any replica may)."""
+async def _expire_waiting(queue: JobQueue, settings: Settings) -> None:
+    """Expire jobs that waited past their kind's queue deadline, whether or not a client waits for them (any
+    replica may do it: the script is idempotent)."""
     while True:
         await asyncio.sleep(JANITOR_INTERVAL_S)
         try:
-            if expired := await queue.expire_waiting(older_than):
-                log.warning("%d job(s) expired in the queue: no worker took them within %.0f s", expired, older_than)
+            if expired := await queue.expire_waiting(lambda kind: settings.queue_timeout_for(kind) + QUEUE_GRACE_S):
+                log.warning("%d job(s) expired in the queue: no worker took them in time", expired)
         except (RedisError, OSError) as exc:
             log.debug("queue janitor: %s", exc)
 
@@ -51,11 +52,11 @@ def create_app(settings: Settings) -> FastAPI:
         await hub.start()
         writer = PipelinedConnection(url)
         app.state.events_reader = connect(url, blocking=True)  # GET /jobs/{id}/events: blocking reads
-        app.state.queue = JobQueue(redis, writer, hub, record_ttl=int(settings.queue_timeout + settings.job_timeout)
-                                   + settings.result_ttl, max_waiting=settings.max_waiting,
+        app.state.queue = JobQueue(redis, writer, hub, record_ttl=settings.record_ttl(),
+                                   max_waiting=settings.max_waiting,
                                    max_waiting_per_token=settings.max_waiting_per_token,
-                                   queue_timeout=settings.queue_timeout)
-        janitor = asyncio.create_task(_expire_waiting(app.state.queue, settings.queue_timeout + QUEUE_GRACE_S))
+                                   queue_timeout=max([settings.queue_timeout, *settings.queue_timeouts.values()]))
+        janitor = asyncio.create_task(_expire_waiting(app.state.queue, settings))
         try:
             yield
         finally:

@@ -35,11 +35,11 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     model = await resolve_model(queue, state.settings.default_model, spec)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body(), stream=spec.stream)
     sub = await queue.submit(job, request.state.owner)
-    deadline = asyncio.get_running_loop().time() + state.settings.job_timeout
+    deadline = asyncio.get_running_loop().time() + state.settings.job_timeout_for(kind)
     handed_over = False
     watcher = asyncio.create_task(_watch(request.receive, sub))  # a client that leaves cancels its job
     try:
-        event = await _first_event(queue, sub, state.settings.queue_timeout, model)
+        event = await _first_event(queue, sub, state.settings.queue_timeout_for(kind), model)
         worker = ""
         while event[:1] == START:  # (a second START: the worker died before answering and another took over)
             worker = event[1:].decode()

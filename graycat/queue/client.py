@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -169,11 +170,12 @@ class JobQueue:
                            "dead_lettered": stats.get("dead_lettered", 0)})
         return result
 
-    async def expire_waiting(self, older_than: float, *, batch: int = 500) -> int:
-        """Expire the jobs of every pool that have waited longer than `older_than` seconds; how many."""
-        cutoff = f"{int((time.time() - older_than) * 1000)}-{2**63 - 1}"
+    async def expire_waiting(self, older_than: Callable[[str], float], *, batch: int = 500) -> int:
+        """Expire the jobs of every pool that have waited longer than `older_than(kind)` seconds; how many."""
         expired = 0
         async for key in self.redis.scan_iter(match=keys.POOL_PATTERN, count=500):
+            kind, _ = keys.parse_pool(key.decode())
+            cutoff = f"{int((time.time() - older_than(kind)) * 1000)}-{2**63 - 1}"
             expired += int(await self.writer.call(  # type: ignore[call-overload]
                 "EVAL", scripts.EXPIRE_WAITING, 1, key, cutoff, repr(time.time()), self.record_ttl, batch,
                 keys.PREFIX, keys.GROUP))

@@ -43,9 +43,9 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
     worker_id = Worker.new_id("llm")
     events = PipelinedConnection(url)
     consumer = Consumer(redis, reader, events, worker_id, [("llm", m) for m in engine.models()],
-                        record_ttl=int(settings.queue_timeout + settings.job_timeout) + settings.result_ttl)
+                        record_ttl=settings.record_ttl())
     worker = Worker(consumer, engine, visibility_timeout=settings.visibility_timeout,
-                    max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout,
+                    max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout_for(engine.kind),
                     stop_timeout=settings.stop_timeout)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
