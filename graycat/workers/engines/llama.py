@@ -88,7 +88,10 @@ def _in_thread_with_nice(nice: int, make: Callable[[], T]) -> T:
     def run() -> None:
         try:
             if nice:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+                try:
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+                except OSError as exc:  # a sandbox may refuse; the engine then runs at normal priority
+                    log.warning("could not lower the engine's priority (LLM_NICE): %s", exc)
             result.append(make())
         except BaseException as exc:
             error.append(exc)
