@@ -141,3 +141,23 @@ def test_a_non_streaming_client_that_leaves_cancels_its_job(gateway: Gateway, re
     sock.close()
     wait_until(lambda: r.hget(job_key, "state") == b"cancelled", 10, "the job to be cancelled")
     assert int(r.hget(job_key, "status")) == 499
+
+
+def test_llm_for_unity_helper_routes(gateway: Gateway) -> None:
+    with gateway.client() as http:
+        assert http.post("/template", json={}).json() == {"template": "chatml"}
+        props = http.post("/props", json={"stream": False}).json()
+        assert props["default_generation_settings"]["n_ctx"] == 512
+        assert http.get("/props").json() == props
+        prompt = http.post("/apply-template", json={"messages": [{"role": "system", "content": "Be brief."},
+                                                                 {"role": "user", "content": "Hi"}],
+                                                    "stream": False}).json()["prompt"]
+        assert prompt.startswith("<|im_start|>system\nBe brief.<|im_end|>") and prompt.endswith("assistant\n")
+        tokens = http.post("/tokenize", json={"content": "Hello world", "stream": False}).json()["tokens"]
+        assert tokens and all(isinstance(t, int) for t in tokens)
+        pieces = http.post("/tokenize", json={"content": "Hello world", "with_pieces": True}).json()["tokens"]
+        assert "".join(p["piece"] for p in pieces) == "Hello world"
+        assert http.post("/detokenize", json={"tokens": tokens}).json()["content"] == "Hello world"
+        assert http.post("/tokenize", json={"content": 5}).status_code == 422
+        assert http.post("/apply-template", json={"messages": []}).status_code == 422
+        assert http.post("/props", json={"model": "nope"}).status_code == 404

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from graycat.api.dialects import is_deterministic, llamacpp, openai
 from graycat.api.errors import error_body
+from graycat.chat_templates import template_name
 
 
 def test_llamacpp_completion_keeps_unknown_fields_and_maps_to_engine() -> None:
@@ -72,3 +73,11 @@ def test_mid_stream_errors_in_each_dialect() -> None:
     oai = openai.stream_error(502, "stopped")
     assert oai.startswith(b"data: ") and oai.endswith(b"\n\n")
     assert orjson.loads(oai[6:])["error"]["message"] == "stopped"
+
+
+@pytest.mark.parametrize(("template", "name"), [
+    ("{{ '<|im_start|>' + role }}", "chatml"), ("<|start_header_id|>{{ role }}<|end_header_id|>", "llama3 chat"),
+    ("<start_of_turn>user", "gemma"), ("[INST] {{ content }} [/INST]", "mistral instruct"),
+    ("something new", "chatml"), (None, "chatml")])
+def test_template_names_llm_for_unity_knows(template: str | None, name: str) -> None:
+    assert template_name(template) == name

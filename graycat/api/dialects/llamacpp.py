@@ -8,6 +8,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graycat.api.dialects import JobSpec, is_deterministic
+from graycat.api.dialects.openai import ChatMessage
+from graycat.chat_templates import DEFAULT as DEFAULT_TEMPLATE
 
 
 class CompletionRequest(BaseModel):
@@ -28,6 +30,43 @@ class CompletionRequest(BaseModel):
         if len(value) == 0:
             raise ValueError("prompt must not be empty")
         return value
+
+
+class TokenizeRequest(BaseModel):
+    """`POST /tokenize`: `with_pieces` and `add_special` go to the engine."""
+
+    model_config = ConfigDict(extra="allow")
+
+    content: str
+    model: str | None = None
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    tokens: list[int]
+    model: str | None = None
+
+
+class ApplyTemplateRequest(BaseModel):
+    """`POST /apply-template` (LLM for Unity v3): the prompt the model's chat template makes of `messages`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str | None = None
+
+
+def engine_call(endpoint: str, req: TokenizeRequest | DetokenizeRequest | ApplyTemplateRequest) -> JobSpec:
+    """A short, non-streamed call to one of the engine's own endpoints."""
+    return JobSpec(endpoint, False, req.model, None)
+
+
+def props(name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """`/props`, from what the model's workers announced: LLM for Unity v3 reads `default_generation_settings.n_ctx`."""
+    return {"default_generation_settings": {"n_ctx": int(info.get("n_ctx") or 0)},
+            "total_slots": int(info.get("slots") or 0), "model_alias": name, "model_path": name,
+            "chat_template_name": info.get("template", DEFAULT_TEMPLATE)}
 
 
 def completion_job(req: CompletionRequest) -> JobSpec:

@@ -1,19 +1,74 @@
-"""llama.cpp native routes (LLM for Unity)."""
+"""llama.cpp native routes (LLM for Unity): every route also answers POST, as those clients send."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import require_token
-from graycat.api.dialects import llamacpp
+from graycat.api.catalog import resolve_model
+from graycat.api.dialects import JobSpec, llamacpp
+from graycat.api.errors import ApiError
 from graycat.api.relay import run_job
 
 router = APIRouter(tags=["llama.cpp"], dependencies=[Depends(require_token)])
 
 
+async def _run(request: Request, spec: JobSpec) -> Response:
+    return await run_job(request, spec, kind="llm", render_chunk=llamacpp.sse_event,
+                         render_failure=llamacpp.stream_error)
+
+
 @router.post("/completion", summary="llama.cpp native completion (raw prompt, SSE when stream is true)")
 @router.post("/completions", include_in_schema=False)
 async def completion(request: Request, body: llamacpp.CompletionRequest) -> Response:
-    return await run_job(request, llamacpp.completion_job(body), kind="llm", render_chunk=llamacpp.sse_event,
-                         render_failure=llamacpp.stream_error)
+    return await _run(request, llamacpp.completion_job(body))
+
+
+@router.post("/tokenize", summary="Token ids of a text (with_pieces for the pieces too)")
+async def tokenize(request: Request, body: llamacpp.TokenizeRequest) -> Response:
+    return await _run(request, llamacpp.engine_call("/tokenize", body))
+
+
+@router.post("/detokenize", summary="The text of token ids")
+async def detokenize(request: Request, body: llamacpp.DetokenizeRequest) -> Response:
+    return await _run(request, llamacpp.engine_call("/detokenize", body))
+
+
+@router.post("/apply-template", summary="The prompt the model's chat template makes of messages")
+async def apply_template(request: Request, body: llamacpp.ApplyTemplateRequest) -> Response:
+    return await _run(request, llamacpp.engine_call("/apply-template", body))
+
+
+async def _model(request: Request) -> tuple[str, dict[str, Any]]:
+    """The model a bodiless-or-JSON call means (`model` in the query or the body) and what its workers said."""
+    model = request.query_params.get("model")
+    raw = await request.body()
+    if raw.strip():
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ApiError(422, "the request body is not valid JSON", code="invalid_request") from None
+        if isinstance(data, dict) and isinstance(data.get("model"), str):
+            model = data["model"]
+    queue = request.app.state.queue
+    name = await resolve_model(queue, request.app.state.settings.default_model, JobSpec("", False, model, None))
+    return name, (await queue.models()).get(name, {})
+
+
+@router.get("/props", summary="Server properties: context size per request, slots (POST too)")
+@router.post("/props", include_in_schema=False)
+async def props(request: Request) -> Response:
+    name, info = await _model(request)
+    return Response(orjson.dumps(llamacpp.props(name, info)), media_type="application/json")
+
+
+@router.get("/template", summary="The chat template's name, for LLM for Unity v2 (POST too)")
+@router.post("/template", include_in_schema=False)
+async def template(request: Request) -> Response:
+    _, info = await _model(request)
+    return Response(orjson.dumps({"template": info.get("template", llamacpp.DEFAULT_TEMPLATE)}),
+                    media_type="application/json")

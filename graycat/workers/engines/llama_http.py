@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from graycat.chat_templates import template_name
 from graycat.jobs import Job
 from graycat.workers.engines.base import Emit
 
@@ -27,6 +28,7 @@ class LlamaHttpEngine:
         self.model_name = model_name
         self.slots = 1
         self.n_ctx = 0
+        self.template = template_name(None)
         self._pooled: aiohttp.ClientSession | None = None
         self._fresh: aiohttp.ClientSession | None = None
         self._active = 0
@@ -42,6 +44,7 @@ class LlamaHttpEngine:
         props = await self._get_json("/props")
         self.slots = int(props.get("total_slots") or 1)
         self.n_ctx = int((props.get("default_generation_settings") or {}).get("n_ctx") or 0)
+        self.template = template_name(props.get("chat_template"))
         if not self.model_name:
             path = str(props.get("model_path") or "model")
             self.model_name = path.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".gguf")
@@ -58,7 +61,8 @@ class LlamaHttpEngine:
 
     def models(self) -> dict[str, dict[str, Any]]:
         assert self.model_name
-        return {self.model_name: {"kind": self.kind, "n_ctx": self.n_ctx, "slots": self.slots}}
+        return {self.model_name: {"kind": self.kind, "n_ctx": self.n_ctx, "slots": self.slots,
+                                  "template": self.template}}
 
     def stats(self) -> dict[str, Any]:
         return {"active": self._active, "served": self._served}
