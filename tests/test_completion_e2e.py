@@ -45,9 +45,10 @@ def test_stream_sends_one_event_per_http_chunk(gateway: Gateway) -> None:
         assert chunk.startswith(b"data: ") and chunk.endswith(b"\n\n"), chunk
         assert chunk.count(b"\n") == 2, chunk
         events.append(orjson.loads(chunk[6:-2]))
-    assert len(events) == 17
     partial, final = events[:-1], events[-1]
     assert all(e["stop"] is False and e["content"] and isinstance(e["tokens"], list) for e in partial)
+    # one event per token, except that llama.cpp joins the tokens of a character split across tokens
+    assert 1 <= len(partial) <= 16 and sum(len(e["tokens"]) for e in partial) == 16
     assert final["content"] == "" and final["stop"] is True and final["tokens_predicted"] == 16
     assert b"[DONE]" not in b"".join(chunks)
 
