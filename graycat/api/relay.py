@@ -35,15 +35,21 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     model = await resolve_model(queue, state.settings.default_model, spec)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body(), stream=spec.stream)
     sub = await queue.submit(job, request.state.owner)
-    deadline = asyncio.get_running_loop().time() + state.settings.job_timeout_for(kind)
+    now = asyncio.get_running_loop().time()
+    deadline = now + state.settings.job_timeout_for(kind)
+    queue_timeout = state.settings.queue_timeout_for(kind)
+    no_worker = ApiError(503, f"no worker for model '{model}' took the request within {queue_timeout:g} s; "
+                         "start a worker for it or retry later", code="no_worker", headers={"Retry-After": "5"})
+    too_long = ApiError(504, "the job ran past JOB_TIMEOUT and was cancelled", code="job_timeout")
     handed_over = False
     watcher = asyncio.create_task(_watch(request.receive, sub))  # a client that leaves cancels its job
     try:
-        event = await _first_event(queue, sub, state.settings.queue_timeout_for(kind), model)
+        # the job's start, or its end when it never started (expired, failed)
+        event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
         worker = ""
         while event[:1] == START:  # (a second START: the worker died before answering and another took over)
             worker = event[1:].decode()
-            event = await _next(queue, sub, deadline)
+            event = await _event(queue, sub, deadline, too_long)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": worker}
         if event[:1] == END:
             status, body = parse_end(event[1:])
@@ -68,30 +74,15 @@ def _client_gone(queue: JobQueue, sub: Subscription) -> ApiError:
     return ApiError(499, "the client closed the request", code="client_closed_request")
 
 
-async def _first_event(queue: JobQueue, sub: Subscription, timeout: float, model: str) -> bytes:
-    """The job's start, or its end when it never started (expired, failed); 503 when no worker took it."""
+async def _event(queue: JobQueue, sub: Subscription, deadline: float, late: ApiError,
+                 late_state: JobState = JobState.CANCELLED) -> bytes:
+    """The job's next event before `deadline` (loop time). Past it the job ends in `late_state` and `late` is
+    raised; a client that left cancels it."""
     try:
-        event = await sub.next(timeout)
+        event = await sub.next(deadline - asyncio.get_running_loop().time())
     except TimeoutError:
-        queue.cancel_soon(sub.job_id, JobState.EXPIRED)
-        raise ApiError(503, f"no worker for model '{model}' took the request within {timeout:g} s; "
-                       "start a worker for it or retry later", code="no_worker",
-                       headers={"Retry-After": "5"}) from None
-    except BaseException:
-        queue.cancel_soon(sub.job_id)
-        raise
-    if event == _GONE:
-        raise _client_gone(queue, sub)
-    return event
-
-
-async def _next(queue: JobQueue, sub: Subscription, deadline: float) -> bytes:
-    try:
-        async with asyncio.timeout_at(deadline):
-            event = await sub.queue.get()
-    except TimeoutError:
-        queue.cancel_soon(sub.job_id)
-        raise ApiError(504, "the job ran past JOB_TIMEOUT and was cancelled", code="job_timeout") from None
+        queue.cancel_soon(sub.job_id, late_state)
+        raise late from None
     except BaseException:
         queue.cancel_soon(sub.job_id)
         raise
