@@ -71,7 +71,7 @@ def _start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder.resolve()),
          "--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--logfile", "redis.log"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
         if _reachable(url):
@@ -113,8 +113,10 @@ def up(settings: Settings, host: str, port: int) -> int:
             redis_proc, url = _start_redis(data_dir)
         env["REDIS_URL"] = url
         me = [sys.executable, "-m", "graycat"]
-        procs.append(subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env))
-        procs.append(subprocess.Popen([*me, "worker", "llm"], env=env))
+        # own sessions: a Ctrl-C reaches `graycat up` alone, which stops the parts in order (Redis last)
+        procs.append(subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env,
+                                      start_new_session=True))
+        procs.append(subprocess.Popen([*me, "worker", "llm"], env=env, start_new_session=True))
         base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not stop and not _ready(base):

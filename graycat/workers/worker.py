@@ -130,7 +130,10 @@ class Worker:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            await self.consumer.leave()
+            try:
+                await self.consumer.leave()
+            except (RedisError, OSError) as exc:  # its registry entry expires by itself
+                log.warning("could not deregister from Redis: %s", exc)
         log.info("worker %s stopped", self.id)
 
     async def _finish_held(self) -> None:
