@@ -104,6 +104,9 @@ def test_cancel_a_waiting_and_a_running_job(api: TestClient, redis_server: Redis
                for _ in range(2)]
         assert [idle.get(f"/jobs/{i}").json()["position"] for i in ids] == [0, 1]
         assert idle.delete(f"/jobs/{ids[0]}").json()["state"] == "cancelled"
+        assert idle.get(f"/jobs/{ids[0]}").json()["status"] == 499
+        with idle.stream("GET", f"/jobs/{ids[0]}/events") as events:  # its event stream ends too
+            assert b"event: end" in events.read()
         assert idle.get(f"/jobs/{ids[1]}").json()["state"] == "pending"
 
 

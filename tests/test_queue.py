@@ -78,7 +78,10 @@ async def test_a_job_cancelled_while_waiting_never_starts(parts: tuple[JobQueue,
     assert not await consumer.start(claimed.job)
     await consumer.finish(claimed, 499, b"", JobState.CANCELLED)
     assert await queue.redis.hget(keys.job(sub.job_id), "state") == b"cancelled"
-    assert sub.queue.empty()  # the client, which cancelled, hears nothing more
+    end = await sub.next(2)  # its client hears the end (once), and the event stream holds it
+    assert end[:1] == END and parse_end(end[1:])[0] == 499
+    await asyncio.sleep(0.1)
+    assert sub.queue.empty()
 
 
 async def test_a_finished_job_cannot_answer_twice(parts: tuple[JobQueue, Consumer, str]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from graycat.jobs import END, Job, JobState, parse_end
+from graycat.jobs import END, Job, JobState, end_event, parse_end
 from graycat.queue import keys, scripts
 from graycat.queue.hub import EventHub, Subscription, entry_key
 from graycat.queue.resp import PipelinedConnection
@@ -65,7 +65,7 @@ class JobQueue:
     async def enqueue(self, job: Job, owner: str = "") -> None:
         """Write the job record and queue the job, in one atomic round trip; QueueFull when the pool is full."""
         record = ("state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
-                  "stream", int(job.stream), "created", repr(job.created), "owner", owner)
+                  "stream", int(job.stream), "created", repr(job.created), "owner", owner, "reply", job.reply_to)
         fields = [part for pair in job.to_fields().items() for part in pair]
         now = time.time()
         per_token = self.max_waiting_per_token if owner else 0
@@ -111,9 +111,11 @@ class JobQueue:
 
     async def cancel(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
         """Cancel a job: a waiting one never starts, a running one stops within about a token."""
-        await self._cancel(keys=[keys.job(job_id), keys.cancel_flag(job_id)],
+        status, reason = (504, "no worker took the job in time") if state == JobState.EXPIRED else (499, "cancelled")
+        end = end_event(status, orjson.dumps({"error": {"code": status, "message": reason, "type": state.value}}))
+        await self._cancel(keys=[keys.job(job_id), keys.cancel_flag(job_id), keys.events(job_id)],
                            args=[state.value, self.record_ttl, repr(time.time()), keys.CANCEL_CHANNEL, job_id,
-                                 keys.PREFIX])
+                                 keys.PREFIX, end])
 
     def cancel_soon(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
         """Cancel from a context that may itself be cancelled (a closing stream)."""

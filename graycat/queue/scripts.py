@@ -95,12 +95,19 @@ if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ARG
 return 1
 """
 
-# KEYS: job, cancel flag. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, key prefix.
+# KEYS: job, cancel flag, events. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, key
+# prefix, the end event of a job still waiting.
 CANCEL = FORGET_WAITING + """
 forget_waiting(ARGV[6])
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 local st = redis.call('HGET', KEYS[1], 'state')
-if st == 'pending' then redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3]) end
+if st == 'pending' then  -- it ends here: its record, its event stream and its client say so
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3], 'status', string.sub(ARGV[7], 2, 4))
+  local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[7])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+  local reply = redis.call('HGET', KEYS[1], 'reply')
+  if reply and reply ~= '' then redis.call('PUBLISH', reply, ARGV[5] .. id .. ' ' .. ARGV[7]) end
+end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return st
 """
