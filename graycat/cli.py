@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     llm.add_argument("--threads", type=int, help="CPU threads (env LLM_THREADS, default: all cores)")
     llm.add_argument("--gpu-layers", type=int, help="layers offloaded to the GPU (env GPU_LAYERS)")
     llm.add_argument("--llama-url", help="use this llama.cpp server instead of the embedded one (env LLAMA_URL)")
+    llm.add_argument("--embeddings", action="store_true", default=None,
+                     help="also serve embeddings (env LLM_EMBEDDINGS)")
     null = kinds.add_parser("null", help="the null engine: instant fixed-size replies, for measuring the gateway")
     null.add_argument("--model-name", help="name to serve (default: null)")
     null.add_argument("--slots", type=int, help="parallel jobs (default 4, env LLM_SLOTS)")
@@ -41,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _OVERRIDES = {"model": "model", "model_name": "model_name", "slots": "slots", "ctx_size": "ctx_per_slot",
-              "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url"}
+              "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url", "embeddings": "embeddings"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:

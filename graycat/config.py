@@ -71,6 +71,8 @@ class Settings(BaseSettings):
                       description="llama.cpp busy-wait level 0-100; 0 lets idle engine threads sleep.")
     nice: int = Field(10, ge=0, le=19, validation_alias="LLM_NICE",
                       description="Niceness of the embedded engine's threads; the gateway's work comes first.")
+    embeddings: bool = Field(False, validation_alias="LLM_EMBEDDINGS",
+                             description="Also serve embeddings (/embeddings, /v1/embeddings) with this worker.")
     gpu_layers: int = Field(0, ge=-1, validation_alias="GPU_LAYERS",
                             description="Layers offloaded to the GPU (-1: all).")
 

@@ -11,9 +11,10 @@ from graycat.queue.client import JobQueue
 DEFAULT_ALIASES = frozenset({"", "default"})
 
 
-async def resolve_model(queue: JobQueue, default_model: str, spec: JobSpec) -> str:
+async def resolve_model(queue: JobQueue, default_model: str, spec: JobSpec, kind: str = "llm") -> str:
     """The served model's name for `spec`; 404 for a model no worker has announced, 400 for a request the
-    model's context cannot hold. The default model is always accepted: its request waits for a worker."""
+    model's context cannot hold or for embeddings of a model served without them. The default model is always
+    accepted: its request waits for a worker."""
     name = default_model if spec.model is None or spec.model in DEFAULT_ALIASES else spec.model
     models = await queue.models()
     info: dict[str, Any] | None = models.get(name)
@@ -23,6 +24,9 @@ async def resolve_model(queue: JobQueue, default_model: str, spec: JobSpec) -> s
         known = ", ".join(sorted(queue.cached_model_names() | {default_model}))
         raise ApiError(404, f"model '{name}' not found; available models: {known}", code="model_not_found",
                        param="model")
+    if info and kind == "embed" and not info.get("embeddings"):
+        raise ApiError(400, f"model '{name}' is served without embeddings: start its worker with --embeddings "
+                       "(LLM_EMBEDDINGS=true)", code="embeddings_not_enabled", param="model")
     if info and spec.max_new_tokens is not None:
         n_ctx = int(info.get("n_ctx") or 0)
         if n_ctx and spec.max_new_tokens > n_ctx:

@@ -23,16 +23,17 @@ _LATE = b"\x00late"
 
 
 async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: Callable[[bytes], bytes],
-                  render_failure: Callable[[int, str], bytes]) -> Response:
+                  render_failure: Callable[[int, str], bytes],
+                  reshape: Callable[[bytes], bytes] | None = None) -> Response:
     """Enqueue the request's body as a job and relay the answer.
 
     Errors the engine reports before the first token become a plain JSON error response, so a streaming
     client never sees an error inside its stream. `render_failure` gives the last event of a stream that
-    fails midway.
+    fails midway. `reshape` turns a successful non-streamed answer into the shape the client reads.
     """
     state = request.app.state
     queue: JobQueue = state.queue
-    model = await resolve_model(queue, state.settings.default_model, spec)
+    model = await resolve_model(queue, state.settings.default_model, spec, kind)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body(), stream=spec.stream)
     sub = await queue.submit(job, request.state.owner)
     now = asyncio.get_running_loop().time()
@@ -53,6 +54,8 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
         headers = {"X-Job-ID": job.id, "X-Worker-ID": worker}
         if event[:1] == END:
             status, body = parse_end(event[1:])
+            if reshape is not None and status == 200:
+                body = reshape(body)
             return Response(body, status, headers=headers, media_type="application/json")
         handed_over = True
         return EventStream(queue, sub, event, deadline, spec, render_chunk, render_failure,

@@ -28,21 +28,22 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
         engine = NullEngine(settings.model_name or "null", slots=settings.slots, tokens=null_tokens,
                             token_delay=null_delay)
     elif settings.llama_url:
-        engine = LlamaHttpEngine(settings.llama_url, settings.model_name)
+        engine = LlamaHttpEngine(settings.llama_url, settings.model_name, embeddings=settings.embeddings)
     else:
         path = settings.model or default_model_path()
         name = settings.model_name or (DEFAULT_MODEL_NAME if settings.model is None else path.stem)
         embedded = EmbeddedLlamaServer(path, alias=name, slots=settings.slots,
                                        ctx_per_slot=settings.ctx_per_slot, threads=settings.threads,
                                        gpu_layers=settings.gpu_layers, poll=settings.poll,
-                                       nice=settings.nice)
-        engine = LlamaHttpEngine(await asyncio.to_thread(embedded.start), name)
+                                       nice=settings.nice, embeddings=settings.embeddings)
+        engine = LlamaHttpEngine(await asyncio.to_thread(embedded.start), name, embeddings=settings.embeddings)
     await engine.start()
     url = settings.resolved_redis_url()
     redis, reader = connect(url), connect(url, blocking=True)
     worker_id = Worker.new_id("llm")
     events = PipelinedConnection(url)
-    consumer = Consumer(redis, reader, events, worker_id, [("llm", m) for m in engine.models()],
+    kinds = ["llm", "embed"] if settings.embeddings and null_tokens is None else ["llm"]
+    consumer = Consumer(redis, reader, events, worker_id, [(k, m) for m in engine.models() for k in kinds],
                         record_ttl=settings.record_ttl())
     worker = Worker(consumer, engine, visibility_timeout=settings.visibility_timeout,
                     max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout_for(engine.kind),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -55,6 +56,30 @@ class ApplyTemplateRequest(BaseModel):
 
     messages: list[ChatMessage] = Field(min_length=1)
     model: str | None = None
+
+
+class EmbeddingRequest(BaseModel):
+    """`POST /embeddings`: LLM for Unity v2 sends only `content`; v3 adds `"stream": false`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    content: str = Field(min_length=1)
+    model: str | None = None
+
+
+def embedding_job(req: EmbeddingRequest) -> JobSpec:
+    return JobSpec("/embeddings", False, req.model, None)
+
+
+def embedding_shape(v3: bool) -> Callable[[bytes], bytes]:
+    """The engine's `[{"index": 0, "embedding": [[...]]}]` as each client generation reads it: v3 takes it
+    as is; v2 (Unity's JsonUtility) needs an object with one flat vector, `{"embedding": [...]}`."""
+    def reshape(body: bytes) -> bytes:
+        if v3:
+            return body
+        vector = orjson.loads(body)[0]["embedding"]
+        return orjson.dumps({"embedding": vector[0] if vector and isinstance(vector[0], list) else vector})
+    return reshape
 
 
 def engine_call(endpoint: str, req: TokenizeRequest | DetokenizeRequest | ApplyTemplateRequest) -> JobSpec:

@@ -44,6 +44,24 @@ class CompletionRequest(_Request):
         return value
 
 
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    input: str | list[Any]
+    model: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: str | list[Any]) -> str | list[Any]:
+        if len(value) == 0 or (isinstance(value, list) and any(v == "" for v in value)):
+            raise ValueError("input must not be empty")
+        return value
+
+
+def embeddings_job(req: EmbeddingsRequest) -> JobSpec:
+    return JobSpec("/v1/embeddings", False, req.model, None)
+
+
 def chat_job(req: ChatCompletionRequest) -> JobSpec:
     limit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     return JobSpec("/v1/chat/completions", req.stream, req.model, limit, is_deterministic(req.seed, req.temperature))

@@ -38,6 +38,14 @@ async def detokenize(request: Request, body: llamacpp.DetokenizeRequest) -> Resp
     return await _run(request, llamacpp.engine_call("/detokenize", body))
 
 
+@router.post("/embeddings", summary="Embedding of a text (served by workers started with --embeddings)")
+@router.post("/embedding", include_in_schema=False)
+async def embeddings(request: Request, body: llamacpp.EmbeddingRequest) -> Response:
+    v3 = "stream" in (body.model_extra or {})  # LLM for Unity v3 always sends it, v2 never
+    return await run_job(request, llamacpp.embedding_job(body), kind="embed", render_chunk=llamacpp.sse_event,
+                         render_failure=llamacpp.stream_error, reshape=llamacpp.embedding_shape(v3))
+
+
 @router.post("/apply-template", summary="The prompt the model's chat template makes of messages")
 async def apply_template(request: Request, body: llamacpp.ApplyTemplateRequest) -> Response:
     return await _run(request, llamacpp.engine_call("/apply-template", body))

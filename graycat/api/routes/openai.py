@@ -25,6 +25,12 @@ async def completions(request: Request, body: openai.CompletionRequest) -> Respo
                          render_failure=openai.stream_error)
 
 
+@router.post("/embeddings", summary="Embeddings (OpenAI), from workers started with --embeddings")
+async def embeddings(request: Request, body: openai.EmbeddingsRequest) -> Response:
+    return await run_job(request, openai.embeddings_job(body), kind="embed", render_chunk=llamacpp.sse_event,
+                         render_failure=openai.stream_error)
+
+
 @router.get("/models", summary="Models served by live workers")
 async def models(request: Request) -> Response:
     queue = request.app.state.queue

@@ -34,7 +34,8 @@ class EmbeddedLlamaServer:
     """Loads a GGUF model into llama.cpp's server on a free loopback port."""
 
     def __init__(self, model_path: Path, *, alias: str, slots: int, ctx_per_slot: int,
-                 threads: int | None, gpu_layers: int, poll: int = 0, nice: int = 0) -> None:
+                 threads: int | None, gpu_layers: int, poll: int = 0, nice: int = 0,
+                 embeddings: bool = False) -> None:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file not found: {model_path}")
         self.model_path = model_path
@@ -45,6 +46,7 @@ class EmbeddedLlamaServer:
         self.gpu_layers = gpu_layers
         self.poll = poll
         self.nice = nice
+        self.embeddings = embeddings
         self._server: Any = None
 
     def start(self) -> str:
@@ -63,6 +65,9 @@ class EmbeddedLlamaServer:
         params.cpuparams.poll = self.poll
         params.cpuparams_batch.poll = self.poll
         params.n_gpu_layers = self.gpu_layers
+        if self.embeddings:  # completions keep working; mean pooling gives one vector per input
+            params.embedding = True
+            params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
         params.port = 0
         params.sse_ping_interval = 0  # no `: ping` comments: Unity clients break on them
         params.endpoint_metrics = True

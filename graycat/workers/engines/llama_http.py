@@ -23,9 +23,10 @@ class LlamaHttpEngine:
 
     kind = "llm"
 
-    def __init__(self, base_url: str, model_name: str | None = None) -> None:
+    def __init__(self, base_url: str, model_name: str | None = None, *, embeddings: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
+        self.embeddings = embeddings
         self.slots = 1
         self.n_ctx = 0
         self.template = template_name(None)
@@ -62,7 +63,7 @@ class LlamaHttpEngine:
     def models(self) -> dict[str, dict[str, Any]]:
         assert self.model_name
         return {self.model_name: {"kind": self.kind, "n_ctx": self.n_ctx, "slots": self.slots,
-                                  "template": self.template}}
+                                  "template": self.template, "embeddings": self.embeddings}}
 
     def stats(self) -> dict[str, Any]:
         return {"active": self._active, "served": self._served}
