@@ -33,15 +33,17 @@ class ChatCompletionRequest(_Request):
     max_completion_tokens: int | None = Field(None, ge=0)
 
 
+def _text_given(value: str | list[Any]) -> str | list[Any]:
+    """A prompt or input: text, texts or token ids, none of them empty."""
+    if len(value) == 0 or (isinstance(value, list) and any(v == "" for v in value)):
+        raise ValueError("must not be empty")
+    return value
+
+
 class CompletionRequest(_Request):
     prompt: str | list[Any]
 
-    @field_validator("prompt")
-    @classmethod
-    def _not_empty(cls, value: str | list[Any]) -> str | list[Any]:
-        if len(value) == 0 or (isinstance(value, list) and any(v == "" for v in value)):
-            raise ValueError("prompt must not be empty")
-        return value
+    _prompt_given = field_validator("prompt")(_text_given)
 
 
 class EmbeddingsRequest(BaseModel):
@@ -50,12 +52,7 @@ class EmbeddingsRequest(BaseModel):
     input: str | list[Any]
     model: str | None = None
 
-    @field_validator("input")
-    @classmethod
-    def _not_empty(cls, value: str | list[Any]) -> str | list[Any]:
-        if len(value) == 0 or (isinstance(value, list) and any(v == "" for v in value)):
-            raise ValueError("input must not be empty")
-        return value
+    _input_given = field_validator("input")(_text_given)
 
 
 def embeddings_job(req: EmbeddingsRequest) -> JobSpec:
