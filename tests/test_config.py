@@ -56,3 +56,14 @@ def test_deadlines_per_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUEUE_TIMEOUTS", "llm")
     with pytest.raises(ConfigError, match="QUEUE_TIMEOUTS"):
         load_settings()
+
+
+def test_settings_come_from_a_dotenv_file_and_the_environment_wins(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("API_TOKENS=from-file\nLLM_SLOTS=7\nREDIS_HOST=file-host\n")
+    monkeypatch.chdir(tmp_path)
+    for name in ("API_TOKENS", "LLM_SLOTS", "REDIS_HOST", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LLM_SLOTS", "3")
+    settings = load_settings()
+    assert settings.api_tokens == ["from-file"] and settings.slots == 3
+    assert settings.resolved_redis_url().startswith("redis://file-host:")

@@ -39,9 +39,11 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     now = asyncio.get_running_loop().time()
     deadline = now + state.settings.job_timeout_for(kind)
     queue_timeout = state.settings.queue_timeout_for(kind)
-    no_worker = ApiError(503, f"no worker for model '{model}' took the request within {queue_timeout:g} s; "
-                         "start a worker for it or retry later", code="no_worker", headers={"Retry-After": "5"})
-    too_long = ApiError(504, "the job ran past JOB_TIMEOUT and was cancelled", code="job_timeout")
+
+    def no_worker() -> ApiError:
+        return ApiError(503, f"no worker for model '{model}' took the request within {queue_timeout:g} s; "
+                        "start a worker for it or retry later", code="no_worker", headers={"Retry-After": "5"})
+
     handed_over = False
     watcher = asyncio.create_task(_watch(request.receive, sub))  # a client that leaves cancels its job
     try:
@@ -50,7 +52,7 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
         worker = ""
         while event[:1] == START:  # (a second START: the worker died before answering and another took over)
             worker = event[1:].decode()
-            event = await _event(queue, sub, deadline, too_long)
+            event = await _event(queue, sub, deadline, _too_long)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": worker}
         if event[:1] == END:
             status, body = parse_end(event[1:])
@@ -77,15 +79,19 @@ def _client_gone(queue: JobQueue, sub: Subscription) -> ApiError:
     return ApiError(499, "the client closed the request", code="client_closed_request")
 
 
-async def _event(queue: JobQueue, sub: Subscription, deadline: float, late: ApiError,
+def _too_long() -> ApiError:
+    return ApiError(504, "the job ran past JOB_TIMEOUT and was cancelled", code="job_timeout")
+
+
+async def _event(queue: JobQueue, sub: Subscription, deadline: float, late: Callable[[], ApiError],
                  late_state: JobState = JobState.CANCELLED) -> bytes:
-    """The job's next event before `deadline` (loop time). Past it the job ends in `late_state` and `late` is
-    raised; a client that left cancels it."""
+    """The job's next event before `deadline` (loop time). Past it the job ends in `late_state` and the error
+    `late()` makes is raised; a client that left cancels it."""
     try:
         event = await sub.next(deadline - asyncio.get_running_loop().time())
     except TimeoutError:
         queue.cancel_soon(sub.job_id, late_state)
-        raise late from None
+        raise late() from None
     except BaseException:
         queue.cancel_soon(sub.job_id)
         raise

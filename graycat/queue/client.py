@@ -19,8 +19,12 @@ from graycat.queue.resp import PipelinedConnection
 
 log = logging.getLogger(__name__)
 
-WORKER_TTL = 10.0  # seconds without a heartbeat after which a worker counts as gone
 MODELS_CACHE_S = 2.0
+
+
+def served_models(workers: list[dict[str, Any]]) -> set[str]:
+    """The models that the given worker heartbeats serve."""
+    return {model for worker in workers for model in worker.get("models", [])}
 
 
 class QueueFull(Exception):
@@ -142,8 +146,8 @@ class JobQueue:
         return set(self._models)
 
     async def live_workers(self) -> list[dict[str, Any]]:
-        """Heartbeats of the workers seen in the last WORKER_TTL seconds."""
-        ids = await self.redis.zrangebyscore(keys.WORKERS, time.time() - WORKER_TTL, "+inf")
+        """Heartbeats of the workers seen in the last WORKER_TTL_S seconds."""
+        ids = await self.redis.zrangebyscore(keys.WORKERS, time.time() - keys.WORKER_TTL_S, "+inf")
         if not ids:
             return []
         beats = await self.redis.mget([keys.worker(i.decode()) for i in ids])

@@ -37,10 +37,8 @@ class Subscription:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.last_id = (0, 0)
 
-    async def next(self, timeout: float | None = None) -> bytes:
+    async def next(self, timeout: float) -> bytes:
         """The next event (type byte + payload); raises TimeoutError after `timeout` seconds."""
-        if timeout is None:
-            return await self.queue.get()
         async with asyncio.timeout(timeout):
             return await self.queue.get()
 

@@ -4,6 +4,7 @@ PREFIX = "gc"
 GROUP = "workers"  # the consumer group of every pool stream
 CANCEL_CHANNEL = f"{PREFIX}:cancel"  # pub/sub: job ids to cancel
 WORKERS = f"{PREFIX}:workers"  # zset: worker id -> last heartbeat (unix time)
+WORKER_TTL_S = 10.0  # a worker silent this long counts as gone (its heartbeat record expires with it)
 MODELS = f"{PREFIX}:models"  # hash: model name -> JSON model info announced by workers
 DEAD = f"{PREFIX}:dead"  # stream: jobs that failed past the delivery cap, kept for debugging
 

@@ -15,13 +15,13 @@ from redis.exceptions import RedisError, ResponseError
 
 from graycat import __version__
 from graycat.jobs import CHUNK, Job, JobState
+from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
 from graycat.workers.engines.base import Engine
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
-HEARTBEAT_TTL_S = 10.0
 CLAIM_BLOCK_MS = 1000  # an idle worker re-checks for a stop request (and abandoned jobs) this often
 RECLAIM_S = 1.0
 FINISH_RETRY_S = 60.0
@@ -274,7 +274,7 @@ class Worker:
                 await backoff.wait(f"reporting job {claimed.job.id} failed ({exc})")
 
     async def _beat(self) -> None:
-        await self.consumer.heartbeat(self.info(), HEARTBEAT_TTL_S, list(self._held.values()), self.engine.models())
+        await self.consumer.heartbeat(self.info(), keys.WORKER_TTL_S, list(self._held.values()), self.engine.models())
 
     async def _heartbeats(self) -> None:
         while True:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response, StreamingResponse
 
@@ -14,6 +15,8 @@ from graycat.api.auth import require_token
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, llamacpp, openai
 from graycat.api.errors import ApiError
+from graycat.api.relay import SSE_HEADERS
+from graycat.api.routes import json_response
 from graycat.jobs import CHUNK, END, START, TERMINAL_STATES, Job, JobState, parse_end
 from graycat.queue import keys
 from graycat.queue.client import JobQueue
@@ -36,10 +39,6 @@ class JobRequest(BaseModel):
     body: dict[str, Any] = Field(description="The request body, exactly as that route takes it")
 
 
-def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status, headers=headers, media_type="application/json")
-
-
 async def _owned_record(request: Request, job_id: str) -> dict[str, str]:
     """The job's record; 404 for an unknown job or one another token created."""
     record = await request.app.state.queue.record(job_id) if len(job_id) == 32 and job_id.isalnum() else None
@@ -56,10 +55,8 @@ async def submit(request: Request, job_request: JobRequest,
     model_cls, make_spec, kind = ROUTES[job_request.route]
     try:
         spec = make_spec(model_cls.model_validate(job_request.body))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ApiError(422, f"body.{where}: {first['msg']}", code="invalid_request", param=f"body.{where}") from None
+    except ValidationError as exc:  # reported like any invalid request body, with the path inside `body`
+        raise RequestValidationError([{**e, "loc": ("body", "body", *e["loc"])} for e in exc.errors()]) from None
     queue: JobQueue = request.app.state.queue
     model = await resolve_model(queue, request.app.state.settings.default_model, spec)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=orjson.dumps(job_request.body), stream=spec.stream)
@@ -67,14 +64,14 @@ async def submit(request: Request, job_request: JobRequest,
         idem = keys.idempotency(request.state.owner, idempotency_key)
         if not await queue.redis.set(idem, job.id, nx=True, ex=IDEMPOTENCY_TTL_S):
             existing = (await queue.redis.get(idem) or b"").decode()
-            return _json({"id": existing, "status_url": f"/jobs/{existing}", "replayed": True}, 202)
+            return json_response({"id": existing, "status_url": f"/jobs/{existing}", "replayed": True}, 202)
     try:
         await queue.enqueue(job, request.state.owner)
     except BaseException:
         if idempotency_key:
             await queue.redis.delete(keys.idempotency(request.state.owner, idempotency_key))
         raise
-    return _json({"id": job.id, "status_url": f"/jobs/{job.id}", "events_url": f"/jobs/{job.id}/events"}, 202,
+    return json_response({"id": job.id, "status_url": f"/jobs/{job.id}", "events_url": f"/jobs/{job.id}/events"}, 202,
                  {"Location": f"/jobs/{job.id}"})
 
 
@@ -96,7 +93,7 @@ async def status(request: Request, job_id: str) -> Response:
             code, body = result
             info["status"] = code
             info["result"] = orjson.loads(body) if body else None
-    return _json(info)
+    return json_response(info)
 
 
 @router.get("/{job_id}/events", summary="The job's events as Server-Sent Events, resumable with Last-Event-ID")
@@ -107,7 +104,7 @@ async def events(request: Request, job_id: str,
     if not all(part.isdigit() for part in start.split("-", 1)):
         raise ApiError(422, "Last-Event-ID must be an event id this endpoint gave", code="invalid_request")
     return StreamingResponse(_events(request, job_id, start), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                             headers=SSE_HEADERS)
 
 
 _NAMES = {START: "start", CHUNK: "chunk", END: "end"}
@@ -145,4 +142,4 @@ async def cancel(request: Request, job_id: str) -> Response:
     if record["state"] not in TERMINAL_STATES:
         await queue.cancel(job_id)
     record = await _owned_record(request, job_id)
-    return _json({"id": job_id, "state": record["state"]})
+    return json_response({"id": job_id, "state": record["state"]})

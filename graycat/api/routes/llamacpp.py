@@ -13,6 +13,7 @@ from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, llamacpp
 from graycat.api.errors import ApiError
 from graycat.api.relay import run_job
+from graycat.api.routes import json_response
 
 router = APIRouter(tags=["llama.cpp"], dependencies=[Depends(require_token)])
 
@@ -71,12 +72,11 @@ async def _model(request: Request) -> tuple[str, dict[str, Any]]:
 @router.post("/props", include_in_schema=False)
 async def props(request: Request) -> Response:
     name, info = await _model(request)
-    return Response(orjson.dumps(llamacpp.props(name, info)), media_type="application/json")
+    return json_response(llamacpp.props(name, info))
 
 
 @router.get("/template", summary="The chat template's name, for LLM for Unity v2 (POST too)")
 @router.post("/template", include_in_schema=False)
 async def template(request: Request) -> Response:
     _, info = await _model(request)
-    return Response(orjson.dumps({"template": info.get("template", llamacpp.DEFAULT_TEMPLATE)}),
-                    media_type="application/json")
+    return json_response({"template": info.get("template", llamacpp.DEFAULT_TEMPLATE)})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import require_token
 from graycat.api.dialects import llamacpp, openai
 from graycat.api.relay import run_job
+from graycat.api.routes import json_response
+from graycat.queue.client import served_models
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)])
 
@@ -34,7 +35,6 @@ async def embeddings(request: Request, body: openai.EmbeddingsRequest) -> Respon
 @router.get("/models", summary="Models served by live workers")
 async def models(request: Request) -> Response:
     queue = request.app.state.queue
-    served = {m for w in await queue.live_workers() for m in w.get("models", [])}
+    served = served_models(await queue.live_workers())
     known = await queue.models(fresh=True)
-    return Response(orjson.dumps(openai.model_list({m: known.get(m, {}) for m in served})),
-                    media_type="application/json")
+    return json_response(openai.model_list({m: known.get(m, {}) for m in served}))

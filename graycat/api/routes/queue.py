@@ -5,19 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import require_token
+from graycat.api.routes import json_response
 
 router = APIRouter(tags=["queue"], dependencies=[Depends(require_token)])
 
 _KINDS = {"llm": "text", "sd": "image"}
-
-
-def _json(data: object) -> Response:
-    return Response(orjson.dumps(data), media_type="application/json")
 
 
 @router.get("/queue/status", summary="Per pool: waiting, active, completed, failed, redelivered; live workers")
@@ -30,7 +26,7 @@ async def queue_status(request: Request) -> Response:
                            and pool["model"] in w.get("models", [])]
     fields = ("id", "kind", "models", "slots", "busy", "jobs", "heartbeat", "version", "host", "stopping",
               "engine")
-    return _json({"pools": pools, "workers": [{k: w.get(k) for k in fields} for w in workers]})
+    return json_response({"pools": pools, "workers": [{k: w.get(k) for k in fields} for w in workers]})
 
 
 @router.get("/models", summary="Text and image models served by live workers, with their worker counts")
@@ -49,4 +45,4 @@ async def models(request: Request) -> Response:
         info = known.get(name, {})
         listing[_KINDS.get(str(entry["kind"]), "text")].append(
             {"name": name, "workers": entry["workers"], "slots": entry["slots"], "n_ctx": info.get("n_ctx")})
-    return _json(listing)
+    return json_response(listing)
