@@ -186,3 +186,13 @@ def gateway(cluster: Cluster) -> Gateway:
     worker = cluster.worker()
     api, base = cluster.api()
     return Gateway(base, api, worker)
+
+
+EMBED_MODEL = "embedding-model"
+
+
+@pytest.fixture(scope="session")
+def embedder(cluster: Cluster, gateway: Gateway) -> Gateway:
+    """The gateway, plus a worker serving the default GGUF with embeddings as EMBED_MODEL."""
+    cluster.worker("--model-name", EMBED_MODEL, "--embeddings", "--slots", "1")
+    return gateway

@@ -7,16 +7,10 @@ import math
 import openai
 import pytest
 
-from tests.conftest import MODEL, TOKEN, Cluster, Gateway
+from tests.conftest import EMBED_MODEL as NAME
+from tests.conftest import MODEL, TOKEN, Gateway
 
 pytestmark = pytest.mark.e2e
-NAME = "embedding-model"
-
-
-@pytest.fixture(scope="module")
-def embedder(cluster: Cluster, gateway: Gateway) -> Gateway:
-    cluster.worker("--model-name", NAME, "--embeddings", "--slots", "1")
-    return gateway
 
 
 def test_llm_for_unity_v2_and_v3_shapes(embedder: Gateway) -> None:

@@ -24,17 +24,21 @@ _LATE = b"\x00late"
 
 async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: Callable[[bytes], bytes],
                   render_failure: Callable[[int, str], bytes],
-                  reshape: Callable[[bytes], bytes] | None = None) -> Response:
-    """Enqueue the request's body as a job and relay the answer.
+                  reshape: Callable[[bytes], bytes] | None = None, body: bytes | None = None,
+                  stream_type: str = "text/event-stream") -> Response:
+    """Enqueue the request's body (or `body`, the engine request a dialect made of it) as a job and relay
+    the answer.
 
     Errors the engine reports before the first token become a plain JSON error response, so a streaming
-    client never sees an error inside its stream. `render_failure` gives the last event of a stream that
-    fails midway. `reshape` turns a successful non-streamed answer into the shape the client reads.
+    client never sees an error inside its stream. `render_chunk` turns an engine chunk into the client's
+    event (empty: nothing to send); `render_failure` gives the last event of a stream that fails midway.
+    `reshape` turns a successful non-streamed answer into the shape the client reads.
     """
     state = request.app.state
     queue: JobQueue = state.queue
     model = await resolve_model(queue, state.settings.default_model, spec, kind)
-    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body(), stream=spec.stream)
+    job = Job(kind=kind, model=model, endpoint=spec.endpoint,
+              body=await request.body() if body is None else body, stream=spec.stream)
     sub = await queue.submit(job, request.state.owner)
     now = asyncio.get_running_loop().time()
     deadline = now + state.settings.job_timeout_for(kind)
@@ -61,7 +65,7 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
             return Response(body, status, headers=headers, media_type="application/json")
         handed_over = True
         return EventStream(queue, sub, event, deadline, spec, render_chunk, render_failure,
-                           {**SSE_HEADERS, **headers})
+                           {**SSE_HEADERS, **headers}, stream_type)
     finally:
         watcher.cancel()
         if not handed_over:
@@ -110,14 +114,13 @@ class EventStream(Response):
     error event.
     """
 
-    media_type = "text/event-stream"
-
     def __init__(self, queue: JobQueue, sub: Subscription, first: bytes, deadline: float, spec: JobSpec,
                  render_chunk: Callable[[bytes], bytes], render_failure: Callable[[int, str], bytes],
-                 headers: dict[str, str]) -> None:
+                 headers: dict[str, str], media_type: str) -> None:
         self.status_code = 200
         self.background = None
-        self.raw_headers = [(b"content-type", b"text/event-stream"),
+        self.media_type = media_type
+        self.raw_headers = [(b"content-type", media_type.encode()),
                             *((k.lower().encode(), v.encode()) for k, v in headers.items())]
         self._queue, self._sub, self._first, self._deadline = queue, sub, first, deadline
         self._deterministic = spec.deterministic
@@ -139,8 +142,8 @@ class EventStream(Response):
                     if skip:
                         skip -= 1
                     else:
-                        await send({"type": "http.response.body", "body": self._render_chunk(event[1:]),
-                                    "more_body": True})
+                        if out := self._render_chunk(event[1:]):
+                            await send({"type": "http.response.body", "body": out, "more_body": True})
                         sent += 1
                 elif kind == START and self._deterministic:  # taken over: the rerun repeats what was sent
                     skip = sent

@@ -1,0 +1,95 @@
+"""Ollama-compatible routes, at the paths Ollama clients call (authenticated by Bearer token)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from graycat.api.auth import require_token
+from graycat.api.catalog import resolve_model
+from graycat.api.dialects import JobSpec, ollama
+from graycat.api.relay import run_job
+from graycat.api.routes import json_response
+from graycat.queue.client import served_models
+
+router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_token)])
+NDJSON = "application/x-ndjson"
+
+
+async def _generation(request: Request, spec: JobSpec, body: bytes, *, chat: bool) -> Response:
+    state = request.app.state
+    model = await resolve_model(state.queue, state.settings.default_model, spec)
+    native = spec.endpoint == "/completion"
+    return await run_job(request, spec, kind="llm", body=body, stream_type=NDJSON,
+                         render_chunk=ollama.render_stream(model, chat, native),
+                         render_failure=ollama.stream_error, reshape=ollama.reshape_answer(model, chat, native))
+
+
+@router.post("/generate", summary="Generate a completion (Ollama; NDJSON stream unless stream is false)")
+async def generate(request: Request, body: ollama.GenerateRequest) -> Response:
+    spec, engine_body = ollama.generate_job(body)
+    if not body.prompt:
+        return await _loaded(request, spec, chat=False)
+    return await _generation(request, spec, engine_body, chat=False)
+
+
+@router.post("/chat", summary="Chat (Ollama; NDJSON stream unless stream is false)")
+async def chat(request: Request, body: ollama.ChatRequest) -> Response:
+    spec, engine_body = ollama.chat_job(body)
+    if not body.messages:
+        return await _loaded(request, spec, chat=True)
+    return await _generation(request, spec, engine_body, chat=True)
+
+
+async def _loaded(request: Request, spec: JobSpec, *, chat: bool) -> Response:
+    state = request.app.state
+    model = await resolve_model(state.queue, state.settings.default_model, spec)
+    return json_response(ollama.loaded(model, chat))
+
+
+async def _embed(request: Request, body: ollama.EmbedRequest | ollama.LegacyEmbeddingsRequest) -> Response:
+    spec, engine_body = ollama.embed_job(body)
+    state = request.app.state
+    model = await resolve_model(state.queue, state.settings.default_model, spec, "embed")
+    legacy = isinstance(body, ollama.LegacyEmbeddingsRequest)
+    return await run_job(request, spec, kind="embed", body=engine_body, render_chunk=bytes,
+                         render_failure=ollama.stream_error, reshape=ollama.reshape_embed(model, legacy))
+
+
+@router.post("/embed", summary="Embeddings of one or more inputs (Ollama)")
+async def embed(request: Request, body: ollama.EmbedRequest) -> Response:
+    return await _embed(request, body)
+
+
+@router.post("/embeddings", summary="Embedding of one prompt (Ollama's older API)")
+async def embeddings(request: Request, body: ollama.LegacyEmbeddingsRequest) -> Response:
+    return await _embed(request, body)
+
+
+async def _served(request: Request) -> dict[str, dict]:
+    queue = request.app.state.queue
+    known = await queue.models(fresh=True)
+    return {m: known.get(m, {}) for m in served_models(await queue.live_workers())}
+
+
+@router.get("/tags", summary="Models served by live workers (Ollama)")
+async def tags(request: Request) -> Response:
+    return json_response(ollama.tags(await _served(request)))
+
+
+@router.get("/ps", summary="Models loaded in workers (Ollama)")
+async def ps(request: Request) -> Response:
+    return json_response(ollama.running(await _served(request)))
+
+
+@router.post("/show", summary="A model's details (Ollama)")
+async def show(request: Request, body: ollama.ShowRequest) -> Response:
+    state = request.app.state
+    spec = JobSpec("", False, ollama.model_name(body.model or body.name), None)
+    model = await resolve_model(state.queue, state.settings.default_model, spec)
+    return json_response(ollama.show(model, (await state.queue.models()).get(model, {})))
+
+
+@router.get("/version", summary="The Ollama API version these routes follow")
+async def version() -> Response:
+    return json_response({"version": ollama.VERSION})
