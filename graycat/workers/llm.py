@@ -35,7 +35,8 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
         embedded = EmbeddedLlamaServer(path, alias=name, slots=settings.slots,
                                        ctx_per_slot=settings.ctx_per_slot, threads=settings.threads,
                                        gpu_layers=settings.gpu_layers, poll=settings.poll,
-                                       nice=settings.nice, embeddings=settings.embeddings)
+                                       nice=settings.nice, embeddings=settings.embeddings,
+                                       slot_dir=settings.data_dir.resolve() / "slots" / name)
         engine = LlamaHttpEngine(await asyncio.to_thread(embedded.start), name, embeddings=settings.embeddings)
     await engine.start()
     url = settings.resolved_redis_url()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -80,6 +81,43 @@ def embedding_shape(v3: bool) -> Callable[[bytes], bytes]:
         vector = orjson.loads(body)[0]["embedding"]
         return orjson.dumps({"embedding": vector[0] if vector and isinstance(vector[0], list) else vector})
     return reshape
+
+
+SlotAction = Literal["save", "restore", "erase"]
+_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class SlotsRequest(BaseModel):
+    """`POST /slots`: llama.cpp's `?action=` with `filename`, or LLM for Unity's server with the action and a
+    `filepath` in the body. Files live in the worker's slot folder: only the file name is used."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id_slot: int = Field(0, ge=0)
+    action: SlotAction | None = None
+    filename: str | None = None
+    filepath: str | None = None
+    model: str | None = None
+
+    def file_name(self) -> str | None:
+        if self.filename:
+            return self.filename
+        return self.filepath.replace("\\", "/").rsplit("/", 1)[-1] if self.filepath else None
+
+
+def slots_job(req: SlotsRequest, action: SlotAction | None, id_slot: int | None) -> tuple[JobSpec, bytes]:
+    """The engine call for a slot action (the query's action and slot id win over the body's)."""
+    action = action or req.action
+    if action is None:
+        raise ValueError("give the action (save, restore or erase) in the query (?action=) or the body")
+    slot = req.id_slot if id_slot is None else id_slot
+    body: dict[str, Any] = {}
+    if action != "erase":
+        name = req.file_name()
+        if not name or not _FILENAME.fullmatch(name) or ".." in name:
+            raise ValueError("give a file name (letters, digits, '.', '_', '-'; no folders) in filename or filepath")
+        body["filename"] = name
+    return JobSpec(f"/slots/{slot}?action={action}", False, req.model, None), orjson.dumps(body)
 
 
 def engine_call(endpoint: str, req: TokenizeRequest | DetokenizeRequest | ApplyTemplateRequest) -> JobSpec:

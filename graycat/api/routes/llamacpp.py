@@ -52,6 +52,18 @@ async def apply_template(request: Request, body: llamacpp.ApplyTemplateRequest) 
     return await _run(request, llamacpp.engine_call("/apply-template", body))
 
 
+@router.post("/slots", summary="Save, restore or erase a slot's KV cache (action in the query or the body)")
+@router.post("/slots/{id_slot}", include_in_schema=False)
+async def slots(request: Request, body: llamacpp.SlotsRequest, action: llamacpp.SlotAction | None = None,
+                id_slot: int | None = None) -> Response:
+    try:
+        spec, engine_body = llamacpp.slots_job(body, action, id_slot)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), code="invalid_request") from None
+    return await run_job(request, spec, kind="llm", body=engine_body, render_chunk=llamacpp.sse_event,
+                         render_failure=llamacpp.stream_error)
+
+
 async def _model(request: Request) -> tuple[str, dict[str, Any]]:
     """The model a bodiless-or-JSON call means (`model` in the query or the body) and what its workers said."""
     model = request.query_params.get("model")

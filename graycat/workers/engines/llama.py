@@ -35,7 +35,7 @@ class EmbeddedLlamaServer:
 
     def __init__(self, model_path: Path, *, alias: str, slots: int, ctx_per_slot: int,
                  threads: int | None, gpu_layers: int, poll: int = 0, nice: int = 0,
-                 embeddings: bool = False) -> None:
+                 embeddings: bool = False, slot_dir: Path | None = None) -> None:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file not found: {model_path}")
         self.model_path = model_path
@@ -47,6 +47,7 @@ class EmbeddedLlamaServer:
         self.poll = poll
         self.nice = nice
         self.embeddings = embeddings
+        self.slot_dir = slot_dir  # where /slots save and restore the KV cache of a slot
         self._server: Any = None
 
     def start(self) -> str:
@@ -68,6 +69,9 @@ class EmbeddedLlamaServer:
         if self.embeddings:  # completions keep working; mean pooling gives one vector per input
             params.embedding = True
             params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+        if self.slot_dir is not None:
+            self.slot_dir.mkdir(parents=True, exist_ok=True)
+            params.slot_save_path = str(self.slot_dir) + os.sep
         params.port = 0
         params.sse_ping_interval = 0  # no `: ping` comments: Unity clients break on them
         params.endpoint_metrics = True
