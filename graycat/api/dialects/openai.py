@@ -31,6 +31,9 @@ class _Request(BaseModel):
 class ChatCompletionRequest(_Request):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=0)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    stream_options: dict[str, Any] | None = None
 
 
 def _text_given(value: str | list[Any]) -> str | list[Any]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import require_token
-from graycat.api.dialects import llamacpp, openai
+from graycat.api.dialects import llamacpp, openai, openai_tools
+from graycat.api.errors import ApiError
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 from graycat.queue.client import served_models
@@ -16,8 +19,23 @@ router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_
 
 @router.post("/chat/completions", summary="Chat completion (OpenAI)")
 async def chat_completions(request: Request, body: openai.ChatCompletionRequest) -> Response:
-    return await run_job(request, openai.chat_job(body), kind="llm", render_chunk=llamacpp.sse_event,
-                         render_failure=openai.stream_error)
+    spec = openai.chat_job(body)
+    try:
+        tools = openai_tools.forced_tools(body)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), code="invalid_request", param="tool_choice") from None
+    if tools is None:
+        return await run_job(request, spec, kind="llm", render_chunk=llamacpp.sse_event,
+                             render_failure=openai.stream_error)
+    answer = await run_job(request, replace(spec, stream=False), kind="llm", render_chunk=llamacpp.sse_event,
+                           render_failure=openai.stream_error, reshape=openai_tools.tool_call_answer,
+                           body=openai_tools.constrained_body(await request.body(), tools))
+    if not body.stream or answer.status_code != 200:
+        return answer
+    usage = bool((body.stream_options or {}).get("include_usage"))
+    job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
+    return Response(openai_tools.as_stream(bytes(answer.body), usage), headers=job_headers,
+                    media_type="text/event-stream")
 
 
 @router.post("/completions", summary="Text completion (OpenAI)")
