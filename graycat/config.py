@@ -55,6 +55,10 @@ class Settings(BaseSettings):
                                 description="Deliveries of a job before it fails into the dead-letter registry.")
     result_ttl: int = Field(3600, gt=0, validation_alias="RESULT_TTL",
                             description="Seconds job records and events are kept after the end.")
+    session_ttl: int = Field(3600, gt=0, validation_alias="SESSION_TTL",
+                             description="Seconds a conversation session is kept after its last turn.")
+    session_max_messages: int = Field(200, ge=2, validation_alias="SESSION_MAX_MESSAGES",
+                                      description="Messages a session keeps (the oldest go first).")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     data_dir: Path = Field(Path(".graycat"), validation_alias="GRAYCAT_DATA_DIR",
                            description="Folder of `graycat up` (its Redis data, its generated API token).")

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from graycat import __version__
 from graycat.api import errors
 from graycat.api.middleware import RequestIdMiddleware
-from graycat.api.routes import health, jobs, llamacpp, ollama, openai, queue
+from graycat.api.routes import health, jobs, llamacpp, ollama, openai, queue, sessions
 from graycat.config import Settings
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
@@ -79,4 +79,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ollama.router)
     app.include_router(queue.router)
     app.include_router(jobs.router)
+    app.include_router(sessions.router)
     return app

@@ -65,3 +65,8 @@ def idempotency(owner: str, key: str) -> str:
 def waiting_of(owner: str) -> str:
     """Sorted set: the jobs a token has waiting (job id -> enqueue time); scripts build this name too."""
     return f"{PREFIX}:waiting:{owner}"
+
+
+def session(owner: str, session_id: str) -> str:
+    """List: a conversation's messages (JSON), scoped to the token that holds it."""
+    return f"{PREFIX}:session:{owner}:{session_id}"

@@ -10,19 +10,23 @@ from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, ollama
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
+from graycat.api.sessions import Session
 from graycat.queue.client import served_models
 
 router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_token)])
 NDJSON = "application/x-ndjson"
 
 
-async def _generation(request: Request, spec: JobSpec, body: bytes, *, chat: bool) -> Response:
+async def _generation(request: Request, spec: JobSpec, body: bytes, *, chat: bool,
+                      session: Session | None = None) -> Response:
     state = request.app.state
     model = await resolve_model(state.queue, state.settings.default_model, spec)
     native = spec.endpoint == "/completion"
-    return await run_job(request, spec, kind="llm", body=body, stream_type=NDJSON,
-                         render_chunk=ollama.render_stream(model, chat, native),
-                         render_failure=ollama.stream_error, reshape=ollama.reshape_answer(model, chat, native))
+    render, reshape = ollama.render_stream(model, chat, native), ollama.reshape_answer(model, chat, native)
+    if session is not None:
+        body, render, reshape = await session.extend(body), session.watch_stream(render), session.watch_answer(reshape)
+    return await run_job(request, spec, kind="llm", body=body, stream_type=NDJSON, render_chunk=render,
+                         render_failure=ollama.stream_error, reshape=reshape)
 
 
 @router.post("/generate", summary="Generate a completion (Ollama; NDJSON stream unless stream is false)")
@@ -38,7 +42,8 @@ async def chat(request: Request, body: ollama.ChatRequest) -> Response:
     spec, engine_body = ollama.chat_job(body)
     if not body.messages:
         return await _loaded(request, spec, chat=True)
-    return await _generation(request, spec, engine_body, chat=True)
+    session = Session.of(request, (body.model_extra or {}).get("session_id"))
+    return await _generation(request, spec, engine_body, chat=True, session=session)
 
 
 async def _loaded(request: Request, spec: JobSpec, *, chat: bool) -> Response:

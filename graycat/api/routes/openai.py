@@ -12,6 +12,7 @@ from graycat.api.dialects import llamacpp, openai, openai_tools
 from graycat.api.errors import ApiError
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
+from graycat.api.sessions import Session
 from graycat.queue.client import served_models
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)])
@@ -24,12 +25,18 @@ async def chat_completions(request: Request, body: openai.ChatCompletionRequest)
         tools = openai_tools.forced_tools(body)
     except ValueError as exc:
         raise ApiError(400, str(exc), code="invalid_request", param="tool_choice") from None
+    session = Session.of(request, (body.model_extra or {}).get("session_id"))
+    engine_body = await session.extend(await request.body()) if session else None
     if tools is None:
-        return await run_job(request, spec, kind="llm", render_chunk=llamacpp.sse_event,
-                             render_failure=openai.stream_error)
+        if session is None:
+            return await run_job(request, spec, kind="llm", render_chunk=llamacpp.sse_event,
+                                 render_failure=openai.stream_error)
+        return await run_job(request, spec, kind="llm", body=engine_body, render_failure=openai.stream_error,
+                             render_chunk=session.watch_stream(llamacpp.sse_event), reshape=session.watch_answer(None))
+    reshape = session.watch_answer(openai_tools.tool_call_answer) if session else openai_tools.tool_call_answer
     answer = await run_job(request, replace(spec, stream=False), kind="llm", render_chunk=llamacpp.sse_event,
-                           render_failure=openai.stream_error, reshape=openai_tools.tool_call_answer,
-                           body=openai_tools.constrained_body(await request.body(), tools))
+                           render_failure=openai.stream_error, reshape=reshape,
+                           body=openai_tools.constrained_body(engine_body or await request.body(), tools))
     if not body.stream or answer.status_code != 200:
         return answer
     usage = bool((body.stream_options or {}).get("include_usage"))

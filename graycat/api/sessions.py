@@ -1,0 +1,108 @@
+"""Conversation sessions: a chat's messages kept in Redis (per token, with a TTL), so a client sends only its
+new message. The engine's prompt cache then reuses the conversation already processed in the slot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import Request
+from redis.asyncio import Redis
+
+from graycat.api.errors import ApiError
+from graycat.queue import keys
+
+log = logging.getLogger(__name__)
+HEADER = "X-Session-ID"
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_pending: set[asyncio.Task[None]] = set()
+
+
+def session_id(request: Request, field: object) -> str | None:
+    """The session a request belongs to: the `X-Session-ID` header, else the body's `session_id`."""
+    value = request.headers.get(HEADER) or field
+    if value is None or value == "":
+        return None
+    return checked_id(value)
+
+
+def checked_id(value: object) -> str:
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise ApiError(400, "session_id: 1-128 letters, digits, '.', '_', ':' or '-'", code="invalid_request",
+                       param="session_id")
+    return value
+
+
+class Session:
+    """One turn of a conversation: its history is put before the new messages, and the reply is kept."""
+
+    def __init__(self, redis: Redis, owner: str, sid: str, ttl: int, max_messages: int) -> None:
+        self.key = keys.session(owner, sid)
+        self._redis, self._ttl, self._max = redis, ttl, max_messages
+        self._new: list[Any] = []
+
+    @classmethod
+    def of(cls, request: Request, field: object) -> Session | None:
+        """The session of a request, named by its header or its body's `session_id` field; None without."""
+        sid = session_id(request, field)
+        return None if sid is None else cls.named(request, sid)
+
+    @classmethod
+    def named(cls, request: Request, sid: str) -> Session:
+        settings = request.app.state.settings
+        return cls(request.app.state.queue.redis, request.state.owner, sid, settings.session_ttl,
+                   settings.session_max_messages)
+
+    async def history(self) -> list[Any]:
+        return [orjson.loads(m) for m in await self._redis.lrange(self.key, 0, -1)]
+
+    async def extend(self, engine_body: bytes) -> bytes:
+        """The engine request with the conversation so far before its messages."""
+        body = orjson.loads(engine_body)
+        self._new = [_storable(m) for m in body.get("messages", [])]
+        body["messages"] = [*await self.history(), *body.get("messages", [])]
+        return orjson.dumps(body)
+
+    def _keep(self, reply: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._append([*self._new, reply]))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    async def _append(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(self.key, *map(orjson.dumps, messages))
+                pipe.ltrim(self.key, -self._max, -1)
+                pipe.expire(self.key, self._ttl)
+                await pipe.execute()
+        except Exception as exc:  # the answer was given; only the history of this turn is lost
+            log.warning("could not save a turn of session %s: %s", self.key, exc)
+
+    def watch_answer(self, reshape: Callable[[bytes], bytes] | None) -> Callable[[bytes], bytes]:
+        """Keep the reply of a whole (OpenAI chat) answer, then reshape it as the client reads it."""
+        def watched(body: bytes) -> bytes:
+            message = orjson.loads(body)["choices"][0].get("message") or {}
+            self._keep(_storable(message))
+            return reshape(body) if reshape else body
+        return watched
+
+    def watch_stream(self, render: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+        """Collect the reply from (OpenAI chat) stream chunks; keep it when the generation finishes."""
+        parts: list[str] = []
+
+        def watched(payload: bytes) -> bytes:
+            if payload != b"[DONE]" and (choices := orjson.loads(payload).get("choices")):
+                parts.append(choices[0].get("delta", {}).get("content") or "")
+                if choices[0].get("finish_reason"):
+                    self._keep({"role": "assistant", "content": "".join(parts)})
+            return render(payload)
+        return watched
+
+
+def _storable(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in message.items() if v is not None and k in ("role", "content", "tool_calls", "name",
+                                                                         "tool_call_id")}
