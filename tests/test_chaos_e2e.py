@@ -19,7 +19,8 @@ MODEL = "chaos-null"
 
 
 def null_worker(cluster: Cluster) -> Proc:
-    proc = cluster.spawn("chaos", ["worker", "null", "--model-name", MODEL, "--slots", "2", "--tokens", "10",
+    # 100 jobs of ~1 s on 6 slots: the run outlasts the four kills, two seconds apart
+    proc = cluster.spawn("chaos", ["worker", "null", "--model-name", MODEL, "--slots", "2", "--tokens", "30",
                                    "--token-delay-ms", "30"], VISIBILITY_TIMEOUT="5")
     wait_until(lambda: " ready: " in proc.output(), 30, "a null worker")
     return proc
@@ -50,7 +51,7 @@ def test_jobs_survive_workers_killed_at_random(cluster: Cluster, gateway: Gatewa
         for job_id in ids:  # each answered exactly once, with the whole reply
             ends = [e for _, e in r.xrange(keys.events(job_id)) if e[b"e"][:1] == END]
             assert len(ends) == 1
-            assert http.get(f"/jobs/{job_id}").json()["result"]["content"] == "x" * 10
+            assert http.get(f"/jobs/{job_id}").json()["result"]["content"] == "x" * 30
     redelivered = int(r.hget(keys.pool_stats("llm", MODEL), "redelivered") or 0)
     print(f"\n{kills} workers killed, {redelivered} jobs redelivered")
     assert kills == 4 and redelivered >= 1
@@ -75,5 +76,5 @@ def test_a_stopping_worker_hands_back_what_outlives_its_stop_timeout(cluster: Cl
         second = cluster.spawn("taking-over", slow)
         wait_until(lambda: http.get(f"/jobs/{job_id}").json()["state"] == "completed", 30, "the job to complete")
         info = http.get(f"/jobs/{job_id}").json()
-        assert info["attempts"] == 2 and info["result"]["content"] == "x" * 100
+        assert info["attempts"] == 2 and info["result"]["content"] == "x" * 300
     second.stop()
