@@ -15,10 +15,18 @@ _MARKERS: tuple[tuple[str, str], ...] = (
     ("ASSISTANT:", "vicuna"),
 )
 DEFAULT = "chatml"
+# llama.cpp's built-in template names (a --chat-template override) -> LLM for Unity name
+_BUILTIN = {"chatml": "chatml", "llama3": "llama3 chat", "gemma": "gemma", "phi3": "phi-3", "phi4": "phi-3",
+            "deepseek3": "deepseek-v3", "mistral-v1": "mistral instruct", "mistral-v3": "mistral instruct",
+            "mistral-v7": "mistral instruct", "llama2": "mistral instruct", "vicuna": "vicuna",
+            "zephyr": "zephyr"}
 
 
 def template_name(chat_template: str | None) -> str:
-    """The LLM for Unity name of a model's chat template; chatml (the safe default) when unrecognised."""
+    """The LLM for Unity name of a model's chat template (its Jinja text or a llama.cpp built-in name);
+    chatml (the safe default) when unrecognised."""
+    if chat_template in _BUILTIN:
+        return _BUILTIN[chat_template]
     for marker, name in _MARKERS:
         if chat_template and marker in chat_template:
             return name

@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     llm = kinds.add_parser("llm", help="text generation on llama.cpp")
     llm.add_argument("--model", type=Path, help="GGUF file (env GRAYCAT_MODEL; default: SmolLM2-135M-Instruct)")
     llm.add_argument("--model-name", help="name to serve the model under (env MODEL_NAME)")
+    llm.add_argument("--also-model", action="append", metavar="NAME=PATH", dest="extra_models",
+                     help="one more GGUF model this worker serves, repeatable (env GRAYCAT_MODELS)")
+    llm.add_argument("--chat-template", action="append", metavar="[NAME=]TEMPLATE", dest="chat_templates",
+                     help="chat template override: a llama.cpp built-in name or a Jinja file, for every model "
+                          "or for NAME (env LLM_CHAT_TEMPLATES; default: the model's own)")
     llm.add_argument("--slots", type=int, help="parallel sequences (env LLM_SLOTS, default 4)")
     llm.add_argument("--ctx-size", type=int, help="context tokens per slot (env LLM_CTX_PER_SLOT, default 2048)")
     llm.add_argument("--threads", type=int, help="CPU threads (env LLM_THREADS, default: all cores)")
@@ -43,12 +48,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _OVERRIDES = {"model": "model", "model_name": "model_name", "slots": "slots", "ctx_size": "ctx_per_slot",
-              "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url", "embeddings": "embeddings"}
+              "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url", "embeddings": "embeddings",
+              "extra_models": "extra_models", "chat_templates": "chat_templates"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {field: getattr(args, arg) for arg, field in _OVERRIDES.items()
                  if getattr(args, arg, None) is not None}
+    for field in ("extra_models", "chat_templates"):  # repeated options: the same text as the env var
+        if field in overrides:
+            overrides[field] = ",".join(overrides[field])
     return load_settings(**overrides)
 
 

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     model: Path | None = Field(None, validation_alias="GRAYCAT_MODEL", description="GGUF file to serve.")
     model_name: str | None = Field(None, validation_alias="MODEL_NAME",
                                    description="Name the model is served under (default: file stem).")
+    extra_models: Annotated[dict[str, Path], NoDecode] = Field(
+        default_factory=dict, validation_alias="GRAYCAT_MODELS",
+        description="More GGUF models the same worker serves, 'name=path,name=path'.")
+    chat_templates: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias="LLM_CHAT_TEMPLATES",
+        description="Chat template overrides, 'template' for every model or 'name=template' per model: a "
+                    "llama.cpp built-in name (chatml, llama3, gemma, ...) or a Jinja file.")
     llama_url: str | None = Field(None, validation_alias="LLAMA_URL",
                                   description="External llama.cpp server instead of the embedded one.")
     slots: int = Field(4, ge=1, le=256, validation_alias="LLM_SLOTS")
@@ -99,6 +106,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected kind=seconds pairs separated by commas, got {item!r}")
             table[kind.strip()] = float(seconds)
         return table
+
+    @field_validator("extra_models", "chat_templates", mode="before")
+    @classmethod
+    def _named(cls, value: object) -> object:
+        """'name=value,name=value' pairs; a bare value applies to every model (key '*')."""
+        if not isinstance(value, str):
+            return value
+        table: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, rest = item.partition("=") if "=" in item else ("*", "=", item)
+            if not sep or not name.strip() or not rest.strip():
+                raise ValueError(f"expected name=value pairs separated by commas, got {item!r}")
+            table[name.strip()] = rest.strip()
+        return table
+
+    def chat_template_for(self, name: str) -> str | None:
+        return self.chat_templates.get(name, self.chat_templates.get("*"))
 
     def queue_timeout_for(self, kind: str) -> float:
         return self.queue_timeouts.get(kind, self.queue_timeout)

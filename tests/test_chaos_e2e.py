@@ -76,5 +76,5 @@ def test_a_stopping_worker_hands_back_what_outlives_its_stop_timeout(cluster: Cl
         second = cluster.spawn("taking-over", slow)
         wait_until(lambda: http.get(f"/jobs/{job_id}").json()["state"] == "completed", 30, "the job to complete")
         info = http.get(f"/jobs/{job_id}").json()
-        assert info["attempts"] == 2 and info["result"]["content"] == "x" * 300
+        assert info["attempts"] == 2 and info["result"]["content"] == "x" * 100
     second.stop()

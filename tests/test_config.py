@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,15 @@ def test_settings_come_from_a_dotenv_file_and_the_environment_wins(tmp_path, mon
     settings = load_settings()
     assert settings.api_tokens == ["from-file"] and settings.slots == 3
     assert settings.resolved_redis_url().startswith("redis://file-host:")
+
+
+def test_more_models_and_chat_templates_per_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAYCAT_MODELS", "beta=/models/b.gguf, gamma=/models/c.gguf")
+    monkeypatch.setenv("LLM_CHAT_TEMPLATES", "gemma, beta=/templates/beta.jinja")
+    settings = load_settings()
+    assert settings.extra_models == {"beta": Path("/models/b.gguf"), "gamma": Path("/models/c.gguf")}
+    assert settings.chat_template_for("beta") == "/templates/beta.jinja"
+    assert settings.chat_template_for("gamma") == "gemma"  # the bare value is every other model's
+    monkeypatch.setenv("GRAYCAT_MODELS", "=/models/b.gguf")
+    with pytest.raises(ConfigError, match="GRAYCAT_MODELS"):
+        load_settings()

@@ -6,7 +6,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from graycat.api.dialects import is_deterministic, llamacpp, openai
+from graycat.api.dialects import is_deterministic, llamacpp, openai, openai_tools
 from graycat.api.errors import error_body
 from graycat.chat_templates import template_name
 
@@ -81,3 +81,15 @@ def test_mid_stream_errors_in_each_dialect() -> None:
     ("something new", "chatml"), (None, "chatml")])
 def test_template_names_llm_for_unity_knows(template: str | None, name: str) -> None:
     assert template_name(template) == name
+
+
+def test_a_tool_call_cut_short_stays_text() -> None:
+    engine = {"id": "c", "choices": [{"index": 0, "finish_reason": "length",
+                                      "message": {"role": "assistant", "content": '{"name": "f", "argu'}}]}
+    out = orjson.loads(openai_tools.tool_call_answer(orjson.dumps(engine)))
+    assert out["choices"][0]["finish_reason"] == "length" and "tool_calls" not in out["choices"][0]["message"]
+    whole = {**engine, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": '{"name": "f", "arguments": {"x": 1}}'}}]}
+    call = orjson.loads(openai_tools.tool_call_answer(orjson.dumps(whole)))["choices"][0]
+    assert call["finish_reason"] == "tool_calls"
+    assert call["message"]["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"x":1}'}

@@ -91,9 +91,10 @@ def test_required_tool_call_round_trip(sdk: openai.OpenAI) -> None:
 
 
 def test_named_tool_choice_streamed(sdk: openai.OpenAI) -> None:
-    other = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    other = {"type": "function", "function": {"name": "get_time", "parameters": {
+        "type": "object", "properties": {"zone": {"type": "string", "maxLength": 8}}, "required": ["zone"]}}}
     chunks = list(sdk.chat.completions.create(
-        model=MODEL, messages=ASK, tools=[WEATHER, other], max_tokens=40, stream=True,
+        model=MODEL, messages=ASK, tools=[WEATHER, other], max_tokens=40, stream=True, temperature=0,
         tool_choice={"type": "function", "function": {"name": "get_time"}}, stream_options={"include_usage": True}))
     calls = [c for chunk in chunks if chunk.choices for c in chunk.choices[0].delta.tool_calls or []]
     assert [c.function.name for c in calls] == ["get_time"]

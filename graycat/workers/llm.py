@@ -13,6 +13,7 @@ from graycat.queue.resp import PipelinedConnection
 from graycat.workers.engines.base import Engine
 from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 from graycat.workers.engines.llama_http import LlamaHttpEngine
+from graycat.workers.engines.models import ModelRouter
 from graycat.workers.engines.null import NullEngine
 from graycat.workers.worker import Worker
 
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 async def serve(settings: Settings, *, null_tokens: int | None = None, null_delay: float = 0.0) -> None:
     """Run one LLM worker until SIGTERM / SIGINT, then finish the jobs it holds. With `null_tokens`, the
     worker runs the null engine (for measuring the gateway) instead of llama.cpp."""
-    embedded: EmbeddedLlamaServer | None = None
+    embedded: list[EmbeddedLlamaServer] = []
+    engines: list[Engine] = []
     engine: Engine
     if null_tokens is not None:
         engine = NullEngine(settings.model_name or "null", slots=settings.slots, tokens=null_tokens,
@@ -32,12 +34,18 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
     else:
         path = settings.model or default_model_path()
         name = settings.model_name or (DEFAULT_MODEL_NAME if settings.model is None else path.stem)
-        embedded = EmbeddedLlamaServer(path, alias=name, slots=settings.slots,
-                                       ctx_per_slot=settings.ctx_per_slot, threads=settings.threads,
-                                       gpu_layers=settings.gpu_layers, poll=settings.poll,
-                                       nice=settings.nice, embeddings=settings.embeddings,
-                                       slot_dir=settings.data_dir.resolve() / "slots" / name)
-        engine = LlamaHttpEngine(await asyncio.to_thread(embedded.start), name, embeddings=settings.embeddings)
+        for model, model_path in {name: path, **settings.extra_models}.items():
+            server = EmbeddedLlamaServer(model_path, alias=model, slots=settings.slots,
+                                         ctx_per_slot=settings.ctx_per_slot, threads=settings.threads,
+                                         gpu_layers=settings.gpu_layers, poll=settings.poll, nice=settings.nice,
+                                         embeddings=settings.embeddings,
+                                         slot_dir=settings.data_dir.resolve() / "slots" / model,
+                                         chat_template=settings.chat_template_for(model))
+            embedded.append(server)
+            engines.append(LlamaHttpEngine(await asyncio.to_thread(server.start), model,
+                                           embeddings=settings.embeddings,
+                                           template_override=server.chat_template if server.template_is_name else None))
+        engine = engines[0] if len(engines) == 1 else ModelRouter(engines)
     await engine.start()
     url = settings.resolved_redis_url()
     redis, reader = connect(url), connect(url, blocking=True)
@@ -59,5 +67,5 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
         await redis.aclose()
         await reader.aclose()
         await events.close()
-        if embedded is not None:
-            embedded.stop()
+        for server in embedded:
+            server.stop()

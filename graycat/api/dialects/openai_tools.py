@@ -63,11 +63,17 @@ def _plain_message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def tool_call_answer(body: bytes) -> bytes:
-    """The engine's constrained answer as an OpenAI chat completion with `tool_calls`."""
+    """The engine's constrained answer as an OpenAI chat completion with `tool_calls`; a call cut short by
+    max_tokens stays text, with finish_reason "length"."""
     data = orjson.loads(body)
     choices = []
     for choice in data["choices"]:
-        call = orjson.loads(choice["message"]["content"])
+        try:
+            call = orjson.loads(choice["message"]["content"])
+        except orjson.JSONDecodeError:
+            choices.append({"index": choice["index"], "finish_reason": "length", "logprobs": None,
+                            "message": {"role": "assistant", "content": choice["message"]["content"]}})
+            continue
         choices.append({"index": choice["index"], "finish_reason": "tool_calls", "logprobs": None,
                         "message": {"role": "assistant", "content": None, "tool_calls": [
                             {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",

@@ -35,7 +35,7 @@ class EmbeddedLlamaServer:
 
     def __init__(self, model_path: Path, *, alias: str, slots: int, ctx_per_slot: int,
                  threads: int | None, gpu_layers: int, poll: int = 0, nice: int = 0,
-                 embeddings: bool = False, slot_dir: Path | None = None) -> None:
+                 embeddings: bool = False, slot_dir: Path | None = None, chat_template: str | None = None) -> None:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file not found: {model_path}")
         self.model_path = model_path
@@ -48,6 +48,7 @@ class EmbeddedLlamaServer:
         self.nice = nice
         self.embeddings = embeddings
         self.slot_dir = slot_dir  # where /slots save and restore the KV cache of a slot
+        self.chat_template, self.template_is_name = _template_text(chat_template)
         self._server: Any = None
 
     def start(self) -> str:
@@ -69,6 +70,9 @@ class EmbeddedLlamaServer:
         if self.embeddings:  # completions keep working; mean pooling gives one vector per input
             params.embedding = True
             params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+        if self.chat_template:
+            params.chat_template = self.chat_template
+            params.use_jinja = not self.template_is_name  # built-in names are llama.cpp's own formatter's
         if self.slot_dir is not None:
             self.slot_dir.mkdir(parents=True, exist_ok=True)
             params.slot_save_path = str(self.slot_dir) + os.sep
@@ -85,6 +89,14 @@ class EmbeddedLlamaServer:
 
     def stop(self) -> None:
         self._server = None  # the server shuts down when released
+
+
+def _template_text(template: str | None) -> tuple[str | None, bool]:
+    """A chat template override and whether it is a built-in name: the Jinja text of a file, or a llama.cpp
+    built-in template name as given."""
+    if template and Path(template).is_file():
+        return Path(template).read_text(encoding="utf-8"), False
+    return template, bool(template)
 
 
 def _in_thread_with_nice(nice: int, make: Callable[[], T]) -> T:

@@ -23,13 +23,15 @@ class LlamaHttpEngine:
 
     kind = "llm"
 
-    def __init__(self, base_url: str, model_name: str | None = None, *, embeddings: bool = False) -> None:
+    def __init__(self, base_url: str, model_name: str | None = None, *, embeddings: bool = False,
+                 template_override: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.embeddings = embeddings
         self.slots = 1
         self.n_ctx = 0
         self.template = template_name(None)
+        self._template_override = template_override  # a built-in template name the server was started with
         self._pooled: aiohttp.ClientSession | None = None
         self._fresh: aiohttp.ClientSession | None = None
         self._active = 0
@@ -45,7 +47,7 @@ class LlamaHttpEngine:
         props = await self._get_json("/props")
         self.slots = int(props.get("total_slots") or 1)
         self.n_ctx = int((props.get("default_generation_settings") or {}).get("n_ctx") or 0)
-        self.template = template_name(props.get("chat_template"))
+        self.template = template_name(self._template_override or props.get("chat_template"))
         if not self.model_name:
             path = str(props.get("model_path") or "model")
             self.model_name = path.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".gguf")
