@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import time
+
+import httpx
 import ollama
 import openai
 import pytest
 
-from tests.conftest import MODEL, TOKEN, Gateway
+from tests.conftest import MODEL, TOKEN, Cluster, Gateway, Proc
 
 pytestmark = pytest.mark.e2e
 FIRST = "My name is Ada and my favourite colour is green. Remember it."
@@ -69,3 +73,29 @@ def test_sessions_belong_to_their_token_and_can_be_forgotten(gateway: Gateway) -
                         json={"messages": [{"role": "user", "content": "x"}]})
     assert gone.status_code == 404
     assert bad.status_code == 400 and "session_id" in bad.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def two_workers(cluster: Cluster, gateway: Gateway) -> list[Proc]:
+    return [cluster.worker("--model-name", "sess-model", "--slots", "1") for _ in range(2)]
+
+
+def test_turns_stay_on_the_worker_holding_the_conversation_until_it_is_gone(
+        gateway: Gateway, two_workers: list[Proc]) -> None:
+    def turn(http: httpx.Client, content: str) -> httpx.Response:
+        resp = http.post("/v1/chat/completions", headers={"X-Session-ID": "sticky"}, json={
+            "model": "sess-model", "messages": [{"role": "user", "content": content}], "max_tokens": 4})
+        assert resp.status_code == 200, resp.text
+        return resp
+
+    with gateway.client() as http:
+        runners = {turn(http, f"Turn {i}: tell me more.").headers["x-worker-id"] for i in range(4)}
+        assert len(runners) == 1  # every turn on the worker that holds the conversation
+        holder = next(w for w in two_workers if runners.pop() in w.output())
+        holder.stop(signal.SIGKILL)
+        started = time.monotonic()
+        after = turn(http, "And now?")  # meant for the dead worker: moved to the pool once it is seen gone
+        assert after.headers["x-worker-id"] not in holder.output()
+        assert time.monotonic() - started < 30
+        history = http.get("/sessions/sticky").json()["messages"]
+    assert len(history) == 10

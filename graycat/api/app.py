@@ -30,13 +30,16 @@ JANITOR_INTERVAL_S = 1.0
 
 
 async def _expire_waiting(queue: JobQueue, settings: Settings) -> None:
-    """Expire jobs that waited past their kind's queue deadline, whether or not a client waits for them (any
-    replica may do it: the script is idempotent)."""
+    """Expire jobs that waited past their kind's queue deadline, whether or not a client waits for them, and
+    move the jobs of gone workers' direct lanes to their pools (any replica may do it: the scripts are
+    idempotent)."""
     while True:
         await asyncio.sleep(JANITOR_INTERVAL_S)
         try:
             if expired := await queue.expire_waiting(lambda kind: settings.queue_timeout_for(kind) + QUEUE_GRACE_S):
                 log.warning("%d job(s) expired in the queue: no worker took them in time", expired)
+            if moved := await queue.rescue_lanes():
+                log.warning("%d job(s) meant for workers that are gone moved to their pools", moved)
         except (RedisError, OSError) as exc:
             log.debug("queue janitor: %s", exc)
 

@@ -25,21 +25,23 @@ _LATE = b"\x00late"
 async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: Callable[[bytes], bytes],
                   render_failure: Callable[[int, str], bytes],
                   reshape: Callable[[bytes], bytes] | None = None, body: bytes | None = None,
-                  stream_type: str = "text/event-stream") -> Response:
+                  stream_type: str = "text/event-stream", worker: str | None = None,
+                  on_start: Callable[[str], None] | None = None) -> Response:
     """Enqueue the request's body (or `body`, the engine request a dialect made of it) as a job and relay
     the answer.
 
     Errors the engine reports before the first token become a plain JSON error response, so a streaming
     client never sees an error inside its stream. `render_chunk` turns an engine chunk into the client's
     event (empty: nothing to send); `render_failure` gives the last event of a stream that fails midway.
-    `reshape` turns a successful non-streamed answer into the shape the client reads.
+    `reshape` turns a successful non-streamed answer into the shape the client reads. `worker` names the
+    worker the job is meant for (its direct lane); `on_start` learns which worker started it.
     """
     state = request.app.state
     queue: JobQueue = state.queue
     model = await resolve_model(queue, state.settings.default_model, spec, kind)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint,
               body=await request.body() if body is None else body, stream=spec.stream)
-    sub = await queue.submit(job, request.state.owner)
+    sub = await queue.submit(job, request.state.owner, worker)
     now = asyncio.get_running_loop().time()
     deadline = now + state.settings.job_timeout_for(kind)
     queue_timeout = state.settings.queue_timeout_for(kind)
@@ -54,10 +56,13 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
         # the job's start, or its end when it never started (expired, failed)
         event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
         worker = ""
+        runner = ""
         while event[:1] == START:  # (a second START: the worker died before answering and another took over)
-            worker = event[1:].decode()
+            runner = event[1:].decode()
             event = await _event(queue, sub, deadline, _too_long)
-        headers = {"X-Job-ID": job.id, "X-Worker-ID": worker}
+        if on_start is not None and runner:
+            on_start(runner)
+        headers = {"X-Job-ID": job.id, "X-Worker-ID": runner}
         if event[:1] == END:
             status, body = parse_end(event[1:])
             if reshape is not None and status == 200:

@@ -1,5 +1,7 @@
 """Conversation sessions: a chat's messages kept in Redis (per token, with a TTL), so a client sends only its
-new message. The engine's prompt cache then reuses the conversation already processed in the slot."""
+new message. Each turn goes to the worker that answered the last one while it lives (its direct lane, which
+it reads before its pools), where the engine's prompt cache reuses the conversation already processed in a
+slot; to any worker of the model once that one is gone."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ from typing import Any
 
 import orjson
 from fastapi import Request
-from redis.asyncio import Redis
 
 from graycat.api.errors import ApiError
 from graycat.queue import keys
+from graycat.queue.client import JobQueue
 
 log = logging.getLogger(__name__)
 HEADER = "X-Session-ID"
@@ -40,10 +42,12 @@ def checked_id(value: object) -> str:
 class Session:
     """One turn of a conversation: its history is put before the new messages, and the reply is kept."""
 
-    def __init__(self, redis: Redis, owner: str, sid: str, ttl: int, max_messages: int) -> None:
-        self.key = keys.session(owner, sid)
-        self._redis, self._ttl, self._max = redis, ttl, max_messages
+    def __init__(self, queue: JobQueue, owner: str, sid: str, ttl: int, max_messages: int) -> None:
+        self.key, self._worker_key = keys.session(owner, sid), keys.session_worker(owner, sid)
+        self._queue, self._redis, self._ttl, self._max = queue, queue.redis, ttl, max_messages
         self._new: list[Any] = []
+        self.preferred: str | None = None  # the worker to run this turn on, when it can
+        self._runner: str | None = None
 
     @classmethod
     def of(cls, request: Request, field: object) -> Session | None:
@@ -54,18 +58,31 @@ class Session:
     @classmethod
     def named(cls, request: Request, sid: str) -> Session:
         settings = request.app.state.settings
-        return cls(request.app.state.queue.redis, request.state.owner, sid, settings.session_ttl,
+        return cls(request.app.state.queue, request.state.owner, sid, settings.session_ttl,
                    settings.session_max_messages)
 
     async def history(self) -> list[Any]:
         return [orjson.loads(m) for m in await self._redis.lrange(self.key, 0, -1)]
 
     async def extend(self, engine_body: bytes) -> bytes:
-        """The engine request with the conversation so far before its messages."""
+        """The engine request with the conversation so far before its messages; finds the preferred worker."""
         body = orjson.loads(engine_body)
         self._new = [_storable(m) for m in body.get("messages", [])]
-        body["messages"] = [*await self.history(), *body.get("messages", [])]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(self.key, 0, -1)
+            pipe.get(self._worker_key)
+            history, last_worker = await pipe.execute()
+        body["messages"] = [*map(orjson.loads, history), *body.get("messages", [])]
+        if last_worker and await self._queue.worker_available(last_worker.decode()):
+            self.preferred = last_worker.decode()
         return orjson.dumps(body)
+
+    async def forget(self) -> None:
+        await self._redis.delete(self.key, self._worker_key)
+
+    def started(self, worker_id: str) -> None:
+        """The worker that runs this turn (it will hold the conversation's KV cache)."""
+        self._runner = worker_id
 
     def _keep(self, reply: dict[str, Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._append([*self._new, reply]))
@@ -78,6 +95,8 @@ class Session:
                 pipe.rpush(self.key, *map(orjson.dumps, messages))
                 pipe.ltrim(self.key, -self._max, -1)
                 pipe.expire(self.key, self._ttl)
+                if self._runner:
+                    pipe.set(self._worker_key, self._runner, ex=self._ttl)
                 await pipe.execute()
         except Exception as exc:  # the answer was given; only the history of this turn is lost
             log.warning("could not save a turn of session %s: %s", self.key, exc)

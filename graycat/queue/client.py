@@ -55,26 +55,29 @@ class JobQueue:
         self._models_at = 0.0
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def submit(self, job: Job, owner: str = "") -> Subscription:
-        """Enqueue `job` and return the subscription to its events, which this api process receives."""
+    async def submit(self, job: Job, owner: str = "", worker: str | None = None) -> Subscription:
+        """Enqueue `job` (for `worker` when given: its direct lane) and return the subscription to its events,
+        which this api process receives."""
         job.reply_to = self.hub.channel
         sub = self.hub.open(job.id)
         try:
-            await self.enqueue(job, owner)
+            await self.enqueue(job, owner, worker)
         except BaseException:
             self.hub.close(sub)
             raise
         return sub
 
-    async def enqueue(self, job: Job, owner: str = "") -> None:
-        """Write the job record and queue the job, in one atomic round trip; QueueFull when the pool is full."""
+    async def enqueue(self, job: Job, owner: str = "", worker: str | None = None) -> None:
+        """Write the job record and queue the job (in `worker`'s direct lane when given), in one atomic round
+        trip; QueueFull when the pool is full."""
+        stream = keys.direct_lane(worker, job.kind, job.model) if worker else keys.pool(job.kind, job.model)
         record = ("state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
                   "stream", int(job.stream), "created", repr(job.created), "owner", owner, "reply", job.reply_to)
         fields = [part for pair in job.to_fields().items() for part in pair]
         now = time.time()
         per_token = self.max_waiting_per_token if owner else 0
         entry = await self.writer.call(
-            "EVAL", scripts.ENQUEUE, 3, keys.job(job.id), keys.pool(job.kind, job.model), keys.waiting_of(owner),
+            "EVAL", scripts.ENQUEUE, 3, keys.job(job.id), stream, keys.waiting_of(owner),
             self.record_ttl, self.max_waiting, per_token, repr(now), repr(now - self.queue_timeout - 5),
             len(record), *record, *fields)
         if isinstance(entry, list):
@@ -175,6 +178,22 @@ class JobQueue:
                            "cancelled": stats.get("cancelled", 0), "redelivered": stats.get("redelivered", 0),
                            "dead_lettered": stats.get("dead_lettered", 0)})
         return result
+
+    async def worker_available(self, worker_id: str) -> bool:
+        """Whether a worker is alive and not stopping (as of its last heartbeat)."""
+        beat = await self.redis.get(keys.worker(worker_id))
+        return bool(beat) and not orjson.loads(beat).get("stopping")
+
+    async def rescue_lanes(self) -> int:
+        """Move the jobs in the direct lanes of workers that are gone to their pools; how many moved."""
+        moved = 0
+        for lane in await self.redis.smembers(keys.DIRECT_LANES):
+            worker_id, kind, model = keys.parse_direct_lane(lane.decode())
+            n = int(await self.writer.call(  # type: ignore[call-overload]
+                "EVAL", scripts.RESCUE_LANE, 4, lane, keys.worker(worker_id), keys.pool(kind, model),
+                keys.DIRECT_LANES))
+            moved += max(n, 0)
+        return moved
 
     async def expire_waiting(self, older_than: Callable[[str], float], *, batch: int = 500) -> int:
         """Expire the jobs of every pool that have waited longer than `older_than(kind)` seconds; how many."""

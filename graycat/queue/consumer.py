@@ -35,11 +35,13 @@ class Consumer:
         self.events = events
         self.worker_id = worker_id
         self.pools = [(kind, model, keys.pool(kind, model)) for kind, model in pools]
+        self.lanes = [keys.direct_lane(worker_id, kind, model) for kind, model, _ in self.pools]
         self.record_ttl = record_ttl
 
     async def setup(self) -> None:
-        """Create each pool's consumer group; from id 0, so jobs enqueued before any worker are served."""
-        for _, _, stream in self.pools:
+        """Create the consumer group of each pool and direct lane; from id 0, so jobs enqueued before any worker
+        are served."""
+        for stream in [*self.lanes, *(stream for _, _, stream in self.pools)]:
             try:
                 await self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
             except ResponseError as exc:
@@ -47,8 +49,8 @@ class Consumer:
                     raise
 
     async def claim(self, count: int, block_ms: int) -> list[Claimed]:
-        """Up to `count` new jobs from this worker's pools, waiting at most `block_ms`."""
-        streams = {stream: ">" for _, _, stream in self.pools}
+        """Up to `count` new jobs from this worker's direct lanes, then its pools, waiting at most `block_ms`."""
+        streams = {**{lane: ">" for lane in self.lanes}, **{stream: ">" for _, _, stream in self.pools}}
         reply = await self.reader.xreadgroup(keys.GROUP, self.worker_id, streams,  # type: ignore[arg-type]
                                              count=count, block=block_ms)
         claimed = []
@@ -128,6 +130,7 @@ class Consumer:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.WORKERS, {self.worker_id: now})
             pipe.set(keys.worker(self.worker_id), orjson.dumps(info), ex=max(1, int(ttl)))
+            pipe.sadd(keys.DIRECT_LANES, *self.lanes)  # after the record: a lane is rescued only once it expires
             pipe.hset(keys.MODELS, mapping={name: orjson.dumps(m) for name, m in models.items()})
             for c in held:
                 pipe.xclaim(c.pool, keys.GROUP, self.worker_id, 0, [c.entry_id], justid=True)

@@ -6,6 +6,7 @@ CANCEL_CHANNEL = f"{PREFIX}:cancel"  # pub/sub: job ids to cancel
 WORKERS = f"{PREFIX}:workers"  # zset: worker id -> last heartbeat (unix time)
 WORKER_TTL_S = 10.0  # a worker silent this long counts as gone (its heartbeat record expires with it)
 MODELS = f"{PREFIX}:models"  # hash: model name -> JSON model info announced by workers
+DIRECT_LANES = f"{PREFIX}:lanes"  # set: every worker's direct lane streams (see `direct_lane`)
 DEAD = f"{PREFIX}:dead"  # stream: jobs that failed past the delivery cap, kept for debugging
 
 
@@ -70,3 +71,20 @@ def waiting_of(owner: str) -> str:
 def session(owner: str, session_id: str) -> str:
     """List: a conversation's messages (JSON), scoped to the token that holds it."""
     return f"{PREFIX}:session:{owner}:{session_id}"
+
+
+def direct_lane(worker_id: str, kind: str, model: str) -> str:
+    """Stream: jobs meant for one worker (a session's, whose KV cache it holds); it reads them before its
+    pools, and when it is gone they are moved to the pool."""
+    return f"{PREFIX}:lane:{worker_id}:{kind}:{model}"
+
+
+def parse_direct_lane(key: str) -> tuple[str, str, str]:
+    """(worker id, kind, model) of a direct lane key."""
+    worker_id, kind, model = key.removeprefix(f"{PREFIX}:lane:").split(":", 2)
+    return worker_id, kind, model
+
+
+def session_worker(owner: str, session_id: str) -> str:
+    """String: the worker that answered a session's last turn."""
+    return f"{PREFIX}:session-worker:{owner}:{session_id}"

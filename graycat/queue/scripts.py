@@ -141,3 +141,15 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV
 end
 return expired
 """
+
+# KEYS: a worker's direct lane, the worker's heartbeat record, the pool, the set of lanes. When the worker is
+# gone, every job of its lane (waiting, or started and never finished) moves to the end of the pool, where
+# any worker takes it. Returns how many moved, or -1 while the worker lives.
+RESCUE_LANE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local entries = redis.call('XRANGE', KEYS[1], '-', '+')
+for _, entry in ipairs(entries) do redis.call('XADD', KEYS[3], '*', unpack(entry[2])) end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[4], KEYS[1])
+return #entries
+"""

@@ -23,10 +23,12 @@ async def _generation(request: Request, spec: JobSpec, body: bytes, *, chat: boo
     model = await resolve_model(state.queue, state.settings.default_model, spec)
     native = spec.endpoint == "/completion"
     render, reshape = ollama.render_stream(model, chat, native), ollama.reshape_answer(model, chat, native)
-    if session is not None:
-        body, render, reshape = await session.extend(body), session.watch_stream(render), session.watch_answer(reshape)
-    return await run_job(request, spec, kind="llm", body=body, stream_type=NDJSON, render_chunk=render,
-                         render_failure=ollama.stream_error, reshape=reshape)
+    if session is None:
+        return await run_job(request, spec, kind="llm", body=body, stream_type=NDJSON, render_chunk=render,
+                             render_failure=ollama.stream_error, reshape=reshape)
+    return await run_job(request, spec, kind="llm", body=await session.extend(body), stream_type=NDJSON,
+                         render_chunk=session.watch_stream(render), render_failure=ollama.stream_error,
+                         reshape=session.watch_answer(reshape), worker=session.preferred, on_start=session.started)
 
 
 @router.post("/generate", summary="Generate a completion (Ollama; NDJSON stream unless stream is false)")

@@ -32,11 +32,14 @@ async def chat_completions(request: Request, body: openai.ChatCompletionRequest)
             return await run_job(request, spec, kind="llm", render_chunk=llamacpp.sse_event,
                                  render_failure=openai.stream_error)
         return await run_job(request, spec, kind="llm", body=engine_body, render_failure=openai.stream_error,
-                             render_chunk=session.watch_stream(llamacpp.sse_event), reshape=session.watch_answer(None))
+                             render_chunk=session.watch_stream(llamacpp.sse_event), reshape=session.watch_answer(None),
+                             worker=session.preferred, on_start=session.started)
     reshape = session.watch_answer(openai_tools.tool_call_answer) if session else openai_tools.tool_call_answer
     answer = await run_job(request, replace(spec, stream=False), kind="llm", render_chunk=llamacpp.sse_event,
                            render_failure=openai.stream_error, reshape=reshape,
-                           body=openai_tools.constrained_body(engine_body or await request.body(), tools))
+                           body=openai_tools.constrained_body(engine_body or await request.body(), tools),
+                           worker=session.preferred if session else None,
+                           on_start=session.started if session else None)
     if not body.stream or answer.status_code != 200:
         return answer
     usage = bool((body.stream_options or {}).get("include_usage"))

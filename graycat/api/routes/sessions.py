@@ -28,5 +28,5 @@ async def read(request: Request, session_id: str) -> Response:
 
 @router.delete("/{session_id}", summary="Forget a session", status_code=204)
 async def forget(request: Request, session_id: str) -> Response:
-    await request.app.state.queue.redis.delete(_session(request, session_id).key)
+    await _session(request, session_id).forget()
     return Response(status_code=204)
