@@ -341,15 +341,26 @@ def table(rows: list[Row]) -> str:
 # ------------------------------------------------------------------------------------------------- main
 
 
-def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
-    """Set everything up, measure, tear everything down; return the results."""
+@dataclass
+class Deployment:
+    """The engine (in this process) and the gateway in front of it, with the gateway's process ids."""
+
+    engine: EmbeddedLlamaServer
+    engine_url: str
+    gateway_url: str
+    pids: list[int]
+
+
+@contextlib.contextmanager
+def deployment(slots: int = 4) -> Iterator[Deployment]:
+    """A private redis-server, the embedded engine, and `graycat api` + `graycat worker llm --llama-url` in front
+    of it, for the duration of the block."""
     redis_port, api_port = free_port(), free_port()
     logs = Path(tempfile.mkdtemp(prefix="graycat-bench-"))
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "API_TOKENS": TOKEN,
            "LOG_LEVEL": "WARNING"}
     env.pop("GRAYCAT_MODEL", None)
     bin_dir = Path(sys.executable).parent
-    load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         stack.callback(_remove_unless_failing, logs)
         redis = stack.enter_context(spawn(
@@ -358,7 +369,7 @@ def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
         _wait_port(redis_port, redis, 10)
         print("loading the engine", file=sys.stderr)
         defaults = load_settings()  # the engine as `graycat worker llm` configures it (poll, niceness)
-        engine = EmbeddedLlamaServer(default_model_path(), alias=MODEL_NAME, slots=4, ctx_per_slot=1024,
+        engine = EmbeddedLlamaServer(default_model_path(), alias=MODEL_NAME, slots=slots, ctx_per_slot=1024,
                                      threads=None, gpu_layers=0, poll=defaults.poll, nice=defaults.nice)
         engine_url = engine.start().rstrip("/")
         stack.callback(engine.stop)
@@ -370,16 +381,27 @@ def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
         gateway_url = f"http://127.0.0.1:{api_port}"
         _wait_health(gateway_url, (api, worker), logs)
         print(f"engine {engine_url}, gateway {gateway_url}, logs in {logs}", file=sys.stderr)
-        meter = CpuMeter([redis.pid, api.pid, worker.pid], max_wait)
-        rows = asyncio.run(measure(Target("direct", engine_url, JSON_HEADERS),
-                                   Target("gateway", gateway_url, GATEWAY_HEADERS), n, rounds, meter))
+        yield Deployment(engine, engine_url, gateway_url, [redis.pid, api.pid, worker.pid])
+
+
+def host_info(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+
+
+def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
+    """Set everything up, measure, tear everything down; return the results."""
+    load_before = os.getloadavg()
+    with deployment() as d:
+        meter = CpuMeter(d.pids, max_wait)
+        rows = asyncio.run(measure(Target("direct", d.engine_url, JSON_HEADERS),
+                                   Target("gateway", d.gateway_url, GATEWAY_HEADERS), n, rounds, meter))
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "requests": n, "rounds": rounds, "waited_for_quiet_s": round(meter.waited, 1),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
-                 "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "engine": {"model": MODEL_NAME, "slots": 4, "ctx_per_slot": 1024, "threads": engine.threads,
-                   "poll": engine.poll, "nice": engine.nice},
+        "host": host_info(load_before),
+        "engine": {"model": MODEL_NAME, "slots": 4, "ctx_per_slot": 1024, "threads": d.engine.threads,
+                   "poll": d.engine.poll, "nice": d.engine.nice},
         "rows": [r.__dict__ for r in rows],
         "all_met": all(r.met for r in rows),
     }
