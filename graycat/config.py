@@ -61,7 +61,8 @@ class Settings(BaseSettings):
                                       description="Messages a session keeps (the oldest go first).")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     data_dir: Path = Field(Path(".graycat"), validation_alias="GRAYCAT_DATA_DIR",
-                           description="Folder of `graycat up` (its Redis data, its generated API token).")
+                           description="Folder of `graycat up` (its Redis data, its generated API token) and of the "
+                                       "workers' saved slots (slots/<model>/).")
     # llama.cpp worker
     model: Path | None = Field(None, validation_alias="GRAYCAT_MODEL", description="GGUF file to serve.")
     model_name: str | None = Field(None, validation_alias="MODEL_NAME",
