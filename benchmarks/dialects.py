@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -30,7 +29,6 @@ import orjson
 from benchmarks.gateway_overhead import (
     GATEWAY_HEADERS,
     JSON_HEADERS,
-    ROOT,
     CpuMeter,
     Row,
     Target,
@@ -38,6 +36,7 @@ from benchmarks.gateway_overhead import (
     host_info,
     interleaved,
     pct,
+    save,
     table,
 )
 
@@ -166,12 +165,7 @@ def main() -> None:
     results = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "requests": n, "tokens": args.tokens,
                "host": host_info(load_before), "rows": [r.__dict__ for r in rows]}
     print(table(rows))
-    for row in rows:
-        if (foreign := row.extra.get("foreign_cores", 0.0)) > 0.1:
-            print(f"noisy: {row.metric}: other processes kept {foreign:.2f} cores busy meanwhile")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {RESULTS.relative_to(ROOT)}")
+    save(results, RESULTS)
 
 
 if __name__ == "__main__":

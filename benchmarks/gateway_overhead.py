@@ -443,13 +443,18 @@ def main() -> None:
     print(table([Row(**r) for r in results["rows"]]))
     print(f"\n{n} requests per side for a./b., median of {rounds} interleaved rounds for tok/s; "
           f"{results['host']['cpus']} CPUs")
+    save(results, RESULTS)
+
+
+def save(results: dict[str, Any], path: Path) -> None:
+    """Flag the noisy measurements of `results` and write them to `path` as JSON."""
     for row in results["rows"]:
         foreign = row["extra"].get("foreign_cores", 0.0)
         if foreign > NOISY_CORES:
             print(f"noisy: {row['metric']}: other processes kept {foreign:.2f} cores busy meanwhile")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {RESULTS.relative_to(ROOT)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
