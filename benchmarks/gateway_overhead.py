@@ -358,6 +358,7 @@ def deployment(slots: int = 4) -> Iterator[Deployment]:
     redis_port, api_port = free_port(), free_port()
     logs = Path(tempfile.mkdtemp(prefix="graycat-bench-"))
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "API_TOKENS": TOKEN,
+           "RATE_LIMIT_RPM": "0", "RATE_LIMIT_CONCURRENCY": "0",
            "LOG_LEVEL": "WARNING"}
     env.pop("GRAYCAT_MODEL", None)
     bin_dir = Path(sys.executable).parent

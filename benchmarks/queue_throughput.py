@@ -63,6 +63,7 @@ class Stack:
         self.redis_port, self.api_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.api_port}"
         self.env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0", API_TOKENS=TOKEN,
+                        RATE_LIMIT_RPM="0", RATE_LIMIT_CONCURRENCY="0",
                         LOG_LEVEL="WARNING")
         self.redis = redis.Redis(port=self.redis_port)
 

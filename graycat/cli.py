@@ -1,4 +1,4 @@
-"""The `graycat` command: `up`, `api`, `worker llm`."""
+"""The `graycat` command: `up`, `api`, `worker llm`, `token`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from graycat import __version__
+from graycat import __version__, token_commands
 from graycat.config import ConfigError, Settings, load_settings
 
 
@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
 
+    token_commands.add_parser(sub)
     worker = sub.add_parser("worker", help="run a worker (it only needs REDIS_URL)")
     kinds = worker.add_subparsers(dest="kind", required=True)
     llm = kinds.add_parser("llm", help="text generation on llama.cpp")
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "token":
+        raise SystemExit(token_commands.run(args, settings))
     if args.command == "up":
         from graycat.standalone import up
 

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
                                 description="Deliveries of a job before it fails into the dead-letter registry.")
     result_ttl: int = Field(3600, gt=0, validation_alias="RESULT_TTL",
                             description="Seconds job records and events are kept after the end.")
+    admin_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="ADMIN_TOKENS",
+        description="Comma-separated tokens for the admin routes (token management, usage, queue details).")
+    rate_limit_rpm: int = Field(60, ge=0, validation_alias="RATE_LIMIT_RPM",
+                                description="Requests per minute per token, unless the token sets its own (0: none).")
+    rate_limit_concurrency: int = Field(10, ge=0, validation_alias="RATE_LIMIT_CONCURRENCY",
+                                        description="Requests one token may have in flight (0: no limit).")
     session_ttl: int = Field(3600, gt=0, validation_alias="SESSION_TTL",
                              description="Seconds a conversation session is kept after its last turn.")
     session_max_messages: int = Field(200, ge=2, validation_alias="SESSION_MAX_MESSAGES",
@@ -88,7 +95,7 @@ class Settings(BaseSettings):
     gpu_layers: int = Field(0, ge=-1, validation_alias="GPU_LAYERS",
                             description="Layers offloaded to the GPU (-1: all).")
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "admin_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):

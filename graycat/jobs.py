@@ -62,3 +62,12 @@ def end_event(status: int, body: bytes = b"") -> bytes:
 def parse_end(payload: bytes) -> tuple[int, bytes]:
     """Decode the payload of an END event into (status, body)."""
     return int(payload[:3]), payload[3:]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a finished job used, counted in its token's daily usage."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    images: int = 0

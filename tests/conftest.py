@@ -19,7 +19,11 @@ import redis
 from graycat.standalone import find_redis_server
 
 TOKEN = "test-token-1"
+ADMIN = "test-admin-token"
 MODEL = "SmolLM2-135M-Instruct"
+# The suite sends far more than the default 60 requests per minute with one token: limits are off unless a
+# test (tests/test_limits_e2e.py) starts its own api with them.
+os.environ.update(RATE_LIMIT_RPM="0", RATE_LIMIT_CONCURRENCY="0")
 
 
 def free_port() -> int:
@@ -123,7 +127,8 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "API_TOKENS", "GRAYCAT_MODEL"}}
         # One engine thread: several engines share the cores in these tests, and llama.cpp's threads wait on
         # each other at every step, so two threads per engine on a busy 2-core box can slow it >100x.
-        env.update(REDIS_URL=self.redis.url, API_TOKENS=TOKEN, LOG_LEVEL="INFO", LLM_THREADS="1")
+        env.update(REDIS_URL=self.redis.url, API_TOKENS=TOKEN, ADMIN_TOKENS=ADMIN, LOG_LEVEL="INFO",
+                   LLM_THREADS="1")
         env.update(extra)
         return env
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from graycat import tokens
 from graycat.api.app import create_app
 from graycat.config import load_settings
 from tests.conftest import TOKEN, RedisServer
@@ -39,8 +43,25 @@ def _protected(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     return [(m, p) for m, p in routes if p not in PUBLIC]
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Bearer ", f"Basic {TOKEN}", "Bearer test-token"])
-def test_every_protected_route_refuses_a_bad_token(client: TestClient, header: str | None) -> None:
+async def _managed(redis_url: str) -> dict[str, str]:
+    """A revoked and an expired managed token."""
+    redis = aioredis.from_url(redis_url)
+    try:
+        revoked = await tokens.create(redis, tokens.TokenInfo(name="auth-revoked", fingerprint=""))
+        await tokens.revoke(redis, "auth-revoked")
+        expired = await tokens.create(redis, tokens.TokenInfo(name="auth-expired", fingerprint="",
+                                                              expires=time.time() - 1))
+    finally:
+        await redis.aclose()
+    return {"revoked": f"Bearer {revoked}", "expired": f"Bearer {expired}"}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Bearer ", f"Basic {TOKEN}", "Bearer test-token",
+                                    "revoked", "expired"])
+def test_every_protected_route_refuses_a_bad_token(client: TestClient, header: str | None,
+                                                   redis_server: RedisServer) -> None:
+    if header in ("revoked", "expired"):
+        header = asyncio.run(_managed(redis_server.url))[header]
     routes = _protected(client.app)
     assert len(routes) >= 5
     for method, path in routes:
@@ -91,4 +112,5 @@ def test_health_says_when_redis_is_unreachable(monkeypatch: pytest.MonkeyPatch) 
         assert resp.status_code == 503
         assert resp.json()["redis"] is False and "Redis" in resp.json()["reason"]
         busy = c.post("/completion", json={"prompt": "x"}, headers={"Authorization": "Bearer anything"})
-        assert busy.status_code == 401  # auth comes first, then the queue
+        assert busy.status_code == 503  # managed tokens and limits live in Redis: no guess either way
+        assert busy.headers["retry-after"]

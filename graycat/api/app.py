@@ -14,8 +14,9 @@ from redis.exceptions import RedisError
 
 from graycat import __version__
 from graycat.api import errors
+from graycat.api.limits import LimitsMiddleware
 from graycat.api.middleware import RequestIdMiddleware
-from graycat.api.routes import health, jobs, llamacpp, ollama, openai, queue, sessions
+from graycat.api.routes import admin, health, jobs, llamacpp, ollama, openai, queue, sessions
 from graycat.config import Settings
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
@@ -74,8 +75,10 @@ def create_app(settings: Settings) -> FastAPI:
                   description="One authenticated gateway for self-hosted text and image generation.")
     app.state.settings = settings
     app.state.tokens = [t.encode() for t in settings.api_tokens]
+    app.state.admin_tokens = [t.encode() for t in settings.admin_tokens]
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(LimitsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: the request id exists before anything else runs
     app.include_router(health.router)
     app.include_router(llamacpp.router)
     app.include_router(openai.router)
@@ -83,4 +86,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(queue.router)
     app.include_router(jobs.router)
     app.include_router(sessions.router)
+    app.include_router(admin.router)
     return app

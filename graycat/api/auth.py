@@ -1,22 +1,18 @@
-"""Bearer-token authentication."""
+"""Bearer-token authentication: the static tokens of API_TOKENS / ADMIN_TOKENS, or managed tokens from Redis;
+every admitted request also passes its token's limits."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from graycat.api.errors import ApiError
+from graycat.api.limits import Caller, admit
 
-_bearer = HTTPBearer(auto_error=False, description="A token from API_TOKENS")
+_bearer = HTTPBearer(auto_error=False, description="A token from API_TOKENS, ADMIN_TOKENS or `graycat token create`")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
-
-def fingerprint(token: str) -> str:
-    """A short, non-reversible name for a token: what records and logs keep instead of the token."""
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def _matches(presented: bytes, tokens: list[bytes]) -> bool:
@@ -27,17 +23,36 @@ def _matches(presented: bytes, tokens: list[bytes]) -> bool:
     return found
 
 
+async def authenticate(request: Request, presented: str | None, challenge: dict[str, str], how: str) -> Caller:
+    """The caller behind `presented`; 401 with `challenge` when it is missing or not a valid token."""
+    if not presented:
+        raise ApiError(401, f"missing API token: {how}", code="missing_api_key", headers=challenge)
+    state = request.app.state
+    secret = presented.encode()
+    admin = _matches(secret, state.admin_tokens)
+    static = admin or _matches(secret, state.tokens)
+    try:
+        caller = await admit(request, presented, static=static, admin=admin, challenge=challenge)
+    except ApiError as exc:
+        if exc.code == "invalid_api_key" and not state.tokens and not state.admin_tokens:
+            raise ApiError(401, "invalid API token; this server has no API_TOKENS set: set it (comma-separated) "
+                           "or create tokens with `graycat token create`", code="invalid_api_key",
+                           headers=challenge) from None
+        raise
+    request.state.owner = caller.owner
+    return caller
+
+
 async def require_token(request: Request,
-                        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
-    """The caller's token; 401 with `WWW-Authenticate: Bearer` when it is missing or wrong."""
-    tokens: list[bytes] = request.app.state.tokens
-    if not tokens:
-        raise ApiError(401, "this server has no API tokens configured: set API_TOKENS (comma-separated)",
-                       code="no_tokens_configured", headers=_CHALLENGE)
-    if credentials is None or not credentials.credentials:
-        raise ApiError(401, "missing API token: send the header 'Authorization: Bearer <token>'",
-                       code="missing_api_key", headers=_CHALLENGE)
-    if not _matches(credentials.credentials.encode(), tokens):
-        raise ApiError(401, "invalid API token", code="invalid_api_key", headers=_CHALLENGE)
-    request.state.owner = fingerprint(credentials.credentials)
-    return credentials.credentials
+                        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
+    """The caller; 401 with `WWW-Authenticate: Bearer` when the token is missing or wrong, 429 over its limits."""
+    return await authenticate(request, credentials.credentials if credentials else None, _CHALLENGE,
+                              "send the header 'Authorization: Bearer <token>'")
+
+
+async def require_admin(caller: Caller = Depends(require_token)) -> Caller:
+    """An admin token's caller; 403 for any other token."""
+    if not caller.admin:
+        raise ApiError(403, "this route needs an admin token (ADMIN_TOKENS, or `graycat token create --admin`)",
+                       code="admin_required")
+    return caller

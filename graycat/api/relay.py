@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec
 from graycat.api.errors import ApiError
+from graycat.api.limits import check_model, check_quota
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
 from graycat.queue.client import JobQueue
 from graycat.queue.hub import Subscription
@@ -39,6 +40,8 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     state = request.app.state
     queue: JobQueue = state.queue
     model = await resolve_model(queue, state.settings.default_model, spec, kind)
+    check_model(request, model)
+    await check_quota(request, kind)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint,
               body=await request.body() if body is None else body, stream=spec.stream)
     sub = await queue.submit(job, request.state.owner, worker)

@@ -11,9 +11,11 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from graycat.jobs import Job, JobState, end_event
+from graycat.jobs import Job, JobState, Usage, end_event
 from graycat.queue import keys, scripts
 from graycat.queue.resp import PipelinedConnection
+
+NO_USAGE = Usage()
 
 
 @dataclass(slots=True)
@@ -80,16 +82,19 @@ class Consumer:
         self.events.send("EVAL", scripts.EMIT, 2, keys.events(job.id), keys.job(job.id), job.reply_to, job.id,
                          self.worker_id, *events)
 
-    async def finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, *, ran: bool = True) -> None:
-        """Record the job's end, send the final event and acknowledge its queue entry, atomically. A job that
-        another worker has taken over meanwhile is left to it."""
+    async def finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, *, ran: bool = True,
+                     usage: Usage = NO_USAGE) -> None:
+        """Record the job's end, send the final event, count its usage for the token that sent it and
+        acknowledge its queue entry, atomically. A job that another worker has taken over meanwhile is left to it."""
         job = claimed.job
+        now = time.time()
         await self.events.call(
             "EVAL", scripts.FINISH, 5, keys.job(job.id), keys.events(job.id), claimed.pool,
-            keys.pool_stats(job.kind, job.model), keys.pool_minute(job.kind, job.model, int(time.time() // 60)),
+            keys.pool_stats(job.kind, job.model), keys.pool_minute(job.kind, job.model, int(now // 60)),
             job.reply_to, job.id, end_event(status, body), state.value,
-            claimed.entry_id, keys.GROUP, repr(time.time()), self.record_ttl, status,
-            self.worker_id if ran else "")
+            claimed.entry_id, keys.GROUP, repr(now), self.record_ttl, status,
+            self.worker_id if ran else "", keys.PREFIX, time.strftime("%Y-%m-%d", time.gmtime(now)),
+            usage.prompt_tokens, usage.completion_tokens, usage.images)
 
     async def reclaim(self, count: int, idle_ms: int) -> list[tuple[Claimed, int]]:
         """Take over up to `count` jobs whose worker stopped heartbeating for `idle_ms`, with how many times

@@ -88,3 +88,26 @@ def parse_direct_lane(key: str) -> tuple[str, str, str]:
 def session_worker(owner: str, session_id: str) -> str:
     """String: the worker that answered a session's last turn."""
     return f"{PREFIX}:session-worker:{owner}:{session_id}"
+
+
+TOKENS = f"{PREFIX}:tokens"  # set: the hashes of every managed token
+
+
+def token(token_hash: str) -> str:
+    """Hash: a managed token's record (name, limits, scope, expiry), under the SHA-256 of its secret."""
+    return f"{PREFIX}:token:{token_hash}"
+
+
+def requests_in_minute(owner: str, minute: int) -> str:
+    """Counter: a token's requests in one minute (unix time // 60)."""
+    return f"{PREFIX}:rpm:{owner}:{minute}"
+
+
+def in_flight(owner: str) -> str:
+    """Sorted set: a token's requests being answered (request id -> start time)."""
+    return f"{PREFIX}:inflight:{owner}"
+
+
+def usage(owner: str, day: str) -> str:
+    """Hash: a token's usage on one day (YYYY-MM-DD, UTC): requests, jobs, errors, tokens, images."""
+    return f"{PREFIX}:usage:{owner}:{day}"

@@ -72,8 +72,9 @@ return #ARGV - 3
 """
 
 # KEYS: job, events, pool, stats, this minute's completed counter. ARGV: channel, job id, end event, state,
-# entry id, group, now, ttl, status,
-# owner (the worker that ran it; '' for a job that never ran). Only the current owner ends a running job.
+# entry id, group, now, ttl, status, owner (the worker that ran it; '' for a job that never ran), key prefix,
+# day (UTC), prompt tokens, generated tokens, images. Only the current owner ends a running job. The job
+# counts in the daily usage of the token that sent it.
 FINISH = TERMINAL + """
 local owner = redis.call('HGET', KEYS[1], 'worker')
 if ARGV[10] ~= '' and owner and owner ~= ARGV[10] and not terminal(redis.call('HGET', KEYS[1], 'state')) then
@@ -88,6 +89,17 @@ redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
 if ARGV[4] == 'completed' then
   redis.call('INCR', KEYS[5])
   redis.call('EXPIRE', KEYS[5], 90000)
+end
+local token = redis.call('HGET', KEYS[1], 'owner')
+if token and token ~= '' then
+  local usage = ARGV[11] .. ':usage:' .. token .. ':' .. ARGV[12]
+  redis.call('HINCRBY', usage, 'jobs', 1)
+  if ARGV[4] ~= 'completed' then redis.call('HINCRBY', usage, 'jobs_' .. ARGV[4], 1) end
+  local fields = {'prompt_tokens', 'completion_tokens', 'images'}
+  for i = 1, 3 do
+    if tonumber(ARGV[12 + i]) > 0 then redis.call('HINCRBY', usage, fields[i], ARGV[12 + i]) end
+  end
+  redis.call('EXPIRE', usage, 3456000)
 end
 local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
@@ -152,4 +164,40 @@ for _, entry in ipairs(entries) do redis.call('XADD', KEYS[3], '*', unpack(entry
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[4], KEYS[1])
 return #entries
+"""
+
+# KEYS: the token's record (managed tokens), its requests-this-minute counter, its in-flight set.
+# ARGV: managed (1/0), default requests per minute, default concurrency (0: no limit), now, request id,
+# oldest start an in-flight request may have, counter ttl.
+# Returns {verdict, rpm limit, remaining, concurrency limit, record...}: verdict 0 admitted, 1 unknown token,
+# 2 revoked, 3 expired, 4 over the requests per minute, 5 over the concurrent requests.
+ADMIT = """
+local rpm, conc, record = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
+if ARGV[1] == '1' then
+  record = redis.call('HGETALL', KEYS[1])
+  if #record == 0 then return {1, 0, 0, 0} end
+  local r = {}
+  for i = 1, #record, 2 do r[record[i]] = record[i + 1] end
+  if r['revoked'] == '1' then return {2, 0, 0, 0} end
+  local expires = tonumber(r['expires'] or '0')
+  if expires > 0 and expires <= tonumber(ARGV[4]) then return {3, 0, 0, 0} end
+  if tonumber(r['rpm'] or '0') > 0 then rpm = tonumber(r['rpm']) end
+  if tonumber(r['concurrency'] or '0') > 0 then conc = tonumber(r['concurrency']) end
+end
+local used = 0
+if rpm > 0 then
+  used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used >= rpm then return {4, rpm, 0, conc, unpack(record)} end
+end
+if conc > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[6])
+  if redis.call('ZCARD', KEYS[3]) >= conc then return {5, rpm, rpm - used, conc, unpack(record)} end
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
+end
+if rpm > 0 then
+  used = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], 120)
+end
+return {0, rpm, rpm - used, conc, unpack(record)}
 """

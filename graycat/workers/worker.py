@@ -14,10 +14,11 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from graycat import __version__
-from graycat.jobs import CHUNK, Job, JobState
+from graycat.jobs import CHUNK, Job, JobState, Usage
 from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
 from graycat.workers.engines.base import Engine
+from graycat.workers.usage import usage_of
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,11 @@ class Emitter:
         self._consumer = consumer
         self._job = job
         self._buffer: list[bytes] | None = []
+        self.last = b""  # the last chunk with content (a stream's final chunk tells its usage)
 
     def __call__(self, chunk: bytes) -> None:
+        if chunk != b"[DONE]":
+            self.last = chunk
         if self._buffer is None:
             self._consumer.emit(self._job, [CHUNK + chunk])
         else:
@@ -236,7 +240,8 @@ class Worker:
                     JobState.FAILED
             else:
                 status, body, state = await self._outcome(job, engine_task)
-            await self._finish(claimed, status, body, state, ran=runnable)  # after every chunk, same connection
+            usage = usage_of(body or emitter.last) if state == JobState.COMPLETED else Usage()
+            await self._finish(claimed, status, body, state, runnable, usage)  # after every chunk, same connection
             log.debug("job %s %s (%d)", job.id, state.value, status)
         except Exception:
             log.exception("could not run or report job %s; it stays pending for reclaim", job.id)
@@ -260,13 +265,14 @@ class Worker:
             return 502, _error_body(502, str(exc), "server_error"), JobState.FAILED
         return status, body, JobState.COMPLETED if status < 400 else JobState.FAILED
 
-    async def _finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, ran: bool) -> None:
+    async def _finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, ran: bool,
+                      usage: Usage) -> None:
         """Report the end, retrying through a Redis outage of up to FINISH_RETRY_S seconds."""
         backoff = Backoff()
         deadline = time.monotonic() + FINISH_RETRY_S
         while True:
             try:
-                await self.consumer.finish(claimed, status, body, state, ran=ran)
+                await self.consumer.finish(claimed, status, body, state, ran=ran, usage=usage)
                 return
             except (RedisError, OSError) as exc:
                 if time.monotonic() > deadline:

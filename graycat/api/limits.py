@@ -1,0 +1,151 @@
+"""Per-token admission, shared by every API replica through Redis: requests per minute, requests in flight,
+managed tokens' revocation, expiry, model scope and daily quotas."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import Request
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graycat.api.errors import ApiError
+from graycat.queue import keys, scripts
+from graycat.queue.client import JobQueue
+from graycat.queue.resp import PipelinedConnection
+from graycat.tokens import TokenInfo, fingerprint, token_hash
+
+log = logging.getLogger(__name__)
+USAGE_DAYS = 40  # days a token's daily usage is kept
+STATE_KEY = "graycat_caller"  # where the admitted caller lives in the ASGI scope's state
+_REFUSED = {1: ("invalid API token", "invalid_api_key"), 2: ("this API token was revoked", "revoked_api_key"),
+            3: ("this API token has expired", "expired_api_key")}
+
+
+@dataclass
+class Caller:
+    """The token behind a request, as admitted: its fingerprint, rights and the limits that applied."""
+
+    owner: str
+    admin: bool
+    request_id: str
+    models: list[str] = field(default_factory=list)  # empty: every model
+    daily_tokens: int = 0
+    daily_images: int = 0
+    rpm: int = 0
+    remaining: int = 0
+    concurrency: int = 0
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if not self.rpm:
+            return []
+        reset = 60 - int(time.time()) % 60
+        return [(b"x-ratelimit-limit", str(self.rpm).encode()),
+                (b"x-ratelimit-remaining", str(max(self.remaining, 0)).encode()),
+                (b"x-ratelimit-reset", str(reset).encode())]
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+async def admit(request: Request, secret: str, *, static: bool, admin: bool, challenge: dict[str, str]) -> Caller:
+    """Admit a request of the token `secret` (one Redis round trip), or raise the 401 / 429 it gets."""
+    state = request.app.state
+    queue: JobQueue = state.queue
+    settings = state.settings
+    owner = fingerprint(secret)
+    now = time.time()
+    request_id = request.scope.get("request_id") or f"{owner}-{now}"
+    reply = await queue.writer.call(
+        "EVAL", scripts.ADMIT, 3, keys.token(token_hash(secret)), keys.requests_in_minute(owner, int(now // 60)),
+        keys.in_flight(owner), 0 if static else 1, settings.rate_limit_rpm, settings.rate_limit_concurrency,
+        repr(now), request_id, repr(now - settings.job_timeout - settings.queue_timeout), settings.record_ttl())
+    verdict, rpm, remaining, concurrency, *record = reply  # type: ignore[misc]
+    if verdict in _REFUSED:
+        message, code = _REFUSED[verdict]
+        raise ApiError(401, message, code=code, headers=challenge)
+    info = TokenInfo.from_redis(dict(zip(record[::2], record[1::2], strict=True))) if record else None
+    caller = Caller(owner, admin or bool(info and info.admin), request_id, info.models if info else [],
+                    info.daily_tokens if info else 0, info.daily_images if info else 0, rpm, remaining, concurrency)
+    if verdict == 4:
+        reset = str(60 - int(now) % 60)
+        raise ApiError(429, f"rate limit reached: {rpm} requests per minute for this token; retry in {reset} s",
+                       code="rate_limit_exceeded", headers={"Retry-After": reset, **_headers(caller)})
+    if verdict == 5:
+        raise ApiError(429, f"this token already has {concurrency} requests in flight (its limit); retry when "
+                       "one ends", code="too_many_concurrent_requests", headers={"Retry-After": "1"})
+    request.scope.setdefault("state", {})[STATE_KEY] = caller
+    return caller
+
+
+def _headers(caller: Caller) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in caller.headers()}
+
+
+def check_model(request: Request, model: str) -> None:
+    """403 when the caller's token is limited to other models."""
+    caller: Caller | None = request.scope.get("state", {}).get(STATE_KEY)
+    if caller and caller.models and model not in caller.models:
+        raise ApiError(403, f"this token may not use model '{model}'; it may use: {', '.join(caller.models)}",
+                       code="model_not_allowed", param="model")
+
+
+async def check_quota(request: Request, kind: str) -> None:
+    """429 when the caller's token has used its daily quota of generated tokens (text) or images."""
+    caller: Caller | None = request.scope.get("state", {}).get(STATE_KEY)
+    if caller is None:
+        return
+    field_, limit = ("images", caller.daily_images) if kind == "sd" else ("completion_tokens", caller.daily_tokens)
+    if kind == "embed" or not limit:
+        return
+    used = int(await request.app.state.queue.redis.hget(keys.usage(caller.owner, today()), field_) or 0)
+    if used >= limit:
+        what = "images" if field_ == "images" else "generated tokens"
+        until = 86400 - int(time.time()) % 86400
+        raise ApiError(429, f"daily quota reached: {used} of {limit} {what} today (UTC)", code="quota_exceeded",
+                       headers={"Retry-After": str(until)})
+
+
+class LimitsMiddleware:
+    """Adds the rate-limit headers to an admitted request's response and, once the response is over (streams
+    included), takes the request out of its token's in-flight set and counts it in the token's daily usage."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_with_limits(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if (caller := scope.get("state", {}).get(STATE_KEY)) is not None:
+                    message["headers"] = [*message.get("headers", []), *caller.headers()]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_limits)
+        finally:
+            caller = scope.get("state", {}).get(STATE_KEY)
+            if caller is not None:
+                _release(scope["app"].state.queue.writer, caller, status)
+
+
+def _release(writer: PipelinedConnection, caller: Caller, status: int) -> None:
+    usage = keys.usage(caller.owner, today())
+    try:
+        writer.send("ZREM", keys.in_flight(caller.owner), caller.request_id)
+        writer.send("HINCRBY", usage, "requests", 1)
+        if status >= 400:
+            writer.send("HINCRBY", usage, "errors", 1)
+        writer.send("EXPIRE", usage, USAGE_DAYS * 86400)
+    except (RedisError, OSError) as exc:  # the in-flight entry expires with the request's deadline
+        log.warning("could not release a request of token %s: %s", caller.owner, exc)

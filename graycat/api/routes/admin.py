@@ -1,0 +1,71 @@
+"""Admin routes (an admin token only): managed tokens and per-token usage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from graycat import tokens
+from graycat.api.auth import require_admin
+from graycat.api.errors import ApiError
+from graycat.api.limits import today
+from graycat.api.routes import json_response
+from graycat.queue import keys
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+class NewToken(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    rpm: int = Field(0, ge=0, description="Requests per minute (0: the server's RATE_LIMIT_RPM).")
+    concurrency: int = Field(0, ge=0, description="Requests in flight (0: the server's RATE_LIMIT_CONCURRENCY).")
+    models: list[str] = Field(default_factory=list, description="Models it may use (empty: all).")
+    daily_tokens: int = Field(0, ge=0, description="Generated tokens per day, UTC (0: no quota).")
+    daily_images: int = Field(0, ge=0, description="Images per day, UTC (0: no quota).")
+    expires: datetime | None = Field(None, description="When it stops working (ISO 8601; a date means midnight UTC).")
+    admin: bool = False
+
+
+def token_info(new: NewToken) -> tokens.TokenInfo:
+    expires = 0.0
+    if new.expires is not None:
+        when = new.expires if new.expires.tzinfo else new.expires.replace(tzinfo=UTC)
+        expires = when.timestamp()
+    return tokens.TokenInfo(name=new.name, fingerprint="", rpm=new.rpm, concurrency=new.concurrency,
+                            models=new.models, daily_tokens=new.daily_tokens, daily_images=new.daily_images,
+                            expires=expires, admin=new.admin)
+
+
+@router.post("/tokens", status_code=201, summary="Create a token; its secret is shown once")
+async def create(request: Request, new: NewToken) -> Response:
+    info = token_info(new)
+    secret = await tokens.create(request.app.state.queue.redis, info)
+    return json_response({"token": secret, **info.public()}, 201)
+
+
+@router.get("/tokens", summary="Every managed token (never their secrets)")
+async def list_tokens(request: Request) -> Response:
+    return json_response({"tokens": [t.public() for t in await tokens.list_all(request.app.state.queue.redis)]})
+
+
+@router.delete("/tokens/{name_or_fingerprint}", summary="Revoke tokens by name or fingerprint")
+async def revoke(request: Request, name_or_fingerprint: str) -> Response:
+    revoked = await tokens.revoke(request.app.state.queue.redis, name_or_fingerprint)
+    if not revoked:
+        raise ApiError(404, f"no token named or fingerprinted '{name_or_fingerprint}'", code="token_not_found")
+    return json_response({"revoked": revoked})
+
+
+@router.get("/usage", summary="Per-token usage of one day (UTC): requests, errors, jobs, tokens, images")
+async def usage(request: Request, day: str = Query(default_factory=today, pattern=r"^\d{4}-\d{2}-\d{2}$")) -> Response:
+    redis = request.app.state.queue.redis
+    names = {t.fingerprint: t.name for t in await tokens.list_all(redis)}
+    found = {}
+    async for key in redis.scan_iter(match=keys.usage("*", day), count=500):
+        owner = key.decode().removeprefix(f"{keys.PREFIX}:usage:").removesuffix(f":{day}")
+        counts = {k.decode(): int(v) for k, v in (await redis.hgetall(key)).items()}
+        found[owner] = {"name": names.get(owner, ""), **counts}
+    return json_response({"day": day, "tokens": found})
