@@ -62,6 +62,13 @@ class Settings(BaseSettings):
                                 description="Requests per minute per token, unless the token sets its own (0: none).")
     rate_limit_concurrency: int = Field(10, ge=0, validation_alias="RATE_LIMIT_CONCURRENCY",
                                         description="Requests one token may have in flight (0: no limit).")
+    max_body_mb: float = Field(64.0, gt=0, validation_alias="MAX_BODY_MB",
+                               description="Largest request body accepted, in MB; larger ones get 413.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CORS_ORIGINS",
+        description="Comma-separated origins browsers may call from (WebGL, web apps); none by default.")
+    log_prompts: bool = Field(False, validation_alias="LOG_PROMPTS",
+                              description="Log each job's request body (prompts) at INFO; never by default.")
     session_ttl: int = Field(3600, gt=0, validation_alias="SESSION_TTL",
                              description="Seconds a conversation session is kept after its last turn.")
     session_max_messages: int = Field(200, ge=2, validation_alias="SESSION_MAX_MESSAGES",
@@ -95,7 +102,7 @@ class Settings(BaseSettings):
     gpu_layers: int = Field(0, ge=-1, validation_alias="GPU_LAYERS",
                             description="Layers offloaded to the GPU (-1: all).")
 
-    @field_validator("api_tokens", "admin_tokens", mode="before")
+    @field_validator("api_tokens", "admin_tokens", "cors_origins", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):

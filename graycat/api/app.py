@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import ORJSONResponse
 from redis.exceptions import RedisError
 
 from graycat import __version__
 from graycat.api import errors
+from graycat.api.hardening import HardeningMiddleware, cors_options
 from graycat.api.limits import LimitsMiddleware
 from graycat.api.middleware import RequestIdMiddleware
 from graycat.api.routes import admin, health, jobs, llamacpp, ollama, openai, queue, sessions
@@ -78,6 +80,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.admin_tokens = [t.encode() for t in settings.admin_tokens]
     errors.install(app)
     app.add_middleware(LimitsMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
+    app.add_middleware(HardeningMiddleware, max_body_mb=settings.max_body_mb)
     app.add_middleware(RequestIdMiddleware)  # outermost: the request id exists before anything else runs
     app.include_router(health.router)
     app.include_router(llamacpp.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import orjson
@@ -18,6 +19,7 @@ from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
 from graycat.queue.client import JobQueue
 from graycat.queue.hub import Subscription
 
+log = logging.getLogger(__name__)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _GONE = b"\x00gone"  # internal events: the client went away / the job's deadline passed
 _LATE = b"\x00late"
@@ -44,6 +46,9 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     await check_quota(request, kind)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint,
               body=await request.body() if body is None else body, stream=spec.stream)
+    if state.settings.log_prompts:
+        log.info("job %s (request %s) body: %s", job.id, request.scope.get("request_id"), job.body[:4096].decode(
+            errors="replace"))
     sub = await queue.submit(job, request.state.owner, worker)
     now = asyncio.get_running_loop().time()
     deadline = now + state.settings.job_timeout_for(kind)
