@@ -1,0 +1,38 @@
+"""Schemathesis fuzzes every operation of the app's OpenAPI schema against a running api (with a null-engine
+worker as the default model, so that valid requests are answered at once), on a bounded budget: no input may
+get a 5xx."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from graycat.api.app import create_app
+from graycat.config import load_settings
+from tests.conftest import ADMIN, Cluster, Gateway, wait_until
+
+pytestmark = pytest.mark.e2e
+FUZZ_MODEL = "fuzz-null"
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))  # per operation; CI's budget
+
+schema = schemathesis.openapi.from_dict(create_app(load_settings(API_TOKENS="schema")).openapi())
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(cluster: Cluster, gateway: Gateway) -> str:
+    worker = cluster.spawn("fuzz", ["worker", "null", "--model-name", FUZZ_MODEL, "--tokens", "3"])
+    wait_until(lambda: " ready: " in worker.output(), 30, "the null worker")
+    _, base = cluster.api(DEFAULT_MODEL=FUZZ_MODEL, QUEUE_TIMEOUT="3", MAX_BODY_MB="1")
+    return base
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+def test_no_input_gets_a_server_error(case: schemathesis.Case, fuzz_target: str) -> None:
+    response = case.call(base_url=fuzz_target, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
+    case.validate_response(response, checks=[not_a_server_error])
