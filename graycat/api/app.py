@@ -14,8 +14,8 @@ from redis.exceptions import RedisError
 
 from graycat import __version__
 from graycat.api import errors
-from graycat.api.middleware import RequestIdMiddleware
-from graycat.api.routes import health, jobs, llamacpp, openai, queue
+from graycat.api.middleware import CollapseSlashesMiddleware, RequestIdMiddleware
+from graycat.api.routes import a1111, health, images, jobs, llamacpp, openai, queue
 from graycat.config import Settings
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
@@ -73,9 +73,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tokens = [t.encode() for t in settings.api_tokens]
     errors.install(app)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(CollapseSlashesMiddleware)
     app.include_router(health.router)
     app.include_router(llamacpp.router)
     app.include_router(openai.router)
     app.include_router(queue.router)
     app.include_router(jobs.router)
+    app.include_router(a1111.router)
+    app.include_router(images.router)
     return app

@@ -37,8 +37,12 @@ class ApiError(Exception):
 
 def error_body(path: str, status: int, message: str, code: str | None = None,
                param: str | None = None, details: Any = None) -> bytes:
-    """OpenAI's error shape on /v1 routes; llama.cpp's (an integer `code`) everywhere else."""
+    """OpenAI's error shape on /v1 routes, A1111's on /sdapi routes (`detail` is the message, as FastAPI
+    writes it); llama.cpp's (an integer `code`) everywhere else."""
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    if path.startswith("/sdapi/"):
+        return orjson.dumps({"error": kind, "detail": message, "body": None, "errors": message, "code": code,
+                             **({"details": details} if details is not None else {})})
     if path.startswith("/v1/"):
         err: dict[str, Any] = {"message": message, "type": kind, "param": param, "code": code}
     else:

@@ -24,17 +24,22 @@ _LATE = b"\x00late"
 
 async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: Callable[[bytes], bytes],
                   render_failure: Callable[[int, str], bytes],
-                  reshape: Callable[[bytes], bytes] | None = None) -> Response:
-    """Enqueue the request's body as a job and relay the answer.
+                  reshape: Callable[[bytes], bytes] | None = None, body: bytes | None = None,
+                  job_id: str | None = None) -> Response:
+    """Enqueue the request's body (or `body`, what the dialect made of it) as a job and relay the answer.
 
     Errors the engine reports before the first token become a plain JSON error response, so a streaming
     client never sees an error inside its stream. `render_failure` gives the last event of a stream that
-    fails midway. `reshape` turns a successful non-streamed answer into the shape the client reads.
+    fails midway. `reshape` turns a successful non-streamed answer into the shape the client reads. A
+    non-streamed job's chunks (progress events) are not relayed: other routes read them from its event stream.
     """
     state = request.app.state
     queue: JobQueue = state.queue
     model = await resolve_model(queue, state.settings.default_model, spec, kind)
-    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body(), stream=spec.stream)
+    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body() if body is None else body,
+              stream=spec.stream)
+    if job_id is not None:
+        job.id = job_id
     sub = await queue.submit(job, request.state.owner)
     now = asyncio.get_running_loop().time()
     deadline = now + state.settings.job_timeout_for(kind)
@@ -50,8 +55,10 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
         # the job's start, or its end when it never started (expired, failed)
         event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
         worker = ""
-        while event[:1] == START:  # (a second START: the worker died before answering and another took over)
-            worker = event[1:].decode()
+        # (a second START: the worker died before answering and another took over)
+        while event[:1] == START or (event[:1] == CHUNK and not spec.stream):
+            if event[:1] == START:
+                worker = event[1:].decode()
             event = await _event(queue, sub, deadline, _too_long)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": worker}
         if event[:1] == END:

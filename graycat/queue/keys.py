@@ -65,3 +65,13 @@ def idempotency(owner: str, key: str) -> str:
 def waiting_of(owner: str) -> str:
     """Sorted set: the jobs a token has waiting (job id -> enqueue time); scripts build this name too."""
     return f"{PREFIX}:waiting:{owner}"
+
+
+def image_options(owner: str) -> str:
+    """Hash: a token's A1111 options (`/sdapi/v1/options`), such as its chosen checkpoint."""
+    return f"{PREFIX}:sdopt:{owner}"
+
+
+def image_current(owner: str) -> str:
+    """String: the id of a token's latest image job, for `/sdapi/v1/progress` and `/sdapi/v1/interrupt`."""
+    return f"{PREFIX}:sdcur:{owner}"

@@ -1,0 +1,218 @@
+"""Stable Diffusion on diffusers: load a checkpoint of the models folder, run one generation (blocking).
+
+Runs in the engine's worker thread; `progress` is called after each denoising step and `stop` is checked
+there, so a cancelled job ends within one step.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, ImageOps
+
+from graycat.images import codec
+from graycat.images.checkpoints import Checkpoint
+from graycat.images.params import GenerationParams
+from graycat.images.samplers import resolve
+
+Progress = Callable[[int, int, int], None]  # (iteration index, step done, steps of this iteration)
+
+
+class Interrupted(Exception):
+    """The job was cancelled between two steps."""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """Where and how pipelines run."""
+
+    name: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+
+
+def load(checkpoint: Checkpoint, device: Device) -> Any:
+    """A StableDiffusionPipeline for a diffusers folder or a single-file checkpoint, offline."""
+    from diffusers import StableDiffusionPipeline
+
+    common: dict[str, Any] = {"dtype": device.dtype, "local_files_only": True, "safety_checker": None,
+                              "requires_safety_checker": False}
+    if checkpoint.path.is_dir():
+        pipe = StableDiffusionPipeline.from_pretrained(checkpoint.path, **common)
+    else:
+        config = checkpoint.config_dir
+        if config is None:
+            raise FileNotFoundError(f"{checkpoint.path.name}: no diffusers config folder "
+                                    f"'{checkpoint.path.stem}.config' beside it")
+        pipe = StableDiffusionPipeline.from_single_file(str(checkpoint.path), config=str(config), **common)
+    pipe = pipe.to(device.name)
+    pipe.set_progress_bar_config(disable=True)
+    if device.attention_slicing:
+        pipe.enable_attention_slicing()
+    if device.vae_tiling:
+        pipe.vae.enable_tiling()
+    return pipe
+
+
+def _scheduler(pipe: Any, params: GenerationParams, seed: int) -> Any:
+    import diffusers
+
+    choice = resolve(params.sampler, params.schedule)
+    cls = getattr(diffusers, choice.sampler.scheduler_class)
+    kwargs = choice.scheduler_kwargs()
+    if choice.sampler.scheduler_class == "DPMSolverSDEScheduler":
+        kwargs["noise_sampler_seed"] = seed  # it ignores the generator for its Brownian noise
+    return cls.from_config(pipe.scheduler.config, **kwargs)
+
+
+def _resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:
+    """A1111's resize modes: 0 stretch, 1 crop to fill, 2 fit and fill the rest with the stretched edges,
+    3 (latent upscale) as 0."""
+    if mode == 1:
+        return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
+    if mode == 2:
+        fitted = ImageOps.contain(image, (width, height), Image.Resampling.LANCZOS)
+        canvas = image.resize((width, height), Image.Resampling.LANCZOS).filter(ImageFilter.GaussianBlur(8))
+        canvas.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
+        return canvas
+    return image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _fill(image: Image.Image, mask: Image.Image, how: int, seed: int) -> Image.Image:
+    """What the masked area starts from (A1111's inpainting_fill): 0 its surroundings blurred in, 1 the
+    original, 2 noise, 3 nothing (mid grey)."""
+    if how == 1:
+        return image
+    if how == 0:
+        filler = image.filter(ImageFilter.GaussianBlur(max(image.size) / 8))
+    elif how == 2:
+        noise = np.random.default_rng(seed).integers(0, 256, (image.height, image.width, 3), dtype=np.uint8)
+        filler = Image.fromarray(noise)
+    else:
+        filler = Image.new("RGB", image.size, (127, 127, 127))
+    return Image.composite(filler, image, mask.point(lambda v: 255 if v > 127 else 0))
+
+
+def _crop_box(mask: Image.Image, padding: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """The masked area plus padding, grown to the output's aspect ratio and kept inside the image."""
+    box = mask.point(lambda v: 255 if v > 127 else 0).getbbox() or (0, 0, mask.width, mask.height)
+    left, top = max(box[0] - padding, 0), max(box[1] - padding, 0)
+    right, bottom = min(box[2] + padding, mask.width), min(box[3] + padding, mask.height)
+    w, h = right - left, bottom - top
+    if w / h < width / height:
+        grow = round(h * width / height) - w
+        left, right = left - grow // 2, right + grow - grow // 2
+    else:
+        grow = round(w * height / width) - h
+        top, bottom = top - grow // 2, bottom + grow - grow // 2
+    if left < 0:
+        left, right = 0, right - left
+    if top < 0:
+        top, bottom = 0, bottom - top
+    return max(left, 0), max(top, 0), min(right, mask.width), min(bottom, mask.height)
+
+
+def _noise(seeds: list[int], subseeds: list[int], strength: float, shape: tuple[int, ...]) -> torch.Tensor:
+    """Initial latents, one per seed; with a subseed strength, each is moved towards its subseed's noise
+    (spherical interpolation, as A1111's variation seeds)."""
+    out = []
+    for seed, subseed in zip(seeds, subseeds, strict=True):
+        noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+        if strength > 0:
+            other = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed))
+            a, b = noise.flatten(), other.flatten()
+            omega = torch.acos((a / a.norm() * (b / b.norm())).sum().clamp(-1, 1))
+            if omega.abs() > 1e-4:
+                noise = (torch.sin((1 - strength) * omega) * noise + torch.sin(strength * omega) * other) \
+                    / torch.sin(omega)
+        out.append(noise)
+    return torch.stack(out)
+
+
+def _set_tiling(pipe: Any, tiling: bool) -> None:
+    for model in (pipe.unet, pipe.vae):
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.padding_mode = "circular" if tiling else "zeros"
+
+
+def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: threading.Event) -> list[Image.Image]:
+    """All `batch_size * n_iter` images of a request; image i has seed `params.seed + i`."""
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+
+    p = params
+    w, h = p.width, p.height
+    nine_channels = pipe.unet.config.in_channels == 9
+    init = _resize(codec.decode(p.init_images[0]).convert("RGB"), w, h, p.resize_mode) if p.init_images else None
+    mask = None
+    if p.mask:
+        mask = _resize(codec.decode(p.mask).convert("L"), w, h, p.resize_mode)
+        if p.inpainting_mask_invert:
+            mask = ImageOps.invert(mask)
+    elif nine_channels:  # an inpainting model paints everything: txt2img from grey, img2img from the image
+        mask = Image.new("L", (w, h), 255)
+    if init is None and mask is not None:
+        init = Image.new("RGB", (w, h), (127, 127, 127))
+    soft_mask = mask.filter(ImageFilter.GaussianBlur(p.mask_blur)) if mask is not None and p.mask_blur else mask
+    crop = _crop_box(mask, p.inpaint_full_res_padding, w, h) if p.mask and p.inpaint_full_res else None
+
+    common: dict[str, Any] = {"prompt": p.prompt, "negative_prompt": p.negative_prompt or None,
+                              "num_inference_steps": p.steps, "guidance_scale": p.cfg_scale,
+                              "num_images_per_prompt": p.batch_size, "output_type": "pil",
+                              "clip_skip": p.clip_skip - 1 if p.clip_skip > 1 else None}
+    if p.eta is not None:
+        common["eta"] = p.eta
+    _set_tiling(pipe, p.tiling)
+    images: list[Image.Image] = []
+    try:
+        for k in range(p.n_iter):
+            first = p.seed + k * p.batch_size
+            seeds = list(range(first, first + p.batch_size))
+            subseeds = list(range(p.subseed + k * p.batch_size, p.subseed + (k + 1) * p.batch_size))
+
+            def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], k: int = k) -> dict[str, Any]:
+                if stop.is_set():
+                    raise Interrupted
+                progress(k, step + 1, int(_pipe.num_timesteps))
+                return kwargs
+
+            pipe.scheduler = _scheduler(pipe, p, seeds[0])
+            run = {**common, "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
+                   "callback_on_step_end": on_step}
+            if mask is not None and init is not None:
+                source, region = init, soft_mask
+                if crop is not None:
+                    source = init.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
+                    region = soft_mask.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
+                start = _fill(source, region, p.inpainting_fill if p.mask else 1, seeds[0])
+                strength = p.denoising_strength if p.mask or p.init_images else 1.0
+                out = StableDiffusionInpaintPipeline(**pipe.components)(
+                    image=start, mask_image=region, strength=strength, width=w, height=h, **run).images
+                out = [_paste(init, soft_mask, o, crop) for o in out] if p.mask else out
+            elif init is not None:
+                out = StableDiffusionImg2ImgPipeline(**pipe.components)(
+                    image=init, strength=p.denoising_strength, **run).images
+            else:
+                shape = (pipe.unet.config.in_channels, h // 8, w // 8)
+                latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
+                out = pipe(width=w, height=h, latents=latents, **run).images
+            images.extend(out)
+    finally:
+        _set_tiling(pipe, False)
+    return images
+
+
+def _paste(original: Image.Image, mask: Image.Image, result: Image.Image,
+           crop: tuple[int, int, int, int] | None) -> Image.Image:
+    """Keep the unmasked pixels of the original exactly; put the generated ones where the mask is."""
+    if crop is not None:
+        canvas = original.copy()
+        canvas.paste(result.resize((crop[2] - crop[0], crop[3] - crop[1]), Image.Resampling.LANCZOS), crop[:2])
+        result = canvas
+    return Image.composite(result.convert("RGB"), original, mask)
