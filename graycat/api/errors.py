@@ -42,6 +42,7 @@ def error_body(path: str, status: int, message: str, code: str | None = None,
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     if path.startswith("/sdapi/"):
         return orjson.dumps({"error": kind, "detail": message, "body": None, "errors": message, "code": code,
+                             "param": param,
                              **({"details": details} if details is not None else {})})
     if path.startswith("/v1/"):
         err: dict[str, Any] = {"message": message, "type": kind, "param": param, "code": code}
