@@ -1,0 +1,90 @@
+"""The diffusers side in process, on tiny pipelines: every sampler, both loading paths, seeds, cancel."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from graycat.images.checkpoints import scan
+from graycat.images.params import GenerationParams
+from graycat.images.samplers import SAMPLERS
+from graycat.workers.engines.sd_pipelines import Device, Interrupted, generate, load
+from tests.tiny_sd import build_models_folder
+
+
+@pytest.fixture(scope="module")
+def pipes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("sd-models")
+    build_models_folder(root)
+    return {c.model_name: load(c, Device()) for c in scan(root)}
+
+
+def _run(pipe: Any, **kw: Any) -> list[np.ndarray]:
+    params = GenerationParams(**{"checkpoint": "x", "prompt": "a cat", "seed": 7, "width": 64, "height": 64,
+                                 "steps": 2, **kw})
+    return [np.asarray(i, dtype=np.int16) for i in generate(pipe, params, lambda *_: None, threading.Event())]
+
+
+@pytest.mark.parametrize("sampler", [s.name for s in SAMPLERS])
+def test_every_sampler_runs_and_is_deterministic(pipes: dict[str, Any], sampler: str) -> None:
+    first, second = _run(pipes["tiny"], sampler=sampler)[0], _run(pipes["tiny"], sampler=sampler)[0]
+    assert first.shape == (64, 64, 3) and np.array_equal(first, second)
+
+
+def test_karras_schedule_changes_the_image(pipes: dict[str, Any]) -> None:
+    plain = _run(pipes["tiny"], sampler="DPM++ 2M", steps=4)[0]
+    karras = _run(pipes["tiny"], sampler="DPM++ 2M", schedule="karras", steps=4)[0]
+    assert not np.array_equal(plain, karras)
+
+
+def test_single_file_checkpoint_matches_its_diffusers_folder(pipes: dict[str, Any]) -> None:
+    folder, single = _run(pipes["tiny"])[0], _run(pipes["tiny-single"])[0]
+    assert np.abs(folder - single).max() <= 2
+
+
+def test_batch_images_match_single_runs_of_their_seeds(pipes: dict[str, Any]) -> None:
+    batch = _run(pipes["tiny"], batch_size=2, n_iter=2)
+    assert len(batch) == 4
+    assert np.abs(batch[3] - _run(pipes["tiny"], seed=10)[0]).max() <= 2  # image 3 has seed 7 + 3
+
+
+def test_variation_seed_and_tiling_change_the_image(pipes: dict[str, Any]) -> None:
+    base = _run(pipes["tiny"])[0]
+    assert not np.array_equal(base, _run(pipes["tiny"], subseed=99, subseed_strength=0.5)[0])
+    assert np.array_equal(base, _run(pipes["tiny"], subseed=99, subseed_strength=0.0)[0])
+    assert not np.array_equal(base, _run(pipes["tiny"], tiling=True)[0])
+    assert np.array_equal(base, _run(pipes["tiny"])[0])  # tiling is undone after the job
+
+
+def test_inpainting_model_does_txt2img(pipes: dict[str, Any]) -> None:
+    assert _run(pipes["tiny-inpaint"])[0].shape == (64, 64, 3)
+
+
+def test_progress_per_step_and_stop_between_steps(pipes: dict[str, Any]) -> None:
+    stop = threading.Event()
+    seen: list[tuple[int, int, int]] = []
+
+    def progress(job_no: int, step: int, steps: int) -> None:
+        seen.append((job_no, step, steps))
+        if step == 3:
+            stop.set()
+
+    params = GenerationParams(checkpoint="x", prompt="p", seed=1, width=64, height=64, steps=10, n_iter=2)
+    with pytest.raises(Interrupted):
+        generate(pipes["tiny"], params, progress, stop)
+    assert seen == [(0, 1, 10), (0, 2, 10), (0, 3, 10)]
+
+
+def test_unreadable_setup_fails_clearly(tmp_path: Path) -> None:
+    folder = tmp_path / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True)
+    (folder / "lonely.safetensors").write_bytes(b"x")
+    [checkpoint] = scan(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"lonely\.config"):
+        load(checkpoint, Device())
