@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -235,3 +236,20 @@ def test_openai_images_generations(sd: str) -> None:
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "size"
         url = http.post("/v1/images/generations", json={"prompt": "a cat", "response_format": "url"})
         assert url.status_code == 400 and "b64_json" in url.json()["error"]["message"]
+
+
+def test_graycat_up_starts_an_sd_worker_when_the_models_folder_has_checkpoints(tmp_path: Path,
+                                                                              models_dir: Path) -> None:
+    from tests.test_standalone_e2e import _up
+
+    proc, base, _ = _up(tmp_path, API_TOKENS="mine", SD_MODELS_DIR=str(models_dir), SD_THREADS="1")
+    try:
+        def listed() -> bool:
+            return len(httpx.get(base + "/sdapi/v1/sd-models", auth=("u", "mine"), timeout=5).json()) == 3
+
+        wait_until(listed, 60, "the SD worker of graycat up")
+        resp = httpx.post(base + "/sdapi/v1/txt2img", auth=("u", "mine"), json={"prompt": "x", **SMALL}, timeout=60)
+        assert resp.status_code == 200 and len(resp.json()["images"]) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0

@@ -59,6 +59,13 @@ def checkpoints_folder(models_dir: Path) -> Path:
     return folder
 
 
+def any_present(models_dir: Path) -> bool:
+    """Whether the folder holds a checkpoint, without hashing anything (for `graycat up`)."""
+    folder = models_dir / "models" / "Stable-diffusion"
+    return folder.is_dir() and any(p.suffix in CHECKPOINT_SUFFIXES or p.name == "model_index.json"
+                                   for p in folder.rglob("*"))
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
