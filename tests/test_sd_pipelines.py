@@ -13,6 +13,7 @@ import torch
 from graycat.images.checkpoints import scan
 from graycat.images.params import GenerationParams
 from graycat.images.samplers import SAMPLERS
+from graycat.workers.engines.sd_config import UnsupportedCheckpoint, configs, shapes, write_clip_tokenizer
 from graycat.workers.engines.sd_pipelines import Device, Interrupted, generate, load
 from tests.tiny_sd import build_models_folder
 
@@ -22,7 +23,7 @@ def pipes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("sd-models")
     build_models_folder(root)
-    return {c.model_name: load(c, Device()) for c in scan(root)}
+    return {c.model_name: load(c, Device(), root / "scratch") for c in scan(root)}
 
 
 def _run(pipe: Any, **kw: Any) -> list[np.ndarray]:
@@ -44,8 +45,14 @@ def test_karras_schedule_changes_the_image(pipes: dict[str, Any]) -> None:
 
 
 def test_single_file_checkpoint_matches_its_diffusers_folder(pipes: dict[str, Any]) -> None:
-    folder, single = _run(pipes["tiny"])[0], _run(pipes["tiny-single"])[0]
-    assert np.abs(folder - single).max() <= 2
+    folder, single = pipes["tiny"], pipes["tiny-single"]
+    for part in ("unet", "vae", "text_encoder"):
+        ours, theirs = getattr(folder, part).state_dict(), getattr(single, part).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), part
+    latents, text = torch.randn(1, 4, 8, 8), torch.randn(1, 77, 64)
+    with torch.no_grad():  # the same weights in another memory layout: equal up to float rounding
+        difference = folder.unet(latents, 10, text).sample - single.unet(latents, 10, text).sample
+    assert difference.abs().max() < 1e-4
 
 
 def test_batch_images_match_single_runs_of_their_seeds(pipes: dict[str, Any]) -> None:
@@ -81,10 +88,26 @@ def test_progress_per_step_and_stop_between_steps(pipes: dict[str, Any]) -> None
     assert seen == [(0, 1, 10), (0, 2, 10), (0, 3, 10)]
 
 
-def test_unreadable_setup_fails_clearly(tmp_path: Path) -> None:
-    folder = tmp_path / "models" / "Stable-diffusion"
-    folder.mkdir(parents=True)
-    (folder / "lonely.safetensors").write_bytes(b"x")
-    [checkpoint] = scan(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"lonely\.config"):
-        load(checkpoint, Device())
+def test_single_file_configs_are_read_from_the_weights(tmp_path: Path) -> None:
+    root = tmp_path / "a1111"
+    build_models_folder(root)
+    folder = root / "models" / "Stable-diffusion"
+    found = configs(shapes(folder / "tiny-inpaint.safetensors"))
+    unet, vae, text = found["unet"], found["vae"], found["text_encoder"]
+    assert (unet["in_channels"], unet["block_out_channels"], unet["cross_attention_dim"]) == (9, [16, 16, 32, 32], 64)
+    assert unet["down_block_types"][-1] == "DownBlock2D" and unet["norm_num_groups"] == 8
+    assert (vae["block_out_channels"], vae["norm_num_groups"]) == ([8, 8, 16, 16], 4)
+    assert (text["vocab_size"], text["hidden_size"], text["num_hidden_layers"]) == (49408, 64, 2)
+    with pytest.raises(UnsupportedCheckpoint, match="SDXL"):
+        configs({"conditioner.embedders.0.transformer.x": (1,)})
+    with pytest.raises(UnsupportedCheckpoint, match=r"not an SD 1\.x checkpoint"):
+        configs({"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)})
+
+
+def test_the_sd_1_5_tokenizer_is_rebuilt_offline(tmp_path: Path) -> None:
+    from transformers import CLIPTokenizer
+
+    write_clip_tokenizer(tmp_path)
+    tokenizer = CLIPTokenizer.from_pretrained(tmp_path)
+    assert len(tokenizer) == 49408
+    assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]

@@ -6,45 +6,14 @@ checkpoints) and pipelines (txt2img, img2img, 4- and 9-channel inpainting) run a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from graycat.workers.engines.sd_config import write_clip_tokenizer
 
 SCHEDULER = {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
              "beta_start": 0.00085, "num_train_timesteps": 1000, "set_alpha_to_one": False,
              "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None, "clip_sample": False}
-
-
-def _byte_chars() -> list[str]:
-    """The 256 printable characters CLIP's BPE maps bytes to."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
-        + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = [], 0
-    for b in range(256):
-        if b in keep:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    return chars
-
-
-def write_tokenizer(folder: Path) -> int:
-    """A CLIP tokenizer with a byte-level vocabulary and a few merges; returns its vocabulary size."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = _byte_chars()
-    merges = ["c a", "ca t</w>", "d o", "do g</w>", "r e", "re d</w>"]
-    vocab = chars + [c + "</w>" for c in chars] + [m.replace(" ", "") for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"model_max_length": 77, "tokenizer_class": "CLIPTokenizer", "bos_token": "<|startoftext|>",
-         "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}))
-    (folder / "special_tokens_map.json").write_text(json.dumps(
-        {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-         "pad_token": "<|endoftext|>"}))
-    return len(vocab)
 
 
 def build_pipeline(folder: Path, *, in_channels: int = 4, seed: int = 0) -> Any:
@@ -54,25 +23,25 @@ def build_pipeline(folder: Path, *, in_channels: int = 4, seed: int = 0) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
-    vocab_size = write_tokenizer(folder / "tokenizer")
+    write_clip_tokenizer(folder / "tokenizer")
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=in_channels, out_channels=4, block_out_channels=(16, 16, 32, 32),
-        layers_per_block=2, cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
+        layers_per_block=2, cross_attention_dim=64, attention_head_dim=8, norm_num_groups=8,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 16, 16),
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                         layers_per_block=2, norm_num_groups=4, scaling_factor=0.18215, sample_size=64)
+    # the real CLIP vocabulary (so the tokenizer is SD 1.5's), one 64-wide head: SD 1.5's head width
     text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1,
-        pad_token_id=vocab_size - 1, projection_dim=32))
+        vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1,
+        max_position_embeddings=77, bos_token_id=0, pad_token_id=1, eos_token_id=2, projection_dim=64))
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    scheduler=PNDMScheduler.from_config(SCHEDULER), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
-    write_tokenizer(folder / "tokenizer")  # transformers 5 saves only tokenizer.json
+    write_clip_tokenizer(folder / "tokenizer")  # transformers 5 saves only tokenizer.json
     return pipe
 
 
@@ -156,25 +125,14 @@ def to_single_file(pipe: Any, path: Path) -> None:
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
 
 
-def write_config_only(pipeline_dir: Path, target: Path) -> None:
-    """Copy a diffusers folder's configs and tokenizer, without weights."""
-    for source in pipeline_dir.rglob("*"):
-        if source.is_file() and source.suffix in (".json", ".txt"):
-            dest = target / source.relative_to(pipeline_dir)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(source.read_bytes())
-
-
 def build_models_folder(root: Path) -> dict[str, Any]:
     """An A1111 models folder: `tiny` (a diffusers folder), `tiny-single.safetensors` (the same weights as one
-    LDM-layout file, with its configs in `tiny-single.config/`) and `tiny-inpaint.safetensors` (a 9-channel
-    inpainting UNet). Returns the pipelines by model name."""
+    LDM-layout file, as A1111 keeps them) and `tiny-inpaint.safetensors` (a 9-channel inpainting UNet).
+    Returns the pipelines by model name."""
     folder = root / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
     tiny = build_pipeline(folder / "tiny")
     to_single_file(tiny, folder / "tiny-single.safetensors")
-    write_config_only(folder / "tiny", folder / "tiny-single.config")
     inpaint = build_pipeline(root / "build" / "inpaint", in_channels=9, seed=1)
     to_single_file(inpaint, folder / "tiny-inpaint.safetensors")
-    write_config_only(root / "build" / "inpaint", folder / "tiny-inpaint.config")
     return {"tiny": tiny, "tiny-single": tiny, "tiny-inpaint": inpaint}

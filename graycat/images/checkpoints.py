@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
-CONFIG_SUFFIX = ".config"  # `<stem>.config/` beside a single-file checkpoint: its diffusers configs (no weights)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +34,6 @@ class Checkpoint:
     @property
     def title(self) -> str:
         return f"{self.relative} [{self.short_hash}]" if self.short_hash else self.relative
-
-    @property
-    def config_dir(self) -> Path | None:
-        """The diffusers configs a single-file checkpoint is loaded with, when they are beside it."""
-        if self.path.is_dir():
-            return None
-        folder = self.path.with_name(self.path.name.rsplit(".", 1)[0] + CONFIG_SUFFIX)
-        return folder if (folder / "model_index.json").is_file() else None
 
     def info(self) -> dict[str, Any]:
         """What the worker announces about it (the api's /sdapi/v1/sd-models and name lookups read this)."""
@@ -80,8 +71,7 @@ def scan(models_dir: Path) -> list[Checkpoint]:
     found: list[Checkpoint] = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
-        if any(part.endswith(CONFIG_SUFFIX) for part in path.relative_to(folder).parts) \
-                or any(c.path.is_dir() and c.path in path.parents for c in found):  # configs, a folder's parts
+        if any(c.path.is_dir() and c.path in path.parents for c in found):  # a diffusers folder's parts
             continue
         if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
             found.append(Checkpoint(path, relative, _sha256(path)))

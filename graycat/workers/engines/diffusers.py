@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,7 @@ class DiffusersEngine:
         self._options = {"device": device, "dtype": dtype, "threads": threads,
                          "attention_slicing": attention_slicing, "vae_tiling": vae_tiling}
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="diffusers")  # torch work runs here, in order
+        self._scratch = tempfile.TemporaryDirectory(prefix="graycat-sd-")  # configs of single-file checkpoints
         self._device: Any = None
         self._loaded: tuple[str, Any] | None = None
         self._served = 0
@@ -79,7 +81,7 @@ class DiffusersEngine:
         if self._loaded is None or self._loaded[0] != name:
             self._loaded = None  # free the old one before loading the next
             log.info("loading checkpoint %s on %s", name, self._device.name)
-            self._loaded = (name, load(self.checkpoints[name], self._device))
+            self._loaded = (name, load(self.checkpoints[name], self._device, Path(self._scratch.name)))
         return self._loaded[1]
 
     def _generate(self, params: GenerationParams, emit: Emit, loop: asyncio.AbstractEventLoop,
@@ -115,3 +117,4 @@ class DiffusersEngine:
     async def close(self) -> None:
         self._thread.shutdown(wait=True, cancel_futures=True)
         self._loaded = None
+        self._scratch.cleanup()

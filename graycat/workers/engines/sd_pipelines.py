@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from graycat.images import codec
 from graycat.images.checkpoints import Checkpoint
 from graycat.images.params import GenerationParams
 from graycat.images.samplers import resolve
+from graycat.workers.engines.sd_config import write_skeleton
 
 Progress = Callable[[int, int, int], None]  # (iteration index, step done, steps of this iteration)
 
@@ -37,8 +39,9 @@ class Device:
     vae_tiling: bool = False
 
 
-def load(checkpoint: Checkpoint, device: Device) -> Any:
-    """A StableDiffusionPipeline for a diffusers folder or a single-file checkpoint, offline."""
+def load(checkpoint: Checkpoint, device: Device, scratch: Path) -> Any:
+    """A StableDiffusionPipeline for a diffusers folder or a single-file checkpoint, offline; a single file's
+    configs are written under `scratch`."""
     from diffusers import StableDiffusionPipeline
 
     common: dict[str, Any] = {"dtype": device.dtype, "local_files_only": True, "safety_checker": None,
@@ -46,10 +49,7 @@ def load(checkpoint: Checkpoint, device: Device) -> Any:
     if checkpoint.path.is_dir():
         pipe = StableDiffusionPipeline.from_pretrained(checkpoint.path, **common)
     else:
-        config = checkpoint.config_dir
-        if config is None:
-            raise FileNotFoundError(f"{checkpoint.path.name}: no diffusers config folder "
-                                    f"'{checkpoint.path.stem}.config' beside it")
+        config = write_skeleton(checkpoint.path, scratch / checkpoint.model_name)
         pipe = StableDiffusionPipeline.from_single_file(str(checkpoint.path), config=str(config), **common)
     pipe = pipe.to(device.name)
     pipe.set_progress_bar_config(disable=True)
