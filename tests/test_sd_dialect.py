@@ -12,7 +12,7 @@ from PIL import Image
 
 from graycat.api.dialects import a1111
 from graycat.api.errors import ApiError
-from graycat.images import checkpoints, codec, infotext
+from graycat.images import checkpoints, codec, infotext, loras
 from graycat.images.samplers import SAMPLERS, SCHEDULES, UnknownSampler, resolve
 
 LIMITS = a1111.Limits(max_size=1024, max_steps=100, max_images=8)
@@ -82,19 +82,20 @@ def test_request_checks_and_the_job_they_make() -> None:
     req = a1111.Img2ImgRequest(prompt="p", init_images=[image], mask=_b64(Image.new("L", (64, 48))), seed=-1,
                                subseed=5, width=64, height=48, steps=10, sampler_name="Euler Karras",
                                inpainting_mask_invert=1, override_settings={"CLIP_stop_at_last_layers": 2})
-    params = a1111.to_params(req, checkpoint="m", limits=LIMITS, random_seeds=(11, 22), clip_skip=1)
+    params = a1111.to_params(req, checkpoint="m", limits=LIMITS, random_seeds=(11, 22), clip_skip=1,
+                             available_loras=[])
     assert (params.mode, params.seed, params.subseed, params.clip_skip) == ("img2img", 11, 5, 2)
     assert (params.sampler, params.schedule, params.inpainting_mask_invert) == ("Euler", "karras", True)
     assert params.denoising_strength == 0.75 and params.init_images == [image]
     with pytest.raises(ApiError, match="mask is 32x32 but the init image is 64x48"):
         a1111.to_params(req.model_copy(update={"mask": _b64(Image.new("L", (32, 32)))}), checkpoint="m",
-                        limits=LIMITS, random_seeds=(1, 2), clip_skip=1)
+                        limits=LIMITS, random_seeds=(1, 2), clip_skip=1, available_loras=[])
     with pytest.raises(ApiError, match="GIF"):
         a1111.to_params(req.model_copy(update={"init_images": [_b64(Image.new("RGB", (8, 8)), "GIF")]}),
-                        checkpoint="m", limits=LIMITS, random_seeds=(1, 2), clip_skip=1)
+                        checkpoint="m", limits=LIMITS, random_seeds=(1, 2), clip_skip=1, available_loras=[])
     with pytest.raises(ApiError, match="CLIP_stop_at_last_layers"):
         a1111.to_params(a1111.Txt2ImgRequest(width=64, height=64, override_settings={"CLIP_stop_at_last_layers": 0}),
-                        checkpoint="m", limits=LIMITS, random_seeds=(1, 2), clip_skip=1)
+                        checkpoint="m", limits=LIMITS, random_seeds=(1, 2), clip_skip=1, available_loras=[])
 
 
 def test_parameters_echo_has_no_nulls_where_a1111_clients_need_values() -> None:
@@ -125,3 +126,13 @@ def test_images_decode_from_data_urls_and_refuse_the_rest() -> None:
     for bad in ("%%%", base64.b64encode(b"text").decode(), png[: len(png) // 2]):
         with pytest.raises(codec.BadImage):
             codec.decode(bad)
+
+
+def test_lora_prompt_syntax() -> None:
+    assert loras.parse("a cat <lora:ink:0.7>, red <lora:glow>") == ("a cat , red", {"ink": 0.7, "glow": 1.0})
+    assert loras.parse("<lora:ink:0.5:0.2> x")[1] == {"ink": 0.5}  # A1111's separate text encoder weight
+    with pytest.raises(ValueError, match="not a number"):
+        loras.parse("<lora:ink:lots>")
+    a1111.check_loras("x <lora:ink:1>", ["ink"])
+    with pytest.raises(ApiError, match="LoRA 'nope' not found; available: ink"):
+        a1111.check_loras("x <lora:nope:1>", ["ink"])

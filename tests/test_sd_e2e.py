@@ -156,6 +156,18 @@ def test_img2img_and_inpainting_on_4_and_9_channel_models(sd: str) -> None:
         assert inverted.getpixel((32, 32)) == (200, 30, 30)  # the mask was inverted: the centre is kept
 
 
+def test_lora_from_the_prompt_is_applied_for_its_job_only(sd: str) -> None:
+    body = {"prompt": "a cat", "seed": 9, **SMALL, "override_settings": {"sd_model_checkpoint": "tiny-single"}}
+    with _bearer(sd) as http:
+        assert [x["name"] for x in http.get("/sdapi/v1/loras").json()] == ["tinylora"]
+        base = http.post("/sdapi/v1/txt2img", json=body).json()["images"]
+        styled = http.post("/sdapi/v1/txt2img", json={**body, "prompt": "a cat <lora:tinylora:1>"}).json()
+        assert styled["images"] != base and "<lora:tinylora:1>" in json.loads(styled["info"])["infotexts"][0]
+        assert http.post("/sdapi/v1/txt2img", json=body).json()["images"] == base
+        unknown = http.post("/sdapi/v1/txt2img", json={**body, "prompt": "<lora:nope:1> a cat"})
+        assert unknown.status_code == 400 and "LoRA 'nope' not found" in unknown.json()["detail"]
+
+
 def test_png_info_reads_back_the_infotext(sd: str) -> None:
     with _bearer(sd) as http:
         image = http.post("/sdapi/v1/txt2img", json={"prompt": "a cat, red", "seed": 77, "sampler_name": "DDIM",

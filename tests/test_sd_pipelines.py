@@ -10,20 +10,26 @@ import numpy as np
 import pytest
 import torch
 
+from graycat.images import loras
 from graycat.images.checkpoints import scan
 from graycat.images.params import GenerationParams
 from graycat.images.samplers import SAMPLERS
 from graycat.workers.engines.sd_config import UnsupportedCheckpoint, configs, shapes, write_clip_tokenizer
-from graycat.workers.engines.sd_pipelines import Device, Interrupted, generate, load
+from graycat.workers.engines.sd_pipelines import Device, Interrupted, generate, load, loras_applied
 from tests.tiny_sd import build_models_folder
 
 
 @pytest.fixture(scope="module")
-def pipes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("sd-models")
     build_models_folder(root)
-    return {c.model_name: load(c, Device(), root / "scratch") for c in scan(root)}
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipes(models_dir: Path) -> dict[str, Any]:
+    return {c.model_name: load(c, Device(), models_dir / "scratch") for c in scan(models_dir)}
 
 
 def _run(pipe: Any, **kw: Any) -> list[np.ndarray]:
@@ -88,10 +94,20 @@ def test_progress_per_step_and_stop_between_steps(pipes: dict[str, Any]) -> None
     assert seen == [(0, 1, 10), (0, 2, 10), (0, 3, 10)]
 
 
-def test_single_file_configs_are_read_from_the_weights(tmp_path: Path) -> None:
-    root = tmp_path / "a1111"
-    build_models_folder(root)
-    folder = root / "models" / "Stable-diffusion"
+def test_a_lora_changes_the_image_and_unloads_exactly(pipes: dict[str, Any], models_dir: Path) -> None:
+    [(name, path)] = loras.scan(models_dir).items()
+    assert name == "tinylora"
+    base = _run(pipes["tiny-single"])[0]
+    with loras_applied(pipes["tiny-single"], [(path, 1.0)]):
+        full = _run(pipes["tiny-single"])[0]
+    with loras_applied(pipes["tiny-single"], [(path, 0.3)]):
+        light = _run(pipes["tiny-single"])[0]
+    assert not np.array_equal(base, full) and not np.array_equal(full, light)
+    assert np.array_equal(base, _run(pipes["tiny-single"])[0])
+
+
+def test_single_file_configs_are_read_from_the_weights(models_dir: Path) -> None:
+    folder = models_dir / "models" / "Stable-diffusion"
     found = configs(shapes(folder / "tiny-inpaint.safetensors"))
     unet, vae, text = found["unet"], found["vae"], found["text_encoder"]
     assert (unet["in_channels"], unet["block_out_channels"], unet["cross_attention_dim"]) == (9, [16, 16, 32, 32], 64)

@@ -127,12 +127,29 @@ def to_single_file(pipe: Any, path: Path) -> None:
 
 def build_models_folder(root: Path) -> dict[str, Any]:
     """An A1111 models folder: `tiny` (a diffusers folder), `tiny-single.safetensors` (the same weights as one
-    LDM-layout file, as A1111 keeps them) and `tiny-inpaint.safetensors` (a 9-channel inpainting UNet).
-    Returns the pipelines by model name."""
+    LDM-layout file, as A1111 keeps them), `tiny-inpaint.safetensors` (a 9-channel inpainting UNet) and the
+    LoRA `models/Lora/tinylora.safetensors` (made for the SD topology, so it fits each of them). Returns the
+    pipelines by model name."""
     folder = root / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
     tiny = build_pipeline(folder / "tiny")
     to_single_file(tiny, folder / "tiny-single.safetensors")
     inpaint = build_pipeline(root / "build" / "inpaint", in_channels=9, seed=1)
     to_single_file(inpaint, folder / "tiny-inpaint.safetensors")
+    build_lora(build_pipeline(root / "build" / "lora-base"), root / "models" / "Lora" / "tinylora.safetensors")
     return {"tiny": tiny, "tiny-single": tiny, "tiny-inpaint": inpaint}
+
+
+def build_lora(pipe: Any, path: Path) -> None:
+    """A LoRA (random, rank 4) on the UNet's attention layers, saved as diffusers writes LoRA files."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(3)
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                     init_lora_weights=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    StableDiffusionPipeline.save_lora_weights(path.parent, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+                                              weight_name=path.name, safe_serialization=True)

@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.errors import ApiError
-from graycat.images import codec
+from graycat.images import codec, loras
 from graycat.images.params import GenerationParams
 from graycat.images.samplers import UnknownSampler, resolve
 
@@ -139,11 +139,24 @@ def _image(data: str, param: str) -> tuple[int, int]:
         raise _bad(f"{param} {exc}", param, 400, "invalid_image") from None
 
 
+def check_loras(prompt: str, available: list[str], param: str = "prompt") -> None:
+    """Every `<lora:name:weight>` of the prompt names a LoRA the checkpoint's workers have."""
+    try:
+        _, wanted = loras.parse(prompt)
+    except ValueError as exc:
+        raise _bad(str(exc), param) from None
+    for name in wanted:
+        if name not in available:
+            raise _bad(f"LoRA '{name}' not found; available: {', '.join(available) or 'none'} (models/Lora)", param,
+                       400, "unknown_lora")
+
+
 def to_params(req: Txt2ImgRequest, *, checkpoint: str, limits: Limits, random_seeds: tuple[int, int],
-              clip_skip: int) -> GenerationParams:
+              clip_skip: int, available_loras: list[str]) -> GenerationParams:
     """Check a request against the server's limits and make the generation job of it. `random_seeds` replace
     a seed and subseed of -1; `clip_skip` is the token's CLIP_stop_at_last_layers option."""
     _check(req, limits)
+    check_loras(req.prompt, available_loras)
     try:
         choice = resolve(req.sampler_name or req.sampler_index, req.scheduler)
     except UnknownSampler as exc:

@@ -26,9 +26,11 @@ async def _generate(request: Request, req: a1111.Txt2ImgRequest, endpoint: str) 
     wanted = (req.override_settings or {}).get("sd_model_checkpoint")
     name = await image_jobs.checkpoint(request, str(wanted) if wanted else None, "override_settings")
     saved = await image_state.options(request.app.state.queue.redis, request.state.owner)
+    served = await image_jobs.served_checkpoints(request.app.state.queue)
     params = a1111.to_params(req, checkpoint=name, limits=image_jobs.limits(request),
                              random_seeds=(image_jobs.random_seed(), image_jobs.random_seed()),
-                             clip_skip=int(saved.get("CLIP_stop_at_last_layers", 1)))
+                             clip_skip=int(saved.get("CLIP_stop_at_last_layers", 1)),
+                             available_loras=served.get(name, {}).get("loras", []))
     echo = a1111.parameters_echo(raw, isinstance(req, a1111.Img2ImgRequest))
     return await image_jobs.run(request, params, endpoint, a1111.with_parameters(echo))
 
@@ -73,6 +75,13 @@ async def set_options(request: Request, body: dict[str, Any] = Body(...)) -> Res
     if values:
         await image_state.set_options(request.app.state.queue.redis, request.state.owner, values)
     return json_response(None)
+
+
+@router.get("/loras", summary="LoRAs of the SD workers' models/Lora folders, for <lora:name:weight>")
+async def lora_list(request: Request) -> Response:
+    served = await image_jobs.served_checkpoints(request.app.state.queue)
+    names = sorted({name for info in served.values() for name in info.get("loras", [])})
+    return json_response([{"name": n, "alias": n, "path": n, "metadata": {}} for n in names])
 
 
 @router.get("/samplers", summary="Sampler names this server runs")

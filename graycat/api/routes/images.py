@@ -8,6 +8,7 @@ from starlette.responses import Response
 from graycat.api import image_jobs
 from graycat.api.auth import require_token
 from graycat.api.dialects import openai_images
+from graycat.api.dialects.a1111 import check_loras
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)])
 
@@ -18,4 +19,6 @@ async def generations(request: Request, body: openai_images.ImageGenerationReque
                                        "model")
     params = openai_images.to_params(body, checkpoint=name, limits=image_jobs.limits(request),
                                      random_seed=image_jobs.random_seed())
+    served = await image_jobs.served_checkpoints(request.app.state.queue)
+    check_loras(body.prompt, served.get(name, {}).get("loras", []))
     return await image_jobs.run(request, params, "/v1/images/generations", openai_images.images_response(body.prompt))

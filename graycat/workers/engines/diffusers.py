@@ -1,4 +1,5 @@
-"""The diffusers engine: Stable Diffusion checkpoints of an A1111 models folder, one generation at a time."""
+"""The diffusers engine: Stable Diffusion checkpoints and LoRAs of an A1111 models folder, one generation at a
+time."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import logging
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from graycat.images import loras
 from graycat.images.checkpoints import Checkpoint, scan
 from graycat.images.params import GenerationParams
 from graycat.images.results import result_body
@@ -31,6 +34,7 @@ class DiffusersEngine:
     def __init__(self, models_dir: Path, *, device: str = "auto", dtype: str = "auto", threads: int | None = None,
                  attention_slicing: bool = False, vae_tiling: bool = False) -> None:
         self.checkpoints: dict[str, Checkpoint] = {c.model_name: c for c in scan(models_dir)}
+        self.loras = loras.scan(models_dir)
         if not self.checkpoints:
             raise FileNotFoundError(f"no checkpoints (.safetensors, .ckpt or diffusers folders) in "
                                     f"{models_dir / 'models' / 'Stable-diffusion'}")
@@ -43,7 +47,8 @@ class DiffusersEngine:
         self._served = 0
 
     def models(self) -> dict[str, dict[str, Any]]:
-        return {name: {**c.info(), "slots": self.slots} for name, c in self.checkpoints.items()}
+        return {name: {**c.info(), "slots": self.slots, "loras": sorted(self.loras)}
+                for name, c in self.checkpoints.items()}
 
     def stats(self) -> dict[str, Any]:
         return {"served": self._served, "loaded": self._loaded[0] if self._loaded else None,
@@ -86,21 +91,27 @@ class DiffusersEngine:
 
     def _generate(self, params: GenerationParams, emit: Emit, loop: asyncio.AbstractEventLoop,
                   stop: threading.Event) -> bytes:
-        from graycat.workers.engines.sd_pipelines import generate
+        from graycat.workers.engines.sd_pipelines import generate, loras_applied
 
         def progress(job_no: int, step: int, steps: int) -> None:
             chunk = orjson.dumps({"job_no": job_no, "job_count": params.n_iter, "step": step, "steps": steps})
             loop.call_soon_threadsafe(emit, chunk)
 
-        images = generate(self._pipeline(params.checkpoint), params, progress, stop)
+        prompt, wanted = loras.parse(params.prompt)  # the infotext keeps the tags, as A1111's does
+        pipe = self._pipeline(params.checkpoint)
+        with loras_applied(pipe, [(self.loras[name], weight) for name, weight in wanted.items()]):
+            images = generate(pipe, replace(params, prompt=prompt), progress, stop)
         return result_body(params, self.checkpoints[params.checkpoint].info(), images)
 
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
         """Generate in the torch thread; a cancelled task stops it at the next step, then ends cancelled."""
         params = GenerationParams.from_json(job.body)
+        missing = [f"LoRA '{n}'" for n in loras.parse(params.prompt)[1] if n not in self.loras]
         if params.checkpoint not in self.checkpoints:
-            return 404, orjson.dumps({"error": {"code": 404, "message": f"checkpoint '{params.checkpoint}' is "
-                                                "not served by this worker", "type": "not_found_error"}})
+            missing.insert(0, f"checkpoint '{params.checkpoint}'")
+        if missing:
+            return 404, orjson.dumps({"error": {"code": 404, "message": f"{', '.join(missing)} not served by "
+                                                "this worker", "type": "not_found_error"}})
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         future = loop.run_in_executor(self._thread, self._generate, params, emit, loop, stop)

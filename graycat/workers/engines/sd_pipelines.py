@@ -7,7 +7,8 @@ there, so a cancelled job ends within one step.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,22 @@ def load(checkpoint: Checkpoint, device: Device, scratch: Path) -> Any:
     if device.vae_tiling:
         pipe.vae.enable_tiling()
     return pipe
+
+
+@contextmanager
+def loras_applied(pipe: Any, loras: list[tuple[Path, float]]) -> Iterator[None]:
+    """The LoRAs loaded and weighted for one job, then unloaded (which restores the base weights exactly)."""
+    if not loras:
+        yield
+        return
+    names = [f"graycat_lora_{i}" for i in range(len(loras))]  # never an nn.Module attribute name
+    try:
+        for name, (path, _) in zip(names, loras, strict=True):
+            pipe.load_lora_weights(str(path), adapter_name=name)
+        pipe.set_adapters(names, [weight for _, weight in loras])
+        yield
+    finally:
+        pipe.unload_lora_weights()
 
 
 def _scheduler(pipe: Any, params: GenerationParams, seed: int) -> Any:
