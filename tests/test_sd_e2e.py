@@ -168,6 +168,22 @@ def test_lora_from_the_prompt_is_applied_for_its_job_only(sd: str) -> None:
         assert unknown.status_code == 400 and "LoRA 'nope' not found" in unknown.json()["detail"]
 
 
+def test_outpainting_grows_the_canvas_and_keeps_the_image(sd: str) -> None:
+    source = Image.new("RGB", (64, 64), (30, 160, 40))
+    body = {"prompt": "a field", "init_images": [_b64(source)], "script_name": "Poor man's outpainting",
+            "script_args": [16, 2, 1, ["left", "down"]], "denoising_strength": 1.0, "seed": 4, **SMALL}
+    with _bearer(sd) as http:
+        for model in ("tiny", "tiny-inpaint"):
+            resp = http.post("/sdapi/v1/img2img", json={**body, "override_settings": {"sd_model_checkpoint": model}})
+            assert resp.status_code == 200, resp.text
+            out = _png(resp.json()["images"][0]).convert("RGB")
+            assert out.size == (80, 80) and json.loads(resp.json()["info"])["width"] == 80
+            assert out.getpixel((60, 20)) == (30, 160, 40)  # the original, away from the seam
+            assert out.getpixel((2, 40)) != (30, 160, 40) and out.getpixel((40, 78)) != (30, 160, 40)
+        bad = http.post("/sdapi/v1/img2img", json={**body, "script_args": [12]})
+        assert bad.status_code == 422 and bad.json()["param"] == "script_args"
+
+
 def test_png_info_reads_back_the_infotext(sd: str) -> None:
     with _bearer(sd) as http:
         image = http.post("/sdapi/v1/txt2img", json={"prompt": "a cat, red", "seed": 77, "sampler_name": "DDIM",

@@ -15,8 +15,12 @@ class BadImage(ValueError):
     """Not a base64-encoded PNG, JPEG or WebP image."""
 
 
+MAX_PIXELS = 8192 * 8192
+
+
 def decode(data: str) -> Image.Image:
-    """A raw base64 image or a `data:image/...;base64,` URL, fully decoded (so a truncated file fails here)."""
+    """A raw base64 image or a `data:image/...;base64,` URL, fully decoded (so a truncated file fails here);
+    images over MAX_PIXELS are refused before they are decoded."""
     if data.startswith("data:"):
         data = data.partition(",")[2]
     try:
@@ -25,6 +29,8 @@ def decode(data: str) -> Image.Image:
         raise BadImage("is not valid base64") from None
     try:
         image = Image.open(io.BytesIO(raw))
+        if image.width * image.height > MAX_PIXELS:
+            raise BadImage(f"is {image.width}x{image.height}, over the {MAX_PIXELS:,} pixels an image may have")
         image.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
         raise BadImage(f"is not a readable image ({exc})") from None

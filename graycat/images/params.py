@@ -39,6 +39,7 @@ class GenerationParams:
     inpaint_full_res_padding: int = 0
     inpainting_mask_invert: bool = False
     resize_mode: int = 0
+    outpaint: list[int] | None = None  # pixels added (left, up, right, down); width and height include them
     send_images: bool = True
 
     def to_json(self) -> bytes:

@@ -15,6 +15,8 @@ from graycat.images.params import GenerationParams
 from graycat.images.samplers import UnknownSampler, resolve
 
 MAX_SEED = 4294967295
+OUTPAINT = "poor man's outpainting"  # A1111's script: script_args [pixels, mask_blur, inpainting_fill, directions]
+SIDES = ("left", "up", "right", "down")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class Txt2ImgRequest(BaseModel):
     enable_hr: bool = False
     override_settings: dict[str, Any] | None = None
     script_name: str | None = None
+    script_args: list[Any] = Field(default_factory=list)
     alwayson_scripts: dict[str, Any] | None = None
     send_images: bool = True
 
@@ -122,8 +125,9 @@ def _check(req: Txt2ImgRequest, limits: Limits) -> None:
     if req.batch_size * req.n_iter > limits.max_images:
         raise _bad(f"batch_size x n_iter asks for {req.batch_size * req.n_iter} images; this server makes at most "
                    f"{limits.max_images} per request (SD_MAX_IMAGES)", "batch_size")
-    if req.script_name:
-        raise _bad(f"script '{req.script_name}' not found: this server runs no A1111 scripts", "script_name")
+    if req.script_name and not (isinstance(req, Img2ImgRequest) and req.script_name.strip().lower() == OUTPAINT):
+        raise _bad(f"script '{req.script_name}' not found: the only A1111 script this server runs is "
+                   "\"Poor man's outpainting\" (img2img)", "script_name")
     for name, script in (req.alwayson_scripts or {}).items():
         if script:
             raise _bad(f"always-on script '{name}' not found: this server runs no A1111 extensions",
@@ -190,7 +194,32 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, limits: Limits, random_se
         params.mask_blur, params.inpainting_fill = req.mask_blur, req.inpainting_fill
         params.inpaint_full_res, params.inpaint_full_res_padding = req.inpaint_full_res, req.inpaint_full_res_padding
         params.inpainting_mask_invert, params.resize_mode = bool(req.inpainting_mask_invert), req.resize_mode
+        if req.script_name:
+            _outpainting(req, params, limits)
     return params
+
+
+def _outpainting(req: Img2ImgRequest, params: GenerationParams, limits: Limits) -> None:
+    """A1111's "Poor man's outpainting": the image (at width x height) on a canvas grown by `pixels` on the
+    chosen sides, the new border painted. The answer is the larger image."""
+    args = [*req.script_args, None, None, None, None][:4]
+    pixels, blur, fill, directions = (128 if args[0] is None else args[0], 4 if args[1] is None else args[1],
+                                      1 if args[2] is None else args[2], SIDES if args[3] is None else args[3])
+    if not isinstance(pixels, int) or pixels <= 0 or pixels % 8:
+        raise _bad("script_args[0] (pixels to expand) must be a positive multiple of 8", "script_args")
+    if not isinstance(blur, int) or blur < 0 or not isinstance(fill, int) or not 0 <= fill <= 3:
+        raise _bad("script_args[1] (mask blur) must be an integer >= 0 and script_args[2] (inpainting fill) "
+                   "0 to 3", "script_args")
+    if not isinstance(directions, list | tuple) or not directions or not set(directions) <= set(SIDES):
+        raise _bad(f"script_args[3] (directions) must be a non-empty list of {', '.join(SIDES)}", "script_args")
+    if req.mask:
+        raise _bad("outpainting paints the new border: send no mask", "mask")
+    sides = [pixels if side in directions else 0 for side in SIDES]
+    params.width, params.height = params.width + sides[0] + sides[2], params.height + sides[1] + sides[3]
+    if max(params.width, params.height) > limits.max_size:
+        raise _bad(f"outpainting to {params.width}x{params.height} is over this server's maximum of "
+                   f"{limits.max_size} (SD_MAX_SIZE)", "script_args")
+    params.outpaint, params.mask_blur, params.inpainting_fill = sides, blur, fill
 
 
 def with_parameters(echo: dict[str, Any]) -> Any:

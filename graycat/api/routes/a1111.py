@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -27,10 +28,11 @@ async def _generate(request: Request, req: a1111.Txt2ImgRequest, endpoint: str) 
     name = await image_jobs.checkpoint(request, str(wanted) if wanted else None, "override_settings")
     saved = await image_state.options(request.app.state.queue.redis, request.state.owner)
     served = await image_jobs.served_checkpoints(request.app.state.queue)
-    params = a1111.to_params(req, checkpoint=name, limits=image_jobs.limits(request),
-                             random_seeds=(image_jobs.random_seed(), image_jobs.random_seed()),
-                             clip_skip=int(saved.get("CLIP_stop_at_last_layers", 1)),
-                             available_loras=served.get(name, {}).get("loras", []))
+    # decoding the images takes a while for large ones: off the event loop, so progress polls stay quick
+    params = await asyncio.to_thread(
+        a1111.to_params, req, checkpoint=name, limits=image_jobs.limits(request),
+        random_seeds=(image_jobs.random_seed(), image_jobs.random_seed()),
+        clip_skip=int(saved.get("CLIP_stop_at_last_layers", 1)), available_loras=served.get(name, {}).get("loras", []))
     echo = a1111.parameters_echo(raw, isinstance(req, a1111.Img2ImgRequest))
     return await image_jobs.run(request, params, endpoint, a1111.with_parameters(echo))
 

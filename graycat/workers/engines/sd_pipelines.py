@@ -135,6 +135,21 @@ def _crop_box(mask: Image.Image, padding: int, width: int, height: int) -> tuple
     return max(left, 0), max(top, 0), min(right, mask.width), min(bottom, mask.height)
 
 
+def _outpaint_canvas(image: Image.Image, sides: list[int], blur: int) -> tuple[Image.Image, Image.Image]:
+    """The image on a canvas grown by (left, up, right, down) pixels, the new border filled with the image's
+    stretched and blurred edges, and the mask of what to paint: the border, reaching `blur` pixels into the
+    image so that the seam is repainted too."""
+    left, up, right, down = sides
+    size = (image.width + left + right, image.height + up + down)
+    canvas = image.resize(size, Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(max(size) / 16))
+    canvas.paste(image, (left, up))
+    mask = Image.new("L", size, 255)
+    keep = (left + blur if left else 0, up + blur if up else 0, left + image.width - (blur if right else 0),
+            up + image.height - (blur if down else 0))
+    mask.paste(0, keep)
+    return canvas, mask
+
+
 def _noise(seeds: list[int], subseeds: list[int], strength: float, shape: tuple[int, ...]) -> torch.Tensor:
     """Initial latents, one per seed; with a subseed strength, each is moved towards its subseed's noise
     (spherical interpolation, as A1111's variation seeds)."""
@@ -166,9 +181,16 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     p = params
     w, h = p.width, p.height
     nine_channels = pipe.unet.config.in_channels == 9
-    init = _resize(codec.decode(p.init_images[0]).convert("RGB"), w, h, p.resize_mode) if p.init_images else None
+    masked = bool(p.mask or p.outpaint)  # the request paints part of its image
+    init = None
+    if p.init_images:
+        left, up, right, down = p.outpaint or (0, 0, 0, 0)
+        inner = (w - left - right, h - up - down)
+        init = _resize(codec.decode(p.init_images[0]).convert("RGB"), *inner, p.resize_mode)
     mask = None
-    if p.mask:
+    if p.outpaint and init is not None:
+        init, mask = _outpaint_canvas(init, p.outpaint, p.mask_blur)
+    elif p.mask:
         mask = _resize(codec.decode(p.mask).convert("L"), w, h, p.resize_mode)
         if p.inpainting_mask_invert:
             mask = ImageOps.invert(mask)
@@ -207,11 +229,11 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
                 if crop is not None:
                     source = init.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
                     region = soft_mask.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
-                start = _fill(source, region, p.inpainting_fill if p.mask else 1, seeds[0])
-                strength = p.denoising_strength if p.mask or p.init_images else 1.0
+                start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
+                strength = p.denoising_strength if masked or p.init_images else 1.0
                 out = StableDiffusionInpaintPipeline(**pipe.components)(
                     image=start, mask_image=region, strength=strength, width=w, height=h, **run).images
-                out = [_paste(init, soft_mask, o, crop) for o in out] if p.mask else out
+                out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
             elif init is not None:
                 out = StableDiffusionImg2ImgPipeline(**pipe.components)(
                     image=init, strength=p.denoising_strength, **run).images
