@@ -12,7 +12,8 @@ from graycat.api.app import create_app
 from graycat.config import load_settings
 from tests.conftest import TOKEN, RedisServer
 
-PUBLIC = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+PUBLIC = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+          "/v1/images/files/{file_id}.png"}  # an unguessable, expiring link, as OpenAI's image URLs
 
 
 @pytest.fixture

@@ -262,8 +262,14 @@ def test_openai_images_generations(sd: str) -> None:
         assert len(data) == 2 and _png(data[0]["b64_json"]).size == (64, 64)
         bad = http.post("/v1/images/generations", json={"prompt": "a cat", "size": "100x100"})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "size"
-        url = http.post("/v1/images/generations", json={"prompt": "a cat", "response_format": "url"})
-        assert url.status_code == 400 and "b64_json" in url.json()["error"]["message"]
+        by_url = http.post("/v1/images/generations", json={"prompt": "a cat", "size": "64x64", "steps": 2, "n": 2,
+                                                           "seed": 5, "response_format": "url"})
+        assert by_url.status_code == 200, by_url.text
+        urls = [d["url"] for d in by_url.json()["data"]]
+        assert len(urls) == 2 and all(u.startswith(sd + "/v1/images/files/") for u in urls)
+    png = httpx.get(urls[0], timeout=10)  # no token: the URL is the key
+    assert png.headers["content-type"] == "image/png" and Image.open(io.BytesIO(png.content)).size == (64, 64)
+    assert httpx.get(urls[0].replace("files/", "files/x"), timeout=10).status_code == 404
 
 
 def test_graycat_up_starts_an_sd_worker_when_the_models_folder_has_checkpoints(tmp_path: Path,

@@ -81,4 +81,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(a1111.router)
     app.include_router(images.router)
+    app.include_router(images.files)
     return app

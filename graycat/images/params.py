@@ -49,7 +49,3 @@ class GenerationParams:
     def from_json(cls, data: bytes) -> GenerationParams:
         values: dict[str, Any] = orjson.loads(data)
         return cls(**values)
-
-    @property
-    def image_count(self) -> int:
-        return self.batch_size * self.n_iter

@@ -1,4 +1,5 @@
-"""Per-token state of the A1111 API in Redis: its options (chosen checkpoint, clip skip) and its latest job."""
+"""Image state in Redis: each token's A1111 options (chosen checkpoint, clip skip) and latest job, and the
+PNGs served by URL for a while."""
 
 from __future__ import annotations
 
@@ -40,3 +41,12 @@ async def last_progress(redis: aioredis.Redis, job_id: str) -> bytes | None:
         if event[:1] == START:
             return b""
     return None
+
+
+async def store_file(redis: aioredis.Redis, file_id: str, png: bytes, ttl: int) -> None:
+    await redis.set(keys.image_file(file_id), png, ex=ttl)
+
+
+async def load_file(redis: aioredis.Redis, file_id: str) -> bytes | None:
+    data: bytes | None = await redis.get(keys.image_file(file_id))
+    return data

@@ -75,3 +75,8 @@ def image_options(owner: str) -> str:
 def image_current(owner: str) -> str:
     """String: the id of a token's latest image job, for `/sdapi/v1/progress` and `/sdapi/v1/interrupt`."""
     return f"{PREFIX}:sdcur:{owner}"
+
+
+def image_file(file_id: str) -> str:
+    """String: one generated PNG, served at /v1/images/files/<id>.png until it expires (OpenAI's `url` answers)."""
+    return f"{PREFIX}:img:{file_id}"

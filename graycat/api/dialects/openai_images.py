@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from typing import Any, Literal
@@ -41,9 +42,6 @@ class ImageGenerationRequest(BaseModel):
 
 
 def to_params(req: ImageGenerationRequest, *, checkpoint: str, limits: Limits, random_seed: int) -> GenerationParams:
-    if req.response_format == "url":
-        raise ApiError(400, "response_format 'url' is not supported by this server; use 'b64_json'",
-                       code="unsupported_response_format", param="response_format")
     match = _SIZE.match(req.size)
     assert match is not None  # checked by the model
     width, height = int(match[1]), int(match[2])
@@ -69,3 +67,14 @@ def images_response(prompt: str) -> Any:
         return orjson.dumps({"created": int(time.time()),
                              "data": [{"b64_json": image, "revised_prompt": prompt} for image in images]})
     return reshape
+
+
+def with_urls(body: bytes, base_url: str, file_ids: list[str]) -> tuple[bytes, list[bytes]]:
+    """An answer with `url`s (`<base_url>/v1/images/files/<id>.png`) in place of `b64_json`, and the PNGs to
+    serve there, in order."""
+    answer = orjson.loads(body)
+    pngs = []
+    for item, file_id in zip(answer["data"], file_ids, strict=True):
+        pngs.append(base64.b64decode(item.pop("b64_json")))
+        item["url"] = f"{base_url.rstrip('/')}/v1/images/files/{file_id}.png"
+    return orjson.dumps(answer), pngs
