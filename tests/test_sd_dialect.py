@@ -16,6 +16,7 @@ from graycat.images import checkpoints, codec, infotext, loras
 from graycat.images.samplers import SAMPLERS, SCHEDULES, UnknownSampler, resolve
 
 LIMITS = a1111.Limits(max_size=1024, max_steps=100, max_images=8)
+MODEL = {"loras": ["ink"], "vaes": ["clear.safetensors"]}
 
 
 def _b64(image: Image.Image, fmt: str = "PNG") -> str:
@@ -82,20 +83,19 @@ def test_request_checks_and_the_job_they_make() -> None:
     req = a1111.Img2ImgRequest(prompt="p", init_images=[image], mask=_b64(Image.new("L", (64, 48))), seed=-1,
                                subseed=5, width=64, height=48, steps=10, sampler_name="Euler Karras",
                                inpainting_mask_invert=1, override_settings={"CLIP_stop_at_last_layers": 2})
-    params = a1111.to_params(req, checkpoint="m", limits=LIMITS, random_seeds=(11, 22), clip_skip=1,
-                             available_loras=[])
+    params = a1111.to_params(req, checkpoint="m", model=MODEL, saved={}, limits=LIMITS, random_seeds=(11, 22))
     assert (params.mode, params.seed, params.subseed, params.clip_skip) == ("img2img", 11, 5, 2)
     assert (params.sampler, params.schedule, params.inpainting_mask_invert) == ("Euler", "karras", True)
     assert params.denoising_strength == 0.75 and params.init_images == [image]
     with pytest.raises(ApiError, match="mask is 32x32 but the init image is 64x48"):
         a1111.to_params(req.model_copy(update={"mask": _b64(Image.new("L", (32, 32)))}), checkpoint="m",
-                        limits=LIMITS, random_seeds=(1, 2), clip_skip=1, available_loras=[])
+                        model=MODEL, saved={}, limits=LIMITS, random_seeds=(1, 2))
     with pytest.raises(ApiError, match="GIF"):
         a1111.to_params(req.model_copy(update={"init_images": [_b64(Image.new("RGB", (8, 8)), "GIF")]}),
-                        checkpoint="m", limits=LIMITS, random_seeds=(1, 2), clip_skip=1, available_loras=[])
+                        checkpoint="m", model=MODEL, saved={}, limits=LIMITS, random_seeds=(1, 2))
     with pytest.raises(ApiError, match="CLIP_stop_at_last_layers"):
         a1111.to_params(a1111.Txt2ImgRequest(width=64, height=64, override_settings={"CLIP_stop_at_last_layers": 0}),
-                        checkpoint="m", limits=LIMITS, random_seeds=(1, 2), clip_skip=1, available_loras=[])
+                        checkpoint="m", model=MODEL, saved={}, limits=LIMITS, random_seeds=(1, 2))
 
 
 def test_parameters_echo_has_no_nulls_where_a1111_clients_need_values() -> None:
@@ -136,3 +136,15 @@ def test_lora_prompt_syntax() -> None:
     a1111.check_loras("x <lora:ink:1>", ["ink"])
     with pytest.raises(ApiError, match="LoRA 'nope' not found; available: ink"):
         a1111.check_loras("x <lora:nope:1>", ["ink"])
+
+
+def test_vae_choice() -> None:
+    assert a1111.choose_vae("clear", None, MODEL["vaes"], "p") == "clear.safetensors"
+    assert a1111.choose_vae("Automatic", "clear.safetensors", MODEL["vaes"], "p") is None
+    assert a1111.choose_vae(None, "clear.safetensors", MODEL["vaes"], "p") == "clear.safetensors"
+    assert a1111.choose_vae(None, "gone.safetensors", MODEL["vaes"], "p") is None  # a saved one no worker has
+    with pytest.raises(ApiError, match="VAE 'murky' not found"):
+        a1111.choose_vae("murky", None, MODEL["vaes"], "p")
+    req = a1111.Txt2ImgRequest(width=64, height=64, override_settings={"sd_vae": "clear.safetensors"})
+    assert a1111.to_params(req, checkpoint="m", model=MODEL, saved={"CLIP_stop_at_last_layers": "2"}, limits=LIMITS,
+                           random_seeds=(1, 2)).vae == "clear.safetensors"

@@ -184,6 +184,25 @@ def test_outpainting_grows_the_canvas_and_keeps_the_image(sd: str) -> None:
         assert bad.status_code == 422 and bad.json()["param"] == "script_args"
 
 
+def test_vae_from_the_folder_by_option_or_override(sd: str) -> None:
+    body = {"prompt": "a cat", "seed": 9, **SMALL, "override_settings": {"sd_model_checkpoint": "tiny"}}
+    with _bearer(sd) as http:
+        assert http.get("/sdapi/v1/sd-vae").json() == [{"model_name": "tinyvae.safetensors",
+                                                         "filename": "tinyvae.safetensors"}]
+        base = http.post("/sdapi/v1/txt2img", json=body).json()
+        swapped = http.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
+            "sd_model_checkpoint": "tiny", "sd_vae": "tinyvae"}}).json()
+        assert swapped["images"] != base["images"]
+        assert "VAE: tinyvae.safetensors" in json.loads(swapped["info"])["infotexts"][0]
+        assert http.post("/sdapi/v1/txt2img", json=body).json()["images"] == base["images"]  # the own VAE again
+        assert http.post("/sdapi/v1/options", json={"sd_vae": "tinyvae.safetensors"}).status_code == 200
+        assert http.get("/sdapi/v1/options").json()["sd_vae"] == "tinyvae.safetensors"
+        assert http.post("/sdapi/v1/txt2img", json=body).json()["images"] == swapped["images"]
+        assert http.post("/sdapi/v1/options", json={"sd_vae": "murky"}).status_code == 404
+        assert http.post("/sdapi/v1/options", json={"sd_vae": "Automatic"}).status_code == 200
+        assert http.post("/sdapi/v1/txt2img", json=body).json()["images"] == base["images"]
+
+
 def test_png_info_reads_back_the_infotext(sd: str) -> None:
     with _bearer(sd) as http:
         image = http.post("/sdapi/v1/txt2img", json={"prompt": "a cat, red", "seed": 77, "sampler_name": "DDIM",

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import save_file
+
 from graycat.workers.engines.sd_config import write_clip_tokenizer
 
 SCHEDULER = {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
@@ -107,18 +109,23 @@ def _vae_key(key: str) -> str:
     return key.replace(".conv_shortcut.", ".nin_shortcut.")
 
 
+def vae_state(vae: Any) -> dict[str, Any]:
+    """A VAE's weights under the LDM names (without the checkpoint's `first_stage_model.` prefix)."""
+    state = {}
+    for key, value in vae.state_dict().items():
+        if ".attentions." in key and value.ndim == 2:
+            value = value[:, :, None, None]
+        state[_vae_key(key) if key.split(".")[0] in ("encoder", "decoder") else key] = value.contiguous()
+    return state
+
+
 def to_single_file(pipe: Any, path: Path) -> None:
     """Save the pipeline's weights as one A1111-style (LDM layout) .safetensors checkpoint."""
-    from safetensors.torch import save_file
-
     state: dict[str, Any] = {}
     for key, value in pipe.unet.state_dict().items():
         state["model.diffusion_model." + _unet_key(key)] = value
-    for key, value in pipe.vae.state_dict().items():
-        if ".attentions." in key and value.ndim == 2:
-            value = value[:, :, None, None]
-        state["first_stage_model." + (_vae_key(key) if "." in key and key.split(".")[0] in ("encoder", "decoder")
-                                      else key)] = value
+    for key, value in vae_state(pipe.vae).items():
+        state["first_stage_model." + key] = value
     for key, value in pipe.text_encoder.state_dict().items():
         name = key if key.startswith("text_model.") else "text_model." + key
         state["cond_stage_model.transformer." + name] = value
@@ -128,15 +135,18 @@ def to_single_file(pipe: Any, path: Path) -> None:
 def build_models_folder(root: Path) -> dict[str, Any]:
     """An A1111 models folder: `tiny` (a diffusers folder), `tiny-single.safetensors` (the same weights as one
     LDM-layout file, as A1111 keeps them), `tiny-inpaint.safetensors` (a 9-channel inpainting UNet) and the
-    LoRA `models/Lora/tinylora.safetensors` (made for the SD topology, so it fits each of them). Returns the
-    pipelines by model name."""
+    LoRA `models/Lora/tinylora.safetensors` and VAE `models/VAE/tinyvae.safetensors` (made for the same
+    topology, so they fit each of them). Returns the pipelines by model name."""
     folder = root / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
     tiny = build_pipeline(folder / "tiny")
     to_single_file(tiny, folder / "tiny-single.safetensors")
     inpaint = build_pipeline(root / "build" / "inpaint", in_channels=9, seed=1)
     to_single_file(inpaint, folder / "tiny-inpaint.safetensors")
-    build_lora(build_pipeline(root / "build" / "lora-base"), root / "models" / "Lora" / "tinylora.safetensors")
+    other = build_pipeline(root / "build" / "other", seed=2)
+    build_lora(other, root / "models" / "Lora" / "tinylora.safetensors")
+    (root / "models" / "VAE").mkdir(parents=True)
+    save_file(vae_state(other.vae), str(root / "models" / "VAE" / "tinyvae.safetensors"))
     return {"tiny": tiny, "tiny-single": tiny, "tiny-inpaint": inpaint}
 
 

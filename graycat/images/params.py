@@ -28,6 +28,7 @@ class GenerationParams:
     batch_size: int = 1
     n_iter: int = 1
     clip_skip: int = 1
+    vae: str | None = None  # a file of models/VAE; None: the checkpoint's own
     tiling: bool = False
     eta: float | None = None
     denoising_strength: float = 0.75

@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.errors import ApiError
-from graycat.images import codec, loras
+from graycat.images import codec, loras, vaes
 from graycat.images.params import GenerationParams
 from graycat.images.samplers import UnknownSampler, resolve
 
@@ -155,12 +155,30 @@ def check_loras(prompt: str, available: list[str], param: str = "prompt") -> Non
                        400, "unknown_lora")
 
 
-def to_params(req: Txt2ImgRequest, *, checkpoint: str, limits: Limits, random_seeds: tuple[int, int],
-              clip_skip: int, available_loras: list[str]) -> GenerationParams:
-    """Check a request against the server's limits and make the generation job of it. `random_seeds` replace
-    a seed and subseed of -1; `clip_skip` is the token's CLIP_stop_at_last_layers option."""
+def choose_vae(wanted: Any, saved: str | None, available: list[str], param: str) -> str | None:
+    """The VAE file a request means: `wanted` (404 when unknown), else the token's saved `sd_vae` while its
+    workers still have it; None for the checkpoint's own."""
+    if wanted is not None:
+        try:
+            return vaes.find(str(wanted), available)
+        except KeyError:
+            raise _bad(f"VAE '{wanted}' not found; available: Automatic, None, {', '.join(available)} "
+                       "(models/VAE)", param, 404, "vae_not_found") from None
+    try:
+        return vaes.find(saved, available)
+    except KeyError:
+        return None
+
+
+def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], saved: dict[str, str], limits: Limits,
+              random_seeds: tuple[int, int]) -> GenerationParams:
+    """Check a request against the server's limits and the checkpoint's announced `model` info, and make the
+    generation job of it. `random_seeds` replace a seed and subseed of -1; `saved` are the token's options."""
     _check(req, limits)
-    check_loras(req.prompt, available_loras)
+    check_loras(req.prompt, model.get("loras", []))
+    vae = choose_vae((req.override_settings or {}).get("sd_vae"), saved.get("sd_vae"), model.get("vaes", []),
+                     "override_settings")
+    clip_skip = int(saved.get("CLIP_stop_at_last_layers", 1))
     try:
         choice = resolve(req.sampler_name or req.sampler_index, req.scheduler)
     except UnknownSampler as exc:
@@ -175,7 +193,7 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, limits: Limits, random_se
         subseed=req.subseed if req.subseed >= 0 else random_seeds[1], subseed_strength=req.subseed_strength,
         sampler=choice.sampler.name, schedule=choice.schedule.name, steps=req.steps, cfg_scale=req.cfg_scale,
         width=req.width, height=req.height, batch_size=req.batch_size, n_iter=req.n_iter, clip_skip=clip,
-        tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images)
+        tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images, vae=vae)
     if isinstance(req, Img2ImgRequest):
         if not req.init_images:
             raise _bad("init_images: img2img needs at least one base64 image", "init_images")
@@ -240,8 +258,8 @@ def options(checkpoint: dict[str, Any] | None, saved: dict[str, str]) -> dict[st
     return {"sd_model_checkpoint": checkpoint.get("title") if checkpoint else None,
             "sd_checkpoint_hash": checkpoint.get("sha256") if checkpoint else None,
             "CLIP_stop_at_last_layers": int(saved.get("CLIP_stop_at_last_layers", 1)),
-            "sd_vae": "Automatic", "samples_format": "png", "samples_save": False, "grid_save": False,
-            "outdir_samples": "", "enable_pnginfo": True}
+            "sd_vae": saved.get("sd_vae", "Automatic"), "samples_format": "png", "samples_save": False,
+            "grid_save": False, "outdir_samples": "", "enable_pnginfo": True}
 
 
 def progress(record: dict[str, str] | None, last: bytes | None, job_id: str | None, now: float) -> dict[str, Any]:

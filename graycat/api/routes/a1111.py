@@ -30,9 +30,8 @@ async def _generate(request: Request, req: a1111.Txt2ImgRequest, endpoint: str) 
     served = await image_jobs.served_checkpoints(request.app.state.queue)
     # decoding the images takes a while for large ones: off the event loop, so progress polls stay quick
     params = await asyncio.to_thread(
-        a1111.to_params, req, checkpoint=name, limits=image_jobs.limits(request),
-        random_seeds=(image_jobs.random_seed(), image_jobs.random_seed()),
-        clip_skip=int(saved.get("CLIP_stop_at_last_layers", 1)), available_loras=served.get(name, {}).get("loras", []))
+        a1111.to_params, req, checkpoint=name, model=served.get(name, {}), saved=saved,
+        limits=image_jobs.limits(request), random_seeds=(image_jobs.random_seed(), image_jobs.random_seed()))
     echo = a1111.parameters_echo(raw, isinstance(req, a1111.Img2ImgRequest))
     return await image_jobs.run(request, params, endpoint, a1111.with_parameters(echo))
 
@@ -53,7 +52,7 @@ async def sd_models(request: Request) -> Response:
     return json_response([a1111.checkpoint_entry(info) for info in served.values()])
 
 
-@router.get("/options", summary="The token's options: current checkpoint, clip skip")
+@router.get("/options", summary="The token's options: current checkpoint, VAE, clip skip")
 async def get_options(request: Request) -> Response:
     queue = request.app.state.queue
     saved = await image_state.options(queue.redis, request.state.owner)
@@ -64,11 +63,15 @@ async def get_options(request: Request) -> Response:
     return json_response(a1111.options(current, saved))
 
 
-@router.post("/options", summary="Set options (per token): sd_model_checkpoint by any A1111 name, clip skip")
+@router.post("/options", summary="Set options (per token): sd_model_checkpoint by any A1111 name, sd_vae, clip skip")
 async def set_options(request: Request, body: dict[str, Any] = Body(...)) -> Response:
     values: dict[str, str] = {}
     if (wanted := body.get("sd_model_checkpoint")) is not None:
         values["sd_model_checkpoint"] = await image_jobs.checkpoint(request, str(wanted), "sd_model_checkpoint")
+    if (vae := body.get("sd_vae")) is not None:
+        available = sorted({v for info in (await image_jobs.served_checkpoints(request.app.state.queue)).values()
+                            for v in info.get("vaes", [])})
+        values["sd_vae"] = a1111.choose_vae(vae, None, available, "sd_vae") or "Automatic"
     if (clip := body.get("CLIP_stop_at_last_layers")) is not None:
         if not isinstance(clip, int) or not 1 <= clip <= 12:
             raise ApiError(422, "CLIP_stop_at_last_layers must be an integer from 1 to 12", code="invalid_request",
@@ -84,6 +87,13 @@ async def lora_list(request: Request) -> Response:
     served = await image_jobs.served_checkpoints(request.app.state.queue)
     names = sorted({name for info in served.values() for name in info.get("loras", [])})
     return json_response([{"name": n, "alias": n, "path": n, "metadata": {}} for n in names])
+
+
+@router.get("/sd-vae", summary="VAEs of the SD workers' models/VAE folders, for the sd_vae option")
+async def vae_list(request: Request) -> Response:
+    served = await image_jobs.served_checkpoints(request.app.state.queue)
+    names = sorted({name for info in served.values() for name in info.get("vaes", [])})
+    return json_response([{"model_name": n, "filename": n} for n in names])
 
 
 @router.get("/samplers", summary="Sampler names this server runs")

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from graycat.api import image_jobs
 from graycat.api.auth import require_token
 from graycat.api.dialects import openai_images
-from graycat.api.dialects.a1111 import check_loras
+from graycat.api.dialects.a1111 import check_loras, choose_vae
 from graycat.api.errors import ApiError
 from graycat.queue import image_state
 
@@ -26,6 +26,8 @@ async def generations(request: Request, body: openai_images.ImageGenerationReque
                                      random_seed=image_jobs.random_seed())
     served = await image_jobs.served_checkpoints(request.app.state.queue)
     check_loras(body.prompt, served.get(name, {}).get("loras", []))
+    saved = await image_state.options(request.app.state.queue.redis, request.state.owner)
+    params.vae = choose_vae(None, saved.get("sd_vae"), served.get(name, {}).get("vaes", []), "model")
     response = await image_jobs.run(request, params, "/v1/images/generations",
                                     openai_images.images_response(body.prompt))
     if body.response_format != "url" or response.status_code != 200:

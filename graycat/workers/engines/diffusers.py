@@ -1,5 +1,5 @@
-"""The diffusers engine: Stable Diffusion checkpoints and LoRAs of an A1111 models folder, one generation at a
-time."""
+"""The diffusers engine: Stable Diffusion checkpoints, LoRAs and VAEs of an A1111 models folder, one generation
+at a time."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from graycat.images import loras
+from graycat.images import loras, vaes
 from graycat.images.checkpoints import Checkpoint, scan
 from graycat.images.params import GenerationParams
 from graycat.images.results import result_body
@@ -35,6 +35,7 @@ class DiffusersEngine:
                  attention_slicing: bool = False, vae_tiling: bool = False) -> None:
         self.checkpoints: dict[str, Checkpoint] = {c.model_name: c for c in scan(models_dir)}
         self.loras = loras.scan(models_dir)
+        self.vaes = vaes.scan(models_dir)
         if not self.checkpoints:
             raise FileNotFoundError(f"no checkpoints (.safetensors, .ckpt or diffusers folders) in "
                                     f"{models_dir / 'models' / 'Stable-diffusion'}")
@@ -44,10 +45,11 @@ class DiffusersEngine:
         self._scratch = tempfile.TemporaryDirectory(prefix="graycat-sd-")  # configs of single-file checkpoints
         self._device: Any = None
         self._loaded: tuple[str, Any] | None = None
+        self._vae: tuple[str, Any] | None = None
         self._served = 0
 
     def models(self) -> dict[str, dict[str, Any]]:
-        return {name: {**c.info(), "slots": self.slots, "loras": sorted(self.loras)}
+        return {name: {**c.info(), "slots": self.slots, "loras": sorted(self.loras), "vaes": sorted(self.vaes)}
                 for name, c in self.checkpoints.items()}
 
     def stats(self) -> dict[str, Any]:
@@ -89,9 +91,18 @@ class DiffusersEngine:
             self._loaded = (name, load(self.checkpoints[name], self._device, Path(self._scratch.name)))
         return self._loaded[1]
 
+    def _vae_module(self, name: str | None) -> Any:
+        from graycat.workers.engines.sd_pipelines import load_vae
+
+        if name is None:
+            return None
+        if self._vae is None or self._vae[0] != name:
+            self._vae = (name, load_vae(self.vaes[name], self._device, Path(self._scratch.name)))
+        return self._vae[1]
+
     def _generate(self, params: GenerationParams, emit: Emit, loop: asyncio.AbstractEventLoop,
                   stop: threading.Event) -> bytes:
-        from graycat.workers.engines.sd_pipelines import generate, loras_applied
+        from graycat.workers.engines.sd_pipelines import generate, loras_applied, vae_applied
 
         def progress(job_no: int, step: int, steps: int) -> None:
             chunk = orjson.dumps({"job_no": job_no, "job_count": params.n_iter, "step": step, "steps": steps})
@@ -99,7 +110,8 @@ class DiffusersEngine:
 
         prompt, wanted = loras.parse(params.prompt)  # the infotext keeps the tags, as A1111's does
         pipe = self._pipeline(params.checkpoint)
-        with loras_applied(pipe, [(self.loras[name], weight) for name, weight in wanted.items()]):
+        with vae_applied(pipe, self._vae_module(params.vae)), \
+                loras_applied(pipe, [(self.loras[name], weight) for name, weight in wanted.items()]):
             images = generate(pipe, replace(params, prompt=prompt), progress, stop)
         return result_body(params, self.checkpoints[params.checkpoint].info(), images)
 
@@ -109,6 +121,8 @@ class DiffusersEngine:
         missing = [f"LoRA '{n}'" for n in loras.parse(params.prompt)[1] if n not in self.loras]
         if params.checkpoint not in self.checkpoints:
             missing.insert(0, f"checkpoint '{params.checkpoint}'")
+        if params.vae is not None and params.vae not in self.vaes:
+            missing.append(f"VAE '{params.vae}'")
         if missing:
             return 404, orjson.dumps({"error": {"code": 404, "message": f"{', '.join(missing)} not served by "
                                                 "this worker", "type": "not_found_error"}})

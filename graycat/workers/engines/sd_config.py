@@ -68,8 +68,7 @@ def configs(found: dict[str, tuple[int, ...]]) -> dict[str, dict[str, Any]]:
         conv_in = found[UNET + "input_blocks.0.0.weight"]
         widths = [found[f"{UNET}input_blocks.{3 * i + 1}.0.out_layers.3.weight"][0] for i in range(4)]
         cross = found[UNET + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"][1]
-        vae_widths = [found[f"{VAE}encoder.down.{i}.block.0.conv1.weight"][0] for i in range(4)]
-        latent = found[VAE + "decoder.conv_in.weight"][1]
+        vae = vae_config(found, VAE)
         text = _text_prefix(found)
         vocab, hidden = found[text + "embeddings.token_embedding.weight"]
         positions = found[text + "embeddings.position_embedding.weight"][0]
@@ -83,16 +82,37 @@ def configs(found: dict[str, tuple[int, ...]]) -> dict[str, dict[str, Any]]:
             "attention_head_dim": 8, "norm_num_groups": _groups(widths[0]),
             "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention],
             "up_block_types": ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)]}
-    vae = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": latent,
-           "block_out_channels": vae_widths, "layers_per_block": 2, "norm_num_groups": _groups(vae_widths[0]),
-           "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-           "sample_size": 512, "scaling_factor": 0.18215}
     encoder = {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", "vocab_size": vocab,
                "hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
                "num_attention_heads": max(1, hidden // 64), "max_position_embeddings": positions,
                "hidden_act": "quick_gelu", "projection_dim": hidden, "bos_token_id": 0, "pad_token_id": 1,
                "eos_token_id": 2}
     return {"unet": unet, "vae": vae, "text_encoder": encoder}
+
+
+def vae_config(found: dict[str, tuple[int, ...]], prefix: str) -> dict[str, Any]:
+    """The AutoencoderKL config of the SD VAE whose tensors are named `prefix` + LDM names; KeyError when it
+    is not one."""
+    widths = [found[f"{prefix}encoder.down.{i}.block.0.conv1.weight"][0] for i in range(4)]
+    return {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3,
+            "latent_channels": found[prefix + "decoder.conv_in.weight"][1], "block_out_channels": widths,
+            "layers_per_block": 2, "norm_num_groups": _groups(widths[0]),
+            "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+            "sample_size": 512, "scaling_factor": 0.18215}
+
+
+def write_vae_config(vae_file: Path, folder: Path) -> Path:
+    """The config folder of a standalone VAE file (A1111's models/VAE: LDM names, with or without the
+    checkpoint's `first_stage_model.` prefix)."""
+    found = shapes(vae_file)
+    prefix = VAE if any(k.startswith(VAE) for k in found) else ""
+    try:
+        config = vae_config(found, prefix)
+    except KeyError as exc:
+        raise UnsupportedCheckpoint(f"{vae_file.name} is not an SD VAE (missing {exc})") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
 def _byte_characters() -> list[str]:

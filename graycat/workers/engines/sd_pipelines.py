@@ -21,7 +21,7 @@ from graycat.images import codec
 from graycat.images.checkpoints import Checkpoint
 from graycat.images.params import GenerationParams
 from graycat.images.samplers import resolve
-from graycat.workers.engines.sd_config import write_skeleton
+from graycat.workers.engines.sd_config import write_skeleton, write_vae_config
 
 Progress = Callable[[int, int, int], None]  # (iteration index, step done, steps of this iteration)
 
@@ -59,6 +59,29 @@ def load(checkpoint: Checkpoint, device: Device, scratch: Path) -> Any:
     if device.vae_tiling:
         pipe.vae.enable_tiling()
     return pipe
+
+
+def load_vae(path: Path, device: Device, scratch: Path) -> Any:
+    """An AutoencoderKL from a standalone VAE file, offline."""
+    from diffusers import AutoencoderKL
+
+    config = write_vae_config(path, scratch / f"vae-{path.stem}")
+    return AutoencoderKL.from_single_file(str(path), config=str(config), local_files_only=True,
+                                          dtype=device.dtype).to(device.name)
+
+
+@contextmanager
+def vae_applied(pipe: Any, vae: Any | None) -> Iterator[None]:
+    """The pipeline decodes (and encodes) with `vae` for one job, then with its own again."""
+    if vae is None:
+        yield
+        return
+    own = pipe.vae
+    pipe.vae = vae
+    try:
+        yield
+    finally:
+        pipe.vae = own
 
 
 @contextmanager
