@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import TOKEN, Cluster, Proc, wait_until
+from graycat.queue import keys
+from tests.conftest import TOKEN, Cluster, Proc, RedisServer, wait_until
 from tests.tiny_sd import build_models_folder
 
 pytestmark = pytest.mark.e2e
@@ -289,6 +291,30 @@ def test_openai_images_generations(sd: str) -> None:
     png = httpx.get(urls[0], timeout=10)  # no token: the URL is the key
     assert png.headers["content-type"] == "image/png" and Image.open(io.BytesIO(png.content)).size == (64, 64)
     assert httpx.get(urls[0].replace("files/", "files/x"), timeout=10).status_code == 404
+
+
+def test_a_killed_sd_workers_job_is_finished_by_another(sd: str, cluster: Cluster, models_dir: Path,
+                                                        redis_server: RedisServer) -> None:
+    """The job's seed was fixed at submission: the worker that takes it over makes the same image."""
+    r = redis_server.client()
+    survivor = cluster.spawn("sd-worker", ["worker", "sd", "--models-dir", str(models_dir)], SD_THREADS="1")
+    wait_until(lambda: _ready(survivor), 60, "a second SD worker")
+    body = {"prompt": "a cat", "seed": 21, "steps": 40, "width": 128, "height": 128,
+            "override_settings": {"sd_model_checkpoint": "tiny"}}
+    with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(http.post, "/sdapi/v1/txt2img", json=body)
+        wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 2, 30, "the job")
+        [(job_id, holder)] = [(key.decode().rsplit(":", 1)[1], record[b"worker"].decode())
+                              for key in r.scan_iter(keys.job("*"))
+                              if (record := r.hgetall(key)).get(b"kind") == b"sd" and record[b"state"] == b"active"]
+        victim = next(p for p in cluster.procs if f"worker {holder} ready" in p.output())
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait(10)
+        resp = pending.result(60)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-worker-id"] != holder and r.hget(keys.job(job_id), "attempts") == b"2"
+        again = http.post("/sdapi/v1/txt2img", json=body)
+    assert resp.json()["images"] == again.json()["images"]
 
 
 def test_graycat_up_starts_an_sd_worker_when_the_models_folder_has_checkpoints(tmp_path: Path,
