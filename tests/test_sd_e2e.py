@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from PIL import Image
 
@@ -156,6 +157,39 @@ def test_img2img_and_inpainting_on_4_and_9_channel_models(sd: str) -> None:
         assert only_masked.status_code == 200, only_masked.text
         inverted = _png(only_masked.json()["images"][0]).convert("RGB")
         assert inverted.getpixel((32, 32)) == (200, 30, 30)  # the mask was inverted: the centre is kept
+
+
+def test_openai_image_edits_repaint_the_transparent_area(sd: str) -> None:
+    def png(image: Image.Image) -> bytes:
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        return out.getvalue()
+
+    picture = Image.new("RGBA", (64, 64), (200, 30, 30, 255))
+    picture.paste((0, 0, 0, 0), (16, 16, 48, 48))  # the hole to repaint
+    sdk = openai.OpenAI(base_url=sd + "/v1", api_key=TOKEN, max_retries=0)
+    result = sdk.images.edit(image=("hole.png", png(picture), "image/png"), prompt="a cat", n=2, model="tiny",
+                             response_format="b64_json")
+    assert len(result.data) == 2
+    out = _png(result.data[0].b64_json or "").convert("RGB")
+    assert out.size == (64, 64) and out.getpixel((2, 2)) == (200, 30, 30) and out.getpixel((32, 32)) != (0, 0, 0)
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 32, 64))
+    with _bearer(sd) as http:
+        solid = png(Image.new("RGB", (64, 64), (200, 30, 30)))
+        masked = http.post("/v1/images/edits", files={"image": ("a.png", solid), "mask": ("m.png", png(mask))},
+                           data={"prompt": "a cat", "model": "tiny-inpaint", "response_format": "url"})
+        assert masked.status_code == 200, masked.text
+        got = Image.open(io.BytesIO(httpx.get(masked.json()["data"][0]["url"]).content)).convert("RGB")
+        assert got.getpixel((60, 32)) == (200, 30, 30) and got.getpixel((4, 32)) != (200, 30, 30)
+        opaque = http.post("/v1/images/edits", files={"image": ("a.png", solid)}, data={"prompt": "x"})
+        assert opaque.status_code == 400 and "transparent" in opaque.json()["error"]["message"]
+        small = png(Image.new("RGBA", (32, 32)))
+        mismatch = http.post("/v1/images/edits", files={"image": ("a.png", solid), "mask": ("m.png", small)},
+                             data={"prompt": "x"})
+        assert mismatch.status_code == 400 and mismatch.json()["error"]["param"] == "mask"
+        not_image = http.post("/v1/images/edits", files={"image": ("a.png", b"text")}, data={"prompt": "x"})
+        assert not_image.status_code == 400 and not_image.json()["error"]["param"] == "image"
 
 
 def test_lora_from_the_prompt_is_applied_for_its_job_only(sd: str) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from starlette.responses import Response
 
 from graycat.api import image_jobs
@@ -12,33 +14,56 @@ from graycat.api.auth import require_token
 from graycat.api.dialects import openai_images
 from graycat.api.dialects.a1111 import check_loras, choose_vae
 from graycat.api.errors import ApiError
+from graycat.images.params import GenerationParams
 from graycat.queue import image_state
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)])
 files = APIRouter(prefix="/v1", tags=["OpenAI"])  # public: an image URL is an unguessable, expiring key
 
 
-@router.post("/images/generations", summary="Images from a prompt (OpenAI), as base64 PNG")
-async def generations(request: Request, body: openai_images.ImageGenerationRequest) -> Response:
-    name = await image_jobs.checkpoint(request, body.model if body.model not in (None, "", "default") else None,
-                                       "model")
-    params = openai_images.to_params(body, checkpoint=name, limits=image_jobs.limits(request),
-                                     random_seed=image_jobs.random_seed())
+async def _checkpoint(request: Request, model: str | None) -> str:
+    return await image_jobs.checkpoint(request, model if model not in (None, "", "default") else None, "model")
+
+
+async def _run(request: Request, params: GenerationParams, endpoint: str, response_format: str) -> Response:
+    """Check LoRAs, apply the token's VAE option, run the job; answer with base64 images or with links."""
     served = await image_jobs.served_checkpoints(request.app.state.queue)
-    check_loras(body.prompt, served.get(name, {}).get("loras", []))
+    model = served.get(params.checkpoint, {})
+    check_loras(params.prompt, model.get("loras", []))
     saved = await image_state.options(request.app.state.queue.redis, request.state.owner)
-    params.vae = choose_vae(None, saved.get("sd_vae"), served.get(name, {}).get("vaes", []), "model")
-    response = await image_jobs.run(request, params, "/v1/images/generations",
-                                    openai_images.images_response(body.prompt))
-    if body.response_format != "url" or response.status_code != 200:
+    params.vae = choose_vae(None, saved.get("sd_vae"), model.get("vaes", []), "model")
+    response = await image_jobs.run(request, params, endpoint, openai_images.images_response(params.prompt))
+    if response_format != "url" or response.status_code != 200:
         return response
-    ids = [secrets.token_urlsafe(24) for _ in range(body.n)]
+    ids = [secrets.token_urlsafe(24) for _ in range(params.batch_size)]
     answer, pngs = openai_images.with_urls(bytes(response.body), str(request.base_url), ids)
     ttl = request.app.state.settings.result_ttl
     for file_id, png in zip(ids, pngs, strict=True):
         await image_state.store_file(request.app.state.queue.redis, file_id, png, ttl)
     return Response(answer, 200, headers={k: v for k, v in response.headers.items() if k.startswith("x-")},
                     media_type="application/json")
+
+
+@router.post("/images/generations", summary="Images from a prompt (OpenAI)")
+async def generations(request: Request, body: openai_images.ImageGenerationRequest) -> Response:
+    params = openai_images.to_params(body, checkpoint=await _checkpoint(request, body.model),
+                                     limits=image_jobs.limits(request), random_seed=image_jobs.random_seed())
+    return await _run(request, params, "/v1/images/generations", body.response_format)
+
+
+@router.post("/images/edits", summary="Repaint the transparent areas of an image, or of its mask (OpenAI)")
+async def edits(request: Request, image: UploadFile = File(...), prompt: str = Form(..., min_length=1),
+                mask: UploadFile | None = File(None), model: str | None = Form(None),
+                n: int = Form(1, ge=1, le=10), size: str | None = Form(None),
+                response_format: Literal["b64_json", "url"] = Form("b64_json"),
+                steps: int = Form(openai_images.DEFAULT_STEPS, ge=1), seed: int | None = Form(None, ge=0)) -> Response:
+    picture, cover = await image.read(), await mask.read() if mask is not None else None
+    checkpoint = await _checkpoint(request, model)
+    params = await asyncio.to_thread(
+        openai_images.edit_params, picture, cover, prompt=prompt, n=n, size=size, steps=steps,
+        seed=image_jobs.random_seed() if seed is None else seed, checkpoint=checkpoint,
+        limits=image_jobs.limits(request))
+    return await _run(request, params, "/v1/images/edits", response_format)
 
 
 @files.get("/images/files/{file_id}.png", summary="A generated image answered by URL (no token: the URL is the key; "
