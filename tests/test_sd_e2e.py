@@ -220,6 +220,40 @@ def test_outpainting_grows_the_canvas_and_keeps_the_image(sd: str) -> None:
         assert bad.status_code == 422 and bad.json()["param"] == "script_args"
 
 
+def test_controlnet_units_guide_txt2img_and_img2img(sd: str) -> None:
+    control = Image.new("RGB", (64, 64), (255, 255, 255))
+    control.paste((0, 0, 0), (8, 8, 40, 40))
+    unit = {"enabled": True, "module": "none", "model": "tinycontrol [0123abcd]", "image": _b64(control),
+            "weight": 1.0, "guidance_start": 0.0, "guidance_end": 1.0}
+    body = {"prompt": "a cat", "seed": 8, **SMALL, "override_settings": {"sd_model_checkpoint": "tiny"}}
+    with _bearer(sd) as http:
+        plain = http.post("/sdapi/v1/txt2img", json=body).json()["images"]
+        guided = http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"controlnet": {"args": [unit]}}})
+        assert guided.status_code == 200, guided.text
+        assert guided.json()["images"] != plain
+        two = http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"ControlNet": {"args": [
+            unit, {**unit, "weight": 0.5, "guidance_end": 0.5}, {**unit, "enabled": False, "model": "nope"}]}}})
+        assert two.status_code == 200 and two.json()["images"] not in (plain, guided.json()["images"])
+        img2img = http.post("/sdapi/v1/img2img", json={  # no control image: the init image guides
+            **body, "init_images": [_b64(control)], "alwayson_scripts": {"controlnet": {"args": [
+                {k: v for k, v in unit.items() if k != "image"}]}}})
+        assert img2img.status_code == 200, img2img.text
+        mask = Image.new("L", (64, 64), 0)
+        mask.paste(255, (0, 0, 32, 64))
+        inpainted = http.post("/sdapi/v1/img2img", json={
+            **body, "init_images": [_b64(control)], "mask": _b64(mask), "mask_blur": 0,
+            "alwayson_scripts": {"controlnet": {"args": [unit]}}})
+        assert inpainted.status_code == 200, inpainted.text
+        assert _png(inpainted.json()["images"][0]).convert("RGB").getpixel((60, 60)) == (255, 255, 255)
+        for bad, status in (({**unit, "model": "nope"}, 404), ({**unit, "module": "canny"}, 422),
+                            ({k: v for k, v in unit.items() if k != "image"}, 422), ({**unit, "weight": 3}, 422),
+                            ({**unit, "image": "%%"}, 400)):
+            resp = http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"controlnet": {"args": [bad]}}})
+            assert resp.status_code == status, (bad, resp.text)
+        assert http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"adetailer": {"args": [{}]}}}) \
+            .status_code == 422
+
+
 def test_vae_from_the_folder_by_option_or_override(sd: str) -> None:
     body = {"prompt": "a cat", "seed": 9, **SMALL, "override_settings": {"sd_model_checkpoint": "tiny"}}
     with _bearer(sd) as http:

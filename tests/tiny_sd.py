@@ -135,8 +135,9 @@ def to_single_file(pipe: Any, path: Path) -> None:
 def build_models_folder(root: Path) -> dict[str, Any]:
     """An A1111 models folder: `tiny` (a diffusers folder), `tiny-single.safetensors` (the same weights as one
     LDM-layout file, as A1111 keeps them), `tiny-inpaint.safetensors` (a 9-channel inpainting UNet) and the
-    LoRA `models/Lora/tinylora.safetensors` and VAE `models/VAE/tinyvae.safetensors` (made for the same
-    topology, so they fit each of them). Returns the pipelines by model name."""
+    LoRA `models/Lora/tinylora.safetensors`, VAE `models/VAE/tinyvae.safetensors` and ControlNet
+    `models/ControlNet/tinycontrol` (made for the same topology, so they fit each of them). Returns the pipelines
+    by model name."""
     folder = root / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
     tiny = build_pipeline(folder / "tiny")
@@ -144,7 +145,8 @@ def build_models_folder(root: Path) -> dict[str, Any]:
     inpaint = build_pipeline(root / "build" / "inpaint", in_channels=9, seed=1)
     to_single_file(inpaint, folder / "tiny-inpaint.safetensors")
     other = build_pipeline(root / "build" / "other", seed=2)
-    build_lora(other, root / "models" / "Lora" / "tinylora.safetensors")
+    build_controlnet(other, root / "models" / "ControlNet" / "tinycontrol")
+    build_lora(other, root / "models" / "Lora" / "tinylora.safetensors")  # last: it adds adapters to `other`
     (root / "models" / "VAE").mkdir(parents=True)
     save_file(vae_state(other.vae), str(root / "models" / "VAE" / "tinyvae.safetensors"))
     return {"tiny": tiny, "tiny-single": tiny, "tiny-inpaint": inpaint}
@@ -163,3 +165,17 @@ def build_lora(pipe: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     StableDiffusionPipeline.save_lora_weights(path.parent, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
                                               weight_name=path.name, safe_serialization=True)
+
+
+def build_controlnet(pipe: Any, folder: Path) -> None:
+    """A ControlNet of the pipeline's UNet shape whose zero-initialised outputs are made random, so that it
+    changes what it guides."""
+    import torch
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(5)
+    controlnet = ControlNetModel.from_unet(pipe.unet)
+    for layer in [controlnet.controlnet_cond_embedding.conv_out, *controlnet.controlnet_down_blocks,
+                  controlnet.controlnet_mid_block]:
+        torch.nn.init.normal_(layer.weight, std=0.5)
+    controlnet.save_pretrained(folder, safe_serialization=True)

@@ -9,6 +9,17 @@ import orjson
 
 
 @dataclass(slots=True)
+class ControlUnit:
+    """One ControlNet unit: its model, the control image (None: the init image) and how strongly it guides."""
+
+    model: str
+    image: str | None = None
+    weight: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+
+
+@dataclass(slots=True)
 class GenerationParams:
     """Everything a worker needs to run one request; seeds are already chosen (a rerun gives the same images)."""
 
@@ -41,6 +52,7 @@ class GenerationParams:
     inpainting_mask_invert: bool = False
     resize_mode: int = 0
     outpaint: list[int] | None = None  # pixels added (left, up, right, down); width and height include them
+    controlnets: list[ControlUnit] = field(default_factory=list)
     send_images: bool = True
 
     def to_json(self) -> bytes:
@@ -49,4 +61,5 @@ class GenerationParams:
     @classmethod
     def from_json(cls, data: bytes) -> GenerationParams:
         values: dict[str, Any] = orjson.loads(data)
+        values["controlnets"] = [ControlUnit(**unit) for unit in values.get("controlnets", [])]
         return cls(**values)

@@ -10,13 +10,15 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.errors import ApiError
-from graycat.images import codec, loras, vaes
-from graycat.images.params import GenerationParams
+from graycat.images import codec, controlnets, loras, vaes
+from graycat.images.params import ControlUnit, GenerationParams
 from graycat.images.samplers import UnknownSampler, resolve
 
 MAX_SEED = 4294967295
 OUTPAINT = "poor man's outpainting"  # A1111's script: script_args [pixels, mask_blur, inpainting_fill, directions]
 SIDES = ("left", "up", "right", "down")
+CONTROLNET = "controlnet"
+NO_PREPROCESSOR = frozenset({"", "none"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +131,9 @@ def _check(req: Txt2ImgRequest, limits: Limits) -> None:
         raise _bad(f"script '{req.script_name}' not found: the only A1111 script this server runs is "
                    "\"Poor man's outpainting\" (img2img)", "script_name")
     for name, script in (req.alwayson_scripts or {}).items():
-        if script:
-            raise _bad(f"always-on script '{name}' not found: this server runs no A1111 extensions",
-                       "alwayson_scripts")
+        if script and name.lower() != CONTROLNET:
+            raise _bad(f"always-on script '{name}' not found: of the A1111 extensions this server runs ControlNet "
+                       "only", "alwayson_scripts")
     if req.enable_hr:
         raise _bad("enable_hr (hires fix) is not supported by this server", "enable_hr")
 
@@ -179,6 +181,7 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
     vae = choose_vae((req.override_settings or {}).get("sd_vae"), saved.get("sd_vae"), model.get("vaes", []),
                      "override_settings")
     clip_skip = int(saved.get("CLIP_stop_at_last_layers", 1))
+    units = _control_units(req, model.get("controlnets", []))
     try:
         choice = resolve(req.sampler_name or req.sampler_index, req.scheduler)
     except UnknownSampler as exc:
@@ -193,7 +196,7 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
         subseed=req.subseed if req.subseed >= 0 else random_seeds[1], subseed_strength=req.subseed_strength,
         sampler=choice.sampler.name, schedule=choice.schedule.name, steps=req.steps, cfg_scale=req.cfg_scale,
         width=req.width, height=req.height, batch_size=req.batch_size, n_iter=req.n_iter, clip_skip=clip,
-        tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images, vae=vae)
+        tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images, vae=vae, controlnets=units)
     if isinstance(req, Img2ImgRequest):
         if not req.init_images:
             raise _bad("init_images: img2img needs at least one base64 image", "init_images")
@@ -215,6 +218,47 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
         if req.script_name:
             _outpainting(req, params, limits)
     return params
+
+
+def _control_units(req: Txt2ImgRequest, available: list[str]) -> list[ControlUnit]:
+    """The enabled units of the A1111 ControlNet extension's `alwayson_scripts.controlnet.args`."""
+    script = next((v for k, v in (req.alwayson_scripts or {}).items() if k.lower() == CONTROLNET), None) or {}
+    args = script.get("args", []) if isinstance(script, dict) else None
+    if not isinstance(args, list) or not all(isinstance(unit, dict) for unit in args):
+        raise _bad("alwayson_scripts.controlnet.args must be a list of ControlNet units (objects)", "alwayson_scripts")
+    units = []
+    for i, unit in enumerate(args):
+        where = f"alwayson_scripts.controlnet.args[{i}]"
+        if not unit.get("enabled", True):
+            continue
+        if str(unit.get("module") or "none").lower() not in NO_PREPROCESSOR:
+            raise _bad(f"{where}: preprocessor '{unit['module']}' is not run here; send the preprocessed control "
+                       "image with module 'none'", "alwayson_scripts")
+        name = controlnets.find(str(unit.get("model") or ""), available)
+        if name is None:
+            raise _bad(f"{where}: ControlNet model '{unit.get('model')}' not found; available: "
+                       f"{', '.join(available) or 'none'} (models/ControlNet)", "alwayson_scripts", 404,
+                       "model_not_found")
+        image = unit.get("image") or unit.get("input_image")
+        if isinstance(image, dict):  # the extension also takes {"image": ..., "mask": ...}
+            image = image.get("image")
+        if image is not None:
+            if not isinstance(image, str):
+                raise _bad(f"{where}: image must be a base64 image", "alwayson_scripts")
+            _image(image, "alwayson_scripts")
+        elif not isinstance(req, Img2ImgRequest):
+            raise _bad(f"{where}: txt2img needs a control image ('image')", "alwayson_scripts")
+        try:
+            weight = float(unit.get("weight", 1.0))
+            start, end = float(unit.get("guidance_start", 0.0)), float(unit.get("guidance_end", 1.0))
+        except (TypeError, ValueError):
+            raise _bad(f"{where}: weight, guidance_start and guidance_end must be numbers", "alwayson_scripts") \
+                from None
+        if not (0 <= weight <= 2 and 0 <= start < end <= 1):
+            raise _bad(f"{where}: weight must be 0 to 2 and 0 <= guidance_start < guidance_end <= 1",
+                       "alwayson_scripts")
+        units.append(ControlUnit(name, image, weight, start, end))
+    return units
 
 
 def _outpainting(req: Img2ImgRequest, params: GenerationParams, limits: Limits) -> None:

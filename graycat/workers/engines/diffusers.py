@@ -1,5 +1,5 @@
-"""The diffusers engine: Stable Diffusion checkpoints, LoRAs and VAEs of an A1111 models folder, one generation
-at a time."""
+"""The diffusers engine: Stable Diffusion checkpoints, LoRAs, VAEs and ControlNets of an A1111 models folder,
+one generation at a time."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from graycat.images import loras, vaes
+from graycat.images import controlnets, loras, vaes
 from graycat.images.checkpoints import Checkpoint, scan
 from graycat.images.params import GenerationParams
 from graycat.images.results import result_body
@@ -36,6 +36,7 @@ class DiffusersEngine:
         self.checkpoints: dict[str, Checkpoint] = {c.model_name: c for c in scan(models_dir)}
         self.loras = loras.scan(models_dir)
         self.vaes = vaes.scan(models_dir)
+        self.controlnets = controlnets.scan(models_dir)
         if not self.checkpoints:
             raise FileNotFoundError(f"no checkpoints (.safetensors, .ckpt or diffusers folders) in "
                                     f"{models_dir / 'models' / 'Stable-diffusion'}")
@@ -46,11 +47,12 @@ class DiffusersEngine:
         self._device: Any = None
         self._loaded: tuple[str, Any] | None = None
         self._vae: tuple[str, Any] | None = None
+        self._controls: dict[str, Any] = {}  # small next to a checkpoint: kept once loaded
         self._served = 0
 
     def models(self) -> dict[str, dict[str, Any]]:
-        return {name: {**c.info(), "slots": self.slots, "loras": sorted(self.loras), "vaes": sorted(self.vaes)}
-                for name, c in self.checkpoints.items()}
+        return {name: {**c.info(), "slots": self.slots, "loras": sorted(self.loras), "vaes": sorted(self.vaes),
+                       "controlnets": sorted(self.controlnets)} for name, c in self.checkpoints.items()}
 
     def stats(self) -> dict[str, Any]:
         return {"served": self._served, "loaded": self._loaded[0] if self._loaded else None,
@@ -100,6 +102,14 @@ class DiffusersEngine:
             self._vae = (name, load_vae(self.vaes[name], self._device, Path(self._scratch.name)))
         return self._vae[1]
 
+    def _control_models(self, params: GenerationParams) -> list[Any]:
+        from graycat.workers.engines.sd_pipelines import load_controlnet
+
+        for unit in params.controlnets:
+            if unit.model not in self._controls:
+                self._controls[unit.model] = load_controlnet(self.controlnets[unit.model], self._device)
+        return [self._controls[unit.model] for unit in params.controlnets]
+
     def _generate(self, params: GenerationParams, emit: Emit, loop: asyncio.AbstractEventLoop,
                   stop: threading.Event) -> bytes:
         from graycat.workers.engines.sd_pipelines import generate, loras_applied, vae_applied
@@ -112,7 +122,7 @@ class DiffusersEngine:
         pipe = self._pipeline(params.checkpoint)
         with vae_applied(pipe, self._vae_module(params.vae)), \
                 loras_applied(pipe, [(self.loras[name], weight) for name, weight in wanted.items()]):
-            images = generate(pipe, replace(params, prompt=prompt), progress, stop)
+            images = generate(pipe, replace(params, prompt=prompt), progress, stop, self._control_models(params))
         return result_body(params, self.checkpoints[params.checkpoint].info(), images)
 
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
@@ -123,6 +133,7 @@ class DiffusersEngine:
             missing.insert(0, f"checkpoint '{params.checkpoint}'")
         if params.vae is not None and params.vae not in self.vaes:
             missing.append(f"VAE '{params.vae}'")
+        missing += [f"ControlNet '{u.model}'" for u in params.controlnets if u.model not in self.controlnets]
         if missing:
             return 404, orjson.dumps({"error": {"code": 404, "message": f"{', '.join(missing)} not served by "
                                                 "this worker", "type": "not_found_error"}})

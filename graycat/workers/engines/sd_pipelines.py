@@ -197,8 +197,10 @@ def _set_tiling(pipe: Any, tiling: bool) -> None:
                 module.padding_mode = "circular" if tiling else "zeros"
 
 
-def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: threading.Event) -> list[Image.Image]:
-    """All `batch_size * n_iter` images of a request; image i has seed `params.seed + i`."""
+def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: threading.Event,
+             control_models: list[Any] | None = None) -> list[Image.Image]:
+    """All `batch_size * n_iter` images of a request; image i has seed `params.seed + i`. `control_models` are
+    the ControlNet models of `params.controlnets`, in order."""
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 
     p = params
@@ -222,6 +224,9 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     if init is None and mask is not None:
         init = Image.new("RGB", (w, h), (127, 127, 127))
     soft_mask = mask.filter(ImageFilter.GaussianBlur(p.mask_blur)) if mask is not None and p.mask_blur else mask
+    control_images = [_resize(codec.decode(u.image).convert("RGB"), w, h, p.resize_mode) if u.image else init
+                      for u in p.controlnets]
+    control = _controlnet(control_models)
     crop = _crop_box(mask, p.inpaint_full_res_padding, w, h) if p.mask and p.inpaint_full_res else None
 
     common: dict[str, Any] = {"prompt": p.prompt, "negative_prompt": p.negative_prompt or None,
@@ -248,26 +253,70 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
             run = {**common, "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
                    "callback_on_step_end": on_step}
             if mask is not None and init is not None:
-                source, region = init, soft_mask
+                source, region, controls = init, soft_mask, control_images
                 if crop is not None:
-                    source = init.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
-                    region = soft_mask.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
+                    source, region = (i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in (init, soft_mask))
+                    controls = [i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in control_images]
                 start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
                 strength = p.denoising_strength if masked or p.init_images else 1.0
-                out = StableDiffusionInpaintPipeline(**pipe.components)(
-                    image=start, mask_image=region, strength=strength, width=w, height=h, **run).images
+                out = _pipeline(pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline",
+                                control)(image=start, mask_image=region, strength=strength, width=w, height=h,
+                                         **run, **_control_args(p, controls, "control_image")).images
                 out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
             elif init is not None:
-                out = StableDiffusionImg2ImgPipeline(**pipe.components)(
-                    image=init, strength=p.denoising_strength, **run).images
+                out = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline",
+                                control)(image=init, strength=p.denoising_strength, **run,
+                                         **_control_args(p, control_images, "control_image")).images
             else:
                 shape = (pipe.unet.config.in_channels, h // 8, w // 8)
                 latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
-                out = pipe(width=w, height=h, latents=latents, **run).images
+                runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
+                out = runner(width=w, height=h, latents=latents, **run,
+                             **_control_args(p, control_images, "image")).images
             images.extend(out)
     finally:
         _set_tiling(pipe, False)
     return images
+
+
+def _controlnet(models: list[Any] | None) -> Any:
+    if not models:
+        return None
+    if len(models) == 1:
+        return models[0]
+    from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+
+    return MultiControlNetModel(models)
+
+
+def _pipeline(pipe: Any, plain: Any, with_control: str, control: Any) -> Any:
+    """The pipeline of one kind of generation on the loaded components (`plain` None: `pipe` itself), its
+    ControlNet variant with `control`."""
+    if control is None:
+        return pipe if plain is None else plain(**pipe.components)
+    import diffusers
+
+    return getattr(diffusers, with_control)(**pipe.components, controlnet=control)
+
+
+def _control_args(p: GenerationParams, images: list[Any], image_arg: str) -> dict[str, Any]:
+    """The ControlNet arguments of a pipeline call (one unit: plain values; several: lists)."""
+    if not p.controlnets:
+        return {}
+    units = p.controlnets
+    if len(units) == 1:
+        return {image_arg: images[0], "controlnet_conditioning_scale": units[0].weight,
+                "control_guidance_start": units[0].guidance_start, "control_guidance_end": units[0].guidance_end}
+    return {image_arg: images, "controlnet_conditioning_scale": [u.weight for u in units],
+            "control_guidance_start": [u.guidance_start for u in units],
+            "control_guidance_end": [u.guidance_end for u in units]}
+
+
+def load_controlnet(folder: Path, device: Device) -> Any:
+    """A ControlNetModel from a diffusers-format folder, offline."""
+    from diffusers import ControlNetModel
+
+    return ControlNetModel.from_pretrained(folder, local_files_only=True, dtype=device.dtype).to(device.name)
 
 
 def _paste(original: Image.Image, mask: Image.Image, result: Image.Image,
