@@ -120,6 +120,14 @@ def test_single_file_configs_are_read_from_the_weights(models_dir: Path) -> None
         configs({"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)})
 
 
+def test_ckpt_files_are_read_like_safetensors(models_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    single = models_dir / "models" / "Stable-diffusion" / "tiny-single.safetensors"
+    torch.save({"state_dict": load_file(single), "global_step": 1}, tmp_path / "tiny.ckpt")
+    assert shapes(tmp_path / "tiny.ckpt") == shapes(single)
+
+
 def test_the_sd_1_5_tokenizer_is_rebuilt_offline(tmp_path: Path) -> None:
     from transformers import CLIPTokenizer
 
