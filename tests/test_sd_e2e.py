@@ -369,20 +369,23 @@ def test_a_killed_sd_workers_job_is_finished_by_another(sd: str, cluster: Cluste
     wait_until(lambda: _ready(survivor), 60, "a second SD worker")
     body = {"prompt": "a cat", "seed": 21, "steps": 40, "width": 128, "height": 128,
             "override_settings": {"sd_model_checkpoint": "tiny"}}
-    with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(http.post, "/sdapi/v1/txt2img", json=body)
-        wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 2, 30, "the job")
-        [(job_id, holder)] = [(key.decode().rsplit(":", 1)[1], record[b"worker"].decode())
-                              for key in r.scan_iter(keys.job("*"))
-                              if (record := r.hgetall(key)).get(b"kind") == b"sd" and record[b"state"] == b"active"]
-        victim = next(p for p in cluster.procs if f"worker {holder} ready" in p.output())
-        victim.proc.send_signal(signal.SIGKILL)
-        victim.proc.wait(10)
-        resp = pending.result(60)
-        assert resp.status_code == 200, resp.text
-        assert resp.headers["x-worker-id"] != holder and r.hget(keys.job(job_id), "attempts") == b"2"
-        again = http.post("/sdapi/v1/txt2img", json=body)
-    assert resp.json()["images"] == again.json()["images"]
+    try:
+        with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(http.post, "/sdapi/v1/txt2img", json=body)
+            wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 2, 30, "the job")
+            [(job_id, holder)] = [
+                (key.decode().rsplit(":", 1)[1], record[b"worker"].decode()) for key in r.scan_iter(keys.job("*"))
+                if (record := r.hgetall(key)).get(b"kind") == b"sd" and record[b"state"] == b"active"]
+            victim = next(p for p in cluster.procs if f"worker {holder} ready" in p.output())
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.proc.wait(10)
+            resp = pending.result(60)
+            assert resp.status_code == 200, resp.text
+            assert resp.headers["x-worker-id"] != holder and r.hget(keys.job(job_id), "attempts") == b"2"
+            again = http.post("/sdapi/v1/txt2img", json=body)
+        assert resp.json()["images"] == again.json()["images"]
+    finally:
+        survivor.stop()  # no SD worker outlives this module (the module's own stops with it)
 
 
 def test_graycat_up_starts_an_sd_worker_when_the_models_folder_has_checkpoints(tmp_path: Path,
