@@ -1,4 +1,4 @@
-"""The `graycat` command: `up`, `api`, `worker llm`, `token`."""
+"""The `graycat` command: `up`, `api`, `worker llm | sd | null`, `token`."""
 
 from __future__ import annotations
 
@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     llm.add_argument("--llama-url", help="use this llama.cpp server instead of the embedded one (env LLAMA_URL)")
     llm.add_argument("--embeddings", action="store_true", default=None,
                      help="also serve embeddings (env LLM_EMBEDDINGS)")
+    sd = kinds.add_parser("sd", help="image generation on diffusers (Stable Diffusion)")
+    sd.add_argument("--models-dir", type=Path,
+                    help="A1111-style folder with checkpoints in models/Stable-diffusion (env SD_MODELS_DIR)")
+    sd.add_argument("--device", help="torch device: auto, cpu, cuda, cuda:1 (env SD_DEVICE, default auto)")
+    sd.add_argument("--dtype", help="auto, float32, float16, bfloat16 (env SD_DTYPE; auto: float16 on CUDA)")
+    sd.add_argument("--threads", type=int, help="torch CPU threads (env SD_THREADS)")
     null = kinds.add_parser("null", help="the null engine: instant fixed-size replies, for measuring the gateway")
     null.add_argument("--model-name", help="name to serve (default: null)")
     null.add_argument("--slots", type=int, help="parallel jobs (default 4, env LLM_SLOTS)")
@@ -51,10 +57,12 @@ def _parser() -> argparse.ArgumentParser:
 _OVERRIDES = {"model": "model", "model_name": "model_name", "slots": "slots", "ctx_size": "ctx_per_slot",
               "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url", "embeddings": "embeddings",
               "extra_models": "extra_models", "chat_templates": "chat_templates"}
+_SD_OVERRIDES = {"models_dir": "sd_models_dir", "device": "sd_device", "dtype": "sd_dtype", "threads": "sd_threads"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {field: getattr(args, arg) for arg, field in _OVERRIDES.items()
+    table = _SD_OVERRIDES if getattr(args, "kind", None) == "sd" else _OVERRIDES
+    overrides = {field: getattr(args, arg) for arg, field in table.items()
                  if getattr(args, arg, None) is not None}
     for field in ("extra_models", "chat_templates"):  # repeated options: the same text as the env var
         if field in overrides:
@@ -87,11 +95,17 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "worker":
         import uvloop
 
-        from graycat.workers.llm import serve
-
-        null = {"null_tokens": args.tokens, "null_delay": args.token_delay_ms / 1000} if args.kind == "null" else {}
         try:
-            uvloop.run(serve(settings, **null))
+            if args.kind == "sd":
+                from graycat.workers.sd import serve as serve_images
+
+                uvloop.run(serve_images(settings))
+            else:
+                from graycat.workers.llm import serve
+
+                null = {"null_tokens": args.tokens, "null_delay": args.token_delay_ms / 1000} \
+                    if args.kind == "null" else {}
+                uvloop.run(serve(settings, **null))
         except FileNotFoundError as exc:
             print(f"graycat worker: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -101,6 +101,27 @@ class Settings(BaseSettings):
                              description="Also serve embeddings (/embeddings, /v1/embeddings) with this worker.")
     gpu_layers: int = Field(0, ge=-1, validation_alias="GPU_LAYERS",
                             description="Layers offloaded to the GPU (-1: all).")
+    # Stable Diffusion worker and image requests
+    sd_models_dir: Path | None = Field(None, validation_alias="SD_MODELS_DIR",
+                                       description="A1111-style folder: checkpoints in DIR/models/Stable-diffusion.")
+    sd_device: str = Field("auto", min_length=1, validation_alias="SD_DEVICE",
+                           description="torch device of the SD worker: auto (cuda when present), cpu, cuda, cuda:1.")
+    sd_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", validation_alias="SD_DTYPE", description="Weights' dtype; auto: float16 on CUDA, float32 on CPU.")
+    sd_threads: int | None = Field(None, ge=1, validation_alias="SD_THREADS", description="torch CPU threads.")
+    sd_attention_slicing: bool = Field(False, validation_alias="SD_ATTENTION_SLICING",
+                                       description="Less GPU memory for attention, a little slower.")
+    sd_vae_tiling: bool = Field(False, validation_alias="SD_VAE_TILING",
+                                description="Decode large images in tiles, for small GPUs.")
+    sd_default_model: str | None = Field(None, validation_alias="SD_DEFAULT_MODEL",
+                                         description="Checkpoint of image requests that name none (default: the "
+                                                     "first served, by name).")
+    sd_max_size: int = Field(2048, ge=64, validation_alias="SD_MAX_SIZE",
+                             description="Largest width or height an image request may ask for.")
+    sd_max_steps: int = Field(150, ge=1, validation_alias="SD_MAX_STEPS",
+                              description="Most sampling steps an image request may ask for.")
+    sd_max_images: int = Field(16, ge=1, validation_alias="SD_MAX_IMAGES",
+                               description="Most images (batch_size x n_iter) one image request may ask for.")
 
     @field_validator("api_tokens", "admin_tokens", "cors_origins", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""`graycat up`: Redis (the configured one, or a private one), the api and an LLM worker on one machine."""
+"""`graycat up`: Redis (the configured one, or a private one), the api, an LLM worker and, when SD_MODELS_DIR
+holds a checkpoint, an SD worker on one machine."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import redis
 
 from graycat.config import Settings
+from graycat.images.checkpoints import any_present
 
 READY_TIMEOUT_S = 180.0
 
@@ -91,6 +93,17 @@ def _ready(base: str) -> bool:
         return False
 
 
+def _images_wanted(settings: Settings) -> bool:
+    """An SD worker runs when SD_MODELS_DIR holds a checkpoint and the `sd` extra is installed."""
+    if settings.sd_models_dir is None or not any_present(settings.sd_models_dir):
+        return False
+    if importlib.util.find_spec("diffusers") is None:
+        print("graycat up: SD_MODELS_DIR holds checkpoints but diffusers is not installed; no image worker "
+              "(run `make install-sd`)", file=sys.stderr)
+        return False
+    return True
+
+
 def up(settings: Settings, host: str, port: int) -> int:
     """Run everything until Ctrl-C / SIGTERM or until a part dies; return an exit status."""
     data_dir = settings.data_dir
@@ -117,6 +130,8 @@ def up(settings: Settings, host: str, port: int) -> int:
         procs.append(subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env,
                                       start_new_session=True))
         procs.append(subprocess.Popen([*me, "worker", "llm"], env=env, start_new_session=True))
+        if _images_wanted(settings):
+            procs.append(subprocess.Popen([*me, "worker", "sd"], env=env, start_new_session=True))
         base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not stop and not _ready(base):

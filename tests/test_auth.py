@@ -16,7 +16,8 @@ from graycat.api.app import create_app
 from graycat.config import load_settings
 from tests.conftest import TOKEN, RedisServer
 
-PUBLIC = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+PUBLIC = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+          "/v1/images/files/{file_id}.png"}  # an unguessable, expiring link, as OpenAI's image URLs
 
 
 @pytest.fixture
@@ -68,9 +69,12 @@ def test_every_protected_route_refuses_a_bad_token(client: TestClient, header: s
         resp = client.request(method, path, headers={"Authorization": header} if header else {},
                               json={"prompt": "x"})
         assert resp.status_code == 401, (method, path, resp.text)
-        assert resp.headers["www-authenticate"] == "Bearer"
-        error = resp.json()["error"]
-        assert error if path.startswith("/api/") else error["message"]  # Ollama's errors are a message
+        if path.startswith("/sdapi/"):  # A1111 clients authenticate with HTTP Basic (the token as password)
+            assert resp.headers["www-authenticate"].startswith("Basic") and resp.json()["detail"]
+        else:
+            assert resp.headers["www-authenticate"] == "Bearer"
+            error = resp.json()["error"]
+            assert error if path.startswith("/api/") else error["message"]  # Ollama's errors are a message
 
 
 def test_no_tokens_configured_refuses_with_a_clear_message(redis_server: RedisServer,

@@ -1,6 +1,6 @@
 """Schemathesis fuzzes every operation of the app's OpenAPI schema against a running api (with a null-engine
 worker as the default model, so that valid requests are answered at once), on a bounded budget: no input may
-get a 5xx."""
+get a 5xx, except the structured 503 of a kind of work no worker serves here (images)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
 
 from graycat.api.app import create_app
 from graycat.config import load_settings
@@ -30,9 +29,19 @@ def fuzz_target(cluster: Cluster, gateway: Gateway) -> str:
     return base
 
 
+@schemathesis.check
+def no_server_error(ctx: schemathesis.CheckContext, response: schemathesis.Response,
+                    case: schemathesis.Case) -> bool:
+    if response.status_code == 503 and '"no_worker"' in response.text:  # in each dialect's error shape
+        return True
+    if response.status_code >= 500:
+        raise AssertionError(f"{response.status_code}: {response.text[:500]}")
+    return True
+
+
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 def test_no_input_gets_a_server_error(case: schemathesis.Case, fuzz_target: str) -> None:
     response = case.call(base_url=fuzz_target, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
-    case.validate_response(response, checks=[not_a_server_error])
+    case.validate_response(response, checks=[no_server_error])

@@ -17,8 +17,8 @@ from graycat import __version__
 from graycat.api import errors
 from graycat.api.hardening import HardeningMiddleware, cors_options
 from graycat.api.limits import LimitsMiddleware
-from graycat.api.middleware import RequestIdMiddleware
-from graycat.api.routes import admin, health, jobs, llamacpp, ollama, openai, queue, sessions
+from graycat.api.middleware import CollapseSlashesMiddleware, RequestIdMiddleware
+from graycat.api.routes import a1111, admin, health, images, jobs, llamacpp, ollama, openai, queue, sessions
 from graycat.config import Settings
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
@@ -83,7 +83,8 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
     app.add_middleware(HardeningMiddleware, max_body_mb=settings.max_body_mb)
-    app.add_middleware(RequestIdMiddleware)  # outermost: the request id exists before anything else runs
+    app.add_middleware(RequestIdMiddleware)  # the request id exists before anything else runs
+    app.add_middleware(CollapseSlashesMiddleware)  # outermost: routing sees `//` as `/`
     app.include_router(health.router)
     app.include_router(llamacpp.router)
     app.include_router(openai.router)
@@ -92,4 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(sessions.router)
     app.include_router(admin.router)
+    app.include_router(a1111.router)
+    app.include_router(images.router)
+    app.include_router(images.files)
     return app

@@ -1,8 +1,11 @@
-"""Bearer-token authentication: the static tokens of API_TOKENS / ADMIN_TOKENS, or managed tokens from Redis;
-every admitted request also passes its token's limits."""
+"""Token authentication: the static tokens of API_TOKENS / ADMIN_TOKENS, or managed tokens from Redis, as
+Bearer, or as the password of HTTP Basic on the A1111 routes; every admitted request also passes its token's
+limits."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 
 from fastapi import Depends, Request
@@ -13,6 +16,7 @@ from graycat.api.limits import Caller, admit
 
 _bearer = HTTPBearer(auto_error=False, description="A token from API_TOKENS, ADMIN_TOKENS or `graycat token create`")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="graycat"'}
 
 
 def _matches(presented: bytes, tokens: list[bytes]) -> bool:
@@ -48,6 +52,26 @@ async def require_token(request: Request,
     """The caller; 401 with `WWW-Authenticate: Bearer` when the token is missing or wrong, 429 over its limits."""
     return await authenticate(request, credentials.credentials if credentials else None, _CHALLENGE,
                               "send the header 'Authorization: Bearer <token>'")
+
+
+def _basic_password(header: str) -> str | None:
+    """The password of an HTTP Basic `Authorization` header (any user name), None when malformed."""
+    try:
+        decoded = base64.b64decode(header.removeprefix("Basic ").strip(), validate=True).decode()
+    except (binascii.Error, ValueError):
+        return None
+    _user, sep, password = decoded.partition(":")
+    return password if sep else None
+
+
+async def require_token_or_basic(request: Request) -> Caller:
+    """A1111 routes: the token as Bearer, or as the password of HTTP Basic auth (A1111 clients are configured
+    with a user name and password); 401 with `WWW-Authenticate: Basic` when it is missing or wrong."""
+    header = request.headers.get("authorization", "")
+    scheme = header.split(" ", 1)[0].lower()
+    presented = header[7:].strip() if scheme == "bearer" else _basic_password(header) if scheme == "basic" else None
+    return await authenticate(request, presented, _BASIC_CHALLENGE,
+                              "use HTTP Basic auth with the API token as password, or 'Authorization: Bearer <token>'")
 
 
 async def require_admin(caller: Caller = Depends(require_token)) -> Caller:

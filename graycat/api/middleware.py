@@ -1,4 +1,4 @@
-"""ASGI middleware on every response: the request id."""
+"""ASGI middleware on every request: the request id, and `//` in paths collapsed."""
 
 from __future__ import annotations
 
@@ -35,3 +35,19 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+_SLASHES = re.compile(r"//+")
+
+
+class CollapseSlashesMiddleware:
+    """Treat `//` in a path as `/`: A1111 clients join a base URL ending in `/` with `/sdapi/...`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            path = _SLASHES.sub("/", scope["path"])
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)

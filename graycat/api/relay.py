@@ -29,15 +29,17 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
                   render_failure: Callable[[int, str], bytes],
                   reshape: Callable[[bytes], bytes] | None = None, body: bytes | None = None,
                   stream_type: str = "text/event-stream", worker: str | None = None,
-                  on_start: Callable[[str], None] | None = None) -> Response:
+                  on_start: Callable[[str], None] | None = None, job_id: str | None = None) -> Response:
     """Enqueue the request's body (or `body`, the engine request a dialect made of it) as a job and relay
     the answer.
 
     Errors the engine reports before the first token become a plain JSON error response, so a streaming
     client never sees an error inside its stream. `render_chunk` turns an engine chunk into the client's
     event (empty: nothing to send); `render_failure` gives the last event of a stream that fails midway.
-    `reshape` turns a successful non-streamed answer into the shape the client reads. `worker` names the
-    worker the job is meant for (its direct lane); `on_start` learns which worker started it.
+    `reshape` turns a successful non-streamed answer into the shape the client reads. A non-streamed job's
+    chunks (progress events) are not relayed: other routes read them from its event stream. `worker` names
+    the worker the job is meant for (its direct lane); `on_start` learns which worker started it; `job_id`
+    is the id to give the job.
     """
     state = request.app.state
     queue: JobQueue = state.queue
@@ -46,6 +48,8 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     await check_quota(request, kind)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint,
               body=await request.body() if body is None else body, stream=spec.stream)
+    if job_id is not None:
+        job.id = job_id
     if state.settings.log_prompts:
         log.info("job %s (request %s) body: %s", job.id, request.scope.get("request_id"), job.body[:4096].decode(
             errors="replace"))
@@ -63,10 +67,11 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     try:
         # the job's start, or its end when it never started (expired, failed)
         event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
-        worker = ""
         runner = ""
-        while event[:1] == START:  # (a second START: the worker died before answering and another took over)
-            runner = event[1:].decode()
+        # (a second START: the worker died before answering and another took over)
+        while event[:1] == START or (event[:1] == CHUNK and not spec.stream):
+            if event[:1] == START:
+                runner = event[1:].decode()
             event = await _event(queue, sub, deadline, _too_long)
         if on_start is not None and runner:
             on_start(runner)

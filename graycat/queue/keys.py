@@ -111,3 +111,16 @@ def in_flight(owner: str) -> str:
 def usage(owner: str, day: str) -> str:
     """Hash: a token's usage on one day (YYYY-MM-DD, UTC): requests, jobs, errors, tokens, images."""
     return f"{PREFIX}:usage:{owner}:{day}"
+def image_options(owner: str) -> str:
+    """Hash: a token's A1111 options (`/sdapi/v1/options`), such as its chosen checkpoint."""
+    return f"{PREFIX}:sdopt:{owner}"
+
+
+def image_current(owner: str) -> str:
+    """String: the id of a token's latest image job, for `/sdapi/v1/progress` and `/sdapi/v1/interrupt`."""
+    return f"{PREFIX}:sdcur:{owner}"
+
+
+def image_file(file_id: str) -> str:
+    """String: one generated PNG, served at /v1/images/files/<id>.png until it expires (OpenAI's `url` answers)."""
+    return f"{PREFIX}:img:{file_id}"

@@ -1,0 +1,332 @@
+"""Automatic1111's `/sdapi/v1` API: requests checked and turned into generation jobs, answers shaped as A1111's."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from graycat.api.errors import ApiError
+from graycat.images import codec, controlnets, loras, vaes
+from graycat.images.params import ControlUnit, GenerationParams
+from graycat.images.samplers import UnknownSampler, resolve
+
+MAX_SEED = 4294967295
+OUTPAINT = "poor man's outpainting"  # A1111's script: script_args [pixels, mask_blur, inpainting_fill, directions]
+SIDES = ("left", "up", "right", "down")
+CONTROLNET = "controlnet"
+NO_PREPROCESSOR = frozenset({"", "none"})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_size: int
+    max_steps: int
+    max_images: int
+
+
+class Txt2ImgRequest(BaseModel):
+    """`POST /sdapi/v1/txt2img`: A1111's fields; unknown and legacy ones are accepted and echoed back."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] | None = None
+    seed: int = Field(-1, ge=-1, le=MAX_SEED)
+    subseed: int = Field(-1, ge=-1, le=MAX_SEED)
+    subseed_strength: float = Field(0.0, ge=0, le=1)
+    sampler_name: str | None = None
+    sampler_index: str | None = None
+    scheduler: str | None = None
+    batch_size: int = Field(1, ge=1)
+    n_iter: int = Field(1, ge=1)
+    steps: int = Field(50, ge=1)
+    cfg_scale: float = Field(7.0, ge=0, le=100)
+    width: int = Field(512, ge=8)
+    height: int = Field(512, ge=8)
+    tiling: bool | None = None
+    eta: float | None = Field(None, ge=0, le=1)
+    denoising_strength: float | None = Field(None, ge=0, le=1)
+    enable_hr: bool = False
+    override_settings: dict[str, Any] | None = None
+    script_name: str | None = None
+    script_args: list[Any] = Field(default_factory=list)
+    alwayson_scripts: dict[str, Any] | None = None
+    send_images: bool = True
+
+
+class Img2ImgRequest(Txt2ImgRequest):
+    """`POST /sdapi/v1/img2img`: init image, optional inpainting mask and its options."""
+
+    init_images: list[str] | None = None
+    resize_mode: int = Field(0, ge=0, le=3)
+    mask: str | None = None
+    mask_blur: int = Field(4, ge=0, le=256)
+    inpainting_fill: int = Field(0, ge=0, le=3)
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = Field(0, ge=0)
+    inpainting_mask_invert: int = Field(0, ge=0, le=1)
+    include_init_images: bool = False
+
+
+class PngInfoRequest(BaseModel):
+    image: str = Field(min_length=1)
+
+
+# What A1111 echoes in `parameters` for fields a request left out (numbers and flags never null).
+_ECHO_DEFAULTS: dict[str, Any] = {
+    "prompt": "", "negative_prompt": "", "styles": [], "seed": -1, "subseed": -1, "subseed_strength": 0,
+    "seed_resize_from_h": -1, "seed_resize_from_w": -1, "sampler_name": None, "scheduler": None,
+    "batch_size": 1, "n_iter": 1, "steps": 50, "cfg_scale": 7.0, "width": 512, "height": 512,
+    "restore_faces": False, "tiling": False, "do_not_save_samples": False, "do_not_save_grid": False,
+    "eta": 0, "denoising_strength": 0.75, "s_min_uncond": 0, "s_churn": 0, "s_tmax": 0, "s_tmin": 0,
+    "s_noise": 1, "override_settings": {}, "override_settings_restore_afterwards": True, "refiner_checkpoint": None,
+    "refiner_switch_at": None, "disable_extra_networks": False, "comments": {}, "script_name": None,
+    "script_args": [], "send_images": True, "save_images": False, "alwayson_scripts": {}, "infotext": None,
+}
+_TXT2IMG_DEFAULTS = {"enable_hr": False, "firstphase_width": 0, "firstphase_height": 0, "hr_scale": 2.0,
+                     "hr_upscaler": None, "hr_second_pass_steps": 0, "hr_resize_x": 0, "hr_resize_y": 0,
+                     "hr_checkpoint_name": None, "hr_sampler_name": None, "hr_scheduler": None, "hr_prompt": "",
+                     "hr_negative_prompt": ""}
+_IMG2IMG_DEFAULTS = {"init_images": None, "resize_mode": 0, "image_cfg_scale": 1.5, "mask": None, "mask_blur_x": 4,
+                     "mask_blur_y": 4, "mask_blur": 4, "mask_round": True, "inpainting_fill": 0,
+                     "inpaint_full_res": True, "inpaint_full_res_padding": 0, "inpainting_mask_invert": 0,
+                     "initial_noise_multiplier": 1.0, "latent_mask": None, "include_init_images": False}
+
+
+def parameters_echo(raw: dict[str, Any], img2img: bool) -> dict[str, Any]:
+    """A1111's `parameters`: the request over the defaults; a null the client sent for a field with a default
+    is echoed as the default, and the images are left out unless `include_init_images`."""
+    echo = {**_ECHO_DEFAULTS, **(_IMG2IMG_DEFAULTS if img2img else _TXT2IMG_DEFAULTS)}
+    for key, value in raw.items():
+        if value is not None or echo.get(key) is None:
+            echo[key] = value
+    if img2img and not raw.get("include_init_images"):
+        echo["init_images"] = None
+        echo["mask"] = None
+    return echo
+
+
+def _bad(message: str, param: str, status: int = 422, code: str = "invalid_request") -> ApiError:
+    return ApiError(status, message, code=code, param=param)
+
+
+def _check(req: Txt2ImgRequest, limits: Limits) -> None:
+    for name in ("width", "height"):
+        value = getattr(req, name)
+        if value % 8:
+            raise _bad(f"{name} must be a multiple of 8, got {value}", name)
+        if value > limits.max_size:
+            raise _bad(f"{name} {value} is over this server's maximum of {limits.max_size} (SD_MAX_SIZE)", name)
+    if req.steps > limits.max_steps:
+        raise _bad(f"steps {req.steps} is over this server's maximum of {limits.max_steps} (SD_MAX_STEPS)", "steps")
+    if req.batch_size * req.n_iter > limits.max_images:
+        raise _bad(f"batch_size x n_iter asks for {req.batch_size * req.n_iter} images; this server makes at most "
+                   f"{limits.max_images} per request (SD_MAX_IMAGES)", "batch_size")
+    if req.script_name and not (isinstance(req, Img2ImgRequest) and req.script_name.strip().lower() == OUTPAINT):
+        raise _bad(f"script '{req.script_name}' not found: the only A1111 script this server runs is "
+                   "\"Poor man's outpainting\" (img2img)", "script_name")
+    for name, script in (req.alwayson_scripts or {}).items():
+        if script and name.lower() != CONTROLNET:
+            raise _bad(f"always-on script '{name}' not found: of the A1111 extensions this server runs ControlNet "
+                       "only", "alwayson_scripts")
+    if req.enable_hr:
+        raise _bad("enable_hr (hires fix) is not supported by this server", "enable_hr")
+
+
+def _image(data: str, param: str) -> tuple[int, int]:
+    try:
+        return codec.decode(data).size
+    except codec.BadImage as exc:
+        raise _bad(f"{param} {exc}", param, 400, "invalid_image") from None
+
+
+def check_loras(prompt: str, available: list[str], param: str = "prompt") -> None:
+    """Every `<lora:name:weight>` of the prompt names a LoRA the checkpoint's workers have."""
+    try:
+        _, wanted = loras.parse(prompt)
+    except ValueError as exc:
+        raise _bad(str(exc), param) from None
+    for name in wanted:
+        if name not in available:
+            raise _bad(f"LoRA '{name}' not found; available: {', '.join(available) or 'none'} (models/Lora)", param,
+                       400, "unknown_lora")
+
+
+def choose_vae(wanted: Any, saved: str | None, available: list[str], param: str) -> str | None:
+    """The VAE file a request means: `wanted` (404 when unknown), else the token's saved `sd_vae` while its
+    workers still have it; None for the checkpoint's own."""
+    if wanted is not None:
+        try:
+            return vaes.find(str(wanted), available)
+        except KeyError:
+            raise _bad(f"VAE '{wanted}' not found; available: Automatic, None, {', '.join(available)} "
+                       "(models/VAE)", param, 404, "vae_not_found") from None
+    try:
+        return vaes.find(saved, available)
+    except KeyError:
+        return None
+
+
+def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], saved: dict[str, str], limits: Limits,
+              random_seeds: tuple[int, int]) -> GenerationParams:
+    """Check a request against the server's limits and the checkpoint's announced `model` info, and make the
+    generation job of it. `random_seeds` replace a seed and subseed of -1; `saved` are the token's options."""
+    _check(req, limits)
+    check_loras(req.prompt, model.get("loras", []))
+    vae = choose_vae((req.override_settings or {}).get("sd_vae"), saved.get("sd_vae"), model.get("vaes", []),
+                     "override_settings")
+    clip_skip = int(saved.get("CLIP_stop_at_last_layers", 1))
+    units = _control_units(req, model.get("controlnets", []))
+    try:
+        choice = resolve(req.sampler_name or req.sampler_index, req.scheduler)
+    except UnknownSampler as exc:
+        raise _bad(str(exc), "sampler_name", 400, "unknown_sampler") from None
+    overrides = req.override_settings or {}
+    clip = overrides.get("CLIP_stop_at_last_layers", clip_skip)
+    if not isinstance(clip, int) or not 1 <= clip <= 12:
+        raise _bad("CLIP_stop_at_last_layers must be an integer from 1 to 12", "override_settings")
+    params = GenerationParams(
+        checkpoint=checkpoint, prompt=req.prompt, negative_prompt=req.negative_prompt,
+        seed=req.seed if req.seed >= 0 else random_seeds[0],
+        subseed=req.subseed if req.subseed >= 0 else random_seeds[1], subseed_strength=req.subseed_strength,
+        sampler=choice.sampler.name, schedule=choice.schedule.name, steps=req.steps, cfg_scale=req.cfg_scale,
+        width=req.width, height=req.height, batch_size=req.batch_size, n_iter=req.n_iter, clip_skip=clip,
+        tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images, vae=vae, controlnets=units)
+    if isinstance(req, Img2ImgRequest):
+        if not req.init_images:
+            raise _bad("init_images: img2img needs at least one base64 image", "init_images")
+        size = _image(req.init_images[0], "init_images")
+        for extra in req.init_images[1:]:
+            _image(extra, "init_images")
+        if req.mask:
+            mask_size = _image(req.mask, "mask")
+            if mask_size != size:
+                raise _bad(f"the mask is {mask_size[0]}x{mask_size[1]} but the init image is {size[0]}x{size[1]}",
+                           "mask", 400, "invalid_image")
+        params.mode = "img2img"
+        params.init_images = req.init_images[:1]
+        params.mask = req.mask
+        params.denoising_strength = 0.75 if req.denoising_strength is None else req.denoising_strength
+        params.mask_blur, params.inpainting_fill = req.mask_blur, req.inpainting_fill
+        params.inpaint_full_res, params.inpaint_full_res_padding = req.inpaint_full_res, req.inpaint_full_res_padding
+        params.inpainting_mask_invert, params.resize_mode = bool(req.inpainting_mask_invert), req.resize_mode
+        if req.script_name:
+            _outpainting(req, params, limits)
+    return params
+
+
+def _control_units(req: Txt2ImgRequest, available: list[str]) -> list[ControlUnit]:
+    """The enabled units of the A1111 ControlNet extension's `alwayson_scripts.controlnet.args`."""
+    script = next((v for k, v in (req.alwayson_scripts or {}).items() if k.lower() == CONTROLNET), None) or {}
+    args = script.get("args", []) if isinstance(script, dict) else None
+    if not isinstance(args, list) or not all(isinstance(unit, dict) for unit in args):
+        raise _bad("alwayson_scripts.controlnet.args must be a list of ControlNet units (objects)", "alwayson_scripts")
+    units = []
+    for i, unit in enumerate(args):
+        where = f"alwayson_scripts.controlnet.args[{i}]"
+        if not unit.get("enabled", True):
+            continue
+        if str(unit.get("module") or "none").lower() not in NO_PREPROCESSOR:
+            raise _bad(f"{where}: preprocessor '{unit['module']}' is not run here; send the preprocessed control "
+                       "image with module 'none'", "alwayson_scripts")
+        name = controlnets.find(str(unit.get("model") or ""), available)
+        if name is None:
+            raise _bad(f"{where}: ControlNet model '{unit.get('model')}' not found; available: "
+                       f"{', '.join(available) or 'none'} (models/ControlNet)", "alwayson_scripts", 404,
+                       "model_not_found")
+        image = unit.get("image") or unit.get("input_image")
+        if isinstance(image, dict):  # the extension also takes {"image": ..., "mask": ...}
+            image = image.get("image")
+        if image is not None:
+            if not isinstance(image, str):
+                raise _bad(f"{where}: image must be a base64 image", "alwayson_scripts")
+            _image(image, "alwayson_scripts")
+        elif not isinstance(req, Img2ImgRequest):
+            raise _bad(f"{where}: txt2img needs a control image ('image')", "alwayson_scripts")
+        try:
+            weight = float(unit.get("weight", 1.0))
+            start, end = float(unit.get("guidance_start", 0.0)), float(unit.get("guidance_end", 1.0))
+        except (TypeError, ValueError):
+            raise _bad(f"{where}: weight, guidance_start and guidance_end must be numbers", "alwayson_scripts") \
+                from None
+        if not (0 <= weight <= 2 and 0 <= start < end <= 1):
+            raise _bad(f"{where}: weight must be 0 to 2 and 0 <= guidance_start < guidance_end <= 1",
+                       "alwayson_scripts")
+        units.append(ControlUnit(name, image, weight, start, end))
+    return units
+
+
+def _outpainting(req: Img2ImgRequest, params: GenerationParams, limits: Limits) -> None:
+    """A1111's "Poor man's outpainting": the image (at width x height) on a canvas grown by `pixels` on the
+    chosen sides, the new border painted. The answer is the larger image."""
+    args = [*req.script_args, None, None, None, None][:4]
+    pixels, blur, fill, directions = (128 if args[0] is None else args[0], 4 if args[1] is None else args[1],
+                                      1 if args[2] is None else args[2], SIDES if args[3] is None else args[3])
+    if not isinstance(pixels, int) or pixels <= 0 or pixels % 8:
+        raise _bad("script_args[0] (pixels to expand) must be a positive multiple of 8", "script_args")
+    if not isinstance(blur, int) or blur < 0 or not isinstance(fill, int) or not 0 <= fill <= 3:
+        raise _bad("script_args[1] (mask blur) must be an integer >= 0 and script_args[2] (inpainting fill) "
+                   "0 to 3", "script_args")
+    if not isinstance(directions, list | tuple) or not directions or not set(directions) <= set(SIDES):
+        raise _bad(f"script_args[3] (directions) must be a non-empty list of {', '.join(SIDES)}", "script_args")
+    if req.mask:
+        raise _bad("outpainting paints the new border: send no mask", "mask")
+    sides = [pixels if side in directions else 0 for side in SIDES]
+    params.width, params.height = params.width + sides[0] + sides[2], params.height + sides[1] + sides[3]
+    if max(params.width, params.height) > limits.max_size:
+        raise _bad(f"outpainting to {params.width}x{params.height} is over this server's maximum of "
+                   f"{limits.max_size} (SD_MAX_SIZE)", "script_args")
+    params.outpaint, params.mask_blur, params.inpainting_fill = sides, blur, fill
+
+
+def with_parameters(echo: dict[str, Any]) -> Any:
+    """The reshape of a worker's `{"images", "info"}` into A1111's `{"images", "parameters", "info"}`."""
+    def reshape(body: bytes) -> bytes:
+        answer = orjson.loads(body)
+        return orjson.dumps({"images": answer["images"], "parameters": echo, "info": answer["info"]})
+    return reshape
+
+
+def checkpoint_entry(info: dict[str, Any]) -> dict[str, Any]:
+    """One entry of `/sdapi/v1/sd-models`."""
+    return {k: info.get(k) for k in ("title", "model_name", "hash", "sha256", "filename", "config")}
+
+
+def options(checkpoint: dict[str, Any] | None, saved: dict[str, str]) -> dict[str, Any]:
+    """`GET /sdapi/v1/options`: the options this server honours, with the token's current values."""
+    return {"sd_model_checkpoint": checkpoint.get("title") if checkpoint else None,
+            "sd_checkpoint_hash": checkpoint.get("sha256") if checkpoint else None,
+            "CLIP_stop_at_last_layers": int(saved.get("CLIP_stop_at_last_layers", 1)),
+            "sd_vae": saved.get("sd_vae", "Automatic"), "samples_format": "png", "samples_save": False,
+            "grid_save": False, "outdir_samples": "", "enable_pnginfo": True}
+
+
+def progress(record: dict[str, str] | None, last: bytes | None, job_id: str | None, now: float) -> dict[str, Any]:
+    """`GET /sdapi/v1/progress` from the token's latest job: its record and its latest progress event."""
+    state = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": 0,
+             "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
+    idle = {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None, "textinfo": None}
+    if record is None or job_id is None:
+        return idle
+    if record["state"] in ("cancelled",):
+        state["interrupted"] = True
+    if record["state"] not in ("pending", "active"):
+        return idle
+    created = float(record["created"])
+    state.update(job=f"task({job_id})", job_count=1,
+                 job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(created)))
+    if not last:
+        return {**idle, "textinfo": "Waiting..." if record["state"] == "pending" else "Starting..."}
+    event = orjson.loads(last)
+    steps = max(1, int(event["steps"]))
+    state.update(job_count=int(event["job_count"]), job_no=int(event["job_no"]),
+                 sampling_step=int(event["step"]), sampling_steps=steps)
+    done = (int(event["job_no"]) + int(event["step"]) / steps) / max(1, int(event["job_count"]))
+    elapsed = now - float(record.get("started", created))
+    eta = elapsed * (1 - done) / done if done > 0 else 0.0
+    return {**idle, "progress": round(done, 4), "eta_relative": round(eta, 3)}

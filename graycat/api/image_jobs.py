@@ -1,0 +1,75 @@
+"""What the image routes share: the checkpoints live SD workers serve, picking one, running a generation job."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import Response
+
+from graycat.api.dialects import JobSpec, llamacpp
+from graycat.api.dialects.a1111 import MAX_SEED, Limits
+from graycat.api.errors import ApiError
+from graycat.images import checkpoints
+from graycat.images.params import GenerationParams
+from graycat.queue import image_state
+from graycat.queue.client import JobQueue, served_models
+
+KIND = "sd"
+
+
+async def served_checkpoints(queue: JobQueue) -> dict[str, dict[str, Any]]:
+    """model_name -> announced info of every checkpoint a live SD worker serves."""
+    live = served_models([w for w in await queue.live_workers() if w.get("kind") == KIND])
+    known = await queue.models()
+    if not live <= set(known):
+        known = await queue.models(fresh=True)
+    return {name: known[name] for name in sorted(live) if known.get(name, {}).get("kind") == KIND}
+
+
+async def checkpoint(request: Request, wanted: str | None, param: str) -> str:
+    """The checkpoint a request means: `wanted` (any name A1111 accepts), else the token's chosen one, else
+    SD_DEFAULT_MODEL, else the first served. 404 for an unknown name, 503 when no SD worker is alive."""
+    served = await served_checkpoints(request.app.state.queue)
+    settings = request.app.state.settings
+    if wanted:
+        found = checkpoints.find(wanted, served)
+        if found is None:
+            raise ApiError(404, f"checkpoint '{wanted}' not found; available: {', '.join(served) or 'none'}",
+                           code="model_not_found", param=param)
+        return found
+    if not served:
+        raise ApiError(503, "no image worker is running: start one with `graycat worker sd --models-dir DIR`",
+                       code="no_worker", headers={"Retry-After": "5"})
+    chosen = (await image_state.options(request.app.state.queue.redis, request.state.owner)).get("sd_model_checkpoint")
+    for name in (chosen, settings.sd_default_model):
+        if name and (found := checkpoints.find(name, served)):
+            return found
+    return next(iter(served))
+
+
+def limits(request: Request) -> Limits:
+    s = request.app.state.settings
+    return Limits(s.sd_max_size, s.sd_max_steps, s.sd_max_images)
+
+
+def random_seed() -> int:
+    return secrets.randbelow(MAX_SEED)
+
+
+async def run(request: Request, params: GenerationParams, endpoint: str, reshape: Callable[[bytes], bytes]) -> Response:
+    """Enqueue the generation on its checkpoint's pool and answer with the reshaped result. The job becomes the
+    token's current one, which /sdapi/v1/progress and /sdapi/v1/interrupt act on."""
+    from graycat.api.relay import run_job
+
+    settings = request.app.state.settings
+    job_id = uuid.uuid4().hex
+    ttl = int(settings.queue_timeout_for(KIND) + settings.job_timeout_for(KIND)) + 60
+    await image_state.set_current(request.app.state.queue.redis, request.state.owner, job_id, ttl)
+    spec = JobSpec(endpoint, False, params.checkpoint, None, deterministic=True)
+    return await run_job(request, spec, kind=KIND, render_chunk=llamacpp.sse_event,
+                         render_failure=llamacpp.stream_error, reshape=reshape, body=params.to_json(),
+                         job_id=job_id)

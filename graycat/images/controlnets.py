@@ -1,0 +1,20 @@
+"""ControlNet models of the A1111 folder (`models/ControlNet`), as the A1111 ControlNet extension names them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def scan(models_dir: Path) -> dict[str, Path]:
+    """Folder name -> folder of each diffusers-format ControlNet (config.json and weights) in `models/ControlNet`."""
+    folder = models_dir / "models" / "ControlNet"
+    if not folder.is_dir():
+        return {}
+    return {p.parent.name: p.parent for p in sorted(folder.rglob("config.json"))
+            if any(p.parent.glob("diffusion_pytorch_model.*"))}
+
+
+def find(name: str, available: list[str]) -> str | None:
+    """The ControlNet `name` means: its name, or the extension's `name [hash]` form."""
+    bare = name.rsplit(" [", 1)[0].strip() if name.endswith("]") else name.strip()
+    return bare if bare in available else None

@@ -1,0 +1,65 @@
+"""The generation job: what the api sends an SD worker after validating an A1111 or OpenAI request."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class ControlUnit:
+    """One ControlNet unit: its model, the control image (None: the init image) and how strongly it guides."""
+
+    model: str
+    image: str | None = None
+    weight: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+
+
+@dataclass(slots=True)
+class GenerationParams:
+    """Everything a worker needs to run one request; seeds are already chosen (a rerun gives the same images)."""
+
+    checkpoint: str
+    prompt: str
+    seed: int
+    width: int
+    height: int
+    steps: int
+    mode: str = "txt2img"  # or "img2img" (with a mask: inpainting)
+    negative_prompt: str = ""
+    subseed: int = 0
+    subseed_strength: float = 0.0
+    sampler: str = "Euler a"
+    schedule: str = "automatic"
+    cfg_scale: float = 7.0
+    batch_size: int = 1
+    n_iter: int = 1
+    clip_skip: int = 1
+    vae: str | None = None  # a file of models/VAE; None: the checkpoint's own
+    tiling: bool = False
+    eta: float | None = None
+    denoising_strength: float = 0.75
+    init_images: list[str] = field(default_factory=list)
+    mask: str | None = None
+    mask_blur: int = 4
+    inpainting_fill: int = 1
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: bool = False
+    resize_mode: int = 0
+    outpaint: list[int] | None = None  # pixels added (left, up, right, down); width and height include them
+    controlnets: list[ControlUnit] = field(default_factory=list)
+    send_images: bool = True
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> GenerationParams:
+        values: dict[str, Any] = orjson.loads(data)
+        values["controlnets"] = [ControlUnit(**unit) for unit in values.get("controlnets", [])]
+        return cls(**values)

@@ -1,0 +1,52 @@
+"""Image state in Redis: each token's A1111 options (chosen checkpoint, clip skip) and latest job, and the
+PNGs served by URL for a while."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from graycat.jobs import CHUNK, START
+from graycat.queue import keys
+
+OPTIONS_TTL_S = 30 * 24 * 3600
+
+
+async def options(redis: aioredis.Redis, owner: str) -> dict[str, str]:
+    raw = await redis.hgetall(keys.image_options(owner))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+async def set_options(redis: aioredis.Redis, owner: str, values: dict[str, str]) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.image_options(owner), mapping=values)  # type: ignore[arg-type]
+        pipe.expire(keys.image_options(owner), OPTIONS_TTL_S)
+        await pipe.execute()
+
+
+async def set_current(redis: aioredis.Redis, owner: str, job_id: str, ttl: int) -> None:
+    await redis.set(keys.image_current(owner), job_id, ex=ttl)
+
+
+async def current(redis: aioredis.Redis, owner: str) -> str | None:
+    job_id = await redis.get(keys.image_current(owner))
+    return job_id.decode() if job_id else None
+
+
+async def last_progress(redis: aioredis.Redis, job_id: str) -> bytes | None:
+    """The job's latest progress chunk (its payload), b"" when it started without one yet, None before."""
+    for _, fields in await redis.xrevrange(keys.events(job_id), count=4):
+        event = fields[b"e"]
+        if event[:1] == CHUNK:
+            return event[1:]
+        if event[:1] == START:
+            return b""
+    return None
+
+
+async def store_file(redis: aioredis.Redis, file_id: str, png: bytes, ttl: int) -> None:
+    await redis.set(keys.image_file(file_id), png, ex=ttl)
+
+
+async def load_file(redis: aioredis.Redis, file_id: str) -> bytes | None:
+    data: bytes | None = await redis.get(keys.image_file(file_id))
+    return data

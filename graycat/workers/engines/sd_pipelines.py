@@ -1,0 +1,329 @@
+"""Stable Diffusion on diffusers: load a checkpoint of the models folder, run one generation (blocking).
+
+Runs in the engine's worker thread; `progress` is called after each denoising step and `stop` is checked
+there, so a cancelled job ends within one step.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, ImageOps
+
+from graycat.images import codec
+from graycat.images.checkpoints import Checkpoint
+from graycat.images.params import GenerationParams
+from graycat.images.samplers import resolve
+from graycat.workers.engines.sd_config import write_skeleton, write_vae_config
+
+Progress = Callable[[int, int, int], None]  # (iteration index, step done, steps of this iteration)
+
+
+class Interrupted(Exception):
+    """The job was cancelled between two steps."""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """Where and how pipelines run."""
+
+    name: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+
+
+def load(checkpoint: Checkpoint, device: Device, scratch: Path) -> Any:
+    """A StableDiffusionPipeline for a diffusers folder or a single-file checkpoint, offline; a single file's
+    configs are written under `scratch`."""
+    from diffusers import StableDiffusionPipeline
+
+    common: dict[str, Any] = {"dtype": device.dtype, "local_files_only": True, "safety_checker": None,
+                              "requires_safety_checker": False}
+    if checkpoint.path.is_dir():
+        pipe = StableDiffusionPipeline.from_pretrained(checkpoint.path, **common)
+    else:
+        config = write_skeleton(checkpoint.path, scratch / checkpoint.model_name)
+        pipe = StableDiffusionPipeline.from_single_file(str(checkpoint.path), config=str(config), **common)
+    pipe = pipe.to(device.name)
+    pipe.set_progress_bar_config(disable=True)
+    if device.attention_slicing:
+        pipe.enable_attention_slicing()
+    if device.vae_tiling:
+        pipe.vae.enable_tiling()
+    return pipe
+
+
+def load_vae(path: Path, device: Device, scratch: Path) -> Any:
+    """An AutoencoderKL from a standalone VAE file, offline."""
+    from diffusers import AutoencoderKL
+
+    config = write_vae_config(path, scratch / f"vae-{path.stem}")
+    return AutoencoderKL.from_single_file(str(path), config=str(config), local_files_only=True,
+                                          dtype=device.dtype).to(device.name)
+
+
+@contextmanager
+def vae_applied(pipe: Any, vae: Any | None) -> Iterator[None]:
+    """The pipeline decodes (and encodes) with `vae` for one job, then with its own again."""
+    if vae is None:
+        yield
+        return
+    own = pipe.vae
+    pipe.vae = vae
+    try:
+        yield
+    finally:
+        pipe.vae = own
+
+
+@contextmanager
+def loras_applied(pipe: Any, loras: list[tuple[Path, float]]) -> Iterator[None]:
+    """The LoRAs loaded and weighted for one job, then unloaded (which restores the base weights exactly)."""
+    if not loras:
+        yield
+        return
+    names = [f"graycat_lora_{i}" for i in range(len(loras))]  # never an nn.Module attribute name
+    try:
+        for name, (path, _) in zip(names, loras, strict=True):
+            pipe.load_lora_weights(str(path), adapter_name=name)
+        pipe.set_adapters(names, [weight for _, weight in loras])
+        yield
+    finally:
+        pipe.unload_lora_weights()
+
+
+def _scheduler(pipe: Any, params: GenerationParams, seed: int) -> Any:
+    import diffusers
+
+    choice = resolve(params.sampler, params.schedule)
+    cls = getattr(diffusers, choice.sampler.scheduler_class)
+    kwargs = choice.scheduler_kwargs()
+    if choice.sampler.scheduler_class == "DPMSolverSDEScheduler":
+        kwargs["noise_sampler_seed"] = seed  # it ignores the generator for its Brownian noise
+    return cls.from_config(pipe.scheduler.config, **kwargs)
+
+
+def _resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:
+    """A1111's resize modes: 0 stretch, 1 crop to fill, 2 fit and fill the rest with the stretched edges,
+    3 (latent upscale) as 0."""
+    if mode == 1:
+        return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
+    if mode == 2:
+        fitted = ImageOps.contain(image, (width, height), Image.Resampling.LANCZOS)
+        canvas = image.resize((width, height), Image.Resampling.LANCZOS).filter(ImageFilter.GaussianBlur(8))
+        canvas.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
+        return canvas
+    return image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _fill(image: Image.Image, mask: Image.Image, how: int, seed: int) -> Image.Image:
+    """What the masked area starts from (A1111's inpainting_fill): 0 its surroundings blurred in, 1 the
+    original, 2 noise, 3 nothing (mid grey)."""
+    if how == 1:
+        return image
+    if how == 0:
+        filler = image.filter(ImageFilter.GaussianBlur(max(image.size) / 8))
+    elif how == 2:
+        noise = np.random.default_rng(seed).integers(0, 256, (image.height, image.width, 3), dtype=np.uint8)
+        filler = Image.fromarray(noise)
+    else:
+        filler = Image.new("RGB", image.size, (127, 127, 127))
+    return Image.composite(filler, image, mask.point(lambda v: 255 if v > 127 else 0))
+
+
+def _crop_box(mask: Image.Image, padding: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """The masked area plus padding, grown to the output's aspect ratio and kept inside the image."""
+    box = mask.point(lambda v: 255 if v > 127 else 0).getbbox() or (0, 0, mask.width, mask.height)
+    left, top = max(box[0] - padding, 0), max(box[1] - padding, 0)
+    right, bottom = min(box[2] + padding, mask.width), min(box[3] + padding, mask.height)
+    w, h = right - left, bottom - top
+    if w / h < width / height:
+        grow = round(h * width / height) - w
+        left, right = left - grow // 2, right + grow - grow // 2
+    else:
+        grow = round(w * height / width) - h
+        top, bottom = top - grow // 2, bottom + grow - grow // 2
+    if left < 0:
+        left, right = 0, right - left
+    if top < 0:
+        top, bottom = 0, bottom - top
+    return max(left, 0), max(top, 0), min(right, mask.width), min(bottom, mask.height)
+
+
+def _outpaint_canvas(image: Image.Image, sides: list[int], blur: int) -> tuple[Image.Image, Image.Image]:
+    """The image on a canvas grown by (left, up, right, down) pixels, the new border filled with the image's
+    stretched and blurred edges, and the mask of what to paint: the border, reaching `blur` pixels into the
+    image so that the seam is repainted too."""
+    left, up, right, down = sides
+    size = (image.width + left + right, image.height + up + down)
+    canvas = image.resize(size, Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(max(size) / 16))
+    canvas.paste(image, (left, up))
+    mask = Image.new("L", size, 255)
+    keep = (left + blur if left else 0, up + blur if up else 0, left + image.width - (blur if right else 0),
+            up + image.height - (blur if down else 0))
+    mask.paste(0, keep)
+    return canvas, mask
+
+
+def _noise(seeds: list[int], subseeds: list[int], strength: float, shape: tuple[int, ...]) -> torch.Tensor:
+    """Initial latents, one per seed; with a subseed strength, each is moved towards its subseed's noise
+    (spherical interpolation, as A1111's variation seeds)."""
+    out = []
+    for seed, subseed in zip(seeds, subseeds, strict=True):
+        noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+        if strength > 0:
+            other = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed))
+            a, b = noise.flatten(), other.flatten()
+            omega = torch.acos((a / a.norm() * (b / b.norm())).sum().clamp(-1, 1))
+            if omega.abs() > 1e-4:
+                noise = (torch.sin((1 - strength) * omega) * noise + torch.sin(strength * omega) * other) \
+                    / torch.sin(omega)
+        out.append(noise)
+    return torch.stack(out)
+
+
+def _set_tiling(pipe: Any, tiling: bool) -> None:
+    for model in (pipe.unet, pipe.vae):
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.padding_mode = "circular" if tiling else "zeros"
+
+
+def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: threading.Event,
+             control_models: list[Any] | None = None) -> list[Image.Image]:
+    """All `batch_size * n_iter` images of a request; image i has seed `params.seed + i`. `control_models` are
+    the ControlNet models of `params.controlnets`, in order."""
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+
+    p = params
+    w, h = p.width, p.height
+    nine_channels = pipe.unet.config.in_channels == 9
+    masked = bool(p.mask or p.outpaint)  # the request paints part of its image
+    init = None
+    if p.init_images:
+        left, up, right, down = p.outpaint or (0, 0, 0, 0)
+        inner = (w - left - right, h - up - down)
+        init = _resize(codec.decode(p.init_images[0]).convert("RGB"), *inner, p.resize_mode)
+    mask = None
+    if p.outpaint and init is not None:
+        init, mask = _outpaint_canvas(init, p.outpaint, p.mask_blur)
+    elif p.mask:
+        mask = _resize(codec.decode(p.mask).convert("L"), w, h, p.resize_mode)
+        if p.inpainting_mask_invert:
+            mask = ImageOps.invert(mask)
+    elif nine_channels:  # an inpainting model paints everything: txt2img from grey, img2img from the image
+        mask = Image.new("L", (w, h), 255)
+    if init is None and mask is not None:
+        init = Image.new("RGB", (w, h), (127, 127, 127))
+    soft_mask = mask.filter(ImageFilter.GaussianBlur(p.mask_blur)) if mask is not None and p.mask_blur else mask
+    control_images = [_resize(codec.decode(u.image).convert("RGB"), w, h, p.resize_mode) if u.image else init
+                      for u in p.controlnets]
+    control = _controlnet(control_models)
+    crop = _crop_box(mask, p.inpaint_full_res_padding, w, h) if p.mask and p.inpaint_full_res else None
+
+    common: dict[str, Any] = {"prompt": p.prompt, "negative_prompt": p.negative_prompt or None,
+                              "num_inference_steps": p.steps, "guidance_scale": p.cfg_scale,
+                              "num_images_per_prompt": p.batch_size, "output_type": "pil",
+                              "clip_skip": p.clip_skip - 1 if p.clip_skip > 1 else None}
+    if p.eta is not None:
+        common["eta"] = p.eta
+    _set_tiling(pipe, p.tiling)
+    images: list[Image.Image] = []
+    try:
+        for k in range(p.n_iter):
+            first = p.seed + k * p.batch_size
+            seeds = list(range(first, first + p.batch_size))
+            subseeds = list(range(p.subseed + k * p.batch_size, p.subseed + (k + 1) * p.batch_size))
+
+            def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], k: int = k) -> dict[str, Any]:
+                if stop.is_set():
+                    raise Interrupted
+                progress(k, step + 1, int(_pipe.num_timesteps))
+                return kwargs
+
+            pipe.scheduler = _scheduler(pipe, p, seeds[0])
+            run = {**common, "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
+                   "callback_on_step_end": on_step}
+            if mask is not None and init is not None:
+                source, region, controls = init, soft_mask, control_images
+                if crop is not None:
+                    source, region = (i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in (init, soft_mask))
+                    controls = [i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in control_images]
+                start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
+                strength = p.denoising_strength if masked or p.init_images else 1.0
+                out = _pipeline(pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline",
+                                control)(image=start, mask_image=region, strength=strength, width=w, height=h,
+                                         **run, **_control_args(p, controls, "control_image")).images
+                out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
+            elif init is not None:
+                out = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline",
+                                control)(image=init, strength=p.denoising_strength, **run,
+                                         **_control_args(p, control_images, "control_image")).images
+            else:
+                shape = (pipe.unet.config.in_channels, h // 8, w // 8)
+                latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
+                runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
+                out = runner(width=w, height=h, latents=latents, **run,
+                             **_control_args(p, control_images, "image")).images
+            images.extend(out)
+    finally:
+        _set_tiling(pipe, False)
+    return images
+
+
+def _controlnet(models: list[Any] | None) -> Any:
+    if not models:
+        return None
+    if len(models) == 1:
+        return models[0]
+    from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+
+    return MultiControlNetModel(models)
+
+
+def _pipeline(pipe: Any, plain: Any, with_control: str, control: Any) -> Any:
+    """The pipeline of one kind of generation on the loaded components (`plain` None: `pipe` itself), its
+    ControlNet variant with `control`."""
+    if control is None:
+        return pipe if plain is None else plain(**pipe.components)
+    import diffusers
+
+    return getattr(diffusers, with_control)(**pipe.components, controlnet=control)
+
+
+def _control_args(p: GenerationParams, images: list[Any], image_arg: str) -> dict[str, Any]:
+    """The ControlNet arguments of a pipeline call (one unit: plain values; several: lists)."""
+    if not p.controlnets:
+        return {}
+    units = p.controlnets
+    if len(units) == 1:
+        return {image_arg: images[0], "controlnet_conditioning_scale": units[0].weight,
+                "control_guidance_start": units[0].guidance_start, "control_guidance_end": units[0].guidance_end}
+    return {image_arg: images, "controlnet_conditioning_scale": [u.weight for u in units],
+            "control_guidance_start": [u.guidance_start for u in units],
+            "control_guidance_end": [u.guidance_end for u in units]}
+
+
+def load_controlnet(folder: Path, device: Device) -> Any:
+    """A ControlNetModel from a diffusers-format folder, offline."""
+    from diffusers import ControlNetModel
+
+    return ControlNetModel.from_pretrained(folder, local_files_only=True, dtype=device.dtype).to(device.name)
+
+
+def _paste(original: Image.Image, mask: Image.Image, result: Image.Image,
+           crop: tuple[int, int, int, int] | None) -> Image.Image:
+    """Keep the unmasked pixels of the original exactly; put the generated ones where the mask is."""
+    if crop is not None:
+        canvas = original.copy()
+        canvas.paste(result.resize((crop[2] - crop[0], crop[3] - crop[1]), Image.Resampling.LANCZOS), crop[:2])
+        result = canvas
+    return Image.composite(result.convert("RGB"), original, mask)
