@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from graycat import __version__
 from graycat.config import ConfigError, Settings, load_settings
+from graycat.logs import setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"graycat: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format)
     if args.command == "up":
         from graycat.standalone import up
 
@@ -71,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         from graycat.api.app import create_app
 
         uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
-                    access_log=False, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+                    access_log=False, log_config=None, log_level=settings.log_level.lower(),
+                    timeout_graceful_shutdown=10)
     elif args.command == "worker":
         import uvloop
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     result_ttl: int = Field(3600, gt=0, validation_alias="RESULT_TTL",
                             description="Seconds job records and events are kept after the end.")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_format: Literal["json", "text"] = Field(
+        "json", validation_alias="LOG_FORMAT",
+        description="json: one JSON object per line (for Loki and other collectors); text: for reading by eye.")
+    metrics_token: str | None = Field(
+        None, validation_alias="METRICS_TOKEN",
+        description="Bearer token that GET /metrics requires; unset: /metrics is open (keep the port private).")
     data_dir: Path = Field(Path(".graycat"), validation_alias="GRAYCAT_DATA_DIR",
                            description="Folder of `graycat up` (its Redis data, its generated API token).")
     # llama.cpp worker

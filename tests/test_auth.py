@@ -12,7 +12,8 @@ from graycat.api.app import create_app
 from graycat.config import load_settings
 from tests.conftest import TOKEN, RedisServer
 
-PUBLIC = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# /metrics is guarded by its own METRICS_TOKEN (tests/test_metrics_e2e.py), not by the API tokens
+PUBLIC = {"/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ from redis.exceptions import RedisError
 
 from graycat import __version__
 from graycat.api import errors
-from graycat.api.middleware import RequestIdMiddleware
-from graycat.api.routes import health, jobs, llamacpp, openai, queue
+from graycat.api.middleware import RequestMiddleware
+from graycat.api.routes import health, jobs, llamacpp, metrics, openai, queue
 from graycat.config import Settings
+from graycat.metrics import ApiMetrics
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
 from graycat.queue.hub import EventHub
@@ -71,9 +72,11 @@ def create_app(settings: Settings) -> FastAPI:
                   description="One authenticated gateway for self-hosted text and image generation.")
     app.state.settings = settings
     app.state.tokens = [t.encode() for t in settings.api_tokens]
+    app.state.metrics = ApiMetrics()
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestMiddleware, metrics=app.state.metrics)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(llamacpp.router)
     app.include_router(openai.router)
     app.include_router(queue.router)

@@ -14,6 +14,7 @@ from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec
 from graycat.api.errors import ApiError
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
+from graycat.metrics import ApiMetrics
 from graycat.queue.client import JobQueue
 from graycat.queue.hub import Subscription
 
@@ -33,8 +34,10 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     """
     state = request.app.state
     queue: JobQueue = state.queue
+    metrics: ApiMetrics = state.metrics
     model = await resolve_model(queue, state.settings.default_model, spec, kind)
-    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body(), stream=spec.stream)
+    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body(), stream=spec.stream,
+              request_id=request.scope["request_id"])
     sub = await queue.submit(job, request.state.owner)
     now = asyncio.get_running_loop().time()
     deadline = now + state.settings.job_timeout_for(kind)
@@ -50,9 +53,13 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
         # the job's start, or its end when it never started (expired, failed)
         event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
         worker = ""
+        if event[:1] == START:
+            metrics.queue_wait.labels(kind, model).observe(asyncio.get_running_loop().time() - now)
         while event[:1] == START:  # (a second START: the worker died before answering and another took over)
             worker = event[1:].decode()
             event = await _event(queue, sub, deadline, _too_long)
+        if event[:1] == CHUNK:
+            metrics.first_token.labels(kind, model).observe(asyncio.get_running_loop().time() - now)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": worker}
         if event[:1] == END:
             status, body = parse_end(event[1:])

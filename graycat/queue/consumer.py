@@ -35,6 +35,7 @@ class Consumer:
         self.events = events
         self.worker_id = worker_id
         self.pools = [(kind, model, keys.pool(kind, model)) for kind, model in pools]
+        self.kinds = sorted({kind for kind, _, _ in self.pools})
         self.record_ttl = record_ttl
 
     async def setup(self) -> None:
