@@ -44,6 +44,8 @@ class ApiMetrics:
         self.in_flight = Gauge("graycat_http_requests_in_flight", "Requests being answered now", registry=reg)
         self.rejected = Counter("graycat_queue_rejected", "Requests refused with 503 queue_full, by reason "
                                 "(pool_full, token_limit)", ["reason"], registry=reg)
+        for reason in ("pool_full", "token_limit"):  # present from the start, so rates over them work at once
+            self.rejected.labels(reason)
         self.queue_wait = Histogram("graycat_queue_wait_seconds", "Time a relayed request's job waited for a "
                                     "worker (submit to start)", ["kind", "model"], buckets=LATENCY_BUCKETS,
                                     registry=reg)
