@@ -39,11 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     null.add_argument("--slots", type=int, help="parallel jobs (default 4, env LLM_SLOTS)")
     null.add_argument("--tokens", type=int, default=16, help="tokens per reply (default 16)")
     null.add_argument("--token-delay-ms", type=float, default=0.0, help="pause between tokens (default 0)")
+    for p in (llm, null):
+        p.add_argument("--metrics-port", type=int,
+                       help="also serve this worker's /metrics on this port (env WORKER_METRICS_PORT)")
     return parser
 
 
 _OVERRIDES = {"model": "model", "model_name": "model_name", "slots": "slots", "ctx_size": "ctx_per_slot",
-              "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url", "embeddings": "embeddings"}
+              "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url", "embeddings": "embeddings",
+              "metrics_port": "worker_metrics_port"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:

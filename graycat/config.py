@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         description="Bearer token that GET /metrics requires; unset: /metrics is open (keep the port private).")
     data_dir: Path = Field(Path(".graycat"), validation_alias="GRAYCAT_DATA_DIR",
                            description="Folder of `graycat up` (its Redis data, its generated API token).")
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias="WORKER_METRICS_PORT",
+        description="Port on which a worker also serves its own /metrics (for a worker Prometheus can reach).")
     # llama.cpp worker
     model: Path | None = Field(None, validation_alias="GRAYCAT_MODEL", description="GGUF file to serve.")
     model_name: str | None = Field(None, validation_alias="MODEL_NAME",

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from graycat.jobs import Job
 from graycat.queue import keys
-from tests.conftest import MODEL, Cluster, Gateway, RedisServer, wait_until
+from tests.conftest import MODEL, Cluster, Gateway, RedisServer, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -87,3 +87,20 @@ def test_metrics_token_guards_the_endpoint_when_set(cluster: Cluster) -> None:
     assert httpx.get(base + "/metrics", headers={"Authorization": "Bearer test-token-1"}, timeout=10).status_code \
         == 401  # an API token is not a metrics token
     assert value(scrape(base, "scrape-me"), "graycat_redis_up") == 1
+
+
+def test_a_reachable_worker_serves_its_own_metrics(cluster: Cluster) -> None:
+    port = free_port()
+    worker = cluster.spawn("worker", ["worker", "null", "--model-name", "metrics-null", "--slots", "3",
+                                      "--metrics-port", str(port)], METRICS_TOKEN="scrape-me")
+    try:
+        wait_until(lambda: " ready: " in worker.output(), 30, "the null worker")
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(base + "/metrics", timeout=10).status_code == 401
+        samples = scrape(base, "scrape-me")
+        wid = next(lab["worker"] for lab, _ in samples["graycat_worker_info"])
+        assert f"worker {wid} ready" in worker.output()
+        assert value(samples, "graycat_worker_slots", worker=wid) == 3
+        assert value(samples, "graycat_worker_slots_busy", worker=wid) == 0
+    finally:
+        worker.stop()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from graycat.api.cluster_metrics import GPU_GAUGES
+from graycat.metrics import GPU_GAUGES
 from tests.conftest import TOKEN, Cluster, Gateway, free_port, wait_until
 
 pytestmark = pytest.mark.e2e

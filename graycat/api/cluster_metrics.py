@@ -15,27 +15,12 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from graycat.metrics import worker_families
 from graycat.queue import keys
 from graycat.queue.client import JobQueue
 
-# Job outcomes of the pool counters, and the llama.cpp engine counters that workers report.
+# Job outcomes of the pool counters.
 OUTCOMES = ("completed", "failed", "cancelled", "expired")
-ENGINE_COUNTERS = {
-    "prompt_tokens_total": "Prompt tokens the worker's llama.cpp engine processed",
-    "prompt_seconds_total": "Seconds the worker's llama.cpp engine spent processing prompts",
-    "tokens_predicted_total": "Tokens the worker's llama.cpp engine generated",
-    "tokens_predicted_seconds_total": "Seconds the worker's llama.cpp engine spent generating tokens",
-}
-ENGINE_GAUGES = {
-    "requests_processing": "Requests the worker's llama.cpp engine is processing",
-    "requests_deferred": "Requests the worker's llama.cpp engine has deferred (no free slot)",
-}
-GPU_GAUGES = {
-    "memory_used_bytes": "GPU memory in use",
-    "memory_total_bytes": "GPU memory in all",
-    "utilization_ratio": "Share of the last sample period the GPU was busy (0-1)",
-    "temperature_celsius": "GPU temperature",
-}
 
 
 @dataclass
@@ -77,7 +62,7 @@ class ClusterCollector(Collector):
         read.add_metric([], snap.read_seconds)
         yield read
         yield from self._pools()
-        yield from self._workers()
+        yield from worker_families(snap.workers)
 
     def _pools(self) -> Iterator[Metric]:
         labels = ["kind", "model"]
@@ -117,45 +102,3 @@ class ClusterCollector(Collector):
                                         "stream")
         dead_stream.add_metric([], self.snapshot.dead_letters)
         yield from (waiting, active, oldest, jobs, redelivered, dead, workers_up, dead_stream)
-
-    def _workers(self) -> Iterator[Metric]:
-        ids = ["worker", "kind"]
-        info = GaugeMetricFamily("graycat_worker_info", "One series per live worker: where it runs and what it "
-                                 "serves", labels=[*ids, "host", "version", "models"])
-        slots = GaugeMetricFamily("graycat_worker_slots", "Jobs the worker can run at once", labels=ids)
-        busy = GaugeMetricFamily("graycat_worker_slots_busy", "Jobs the worker is running", labels=ids)
-        stopping = GaugeMetricFamily("graycat_worker_stopping", "1 while the worker finishes its jobs before "
-                                     "exiting", labels=ids)
-        started = GaugeMetricFamily("graycat_worker_start_time_seconds", "Unix time the worker started",
-                                    labels=ids)
-        jobs = CounterMetricFamily("graycat_worker_jobs", "Jobs the worker ended since it started, by outcome",
-                                   labels=[*ids, "outcome"])
-        engine_counters = {name: CounterMetricFamily(f"graycat_worker_{name.removesuffix('_total')}", text,
-                                                     labels=ids) for name, text in ENGINE_COUNTERS.items()}
-        engine_gauges = {name: GaugeMetricFamily(f"graycat_worker_engine_{name}", text, labels=ids)
-                         for name, text in ENGINE_GAUGES.items()}
-        gpu = {name: GaugeMetricFamily(f"graycat_gpu_{name}", text, labels=[*ids, "gpu", "name"])
-               for name, text in GPU_GAUGES.items()}
-        for w in self.snapshot.workers:
-            labels = [str(w.get("id", "")), str(w.get("kind", ""))]
-            info.add_metric([*labels, str(w.get("host", "")), str(w.get("version", "")),
-                             ",".join(w.get("models", []))], 1)
-            slots.add_metric(labels, float(w.get("slots") or 0))
-            busy.add_metric(labels, float(w.get("busy") or 0))
-            stopping.add_metric(labels, 1.0 if w.get("stopping") else 0.0)
-            started.add_metric(labels, float(w.get("started") or 0))
-            for outcome, count in (w.get("outcomes") or {}).items():
-                jobs.add_metric([*labels, outcome], count)
-            figures = (w.get("engine") or {}).get("llamacpp") or {}
-            for name, family in engine_counters.items():
-                if name in figures:
-                    family.add_metric(labels, figures[name])
-            for name, gauge in engine_gauges.items():
-                if name in figures:
-                    gauge.add_metric(labels, figures[name])
-            for card in w.get("gpus") or []:
-                for name, gauge in gpu.items():
-                    if name in card:
-                        gauge.add_metric([*labels, str(card["index"]), str(card["name"])], card[name])
-        yield from (info, slots, busy, stopping, started, jobs, *engine_counters.values(), *engine_gauges.values(),
-                    *gpu.values())

@@ -7,7 +7,6 @@ Open when METRICS_TOKEN is unset (keep the port private then); otherwise it need
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 
 from fastapi import APIRouter, Request
@@ -17,6 +16,7 @@ from starlette.responses import Response
 
 from graycat.api.cluster_metrics import ClusterCollector, ClusterSnapshot, read_snapshot
 from graycat.api.errors import ApiError
+from graycat.metrics import bearer_allows
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -25,11 +25,7 @@ REDIS_READ_TIMEOUT_S = 2.0
 
 
 def _authorize(request: Request) -> None:
-    expected = request.app.state.settings.metrics_token
-    if not expected:
-        return
-    presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
+    if not bearer_allows(request.headers.get("authorization", ""), request.app.state.settings.metrics_token):
         raise ApiError(401, "/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'", code="invalid_metrics_token",
                        headers={"WWW-Authenticate": "Bearer"})
 
