@@ -51,7 +51,7 @@ def test_requests_jobs_and_workers_are_counted(gateway: Gateway) -> None:
     assert value(after, "graycat_http_requests_total", route="/v1/completions", dialect="openai", status="422") >= 1
     assert value(after, "graycat_http_requests_total", route="unmatched", status="404") >= 1
     assert value(after, "graycat_http_response_start_seconds_count", route="/completion") >= 2
-    assert value(after, "graycat_http_requests_in_flight") == 1  # the scrape itself
+    assert value(after, "graycat_http_requests_in_flight") >= 1  # the scrape itself
     assert value(after, "graycat_time_to_first_token_seconds_count", kind="llm", model=MODEL) >= 2
     assert value(after, "graycat_queue_wait_seconds_count", kind="llm", model=MODEL) >= 2
     assert value(after, "graycat_jobs_total", kind="llm", model=MODEL, outcome="completed") >= done_before + 2
