@@ -114,7 +114,12 @@ class Site:
     def submit(self, model: str, count: int) -> list[str]:
         with httpx.Client(base_url=self.api, headers=AUTH, timeout=10) as http:
             body = {"route": "/completion", "body": {"prompt": "go", "model": model}}
-            return [http.post("/jobs", json=body).json()["id"] for _ in range(count)]
+            ids = []
+            for _ in range(count):
+                resp = http.post("/jobs", json=body)
+                assert resp.status_code == 202, resp.text
+                ids.append(resp.json()["id"])
+            return ids
 
     def records(self, ids: list[str]) -> list[dict[bytes, bytes]]:
         r = self.redis.client()
@@ -140,7 +145,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         redis.start()
         cluster = Cluster(redis, Path(tmp_path_factory.mktemp("distributed")))
         try:
-            _, base = cluster.api()
+            _, base = cluster.api(MAX_WAITING_PER_TOKEN="0")  # one client submits every job here
             yield Site(hosts, redis, cluster, base)
         finally:
             cluster.stop_all()
