@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from graycat import __version__, token_commands
 from graycat.config import ConfigError, Settings, load_settings
+from graycat.logs import setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,12 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     null.add_argument("--slots", type=int, help="parallel jobs (default 4, env LLM_SLOTS)")
     null.add_argument("--tokens", type=int, default=16, help="tokens per reply (default 16)")
     null.add_argument("--token-delay-ms", type=float, default=0.0, help="pause between tokens (default 0)")
+    for p in (llm, null):
+        p.add_argument("--metrics-port", type=int,
+                       help="also serve this worker's /metrics on this port (env WORKER_METRICS_PORT)")
     return parser
 
 
 _OVERRIDES = {"model": "model", "model_name": "model_name", "slots": "slots", "ctx_size": "ctx_per_slot",
               "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url", "embeddings": "embeddings",
-              "extra_models": "extra_models", "chat_templates": "chat_templates"}
+              "extra_models": "extra_models", "chat_templates": "chat_templates", "metrics_port": "worker_metrics_port"}
 _SD_OVERRIDES = {"models_dir": "sd_models_dir", "device": "sd_device", "dtype": "sd_dtype", "threads": "sd_threads"}
 
 
@@ -77,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"graycat: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format)
     if args.command == "token":
         raise SystemExit(token_commands.run(args, settings))
     if args.command == "up":
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         from graycat.api.app import create_app
 
         uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="uvloop", http="httptools",
-                    access_log=False, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+                    access_log=False, log_config=None, log_level=settings.log_level.lower(),
+                    timeout_graceful_shutdown=10)
     elif args.command == "worker":
         import uvloop
 

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
                             description="Seconds job records and events are kept after the end.")
     admin_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="ADMIN_TOKENS",
-        description="Comma-separated tokens for the admin routes (token management, usage, queue details).")
+        description="Comma-separated tokens for the admin routes (token management, usage).")
     rate_limit_rpm: int = Field(60, ge=0, validation_alias="RATE_LIMIT_RPM",
                                 description="Requests per minute per token, unless the token sets its own (0: none).")
     rate_limit_concurrency: int = Field(10, ge=0, validation_alias="RATE_LIMIT_CONCURRENCY",
@@ -74,9 +74,18 @@ class Settings(BaseSettings):
     session_max_messages: int = Field(200, ge=2, validation_alias="SESSION_MAX_MESSAGES",
                                       description="Messages a session keeps (the oldest go first).")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_format: Literal["json", "text"] = Field(
+        "json", validation_alias="LOG_FORMAT",
+        description="json: one JSON object per line (for Loki and other collectors); text: for reading by eye.")
+    metrics_token: str | None = Field(
+        None, validation_alias="METRICS_TOKEN",
+        description="Bearer token that GET /metrics requires; unset: /metrics is open (keep the port private).")
     data_dir: Path = Field(Path(".graycat"), validation_alias="GRAYCAT_DATA_DIR",
                            description="Folder of `graycat up` (its Redis data, its generated API token) and of the "
                                        "workers' saved slots (slots/<model>/).")
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias="WORKER_METRICS_PORT",
+        description="Port on which a worker also serves its own /metrics (for a worker Prometheus can reach).")
     # llama.cpp worker
     model: Path | None = Field(None, validation_alias="GRAYCAT_MODEL", description="GGUF file to serve.")
     model_name: str | None = Field(None, validation_alias="MODEL_NAME",

@@ -86,15 +86,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @dataclass
 class Proc:
-    """A `graycat` subprocess with its output in a log file."""
+    """A `graycat` subprocess with its output in a log file; `prefix` runs it through another command (such
+    as `ip netns exec <namespace>`, which execs it: the process is still the graycat one)."""
 
     args: list[str]
     env: dict[str, str]
     log: Path
+    prefix: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] = field(init=False)
 
     def start(self) -> Proc:
-        self.proc = subprocess.Popen([sys.executable, "-m", "graycat", *self.args], env=self.env,
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "graycat", *self.args], env=self.env,
                                      stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
         return self
 
@@ -132,8 +134,8 @@ class Cluster:
         env.update(extra)
         return env
 
-    def spawn(self, name: str, args: list[str], **env: str) -> Proc:
-        proc = Proc(args, self.env(**env), self.folder / f"{name}-{len(self.procs)}.log").start()
+    def spawn(self, name: str, args: list[str], prefix: list[str] | None = None, **env: str) -> Proc:
+        proc = Proc(args, self.env(**env), self.folder / f"{name}-{len(self.procs)}.log", prefix or []).start()
         self.procs.append(proc)
         return proc
 

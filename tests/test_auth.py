@@ -16,8 +16,10 @@ from graycat.api.app import create_app
 from graycat.config import load_settings
 from tests.conftest import TOKEN, RedisServer
 
-PUBLIC = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
-          "/v1/images/files/{file_id}.png"}  # an unguessable, expiring link, as OpenAI's image URLs
+# /metrics is guarded by its own METRICS_TOKEN (tests/test_metrics_e2e.py), not by the API tokens;
+# /v1/images/files/... are unguessable, expiring links, as OpenAI's image URLs
+PUBLIC = {"/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+          "/v1/images/files/{file_id}.png"}
 
 
 @pytest.fixture

@@ -17,9 +17,22 @@ from graycat import __version__
 from graycat.api import errors
 from graycat.api.hardening import HardeningMiddleware, cors_options
 from graycat.api.limits import LimitsMiddleware
-from graycat.api.middleware import CollapseSlashesMiddleware, RequestIdMiddleware
-from graycat.api.routes import a1111, admin, health, images, jobs, llamacpp, ollama, openai, queue, sessions
+from graycat.api.middleware import CollapseSlashesMiddleware, RequestMiddleware
+from graycat.api.routes import (
+    a1111,
+    admin,
+    health,
+    images,
+    jobs,
+    llamacpp,
+    metrics,
+    ollama,
+    openai,
+    queue,
+    sessions,
+)
 from graycat.config import Settings
+from graycat.metrics import ApiMetrics
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
 from graycat.queue.hub import EventHub
@@ -78,14 +91,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.tokens = [t.encode() for t in settings.api_tokens]
     app.state.admin_tokens = [t.encode() for t in settings.admin_tokens]
+    app.state.metrics = ApiMetrics()
     errors.install(app)
     app.add_middleware(LimitsMiddleware)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
     app.add_middleware(HardeningMiddleware, max_body_mb=settings.max_body_mb)
-    app.add_middleware(RequestIdMiddleware)  # the request id exists before anything else runs
+    app.add_middleware(RequestMiddleware, metrics=app.state.metrics)  # request id, metrics, access log
     app.add_middleware(CollapseSlashesMiddleware)  # outermost: routing sees `//` as `/`
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(llamacpp.router)
     app.include_router(openai.router)
     app.include_router(ollama.router)

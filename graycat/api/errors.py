@@ -95,6 +95,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(QueueFull)
     async def _queue_full(request: Request, exc: QueueFull) -> Response:
         whose = "of yours are" if exc.per_token else "are"
+        request.app.state.metrics.rejected.labels("token_limit" if exc.per_token else "pool_full").inc()
         return error_response(request, 503, f"the queue is full ({exc.waiting} requests {whose} waiting); "
                               f"retry in {exc.retry_after} s", code="queue_full",
                               headers={"Retry-After": str(exc.retry_after)})

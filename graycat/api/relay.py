@@ -16,6 +16,7 @@ from graycat.api.dialects import JobSpec
 from graycat.api.errors import ApiError
 from graycat.api.limits import check_model, check_quota
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
+from graycat.metrics import ApiMetrics
 from graycat.queue.client import JobQueue
 from graycat.queue.hub import Subscription
 
@@ -43,16 +44,16 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     """
     state = request.app.state
     queue: JobQueue = state.queue
+    metrics: ApiMetrics = state.metrics
     model = await resolve_model(queue, state.settings.default_model, spec, kind)
     check_model(request, model)
     await check_quota(request, kind)
-    job = Job(kind=kind, model=model, endpoint=spec.endpoint,
-              body=await request.body() if body is None else body, stream=spec.stream)
+    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body() if body is None else body,
+              stream=spec.stream, request_id=request.scope["request_id"])
     if job_id is not None:
         job.id = job_id
     if state.settings.log_prompts:
-        log.info("job %s (request %s) body: %s", job.id, request.scope.get("request_id"), job.body[:4096].decode(
-            errors="replace"))
+        log.info("job %s (request %s) body: %s", job.id, job.request_id, job.body[:4096].decode(errors="replace"))
     sub = await queue.submit(job, request.state.owner, worker)
     now = asyncio.get_running_loop().time()
     deadline = now + state.settings.job_timeout_for(kind)
@@ -68,11 +69,15 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
         # the job's start, or its end when it never started (expired, failed)
         event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
         runner = ""
+        if event[:1] == START:
+            metrics.queue_wait.labels(kind, model).observe(asyncio.get_running_loop().time() - now)
         # (a second START: the worker died before answering and another took over)
         while event[:1] == START or (event[:1] == CHUNK and not spec.stream):
             if event[:1] == START:
                 runner = event[1:].decode()
             event = await _event(queue, sub, deadline, _too_long)
+        if event[:1] == CHUNK:
+            metrics.first_token.labels(kind, model).observe(asyncio.get_running_loop().time() - now)
         if on_start is not None and runner:
             on_start(runner)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": runner}

@@ -20,6 +20,8 @@ from graycat.queue.resp import PipelinedConnection
 log = logging.getLogger(__name__)
 
 MODELS_CACHE_S = 2.0
+# Cumulative per-pool counters kept in the pool's stats hash (graycat/queue/keys.py pool_stats).
+POOL_COUNTERS = ("completed", "failed", "cancelled", "expired", "redelivered", "dead_lettered")
 
 
 def served_models(workers: list[dict[str, Any]]) -> set[str]:
@@ -72,7 +74,8 @@ class JobQueue:
         trip; QueueFull when the pool is full."""
         stream = keys.direct_lane(worker, job.kind, job.model) if worker else keys.pool(job.kind, job.model)
         record = ("state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
-                  "stream", int(job.stream), "created", repr(job.created), "owner", owner, "reply", job.reply_to)
+                  "stream", int(job.stream), "created", repr(job.created), "owner", owner, "reply", job.reply_to,
+                  "request_id", job.request_id)
         fields = [part for pair in job.to_fields().items() for part in pair]
         now = time.time()
         per_token = self.max_waiting_per_token if owner else 0
@@ -156,27 +159,43 @@ class JobQueue:
         beats = await self.redis.mget([keys.worker(i.decode()) for i in ids])
         return [orjson.loads(b) for b in beats if b]
 
-    async def pool_status(self) -> list[dict[str, Any]]:
-        """Per pool: waiting, active, completed in the last hour and day, and the other counters."""
+    async def pool_counters(self) -> list[dict[str, Any]]:
+        """Per pool, in two round trips for all pools: waiting and active jobs, the age of the oldest waiting
+        one, and the cumulative counters (completed, failed, cancelled, expired, redelivered, dead_lettered)."""
         pools = sorted([key.decode() async for key in self.redis.scan_iter(match=keys.POOL_PATTERN, count=500)])
-        minute = int(time.time() // 60)
-        result = []
-        for pool in pools:
-            kind, model = keys.parse_pool(pool)
-            async with self.redis.pipeline(transaction=False) as pipe:
+        if not pools:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pool in pools:
+                kind, model = keys.parse_pool(pool)
                 pipe.xlen(pool)
                 pipe.xpending(pool, keys.GROUP)
                 pipe.hgetall(keys.pool_stats(kind, model))
-                pipe.mget([keys.pool_minute(kind, model, minute - i) for i in range(24 * 60)])
-                length, pending, stats, per_minute = await pipe.execute(raise_on_error=False)
+                pipe.xinfo_groups(pool)
+            replies = await pipe.execute(raise_on_error=False)
+        result = []
+        for i, pool in enumerate(pools):
+            length, pending, stats, groups = replies[4 * i:4 * i + 4]
+            kind, model = keys.parse_pool(pool)
             active = int(pending["pending"]) if isinstance(pending, dict) else 0
-            counts = [int(c or 0) for c in per_minute]
             stats = {k.decode(): int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
+            last = next((g["last-delivered-id"] for g in groups if g["name"] in (keys.GROUP, keys.GROUP.encode())),
+                        b"0-0") if isinstance(groups, list) else b"0-0"
             result.append({"kind": kind, "model": model, "waiting": int(length) - active, "active": active,
-                           "completed_1h": sum(counts[:60]), "completed_24h": sum(counts),
-                           "completed": stats.get("completed", 0), "failed": stats.get("failed", 0),
-                           "cancelled": stats.get("cancelled", 0), "redelivered": stats.get("redelivered", 0),
-                           "dead_lettered": stats.get("dead_lettered", 0)})
+                           "oldest_wait_s": 0.0, "_last": last.decode() if isinstance(last, bytes) else last,
+                           **{name: stats.get(name, 0) for name in POOL_COUNTERS}})
+        waiting = [p for p in result if p["waiting"] > 0]
+        if waiting:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in waiting:  # the first entry past the group's last delivery: the oldest waiting job
+                    pipe.xrange(keys.pool(p["kind"], p["model"]), min=f"({p['_last']}", count=1)
+                firsts = await pipe.execute(raise_on_error=False)
+            now_ms = time.time() * 1000
+            for p, first in zip(waiting, firsts, strict=True):
+                if isinstance(first, list) and first:
+                    p["oldest_wait_s"] = max(0.0, (now_ms - int(first[0][0].split(b"-")[0])) / 1000)
+        for p in result:
+            del p["_last"]
         return result
 
     async def worker_available(self, worker_id: str) -> bool:
@@ -194,6 +213,20 @@ class JobQueue:
                 keys.DIRECT_LANES))
             moved += max(n, 0)
         return moved
+
+    async def pool_status(self) -> list[dict[str, Any]]:
+        """Per pool: the counters of `pool_counters`, and the jobs completed in the last hour and day."""
+        pools = await self.pool_counters()
+        minute = int(time.time() // 60)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in pools:
+                pipe.mget([keys.pool_minute(p["kind"], p["model"], minute - i) for i in range(24 * 60)])
+            per_pool = await pipe.execute(raise_on_error=False) if pools else []
+        for p, per_minute in zip(pools, per_pool, strict=True):
+            counts = [int(c or 0) for c in per_minute] if isinstance(per_minute, list) else []
+            p["completed_1h"] = sum(counts[:60])
+            p["completed_24h"] = sum(counts)
+        return pools
 
     async def expire_waiting(self, older_than: Callable[[str], float], *, batch: int = 500) -> int:
         """Expire the jobs of every pool that have waited longer than `older_than(kind)` seconds; how many."""

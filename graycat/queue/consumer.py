@@ -38,6 +38,7 @@ class Consumer:
         self.worker_id = worker_id
         self.pools = [(kind, model, keys.pool(kind, model)) for kind, model in pools]
         self.lanes = [keys.direct_lane(worker_id, kind, model) for kind, model, _ in self.pools]
+        self.kinds = sorted({kind for kind, _, _ in self.pools})
         self.record_ttl = record_ttl
 
     async def setup(self) -> None:

@@ -49,7 +49,8 @@ def worker(worker_id: str) -> str:
 
 
 def pool_stats(kind: str, model: str) -> str:
-    """Hash: counters per pool (completed, failed, cancelled, redelivered, dead_lettered)."""
+    """Hash: counters per pool (completed, failed, cancelled, expired, redelivered, dead_lettered); scripts
+    build this name too."""
     return f"{PREFIX}:stats:{kind}:{model}"
 
 

@@ -113,8 +113,10 @@ CANCEL = FORGET_WAITING + """
 forget_waiting(ARGV[6])
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 local st = redis.call('HGET', KEYS[1], 'state')
-if st == 'pending' then  -- it ends here: its record, its event stream and its client say so
+if st == 'pending' then  -- it ends here: its record, its event stream, its pool's counters and its client say so
   redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3], 'status', string.sub(ARGV[7], 2, 4))
+  local pool = redis.call('HMGET', KEYS[1], 'kind', 'model')
+  redis.call('HINCRBY', ARGV[6] .. ':stats:' .. pool[1] .. ':' .. pool[2], ARGV[1], 1)
   local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[7])
   redis.call('EXPIRE', KEYS[3], ARGV[2])
   local reply = redis.call('HGET', KEYS[1], 'reply')
@@ -140,6 +142,7 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV
     local owner = redis.call('HGET', job, 'owner')
     if owner and owner ~= '' then redis.call('ZREM', ARGV[5] .. ':waiting:' .. owner, f['id']) end
     if not terminal(redis.call('HGET', job, 'state')) then
+      redis.call('HINCRBY', ARGV[5] .. ':stats:' .. string.sub(KEYS[1], #ARGV[5] + 7), 'expired', 1)
       redis.call('HSET', job, 'state', 'expired', 'finished', ARGV[2], 'status', '504')
       redis.call('EXPIRE', job, ARGV[3])
       local ev = 'r504' .. body

@@ -15,6 +15,7 @@ from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_pat
 from graycat.workers.engines.llama_http import LlamaHttpEngine
 from graycat.workers.engines.models import ModelRouter
 from graycat.workers.engines.null import NullEngine
+from graycat.workers.metrics_server import serve_metrics
 from graycat.workers.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,15 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    metrics = None
+    if settings.worker_metrics_port:
+        metrics = await serve_metrics(worker, "0.0.0.0", settings.worker_metrics_port, settings.metrics_token)
+        log.info("worker metrics on port %d", settings.worker_metrics_port)
     try:
         await worker.run()
     finally:
+        if metrics is not None:
+            await metrics.cleanup()
         await engine.close()
         await redis.aclose()
         await reader.aclose()

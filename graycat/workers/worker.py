@@ -8,6 +8,7 @@ import random
 import socket
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from graycat.jobs import CHUNK, Job, JobState, Usage
 from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
 from graycat.workers.engines.base import Engine
+from graycat.workers.gpu import GpuReader
 from graycat.workers.usage import usage_of
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,12 @@ class Emitter:
             self._consumer.emit(self._job, buffered)
 
 
+def _job_fields(job: Job) -> dict[str, str]:
+    """The fields of a job's log lines: its ids (the request id joins them to the api's line), never its body."""
+    return {"job_id": job.id, "request_id": job.request_id, "kind": job.kind, "model": job.model,
+            "endpoint": job.endpoint}
+
+
 def _error_body(status: int, message: str, kind: str) -> bytes:
     return orjson.dumps({"error": {"code": status, "message": message, "type": kind}})
 
@@ -95,6 +103,8 @@ class Worker:
         self._engine_tasks: dict[str, asyncio.Task[tuple[int, bytes]]] = {}
         self._cancelled: set[str] = set()
         self.started_at = time.time()
+        self._outcomes: Counter[str] = Counter()
+        self._gpus = GpuReader()
 
     @staticmethod
     def new_id(kind: str) -> str:
@@ -108,10 +118,12 @@ class Worker:
         self._slot_free.set()
 
     def info(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.engine.kind, "models": list(self.engine.models()),
+        return {"id": self.id, "kind": self.engine.kind, "kinds": self.consumer.kinds,
+                "models": list(self.engine.models()),
                 "slots": self.engine.slots, "busy": len(self._held), "jobs": list(self._held),
                 "host": self.host, "version": __version__, "started": self.started_at,
-                "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats()}
+                "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats(),
+                "outcomes": dict(self._outcomes), "gpus": self._gpus.read()}
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -191,7 +203,7 @@ class Worker:
                     continue
                 if deliveries > 1:
                     log.warning("job %s taken over from a worker that stopped (delivery %d)", claimed.job.id,
-                                deliveries)
+                                deliveries, extra=_job_fields(claimed.job))
                 self._held[claimed.job.id] = claimed
                 runner = self._dead_letter(claimed, deliveries) if deliveries > self.max_deliveries \
                     else self._run(claimed)
@@ -200,8 +212,9 @@ class Worker:
     async def _dead_letter(self, claimed: Claimed, deliveries: int) -> None:
         try:
             await self.consumer.dead_letter(claimed, deliveries)
+            self._outcomes["dead_lettered"] += 1
             log.error("job %s failed after %d deliveries; moved to the dead-letter registry", claimed.job.id,
-                      deliveries)
+                      deliveries, extra=_job_fields(claimed.job))
         except Exception:
             log.exception("could not dead-letter job %s", claimed.job.id)
         finally:
@@ -211,6 +224,8 @@ class Worker:
 
     async def _run(self, claimed: Claimed) -> None:
         job = claimed.job
+        began = time.monotonic()
+        waited = time.time() - job.created  # the api's clock against this host's: skew shows here
         # The engine starts at once; marking the job active (one Redis round trip) runs beside it.
         emitter = Emitter(self.consumer, job)
         engine_task = asyncio.create_task(self.engine.run(job, emitter))
@@ -242,9 +257,13 @@ class Worker:
                 status, body, state = await self._outcome(job, engine_task)
             usage = usage_of(body or emitter.last) if state == JobState.COMPLETED else Usage()
             await self._finish(claimed, status, body, state, runnable, usage)  # after every chunk, same connection
-            log.debug("job %s %s (%d)", job.id, state.value, status)
+            self._outcomes[state.value] += 1
+            log.info("job %s %s (%d)", job.id, state.value, status, extra={
+                **_job_fields(job), "state": state.value, "status": status, "wait_ms": round(waited * 1000, 1),
+                "run_ms": round((time.monotonic() - began) * 1000, 1)})
         except Exception:
-            log.exception("could not run or report job %s; it stays pending for reclaim", job.id)
+            log.exception("could not run or report job %s; it stays pending for reclaim", job.id,
+                          extra=_job_fields(job))
         finally:
             self._held.pop(job.id, None)
             self._tasks.pop(job.id, None)
@@ -261,7 +280,7 @@ class Worker:
                 raise
             return 499, _error_body(499, "cancelled", "cancelled"), JobState.CANCELLED
         except Exception as exc:
-            log.exception("job %s failed on the engine", job.id)
+            log.exception("job %s failed on the engine", job.id, extra=_job_fields(job))
             return 502, _error_body(502, str(exc), "server_error"), JobState.FAILED
         return status, body, JobState.COMPLETED if status < 400 else JobState.FAILED
 

@@ -62,7 +62,8 @@ async def submit(request: Request, job_request: JobRequest,
     model = await resolve_model(queue, request.app.state.settings.default_model, spec)
     check_model(request, model)
     await check_quota(request, kind)
-    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=orjson.dumps(job_request.body), stream=spec.stream)
+    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=orjson.dumps(job_request.body), stream=spec.stream,
+              request_id=request.scope["request_id"])
     if idempotency_key:
         idem = keys.idempotency(request.state.owner, idempotency_key)
         if not await queue.redis.set(idem, job.id, nx=True, ex=IDEMPOTENCY_TTL_S):

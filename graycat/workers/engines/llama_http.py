@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import aiohttp
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from graycat.chat_templates import template_name
 from graycat.jobs import Job
 from graycat.workers.engines.base import Emit
 
 _JSON = {"Content-Type": "application/json"}
+METRICS_POLL_S = 2.0  # as often as the worker heartbeats, which carries the figures
+log = logging.getLogger(__name__)
 
 
 class EngineError(Exception):
@@ -36,6 +41,8 @@ class LlamaHttpEngine:
         self._fresh: aiohttp.ClientSession | None = None
         self._active = 0
         self._served = 0
+        self._figures: dict[str, float] = {}
+        self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=10)
@@ -51,6 +58,31 @@ class LlamaHttpEngine:
         if not self.model_name:
             path = str(props.get("model_path") or "model")
             self.model_name = path.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".gguf")
+        if await self._read_figures():
+            self._poller = asyncio.create_task(self._poll_figures(), name="engine-metrics")
+        else:
+            log.info("the llama.cpp server at %s has no /metrics (start it with --metrics for token counts)",
+                     self.base_url)
+
+    async def _read_figures(self) -> bool:
+        """Read the engine's own Prometheus counters (tokens, seconds, queue); False when it has none."""
+        assert self._pooled is not None
+        try:
+            async with self._pooled.get(self.base_url + "/metrics") as resp:
+                if resp.status != 200:
+                    return False
+                families = list(text_string_to_metric_families((await resp.read()).decode()))
+        except (aiohttp.ClientError, ValueError) as exc:
+            log.debug("engine metrics unreadable: %s", exc)
+            return False
+        self._figures = {sample.name.removeprefix("llamacpp:"): sample.value
+                         for family in families for sample in family.samples}
+        return True
+
+    async def _poll_figures(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_POLL_S)
+            await self._read_figures()
 
     async def _get_json(self, path: str) -> dict[str, Any]:
         assert self._pooled is not None
@@ -68,7 +100,7 @@ class LlamaHttpEngine:
                                   "template": self.template, "embeddings": self.embeddings}}
 
     def stats(self) -> dict[str, Any]:
-        return {"active": self._active, "served": self._served}
+        return {"active": self._active, "served": self._served, "llamacpp": self._figures}
 
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
         assert self._pooled is not None and self._fresh is not None
@@ -105,6 +137,8 @@ class LlamaHttpEngine:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
         for session in (self._pooled, self._fresh):
             if session is not None:
                 await session.close()

@@ -1,0 +1,146 @@
+"""Prometheus metric definitions: an api process's own (its HTTP traffic and the jobs it relays), and the
+per-worker families built from worker heartbeats.
+
+The cluster's figures (queues, job outcomes, workers) are read from Redis when the api's `/metrics` is
+scraped (graycat/api/cluster_metrics.py); a worker on a reachable network also serves its own
+(graycat/workers/metrics_server.py).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+
+# Seconds: from a few ms (the gateway alone) to minutes (long generations, images).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+UNMATCHED = "unmatched"  # the route label of a path no route serves (so scanners cannot add series)
+
+_DIALECTS = (("/v1/", "openai"), ("/jobs", "jobs"), ("/sdapi/", "a1111"), ("/api/", "ollama"))
+_GATEWAY = frozenset({"/health", "/metrics", "/queue/status", "/models", "/docs", "/docs/oauth2-redirect",
+                      "/redoc", "/openapi.json", UNMATCHED})
+
+
+# The llama.cpp engine's own figures that workers report in their heartbeat (engine stats "llamacpp"), and
+# the NVML readings of their GPUs (graycat/workers/gpu.py).
+ENGINE_COUNTERS = {
+    "prompt_tokens_total": "Prompt tokens the worker's llama.cpp engine processed",
+    "prompt_seconds_total": "Seconds the worker's llama.cpp engine spent processing prompts",
+    "tokens_predicted_total": "Tokens the worker's llama.cpp engine generated",
+    "tokens_predicted_seconds_total": "Seconds the worker's llama.cpp engine spent generating tokens",
+}
+ENGINE_GAUGES = {
+    "requests_processing": "Requests the worker's llama.cpp engine is processing",
+    "requests_deferred": "Requests the worker's llama.cpp engine has deferred (no free slot)",
+}
+GPU_GAUGES = {
+    "memory_used_bytes": "GPU memory in use",
+    "memory_total_bytes": "GPU memory in all",
+    "utilization_ratio": "Share of the last sample period the GPU was busy (0-1)",
+    "temperature_celsius": "GPU temperature",
+}
+
+
+def bearer_allows(authorization: str, token: str | None) -> bool:
+    """Whether an Authorization header satisfies METRICS_TOKEN (always, when no token is set)."""
+    if not token:
+        return True
+    presented = authorization.removeprefix("Bearer ").strip()
+    return hmac.compare_digest(presented.encode(), token.encode())
+
+
+def dialect_of(route: str) -> str:
+    """The API a route belongs to: openai, jobs, a1111, ollama, gateway (its own routes) or llamacpp."""
+    for prefix, dialect in _DIALECTS:
+        if route.startswith(prefix):
+            return dialect
+    return "gateway" if route in _GATEWAY else "llamacpp"
+
+
+class ApiMetrics:
+    """The metrics one api process records, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        reg = self.registry
+        self.requests = Counter("graycat_http_requests", "HTTP requests answered, by route template, dialect and "
+                                "status", ["route", "dialect", "status"], registry=reg)
+        self.duration = Histogram("graycat_http_request_duration_seconds", "Time from a request's arrival to "
+                                  "the end of its response (a stream: its last event)", ["route", "dialect"],
+                                  buckets=LATENCY_BUCKETS, registry=reg)
+        self.first_byte = Histogram("graycat_http_response_start_seconds", "Time from a request's arrival to "
+                                    "its response headers (a JSON answer: all of it; a stream: its first "
+                                    "token)", ["route", "dialect"], buckets=LATENCY_BUCKETS, registry=reg)
+        self.in_flight = Gauge("graycat_http_requests_in_flight", "Requests being answered now", registry=reg)
+        self.rejected = Counter("graycat_queue_rejected", "Requests refused with 503 queue_full, by reason "
+                                "(pool_full, token_limit)", ["reason"], registry=reg)
+        for reason in ("pool_full", "token_limit"):  # present from the start, so rates over them work at once
+            self.rejected.labels(reason)
+        self.queue_wait = Histogram("graycat_queue_wait_seconds", "Time a relayed request's job waited for a "
+                                    "worker (submit to start)", ["kind", "model"], buckets=LATENCY_BUCKETS,
+                                    registry=reg)
+        self.first_token = Histogram("graycat_time_to_first_token_seconds", "Time from a streamed request's "
+                                     "submission to its first token", ["kind", "model"], buckets=LATENCY_BUCKETS,
+                                     registry=reg)
+        self._per_route: dict[tuple[str, int], tuple[Counter, Histogram, Histogram]] = {}
+
+    def request_done(self, route: str, status: int, first_byte_s: float, total_s: float) -> None:
+        """Record one answered request (the labelled series are looked up once per route and status)."""
+        series = self._per_route.get((route, status))
+        if series is None:
+            dialect = dialect_of(route)
+            series = (self.requests.labels(route, dialect, str(status)), self.duration.labels(route, dialect),
+                      self.first_byte.labels(route, dialect))
+            self._per_route[(route, status)] = series
+        count, duration, first_byte = series
+        count.inc()
+        duration.observe(total_s)
+        first_byte.observe(first_byte_s)
+
+
+def worker_families(workers: Iterable[dict[str, Any]]) -> list[Metric]:
+    """The per-worker metric families of worker heartbeats (graycat/workers/worker.py Worker.info)."""
+    ids = ["worker", "kind"]
+    info = GaugeMetricFamily("graycat_worker_info", "One series per live worker: where it runs and what it "
+                             "serves", labels=[*ids, "host", "version", "models"])
+    slots = GaugeMetricFamily("graycat_worker_slots", "Jobs the worker can run at once", labels=ids)
+    busy = GaugeMetricFamily("graycat_worker_slots_busy", "Jobs the worker is running", labels=ids)
+    stopping = GaugeMetricFamily("graycat_worker_stopping", "1 while the worker finishes its jobs before exiting",
+                                 labels=ids)
+    started = GaugeMetricFamily("graycat_worker_start_time_seconds", "Unix time the worker started", labels=ids)
+    jobs = CounterMetricFamily("graycat_worker_jobs", "Jobs the worker ended since it started, by outcome",
+                               labels=[*ids, "outcome"])
+    engine_counters = {name: CounterMetricFamily(f"graycat_worker_{name.removesuffix('_total')}", text, labels=ids)
+                       for name, text in ENGINE_COUNTERS.items()}
+    engine_gauges = {name: GaugeMetricFamily(f"graycat_worker_engine_{name}", text, labels=ids)
+                     for name, text in ENGINE_GAUGES.items()}
+    gpu = {name: GaugeMetricFamily(f"graycat_gpu_{name}", text, labels=[*ids, "gpu", "name"])
+           for name, text in GPU_GAUGES.items()}
+    for w in workers:
+        labels = [str(w.get("id", "")), str(w.get("kind", ""))]
+        info.add_metric([*labels, str(w.get("host", "")), str(w.get("version", "")),
+                         ",".join(w.get("models", []))], 1)
+        slots.add_metric(labels, float(w.get("slots") or 0))
+        busy.add_metric(labels, float(w.get("busy") or 0))
+        stopping.add_metric(labels, 1.0 if w.get("stopping") else 0.0)
+        started.add_metric(labels, float(w.get("started") or 0))
+        for outcome, count in (w.get("outcomes") or {}).items():
+            jobs.add_metric([*labels, outcome], count)
+        figures = (w.get("engine") or {}).get("llamacpp") or {}
+        for name, family in engine_counters.items():
+            if name in figures:
+                family.add_metric(labels, figures[name])
+        for name, gauge in engine_gauges.items():
+            if name in figures:
+                gauge.add_metric(labels, figures[name])
+        for card in w.get("gpus") or []:
+            for name, gauge in gpu.items():
+                if name in card:
+                    gauge.add_metric([*labels, str(card["index"]), str(card["name"])], card[name])
+    return [info, slots, busy, stopping, started, jobs, *engine_counters.values(), *engine_gauges.values(),
+            *gpu.values()]
