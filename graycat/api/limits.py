@@ -60,6 +60,10 @@ async def admit(request: Request, secret: str, *, static: bool, admin: bool, cha
     owner = fingerprint(secret)
     now = time.time()
     request_id = request.scope.get("request_id") or f"{owner}-{now}"
+    if static and not settings.rate_limit_rpm and not settings.rate_limit_concurrency:
+        caller = Caller(owner, admin, request_id)  # nothing to check in Redis: no round trip
+        request.scope.setdefault("state", {})[STATE_KEY] = caller
+        return caller
     reply = await queue.writer.call(
         "EVAL", scripts.ADMIT, 3, keys.token(token_hash(secret)), keys.requests_in_minute(owner, int(now // 60)),
         keys.in_flight(owner), 0 if static else 1, settings.rate_limit_rpm, settings.rate_limit_concurrency,
@@ -142,7 +146,8 @@ class LimitsMiddleware:
 def _release(writer: PipelinedConnection, caller: Caller, status: int) -> None:
     usage = keys.usage(caller.owner, today())
     try:
-        writer.send("ZREM", keys.in_flight(caller.owner), caller.request_id)
+        if caller.concurrency:
+            writer.send("ZREM", keys.in_flight(caller.owner), caller.request_id)
         writer.send("HINCRBY", usage, "requests", 1)
         if status >= 400:
             writer.send("HINCRBY", usage, "errors", 1)
