@@ -8,7 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from graycat.jobs import Job
 from graycat.queue import keys
-from tests.conftest import MODEL, Cluster, Gateway, RedisServer, free_port, wait_until
+from graycat.tokens import fingerprint
+from tests.conftest import MODEL, TOKEN, Cluster, Gateway, RedisServer, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -64,6 +65,9 @@ def test_requests_jobs_and_workers_are_counted(gateway: Gateway) -> None:
     assert value(after, "graycat_worker_jobs_total", worker=wid, outcome="completed") >= 2
     assert value(after, "graycat_worker_prompt_tokens_total", worker=wid) > 0
     assert value(after, "graycat_worker_tokens_predicted_seconds_total", worker=wid) > 0
+    mine = fingerprint(TOKEN)  # per-token usage, as /admin/usage gives it
+    assert value(after, "graycat_token_usage_today", token=mine, counted="requests") >= 3
+    assert value(after, "graycat_token_usage_today", token=mine, counted="completion_tokens") >= 8
 
 
 def test_a_waiting_job_shows_its_age_and_a_pool_without_workers(gateway: Gateway,

@@ -14,7 +14,7 @@ from graycat.api.app import create_app
 from graycat.config import load_settings
 from graycat.queue import keys
 from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
-from tests.conftest import TOKEN, Cluster, Gateway, RedisServer, wait_until
+from tests.conftest import ADMIN, TOKEN, Cluster, Gateway, RedisServer, wait_until
 from tests.rawhttp import ChunkedResponse
 
 pytestmark = pytest.mark.e2e
@@ -116,8 +116,11 @@ def test_queue_full_is_a_503_with_retry_after(redis_server: RedisServer, monkeyp
 def test_queue_status_and_models(gateway: Gateway) -> None:
     with gateway.client() as http:
         assert http.post("/completion", json={"prompt": "count me", "n_predict": 2}).status_code == 200
-        status = http.get("/queue/status").json()
+        summary = http.get("/queue/status").json()
         listing = http.get("/models").json()
+    with gateway.client(ADMIN) as admin:
+        status = admin.get("/queue/status").json()
+    assert summary["workers"] and all("host" not in w and "jobs" not in w for w in summary["workers"])
     [pool] = [p for p in status["pools"] if p["model"] == "SmolLM2-135M-Instruct"]
     assert pool["kind"] == "llm" and pool["waiting"] == 0 and pool["active"] == 0
     assert pool["completed_1h"] >= 1 and pool["completed_24h"] >= pool["completed_1h"]

@@ -32,6 +32,7 @@ class ClusterSnapshot:
     workers: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: int = 0
     read_seconds: float = 0.0
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)  # token fingerprint -> today's usage
 
 
 async def read_snapshot(queue: JobQueue) -> ClusterSnapshot:
@@ -40,7 +41,8 @@ async def read_snapshot(queue: JobQueue) -> ClusterSnapshot:
     pools = await queue.pool_counters()
     workers = await queue.live_workers()
     dead = int(await queue.redis.xlen(keys.DEAD))
-    return ClusterSnapshot(True, pools, workers, dead, time.perf_counter() - began)
+    usage = await queue.usage_of_day(time.strftime("%Y-%m-%d", time.gmtime()))
+    return ClusterSnapshot(True, pools, workers, dead, time.perf_counter() - began, usage)
 
 
 class ClusterCollector(Collector):
@@ -63,6 +65,13 @@ class ClusterCollector(Collector):
         yield read
         yield from self._pools()
         yield from worker_families(snap.workers)
+        usage = GaugeMetricFamily("graycat_token_usage_today", "A token's usage since midnight UTC, by what was "
+                                  "counted (requests, errors, jobs, prompt_tokens, completion_tokens, images)",
+                                  labels=["token", "counted"])
+        for token, counts in sorted(snap.usage.items()):
+            for counted, amount in sorted(counts.items()):
+                usage.add_metric([token, counted], amount)
+        yield usage
 
     def _pools(self) -> Iterator[Metric]:
         labels = ["kind", "model"]

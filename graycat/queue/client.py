@@ -198,6 +198,14 @@ class JobQueue:
             del p["_last"]
         return result
 
+    async def usage_of_day(self, day: str) -> dict[str, dict[str, int]]:
+        """Every token's usage on `day` (YYYY-MM-DD, UTC): fingerprint -> what was counted -> how much."""
+        found: dict[str, dict[str, int]] = {}
+        async for key in self.redis.scan_iter(match=keys.usage("*", day), count=500):
+            owner = key.decode().removeprefix(f"{keys.PREFIX}:usage:").removesuffix(f":{day}")
+            found[owner] = {k.decode(): int(v) for k, v in (await self.redis.hgetall(key)).items()}
+        return found
+
     async def worker_available(self, worker_id: str) -> bool:
         """Whether a worker is alive and not stopping (as of its last heartbeat)."""
         beat = await self.redis.get(keys.worker(worker_id))

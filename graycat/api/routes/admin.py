@@ -13,7 +13,6 @@ from graycat.api.auth import require_admin
 from graycat.api.errors import ApiError
 from graycat.api.limits import today
 from graycat.api.routes import json_response
-from graycat.queue import keys
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -61,11 +60,8 @@ async def revoke(request: Request, name_or_fingerprint: str) -> Response:
 
 @router.get("/usage", summary="Per-token usage of one day (UTC): requests, errors, jobs, tokens, images")
 async def usage(request: Request, day: str = Query(default_factory=today, pattern=r"^\d{4}-\d{2}-\d{2}$")) -> Response:
-    redis = request.app.state.queue.redis
-    names = {t.fingerprint: t.name for t in await tokens.list_all(redis)}
-    found = {}
-    async for key in redis.scan_iter(match=keys.usage("*", day), count=500):
-        owner = key.decode().removeprefix(f"{keys.PREFIX}:usage:").removesuffix(f":{day}")
-        counts = {k.decode(): int(v) for k, v in (await redis.hgetall(key)).items()}
-        found[owner] = {"name": names.get(owner, ""), **counts}
+    queue = request.app.state.queue
+    names = {t.fingerprint: t.name for t in await tokens.list_all(queue.redis)}
+    usage = await queue.usage_of_day(day)
+    found = {owner: {"name": names.get(owner, ""), **counts} for owner, counts in usage.items()}
     return json_response({"day": day, "tokens": found})

@@ -9,23 +9,26 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import require_token
+from graycat.api.limits import Caller
 from graycat.api.routes import json_response
 
 router = APIRouter(tags=["queue"], dependencies=[Depends(require_token)])
 
 _KINDS = {"llm": "text", "sd": "image"}
+_SUMMARY = ("id", "kind", "models", "slots", "busy", "heartbeat", "stopping")
+_DETAILS = (*_SUMMARY, "jobs", "version", "host", "engine")  # where workers run and what: admins only
 
 
-@router.get("/queue/status", summary="Per pool: waiting, active, completed, failed, redelivered; live workers")
-async def queue_status(request: Request) -> Response:
+@router.get("/queue/status", summary="Per pool: waiting, active, completed, failed, redelivered; live workers "
+            "(their hosts, jobs and engines for admin tokens)")
+async def queue_status(request: Request, caller: Caller = Depends(require_token)) -> Response:
     queue = request.app.state.queue
     workers = await queue.live_workers()
     pools = await queue.pool_status()
     for pool in pools:
         pool["workers"] = [w["id"] for w in workers if w.get("kind") == pool["kind"]
                            and pool["model"] in w.get("models", [])]
-    fields = ("id", "kind", "models", "slots", "busy", "jobs", "heartbeat", "version", "host", "stopping",
-              "engine")
+    fields = _DETAILS if caller.admin else _SUMMARY
     return json_response({"pools": pools, "workers": [{k: w.get(k) for k in fields} for w in workers]})
 
 
