@@ -1,0 +1,45 @@
+"""Running a worker around a started engine: its Redis connections, signals, optional /metrics, clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from graycat.config import Settings
+from graycat.queue.connection import connect
+from graycat.queue.consumer import Consumer
+from graycat.queue.resp import PipelinedConnection
+from graycat.workers.engines.base import Engine
+from graycat.workers.metrics_server import serve_metrics
+from graycat.workers.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(settings: Settings, engine: Engine, kinds: list[str]) -> None:
+    """Serve `engine`'s models in the pools of `kinds` until SIGTERM / SIGINT, then finish the jobs held; the
+    engine is closed on the way out."""
+    url = settings.resolved_redis_url()
+    redis, reader, events = connect(url), connect(url, blocking=True), PipelinedConnection(url)
+    consumer = Consumer(redis, reader, events, Worker.new_id(engine.kind),
+                        [(k, m) for m in engine.models() for k in kinds], record_ttl=settings.record_ttl())
+    worker = Worker(consumer, engine, visibility_timeout=settings.visibility_timeout,
+                    max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout_for(engine.kind),
+                    stop_timeout=settings.stop_timeout)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    metrics = None
+    if settings.worker_metrics_port:
+        metrics = await serve_metrics(worker, "0.0.0.0", settings.worker_metrics_port, settings.metrics_token)
+        log.info("worker metrics on port %d", settings.worker_metrics_port)
+    try:
+        await worker.run()
+    finally:
+        if metrics is not None:
+            await metrics.cleanup()
+        await engine.close()
+        await redis.aclose()
+        await reader.aclose()
+        await events.close()
