@@ -120,13 +120,19 @@ def _arrivals(client: httpx.Client, path: str, body: dict) -> list[float]:  # ty
 def test_streams_are_not_buffered(edge: Edge, gateway: Gateway) -> None:
     body = {"prompt": "go", "model": SLOW, "stream": True}  # 10 events, 100 ms apart
     with edge.client(**AUTH) as https, gateway.client() as direct:
-        through = _arrivals(https, "/completion", body)
-        straight = _arrivals(direct, "/completion", body)
+        https.get("/health"), direct.get("/health")  # connections (and TLS) set up before the measurement
+        firsts: dict[str, list[float]] = {"nginx": [], "direct": []}
+        for _ in range(5):
+            through = _arrivals(https, "/completion", body)
+            firsts["nginx"].append(through[0])
+            firsts["direct"].append(_arrivals(direct, "/completion", body)[0])
         ndjson = _arrivals(https, "/api/generate", {"model": SLOW, "prompt": "go"})
     # each event arrives as the worker makes it, not all at once at the end
     assert len(through) >= 10 and through[-1] - through[0] > 0.7
     assert ndjson[-1] - ndjson[0] > 0.7
-    print(f"\nfirst event: {through[0] * 1e3:.1f} ms through nginx, {straight[0] * 1e3:.1f} ms direct")
+    median = {k: sorted(v)[2] * 1e3 for k, v in firsts.items()}  # reported, not asserted: timing is no test
+    print(f"\nfirst event (median of 5, the engine waits 100 ms): {median['nginx']:.1f} ms through nginx, "
+          f"{median['direct']:.1f} ms direct")
 
 
 def test_a_10_mb_body_passes(edge: Edge) -> None:
