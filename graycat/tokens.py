@@ -75,7 +75,7 @@ async def create(redis: Redis, info: TokenInfo) -> str:
 
 
 async def list_all(redis: Redis) -> list[TokenInfo]:
-    digests = sorted(d.decode() for d in await redis.smembers(keys.TOKENS))
+    digests = sorted(_text(d) for d in await redis.smembers(keys.TOKENS))
     async with redis.pipeline(transaction=False) as pipe:
         for digest in digests:
             pipe.hgetall(keys.token(digest))
@@ -87,9 +87,13 @@ async def revoke(redis: Redis, name_or_fingerprint: str) -> int:
     """Revoke the tokens of that name or fingerprint; how many. The record stays, marked, for the audit."""
     revoked = 0
     for digest in await redis.smembers(keys.TOKENS):
-        key = keys.token(digest.decode())
+        key = keys.token(_text(digest))
         name, fp = await redis.hmget(key, ["name", "fingerprint"])
         if name_or_fingerprint.encode() in (name, fp):
             await redis.hset(key, "revoked", "1")
             revoked += 1
     return revoked
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from fastapi import Request
 from redis.exceptions import RedisError
@@ -64,11 +65,12 @@ async def admit(request: Request, secret: str, *, static: bool, admin: bool, cha
         caller = Caller(owner, admin, request_id)  # nothing to check in Redis: no round trip
         request.scope.setdefault("state", {})[STATE_KEY] = caller
         return caller
-    reply = await queue.writer.call(
+    reply = cast(list[Any], await queue.writer.call(
         "EVAL", scripts.ADMIT, 3, keys.token(token_hash(secret)), keys.requests_in_minute(owner, int(now // 60)),
         keys.in_flight(owner), 0 if static else 1, settings.rate_limit_rpm, settings.rate_limit_concurrency,
-        repr(now), request_id, repr(now - settings.job_timeout - settings.queue_timeout), settings.record_ttl())
-    verdict, rpm, remaining, concurrency, *record = reply  # type: ignore[misc]
+        repr(now), request_id, repr(now - settings.job_timeout - settings.queue_timeout), settings.record_ttl()))
+    verdict, rpm, remaining, concurrency = (int(v) for v in reply[:4])
+    record: list[bytes] = reply[4:]
     if verdict in _REFUSED:
         message, code = _REFUSED[verdict]
         raise ApiError(401, message, code=code, headers=challenge)
