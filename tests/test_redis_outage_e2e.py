@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,4 +49,23 @@ def test_api_and_worker_recover_after_a_redis_restart(own_redis: RedisServer, tm
             events = [line for line in stream.iter_lines() if line]
         assert events[-1].startswith("data: ") and '"stop":true' in events[-1]
     finally:
+        cluster.stop_all()
+
+
+def test_a_worker_stops_promptly_even_when_redis_does_not_answer(own_redis: RedisServer, tmp_path: Path) -> None:
+    """A frozen Redis keeps its TCP connections open but answers nothing, as a dead network link does."""
+    cluster = Cluster(own_redis, tmp_path)
+    worker = cluster.spawn("frozen", ["worker", "null", "--model-name", "frozen-null"], STOP_TIMEOUT="2")
+    wait_until(lambda: " ready: " in worker.output(), 30, "the worker")
+    assert own_redis.proc is not None
+    own_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(1.5)  # the worker is now blocked in a claim that will never be answered
+        began = time.monotonic()
+        worker.stop(signal.SIGTERM, timeout=20)
+        assert worker.proc.returncode == 0, worker.output()[-2000:]
+        assert time.monotonic() - began < 8  # its stop, plus the bounded goodbye to Redis
+        assert "stopped" in worker.output()
+    finally:
+        own_redis.proc.send_signal(signal.SIGCONT)
         cluster.stop_all()

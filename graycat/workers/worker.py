@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
 CLAIM_BLOCK_MS = 1000  # an idle worker re-checks for a stop request (and abandoned jobs) this often
+CLAIM_GRACE_S = 10.0  # a claim unanswered this long past its block time: the link to Redis is dead
+LEAVE_TIMEOUT_S = 2.0  # deregistering on the way out; the registry entry expires anyway
 RECLAIM_S = 1.0
 FINISH_RETRY_S = 60.0
 
@@ -147,9 +149,10 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             try:
-                await self.consumer.leave()
+                async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                    await self.consumer.leave()
             except (RedisError, OSError) as exc:  # its registry entry expires by itself
-                log.warning("could not deregister from Redis: %s", exc)
+                log.warning("could not deregister from Redis: %s", exc or "no answer")
         log.info("worker %s stopped", self.id)
 
     async def _finish_held(self) -> None:
@@ -186,7 +189,7 @@ class Worker:
                     next_reclaim = time.monotonic() + RECLAIM_S
                     batch = await self.consumer.reclaim(free, self.visibility_ms)
                 if not batch:
-                    batch = [(c, 1) for c in await self.consumer.claim(free, CLAIM_BLOCK_MS)]
+                    batch = [(c, 1) for c in await self._claim(free)]
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -208,6 +211,23 @@ class Worker:
                 runner = self._dead_letter(claimed, deliveries) if deliveries > self.max_deliveries \
                     else self._run(claimed)
                 self._tasks[claimed.job.id] = asyncio.create_task(runner)
+
+    async def _claim(self, free: int) -> list[Claimed]:
+        """Up to `free` new jobs. Gives up at once when the worker is asked to stop, and after CLAIM_GRACE_S
+        when Redis does not answer (a dead link, which TCP alone would notice only after hours): jobs Redis
+        delivered meanwhile stay pending and are reclaimed by another worker."""
+        claim = asyncio.ensure_future(asyncio.wait_for(self.consumer.claim(free, CLAIM_BLOCK_MS),
+                                                       CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({claim, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not claim.done():
+            claim.cancel()
+            await asyncio.gather(claim, return_exceptions=True)
+            return []
+        return claim.result()
 
     async def _dead_letter(self, claimed: Claimed, deliveries: int) -> None:
         try:
