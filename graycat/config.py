@@ -144,27 +144,16 @@ class Settings(BaseSettings):
     def _per_kind(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        table: dict[str, float] = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            kind, sep, seconds = item.partition("=")
-            if not sep or not kind.strip() or float(seconds) <= 0:
-                raise ValueError(f"expected kind=seconds pairs separated by commas, got {item!r}")
-            table[kind.strip()] = float(seconds)
+        table = {kind: float(seconds) for kind, seconds in _pairs(value, "kind=seconds").items()}
+        if any(seconds <= 0 for seconds in table.values()):
+            raise ValueError("seconds must be positive")
         return table
 
     @field_validator("extra_models", "chat_templates", mode="before")
     @classmethod
     def _named(cls, value: object) -> object:
         """'name=value,name=value' pairs; a bare value applies to every model (key '*')."""
-        if not isinstance(value, str):
-            return value
-        table: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            name, sep, rest = item.partition("=") if "=" in item else ("*", "=", item)
-            if not sep or not name.strip() or not rest.strip():
-                raise ValueError(f"expected name=value pairs separated by commas, got {item!r}")
-            table[name.strip()] = rest.strip()
-        return table
+        return _pairs(value, "name=value", bare_key="*") if isinstance(value, str) else value
 
     def chat_template_for(self, name: str) -> str | None:
         return self.chat_templates.get(name, self.chat_templates.get("*"))
@@ -202,6 +191,17 @@ class Settings(BaseSettings):
             return self.redis_url
         auth = f":{quote(self.redis_pass, safe='')}@" if self.redis_pass else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+
+
+def _pairs(text: str, shape: str, bare_key: str | None = None) -> dict[str, str]:
+    """'key=value,key=value' as a dict; an item without '=' goes under `bare_key` when one is given."""
+    table: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=") if "=" in item or bare_key is None else (bare_key, "=", item)
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"expected {shape} pairs separated by commas, got {item!r}")
+        table[key.strip()] = value.strip()
+    return table
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -38,11 +38,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     redis = connect(settings.resolved_redis_url())
     try:
         if args.action == "create":
-            expires = args.expires.replace(tzinfo=args.expires.tzinfo or UTC).timestamp() if args.expires else 0.0
-            info = tokens.TokenInfo(name=args.name, fingerprint="", rpm=args.rpm, concurrency=args.concurrency,
-                                    models=[m.strip() for m in args.models.split(",") if m.strip()],
-                                    daily_tokens=args.daily_tokens, daily_images=args.daily_images,
-                                    expires=expires, admin=args.admin)
+            info = tokens.TokenInfo.new(args.name, rpm=args.rpm, concurrency=args.concurrency,
+                                        models=[m.strip() for m in args.models.split(",") if m.strip()],
+                                        daily_tokens=args.daily_tokens, daily_images=args.daily_images,
+                                        expires=args.expires, admin=args.admin)
             print(await tokens.create(redis, info))
             print(f"token '{args.name}' created (fingerprint {info.fingerprint}); its secret above is not kept",
                   file=sys.stderr)

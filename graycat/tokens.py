@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -40,6 +41,15 @@ class TokenInfo:
     admin: bool = False
     revoked: bool = False
     created: float = 0.0
+
+    @classmethod
+    def new(cls, name: str, *, rpm: int = 0, concurrency: int = 0, models: list[str] | None = None,
+            daily_tokens: int = 0, daily_images: int = 0, expires: datetime | None = None,
+            admin: bool = False) -> TokenInfo:
+        """A token to create; an expiry without a time zone is UTC."""
+        when = expires.replace(tzinfo=expires.tzinfo or UTC).timestamp() if expires else 0.0
+        return cls(name=name, fingerprint="", rpm=rpm, concurrency=concurrency, models=models or [],
+                   daily_tokens=daily_tokens, daily_images=daily_images, expires=when, admin=admin)
 
     def to_redis(self) -> dict[str, str]:
         out = {k: str(v) for k, v in asdict(self).items() if k not in ("models", "admin", "revoked")}

@@ -99,16 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(HardeningMiddleware, max_body_mb=settings.max_body_mb)
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics)  # request id, metrics, access log
     app.add_middleware(CollapseSlashesMiddleware)  # outermost: routing sees `//` as `/`
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(llamacpp.router)
-    app.include_router(openai.router)
-    app.include_router(ollama.router)
-    app.include_router(queue.router)
-    app.include_router(jobs.router)
-    app.include_router(sessions.router)
-    app.include_router(admin.router)
-    app.include_router(a1111.router)
-    app.include_router(images.router)
-    app.include_router(images.files)
+    for router in (health.router, metrics.router, llamacpp.router, openai.router, ollama.router, queue.router,
+                   jobs.router, sessions.router, admin.router, a1111.router, images.router, images.files):
+        app.include_router(router)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
@@ -28,19 +28,11 @@ class NewToken(BaseModel):
     admin: bool = False
 
 
-def token_info(new: NewToken) -> tokens.TokenInfo:
-    expires = 0.0
-    if new.expires is not None:
-        when = new.expires if new.expires.tzinfo else new.expires.replace(tzinfo=UTC)
-        expires = when.timestamp()
-    return tokens.TokenInfo(name=new.name, fingerprint="", rpm=new.rpm, concurrency=new.concurrency,
-                            models=new.models, daily_tokens=new.daily_tokens, daily_images=new.daily_images,
-                            expires=expires, admin=new.admin)
-
-
 @router.post("/tokens", status_code=201, summary="Create a token; its secret is shown once")
 async def create(request: Request, new: NewToken) -> Response:
-    info = token_info(new)
+    info = tokens.TokenInfo.new(new.name, rpm=new.rpm, concurrency=new.concurrency, models=new.models,
+                                daily_tokens=new.daily_tokens, daily_images=new.daily_images, expires=new.expires,
+                                admin=new.admin)
     secret = await tokens.create(request.app.state.queue.redis, info)
     return json_response({"token": secret, **info.public()}, 201)
 
