@@ -92,19 +92,15 @@ def _headers(caller: Caller) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in caller.headers()}
 
 
-def check_model(request: Request, model: str) -> None:
-    """403 when the caller's token is limited to other models."""
-    caller: Caller | None = request.scope.get("state", {}).get(STATE_KEY)
-    if caller and caller.models and model not in caller.models:
-        raise ApiError(403, f"this token may not use model '{model}'; it may use: {', '.join(caller.models)}",
-                       code="model_not_allowed", param="model")
-
-
-async def check_quota(request: Request, kind: str) -> None:
-    """429 when the caller's token has used its daily quota of generated tokens (text) or images."""
+async def check_job(request: Request, model: str, kind: str) -> None:
+    """Whether the caller's token may queue a job of `kind` on `model`: 403 when it is limited to other models,
+    429 when it has used its daily quota of generated tokens (text) or images."""
     caller: Caller | None = request.scope.get("state", {}).get(STATE_KEY)
     if caller is None:
         return
+    if caller.models and model not in caller.models:
+        raise ApiError(403, f"this token may not use model '{model}'; it may use: {', '.join(caller.models)}",
+                       code="model_not_allowed", param="model")
     field_, limit = ("images", caller.daily_images) if kind == "sd" else ("completion_tokens", caller.daily_tokens)
     if kind == "embed" or not limit:
         return

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec
 from graycat.api.errors import ApiError
-from graycat.api.limits import check_model, check_quota
+from graycat.api.limits import check_job
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
 from graycat.metrics import ApiMetrics
 from graycat.queue.client import JobQueue
@@ -46,8 +46,7 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     queue: JobQueue = state.queue
     metrics: ApiMetrics = state.metrics
     model = await resolve_model(queue, state.settings.default_model, spec, kind)
-    check_model(request, model)
-    await check_quota(request, kind)
+    await check_job(request, model, kind)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body() if body is None else body,
               stream=spec.stream, request_id=request.scope["request_id"])
     if job_id is not None:

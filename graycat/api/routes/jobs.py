@@ -15,7 +15,7 @@ from graycat.api.auth import require_token
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, llamacpp, openai
 from graycat.api.errors import ApiError
-from graycat.api.limits import check_model, check_quota
+from graycat.api.limits import check_job
 from graycat.api.relay import SSE_HEADERS
 from graycat.api.routes import json_response
 from graycat.jobs import CHUNK, END, START, TERMINAL_STATES, Job, JobState, parse_end
@@ -60,8 +60,7 @@ async def submit(request: Request, job_request: JobRequest,
         raise RequestValidationError([{**e, "loc": ("body", "body", *e["loc"])} for e in exc.errors()]) from None
     queue: JobQueue = request.app.state.queue
     model = await resolve_model(queue, request.app.state.settings.default_model, spec)
-    check_model(request, model)
-    await check_quota(request, kind)
+    await check_job(request, model, kind)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=orjson.dumps(job_request.body), stream=spec.stream,
               request_id=request.scope["request_id"])
     if idempotency_key:
