@@ -5,6 +5,7 @@ get a 5xx, except the structured 503 of a kind of work no worker serves here (im
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import schemathesis
@@ -22,11 +23,14 @@ schema = schemathesis.openapi.from_dict(create_app(load_settings(API_TOKENS="sch
 
 
 @pytest.fixture(scope="module")
-def fuzz_target(cluster: Cluster, gateway: Gateway) -> str:
+def fuzz_target(cluster: Cluster, gateway: Gateway) -> Iterator[str]:
     worker = cluster.spawn("fuzz", ["worker", "null", "--model-name", FUZZ_MODEL, "--tokens", "3"])
     wait_until(lambda: " ready: " in worker.output(), 30, "the null worker")
-    _, base = cluster.api(DEFAULT_MODEL=FUZZ_MODEL, QUEUE_TIMEOUT="3", MAX_BODY_MB="1")
-    return base
+    api, base = cluster.api(DEFAULT_MODEL=FUZZ_MODEL, QUEUE_TIMEOUT="3", MAX_BODY_MB="1")
+    yield base
+    # its janitor expires every pool's jobs after 3 s: it must not outlive this module
+    api.stop()
+    worker.stop()
 
 
 @schemathesis.check
