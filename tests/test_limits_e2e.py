@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -38,6 +39,8 @@ def test_the_limit_holds_across_two_replicas_hammered_in_parallel(cluster: Clust
         base = gateway.base if i % 2 else second
         return httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
 
+    if (left := 60 - time.time() % 60) < 20:  # the limit is per clock minute: keep the burst inside one
+        time.sleep(left + 0.5)
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(hit, range(100)))
     admitted = [r for r in answers if r.status_code == 200]
