@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
 import time
 import uuid
 from collections import Counter
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import orjson
 from redis.exceptions import RedisError, ResponseError
@@ -23,6 +25,7 @@ from graycat.workers.gpu import GpuReader
 from graycat.workers.usage import usage_of
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HEARTBEAT_S = 2.0
 CLAIM_BLOCK_MS = 1000  # an idle worker re-checks for a stop request (and abandoned jobs) this often
@@ -41,11 +44,16 @@ class Backoff:
     def reset(self) -> None:
         self.delay = self.first
 
-    async def wait(self, why: str) -> None:
+    async def wait(self, why: str, stopping: asyncio.Event | None = None) -> None:
+        """Sleep the next jittered delay; a set `stopping` event cuts it short."""
         pause = random.uniform(0, self.delay)
         log.warning("%s; retrying in %.2fs", why, pause)
-        await asyncio.sleep(pause)
         self.delay = min(self.delay * 2, self.cap)
+        if stopping is None:
+            await asyncio.sleep(pause)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), pause)
 
 
 class Emitter:
@@ -137,7 +145,7 @@ class Worker:
             except (RedisError, OSError) as exc:
                 if self._stopping.is_set():
                     return
-                await backoff.wait(f"cannot reach Redis ({exc})")
+                await backoff.wait(f"cannot reach Redis ({exc})", self._stopping)
         helpers = [asyncio.create_task(self._heartbeats(), name="heartbeat"),
                    asyncio.create_task(self._listen_cancel(), name="cancel-listener")]
         log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
@@ -187,9 +195,12 @@ class Worker:
                 batch: list[tuple[Claimed, int]] = []
                 if time.monotonic() >= next_reclaim:  # jobs of dead workers go before new work
                     next_reclaim = time.monotonic() + RECLAIM_S
-                    batch = await self.consumer.reclaim(free, self.visibility_ms)
+                    batch = await self._unless_stopping(self.consumer.reclaim(free, self.visibility_ms),
+                                                        CLAIM_GRACE_S) or []
                 if not batch:
-                    batch = [(c, 1) for c in await self._claim(free)]
+                    claimed = await self._unless_stopping(self.consumer.claim(free, CLAIM_BLOCK_MS),
+                                                          CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S)
+                    batch = [(c, 1) for c in claimed or []]
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -197,7 +208,7 @@ class Worker:
                 lost_pools = True
                 continue
             except (RedisError, OSError) as exc:
-                await backoff.wait(f"claiming failed ({exc})")
+                await backoff.wait(f"claiming failed ({exc or 'no answer'})", self._stopping)
                 continue
             backoff.reset()
             for claimed, deliveries in batch:
@@ -212,22 +223,21 @@ class Worker:
                     else self._run(claimed)
                 self._tasks[claimed.job.id] = asyncio.create_task(runner)
 
-    async def _claim(self, free: int) -> list[Claimed]:
-        """Up to `free` new jobs. Gives up at once when the worker is asked to stop, and after CLAIM_GRACE_S
-        when Redis does not answer (a dead link, which TCP alone would notice only after hours): jobs Redis
-        delivered meanwhile stay pending and are reclaimed by another worker."""
-        claim = asyncio.ensure_future(asyncio.wait_for(self.consumer.claim(free, CLAIM_BLOCK_MS),
-                                                       CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S))
+    async def _unless_stopping(self, call: Coroutine[Any, Any, T], limit: float) -> T | None:
+        """`call`'s result, or None when the worker is asked to stop first. A call unanswered for `limit` seconds
+        raises TimeoutError: the link to Redis is dead (TCP alone would notice only after hours). Jobs Redis
+        handed out meanwhile stay pending and are reclaimed by another worker."""
+        work = asyncio.ensure_future(asyncio.wait_for(call, limit))
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait({claim, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        if not claim.done():
-            claim.cancel()
-            await asyncio.gather(claim, return_exceptions=True)
-            return []
-        return claim.result()
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            return None
+        return work.result()
 
     async def _dead_letter(self, claimed: Claimed, deliveries: int) -> None:
         try:
