@@ -25,13 +25,20 @@ _GATEWAY = frozenset({"/health", "/metrics", "/queue/status", "/models", "/docs"
                       "/redoc", "/openapi.json", UNMATCHED})
 
 
-# The llama.cpp engine's own figures that workers report in their heartbeat (engine stats "llamacpp"), and
-# the NVML readings of their GPUs (graycat/workers/gpu.py).
+# The engines' own figures that workers report in their heartbeat (engine stats "llamacpp" and "diffusers",
+# exported as graycat_worker_<name>), and the NVML readings of their GPUs (graycat/workers/gpu.py).
 ENGINE_COUNTERS = {
-    "prompt_tokens_total": "Prompt tokens the worker's llama.cpp engine processed",
-    "prompt_seconds_total": "Seconds the worker's llama.cpp engine spent processing prompts",
-    "tokens_predicted_total": "Tokens the worker's llama.cpp engine generated",
-    "tokens_predicted_seconds_total": "Seconds the worker's llama.cpp engine spent generating tokens",
+    "llamacpp": {
+        "prompt_tokens_total": "Prompt tokens the worker's llama.cpp engine processed",
+        "prompt_seconds_total": "Seconds the worker's llama.cpp engine spent processing prompts",
+        "tokens_predicted_total": "Tokens the worker's llama.cpp engine generated",
+        "tokens_predicted_seconds_total": "Seconds the worker's llama.cpp engine spent generating tokens",
+    },
+    "diffusers": {
+        "images_total": "Images the worker's diffusers engine generated",
+        "diffusion_steps_total": "Denoising steps the worker's diffusers engine ran",
+        "diffusion_seconds_total": "Seconds the worker's diffusers engine spent generating images",
+    },
 }
 ENGINE_GAUGES = {
     "requests_processing": "Requests the worker's llama.cpp engine is processing",
@@ -115,8 +122,9 @@ def worker_families(workers: Iterable[dict[str, Any]]) -> list[Metric]:
     started = GaugeMetricFamily("graycat_worker_start_time_seconds", "Unix time the worker started", labels=ids)
     jobs = CounterMetricFamily("graycat_worker_jobs", "Jobs the worker ended since it started, by outcome",
                                labels=[*ids, "outcome"])
-    engine_counters = {name: CounterMetricFamily(f"graycat_worker_{name.removesuffix('_total')}", text, labels=ids)
-                       for name, text in ENGINE_COUNTERS.items()}
+    engine_counters = {(engine, name): CounterMetricFamily(f"graycat_worker_{name.removesuffix('_total')}", text,
+                                                           labels=ids)
+                       for engine, names in ENGINE_COUNTERS.items() for name, text in names.items()}
     engine_gauges = {name: GaugeMetricFamily(f"graycat_worker_engine_{name}", text, labels=ids)
                      for name, text in ENGINE_GAUGES.items()}
     gpu = {name: GaugeMetricFamily(f"graycat_gpu_{name}", text, labels=[*ids, "gpu", "name"])
@@ -131,10 +139,11 @@ def worker_families(workers: Iterable[dict[str, Any]]) -> list[Metric]:
         started.add_metric(labels, float(w.get("started") or 0))
         for outcome, count in (w.get("outcomes") or {}).items():
             jobs.add_metric([*labels, outcome], count)
-        figures = (w.get("engine") or {}).get("llamacpp") or {}
-        for name, family in engine_counters.items():
-            if name in figures:
-                family.add_metric(labels, figures[name])
+        stats = w.get("engine") or {}
+        for (engine, name), family in engine_counters.items():
+            if name in (stats.get(engine) or {}):
+                family.add_metric(labels, stats[engine][name])
+        figures = stats.get("llamacpp") or {}
         for name, gauge in engine_gauges.items():
             if name in figures:
                 gauge.add_metric(labels, figures[name])

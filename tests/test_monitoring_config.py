@@ -61,4 +61,5 @@ def test_dashboards_use_provisioned_datasources_and_unique_ids() -> None:
                 continue
             assert uids.get(panel["datasource"]["uid"]) == panel["datasource"]["type"], (path.name, panel["title"])
             assert panel["targets"] and all(t["expr"] for t in panel["targets"]), (path.name, panel["title"])
-    assert {"graycat-overview", "graycat-llm", "graycat-queue-workers"} <= dashboard_uids
+    assert {"graycat-overview", "graycat-llm", "graycat-images", "graycat-queue-workers", "graycat-gpu"} \
+        <= dashboard_uids

@@ -19,6 +19,7 @@ import yaml
 
 from graycat.metrics import GPU_GAUGES
 from tests.conftest import TOKEN, Cluster, Gateway, free_port, wait_until
+from tests.tiny_sd import build_models_folder
 
 pytestmark = pytest.mark.e2e
 
@@ -117,23 +118,31 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def prometheus(cluster: Cluster, gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """Prometheus scraping an api (behind METRICS_TOKEN) while requests of every kind flow through it."""
+    """Prometheus scraping an api (behind METRICS_TOKEN) while requests of every kind, text and images, flow
+    through it."""
+    models = tmp_path_factory.mktemp("sd-models")
+    build_models_folder(models)
+    painter = cluster.spawn("prometheus-sd", ["worker", "sd", "--models-dir", str(models)], SD_THREADS="1")
     _, base = cluster.api(METRICS_TOKEN=METRICS_TOKEN)
     prom = Prometheus(tmp_path_factory.mktemp("prometheus"), int(base.rsplit(":", 1)[1]))
     try:
         wait_until(prom.ready, 30, "prometheus")
+        wait_until(lambda: " ready: " in painter.output(), 60, "graycat worker sd")
         stop = threading.Event()
-        traffic = threading.Thread(target=_traffic, args=(base, stop))
-        traffic.start()
+        traffic = [threading.Thread(target=work, args=(base, stop)) for work in (_traffic, _image_traffic)]
+        for thread in traffic:
+            thread.start()
         try:
             time.sleep(12)
         finally:
             stop.set()
-            traffic.join(60)
+            for thread in traffic:
+                thread.join(60)
         time.sleep(3)  # scrapes after the last request
         yield prom
     finally:
         prom.stop()
+        painter.stop()
 
 
 def _traffic(base: str, stop: threading.Event) -> None:
@@ -146,6 +155,14 @@ def _traffic(base: str, stop: threading.Event) -> None:
                                                       "max_tokens": 3})
             client.post("/v1/completions", json={"prompt": 1})  # 422
             client.get("/queue/status")
+
+
+def _image_traffic(base: str, stop: threading.Event) -> None:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:
+        while not stop.is_set():
+            client.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "steps": 3, "width": 64, "height": 64})
+            client.post("/v1/images/generations", json={"prompt": "a dog", "size": "64x64", "steps": 2,
+                                                        "model": "tiny"})
 
 
 def test_scrapes_succeed_and_alert_rules_evaluate(prometheus: Prometheus) -> None:

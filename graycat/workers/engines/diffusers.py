@@ -8,6 +8,7 @@ import contextlib
 import logging
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +50,7 @@ class DiffusersEngine:
         self._vae: tuple[str, Any] | None = None
         self._controls: dict[str, Any] = {}  # small next to a checkpoint: kept once loaded
         self._served = 0
+        self._figures = {"images_total": 0, "diffusion_steps_total": 0, "diffusion_seconds_total": 0.0}
 
     def models(self) -> dict[str, dict[str, Any]]:
         return {name: {**c.info(), "slots": self.slots, "loras": sorted(self.loras), "vaes": sorted(self.vaes),
@@ -56,7 +58,7 @@ class DiffusersEngine:
 
     def stats(self) -> dict[str, Any]:
         return {"served": self._served, "loaded": self._loaded[0] if self._loaded else None,
-                "device": self._device.name if self._device else None}
+                "device": self._device.name if self._device else None, "diffusers": dict(self._figures)}
 
     async def start(self) -> None:
         """Import torch, pick the device and load the first checkpoint, so a broken setup fails at start."""
@@ -114,7 +116,10 @@ class DiffusersEngine:
                   stop: threading.Event) -> bytes:
         from graycat.workers.engines.sd_pipelines import generate, loras_applied, vae_applied
 
+        began = time.monotonic()
+
         def progress(job_no: int, step: int, steps: int) -> None:
+            self._figures["diffusion_steps_total"] += 1
             chunk = orjson.dumps({"job_no": job_no, "job_count": params.n_iter, "step": step, "steps": steps})
             loop.call_soon_threadsafe(emit, chunk)
 
@@ -122,7 +127,11 @@ class DiffusersEngine:
         pipe = self._pipeline(params.checkpoint)
         with vae_applied(pipe, self._vae_module(params.vae)), \
                 loras_applied(pipe, [(self.loras[name], weight) for name, weight in wanted.items()]):
-            images = generate(pipe, replace(params, prompt=prompt), progress, stop, self._control_models(params))
+            try:
+                images = generate(pipe, replace(params, prompt=prompt), progress, stop, self._control_models(params))
+            finally:
+                self._figures["diffusion_seconds_total"] += time.monotonic() - began
+        self._figures["images_total"] += len(images)
         return result_body(params, self.checkpoints[params.checkpoint].info(), images)
 
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
