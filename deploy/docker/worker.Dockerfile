@@ -1,7 +1,8 @@
-# A Graycat LLM worker on the CPU (llama.cpp embedded through xllamacpp). It needs only REDIS_URL: one
-# outbound connection, so it runs behind NAT. Build from the repository root:
-#   docker build -f deploy/docker/worker.Dockerfile -t graycat-worker .
-FROM python:3.11-slim-bookworm
+# Graycat workers on the CPU. They need only REDIS_URL: one outbound connection, so they run behind NAT.
+# Two targets, from the repository root:
+#   docker build -f deploy/docker/worker.Dockerfile --target llm -t graycat-worker .     llama.cpp (xllamacpp)
+#   docker build -f deploy/docker/worker.Dockerfile --target sd -t graycat-worker-sd .   diffusers on CPU torch
+FROM python:3.11-slim-bookworm AS llm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
@@ -14,3 +15,19 @@ RUN pip install . \
 USER 10001
 
 CMD ["graycat", "worker", "llm"]
+
+# The image worker: torch's CPU wheel first (so no dependency pulls a CUDA build), then the `sd` extra
+# (pinned in pyproject.toml; DL3013 cannot see through `.[sd]`).
+# open-clip-torch (no deps) only supplies SD 1.x's CLIP vocabulary for single-file checkpoints.
+# Mount an Automatic1111-style models folder at /models (models/Stable-diffusion, Lora, VAE, ControlNet).
+FROM llm AS sd
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+USER 0
+# hadolint ignore=DL3013
+RUN pip install --index-url "${TORCH_INDEX}" torch==2.13.0 \
+ && pip install .[sd] \
+ && pip install --no-deps open-clip-torch==3.3.0
+USER 10001
+ENV SD_MODELS_DIR=/models
+
+CMD ["graycat", "worker", "sd"]
