@@ -9,6 +9,8 @@ from urllib.parse import quote
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from graycat.queue import sentinel
+
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 
 
@@ -181,8 +183,8 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if value and not value.startswith(("redis://", "rediss://", "unix://")) and sentinel.parse(value) is None:
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
         return value or None
 
     def resolved_redis_url(self) -> str:

@@ -19,6 +19,8 @@ from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from graycat.queue.sentinel import resolve
+
 log = logging.getLogger(__name__)
 
 Arg = bytes | str | int
@@ -107,7 +109,8 @@ class RespProtocol(asyncio.Protocol):
 
 
 async def _open(url: str, on_value: Callable[[RespProtocol, object], None]) -> RespProtocol:
-    """Connect, authenticate and select the database of `url`."""
+    """Connect, authenticate and select the database of `url` (for a Sentinel URL: of the current master)."""
+    url = await resolve(url)
     opts = parse_url(url)
     loop = asyncio.get_running_loop()
     proto: RespProtocol | None = None
@@ -141,6 +144,8 @@ async def _open(url: str, on_value: Callable[[RespProtocol, object], None]) -> R
 
 def _reply(proto: RespProtocol, value: object) -> None:
     future = proto.waiting.popleft() if proto.waiting else None
+    if isinstance(value, ResponseError) and str(value).startswith("READONLY") and proto.transport is not None:
+        proto.transport.close()  # a master demoted by a failover: the next call connects to the new one
     if future is None:
         if isinstance(value, ResponseError):
             log.error("Redis refused a write: %s", value)
