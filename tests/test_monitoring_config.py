@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import yaml
+
+from graycat.logs import JsonFormatter
 
 MONITORING = Path(__file__).resolve().parent.parent / "deploy" / "monitoring"
 PROMETHEUS = MONITORING / "prometheus"
@@ -63,3 +68,25 @@ def test_dashboards_use_provisioned_datasources_and_unique_ids() -> None:
             assert panel["targets"] and all(t["expr"] for t in panel["targets"]), (path.name, panel["title"])
     assert {"graycat-overview", "graycat-llm", "graycat-images", "graycat-queue-workers", "graycat-gpu"} \
         <= dashboard_uids
+
+
+def test_promtail_and_loki_queries_read_the_fields_graycat_logs() -> None:
+    """Loki and promtail cannot run here: check that what they read matches what the JSON formatter writes."""
+    rec = logging.getLogger("graycat.test").makeRecord("graycat.test", logging.ERROR, __file__, 1, "boom", (), None)
+    entry = json.loads(JsonFormatter().format(rec))
+    scrape = yaml.safe_load((MONITORING / "promtail" / "promtail.yml").read_text())["scrape_configs"][0]
+    stages = scrape["pipeline_stages"][0]["match"]["stages"]
+    fields = next(stage["json"]["expressions"] for stage in stages if "json" in stage)
+    assert set(fields.values()) <= set(entry), "promtail reads a field the logs do not have"
+    stamp = next(stage["timestamp"] for stage in stages if "timestamp" in stage)
+    assert stamp["format"] == "RFC3339Nano"
+    datetime.fromisoformat(entry[fields[stamp["source"]]])  # an RFC 3339 time
+    for path in sorted((MONITORING / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                if (target.get("datasource") or panel["datasource"])["type"] != "loki":
+                    continue
+                wanted = re.search(r'level=~"([^"]+)"', target["expr"])
+                assert wanted, target["expr"]
+                matched = {lvl for lvl in ("ERROR", "WARNING", "INFO") if re.fullmatch(wanted.group(1), lvl)}
+                assert matched == {"ERROR", "WARNING"}, (path.name, panel["title"], target["expr"])
