@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -39,16 +38,15 @@ def test_the_limit_holds_across_two_replicas_hammered_in_parallel(cluster: Clust
         base = gateway.base if i % 2 else second
         return httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
 
-    if (left := 60 - time.time() % 60) < 20:  # the limit is per clock minute: keep the burst inside one
-        time.sleep(left + 0.5)
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(16) as pool:  # a sliding window: it holds even when the burst crosses a clock minute
         answers = list(pool.map(hit, range(100)))
     admitted = [r for r in answers if r.status_code == 200]
     refused = [r for r in answers if r.status_code == 429]
     assert len(admitted) == 30 and len(refused) == 70  # never more than the limit, whichever replica
     assert {r.headers["x-ratelimit-limit"] for r in admitted} == {"30"}
     assert sorted(int(r.headers["x-ratelimit-remaining"]) for r in admitted) == list(range(30))
-    assert all(int(r.headers["retry-after"]) <= 60 for r in refused)
+    assert all(1 <= int(r.headers["retry-after"]) <= 60 for r in refused)
+    assert all(1 <= int(r.headers["x-ratelimit-reset"]) <= 60 for r in admitted)
     assert refused[0].json()["error"]["code"] == "rate_limit_exceeded"
 
 
@@ -56,9 +54,9 @@ def test_requests_in_flight_are_capped_and_released_when_streams_end(gateway: Ga
     secret = new_token(gateway, "in-flight", concurrency=2)
     body = {"prompt": "go", "model": NULL, "stream": True}
 
-    def stream(_: int) -> int:
+    def stream(_: int) -> int:  # one X-Request-ID for all: a client's id must not merge their places
         with httpx.stream("POST", gateway.base + "/completion", json=body, timeout=30,
-                          headers={"Authorization": f"Bearer {secret}"}) as resp:
+                          headers={"Authorization": f"Bearer {secret}", "X-Request-ID": "same-id"}) as resp:
             resp.read()
             return resp.status_code
 

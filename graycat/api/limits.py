@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -39,14 +40,15 @@ class Caller:
     rpm: int = 0
     remaining: int = 0
     concurrency: int = 0
+    reset: int = 0  # seconds until the oldest request of the last minute leaves the window
+    ticket: str = ""  # this admission's entry in the token's windows (unique, unlike a client's request id)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         if not self.rpm:
             return []
-        reset = 60 - int(time.time()) % 60
         return [(b"x-ratelimit-limit", str(self.rpm).encode()),
                 (b"x-ratelimit-remaining", str(max(self.remaining, 0)).encode()),
-                (b"x-ratelimit-reset", str(reset).encode())]
+                (b"x-ratelimit-reset", str(max(self.reset, 1)).encode())]
 
 
 def today() -> str:
@@ -65,22 +67,24 @@ async def admit(request: Request, secret: str, *, static: bool, admin: bool, cha
         caller = Caller(owner, admin, request_id)  # nothing to check in Redis: no round trip
         request.scope.setdefault("state", {})[STATE_KEY] = caller
         return caller
+    ticket = f"{request_id}:{uuid.uuid4().hex[:12]}"
     reply = cast(list[Any], await queue.writer.call(
-        "EVAL", scripts.ADMIT, 3, keys.token(token_hash(secret)), keys.requests_in_minute(owner, int(now // 60)),
+        "EVAL", scripts.ADMIT, 3, keys.token(token_hash(secret)), keys.recent_requests(owner),
         keys.in_flight(owner), 0 if static else 1, settings.rate_limit_rpm, settings.rate_limit_concurrency,
-        repr(now), request_id, repr(now - settings.job_timeout - settings.queue_timeout), settings.record_ttl()))
-    verdict, rpm, remaining, concurrency = (int(v) for v in reply[:4])
-    record: list[bytes] = reply[4:]
+        repr(now), ticket, repr(now - settings.job_timeout - settings.queue_timeout), settings.record_ttl()))
+    verdict, rpm, remaining, concurrency, reset = (int(v) for v in reply[:5])
+    record: list[bytes] = reply[5:]
     if verdict in _REFUSED:
         message, code = _REFUSED[verdict]
         raise ApiError(401, message, code=code, headers=challenge)
     info = TokenInfo.from_redis(dict(zip(record[::2], record[1::2], strict=True))) if record else None
     caller = Caller(owner, admin or bool(info and info.admin), request_id, info.models if info else [],
-                    info.daily_tokens if info else 0, info.daily_images if info else 0, rpm, remaining, concurrency)
+                    info.daily_tokens if info else 0, info.daily_images if info else 0, rpm, remaining, concurrency,
+                    reset, ticket)
     if verdict == 4:
-        reset = str(60 - int(now) % 60)
-        raise ApiError(429, f"rate limit reached: {rpm} requests per minute for this token; retry in {reset} s",
-                       code="rate_limit_exceeded", headers={"Retry-After": reset, **_headers(caller)})
+        wait = str(max(reset, 1))
+        raise ApiError(429, f"rate limit reached: {rpm} requests per minute for this token; retry in {wait} s",
+                       code="rate_limit_exceeded", headers={"Retry-After": wait, **_headers(caller)})
     if verdict == 5:
         raise ApiError(429, f"this token already has {concurrency} requests in flight (its limit); retry when "
                        "one ends", code="too_many_concurrent_requests", headers={"Retry-After": "1"})
@@ -145,7 +149,7 @@ def _release(writer: PipelinedConnection, caller: Caller, status: int) -> None:
     usage = keys.usage(caller.owner, today())
     try:
         if caller.concurrency:
-            writer.send("ZREM", keys.in_flight(caller.owner), caller.request_id)
+            writer.send("ZREM", keys.in_flight(caller.owner), caller.ticket)
         writer.send("HINCRBY", usage, "requests", 1)
         if status >= 400:
             writer.send("HINCRBY", usage, "errors", 1)

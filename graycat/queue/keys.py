@@ -99,9 +99,9 @@ def token(token_hash: str) -> str:
     return f"{PREFIX}:token:{token_hash}"
 
 
-def requests_in_minute(owner: str, minute: int) -> str:
-    """Counter: a token's requests in one minute (unix time // 60)."""
-    return f"{PREFIX}:rpm:{owner}:{minute}"
+def recent_requests(owner: str) -> str:
+    """Sorted set: a token's requests of the last 60 s (admission tickets scored by unix time)."""
+    return f"{PREFIX}:rpm:{owner}"
 
 
 def in_flight(owner: str) -> str:

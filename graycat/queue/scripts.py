@@ -169,38 +169,44 @@ redis.call('SREM', KEYS[4], KEYS[1])
 return #entries
 """
 
-# KEYS: the token's record (managed tokens), its requests-this-minute counter, its in-flight set.
-# ARGV: managed (1/0), default requests per minute, default concurrency (0: no limit), now, request id,
-# oldest start an in-flight request may have, counter ttl.
-# Returns {verdict, rpm limit, remaining, concurrency limit, record...}: verdict 0 admitted, 1 unknown token,
-# 2 revoked, 3 expired, 4 over the requests per minute, 5 over the concurrent requests.
+# KEYS: the token's record (managed tokens), its requests of the last 60 s (a sliding window: no burst across
+# a window boundary), its in-flight set.
+# ARGV: managed (1/0), default requests per minute, default concurrency (0: no limit), now, the admission's
+# ticket (unique), oldest start an in-flight request may have, in-flight set ttl.
+# Returns {verdict, rpm limit, remaining, concurrency limit, reset, record...}: verdict 0 admitted, 1 unknown
+# token, 2 revoked, 3 expired, 4 over the requests per minute, 5 over the concurrent requests; reset: seconds
+# until the oldest request of the window leaves it (and one more is allowed).
 ADMIT = """
-local rpm, conc, record = tonumber(ARGV[2]), tonumber(ARGV[3]), {}
+local rpm, conc, now, record = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), {}
 if ARGV[1] == '1' then
   record = redis.call('HGETALL', KEYS[1])
-  if #record == 0 then return {1, 0, 0, 0} end
+  if #record == 0 then return {1, 0, 0, 0, 0} end
   local r = {}
   for i = 1, #record, 2 do r[record[i]] = record[i + 1] end
-  if r['revoked'] == '1' then return {2, 0, 0, 0} end
+  if r['revoked'] == '1' then return {2, 0, 0, 0, 0} end
   local expires = tonumber(r['expires'] or '0')
-  if expires > 0 and expires <= tonumber(ARGV[4]) then return {3, 0, 0, 0} end
+  if expires > 0 and expires <= now then return {3, 0, 0, 0, 0} end
   if tonumber(r['rpm'] or '0') > 0 then rpm = tonumber(r['rpm']) end
   if tonumber(r['concurrency'] or '0') > 0 then conc = tonumber(r['concurrency']) end
 end
-local used = 0
+local used, reset = 0, 0
 if rpm > 0 then
-  used = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if used >= rpm then return {4, rpm, 0, conc, unpack(record)} end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60)
+  used = redis.call('ZCARD', KEYS[2])
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  reset = oldest[2] and math.ceil(tonumber(oldest[2]) + 60 - now) or 60
+  if used >= rpm then return {4, rpm, 0, conc, reset, unpack(record)} end
 end
 if conc > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[6])
-  if redis.call('ZCARD', KEYS[3]) >= conc then return {5, rpm, rpm - used, conc, unpack(record)} end
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+  if redis.call('ZCARD', KEYS[3]) >= conc then return {5, rpm, rpm - used, conc, reset, unpack(record)} end
+  redis.call('ZADD', KEYS[3], now, ARGV[5])
   redis.call('EXPIRE', KEYS[3], ARGV[7])
 end
 if rpm > 0 then
-  used = redis.call('INCR', KEYS[2])
-  redis.call('EXPIRE', KEYS[2], 120)
+  redis.call('ZADD', KEYS[2], now, ARGV[5])
+  redis.call('EXPIRE', KEYS[2], 61)
+  used = used + 1
 end
-return {0, rpm, rpm - used, conc, unpack(record)}
+return {0, rpm, rpm - used, conc, reset, unpack(record)}
 """
