@@ -198,9 +198,9 @@ class Worker:
                     batch = await self._unless_stopping(self.consumer.reclaim(free, self.visibility_ms),
                                                         CLAIM_GRACE_S) or []
                 if not batch:
-                    claimed = await self._unless_stopping(self.consumer.claim(free, CLAIM_BLOCK_MS),
-                                                          CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S)
-                    batch = [(c, 1) for c in claimed or []]
+                    fresh = await self._unless_stopping(self.consumer.claim(free, CLAIM_BLOCK_MS),
+                                                        CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S)
+                    batch = [(c, 1) for c in fresh or []]
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
