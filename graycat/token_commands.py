@@ -12,7 +12,7 @@ from graycat.config import Settings
 from graycat.queue.connection import connect
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = sub.add_parser("token", help="managed API tokens (kept in Redis as hashes)")
     actions = token.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a token and print its secret (shown once)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -57,7 +58,7 @@ def error_body(path: str, status: int, message: str, code: str | None = None,
 
 def error_response(request: Request, status: int, message: str, *, code: str | None = None,
                    param: str | None = None, details: Any = None,
-                   headers: dict[str, str] | None = None) -> Response:
+                   headers: Mapping[str, str] | None = None) -> Response:
     return Response(error_body(request.url.path, status, message, code, param, details), status,
                     headers=headers, media_type="application/json")
 

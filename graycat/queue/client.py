@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from graycat.jobs import END, Job, JobState, end_event, parse_end
 from graycat.queue import keys, scripts
 from graycat.queue.hub import EventHub, Subscription, entry_key
+from graycat.queue.replies import entries, text
 from graycat.queue.resp import PipelinedConnection
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class JobQueue:
     async def record(self, job_id: str) -> dict[str, str] | None:
         """The job record, None when unknown or expired."""
         raw = await self.redis.hgetall(keys.job(job_id))
-        return {k.decode(): v.decode() for k, v in raw.items()} or None
+        return {text(k): text(v) for k, v in raw.items()} or None
 
     async def position(self, kind: str, model: str, entry_id: str) -> int | None:
         """How many jobs of the pool will be handed out before this waiting one (None: not waiting)."""
@@ -102,12 +103,13 @@ class JobQueue:
                 last = last.decode() if isinstance(last, bytes) else last
         if entry_key(entry_id.encode()) <= entry_key(last.encode()):
             return None
-        ahead = await self.redis.xrange(pool, min=f"({last}", max=entry_id, count=self.max_waiting or 10_000)
+        ahead = entries(await self.redis.xrange(pool, min=f"({last}", max=entry_id,
+                                                count=self.max_waiting or 10_000))
         return max(0, len(ahead) - 1)
 
     async def result(self, job_id: str) -> tuple[int, bytes] | None:
         """The final (status, body) of a finished job, from its last event."""
-        last = await self.redis.xrevrange(keys.events(job_id), count=1)
+        last = entries(await self.redis.xrevrange(keys.events(job_id), count=1))
         if last and last[0][1][b"e"][:1] == END:
             return parse_end(last[0][1][b"e"][1:])
         return None
@@ -144,7 +146,7 @@ class JobQueue:
         now = time.monotonic()
         if fresh or now - self._models_at > MODELS_CACHE_S:
             raw = await self.redis.hgetall(keys.MODELS)
-            self._models = {k.decode(): orjson.loads(v) for k, v in raw.items()}
+            self._models = {text(k): orjson.loads(v) for k, v in raw.items()}
             self._models_at = now
         return self._models
 
@@ -156,7 +158,7 @@ class JobQueue:
         ids = await self.redis.zrangebyscore(keys.WORKERS, time.time() - keys.WORKER_TTL_S, "+inf")
         if not ids:
             return []
-        beats = await self.redis.mget([keys.worker(i.decode()) for i in ids])
+        beats = await self.redis.mget([keys.worker(text(i)) for i in cast(list[bytes], ids)])
         return [orjson.loads(b) for b in beats if b]
 
     async def pool_counters(self) -> list[dict[str, Any]]:
@@ -202,20 +204,20 @@ class JobQueue:
         """Every token's usage on `day` (YYYY-MM-DD, UTC): fingerprint -> what was counted -> how much."""
         found: dict[str, dict[str, int]] = {}
         async for key in self.redis.scan_iter(match=keys.usage("*", day), count=500):
-            owner = key.decode().removeprefix(f"{keys.PREFIX}:usage:").removesuffix(f":{day}")
-            found[owner] = {k.decode(): int(v) for k, v in (await self.redis.hgetall(key)).items()}
+            owner = text(key).removeprefix(f"{keys.PREFIX}:usage:").removesuffix(f":{day}")
+            found[owner] = {text(k): int(v) for k, v in (await self.redis.hgetall(key)).items()}
         return found
 
     async def worker_available(self, worker_id: str) -> bool:
         """Whether a worker is alive and not stopping (as of its last heartbeat)."""
         beat = await self.redis.get(keys.worker(worker_id))
-        return bool(beat) and not orjson.loads(beat).get("stopping")
+        return beat is not None and not orjson.loads(beat).get("stopping")
 
     async def rescue_lanes(self) -> int:
         """Move the jobs in the direct lanes of workers that are gone to their pools; how many moved."""
         moved = 0
         for lane in await self.redis.smembers(keys.DIRECT_LANES):
-            worker_id, kind, model = keys.parse_direct_lane(lane.decode())
+            worker_id, kind, model = keys.parse_direct_lane(text(lane))
             n = int(await self.writer.call(  # type: ignore[call-overload]
                 "EVAL", scripts.RESCUE_LANE, 4, lane, keys.worker(worker_id), keys.pool(kind, model),
                 keys.DIRECT_LANES))

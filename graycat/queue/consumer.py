@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 
 from graycat.jobs import Job, JobState, Usage, end_event
 from graycat.queue import keys, scripts
+from graycat.queue.replies import streams as streams_reply
 from graycat.queue.resp import PipelinedConnection
 
 NO_USAGE = Usage()
@@ -54,10 +55,11 @@ class Consumer:
     async def claim(self, count: int, block_ms: int) -> list[Claimed]:
         """Up to `count` new jobs from this worker's direct lanes, then its pools, waiting at most `block_ms`."""
         streams = {**{lane: ">" for lane in self.lanes}, **{stream: ">" for _, _, stream in self.pools}}
-        reply = await self.reader.xreadgroup(keys.GROUP, self.worker_id, streams,  # type: ignore[arg-type]
-                                             count=count, block=block_ms)
+        reply = streams_reply(await self.reader.xreadgroup(keys.GROUP, self.worker_id,
+                                                           streams,  # type: ignore[arg-type]
+                                                           count=count, block=block_ms))
         claimed = []
-        for stream, entries in reply or []:
+        for stream, entries in reply:
             for entry_id, fields in entries:
                 claimed.append(Claimed(Job.from_fields(fields), stream.decode(), entry_id.decode()))
         return claimed
@@ -121,9 +123,9 @@ class Consumer:
         job = claimed.job
         reason = (f"job failed: the worker running it stopped during each of its {deliveries - 1} runs "
                   "(MAX_DELIVERIES); it is kept in the dead-letter registry")
-        await self.redis.xadd(keys.DEAD, {**job.to_fields(), "pool": claimed.pool, "deliveries": deliveries,
-                                          "reason": reason, "at": repr(time.time())},  # type: ignore[dict-item]
-                              maxlen=10000, approximate=True)
+        fields: dict[Any, Any] = {**job.to_fields(), "pool": claimed.pool, "deliveries": deliveries,
+                                  "reason": reason, "at": repr(time.time())}
+        await self.redis.xadd(keys.DEAD, fields, maxlen=10000, approximate=True)
         await self.redis.hincrby(keys.pool_stats(job.kind, job.model), "dead_lettered", 1)
         body = orjson.dumps({"error": {"code": 500, "message": reason, "type": "server_error"}})
         await self.finish(claimed, 500, body, JobState.FAILED, ran=False)

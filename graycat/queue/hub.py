@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from graycat.queue import keys
 from graycat.queue.connection import connect
+from graycat.queue.replies import entries
 from graycat.queue.resp import subscribe
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class EventHub:
         """Deliver what open subscriptions missed while the hub was disconnected."""
         for key, sub in list(self._subs.items()):
             start = "({}-{}".format(*sub.last_id)
-            for entry_id, fields in await client.xrange(keys.events(sub.job_id), min=start, max="+"):
+            for entry_id, fields in entries(await client.xrange(keys.events(sub.job_id), min=start, max="+")):
                 self._deliver(key + entry_id + b" " + fields[b"e"])
 
     async def _run(self) -> None:

@@ -200,7 +200,7 @@ async def subscribe(url: str, channel: str, on_message: Callable[[bytes], None])
     def on_value(proto: RespProtocol, value: object) -> None:
         if isinstance(value, list) and value:
             if value[0] == b"message":
-                on_message(value[2])  # type: ignore[arg-type]
+                on_message(value[2])
             elif value[0] == b"subscribe" and not confirmed.done():
                 confirmed.set_result(None)
         else:

@@ -74,10 +74,9 @@ def parse(url: str) -> SentinelUrl | None:
                          "redis+sentinel://[:password@]host:26379[,host:26379]/mymaster[/db]")
     if db and not db.isdigit():
         raise ValueError(f"database '{db}' is not a number")
-    extra = parse_qs(query)
+    sentinel_password = (parse_qs(query).get("sentinel_password") or [""])[0]
     return SentinelUrl(tuple(sentinels), unquote(service), int(db or 0), unquote(username) or None,
-                       unquote(password) or None, (extra.get("sentinel_password") or [None])[0],
-                       SCHEMES[scheme])
+                       unquote(password) or None, sentinel_password or None, SCHEMES[scheme])
 
 
 async def resolve(url: str) -> str:

@@ -21,6 +21,7 @@ from graycat.api.routes import json_response
 from graycat.jobs import CHUNK, END, START, TERMINAL_STATES, Job, JobState, parse_end
 from graycat.queue import keys
 from graycat.queue.client import JobQueue
+from graycat.queue.replies import text
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
 
@@ -66,7 +67,7 @@ async def submit(request: Request, job_request: JobRequest,
     if idempotency_key:
         idem = keys.idempotency(request.state.owner, idempotency_key)
         if not await queue.redis.set(idem, job.id, nx=True, ex=IDEMPOTENCY_TTL_S):
-            existing = (await queue.redis.get(idem) or b"").decode()
+            existing = text(await queue.redis.get(idem) or b"")
             return json_response({"id": existing, "status_url": f"/jobs/{existing}", "replayed": True}, 202)
     try:
         await queue.enqueue(job, request.state.owner)

@@ -13,7 +13,11 @@ Emit = Callable[[bytes], None]
 
 class Engine(Protocol):
     kind: str
-    slots: int
+
+    @property
+    def slots(self) -> int:
+        """Jobs the engine runs at once."""
+        ...
 
     def models(self) -> dict[str, dict[str, Any]]:
         """Name -> info (kind, n_ctx per slot, ...) of each model this engine serves."""
