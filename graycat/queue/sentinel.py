@@ -42,10 +42,14 @@ class SentinelUrl:
 
     async def master_url(self) -> str:
         """A plain redis:// (or rediss://) URL of the master the sentinels name now."""
+        sentinel = self._sentinel()
         try:
-            host, port = await self._sentinel().discover_master(self.service)
+            host, port = await sentinel.discover_master(self.service)
         except Exception as exc:  # MasterNotFoundError, or no sentinel answered
             raise RedisConnectionError(f"no Redis master for '{self.service}' from the sentinels: {exc}") from exc
+        finally:
+            for client in sentinel.sentinels:
+                await client.aclose()
         user = quote(self.username or "", safe="")
         auth = f"{user}:{quote(self.password, safe='')}@" if self.password else (f"{user}@" if user else "")
         return f"{'rediss' if self.tls else 'redis'}://{auth}{host}:{port}/{self.db}"
