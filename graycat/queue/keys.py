@@ -10,6 +10,11 @@ DIRECT_LANES = f"{PREFIX}:lanes"  # set: every worker's direct lane streams (see
 DEAD = f"{PREFIX}:dead"  # stream: jobs that failed past the delivery cap, kept for debugging
 
 
+def refresh_channel(kind: str) -> str:
+    """Pub/sub: ids of requests that the workers of `kind` read their models folder again (A1111's refresh-*)."""
+    return f"{PREFIX}:refresh:{kind}"
+
+
 def pool(kind: str, model: str) -> str:
     """Stream of waiting jobs for one (kind, model) pool."""
     return f"{PREFIX}:pool:{kind}:{model}"

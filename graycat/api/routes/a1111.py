@@ -96,6 +96,14 @@ async def vae_list(request: Request) -> Response:
     return json_response([{"model_name": n, "filename": n} for n in names])
 
 
+@router.post("/refresh-checkpoints", summary="SD workers read their checkpoints folder again")
+@router.post("/refresh-loras", summary="SD workers read their LoRA folder again")
+@router.post("/refresh-vae", summary="SD workers read their VAE folder again")
+async def refresh(request: Request) -> Response:
+    await image_jobs.refresh(request)  # one rescan covers every folder: checkpoints, LoRAs, VAEs, ControlNets
+    return json_response(None)
+
+
 @router.get("/samplers", summary="Sampler names this server runs")
 async def samplers() -> Response:
     return json_response(sampler_list())

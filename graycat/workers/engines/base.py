@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from graycat.jobs import Job
 
@@ -34,3 +34,12 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Rescans(Protocol):
+    """An engine whose models can change while it runs (an SD worker's models folder)."""
+
+    async def rescan(self) -> None:
+        """Look for its models again; `models()` answers the new set afterwards."""
+        ...
