@@ -1,15 +1,19 @@
-"""A1111's control routes end to end on a real SD worker: refresh-* (the worker rescans its models folder)."""
+"""A1111's control routes end to end on a real SD worker: refresh-* (the worker rescans its models folder) and
+skip (the image being made is left out, the next ones run)."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cluster, wait_until
+from graycat.jobs import CHUNK
+from graycat.queue import keys
+from tests.conftest import Cluster, RedisServer, wait_until
 from tests.test_sd_e2e import SMALL, _bearer, _png, _ready
 from tests.tiny_sd import build_models_folder
 
@@ -73,3 +77,32 @@ def test_refresh_finds_new_and_removed_checkpoints_and_loras(sd: str, models_dir
         assert gone.status_code == 404 and gone.json()["param"] == "override_settings"
         assert http.post("/sdapi/v1/txt2img", json={**body, "prompt": "<lora:fresh-lora:1>"}).status_code == 400
         assert http.post("/sdapi/v1/refresh-vae").status_code == 200
+
+
+def test_skip_leaves_out_the_current_image_and_goes_on(sd: str, redis_server: RedisServer) -> None:
+    body = {"prompt": "a cat", "seed": 40, "steps": 40, "width": 128, "height": 128, "n_iter": 3,
+            "override_settings": {"sd_model_checkpoint": "tiny"}}
+    with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
+        assert http.post("/sdapi/v1/skip").json() is None  # nothing running: nothing to skip
+        pending = pool.submit(http.post, "/sdapi/v1/txt2img", json=body)
+
+        def second_image_started() -> bool:
+            state = http.get("/sdapi/v1/progress").json()["state"]
+            return state["job_no"] == 1 and 1 <= state["sampling_step"] < 20
+
+        wait_until(second_image_started, 60, "the second image of the batch")
+        skipped = http.post("/sdapi/v1/skip")
+        assert skipped.status_code == 200 and skipped.json() is None
+        resp = pending.result(60)
+        assert resp.status_code == 200, resp.text
+        last_step = {}  # iteration -> its last step, from the job's progress events
+        for _, fields in redis_server.client().xrange(keys.events(resp.headers["x-job-id"])):
+            if fields[b"e"][:1] == CHUNK:
+                event = json.loads(fields[b"e"][1:])
+                last_step[event["job_no"]] = event["step"]
+        assert last_step[0] == last_step[2] == 40 and last_step[1] < 30  # ended at its next step
+        info = json.loads(resp.json()["info"])
+        assert len(resp.json()["images"]) == 2 and info["all_seeds"] == [40, 42]
+        assert [f"Seed: {s}," in t for s, t in zip([40, 42], info["infotexts"], strict=True)] == [True, True]
+        third = http.post("/sdapi/v1/txt2img", json={**body, "seed": 42, "n_iter": 1})
+    assert _png(resp.json()["images"][1]).tobytes() == _png(third.json()["images"][0]).tobytes()

@@ -163,6 +163,11 @@ class Consumer:
         async for message in self._messages(keys.CANCEL_CHANNEL):
             yield message
 
+    async def skips(self) -> AsyncIterator[str]:
+        """Ids of jobs whose current image (iteration) to skip."""
+        async for message in self._messages(keys.SKIP_CHANNEL):
+            yield message
+
     async def refreshes(self) -> AsyncIterator[str]:
         """Ids of requests to read the models folder again, addressed to this worker's kinds."""
         async for message in self._messages(*(keys.refresh_channel(kind) for kind in self.kinds)):

@@ -20,7 +20,7 @@ from graycat import __version__
 from graycat.jobs import CHUNK, Job, JobState, Usage
 from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
-from graycat.workers.engines.base import Engine, Rescans
+from graycat.workers.engines.base import Engine, Rescans, Skips
 from graycat.workers.gpu import GpuReader
 from graycat.workers.usage import usage_of
 
@@ -153,6 +153,8 @@ class Worker:
                    asyncio.create_task(self._listen_cancel(), name="cancel-listener")]
         if isinstance(self.engine, Rescans):
             helpers.append(asyncio.create_task(self._listen_refresh(self.engine), name="refresh-listener"))
+        if isinstance(self.engine, Skips):
+            helpers.append(asyncio.create_task(self._listen_skip(self.engine), name="skip-listener"))
         log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
         try:
             await self._claim_loop()
@@ -368,6 +370,18 @@ class Worker:
                 raise
             except Exception as exc:
                 log.warning("refresh listener lost Redis (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+
+    async def _listen_skip(self, engine: Skips) -> None:
+        while True:
+            try:
+                async for job_id in self.consumer.skips():
+                    if job_id in self._held:
+                        engine.skip(job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("skip listener lost Redis (%s); retrying", exc)
                 await asyncio.sleep(1.0)
 
     async def refresh(self, engine: Rescans, request_id: str) -> None:

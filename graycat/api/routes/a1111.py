@@ -133,6 +133,16 @@ async def interrupt(request: Request) -> Response:
     return json_response({})
 
 
+@router.post("/skip", summary="Skip the image being made by the token's generation; its next ones still run")
+async def skip(request: Request) -> Response:
+    queue = request.app.state.queue
+    job_id = await image_state.current(queue.redis, request.state.owner)
+    record = await queue.record(job_id) if job_id else None
+    if job_id and record and record["state"] == "active":
+        await queue.skip(job_id)
+    return json_response(None)
+
+
 @router.post("/png-info", summary="The A1111 infotext and other text chunks of a PNG")
 async def png_info(body: a1111.PngInfoRequest) -> Response:
     try:

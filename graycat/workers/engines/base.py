@@ -43,3 +43,12 @@ class Rescans(Protocol):
     async def rescan(self) -> None:
         """Look for its models again; `models()` answers the new set afterwards."""
         ...
+
+
+@runtime_checkable
+class Skips(Protocol):
+    """An engine that can skip the image being made and go on with a job's next ones (A1111's skip)."""
+
+    def skip(self, job_id: str) -> None:
+        """Skip the current image (iteration) of `job_id`, if it runs here."""
+        ...

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,9 @@ from graycat.images.params import GenerationParams
 from graycat.images.results import result_body
 from graycat.jobs import Job
 from graycat.workers.engines.base import Emit
+
+if TYPE_CHECKING:
+    from graycat.workers.engines.sd_pipelines import Skip
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class DiffusersEngine:
         self._controls: dict[Path, Any] = {}  # small next to a checkpoint: kept once loaded
         self._served = 0
         self._figures = {"images_total": 0, "diffusion_steps_total": 0, "diffusion_seconds_total": 0.0}
+        self._skips: dict[str, Skip] = {}  # job id -> its skip requests, while it runs
 
     def _scan(self) -> None:
         """Read the models folder: checkpoints (hashing only new or changed files), LoRAs, VAEs, ControlNets."""
@@ -158,8 +162,13 @@ class DiffusersEngine:
                       self.vaes[params.vae] if params.vae else None,
                       [self.controlnets[u.model] for u in params.controlnets])
 
+    def skip(self, job_id: str) -> None:
+        """End the running job's current iteration at its next step; its next iterations run."""
+        if (skip := self._skips.get(job_id)) is not None:
+            skip.request()
+
     def _generate(self, params: GenerationParams, files: _Files, emit: Emit, loop: asyncio.AbstractEventLoop,
-                  stop: threading.Event) -> bytes:
+                  stop: threading.Event, skip: Skip) -> bytes:
         from graycat.workers.engines.sd_pipelines import generate, loras_applied, vae_applied
 
         began = time.monotonic()
@@ -174,11 +183,11 @@ class DiffusersEngine:
         with vae_applied(pipe, self._vae_module(files.vae)), loras_applied(pipe, files.loras):
             try:
                 images = generate(pipe, replace(params, prompt=prompt), progress, stop,
-                                  self._control_models(files.controlnets))
+                                  self._control_models(files.controlnets), skip)
             finally:
                 self._figures["diffusion_seconds_total"] += time.monotonic() - began
         self._figures["images_total"] += len(images)
-        return result_body(params, files.checkpoint.info(), images)
+        return result_body(params, files.checkpoint.info(), images, skip.skipped)
 
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
         """Generate in the torch thread; a cancelled task stops it at the next step, then ends cancelled."""
@@ -186,9 +195,12 @@ class DiffusersEngine:
         files = self._files(params)
         if isinstance(files, bytes):
             return 404, files
+        from graycat.workers.engines.sd_pipelines import Skip
+
         loop = asyncio.get_running_loop()
         stop = threading.Event()
-        future = loop.run_in_executor(self._thread, self._generate, params, files, emit, loop, stop)
+        self._skips[job.id] = skip = Skip()
+        future = loop.run_in_executor(self._thread, self._generate, params, files, emit, loop, stop, skip)
         try:
             body = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -196,6 +208,8 @@ class DiffusersEngine:
             with contextlib.suppress(Exception):
                 await future  # the thread ends within one step; the next job must not start before
             raise
+        finally:
+            del self._skips[job.id]
         self._served += 1
         return 200, body
 

@@ -30,6 +30,27 @@ class Interrupted(Exception):
     """The job was cancelled between two steps."""
 
 
+class _Skipped(Exception):
+    """The current iteration was skipped between two steps."""
+
+
+class Skip:
+    """A running job's skip requests (A1111's /sdapi/v1/skip): each ends the iteration (one batch) being
+    generated at its next step, without images; the next iterations run."""
+
+    def __init__(self) -> None:
+        self._requested = threading.Event()
+        self.skipped: list[int] = []  # the iterations left out
+
+    def request(self) -> None:
+        self._requested.set()
+
+    def check(self) -> None:
+        if self._requested.is_set():
+            self._requested.clear()
+            raise _Skipped
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     """Where and how pipelines run."""
@@ -198,9 +219,10 @@ def _set_tiling(pipe: Any, tiling: bool) -> None:
 
 
 def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: threading.Event,
-             control_models: list[Any] | None = None) -> list[Image.Image]:
-    """All `batch_size * n_iter` images of a request; image i has seed `params.seed + i`. `control_models` are
-    the ControlNet models of `params.controlnets`, in order."""
+             control_models: list[Any] | None = None, skip: Skip | None = None) -> list[Image.Image]:
+    """All `batch_size * n_iter` images of a request, but those of iterations `skip` ended (listed in
+    `skip.skipped`); image i has seed `params.seed + i`. `control_models` are the ControlNet models of
+    `params.controlnets`, in order."""
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 
     p = params
@@ -246,33 +268,41 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
             def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], k: int = k) -> dict[str, Any]:
                 if stop.is_set():
                     raise Interrupted
+                if skip is not None:
+                    skip.check()
                 progress(k, step + 1, int(_pipe.num_timesteps))
                 return kwargs
 
             pipe.scheduler = _scheduler(pipe, p, seeds[0])
             run = {**common, "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
                    "callback_on_step_end": on_step}
-            if mask is not None and init is not None:
-                source, region, controls = init, soft_mask, control_images
-                if crop is not None:
-                    source, region = (i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in (init, soft_mask))
-                    controls = [i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in control_images]
-                start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
-                strength = p.denoising_strength if masked or p.init_images else 1.0
-                out = _pipeline(pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline",
-                                control)(image=start, mask_image=region, strength=strength, width=w, height=h,
-                                         **run, **_control_args(p, controls, "control_image")).images
-                out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
-            elif init is not None:
-                out = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline",
-                                control)(image=init, strength=p.denoising_strength, **run,
-                                         **_control_args(p, control_images, "control_image")).images
-            else:
-                shape = (pipe.unet.config.in_channels, h // 8, w // 8)
-                latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
-                runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
-                out = runner(width=w, height=h, latents=latents, **run,
-                             **_control_args(p, control_images, "image")).images
+            try:
+                if mask is not None and init is not None:
+                    source, region, controls = init, soft_mask, control_images
+                    if crop is not None:
+                        source, region, *controls = (i.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
+                                                     for i in (init, soft_mask, *control_images))
+                    start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
+                    strength = p.denoising_strength if masked or p.init_images else 1.0
+                    out = _pipeline(pipe, StableDiffusionInpaintPipeline,
+                                    "StableDiffusionControlNetInpaintPipeline", control)(
+                        image=start, mask_image=region, strength=strength, width=w, height=h, **run,
+                        **_control_args(p, controls, "control_image")).images
+                    out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
+                elif init is not None:
+                    out = _pipeline(pipe, StableDiffusionImg2ImgPipeline,
+                                    "StableDiffusionControlNetImg2ImgPipeline", control)(
+                        image=init, strength=p.denoising_strength, **run,
+                        **_control_args(p, control_images, "control_image")).images
+                else:
+                    shape = (pipe.unet.config.in_channels, h // 8, w // 8)
+                    latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
+                    runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
+                    out = runner(width=w, height=h, latents=latents, **run,
+                                 **_control_args(p, control_images, "image")).images
+            except _Skipped:
+                skip.skipped.append(k)  # type: ignore[union-attr]  # only raised with a Skip
+                continue
             images.extend(out)
     finally:
         _set_tiling(pipe, False)
