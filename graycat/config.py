@@ -124,6 +124,9 @@ class Settings(BaseSettings):
                                        description="Less GPU memory for attention, a little slower.")
     sd_vae_tiling: bool = Field(False, validation_alias="SD_VAE_TILING",
                                 description="Decode large images in tiles, for small GPUs.")
+    sd_preview_every: int = Field(10, ge=0, validation_alias="SD_PREVIEW_EVERY",
+                                  description="Steps between the live previews an SD worker sends with its progress "
+                                              "(/sdapi/v1/progress current_image); 0: none.")
     sd_refresh_timeout: float = Field(120.0, gt=0, validation_alias="SD_REFRESH_TIMEOUT",
                                       description="Longest wait of /sdapi/v1/refresh-* for the SD workers to rescan "
                                                   "their models folders (new files are hashed: about 1 s per GB).")

@@ -1,5 +1,5 @@
 """A1111's control routes end to end on a real SD worker: refresh-* (the worker rescans its models folder) and
-skip (the image being made is left out, the next ones run)."""
+skip (the image being made is left out, the next ones run) and live previews in progress."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def sd(cluster: Cluster, models_dir: Path) -> Iterator[str]:
     """An api and an SD worker on this module's own folder (its tests add and remove files); the api's URL."""
-    worker = cluster.spawn("sd-worker", ["worker", "sd", "--models-dir", str(models_dir)], SD_THREADS="1")
+    worker = cluster.spawn("sd-worker", ["worker", "sd", "--models-dir", str(models_dir)], SD_THREADS="1",
+                           SD_PREVIEW_EVERY="2")
     _, base = cluster.api(SD_MAX_SIZE="256")
     wait_until(lambda: _ready(worker), 60, "graycat worker sd")
     yield base
@@ -106,3 +108,24 @@ def test_skip_leaves_out_the_current_image_and_goes_on(sd: str, redis_server: Re
         assert [f"Seed: {s}," in t for s, t in zip([40, 42], info["infotexts"], strict=True)] == [True, True]
         third = http.post("/sdapi/v1/txt2img", json={**body, "seed": 42, "n_iter": 1})
     assert _png(resp.json()["images"][1]).tobytes() == _png(third.json()["images"][0]).tobytes()
+
+
+def test_progress_shows_a_live_preview_unless_skipped(sd: str) -> None:
+    body = {"prompt": "a cat", "seed": 3, "steps": 40, "width": 128, "height": 96,
+            "override_settings": {"sd_model_checkpoint": "tiny"}}
+    with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(http.post, "/sdapi/v1/txt2img", json=body)
+        seen: list[dict[str, Any]] = []
+
+        def previewed() -> bool:
+            seen.append(http.get("/sdapi/v1/progress").json())
+            return seen[-1]["current_image"] is not None
+
+        wait_until(previewed, 60, "a preview")
+        assert seen[-1]["state"]["sampling_step"] >= 2 and seen[-1]["progress"] > 0
+        assert _png(seen[-1]["current_image"]).size == (16, 12)  # the latent's size: 1/8 of the image's
+        without = http.get("/sdapi/v1/progress", params={"skip_current_image": "true"}).json()
+        assert without["current_image"] is None and without["state"]["sampling_steps"] == 40
+        assert pending.result(60).status_code == 200
+        assert http.get("/sdapi/v1/progress").json()["current_image"] is None  # idle
+        assert http.get("/sdapi/v1/progress", params={"skip_current_image": "maybe"}).status_code == 422

@@ -13,6 +13,6 @@ async def serve(settings: Settings) -> None:
         raise FileNotFoundError("no models folder: pass --models-dir DIR or set SD_MODELS_DIR")
     engine = DiffusersEngine(settings.sd_models_dir, device=settings.sd_device, dtype=settings.sd_dtype,
                              threads=settings.sd_threads, attention_slicing=settings.sd_attention_slicing,
-                             vae_tiling=settings.sd_vae_tiling)
+                             vae_tiling=settings.sd_vae_tiling, preview_every=settings.sd_preview_every)
     await engine.start()
     await run_worker(settings, engine, ["sd"])

@@ -114,13 +114,16 @@ async def schedulers() -> Response:
     return json_response(schedule_list())
 
 
-@router.get("/progress", summary="Progress of the token's current generation")
-async def progress(request: Request) -> Response:
+@router.get("/progress", summary="Progress of the token's current generation, with a live preview")
+async def progress(request: Request, skip_current_image: bool = False) -> Response:
     redis = request.app.state.queue.redis
     job_id = await image_state.current(redis, request.state.owner)
     record = await request.app.state.queue.record(job_id) if job_id else None
     last = await image_state.last_progress(redis, job_id) if record else None
-    return json_response(a1111.progress(record, last, job_id, time.time()))
+    answer = a1111.progress(record, last, job_id, time.time())
+    if job_id and last and not skip_current_image and answer["state"]["job_count"]:
+        answer["current_image"] = await image_state.last_preview(redis, job_id)
+    return json_response(answer)
 
 
 @router.post("/interrupt", summary="Stop the token's current generation (it answers 499)")

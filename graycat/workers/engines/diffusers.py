@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from graycat.images import controlnets, loras, vaes
+from graycat.images import codec, controlnets, loras, vaes
 from graycat.images.checkpoints import Checkpoint, HashCache, scan
 from graycat.images.params import GenerationParams
 from graycat.images.results import result_body
@@ -24,6 +24,8 @@ from graycat.jobs import Job
 from graycat.workers.engines.base import Emit
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from graycat.workers.engines.sd_pipelines import Skip
 
 log = logging.getLogger(__name__)
@@ -40,13 +42,14 @@ class _Files:
 
 
 class DiffusersEngine:
-    """Serves every checkpoint of `models_dir`; keeps the last one used loaded (switching loads another)."""
+    """Serves every checkpoint of `models_dir`; keeps the last one used loaded (switching loads another). Every
+    `preview_every` steps (0: never) a progress event carries a preview of the image being made."""
 
     kind = "sd"
     slots = 1
 
     def __init__(self, models_dir: Path, *, device: str = "auto", dtype: str = "auto", threads: int | None = None,
-                 attention_slicing: bool = False, vae_tiling: bool = False) -> None:
+                 attention_slicing: bool = False, vae_tiling: bool = False, preview_every: int = 0) -> None:
         self.models_dir = models_dir
         self._hashes: HashCache = {}
         self.checkpoints: dict[str, Checkpoint] = {}
@@ -67,6 +70,7 @@ class DiffusersEngine:
         self._controls: dict[Path, Any] = {}  # small next to a checkpoint: kept once loaded
         self._served = 0
         self._figures = {"images_total": 0, "diffusion_steps_total": 0, "diffusion_seconds_total": 0.0}
+        self.preview_every = preview_every
         self._skips: dict[str, Skip] = {}  # job id -> its skip requests, while it runs
 
     def _scan(self) -> None:
@@ -173,17 +177,19 @@ class DiffusersEngine:
 
         began = time.monotonic()
 
-        def progress(job_no: int, step: int, steps: int) -> None:
+        def progress(job_no: int, step: int, steps: int, preview: Image.Image | None) -> None:
             self._figures["diffusion_steps_total"] += 1
-            chunk = orjson.dumps({"job_no": job_no, "job_count": params.n_iter, "step": step, "steps": steps})
-            loop.call_soon_threadsafe(emit, chunk)
+            event: dict[str, Any] = {"job_no": job_no, "job_count": params.n_iter, "step": step, "steps": steps}
+            if preview is not None:
+                event["preview"] = codec.encode_png(preview)
+            loop.call_soon_threadsafe(emit, orjson.dumps(event))
 
         prompt = loras.parse(params.prompt)[0]  # the infotext keeps the tags, as A1111's does
         pipe = self._pipeline(files.checkpoint)
         with vae_applied(pipe, self._vae_module(files.vae)), loras_applied(pipe, files.loras):
             try:
                 images = generate(pipe, replace(params, prompt=prompt), progress, stop,
-                                  self._control_models(files.controlnets), skip)
+                                  self._control_models(files.controlnets), skip, self.preview_every)
             finally:
                 self._figures["diffusion_seconds_total"] += time.monotonic() - began
         self._figures["images_total"] += len(images)

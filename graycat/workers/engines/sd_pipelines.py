@@ -23,7 +23,12 @@ from graycat.images.params import GenerationParams
 from graycat.images.samplers import resolve
 from graycat.workers.engines.sd_config import write_skeleton, write_vae_config
 
-Progress = Callable[[int, int, int], None]  # (iteration index, step done, steps of this iteration)
+Progress = Callable[[int, int, int, Image.Image | None], None]
+"""(iteration index, step done, steps of this iteration, a preview of the first image or None)."""
+
+# SD 1.x's 4 latent channels -> RGB, linearly (A1111's "Approx cheap" live preview)
+_LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264],
+                            [-0.184, -0.271, -0.473]])
 
 
 class Interrupted(Exception):
@@ -218,11 +223,19 @@ def _set_tiling(pipe: Any, tiling: bool) -> None:
                 module.padding_mode = "circular" if tiling else "zeros"
 
 
+def latent_preview(latents: torch.Tensor) -> Image.Image:
+    """A cheap look at the first image of a batch while it is made: its latent projected to RGB, at 1/8 of the
+    image's width and height."""
+    rgb = latents[0].detach().float().cpu().permute(1, 2, 0) @ _LATENT_RGB
+    return Image.fromarray(((rgb + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+
+
 def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: threading.Event,
-             control_models: list[Any] | None = None, skip: Skip | None = None) -> list[Image.Image]:
+             control_models: list[Any] | None = None, skip: Skip | None = None,
+             preview_every: int = 0) -> list[Image.Image]:
     """All `batch_size * n_iter` images of a request, but those of iterations `skip` ended (listed in
     `skip.skipped`); image i has seed `params.seed + i`. `control_models` are the ControlNet models of
-    `params.controlnets`, in order."""
+    `params.controlnets`, in order. Every `preview_every` steps (0: never) `progress` gets a preview."""
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 
     p = params
@@ -270,7 +283,9 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
                     raise Interrupted
                 if skip is not None:
                     skip.check()
-                progress(k, step + 1, int(_pipe.num_timesteps))
+                preview = latent_preview(kwargs["latents"]) if preview_every and (step + 1) % preview_every == 0 \
+                    else None
+                progress(k, step + 1, int(_pipe.num_timesteps), preview)
                 return kwargs
 
             pipe.scheduler = _scheduler(pipe, p, seeds[0])
