@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     # Stable Diffusion worker and image requests
     sd_models_dir: Path | None = Field(None, validation_alias="SD_MODELS_DIR",
                                        description="A1111-style folder: checkpoints in DIR/models/Stable-diffusion.")
+    sd_a1111_url: str | None = Field(None, validation_alias="SD_A1111_URL",
+                                     description="An Automatic1111 WebUI (started with --api) that the SD worker "
+                                                 "relays jobs to instead of running diffusers; "
+                                                 "http://user:password@host:7860 for --api-auth.")
     sd_device: str = Field("auto", min_length=1, validation_alias="SD_DEVICE",
                            description="torch device of the SD worker: auto (cuda when present), cpu, cuda, cuda:1.")
     sd_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
