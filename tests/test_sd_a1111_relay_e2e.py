@@ -44,6 +44,7 @@ class FakeWebUI:
         self.interrupted = threading.Event()
         self.skipped = threading.Event()
         self.lock = threading.Lock()  # one generation at a time, as the WebUI's queue lock
+        self.broken = False  # refresh-checkpoints fails
         webui = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -94,6 +95,8 @@ class FakeWebUI:
         }
         if (method, path) not in routes:
             return 404, {"detail": "Not Found"}
+        if self.broken and path == "/sdapi/v1/refresh-checkpoints":
+            return 500, {"error": "OSError", "detail": "disk gone"}
         return 200, routes[(method, path)]()
 
     def progress(self, query: dict[str, list[str]]) -> dict[str, Any]:
@@ -227,6 +230,10 @@ def test_refresh_reads_the_webuis_lists_again(sd: str, webui: FakeWebUI) -> None
     other = {**MODEL, "title": "other.safetensors [9876543210]", "model_name": "other", "hash": "9876543210"}
     webui.models = [MODEL, other]
     with _bearer(sd) as http:
+        webui.broken = True
+        failed = http.post("/sdapi/v1/refresh-checkpoints")
+        webui.broken = False
+        assert failed.status_code == 502 and "disk gone" in failed.json()["detail"], failed.text
         assert [m["model_name"] for m in http.get("/sdapi/v1/sd-models").json()] == ["fake-model"]
         assert http.post("/sdapi/v1/refresh-checkpoints").json() is None
         assert {p for m, p, _ in webui.calls if m == "POST" and "refresh" in p} == {

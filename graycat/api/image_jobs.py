@@ -80,7 +80,8 @@ async def run(request: Request, params: GenerationParams, endpoint: str, reshape
 
 async def refresh(request: Request) -> None:
     """Have every live SD worker read its models folder again, and return once each has announced what it found
-    (or has stopped); a 504 past SD_REFRESH_TIMEOUT names the workers still at it."""
+    (or has stopped); a 504 past SD_REFRESH_TIMEOUT names the workers still at it, a 502 those whose rescan
+    failed."""
     queue: JobQueue = request.app.state.queue
     asked = {w["id"] for w in await queue.live_workers() if w.get("kind") == KIND}
     request_id = uuid.uuid4().hex
@@ -102,3 +103,9 @@ async def refresh(request: Request) -> None:
             sent = elapsed
         await asyncio.sleep(0.05)
     await queue.models(fresh=True)
+    failed = [f"{worker}: {why}" for worker in sorted(asked & live.keys())
+              for rid, _, why in (e.partition(" ") for e in live[worker].get("refresh_failures", []))
+              if rid == request_id]
+    if failed:
+        raise ApiError(502, "SD workers could not read their models again (they keep the models they had): "
+                       + "; ".join(failed), code="refresh_failed")

@@ -118,6 +118,7 @@ class Worker:
         self._gpus = GpuReader()
         self._refreshed: deque[str] = deque(maxlen=REFRESHES_KEPT)
         self._refreshing = asyncio.Lock()
+        self._refresh_failures: deque[str] = deque(maxlen=REFRESHES_KEPT)  # "<request id> <why>"
 
     @staticmethod
     def new_id(kind: str) -> str:
@@ -136,7 +137,8 @@ class Worker:
                 "slots": self.engine.slots, "busy": len(self._held), "jobs": list(self._held),
                 "host": self.host, "version": __version__, "started": self.started_at,
                 "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats(),
-                "outcomes": dict(self._outcomes), "gpus": self._gpus.read(), "refreshed": list(self._refreshed)}
+                "outcomes": dict(self._outcomes), "gpus": self._gpus.read(), "refreshed": list(self._refreshed),
+                "refresh_failures": list(self._refresh_failures)}
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -386,15 +388,17 @@ class Worker:
 
     async def refresh(self, engine: Rescans, request_id: str) -> None:
         """Rescan the engine's models, claim from the pools of the models found and announce them at once, with
-        `request_id` among the refreshes done (a rescan that fails keeps the models known before)."""
+        `request_id` among the refreshes done (a rescan that fails keeps the models known before and is listed
+        with its reason)."""
         async with self._refreshing:
             if request_id in self._refreshed:  # the api repeats a request until every worker has done it
                 return
             before = set(self.engine.models())
             try:
                 await engine.rescan()
-            except Exception:
+            except Exception as exc:
                 log.exception("rescanning the models failed; still serving %s", ", ".join(sorted(before)))
+                self._refresh_failures.append(f"{request_id} {exc}")
             models = set(self.engine.models())
             if models != before:
                 self.consumer.set_pools([(kind, model) for model in sorted(models) for kind in self.consumer.kinds])

@@ -103,6 +103,13 @@ class A1111HttpEngine:
         return orjson.loads(body) if body else None
 
     async def _read_models(self) -> None:
+        try:
+            await self._read_lists()
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise A1111Error(f"the A1111 WebUI at {self.base} listed its models in an unexpected shape ({exc!r})") \
+                from None
+
+    async def _read_lists(self) -> None:
         checkpoints = await self._call("GET", "/sdapi/v1/sd-models")
         loras = sorted(str(x["name"]) for x in await self._call("GET", "/sdapi/v1/loras"))
         vaes = sorted(str(x["model_name"]) for x in await self._call("GET", "/sdapi/v1/sd-vae"))
@@ -152,12 +159,13 @@ class A1111HttpEngine:
         try:
             await self._relay_progress(request, emit)
             status, body = await request
-        except asyncio.CancelledError:
-            with contextlib.suppress(A1111Error, TimeoutError):
-                async with asyncio.timeout(STOP_WAIT_S):
-                    await self._call("POST", "/sdapi/v1/interrupt")
-                    await asyncio.wait({request})  # the WebUI ends the job at its next step
-            request.cancel()
+        except BaseException:  # cancelled, or the WebUI failed: stop it, so that the next job starts clean
+            if not request.done():
+                with contextlib.suppress(A1111Error, TimeoutError):
+                    async with asyncio.timeout(STOP_WAIT_S):
+                        await self._call("POST", "/sdapi/v1/interrupt")
+                        await asyncio.wait({request})  # the WebUI ends the job at its next step
+                request.cancel()
             raise
         finally:
             self._running = None
@@ -186,12 +194,12 @@ class A1111HttpEngine:
                 return
             try:
                 progress = await self._call("GET", "/sdapi/v1/progress", params=params)
-            except A1111Error as exc:
+                state = progress.get("state") or {}
+                step, steps = int(state.get("sampling_step") or 0), int(state.get("sampling_steps") or 0)
+                job_no, job_count = int(state.get("job_no") or 0), max(1, int(state.get("job_count") or 1))
+            except (A1111Error, ValueError, TypeError, AttributeError) as exc:
                 log.warning("reading the WebUI's progress failed: %s", exc)
                 continue
-            state = progress.get("state") or {}
-            step, steps = int(state.get("sampling_step") or 0), int(state.get("sampling_steps") or 0)
-            job_no, job_count = int(state.get("job_no") or 0), max(1, int(state.get("job_count") or 1))
             if steps <= 0 or step <= 0 or (job_no, step) == last:
                 continue
             last = (job_no, step)
