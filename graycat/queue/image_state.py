@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from graycat.jobs import CHUNK, START
 from graycat.queue import keys
+from graycat.queue.replies import entries
 
 OPTIONS_TTL_S = 30 * 24 * 3600
 
@@ -52,7 +53,7 @@ async def last_preview(redis: aioredis.Redis, job_id: str) -> str | None:
     """The latest live preview (base64 PNG) among the job's progress events, None before the first."""
     newest = "+"
     for _ in range(PREVIEW_LOOKBACK // PREVIEW_PAGE):
-        page = await redis.xrevrange(keys.events(job_id), max=newest, count=PREVIEW_PAGE)
+        page = entries(await redis.xrevrange(keys.events(job_id), max=newest, count=PREVIEW_PAGE))
         for _, fields in page:
             event = fields[b"e"]
             if event[:1] == START:
