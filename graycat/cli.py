@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     sd = kinds.add_parser("sd", help="image generation on diffusers (Stable Diffusion)")
     sd.add_argument("--models-dir", type=Path,
                     help="A1111-style folder with checkpoints in models/Stable-diffusion (env SD_MODELS_DIR)")
+    sd.add_argument("--a1111-url", help="relay jobs to this Automatic1111 WebUI (started with --api) instead of "
+                                        "running diffusers; http://user:password@host:7860 for --api-auth "
+                                        "(env SD_A1111_URL)")
     sd.add_argument("--device", help="torch device: auto, cpu, cuda, cuda:1 (env SD_DEVICE, default auto)")
     sd.add_argument("--dtype", help="auto, float32, float16, bfloat16 (env SD_DTYPE; auto: float16 on CUDA)")
     sd.add_argument("--threads", type=int, help="torch CPU threads (env SD_THREADS)")
@@ -60,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 _OVERRIDES = {"model": "model", "model_name": "model_name", "slots": "slots", "ctx_size": "ctx_per_slot",
               "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url", "embeddings": "embeddings",
               "extra_models": "extra_models", "chat_templates": "chat_templates", "metrics_port": "worker_metrics_port"}
-_SD_OVERRIDES = {"models_dir": "sd_models_dir", "device": "sd_device", "dtype": "sd_dtype", "threads": "sd_threads"}
+_SD_OVERRIDES = {"models_dir": "sd_models_dir", "device": "sd_device", "dtype": "sd_dtype", "threads": "sd_threads",
+                 "a1111_url": "sd_a1111_url"}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -109,6 +113,6 @@ def main(argv: list[str] | None = None) -> None:
                 null = {"null_tokens": args.tokens, "null_delay": args.token_delay_ms / 1000} \
                     if args.kind == "null" else {}
                 uvloop.run(serve(settings, **null))
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ConnectionError) as exc:  # no models folder, an unreachable A1111 WebUI
             print(f"graycat worker: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

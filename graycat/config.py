@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     # Stable Diffusion worker and image requests
     sd_models_dir: Path | None = Field(None, validation_alias="SD_MODELS_DIR",
                                        description="A1111-style folder: checkpoints in DIR/models/Stable-diffusion.")
+    sd_a1111_url: str | None = Field(None, validation_alias="SD_A1111_URL",
+                                     description="An Automatic1111 WebUI (started with --api) that the SD worker "
+                                                 "relays jobs to instead of running diffusers; "
+                                                 "http://user:password@host:7860 for --api-auth.")
     sd_device: str = Field("auto", min_length=1, validation_alias="SD_DEVICE",
                            description="torch device of the SD worker: auto (cuda when present), cpu, cuda, cuda:1.")
     sd_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
@@ -124,6 +128,12 @@ class Settings(BaseSettings):
                                        description="Less GPU memory for attention, a little slower.")
     sd_vae_tiling: bool = Field(False, validation_alias="SD_VAE_TILING",
                                 description="Decode large images in tiles, for small GPUs.")
+    sd_preview_every: int = Field(10, ge=0, validation_alias="SD_PREVIEW_EVERY",
+                                  description="Steps between the live previews an SD worker sends with its progress "
+                                              "(/sdapi/v1/progress current_image); 0: none.")
+    sd_refresh_timeout: float = Field(120.0, gt=0, validation_alias="SD_REFRESH_TIMEOUT",
+                                      description="Longest wait of /sdapi/v1/refresh-* for the SD workers to rescan "
+                                                  "their models folders (new files are hashed: about 1 s per GB).")
     sd_default_model: str | None = Field(None, validation_alias="SD_DEFAULT_MODEL",
                                          description="Checkpoint of image requests that name none (default: the "
                                                      "first served, by name).")

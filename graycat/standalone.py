@@ -94,7 +94,10 @@ def _ready(base: str) -> bool:
 
 
 def _images_wanted(settings: Settings) -> bool:
-    """An SD worker runs when SD_MODELS_DIR holds a checkpoint and the `sd` extra is installed."""
+    """An SD worker runs when SD_A1111_URL names a WebUI to relay to, or when SD_MODELS_DIR holds a checkpoint
+    and the `sd` extra is installed."""
+    if settings.sd_a1111_url:
+        return True
     if settings.sd_models_dir is None or not any_present(settings.sd_models_dir):
         return False
     if importlib.util.find_spec("diffusers") is None:

@@ -83,7 +83,7 @@ def test_progress_per_step_and_stop_between_steps(pipes: dict[str, Any]) -> None
     stop = threading.Event()
     seen: list[tuple[int, int, int]] = []
 
-    def progress(job_no: int, step: int, steps: int) -> None:
+    def progress(job_no: int, step: int, steps: int, preview: Any) -> None:
         seen.append((job_no, step, steps))
         if step == 3:
             stop.set()
@@ -135,3 +135,14 @@ def test_the_sd_1_5_tokenizer_is_rebuilt_offline(tmp_path: Path) -> None:
     tokenizer = CLIPTokenizer.from_pretrained(tmp_path)
     assert len(tokenizer) == 49408
     assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+
+
+def test_previews_every_n_steps_at_the_latent_size(pipes: dict[str, Any]) -> None:
+    sizes: list[tuple[int, tuple[int, int] | None]] = []
+
+    def progress(job_no: int, step: int, steps: int, preview: Any) -> None:
+        sizes.append((step, preview.size if preview is not None else None))
+
+    params = GenerationParams(checkpoint="x", prompt="p", seed=1, width=64, height=48, steps=5, batch_size=2)
+    generate(pipes["tiny"], params, progress, threading.Event(), preview_every=2)
+    assert sizes == [(1, None), (2, (8, 6)), (3, None), (4, (8, 6)), (5, None)]

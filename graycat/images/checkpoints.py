@@ -65,8 +65,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def scan(models_dir: Path) -> list[Checkpoint]:
-    """The folder's checkpoints, sorted by name: files (hashed) and diffusers folders (with model_index.json)."""
+HashCache = dict[tuple[Path, int, int], str]
+"""(path, size, mtime in ns) -> sha256 of files already hashed, so a rescan hashes only new or changed files."""
+
+
+def _cached_sha256(path: Path, cache: HashCache | None) -> str:
+    if cache is None:
+        return _sha256(path)
+    stat = path.stat()
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in cache:
+        cache[key] = _sha256(path)
+    return cache[key]
+
+
+def scan(models_dir: Path, hashes: HashCache | None = None) -> list[Checkpoint]:
+    """The folder's checkpoints, sorted by name: files (hashed; through `hashes` when given) and diffusers
+    folders (with model_index.json)."""
     folder = checkpoints_folder(models_dir)
     found: list[Checkpoint] = []
     for path in sorted(folder.rglob("*")):
@@ -74,7 +89,7 @@ def scan(models_dir: Path) -> list[Checkpoint]:
         if any(c.path.is_dir() and c.path in path.parents for c in found):  # a diffusers folder's parts
             continue
         if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
-            found.append(Checkpoint(path, relative, _sha256(path)))
+            found.append(Checkpoint(path, relative, _cached_sha256(path, hashes)))
         elif path.is_dir() and (path / "model_index.json").is_file() and (path / "unet").is_dir():
             found.append(Checkpoint(path, relative, None))
     return found

@@ -29,10 +29,14 @@ def _settings(p: GenerationParams, model: dict[str, Any], seed: int, subseed: in
             "Tiling": True if p.tiling else None, "Version": f"graycat {__version__}"}
 
 
-def result_body(p: GenerationParams, model: dict[str, Any], images: list[Image.Image]) -> bytes:
-    """`{"images": [base64 PNG], "info": "<JSON string>"}`; the api adds the request echo (`parameters`)."""
-    seeds = [p.seed + i for i in range(len(images))]
-    subseeds = [p.subseed + i for i in range(len(images))]
+def result_body(p: GenerationParams, model: dict[str, Any], images: list[Image.Image],
+                skipped: list[int] | None = None) -> bytes:
+    """`{"images": [base64 PNG], "info": "<JSON string>"}`; the api adds the request echo (`parameters`).
+    `skipped` iterations (batches) have no images: the seeds of the others are listed."""
+    left_out = set(skipped or [])
+    indices = [i for i in range(p.batch_size * p.n_iter) if i // p.batch_size not in left_out][:len(images)]
+    seeds = [p.seed + i for i in indices]
+    subseeds = [p.subseed + i for i in indices]
     texts = [infotext.build(p.prompt, p.negative_prompt, _settings(p, model, s, ss))
              for s, ss in zip(seeds, subseeds, strict=True)]
     encoded = [codec.encode_png(image, text) for image, text in zip(images, texts, strict=True)] \

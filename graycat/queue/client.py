@@ -141,6 +141,15 @@ class JobQueue:
         except Exception:
             log.exception("could not cancel job %s", job_id)
 
+    async def skip(self, job_id: str) -> None:
+        """Ask the worker running an image job to skip its current image and go on with the next."""
+        await self.redis.publish(keys.SKIP_CHANNEL, job_id)
+
+    async def request_refresh(self, kind: str, request_id: str) -> None:
+        """Ask the live workers of `kind` to look for their models again (they list `request_id` in their
+        heartbeat once done; asking again with the same id does not repeat the work)."""
+        await self.redis.publish(keys.refresh_channel(kind), request_id)
+
     async def models(self, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
         """Models announced by workers (name -> info), cached for a moment."""
         now = time.monotonic()

@@ -37,10 +37,16 @@ class Consumer:
         self.reader = reader
         self.events = events
         self.worker_id = worker_id
-        self.pools = [(kind, model, keys.pool(kind, model)) for kind, model in pools]
-        self.lanes = [keys.direct_lane(worker_id, kind, model) for kind, model, _ in self.pools]
+        self.pools: list[tuple[str, str, str]] = []
+        self.lanes: list[str] = []
+        self.set_pools(pools)
         self.kinds = sorted({kind for kind, _, _ in self.pools})
         self.record_ttl = record_ttl
+
+    def set_pools(self, pools: Iterable[tuple[str, str]]) -> None:
+        """Claim from these (kind, model) pools from now on (after `setup`, for new ones)."""
+        self.pools = [(kind, model, keys.pool(kind, model)) for kind, model in pools]
+        self.lanes = [keys.direct_lane(self.worker_id, kind, model) for kind, model, _ in self.pools]
 
     async def setup(self) -> None:
         """Create the consumer group of each pool and direct lane; from id 0, so jobs enqueued before any worker
@@ -138,8 +144,10 @@ class Consumer:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.WORKERS, {self.worker_id: now})
             pipe.set(keys.worker(self.worker_id), orjson.dumps(info), ex=max(1, int(ttl)))
-            pipe.sadd(keys.DIRECT_LANES, *self.lanes)  # after the record: a lane is rescued only once it expires
-            pipe.hset(keys.MODELS, mapping={name: orjson.dumps(m) for name, m in models.items()})
+            if self.lanes:
+                pipe.sadd(keys.DIRECT_LANES, *self.lanes)  # after the record: a lane is rescued only once it expires
+            if models:
+                pipe.hset(keys.MODELS, mapping={name: orjson.dumps(m) for name, m in models.items()})
             for c in held:
                 pipe.xclaim(c.pool, keys.GROUP, self.worker_id, 0, [c.entry_id], justid=True)
             await pipe.execute()
@@ -152,8 +160,22 @@ class Consumer:
 
     async def cancellations(self) -> AsyncIterator[str]:
         """Job ids whose cancellation is requested, as they are published."""
+        async for message in self._messages(keys.CANCEL_CHANNEL):
+            yield message
+
+    async def skips(self) -> AsyncIterator[str]:
+        """Ids of jobs whose current image (iteration) to skip."""
+        async for message in self._messages(keys.SKIP_CHANNEL):
+            yield message
+
+    async def refreshes(self) -> AsyncIterator[str]:
+        """Ids of requests to read the models folder again, addressed to this worker's kinds."""
+        async for message in self._messages(*(keys.refresh_channel(kind) for kind in self.kinds)):
+            yield message
+
+    async def _messages(self, *channels: str) -> AsyncIterator[str]:
         pubsub = self.reader.pubsub()
-        await pubsub.subscribe(keys.CANCEL_CHANNEL)
+        await pubsub.subscribe(*channels)
         try:
             while True:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)

@@ -3,10 +3,12 @@ PNGs served by URL for a while."""
 
 from __future__ import annotations
 
+import orjson
 import redis.asyncio as aioredis
 
 from graycat.jobs import CHUNK, START
 from graycat.queue import keys
+from graycat.queue.replies import entries
 
 OPTIONS_TTL_S = 30 * 24 * 3600
 
@@ -40,6 +42,28 @@ async def last_progress(redis: aioredis.Redis, job_id: str) -> bytes | None:
             return event[1:]
         if event[:1] == START:
             return b""
+    return None
+
+
+PREVIEW_PAGE = 32  # events read per round trip looking back for the latest preview
+PREVIEW_LOOKBACK = 512  # at most this many: previews come every SD_PREVIEW_EVERY steps
+
+
+async def last_preview(redis: aioredis.Redis, job_id: str) -> str | None:
+    """The latest live preview (base64 PNG) among the job's progress events, None before the first."""
+    newest = "+"
+    for _ in range(PREVIEW_LOOKBACK // PREVIEW_PAGE):
+        page = entries(await redis.xrevrange(keys.events(job_id), max=newest, count=PREVIEW_PAGE))
+        for _, fields in page:
+            event = fields[b"e"]
+            if event[:1] == START:
+                return None
+            if event[:1] == CHUNK and b'"preview"' in event:
+                preview: str | None = orjson.loads(event[1:]).get("preview")
+                return preview
+        if len(page) < PREVIEW_PAGE:
+            return None
+        newest = "(" + page[-1][0].decode()
     return None
 
 

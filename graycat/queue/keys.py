@@ -3,11 +3,17 @@
 PREFIX = "gc"
 GROUP = "workers"  # the consumer group of every pool stream
 CANCEL_CHANNEL = f"{PREFIX}:cancel"  # pub/sub: job ids to cancel
+SKIP_CHANNEL = f"{PREFIX}:skip"  # pub/sub: ids of image jobs whose current image to skip (A1111's skip)
 WORKERS = f"{PREFIX}:workers"  # zset: worker id -> last heartbeat (unix time)
 WORKER_TTL_S = 10.0  # a worker silent this long counts as gone (its heartbeat record expires with it)
 MODELS = f"{PREFIX}:models"  # hash: model name -> JSON model info announced by workers
 DIRECT_LANES = f"{PREFIX}:lanes"  # set: every worker's direct lane streams (see `direct_lane`)
 DEAD = f"{PREFIX}:dead"  # stream: jobs that failed past the delivery cap, kept for debugging
+
+
+def refresh_channel(kind: str) -> str:
+    """Pub/sub: ids of requests that the workers of `kind` read their models folder again (A1111's refresh-*)."""
+    return f"{PREFIX}:refresh:{kind}"
 
 
 def pool(kind: str, model: str) -> str:

@@ -1,18 +1,26 @@
-"""`graycat worker sd`: a worker for image jobs on diffusers, one pool per checkpoint of the models folder."""
+"""`graycat worker sd`: a worker for image jobs, one pool per checkpoint: on diffusers (the models folder) or
+relayed to an external Automatic1111 WebUI."""
 
 from __future__ import annotations
 
 from graycat.config import Settings
+from graycat.workers.engines.a1111_http import A1111HttpEngine
+from graycat.workers.engines.base import Engine
 from graycat.workers.engines.diffusers import DiffusersEngine
 from graycat.workers.run import run_worker
 
 
 async def serve(settings: Settings) -> None:
     """Run one SD worker until SIGTERM / SIGINT, then finish the job it holds."""
-    if settings.sd_models_dir is None:
-        raise FileNotFoundError("no models folder: pass --models-dir DIR or set SD_MODELS_DIR")
-    engine = DiffusersEngine(settings.sd_models_dir, device=settings.sd_device, dtype=settings.sd_dtype,
-                             threads=settings.sd_threads, attention_slicing=settings.sd_attention_slicing,
-                             vae_tiling=settings.sd_vae_tiling)
+    engine: Engine
+    if settings.sd_a1111_url:
+        engine = A1111HttpEngine(settings.sd_a1111_url, previews=settings.sd_preview_every > 0)
+    elif settings.sd_models_dir is None:
+        raise FileNotFoundError("no models folder: pass --models-dir DIR or set SD_MODELS_DIR (or relay to an "
+                                "A1111 WebUI with --a1111-url URL)")
+    else:
+        engine = DiffusersEngine(settings.sd_models_dir, device=settings.sd_device, dtype=settings.sd_dtype,
+                                 threads=settings.sd_threads, attention_slicing=settings.sd_attention_slicing,
+                                 vae_tiling=settings.sd_vae_tiling, preview_every=settings.sd_preview_every)
     await engine.start()
     await run_worker(settings, engine, ["sd"])

@@ -9,7 +9,7 @@ import random
 import socket
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ from graycat import __version__
 from graycat.jobs import CHUNK, Job, JobState, Usage
 from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
-from graycat.workers.engines.base import Engine
+from graycat.workers.engines.base import Engine, Rescans, Skips
 from graycat.workers.gpu import GpuReader
 from graycat.workers.usage import usage_of
 
@@ -32,6 +32,7 @@ CLAIM_BLOCK_MS = 1000  # an idle worker re-checks for a stop request (and abando
 CLAIM_GRACE_S = 10.0  # a claim unanswered this long past its block time: the link to Redis is dead
 LEAVE_TIMEOUT_S = 2.0  # deregistering on the way out; the registry entry expires anyway
 RECLAIM_S = 1.0
+REFRESHES_KEPT = 16  # ids of the latest refresh requests done, in the heartbeat (the api waits for them)
 FINISH_RETRY_S = 60.0
 
 
@@ -115,6 +116,9 @@ class Worker:
         self.started_at = time.time()
         self._outcomes: Counter[str] = Counter()
         self._gpus = GpuReader()
+        self._refreshed: deque[str] = deque(maxlen=REFRESHES_KEPT)
+        self._refreshing = asyncio.Lock()
+        self._refresh_failures: deque[str] = deque(maxlen=REFRESHES_KEPT)  # "<request id> <why>"
 
     @staticmethod
     def new_id(kind: str) -> str:
@@ -133,7 +137,8 @@ class Worker:
                 "slots": self.engine.slots, "busy": len(self._held), "jobs": list(self._held),
                 "host": self.host, "version": __version__, "started": self.started_at,
                 "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats(),
-                "outcomes": dict(self._outcomes), "gpus": self._gpus.read()}
+                "outcomes": dict(self._outcomes), "gpus": self._gpus.read(), "refreshed": list(self._refreshed),
+                "refresh_failures": list(self._refresh_failures)}
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -148,6 +153,10 @@ class Worker:
                 await backoff.wait(f"cannot reach Redis ({exc})", self._stopping)
         helpers = [asyncio.create_task(self._heartbeats(), name="heartbeat"),
                    asyncio.create_task(self._listen_cancel(), name="cancel-listener")]
+        if isinstance(self.engine, Rescans):
+            helpers.append(asyncio.create_task(self._listen_refresh(self.engine), name="refresh-listener"))
+        if isinstance(self.engine, Skips):
+            helpers.append(asyncio.create_task(self._listen_skip(self.engine), name="skip-listener"))
         log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
         try:
             await self._claim_loop()
@@ -353,3 +362,48 @@ class Worker:
             except Exception as exc:
                 log.warning("cancel listener lost Redis (%s); retrying", exc)
                 await asyncio.sleep(1.0)
+
+    async def _listen_refresh(self, engine: Rescans) -> None:
+        while True:
+            try:
+                async for request_id in self.consumer.refreshes():
+                    await self.refresh(engine, request_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("refresh listener lost Redis (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+
+    async def _listen_skip(self, engine: Skips) -> None:
+        while True:
+            try:
+                async for job_id in self.consumer.skips():
+                    if job_id in self._held:
+                        engine.skip(job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("skip listener lost Redis (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+
+    async def refresh(self, engine: Rescans, request_id: str) -> None:
+        """Rescan the engine's models, claim from the pools of the models found and announce them at once, with
+        `request_id` among the refreshes done (a rescan that fails keeps the models known before and is listed
+        with its reason)."""
+        async with self._refreshing:
+            if request_id in self._refreshed:  # the api repeats a request until every worker has done it
+                return
+            before = set(self.engine.models())
+            try:
+                await engine.rescan()
+            except Exception as exc:
+                log.exception("rescanning the models failed; still serving %s", ", ".join(sorted(before)))
+                self._refresh_failures.append(f"{request_id} {exc}")
+            models = set(self.engine.models())
+            if models != before:
+                self.consumer.set_pools([(kind, model) for model in sorted(models) for kind in self.consumer.kinds])
+                await self.consumer.setup()
+                log.info("models now: %s (added: %s; removed: %s)", ", ".join(sorted(models)) or "none",
+                         ", ".join(sorted(models - before)) or "none", ", ".join(sorted(before - models)) or "none")
+            self._refreshed.append(request_id)
+            await self._beat()

@@ -96,6 +96,14 @@ async def vae_list(request: Request) -> Response:
     return json_response([{"model_name": n, "filename": n} for n in names])
 
 
+@router.post("/refresh-checkpoints", summary="SD workers read their checkpoints folder again")
+@router.post("/refresh-loras", summary="SD workers read their LoRA folder again")
+@router.post("/refresh-vae", summary="SD workers read their VAE folder again")
+async def refresh(request: Request) -> Response:
+    await image_jobs.refresh(request)  # one rescan covers every folder: checkpoints, LoRAs, VAEs, ControlNets
+    return json_response(None)
+
+
 @router.get("/samplers", summary="Sampler names this server runs")
 async def samplers() -> Response:
     return json_response(sampler_list())
@@ -106,13 +114,16 @@ async def schedulers() -> Response:
     return json_response(schedule_list())
 
 
-@router.get("/progress", summary="Progress of the token's current generation")
-async def progress(request: Request) -> Response:
+@router.get("/progress", summary="Progress of the token's current generation, with a live preview")
+async def progress(request: Request, skip_current_image: bool = False) -> Response:
     redis = request.app.state.queue.redis
     job_id = await image_state.current(redis, request.state.owner)
     record = await request.app.state.queue.record(job_id) if job_id else None
     last = await image_state.last_progress(redis, job_id) if record else None
-    return json_response(a1111.progress(record, last, job_id, time.time()))
+    answer = a1111.progress(record, last, job_id, time.time())
+    if job_id and last and not skip_current_image and answer["state"]["job_count"]:
+        answer["current_image"] = await image_state.last_preview(redis, job_id)
+    return json_response(answer)
 
 
 @router.post("/interrupt", summary="Stop the token's current generation (it answers 499)")
@@ -123,6 +134,16 @@ async def interrupt(request: Request) -> Response:
     if job_id and record and record["state"] not in TERMINAL_STATES:
         await queue.cancel(job_id)
     return json_response({})
+
+
+@router.post("/skip", summary="Skip the image being made by the token's generation; its next ones still run")
+async def skip(request: Request) -> Response:
+    queue = request.app.state.queue
+    job_id = await image_state.current(queue.redis, request.state.owner)
+    record = await queue.record(job_id) if job_id else None
+    if job_id and record and record["state"] == "active":
+        await queue.skip(job_id)
+    return json_response(None)
 
 
 @router.post("/png-info", summary="The A1111 infotext and other text chunks of a PNG")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from graycat.jobs import Job
 
@@ -34,3 +34,21 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Rescans(Protocol):
+    """An engine whose models can change while it runs (an SD worker's models folder)."""
+
+    async def rescan(self) -> None:
+        """Look for its models again; `models()` answers the new set afterwards."""
+        ...
+
+
+@runtime_checkable
+class Skips(Protocol):
+    """An engine that can skip the image being made and go on with a job's next ones (A1111's skip)."""
+
+    def skip(self, job_id: str) -> None:
+        """Skip the current image (iteration) of `job_id`, if it runs here."""
+        ...

@@ -10,34 +10,53 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from graycat.images import controlnets, loras, vaes
-from graycat.images.checkpoints import Checkpoint, scan
+from graycat.images import codec, controlnets, loras, vaes
+from graycat.images.checkpoints import Checkpoint, HashCache, scan
 from graycat.images.params import GenerationParams
 from graycat.images.results import result_body
 from graycat.jobs import Job
 from graycat.workers.engines.base import Emit
 
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from graycat.workers.engines.sd_pipelines import Skip
+
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class _Files:
+    """What one job runs on."""
+
+    checkpoint: Checkpoint
+    loras: list[tuple[Path, float]]
+    vae: Path | None
+    controlnets: list[Path]
+
+
 class DiffusersEngine:
-    """Serves every checkpoint of `models_dir`; keeps the last one used loaded (switching loads another)."""
+    """Serves every checkpoint of `models_dir`; keeps the last one used loaded (switching loads another). Every
+    `preview_every` steps (0: never) a progress event carries a preview of the image being made."""
 
     kind = "sd"
     slots = 1
 
     def __init__(self, models_dir: Path, *, device: str = "auto", dtype: str = "auto", threads: int | None = None,
-                 attention_slicing: bool = False, vae_tiling: bool = False) -> None:
-        self.checkpoints: dict[str, Checkpoint] = {c.model_name: c for c in scan(models_dir)}
-        self.loras = loras.scan(models_dir)
-        self.vaes = vaes.scan(models_dir)
-        self.controlnets = controlnets.scan(models_dir)
+                 attention_slicing: bool = False, vae_tiling: bool = False, preview_every: int = 0) -> None:
+        self.models_dir = models_dir
+        self._hashes: HashCache = {}
+        self.checkpoints: dict[str, Checkpoint] = {}
+        self.loras: dict[str, Path] = {}
+        self.vaes: dict[str, Path] = {}
+        self.controlnets: dict[str, Path] = {}
+        self._scan()
         if not self.checkpoints:
             raise FileNotFoundError(f"no checkpoints (.safetensors, .ckpt or diffusers folders) in "
                                     f"{models_dir / 'models' / 'Stable-diffusion'}")
@@ -46,18 +65,36 @@ class DiffusersEngine:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="diffusers")  # torch work runs here, in order
         self._scratch = tempfile.TemporaryDirectory(prefix="graycat-sd-")  # configs of single-file checkpoints
         self._device: Any = None
-        self._loaded: tuple[str, Any] | None = None
-        self._vae: tuple[str, Any] | None = None
-        self._controls: dict[str, Any] = {}  # small next to a checkpoint: kept once loaded
+        self._loaded: tuple[Checkpoint, Any] | None = None
+        self._vae: tuple[Path, Any] | None = None
+        self._controls: dict[Path, Any] = {}  # small next to a checkpoint: kept once loaded
         self._served = 0
         self._figures = {"images_total": 0, "diffusion_steps_total": 0, "diffusion_seconds_total": 0.0}
+        self.preview_every = preview_every
+        self._skips: dict[str, Skip] = {}  # job id -> its skip requests, while it runs
+
+    def _scan(self) -> None:
+        """Read the models folder: checkpoints (hashing only new or changed files), LoRAs, VAEs, ControlNets."""
+        found = {c.model_name: c for c in scan(self.models_dir, self._hashes)}
+        live = {c.path for c in found.values()}
+        for key in [k for k in self._hashes if k[0] not in live]:
+            del self._hashes[key]
+        self.checkpoints, self.loras = found, loras.scan(self.models_dir)
+        self.vaes, self.controlnets = vaes.scan(self.models_dir), controlnets.scan(self.models_dir)
+
+    async def rescan(self) -> None:
+        """Read the folder again (A1111's refresh-checkpoints / -loras / -vae), beside a running job; a
+        checkpoint whose file changed is loaded anew by its next job."""
+        await asyncio.to_thread(self._scan)
+        if not self.checkpoints:
+            log.warning("no checkpoints left in %s: this worker serves none", self.models_dir)
 
     def models(self) -> dict[str, dict[str, Any]]:
         return {name: {**c.info(), "slots": self.slots, "loras": sorted(self.loras), "vaes": sorted(self.vaes),
                        "controlnets": sorted(self.controlnets)} for name, c in self.checkpoints.items()}
 
     def stats(self) -> dict[str, Any]:
-        return {"served": self._served, "loaded": self._loaded[0] if self._loaded else None,
+        return {"served": self._served, "loaded": self._loaded[0].model_name if self._loaded else None,
                 "device": self._device.name if self._device else None, "diffusers": dict(self._figures)}
 
     async def start(self) -> None:
@@ -84,71 +121,92 @@ class DiffusersEngine:
             dtype = "float16" if name.startswith("cuda") else "float32"
         self._device = Device(name, getattr(torch, dtype), bool(self._options["attention_slicing"]),
                               bool(self._options["vae_tiling"]))
-        self._pipeline(next(iter(self.checkpoints)))
+        self._pipeline(next(iter(self.checkpoints.values())))
 
-    def _pipeline(self, name: str) -> Any:
+    def _pipeline(self, checkpoint: Checkpoint) -> Any:
         from graycat.workers.engines.sd_pipelines import load
 
-        if self._loaded is None or self._loaded[0] != name:
+        if self._loaded is None or self._loaded[0] != checkpoint:  # another one, or its file changed
             self._loaded = None  # free the old one before loading the next
-            log.info("loading checkpoint %s on %s", name, self._device.name)
-            self._loaded = (name, load(self.checkpoints[name], self._device, Path(self._scratch.name)))
+            log.info("loading checkpoint %s on %s", checkpoint.model_name, self._device.name)
+            self._loaded = (checkpoint, load(checkpoint, self._device, Path(self._scratch.name)))
         return self._loaded[1]
 
-    def _vae_module(self, name: str | None) -> Any:
+    def _vae_module(self, path: Path | None) -> Any:
         from graycat.workers.engines.sd_pipelines import load_vae
 
-        if name is None:
+        if path is None:
             return None
-        if self._vae is None or self._vae[0] != name:
-            self._vae = (name, load_vae(self.vaes[name], self._device, Path(self._scratch.name)))
+        if self._vae is None or self._vae[0] != path:
+            self._vae = (path, load_vae(path, self._device, Path(self._scratch.name)))
         return self._vae[1]
 
-    def _control_models(self, params: GenerationParams) -> list[Any]:
+    def _control_models(self, paths: list[Path]) -> list[Any]:
         from graycat.workers.engines.sd_pipelines import load_controlnet
 
-        for unit in params.controlnets:
-            if unit.model not in self._controls:
-                self._controls[unit.model] = load_controlnet(self.controlnets[unit.model], self._device)
-        return [self._controls[unit.model] for unit in params.controlnets]
+        for path in paths:
+            if path not in self._controls:
+                self._controls[path] = load_controlnet(path, self._device)
+        return [self._controls[path] for path in paths]
 
-    def _generate(self, params: GenerationParams, emit: Emit, loop: asyncio.AbstractEventLoop,
-                  stop: threading.Event) -> bytes:
-        from graycat.workers.engines.sd_pipelines import generate, loras_applied, vae_applied
-
-        began = time.monotonic()
-
-        def progress(job_no: int, step: int, steps: int) -> None:
-            self._figures["diffusion_steps_total"] += 1
-            chunk = orjson.dumps({"job_no": job_no, "job_count": params.n_iter, "step": step, "steps": steps})
-            loop.call_soon_threadsafe(emit, chunk)
-
-        prompt, wanted = loras.parse(params.prompt)  # the infotext keeps the tags, as A1111's does
-        pipe = self._pipeline(params.checkpoint)
-        with vae_applied(pipe, self._vae_module(params.vae)), \
-                loras_applied(pipe, [(self.loras[name], weight) for name, weight in wanted.items()]):
-            try:
-                images = generate(pipe, replace(params, prompt=prompt), progress, stop, self._control_models(params))
-            finally:
-                self._figures["diffusion_seconds_total"] += time.monotonic() - began
-        self._figures["images_total"] += len(images)
-        return result_body(params, self.checkpoints[params.checkpoint].info(), images)
-
-    async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
-        """Generate in the torch thread; a cancelled task stops it at the next step, then ends cancelled."""
-        params = GenerationParams.from_json(job.body)
-        missing = [f"LoRA '{n}'" for n in loras.parse(params.prompt)[1] if n not in self.loras]
+    def _files(self, params: GenerationParams) -> _Files | bytes:
+        """The files a job uses, taken now (a rescan may change the folder meanwhile); the error body when one
+        is not served here."""
+        wanted = loras.parse(params.prompt)[1]
+        missing = [f"LoRA '{n}'" for n in wanted if n not in self.loras]
         if params.checkpoint not in self.checkpoints:
             missing.insert(0, f"checkpoint '{params.checkpoint}'")
         if params.vae is not None and params.vae not in self.vaes:
             missing.append(f"VAE '{params.vae}'")
         missing += [f"ControlNet '{u.model}'" for u in params.controlnets if u.model not in self.controlnets]
         if missing:
-            return 404, orjson.dumps({"error": {"code": 404, "message": f"{', '.join(missing)} not served by "
-                                                "this worker", "type": "not_found_error"}})
+            return orjson.dumps({"error": {"code": 404, "message": f"{', '.join(missing)} not served by this "
+                                           "worker", "type": "not_found_error"}})
+        return _Files(self.checkpoints[params.checkpoint], [(self.loras[n], w) for n, w in wanted.items()],
+                      self.vaes[params.vae] if params.vae else None,
+                      [self.controlnets[u.model] for u in params.controlnets])
+
+    def skip(self, job_id: str) -> None:
+        """End the running job's current iteration at its next step; its next iterations run."""
+        if (skip := self._skips.get(job_id)) is not None:
+            skip.request()
+
+    def _generate(self, params: GenerationParams, files: _Files, emit: Emit, loop: asyncio.AbstractEventLoop,
+                  stop: threading.Event, skip: Skip) -> bytes:
+        from graycat.workers.engines.sd_pipelines import generate, loras_applied, vae_applied
+
+        began = time.monotonic()
+
+        def progress(job_no: int, step: int, steps: int, preview: Image.Image | None) -> None:
+            self._figures["diffusion_steps_total"] += 1
+            event: dict[str, Any] = {"job_no": job_no, "job_count": params.n_iter, "step": step, "steps": steps}
+            if preview is not None:
+                event["preview"] = codec.encode_png(preview)
+            loop.call_soon_threadsafe(emit, orjson.dumps(event))
+
+        prompt = loras.parse(params.prompt)[0]  # the infotext keeps the tags, as A1111's does
+        pipe = self._pipeline(files.checkpoint)
+        with vae_applied(pipe, self._vae_module(files.vae)), loras_applied(pipe, files.loras):
+            try:
+                images = generate(pipe, replace(params, prompt=prompt), progress, stop,
+                                  self._control_models(files.controlnets), skip, self.preview_every)
+            finally:
+                self._figures["diffusion_seconds_total"] += time.monotonic() - began
+        self._figures["images_total"] += len(images)
+        return result_body(params, files.checkpoint.info(), images, skip.skipped)
+
+    async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
+        """Generate in the torch thread; a cancelled task stops it at the next step, then ends cancelled."""
+        params = GenerationParams.from_json(job.body)
+        files = self._files(params)
+        if isinstance(files, bytes):
+            return 404, files
+        from graycat.workers.engines.sd_pipelines import Skip
+
         loop = asyncio.get_running_loop()
         stop = threading.Event()
-        future = loop.run_in_executor(self._thread, self._generate, params, emit, loop, stop)
+        self._skips[job.id] = skip = Skip()
+        future = loop.run_in_executor(self._thread, self._generate, params, files, emit, loop, stop, skip)
         try:
             body = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -156,6 +214,8 @@ class DiffusersEngine:
             with contextlib.suppress(Exception):
                 await future  # the thread ends within one step; the next job must not start before
             raise
+        finally:
+            del self._skips[job.id]
         self._served += 1
         return 200, body
 

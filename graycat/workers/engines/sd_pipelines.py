@@ -23,11 +23,37 @@ from graycat.images.params import GenerationParams
 from graycat.images.samplers import resolve
 from graycat.workers.engines.sd_config import write_skeleton, write_vae_config
 
-Progress = Callable[[int, int, int], None]  # (iteration index, step done, steps of this iteration)
+Progress = Callable[[int, int, int, Image.Image | None], None]
+"""(iteration index, step done, steps of this iteration, a preview of the first image or None)."""
+
+# SD 1.x's 4 latent channels -> RGB, linearly (A1111's "Approx cheap" live preview)
+_LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264],
+                            [-0.184, -0.271, -0.473]])
 
 
 class Interrupted(Exception):
     """The job was cancelled between two steps."""
+
+
+class _Skipped(Exception):
+    """The current iteration was skipped between two steps."""
+
+
+class Skip:
+    """A running job's skip requests (A1111's /sdapi/v1/skip): each ends the iteration (one batch) being
+    generated at its next step, without images; the next iterations run."""
+
+    def __init__(self) -> None:
+        self._requested = threading.Event()
+        self.skipped: list[int] = []  # the iterations left out
+
+    def request(self) -> None:
+        self._requested.set()
+
+    def check(self) -> None:
+        if self._requested.is_set():
+            self._requested.clear()
+            raise _Skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +223,19 @@ def _set_tiling(pipe: Any, tiling: bool) -> None:
                 module.padding_mode = "circular" if tiling else "zeros"
 
 
+def latent_preview(latents: torch.Tensor) -> Image.Image:
+    """A cheap look at the first image of a batch while it is made: its latent projected to RGB, at 1/8 of the
+    image's width and height."""
+    rgb = latents[0].detach().float().cpu().permute(1, 2, 0) @ _LATENT_RGB
+    return Image.fromarray(((rgb + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+
+
 def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: threading.Event,
-             control_models: list[Any] | None = None) -> list[Image.Image]:
-    """All `batch_size * n_iter` images of a request; image i has seed `params.seed + i`. `control_models` are
-    the ControlNet models of `params.controlnets`, in order."""
+             control_models: list[Any] | None = None, skip: Skip | None = None,
+             preview_every: int = 0) -> list[Image.Image]:
+    """All `batch_size * n_iter` images of a request, but those of iterations `skip` ended (listed in
+    `skip.skipped`); image i has seed `params.seed + i`. `control_models` are the ControlNet models of
+    `params.controlnets`, in order. Every `preview_every` steps (0: never) `progress` gets a preview."""
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 
     p = params
@@ -246,33 +281,43 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
             def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], k: int = k) -> dict[str, Any]:
                 if stop.is_set():
                     raise Interrupted
-                progress(k, step + 1, int(_pipe.num_timesteps))
+                if skip is not None:
+                    skip.check()
+                preview = latent_preview(kwargs["latents"]) if preview_every and (step + 1) % preview_every == 0 \
+                    else None
+                progress(k, step + 1, int(_pipe.num_timesteps), preview)
                 return kwargs
 
             pipe.scheduler = _scheduler(pipe, p, seeds[0])
             run = {**common, "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
                    "callback_on_step_end": on_step}
-            if mask is not None and init is not None:
-                source, region, controls = init, soft_mask, control_images
-                if crop is not None:
-                    source, region = (i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in (init, soft_mask))
-                    controls = [i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in control_images]
-                start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
-                strength = p.denoising_strength if masked or p.init_images else 1.0
-                out = _pipeline(pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline",
-                                control)(image=start, mask_image=region, strength=strength, width=w, height=h,
-                                         **run, **_control_args(p, controls, "control_image")).images
-                out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
-            elif init is not None:
-                out = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline",
-                                control)(image=init, strength=p.denoising_strength, **run,
-                                         **_control_args(p, control_images, "control_image")).images
-            else:
-                shape = (pipe.unet.config.in_channels, h // 8, w // 8)
-                latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
-                runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
-                out = runner(width=w, height=h, latents=latents, **run,
-                             **_control_args(p, control_images, "image")).images
+            try:
+                if mask is not None and init is not None:
+                    source, region, controls = init, soft_mask, control_images
+                    if crop is not None:
+                        source, region, *controls = (i.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
+                                                     for i in (init, soft_mask, *control_images))
+                    start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
+                    strength = p.denoising_strength if masked or p.init_images else 1.0
+                    out = _pipeline(pipe, StableDiffusionInpaintPipeline,
+                                    "StableDiffusionControlNetInpaintPipeline", control)(
+                        image=start, mask_image=region, strength=strength, width=w, height=h, **run,
+                        **_control_args(p, controls, "control_image")).images
+                    out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
+                elif init is not None:
+                    out = _pipeline(pipe, StableDiffusionImg2ImgPipeline,
+                                    "StableDiffusionControlNetImg2ImgPipeline", control)(
+                        image=init, strength=p.denoising_strength, **run,
+                        **_control_args(p, control_images, "control_image")).images
+                else:
+                    shape = (pipe.unet.config.in_channels, h // 8, w // 8)
+                    latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
+                    runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
+                    out = runner(width=w, height=h, latents=latents, **run,
+                                 **_control_args(p, control_images, "image")).images
+            except _Skipped:
+                skip.skipped.append(k)  # type: ignore[union-attr]  # only raised with a Skip
+                continue
             images.extend(out)
     finally:
         _set_tiling(pipe, False)
