@@ -40,6 +40,7 @@ up: install $(if $(SD_MODELS_DIR),install-sd)
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy graycat
 
 test: install-test lint
 	$(BIN)/pytest

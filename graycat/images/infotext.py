@@ -29,7 +29,9 @@ def parse(text: str) -> dict[str, Any]:
     settings_line = lines[-1] if len(lines) > 1 and _PAIR.match(lines[-1]) and ": " in lines[-1] else ""
     if settings_line:
         lines = lines[:-1]
-    prompt, negative, in_negative = [], [], False
+    prompt: list[str] = []
+    negative: list[str] = []
+    in_negative = False
     for line in lines:
         if line.startswith("Negative prompt:"):
             in_negative = True

@@ -41,7 +41,8 @@ def result_body(p: GenerationParams, model: dict[str, Any], images: list[Image.I
              for s, ss in zip(seeds, subseeds, strict=True)]
     encoded = [codec.encode_png(image, text) for image, text in zip(images, texts, strict=True)] \
         if p.send_images else []
-    info = {"prompt": p.prompt, "all_prompts": [p.prompt] * len(images), "negative_prompt": p.negative_prompt,
+    info: dict[str, Any] = {
+            "prompt": p.prompt, "all_prompts": [p.prompt] * len(images), "negative_prompt": p.negative_prompt,
             "all_negative_prompts": [p.negative_prompt] * len(images), "seed": p.seed, "all_seeds": seeds,
             "subseed": p.subseed, "all_subseeds": subseeds, "subseed_strength": p.subseed_strength,
             "width": p.width, "height": p.height, "sampler_name": resolve(p.sampler, p.schedule).sampler.name,

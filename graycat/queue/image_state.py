@@ -3,19 +3,21 @@ PNGs served by URL for a while."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import orjson
 import redis.asyncio as aioredis
 
 from graycat.jobs import CHUNK, START
 from graycat.queue import keys
-from graycat.queue.replies import entries
+from graycat.queue.replies import entries, text
 
 OPTIONS_TTL_S = 30 * 24 * 3600
 
 
 async def options(redis: aioredis.Redis, owner: str) -> dict[str, str]:
     raw = await redis.hgetall(keys.image_options(owner))
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    return {text(k): text(v) for k, v in raw.items()}
 
 
 async def set_options(redis: aioredis.Redis, owner: str, values: dict[str, str]) -> None:
@@ -31,12 +33,12 @@ async def set_current(redis: aioredis.Redis, owner: str, job_id: str, ttl: int) 
 
 async def current(redis: aioredis.Redis, owner: str) -> str | None:
     job_id = await redis.get(keys.image_current(owner))
-    return job_id.decode() if job_id else None
+    return text(job_id) if job_id else None
 
 
 async def last_progress(redis: aioredis.Redis, job_id: str) -> bytes | None:
     """The job's latest progress chunk (its payload), b"" when it started without one yet, None before."""
-    for _, fields in await redis.xrevrange(keys.events(job_id), count=4):
+    for _, fields in entries(await redis.xrevrange(keys.events(job_id), count=4)):
         event = fields[b"e"]
         if event[:1] == CHUNK:
             return event[1:]
@@ -72,5 +74,5 @@ async def store_file(redis: aioredis.Redis, file_id: str, png: bytes, ttl: int) 
 
 
 async def load_file(redis: aioredis.Redis, file_id: str) -> bytes | None:
-    data: bytes | None = await redis.get(keys.image_file(file_id))
-    return data
+    data = await redis.get(keys.image_file(file_id))
+    return None if data is None else cast(bytes, data)

@@ -113,10 +113,10 @@ class DiffusersEngine:
             library.disable_progress_bar()
         if self._options["threads"]:
             torch.set_num_threads(int(self._options["threads"]))
-        name = self._options["device"]
+        name = str(self._options["device"])
         if name == "auto":
             name = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = self._options["dtype"]
+        dtype = str(self._options["dtype"])
         if dtype == "auto":
             dtype = "float16" if name.startswith("cuda") else "float32"
         self._device = Device(name, getattr(torch, dtype), bool(self._options["attention_slicing"]),

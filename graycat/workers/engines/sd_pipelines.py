@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -262,7 +262,8 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     control_images = [_resize(codec.decode(u.image).convert("RGB"), w, h, p.resize_mode) if u.image else init
                       for u in p.controlnets]
     control = _controlnet(control_models)
-    crop = _crop_box(mask, p.inpaint_full_res_padding, w, h) if p.mask and p.inpaint_full_res else None
+    crop = _crop_box(mask, p.inpaint_full_res_padding, w, h) if mask is not None and p.mask and p.inpaint_full_res \
+        else None
 
     common: dict[str, Any] = {"prompt": p.prompt, "negative_prompt": p.negative_prompt or None,
                               "num_inference_steps": p.steps, "guidance_scale": p.cfg_scale,
@@ -293,10 +294,12 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
                    "callback_on_step_end": on_step}
             try:
                 if mask is not None and init is not None:
-                    source, region, controls = init, soft_mask, control_images
+                    assert soft_mask is not None  # set whenever the mask is
+                    source, region = init, soft_mask
+                    controls = cast(list[Image.Image], control_images)  # images wherever init is one
                     if crop is not None:
                         source, region, *controls = (i.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
-                                                     for i in (init, soft_mask, *control_images))
+                                                     for i in (init, soft_mask, *controls))
                     start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
                     strength = p.denoising_strength if masked or p.init_images else 1.0
                     out = _pipeline(pipe, StableDiffusionInpaintPipeline,
