@@ -25,7 +25,7 @@ _GATEWAY = frozenset({"/health", "/metrics", "/queue/status", "/models", "/docs"
                       "/redoc", "/openapi.json", UNMATCHED})
 
 
-# The engines' own figures that workers report in their heartbeat (engine stats "llamacpp" and "diffusers",
+# The engines' own figures that workers report in their heartbeat (engine stats "llamacpp" and "images",
 # exported as graycat_worker_<name>), and the NVML readings of their GPUs (graycat/workers/gpu.py).
 ENGINE_COUNTERS = {
     "llamacpp": {
@@ -34,10 +34,10 @@ ENGINE_COUNTERS = {
         "tokens_predicted_total": "Tokens the worker's llama.cpp engine generated",
         "tokens_predicted_seconds_total": "Seconds the worker's llama.cpp engine spent generating tokens",
     },
-    "diffusers": {
-        "images_total": "Images the worker's diffusers engine generated",
-        "diffusion_steps_total": "Denoising steps the worker's diffusers engine ran",
-        "diffusion_seconds_total": "Seconds the worker's diffusers engine spent generating images",
+    "images": {
+        "images_total": "Images the worker's image engine generated",
+        "diffusion_steps_total": "Denoising steps the worker's diffusers engine ran (not reported by A1111 relays)",
+        "diffusion_seconds_total": "Seconds the worker's image engine spent generating images",
     },
 }
 ENGINE_GAUGES = {

@@ -3,6 +3,7 @@ holds a checkpoint, an SD worker on one machine."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import os
@@ -20,6 +21,7 @@ import redis
 
 from graycat.config import Settings
 from graycat.images.checkpoints import any_present
+from graycat.queue.connection import connect
 
 READY_TIMEOUT_S = 180.0
 
@@ -31,9 +33,18 @@ def _free_port() -> int:
 
 
 def _reachable(url: str) -> bool:
+    """Whether the Redis of `url` (a Sentinel URL's master included) answers a PING within 2 s."""
+    async def ping() -> bool:
+        client = connect(url)
+        try:
+            async with asyncio.timeout(2):
+                return bool(await client.ping())
+        finally:
+            await client.aclose()
+
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
-    except (redis.RedisError, OSError):
+        return asyncio.run(ping())
+    except (redis.RedisError, OSError):  # TimeoutError included
         return False
 
 

@@ -191,6 +191,15 @@ def test_txt2img_and_img2img_are_relayed_with_their_parameters(sd: str, webui: F
     [unit] = sent["alwayson_scripts"]["controlnet"]["args"]
     assert unit["model"] == "control_canny [a1b2c3d4]" and unit["weight"] == 1.0  # the WebUI's own name
 
+    made = len(answer["images"]) + len(edit.json()["images"])  # counted for the images dashboard
+
+    def counted() -> float:
+        lines = httpx.get(sd + "/metrics", timeout=5).text.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("graycat_worker_images_total{"))
+
+    wait_until(lambda: counted() >= made, 10, "the relay's heartbeat to count its images")
+    assert counted() == made == 3
+
 
 def test_progress_and_previews_come_from_the_webui(sd: str, webui: FakeWebUI) -> None:
     body = {"prompt": "slow", "seed": 1, "steps": 40, "width": 64, "height": 64, "n_iter": 2}

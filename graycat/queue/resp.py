@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from graycat.queue.connection import tune
 from graycat.queue.sentinel import resolve
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,9 @@ async def _open(url: str, on_value: Callable[[RespProtocol, object], None]) -> R
                                                           opts.get("port", 6379), ssl=tls), 5)
     except (OSError, TimeoutError) as exc:
         raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
-    assert proto is not None
+    assert proto is not None and proto.transport is not None
+    if (sock := proto.transport.get_extra_info("socket")) is not None and sock.family != socket.AF_UNIX:
+        tune(sock)
     setup: list[tuple[Arg, ...]] = []
     if opts.get("password"):
         setup.append(("AUTH", opts.get("username") or "default", opts["password"]))

@@ -175,7 +175,8 @@ return #entries
 # ticket (unique), oldest start an in-flight request may have, in-flight set ttl.
 # Returns {verdict, rpm limit, remaining, concurrency limit, reset, record...}: verdict 0 admitted, 1 unknown
 # token, 2 revoked, 3 expired, 4 over the requests per minute, 5 over the concurrent requests; reset: seconds
-# until the oldest request of the window leaves it (and one more is allowed).
+# until enough requests leave the window for one more to be allowed. The window runs on Redis's clock (TIME),
+# so replicas whose clocks differ still share one window.
 ADMIT = """
 local rpm, conc, now, record = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), {}
 if ARGV[1] == '1' then
@@ -189,12 +190,14 @@ if ARGV[1] == '1' then
   if tonumber(r['rpm'] or '0') > 0 then rpm = tonumber(r['rpm']) end
   if tonumber(r['concurrency'] or '0') > 0 then conc = tonumber(r['concurrency']) end
 end
-local used, reset = 0, 0
+local used, reset, clock = 0, 0, 0
 if rpm > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60)
+  local t = redis.call('TIME')  -- one clock for every replica: Redis's
+  clock = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', clock - 60)
   used = redis.call('ZCARD', KEYS[2])
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  reset = oldest[2] and math.ceil(tonumber(oldest[2]) + 60 - now) or 60
+  local leaving = redis.call('ZRANGE', KEYS[2], math.max(used - rpm, 0), math.max(used - rpm, 0), 'WITHSCORES')
+  reset = leaving[2] and math.ceil(tonumber(leaving[2]) + 60 - clock) or 60
   if used >= rpm then return {4, rpm, 0, conc, reset, unpack(record)} end
 end
 if conc > 0 then
@@ -204,7 +207,7 @@ if conc > 0 then
   redis.call('EXPIRE', KEYS[3], ARGV[7])
 end
 if rpm > 0 then
-  redis.call('ZADD', KEYS[2], now, ARGV[5])
+  redis.call('ZADD', KEYS[2], clock, ARGV[5])
   redis.call('EXPIRE', KEYS[2], 61)
   used = used + 1
 end

@@ -51,8 +51,9 @@ class SentinelUrl:
             for client in sentinel.sentinels:
                 await client.aclose()
         user = quote(self.username or "", safe="")
-        auth = f"{user}:{quote(self.password, safe='')}@" if self.password else (f"{user}@" if user else "")
-        return f"{'rediss' if self.tls else 'redis'}://{auth}{host}:{port}/{self.db}"
+        auth = f"{user}:{quote(self.password, safe='')}@" if self.password else ""
+        where = f"[{host}]" if ":" in str(host) else host
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{where}:{port}/{self.db}"
 
 
 def parse(url: str) -> SentinelUrl | None:
@@ -66,12 +67,9 @@ def parse(url: str) -> SentinelUrl | None:
     if not at:
         userinfo, hosts = "", location
     username, _, password = userinfo.partition(":")
-    sentinels = []
-    for item in filter(None, hosts.split(",")):
-        host, colon, port = item.rpartition(":") if ":" in item else (item, "", "")
-        if not host or (colon and not port.isdigit()):
-            raise ValueError(f"sentinel address '{item}' is not host:port")
-        sentinels.append((host, int(port) if colon else DEFAULT_PORT))
+    if username and not password:
+        raise ValueError("a username in a Sentinel URL needs its password: user:password@")
+    sentinels = [_address(item) for item in filter(None, hosts.split(","))]
     service, _, db = path.strip("/").partition("/")
     if not sentinels or not service:
         raise ValueError("a Sentinel URL needs sentinel addresses and a service name: "
@@ -81,6 +79,22 @@ def parse(url: str) -> SentinelUrl | None:
     sentinel_password = (parse_qs(query).get("sentinel_password") or [""])[0]
     return SentinelUrl(tuple(sentinels), unquote(service), int(db or 0), unquote(username) or None,
                        unquote(password) or None, sentinel_password or None, SCHEMES[scheme])
+
+
+def _address(item: str) -> tuple[str, int]:
+    """host, host:port, [v6] or [v6]:port as (host, port)."""
+    if item.startswith("["):
+        host, bracket, rest = item[1:].partition("]")
+        colon, port = rest[:1], rest[1:]
+        if not bracket or (rest and colon != ":"):
+            raise ValueError(f"sentinel address '{item}' is not [IPv6]:port")
+    elif item.count(":") > 1:
+        raise ValueError(f"sentinel address '{item}': write an IPv6 address in brackets, [{item}]")
+    else:
+        host, colon, port = item.partition(":")
+    if not host or (colon and not port.isdigit()):
+        raise ValueError(f"sentinel address '{item}' is not host:port")
+    return host, int(port) if colon else DEFAULT_PORT
 
 
 async def resolve(url: str) -> str:

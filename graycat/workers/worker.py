@@ -204,12 +204,17 @@ class Worker:
                 batch: list[tuple[Claimed, int]] = []
                 if time.monotonic() >= next_reclaim:  # jobs of dead workers go before new work
                     next_reclaim = time.monotonic() + RECLAIM_S
-                    batch = await self._unless_stopping(self.consumer.reclaim(free, self.visibility_ms),
-                                                        CLAIM_GRACE_S) or []
+                    reclaimed = await self._unless_stopping(self.consumer.reclaim(free, self.visibility_ms),
+                                                            CLAIM_GRACE_S)
+                    if reclaimed is None:  # asked to stop
+                        continue
+                    batch = reclaimed
                 if not batch:
                     fresh = await self._unless_stopping(self.consumer.claim(free, CLAIM_BLOCK_MS),
                                                         CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S)
-                    batch = [(c, 1) for c in fresh or []]
+                    if fresh is None:
+                        continue
+                    batch = [(c, 1) for c in fresh]
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -217,7 +222,7 @@ class Worker:
                 lost_pools = True
                 continue
             except (RedisError, OSError) as exc:
-                await backoff.wait(f"claiming failed ({exc or 'no answer'})", self._stopping)
+                await backoff.wait(f"claiming failed ({str(exc) or type(exc).__name__})", self._stopping)
                 continue
             backoff.reset()
             for claimed, deliveries in batch:
@@ -233,20 +238,23 @@ class Worker:
                 self._tasks[claimed.job.id] = asyncio.create_task(runner)
 
     async def _unless_stopping(self, call: Coroutine[Any, Any, T], limit: float) -> T | None:
-        """`call`'s result, or None when the worker is asked to stop first. A call unanswered for `limit` seconds
-        raises TimeoutError: the link to Redis is dead (TCP alone would notice only after hours). Jobs Redis
-        handed out meanwhile stay pending and are reclaimed by another worker."""
+        """`call`'s result, or None when the worker is asked to stop before it ends (or before it starts: then it
+        never runs). A call unanswered for `limit` seconds raises TimeoutError: the link to Redis is dead (TCP
+        alone would notice only after hours). A result that arrives with the stop request is still returned, so
+        the jobs in it are handed back rather than left pending."""
+        if self._stopping.is_set():
+            call.close()
+            return None
         work = asyncio.ensure_future(asyncio.wait_for(call, limit))
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        if not work.done():
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            return None
-        return work.result()
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        return None if work.cancelled() else work.result()
 
     async def _dead_letter(self, claimed: Claimed, deliveries: int) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -84,6 +85,7 @@ class A1111HttpEngine:
         self._controlnets: dict[str, str] = {}
         self._running: str | None = None
         self._served = 0
+        self._figures = {"images_total": 0, "diffusion_seconds_total": 0.0}  # the WebUI tells no step counts
         self._background: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -133,7 +135,8 @@ class A1111HttpEngine:
         return self._models
 
     def stats(self) -> dict[str, Any]:
-        return {"served": self._served, "active": int(self._running is not None), "url": self.base}
+        return {"served": self._served, "active": int(self._running is not None), "url": self.base,
+                "images": dict(self._figures)}
 
     def skip(self, job_id: str) -> None:
         """Relay A1111's skip to the WebUI (which returns the skipped image half done, as A1111 does)."""
@@ -156,6 +159,7 @@ class A1111HttpEngine:
         request = asyncio.ensure_future(self._post(route, a1111_request(params, str(model["title"]),
                                                                         self._controlnets)))
         self._running = job.id
+        began = time.monotonic()
         try:
             await self._relay_progress(request, emit)
             status, body = await request
@@ -169,11 +173,13 @@ class A1111HttpEngine:
             raise
         finally:
             self._running = None
+            self._figures["diffusion_seconds_total"] += time.monotonic() - began
         if status != 200:
             code = status if status < 500 else 502
             return code, _error(code, f"the A1111 WebUI answered {status}: {body[:500].decode(errors='replace')}")
         answer = orjson.loads(body)
         self._served += 1
+        self._figures["images_total"] += len(answer.get("images") or [])
         return 200, orjson.dumps({"images": answer.get("images") or [], "info": answer.get("info") or "{}"})
 
     async def _post(self, route: str, body: dict[str, Any]) -> tuple[int, bytes]:

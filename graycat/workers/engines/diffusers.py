@@ -95,7 +95,7 @@ class DiffusersEngine:
 
     def stats(self) -> dict[str, Any]:
         return {"served": self._served, "loaded": self._loaded[0].model_name if self._loaded else None,
-                "device": self._device.name if self._device else None, "diffusers": dict(self._figures)}
+                "device": self._device.name if self._device else None, "images": dict(self._figures)}
 
     async def start(self) -> None:
         """Import torch, pick the device and load the first checkpoint, so a broken setup fails at start."""
@@ -175,8 +175,6 @@ class DiffusersEngine:
                   stop: threading.Event, skip: Skip) -> bytes:
         from graycat.workers.engines.sd_pipelines import generate, loras_applied, vae_applied
 
-        began = time.monotonic()
-
         def progress(job_no: int, step: int, steps: int, preview: Image.Image | None) -> None:
             self._figures["diffusion_steps_total"] += 1
             event: dict[str, Any] = {"job_no": job_no, "job_count": params.n_iter, "step": step, "steps": steps}
@@ -187,9 +185,11 @@ class DiffusersEngine:
         prompt = loras.parse(params.prompt)[0]  # the infotext keeps the tags, as A1111's does
         pipe = self._pipeline(files.checkpoint)
         with vae_applied(pipe, self._vae_module(files.vae)), loras_applied(pipe, files.loras):
+            controls = self._control_models(files.controlnets)
+            began = time.monotonic()  # generation time only: loading models is not counted
             try:
-                images = generate(pipe, replace(params, prompt=prompt), progress, stop,
-                                  self._control_models(files.controlnets), skip, self.preview_every)
+                images = generate(pipe, replace(params, prompt=prompt), progress, stop, controls, skip,
+                                  self.preview_every)
             finally:
                 self._figures["diffusion_seconds_total"] += time.monotonic() - began
         self._figures["images_total"] += len(images)
