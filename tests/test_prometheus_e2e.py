@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from graycat.metrics import GPU_GAUGES
+from graycat.metrics import GPU_GAUGES, ApiMetrics
 from tests.conftest import TOKEN, Cluster, Gateway, free_port, wait_until
 from tests.tiny_sd import build_models_folder
 
@@ -65,6 +65,18 @@ def metric_names(expr: str) -> set[str]:
         if word.lower() not in _KEYWORDS and following != "(":
             names.add(word)
     return names
+
+
+def test_series_every_replica_exports_are_counted_once() -> None:
+    """Worker and pool series come from Redis, so every api replica exports the same copy: a query must keep
+    one copy (max / min by) before adding them up, or three replicas show three times the work."""
+    local = {family.name for family in ApiMetrics().registry.collect()} | {"graycat_redis_up",
+                                                                          "graycat_redis_read_seconds"}
+    for where, expr in dashboard_queries() + alert_queries():
+        shared = {name for name in metric_names(expr) if name.startswith("graycat_")
+                  and re.sub(r"_(bucket|sum|count|total|created)$", "", name) not in local}
+        assert not shared or re.search(r"\b(max|min)\s*(by\s*\([^)]*\)\s*)?\(", expr), \
+            f"{where}: `{expr}` adds up the copies of {sorted(shared)} that each api replica exports"
 
 
 def test_metric_names_are_found_in_expressions() -> None:
