@@ -134,7 +134,7 @@ def main() -> None:
     assert binary, "no redis-server"
     redis_port, api_port = free_port(), free_port()
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", API_TOKENS=TOKEN, LOG_LEVEL="WARNING",
-               SD_THREADS=str(args.threads), SD_MAX_SIZE="4096")
+               SD_THREADS=str(args.threads), SD_MAX_SIZE="4096", RATE_LIMIT_RPM="0", RATE_LIMIT_CONCURRENCY="0")
     procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(name: str, *cmd: str) -> None:

@@ -50,6 +50,18 @@ def test_the_limit_holds_across_two_replicas_hammered_in_parallel(cluster: Clust
     assert refused[0].json()["error"]["code"] == "rate_limit_exceeded"
 
 
+def test_status_polls_do_not_use_up_the_per_minute_allowance(gateway: Gateway) -> None:
+    """A Unity client polls /sdapi/v1/progress every 0.5 s while it waits: 120 polls a minute at 60 rpm."""
+    secret = new_token(gateway, "poller", rpm=2)
+    with gateway.client(secret) as http:
+        polls = [http.get("/sdapi/v1/progress").status_code for _ in range(4)]
+        polls += [http.get("/jobs/no-such-job").status_code for _ in range(4)]
+        counted = [http.get("/v1/models").status_code for _ in range(3)]
+        late_poll = http.get("/sdapi/v1/progress")
+    assert polls == [200] * 4 + [404] * 4 and counted == [200, 200, 429]
+    assert late_poll.status_code == 200 and late_poll.headers["x-ratelimit-remaining"] == "0"
+
+
 def test_requests_in_flight_are_capped_and_released_when_streams_end(gateway: Gateway, null_worker: Proc) -> None:
     secret = new_token(gateway, "in-flight", concurrency=2)
     body = {"prompt": "go", "model": NULL, "stream": True}

@@ -172,7 +172,8 @@ return #entries
 # KEYS: the token's record (managed tokens), its requests of the last 60 s (a sliding window: no burst across
 # a window boundary), its in-flight set.
 # ARGV: managed (1/0), default requests per minute, default concurrency (0: no limit), now, the admission's
-# ticket (unique), oldest start an in-flight request may have, in-flight set ttl.
+# ticket (unique), oldest start an in-flight request may have, in-flight set ttl, counted (1: uses up the
+# per-minute allowance; 0: a status poll, refused only by the in-flight cap).
 # Returns {verdict, rpm limit, remaining, concurrency limit, reset, record...}: verdict 0 admitted, 1 unknown
 # token, 2 revoked, 3 expired, 4 over the requests per minute, 5 over the concurrent requests; reset: seconds
 # until enough requests leave the window for one more to be allowed. The window runs on Redis's clock (TIME),
@@ -198,7 +199,7 @@ if rpm > 0 then
   used = redis.call('ZCARD', KEYS[2])
   local leaving = redis.call('ZRANGE', KEYS[2], math.max(used - rpm, 0), math.max(used - rpm, 0), 'WITHSCORES')
   reset = leaving[2] and math.ceil(tonumber(leaving[2]) + 60 - clock) or 60
-  if used >= rpm then return {4, rpm, 0, conc, reset, unpack(record)} end
+  if ARGV[8] == '1' and used >= rpm then return {4, rpm, 0, conc, reset, unpack(record)} end
 end
 if conc > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[6])
@@ -206,7 +207,7 @@ if conc > 0 then
   redis.call('ZADD', KEYS[3], now, ARGV[5])
   redis.call('EXPIRE', KEYS[3], ARGV[7])
 end
-if rpm > 0 then
+if rpm > 0 and ARGV[8] == '1' then
   redis.call('ZADD', KEYS[2], clock, ARGV[5])
   redis.call('EXPIRE', KEYS[2], 61)
   used = used + 1
