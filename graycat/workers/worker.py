@@ -10,7 +10,7 @@ import socket
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import orjson
@@ -152,11 +152,22 @@ class Worker:
                     return
                 await backoff.wait(f"cannot reach Redis ({exc})", self._stopping)
         helpers = [asyncio.create_task(self._heartbeats(), name="heartbeat"),
-                   asyncio.create_task(self._listen_cancel(), name="cancel-listener")]
+                   asyncio.create_task(self._listen("cancel", self.consumer.cancellations, self._cancel))]
         if isinstance(self.engine, Rescans):
-            helpers.append(asyncio.create_task(self._listen_refresh(self.engine), name="refresh-listener"))
+            rescans = self.engine
+
+            async def refresh(request_id: str) -> None:
+                await self.refresh(rescans, request_id)
+
+            helpers.append(asyncio.create_task(self._listen("refresh", self.consumer.refreshes, refresh)))
         if isinstance(self.engine, Skips):
-            helpers.append(asyncio.create_task(self._listen_skip(self.engine), name="skip-listener"))
+            skips = self.engine
+
+            async def skip(job_id: str) -> None:
+                if job_id in self._held:
+                    skips.skip(job_id)
+
+            helpers.append(asyncio.create_task(self._listen("skip", self.consumer.skips, skip)))
         log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
         try:
             await self._claim_loop()
@@ -356,43 +367,24 @@ class Worker:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
 
-    async def _listen_cancel(self) -> None:
+    async def _listen(self, what: str, messages: Callable[[], AsyncIterator[str]],
+                      handle: Callable[[str], Awaitable[None]]) -> None:
+        """Handle each message of a pub/sub channel until cancelled, resubscribing after a lost connection."""
         while True:
             try:
-                async for job_id in self.consumer.cancellations():
-                    if job_id in self._held and job_id not in self._cancelled:
-                        self._cancelled.add(job_id)
-                        task = self._engine_tasks.get(job_id)
-                        if task is not None:
-                            task.cancel()
+                async for message in messages():
+                    await handle(message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("cancel listener lost Redis (%s); retrying", exc)
+                log.warning("%s listener lost Redis (%s); retrying", what, exc)
                 await asyncio.sleep(1.0)
 
-    async def _listen_refresh(self, engine: Rescans) -> None:
-        while True:
-            try:
-                async for request_id in self.consumer.refreshes():
-                    await self.refresh(engine, request_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("refresh listener lost Redis (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-
-    async def _listen_skip(self, engine: Skips) -> None:
-        while True:
-            try:
-                async for job_id in self.consumer.skips():
-                    if job_id in self._held:
-                        engine.skip(job_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("skip listener lost Redis (%s); retrying", exc)
-                await asyncio.sleep(1.0)
+    async def _cancel(self, job_id: str) -> None:
+        if job_id in self._held and job_id not in self._cancelled:
+            self._cancelled.add(job_id)
+            if (task := self._engine_tasks.get(job_id)) is not None:
+                task.cancel()
 
     async def refresh(self, engine: Rescans, request_id: str) -> None:
         """Rescan the engine's models, claim from the pools of the models found and announce them at once, with
