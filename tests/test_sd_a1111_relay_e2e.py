@@ -179,7 +179,7 @@ def test_txt2img_and_img2img_are_relayed_with_their_parameters(sd: str, webui: F
         assert [_png(i).getpixel((0, 0)) for i in answer["images"]] == [(7, 0, 0), (8, 0, 0)]
 
         mask = Image.new("L", (64, 64), 0)
-        control = {"enabled": True, "module": "none", "model": "control_canny", "image": _b64(mask)}
+        control = {"enabled": True, "module": "canny", "model": "control_canny", "image": _b64(mask), "threshold_a": 50}
         edit = http.post("/sdapi/v1/img2img", json={
             "prompt": "a cat", "seed": 3, "steps": 2, "width": 64, "height": 64, "denoising_strength": 0.4,
             "init_images": [_b64(Image.new("RGB", (64, 64)))], "mask": _b64(mask), "mask_blur": 2,
@@ -190,6 +190,7 @@ def test_txt2img_and_img2img_are_relayed_with_their_parameters(sd: str, webui: F
     assert _png(sent["init_images"][0]).size == (64, 64) and _png(sent["mask"]).mode == "L"
     [unit] = sent["alwayson_scripts"]["controlnet"]["args"]
     assert unit["model"] == "control_canny [a1b2c3d4]" and unit["weight"] == 1.0  # the WebUI's own name
+    assert (unit["module"], unit["threshold_a"], unit["threshold_b"]) == ("canny", 50, 200)  # its preprocessor
 
     made = len(answer["images"]) + len(edit.json()["images"])  # counted for the images dashboard
 

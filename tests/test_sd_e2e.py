@@ -245,7 +245,15 @@ def test_controlnet_units_guide_txt2img_and_img2img(sd: str) -> None:
             "alwayson_scripts": {"controlnet": {"args": [unit]}}})
         assert inpainted.status_code == 200, inpainted.text
         assert _png(inpainted.json()["images"][0]).convert("RGB").getpixel((60, 60)) == (255, 255, 255)
-        for bad, status in (({**unit, "model": "nope"}, 404), ({**unit, "module": "canny"}, 422),
+        outputs = {guided.json()["images"][0]}
+        for module in ("canny", "invert (from white bg & black line)"):  # run by the worker on the control image
+            made = http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"controlnet": {"args": [
+                {**unit, "module": module, "threshold_a": -1, "threshold_b": -1}]}}})
+            assert made.status_code == 200, made.text
+            outputs.add(made.json()["images"][0])
+        assert len(outputs) == 3  # each preprocessor gave the ControlNet another control image
+        for bad, status in (({**unit, "model": "nope"}, 404), ({**unit, "module": "depth_midas"}, 422),
+                            ({**unit, "module": "canny", "threshold_a": 200, "threshold_b": 100}, 422),
                             ({k: v for k, v in unit.items() if k != "image"}, 422), ({**unit, "weight": 3}, 422),
                             ({**unit, "image": "%%"}, 400)):
             resp = http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"controlnet": {"args": [bad]}}})

@@ -10,13 +10,17 @@ import orjson
 
 @dataclass(slots=True)
 class ControlUnit:
-    """One ControlNet unit: its model, the control image (None: the init image) and how strongly it guides."""
+    """One ControlNet unit: its model, the control image (None: the init image), the preprocessor to run on it
+    (graycat/images/preprocessors.py) and how strongly it guides."""
 
     model: str
     image: str | None = None
     weight: float = 1.0
     guidance_start: float = 0.0
     guidance_end: float = 1.0
+    module: str = "none"
+    threshold_a: float = 100.0
+    threshold_b: float = 200.0
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.errors import ApiError
-from graycat.images import codec, controlnets, loras, vaes
+from graycat.images import codec, controlnets, loras, preprocessors, vaes
 from graycat.images.params import ControlUnit, GenerationParams
 from graycat.images.samplers import UnknownSampler, resolve
 
@@ -18,7 +18,6 @@ MAX_SEED = 4294967295
 OUTPAINT = "poor man's outpainting"  # A1111's script: script_args [pixels, mask_blur, inpainting_fill, directions]
 SIDES = ("left", "up", "right", "down")
 CONTROLNET = "controlnet"
-NO_PREPROCESSOR = frozenset({"", "none"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +219,20 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
     return params
 
 
+def _thresholds(unit: dict[str, Any], module: str, where: str) -> tuple[float, float]:
+    """Canny's low and high thresholds (`threshold_a`, `threshold_b`; the extension sends -1 for its default)."""
+    raw: list[Any] = [unit.get("threshold_a"), unit.get("threshold_b")]
+    given = [default if value is None or value == -1 else value
+             for value, default in zip(raw, preprocessors.CANNY_DEFAULTS, strict=True)]
+    try:
+        low, high = float(given[0]), float(given[1])
+    except (TypeError, ValueError):
+        raise _bad(f"{where}: threshold_a and threshold_b must be numbers", "alwayson_scripts") from None
+    if module.lower() == preprocessors.CANNY and not 1 <= low <= high <= 255:
+        raise _bad(f"{where}: canny needs 1 <= threshold_a (low) <= threshold_b (high) <= 255", "alwayson_scripts")
+    return low, high
+
+
 def _control_units(req: Txt2ImgRequest, available: list[str]) -> list[ControlUnit]:
     """The enabled units of the A1111 ControlNet extension's `alwayson_scripts.controlnet.args`."""
     script = next((v for k, v in (req.alwayson_scripts or {}).items() if k.lower() == CONTROLNET), None) or {}
@@ -231,9 +244,10 @@ def _control_units(req: Txt2ImgRequest, available: list[str]) -> list[ControlUni
         where = f"alwayson_scripts.controlnet.args[{i}]"
         if not unit.get("enabled", True):
             continue
-        if str(unit.get("module") or "none").lower() not in NO_PREPROCESSOR:
-            raise _bad(f"{where}: preprocessor '{unit['module']}' is not run here; send the preprocessed control "
-                       "image with module 'none'", "alwayson_scripts")
+        module = str(unit.get("module") or "none")
+        if not preprocessors.known(module):
+            raise _bad(f"{where}: preprocessor '{module}' is not run here (only canny and invert); send the "
+                       "preprocessed control image with module 'none'", "alwayson_scripts")
         name = controlnets.find(str(unit.get("model") or ""), available)
         if name is None:
             raise _bad(f"{where}: ControlNet model '{unit.get('model')}' not found; available: "
@@ -257,7 +271,8 @@ def _control_units(req: Txt2ImgRequest, available: list[str]) -> list[ControlUni
         if not (0 <= weight <= 2 and 0 <= start < end <= 1):
             raise _bad(f"{where}: weight must be 0 to 2 and 0 <= guidance_start < guidance_end <= 1",
                        "alwayson_scripts")
-        units.append(ControlUnit(name, image, weight, start, end))
+        low, high = _thresholds(unit, module, where)
+        units.append(ControlUnit(name, image, weight, start, end, module.lower(), low, high))
     return units
 
 

@@ -56,8 +56,9 @@ def a1111_request(p: GenerationParams, title: str, controlnets: dict[str, str]) 
                                                                strict=True) if pixels]])
     if p.controlnets:
         body["alwayson_scripts"] = {"controlnet": {"args": [
-            {"enabled": True, "module": "none", "model": controlnets.get(u.model, u.model), "image": u.image,
-             "weight": u.weight, "guidance_start": u.guidance_start, "guidance_end": u.guidance_end}
+            {"enabled": True, "module": u.module, "model": controlnets.get(u.model, u.model), "image": u.image,
+             "weight": u.weight, "guidance_start": u.guidance_start, "guidance_end": u.guidance_end,
+             "threshold_a": u.threshold_a, "threshold_b": u.threshold_b}
             for u in p.controlnets]}}
     return body
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
-from graycat.images import codec
+from graycat.images import codec, preprocessors
 from graycat.images.checkpoints import Checkpoint
-from graycat.images.params import GenerationParams
+from graycat.images.params import ControlUnit, GenerationParams
 from graycat.images.samplers import resolve
 from graycat.workers.engines.sd_config import write_skeleton, write_vae_config
 
@@ -259,8 +259,7 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     if init is None and mask is not None:
         init = Image.new("RGB", (w, h), (127, 127, 127))
     soft_mask = mask.filter(ImageFilter.GaussianBlur(p.mask_blur)) if mask is not None and p.mask_blur else mask
-    control_images = [_resize(codec.decode(u.image).convert("RGB"), w, h, p.resize_mode) if u.image else init
-                      for u in p.controlnets]
+    control_images = [_control_image(u, init, w, h, p.resize_mode) for u in p.controlnets]
     control = _controlnet(control_models)
     crop = _crop_box(mask, p.inpaint_full_res_padding, w, h) if mask is not None and p.mask and p.inpaint_full_res \
         else None
@@ -325,6 +324,12 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     finally:
         _set_tiling(pipe, False)
     return images
+
+
+def _control_image(unit: ControlUnit, init: Image.Image | None, w: int, h: int, resize_mode: int) -> Image.Image | None:
+    """A unit's control image (its own, else the init image) at the job's size, through its preprocessor."""
+    image = _resize(codec.decode(unit.image).convert("RGB"), w, h, resize_mode) if unit.image else init
+    return None if image is None else preprocessors.run(unit.module, image, unit.threshold_a, unit.threshold_b)
 
 
 def _controlnet(models: list[Any] | None) -> Any:
