@@ -13,6 +13,7 @@ from PIL import Image
 from graycat.api.dialects import a1111
 from graycat.api.errors import ApiError
 from graycat.images import checkpoints, codec, infotext, loras
+from graycat.images.params import GenerationParams, HiresFix
 from graycat.images.samplers import SAMPLERS, SCHEDULES, UnknownSampler, resolve
 
 LIMITS = a1111.Limits(max_size=1024, max_steps=100, max_images=8)
@@ -148,3 +149,48 @@ def test_vae_choice() -> None:
     req = a1111.Txt2ImgRequest(width=64, height=64, override_settings={"sd_vae": "clear.safetensors"})
     assert a1111.to_params(req, checkpoint="m", model=MODEL, saved={"CLIP_stop_at_last_layers": "2"}, limits=LIMITS,
                            random_seeds=(1, 2)).vae == "clear.safetensors"
+
+
+def _hires(**fields: object) -> GenerationParams:
+    req = a1111.Txt2ImgRequest(width=64, height=48, steps=4, enable_hr=True, **fields)  # type: ignore[arg-type]
+    return a1111.to_params(req, checkpoint="m", model=MODEL, saved={}, limits=LIMITS, random_seeds=(1, 2))
+
+
+def test_hires_fix_sizes_upscalers_and_second_pass_settings() -> None:
+    plain = _hires()
+    assert plain.hires == HiresFix(128, 96, "Latent", 0, 0.75)  # A1111's defaults: x2, Latent, same steps
+    assert _hires(hr_resize_x=100).hires.width == 96 and _hires(hr_resize_x=100).hires.height == 72  # type: ignore
+    made = _hires(hr_scale=1.5, hr_upscaler="lanczos", hr_second_pass_steps=3, denoising_strength=0.4,
+                  hr_sampler_name="DPM++ 2M Karras", hr_prompt="sharp").hires
+    assert made == HiresFix(96, 72, "Lanczos", 3, 0.4, "DPM++ 2M", "karras", "sharp", "")
+    same = _hires(hr_sampler_name="Use same sampler", hr_checkpoint_name="Use same checkpoint").hires
+    assert same is not None and same.sampler == ""
+    assert GenerationParams.from_json(plain.to_json()) == plain
+    assert a1111.to_params(a1111.Img2ImgRequest(width=64, height=64, enable_hr=True, init_images=[_b64(
+        Image.new("RGB", (64, 64)))]), checkpoint="m", model=MODEL, saved={}, limits=LIMITS,
+        random_seeds=(1, 2)).hires is None  # A1111's img2img has no hires fix
+
+
+@pytest.mark.parametrize(("fields", "status", "param"), [
+    ({"hr_resize_x": 2048}, 422, "hr_resize_x"),  # over SD_MAX_SIZE
+    ({"hr_upscaler": "R-ESRGAN 4x+"}, 400, "hr_upscaler"),
+    ({"hr_second_pass_steps": 500}, 422, "hr_second_pass_steps"),
+    ({"hr_checkpoint_name": "other"}, 422, "hr_checkpoint_name"),
+    ({"hr_sampler_name": "Nope"}, 400, "hr_sampler_name"),
+    ({"hr_resize_x": 32, "hr_resize_y": 32}, 422, "hr_resize_x"),
+])
+def test_bad_hires_settings_are_refused_with_the_field(fields: dict[str, object], status: int, param: str) -> None:
+    with pytest.raises(ApiError) as err:
+        _hires(**fields)
+    assert err.value.status == status and err.value.param == param
+
+
+def test_the_relay_asks_the_webui_for_the_same_hires_fix() -> None:
+    from graycat.workers.engines.a1111_http import a1111_request
+
+    sent = a1111_request(_hires(hr_upscaler="Nearest", hr_sampler_name="Euler", hr_second_pass_steps=3), "m [1]", {})
+    assert {k: sent[k] for k in ("enable_hr", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_second_pass_steps",
+                                 "denoising_strength", "hr_sampler_name")} == {
+        "enable_hr": True, "hr_resize_x": 128, "hr_resize_y": 96, "hr_upscaler": "Nearest",
+        "hr_second_pass_steps": 3, "denoising_strength": 0.75, "hr_sampler_name": "Euler"}
+    assert "enable_hr" not in a1111_request(GenerationParams("m", "a cat", 1, 64, 64, 4), "m [1]", {})

@@ -220,6 +220,28 @@ def test_outpainting_grows_the_canvas_and_keeps_the_image(sd: str) -> None:
         assert bad.status_code == 422 and bad.json()["param"] == "script_args"
 
 
+def test_hires_fix_upscales_then_denoises_again(sd: str) -> None:
+    body = {"prompt": "a cat", "seed": 5, **SMALL, "override_settings": {"sd_model_checkpoint": "tiny"}}
+    with _bearer(sd) as http:
+        first = _png(http.post("/sdapi/v1/txt2img", json=body).json()["images"][0]).convert("RGB")
+        upscaled = http.post("/sdapi/v1/txt2img", json={**body, "enable_hr": True, "hr_upscaler": "Lanczos",
+                                                        "denoising_strength": 0})
+        assert upscaled.status_code == 200, upscaled.text
+        image = _png(upscaled.json()["images"][0]).convert("RGB")
+        assert image.size == (128, 128)  # hr_scale 2, and no second pass at strength 0: the first pass, resized
+        assert image.tobytes() == first.resize((128, 128), Image.Resampling.LANCZOS).tobytes()
+        hires = {**body, "enable_hr": True, "hr_scale": 1.5, "hr_second_pass_steps": 2, "denoising_strength": 0.6}
+        answers = [http.post("/sdapi/v1/txt2img", json=hires).json() for _ in range(2)]
+        assert http.get("/sdapi/v1/upscalers").json()[0]["name"] == "None"
+        assert {"name": "Latent"} in http.get("/sdapi/v1/latent-upscale-modes").json()
+    made = _png(answers[0]["images"][0]).convert("RGB")
+    assert made.size == (96, 96) and answers[0]["images"] == answers[1]["images"]  # the same seed, the same image
+    assert made.tobytes() != first.resize((96, 96), Image.Resampling.BILINEAR).tobytes()  # denoised again
+    text = json.loads(answers[0]["info"])["infotexts"][0]
+    assert "Hires resize: 96x96" in text and "Hires upscaler: Latent" in text and "Hires steps: 2" in text
+    assert "Denoising strength: 0.6" in text and "Size: 64x64" in text
+
+
 def test_controlnet_units_guide_txt2img_and_img2img(sd: str) -> None:
     control = Image.new("RGB", (64, 64), (255, 255, 255))
     control.paste((0, 0, 0), (8, 8, 40, 40))

@@ -23,6 +23,22 @@ class ControlUnit:
     threshold_b: float = 200.0
 
 
+@dataclass(frozen=True, slots=True)
+class HiresFix:
+    """A1111's hires fix: each txt2img image is upscaled to `width` x `height` and denoised again (img2img).
+    An empty sampler, schedule or prompt means the first pass's; 0 steps too."""
+
+    width: int
+    height: int
+    upscaler: str = "Latent"
+    steps: int = 0
+    denoising_strength: float = 0.75
+    sampler: str = ""
+    schedule: str = ""
+    prompt: str = ""
+    negative_prompt: str = ""
+
+
 @dataclass(slots=True)
 class GenerationParams:
     """Everything a worker needs to run one request; seeds are already chosen (a rerun gives the same images)."""
@@ -57,6 +73,7 @@ class GenerationParams:
     resize_mode: int = 0
     outpaint: list[int] | None = None  # pixels added (left, up, right, down); width and height include them
     controlnets: list[ControlUnit] = field(default_factory=list)
+    hires: HiresFix | None = None
     send_images: bool = True
 
     def to_json(self) -> bytes:
@@ -66,4 +83,6 @@ class GenerationParams:
     def from_json(cls, data: bytes) -> GenerationParams:
         values: dict[str, Any] = orjson.loads(data)
         values["controlnets"] = [ControlUnit(**unit) for unit in values.get("controlnets", [])]
+        if values.get("hires"):
+            values["hires"] = HiresFix(**values["hires"])
         return cls(**values)

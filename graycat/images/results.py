@@ -17,11 +17,15 @@ from graycat.images.samplers import resolve
 def _settings(p: GenerationParams, model: dict[str, Any], seed: int, subseed: int) -> dict[str, Any]:
     choice = resolve(p.sampler, p.schedule)
     img2img = p.mode == "img2img"
+    hires = p.hires
     return {"Steps": p.steps, "Sampler": choice.sampler.name,
             "Schedule type": choice.schedule.label if choice.schedule.name != "automatic" else None,
             "CFG scale": p.cfg_scale, "Seed": seed, "Size": f"{p.width}x{p.height}",
             "Model hash": model.get("hash"), "Model": model.get("model_name"), "VAE": p.vae,
-            "Denoising strength": p.denoising_strength if img2img else None,
+            "Denoising strength": p.denoising_strength if img2img else hires.denoising_strength if hires else None,
+            "Hires resize": f"{hires.width}x{hires.height}" if hires else None,
+            "Hires steps": hires.steps or None if hires else None,
+            "Hires upscaler": hires.upscaler if hires else None,
             "Clip skip": p.clip_skip if p.clip_skip > 1 else None,
             "Mask blur": p.mask_blur if p.mask else None,
             "Variation seed": subseed if p.subseed_strength else None,

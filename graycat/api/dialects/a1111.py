@@ -10,8 +10,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.errors import ApiError
-from graycat.images import codec, controlnets, loras, preprocessors, vaes
-from graycat.images.params import ControlUnit, GenerationParams
+from graycat.images import codec, controlnets, loras, preprocessors, upscalers, vaes
+from graycat.images.params import ControlUnit, GenerationParams, HiresFix
 from graycat.images.samplers import UnknownSampler, resolve
 
 MAX_SEED = 4294967295
@@ -51,6 +51,16 @@ class Txt2ImgRequest(BaseModel):
     eta: float | None = Field(None, ge=0, le=1)
     denoising_strength: float | None = Field(None, ge=0, le=1)
     enable_hr: bool = False
+    hr_scale: float = Field(2.0, ge=1, le=8)
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int = Field(0, ge=0)
+    hr_resize_x: int = Field(0, ge=0)
+    hr_resize_y: int = Field(0, ge=0)
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
     override_settings: dict[str, Any] | None = None
     script_name: str | None = None
     script_args: list[Any] = Field(default_factory=list)
@@ -133,8 +143,6 @@ def _check(req: Txt2ImgRequest, limits: Limits) -> None:
         if script and name.lower() != CONTROLNET:
             raise _bad(f"always-on script '{name}' not found: of the A1111 extensions this server runs ControlNet "
                        "only", "alwayson_scripts")
-    if req.enable_hr:
-        raise _bad("enable_hr (hires fix) is not supported by this server", "enable_hr")
 
 
 def _image(data: str, param: str) -> tuple[int, int]:
@@ -196,6 +204,9 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
         sampler=choice.sampler.name, schedule=choice.schedule.name, steps=req.steps, cfg_scale=req.cfg_scale,
         width=req.width, height=req.height, batch_size=req.batch_size, n_iter=req.n_iter, clip_skip=clip,
         tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images, vae=vae, controlnets=units)
+    if req.enable_hr and not isinstance(req, Img2ImgRequest):  # A1111's img2img has no hires fix
+        params.hires = _hires(req, limits)
+        check_loras(req.hr_prompt, model.get("loras", []), "hr_prompt")
     if isinstance(req, Img2ImgRequest):
         if not req.init_images:
             raise _bad("init_images: img2img needs at least one base64 image", "init_images")
@@ -217,6 +228,45 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
         if req.script_name:
             _outpainting(req, params, limits)
     return params
+
+
+def _hires(req: Txt2ImgRequest, limits: Limits) -> HiresFix:
+    """The second pass of A1111's hires fix: to `hr_resize_x` x `hr_resize_y` (one of them 0: the other keeps the
+    aspect ratio) or `hr_scale` times the size, rounded down to multiples of 8."""
+    if req.hr_checkpoint_name not in (None, "", "Use same checkpoint"):
+        raise _bad("hr_checkpoint_name: the hires pass runs on the request's own checkpoint here", "hr_checkpoint_name")
+    if req.hr_resize_x or req.hr_resize_y:
+        width = req.hr_resize_x or round(req.hr_resize_y * req.width / req.height)
+        height = req.hr_resize_y or round(req.hr_resize_x * req.height / req.width)
+    else:
+        width, height = round(req.width * req.hr_scale), round(req.height * req.hr_scale)
+    width, height = width // 8 * 8, height // 8 * 8
+    if width < req.width or height < req.height:
+        raise _bad(f"the hires size {width}x{height} is smaller than the image ({req.width}x{req.height})",
+                   "hr_resize_x")
+    if max(width, height) > limits.max_size:
+        raise _bad(f"the hires size {width}x{height} is over this server's maximum of {limits.max_size} "
+                   "(SD_MAX_SIZE)", "hr_resize_x" if req.hr_resize_x or req.hr_resize_y else "hr_scale")
+    if req.hr_second_pass_steps > limits.max_steps:
+        raise _bad(f"hr_second_pass_steps {req.hr_second_pass_steps} is over this server's maximum of "
+                   f"{limits.max_steps} (SD_MAX_STEPS)", "hr_second_pass_steps")
+    try:
+        upscaler = upscalers.find(req.hr_upscaler)
+    except KeyError:
+        raise _bad(f"upscaler '{req.hr_upscaler}' not found; available: {', '.join(upscalers.UPSCALERS)}",
+                   "hr_upscaler", 400, "unknown_upscaler") from None
+    sampler = schedule = ""
+    same = {None, "", "Use same sampler", "Use same scheduler"}
+    if req.hr_sampler_name not in same or req.hr_scheduler not in same:
+        name = req.hr_sampler_name if req.hr_sampler_name not in same else req.sampler_name or req.sampler_index
+        try:
+            choice = resolve(name, req.hr_scheduler if req.hr_scheduler not in same else req.scheduler)
+        except UnknownSampler as exc:
+            raise _bad(str(exc), "hr_sampler_name", 400, "unknown_sampler") from None
+        sampler, schedule = choice.sampler.name, choice.schedule.name
+    strength = 0.75 if req.denoising_strength is None else req.denoising_strength
+    return HiresFix(width, height, upscaler, req.hr_second_pass_steps, strength, sampler, schedule, req.hr_prompt,
+                    req.hr_negative_prompt)
 
 
 def _thresholds(unit: dict[str, Any], module: str, where: str) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from graycat.api.auth import require_token_or_basic
 from graycat.api.dialects import a1111
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
-from graycat.images import codec, infotext
+from graycat.images import codec, infotext, upscalers
 from graycat.images.samplers import sampler_list, schedule_list
 from graycat.jobs import TERMINAL_STATES
 from graycat.queue import image_state
@@ -112,6 +112,17 @@ async def samplers() -> Response:
 @router.get("/schedulers", summary="Schedule types this server runs")
 async def schedulers() -> Response:
     return json_response(schedule_list())
+
+
+@router.get("/upscalers", summary="Upscalers of the hires fix (enable_hr) this server runs")
+async def upscaler_list() -> Response:
+    return json_response([{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+                          for name in upscalers.UPSCALERS if not name.startswith("Latent")])
+
+
+@router.get("/latent-upscale-modes", summary="Latent upscale modes of the hires fix")
+async def latent_upscale_modes() -> Response:
+    return json_response([{"name": name} for name in upscalers.UPSCALERS if name.startswith("Latent")])
 
 
 @router.get("/progress", summary="Progress of the token's current generation, with a live preview")

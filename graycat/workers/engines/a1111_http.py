@@ -54,6 +54,13 @@ def a1111_request(p: GenerationParams, title: str, controlnets: dict[str, str]) 
                     script_args=[max(p.outpaint), p.mask_blur, p.inpainting_fill,
                                  [side for side, pixels in zip(("left", "up", "right", "down"), p.outpaint,
                                                                strict=True) if pixels]])
+    if p.hires is not None:
+        h = p.hires
+        body.update(enable_hr=True, hr_resize_x=h.width, hr_resize_y=h.height, hr_upscaler=h.upscaler,
+                    hr_second_pass_steps=h.steps, denoising_strength=h.denoising_strength, hr_prompt=h.prompt,
+                    hr_negative_prompt=h.negative_prompt)
+        if h.sampler:
+            body.update(hr_sampler_name=h.sampler, hr_scheduler=h.schedule)
     if p.controlnets:
         body["alwayson_scripts"] = {"controlnet": {"args": [
             {"enabled": True, "module": u.module, "model": controlnets.get(u.model, u.model), "image": u.image,

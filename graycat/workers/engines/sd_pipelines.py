@@ -6,10 +6,11 @@ there, so a cancelled job ends within one step.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
-from graycat.images import codec, preprocessors
+from graycat.images import codec, preprocessors, upscalers
 from graycat.images.checkpoints import Checkpoint
-from graycat.images.params import ControlUnit, GenerationParams
+from graycat.images.params import ControlUnit, GenerationParams, HiresFix
 from graycat.images.samplers import resolve
 from graycat.workers.engines.sd_config import write_skeleton, write_vae_config
 
@@ -278,14 +279,16 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
             seeds = list(range(first, first + p.batch_size))
             subseeds = list(range(p.subseed + k * p.batch_size, p.subseed + (k + 1) * p.batch_size))
 
-            def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], k: int = k) -> dict[str, Any]:
+            def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], k: int = k,
+                        done: int = 0) -> dict[str, Any]:
+                """After each step; `done`: the steps of earlier passes (the hires fix's first)."""
                 if stop.is_set():
                     raise Interrupted
                 if skip is not None:
                     skip.check()
                 preview = latent_preview(kwargs["latents"]) if preview_every and (step + 1) % preview_every == 0 \
                     else None
-                progress(k, step + 1, int(_pipe.num_timesteps), preview)
+                progress(k, done + step + 1, done + int(_pipe.num_timesteps), preview)
                 return kwargs
 
             pipe.scheduler = _scheduler(pipe, p, seeds[0])
@@ -317,6 +320,9 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
                     runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
                     out = runner(width=w, height=h, latents=latents, **run,
                                  **_control_args(p, control_images, "image")).images
+                    if p.hires is not None:
+                        out = _hires_pass(pipe, p, p.hires, out, {**run, "callback_on_step_end": functools.partial(
+                            on_step, done=p.steps)})
             except _Skipped:
                 skip.skipped.append(k)  # type: ignore[union-attr]  # only raised with a Skip
                 continue
@@ -324,6 +330,25 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     finally:
         _set_tiling(pipe, False)
     return images
+
+
+def _hires_pass(pipe: Any, p: GenerationParams, hires: HiresFix, images: list[Image.Image],
+                run: dict[str, Any]) -> list[Image.Image]:
+    """The hires fix's second pass: each image upscaled to the hires size, then denoised again (img2img) with
+    the same seed, on the hires sampler and prompts where they are given."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    big = [upscalers.upscale(image, hires.upscaler, hires.width, hires.height) for image in images]
+    if hires.denoising_strength <= 0:
+        return big
+    pipe.scheduler = _scheduler(pipe, replace(p, sampler=hires.sampler or p.sampler,
+                                              schedule=hires.schedule or p.schedule), p.seed)
+    negative = hires.negative_prompt or p.negative_prompt
+    second = {**run, "prompt": [hires.prompt or p.prompt] * len(big),
+              "negative_prompt": [negative] * len(big) if negative else None,
+              "num_inference_steps": hires.steps or p.steps, "num_images_per_prompt": 1}
+    runner = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline", None)
+    return list(runner(image=big, strength=hires.denoising_strength, **second).images)
 
 
 def _control_image(unit: ControlUnit, init: Image.Image | None, w: int, h: int, resize_mode: int) -> Image.Image | None:
