@@ -50,6 +50,17 @@ def test_the_limit_holds_across_two_replicas_hammered_in_parallel(cluster: Clust
     assert refused[0].json()["error"]["code"] == "rate_limit_exceeded"
 
 
+def test_status_polls_need_no_place_in_flight(gateway: Gateway, null_worker: Proc) -> None:
+    secret = new_token(gateway, "one-at-a-time", concurrency=1)
+    body = {"prompt": "go", "model": NULL, "stream": True}
+    with gateway.client(secret) as http, http.stream("POST", "/completion", json=body) as stream:
+        lines = stream.iter_lines()  # kept: a dropped line iterator closes the stream, which cancels the job
+        next(lines)  # the generation holds the token's one place while it streams
+        assert http.get("/sdapi/v1/progress").status_code == 200  # its progress can still be watched
+        assert http.get("/v1/models").status_code == 429  # anything else waits for the place
+        assert any('"stop":true' in line for line in lines)
+
+
 def test_status_polls_do_not_use_up_the_per_minute_allowance(gateway: Gateway) -> None:
     """A Unity client polls /sdapi/v1/progress every 0.5 s while it waits: 120 polls a minute at 60 rpm."""
     secret = new_token(gateway, "poller", rpm=2)

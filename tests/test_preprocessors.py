@@ -29,6 +29,14 @@ def test_canny_draws_a_one_pixel_outline_of_a_square() -> None:
     assert preprocessors.run("Canny", _square(255), 100, 200).mode == "RGB"
 
 
+def test_canny_sees_colour_edges_of_equal_brightness() -> None:
+    image = Image.new("RGB", (64, 64), (200, 0, 0))
+    ImageDraw.Draw(image).rectangle((16, 16, 47, 47), fill=(0, 102, 0))  # the same grey as the red
+    grey = image.convert("L")
+    assert grey.getpixel((0, 0)) == grey.getpixel((32, 32))
+    assert _edges(image).sum() > 100
+
+
 def test_canny_thresholds_decide_which_edges_count() -> None:
     faint = _square(110, 100)  # a step of 10 grey levels: a Sobel magnitude of about 40 to 80
     assert not _edges(faint).any()

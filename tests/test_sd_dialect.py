@@ -158,11 +158,26 @@ def _hires(**fields: object) -> GenerationParams:
 
 def test_hires_fix_sizes_upscalers_and_second_pass_settings() -> None:
     plain = _hires()
-    assert plain.hires == HiresFix(128, 96, "Latent", 0, 0.75)  # A1111's defaults: x2, Latent, same steps
+    assert plain.hires == HiresFix(128, 96, "Latent", 0, denoising_strength=0.75)  # A1111's: x2, Latent, same steps
     assert _hires(hr_resize_x=100).hires.width == 96 and _hires(hr_resize_x=100).hires.height == 72  # type: ignore
     made = _hires(hr_scale=1.5, hr_upscaler="lanczos", hr_second_pass_steps=3, denoising_strength=0.4,
                   hr_sampler_name="DPM++ 2M Karras", hr_prompt="sharp").hires
-    assert made == HiresFix(96, 72, "Lanczos", 3, 0.4, "DPM++ 2M", "karras", "sharp", "")
+    assert made == HiresFix(96, 72, "Lanczos", 3, denoising_strength=0.4, sampler="DPM++ 2M", schedule="karras",
+                            prompt="sharp")
+    assert _hires(hr_scale=1.265).hires.width == 80  # type: ignore[union-attr]  # int(64 x 1.265) = 80
+    covered = _hires(hr_resize_x=128, hr_resize_y=128).hires  # 64x48 covers 128x128 at 170x128, then crops
+    assert covered is not None and (covered.width, covered.height) == (128, 128)
+    assert (covered.upscale_width, covered.upscale_height) == (170, 128)
+    nulls = {f"hr_{name}": None for name in ("scale", "upscaler", "second_pass_steps", "resize_x", "resize_y",
+                                             "checkpoint_name", "sampler_name", "scheduler", "prompt",
+                                             "negative_prompt")}
+    assert _hires(**nulls).hires == plain.hires  # A1111 clients send null for what they leave alone
+    unused = a1111.Txt2ImgRequest(width=64, height=64, enable_hr=False, hr_scale=0, hr_second_pass_steps=-1)
+    assert a1111.to_params(unused, checkpoint="m", model=MODEL, saved={}, limits=LIMITS,
+                           random_seeds=(1, 2)).hires is None  # not checked unless enable_hr
+    titled = {**MODEL, "title": "m.safetensors [abc]", "model_name": "m"}
+    req = a1111.Txt2ImgRequest(width=64, height=64, enable_hr=True, hr_checkpoint_name="m.safetensors [abc]")
+    assert a1111.to_params(req, checkpoint="m", model=titled, saved={}, limits=LIMITS, random_seeds=(1, 2)).hires
     same = _hires(hr_sampler_name="Use same sampler", hr_checkpoint_name="Use same checkpoint").hires
     assert same is not None and same.sampler == ""
     assert GenerationParams.from_json(plain.to_json()) == plain
@@ -178,6 +193,9 @@ def test_hires_fix_sizes_upscalers_and_second_pass_settings() -> None:
     ({"hr_checkpoint_name": "other"}, 422, "hr_checkpoint_name"),
     ({"hr_sampler_name": "Nope"}, 400, "hr_sampler_name"),
     ({"hr_resize_x": 32, "hr_resize_y": 32}, 422, "hr_resize_x"),
+    ({"hr_scale": 0.5}, 422, "hr_scale"),
+    ({"hr_prompt": "sharp <lora:ink:0.5>"}, 422, "hr_prompt"),  # the first pass has no LoRA
+    ({"hr_prompt": "<lora:nope:1>"}, 400, "hr_prompt"),
 ])
 def test_bad_hires_settings_are_refused_with_the_field(fields: dict[str, object], status: int, param: str) -> None:
     with pytest.raises(ApiError) as err:

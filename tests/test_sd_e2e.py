@@ -232,6 +232,9 @@ def test_hires_fix_upscales_then_denoises_again(sd: str) -> None:
         assert image.tobytes() == first.resize((128, 128), Image.Resampling.LANCZOS).tobytes()
         hires = {**body, "enable_hr": True, "hr_scale": 1.5, "hr_second_pass_steps": 2, "denoising_strength": 0.6}
         answers = [http.post("/sdapi/v1/txt2img", json=hires).json() for _ in range(2)]
+        inpainting = http.post("/sdapi/v1/txt2img", json={**hires, "override_settings": {
+            "sd_model_checkpoint": "tiny-inpaint"}})  # a 9-channel model: its second pass inpaints everything
+        assert inpainting.status_code == 200 and _png(inpainting.json()["images"][0]).size == (96, 96)
         assert http.get("/sdapi/v1/upscalers").json()[0]["name"] == "None"
         assert {"name": "Latent"} in http.get("/sdapi/v1/latent-upscale-modes").json()
     made = _png(answers[0]["images"][0]).convert("RGB")

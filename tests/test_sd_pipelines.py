@@ -12,7 +12,7 @@ import torch
 
 from graycat.images import loras
 from graycat.images.checkpoints import scan
-from graycat.images.params import GenerationParams
+from graycat.images.params import GenerationParams, HiresFix
 from graycat.images.samplers import SAMPLERS
 from graycat.workers.engines.sd_config import UnsupportedCheckpoint, configs, shapes, write_clip_tokenizer
 from graycat.workers.engines.sd_pipelines import Device, Interrupted, generate, load, loras_applied
@@ -146,3 +146,21 @@ def test_previews_every_n_steps_at_the_latent_size(pipes: dict[str, Any]) -> Non
     params = GenerationParams(checkpoint="x", prompt="p", seed=1, width=64, height=48, steps=5, batch_size=2)
     generate(pipes["tiny"], params, progress, threading.Event(), preview_every=2)
     assert sizes == [(1, None), (2, (8, 6)), (3, None), (4, (8, 6)), (5, None)]
+
+
+def test_hires_progress_runs_over_both_passes(pipes: dict[str, Any]) -> None:
+    seen: list[tuple[int, int, int]] = []
+    hires = HiresFix(96, 96, "Lanczos", steps=4, denoising_strength=0.5)  # its second pass: 4 x 0.5 = 2 steps
+    params = GenerationParams(checkpoint="x", prompt="p", seed=1, width=64, height=64, steps=3, n_iter=2,
+                              hires=hires)
+    images = generate(pipes["tiny"], params, lambda k, step, steps, _: seen.append((k, step, steps)),
+                      threading.Event())
+    assert [image.size for image in images] == [(96, 96), (96, 96)]
+    assert seen == [(k, step, 5) for k in (0, 1) for step in range(1, 6)]  # never backwards, one total
+
+
+def test_the_hires_sampler_does_not_leak_into_the_next_first_pass(pipes: dict[str, Any]) -> None:
+    alone = _run(pipes["tiny"], sampler="DPM++ 2M", steps=3, seed=8)[0]
+    hires = HiresFix(64, 64, "Nearest", steps=2, denoising_strength=0.5, sampler="DPM++ 2M SDE", schedule="karras")
+    _run(pipes["tiny"], sampler="DPM++ 2M", steps=3, hires=hires)  # leaves the Karras SDE scheduler behind
+    assert np.array_equal(_run(pipes["tiny"], sampler="DPM++ 2M", steps=3, seed=8)[0], alone)

@@ -23,7 +23,8 @@ from graycat.tokens import TokenInfo, fingerprint, token_hash
 log = logging.getLogger(__name__)
 USAGE_DAYS = 40  # days a token's daily usage is kept
 # Status polls clients send every half second while a job runs (A1111's progress, a job's state): they are
-# authenticated and take a place in flight, but do not use up the per-minute allowance.
+# authenticated, but neither use up the per-minute allowance nor take a place in flight (the generation they
+# watch holds one already).
 POLLS = frozenset({("GET", "/sdapi/v1/progress"), ("GET", "/jobs/{job_id}")})
 STATE_KEY = "graycat_caller"  # where the admitted caller lives in the ASGI scope's state
 _REFUSED = {1: ("invalid API token", "invalid_api_key"), 2: ("this API token was revoked", "revoked_api_key"),
@@ -75,8 +76,9 @@ async def admit(request: Request, secret: str, *, static: bool, admin: bool, cha
         "EVAL", scripts.ADMIT, 3, keys.token(token_hash(secret)), keys.recent_requests(owner),
         keys.in_flight(owner), 0 if static else 1, settings.rate_limit_rpm, settings.rate_limit_concurrency,
         repr(now), ticket, repr(now - settings.job_timeout - settings.queue_timeout), settings.record_ttl(),
-        0 if _is_poll(request) else 1))
+        0 if (poll := _is_poll(request)) else 1))
     verdict, rpm, remaining, concurrency, reset = (int(v) for v in reply[:5])
+    concurrency = 0 if poll else concurrency  # nothing to take out of the in-flight set at the end
     record: list[bytes] = reply[5:]
     if verdict in _REFUSED:
         message, code = _REFUSED[verdict]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
 
 import orjson
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -32,6 +34,8 @@ class HiresFix:
     height: int
     upscaler: str = "Latent"
     steps: int = 0
+    upscale_width: int = 0  # both hr_resize sides given: upscale to cover them (0: width, height), then crop
+    upscale_height: int = 0
     denoising_strength: float = 0.75
     sampler: str = ""
     schedule: str = ""
@@ -82,7 +86,13 @@ class GenerationParams:
     @classmethod
     def from_json(cls, data: bytes) -> GenerationParams:
         values: dict[str, Any] = orjson.loads(data)
-        values["controlnets"] = [ControlUnit(**unit) for unit in values.get("controlnets", [])]
+        values["controlnets"] = [_known(ControlUnit, unit) for unit in values.get("controlnets", [])]
         if values.get("hires"):
-            values["hires"] = HiresFix(**values["hires"])
-        return cls(**values)
+            values["hires"] = _known(HiresFix, values["hires"])
+        return _known(cls, values)
+
+
+def _known(kind: type[T], values: dict[str, Any]) -> T:
+    """`kind` from the fields it has: a job written by a newer api still runs on an older worker."""
+    names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+    return kind(**{k: v for k, v in values.items() if k in names})

@@ -54,7 +54,8 @@ def result_body(p: GenerationParams, model: dict[str, Any], images: list[Image.I
             "face_restoration_model": None, "sd_model_name": model.get("model_name"),
             "sd_model_hash": model.get("hash"), "sd_vae_name": p.vae, "sd_vae_hash": None,
             "seed_resize_from_w": -1, "seed_resize_from_h": -1,
-            "denoising_strength": p.denoising_strength if p.mode == "img2img" else 0,
+            "denoising_strength": p.denoising_strength if p.mode == "img2img"
+            else p.hires.denoising_strength if p.hires else 0,
             "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": texts, "styles": [],
             "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "clip_skip": p.clip_skip,
             "is_using_inpainting_conditioning": False, "version": f"graycat {__version__}"}

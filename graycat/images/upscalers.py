@@ -17,7 +17,7 @@ DEFAULT = "Latent"
 
 def find(name: str | None) -> str:
     """The upscaler `name` means (case-insensitive; empty: A1111's default, Latent). KeyError when unknown."""
-    if not name:
+    if not name or not name.strip():
         return DEFAULT
     for known in UPSCALERS:
         if known.lower() == name.strip().lower():

@@ -173,7 +173,7 @@ return #entries
 # a window boundary), its in-flight set.
 # ARGV: managed (1/0), default requests per minute, default concurrency (0: no limit), now, the admission's
 # ticket (unique), oldest start an in-flight request may have, in-flight set ttl, counted (1: uses up the
-# per-minute allowance; 0: a status poll, refused only by the in-flight cap).
+# per-minute allowance and takes a place in flight; 0: a status poll, which does neither).
 # Returns {verdict, rpm limit, remaining, concurrency limit, reset, record...}: verdict 0 admitted, 1 unknown
 # token, 2 revoked, 3 expired, 4 over the requests per minute, 5 over the concurrent requests; reset: seconds
 # until enough requests leave the window for one more to be allowed. The window runs on Redis's clock (TIME),
@@ -201,7 +201,7 @@ if rpm > 0 then
   reset = leaving[2] and math.ceil(tonumber(leaving[2]) + 60 - clock) or 60
   if ARGV[8] == '1' and used >= rpm then return {4, rpm, 0, conc, reset, unpack(record)} end
 end
-if conc > 0 then
+if conc > 0 and ARGV[8] == '1' then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[6])
   if redis.call('ZCARD', KEYS[3]) >= conc then return {5, rpm, rpm - used, conc, reset, unpack(record)} end
   redis.call('ZADD', KEYS[3], now, ARGV[5])

@@ -152,14 +152,16 @@ class Worker:
                     return
                 await backoff.wait(f"cannot reach Redis ({exc})", self._stopping)
         helpers = [asyncio.create_task(self._heartbeats(), name="heartbeat"),
-                   asyncio.create_task(self._listen("cancel", self.consumer.cancellations, self._cancel))]
+                   asyncio.create_task(self._listen("cancel", self.consumer.cancellations, self._cancel),
+                                       name="cancel-listener")]
         if isinstance(self.engine, Rescans):
             rescans = self.engine
 
             async def refresh(request_id: str) -> None:
                 await self.refresh(rescans, request_id)
 
-            helpers.append(asyncio.create_task(self._listen("refresh", self.consumer.refreshes, refresh)))
+            helpers.append(asyncio.create_task(self._listen("refresh", self.consumer.refreshes, refresh),
+                                               name="refresh-listener"))
         if isinstance(self.engine, Skips):
             skips = self.engine
 
@@ -167,7 +169,8 @@ class Worker:
                 if job_id in self._held:
                     skips.skip(job_id)
 
-            helpers.append(asyncio.create_task(self._listen("skip", self.consumer.skips, skip)))
+            helpers.append(asyncio.create_task(self._listen("skip", self.consumer.skips, skip),
+                                               name="skip-listener"))
         log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
         try:
             await self._claim_loop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.errors import ApiError
-from graycat.images import codec, controlnets, loras, preprocessors, upscalers, vaes
+from graycat.images import checkpoints, codec, controlnets, loras, preprocessors, upscalers, vaes
 from graycat.images.params import ControlUnit, GenerationParams, HiresFix
 from graycat.images.samplers import UnknownSampler, resolve
 
@@ -51,16 +52,18 @@ class Txt2ImgRequest(BaseModel):
     eta: float | None = Field(None, ge=0, le=1)
     denoising_strength: float | None = Field(None, ge=0, le=1)
     enable_hr: bool = False
-    hr_scale: float = Field(2.0, ge=1, le=8)
+    # the hires fix (txt2img with enable_hr); like every A1111 field each may be null, and none is checked
+    # unless enable_hr is set
+    hr_scale: float | None = None
     hr_upscaler: str | None = None
-    hr_second_pass_steps: int = Field(0, ge=0)
-    hr_resize_x: int = Field(0, ge=0)
-    hr_resize_y: int = Field(0, ge=0)
+    hr_second_pass_steps: int | None = None
+    hr_resize_x: int | None = None
+    hr_resize_y: int | None = None
     hr_checkpoint_name: str | None = None
     hr_sampler_name: str | None = None
     hr_scheduler: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
+    hr_prompt: str | None = None
+    hr_negative_prompt: str | None = None
     override_settings: dict[str, Any] | None = None
     script_name: str | None = None
     script_args: list[Any] = Field(default_factory=list)
@@ -205,8 +208,7 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
         width=req.width, height=req.height, batch_size=req.batch_size, n_iter=req.n_iter, clip_skip=clip,
         tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images, vae=vae, controlnets=units)
     if req.enable_hr and not isinstance(req, Img2ImgRequest):  # A1111's img2img has no hires fix
-        params.hires = _hires(req, limits)
-        check_loras(req.hr_prompt, model.get("loras", []), "hr_prompt")
+        params.hires = _hires(req, limits, checkpoint, model)
     if isinstance(req, Img2ImgRequest):
         if not req.init_images:
             raise _bad("init_images: img2img needs at least one base64 image", "init_images")
@@ -230,26 +232,42 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
     return params
 
 
-def _hires(req: Txt2ImgRequest, limits: Limits) -> HiresFix:
-    """The second pass of A1111's hires fix: to `hr_resize_x` x `hr_resize_y` (one of them 0: the other keeps the
-    aspect ratio) or `hr_scale` times the size, rounded down to multiples of 8."""
-    if req.hr_checkpoint_name not in (None, "", "Use same checkpoint"):
-        raise _bad("hr_checkpoint_name: the hires pass runs on the request's own checkpoint here", "hr_checkpoint_name")
-    if req.hr_resize_x or req.hr_resize_y:
-        width = req.hr_resize_x or round(req.hr_resize_y * req.width / req.height)
-        height = req.hr_resize_y or round(req.hr_resize_x * req.height / req.width)
+def _hires(req: Txt2ImgRequest, limits: Limits, checkpoint: str, model: dict[str, Any]) -> HiresFix:
+    """The second pass of A1111's hires fix, sized as A1111 sizes it: `hr_scale` times the image (default 2), or
+    `hr_resize_x` x `hr_resize_y`; with one of them 0 the other keeps the aspect ratio, with both the image is
+    upscaled to cover them and centre-cropped. Sizes are rounded down to multiples of 8."""
+    if req.hr_checkpoint_name not in (None, "", "Use same checkpoint") \
+            and checkpoints.find(req.hr_checkpoint_name, {checkpoint: model}) != checkpoint:
+        raise _bad(f"hr_checkpoint_name '{req.hr_checkpoint_name}': the hires pass runs on the request's own "
+                   "checkpoint here", "hr_checkpoint_name")
+    resize_x, resize_y = req.hr_resize_x or 0, req.hr_resize_y or 0
+    scale = 2.0 if req.hr_scale is None else req.hr_scale
+    if resize_x < 0 or resize_y < 0 or not 1 <= scale <= 8:
+        raise _bad("hr_scale must be 1 to 8, and hr_resize_x and hr_resize_y 0 or more", "hr_scale")
+    if resize_x and resize_y:
+        width, height = resize_x, resize_y
+        if req.width / req.height < resize_x / resize_y:
+            upscale = (resize_x, resize_x * req.height // req.width)
+        else:
+            upscale = (resize_y * req.width // req.height, resize_y)
     else:
-        width, height = round(req.width * req.hr_scale), round(req.height * req.hr_scale)
+        if resize_x or resize_y:
+            width = resize_x or resize_y * req.width // req.height
+            height = resize_y or resize_x * req.height // req.width
+        else:
+            width, height = int(req.width * scale), int(req.height * scale)
+        upscale = (width, height)
     width, height = width // 8 * 8, height // 8 * 8
+    param = "hr_resize_x" if resize_x or resize_y else "hr_scale"
     if width < req.width or height < req.height:
-        raise _bad(f"the hires size {width}x{height} is smaller than the image ({req.width}x{req.height})",
-                   "hr_resize_x")
-    if max(width, height) > limits.max_size:
-        raise _bad(f"the hires size {width}x{height} is over this server's maximum of {limits.max_size} "
-                   "(SD_MAX_SIZE)", "hr_resize_x" if req.hr_resize_x or req.hr_resize_y else "hr_scale")
-    if req.hr_second_pass_steps > limits.max_steps:
-        raise _bad(f"hr_second_pass_steps {req.hr_second_pass_steps} is over this server's maximum of "
-                   f"{limits.max_steps} (SD_MAX_STEPS)", "hr_second_pass_steps")
+        raise _bad(f"the hires size {width}x{height} is smaller than the image ({req.width}x{req.height})", param)
+    if max(upscale) > limits.max_size:
+        raise _bad(f"the hires size {upscale[0]}x{upscale[1]} is over this server's maximum of {limits.max_size} "
+                   "(SD_MAX_SIZE)", param)
+    steps = req.hr_second_pass_steps or 0
+    if not 0 <= steps <= limits.max_steps:
+        raise _bad(f"hr_second_pass_steps must be 0 (the first pass's) to {limits.max_steps} (SD_MAX_STEPS)",
+                   "hr_second_pass_steps")
     try:
         upscaler = upscalers.find(req.hr_upscaler)
     except KeyError:
@@ -264,20 +282,30 @@ def _hires(req: Txt2ImgRequest, limits: Limits) -> HiresFix:
         except UnknownSampler as exc:
             raise _bad(str(exc), "hr_sampler_name", 400, "unknown_sampler") from None
         sampler, schedule = choice.sampler.name, choice.schedule.name
+    prompt = req.hr_prompt or ""
+    check_loras(prompt, model.get("loras", []), "hr_prompt")
+    if prompt and loras.parse(prompt)[1] != loras.parse(req.prompt)[1]:
+        raise _bad("hr_prompt: the prompt's LoRAs stay loaded for both passes here, so hr_prompt may name only "
+                   "those, with the same weights", "hr_prompt")
     strength = 0.75 if req.denoising_strength is None else req.denoising_strength
-    return HiresFix(width, height, upscaler, req.hr_second_pass_steps, strength, sampler, schedule, req.hr_prompt,
-                    req.hr_negative_prompt)
+    return HiresFix(width, height, upscaler, steps, *(upscale if upscale != (width, height) else (0, 0)),
+                    denoising_strength=strength, sampler=sampler, schedule=schedule, prompt=prompt,
+                    negative_prompt=req.hr_negative_prompt or "")
 
 
 def _thresholds(unit: dict[str, Any], module: str, where: str) -> tuple[float, float]:
     """Canny's low and high thresholds (`threshold_a`, `threshold_b`; the extension sends -1 for its default)."""
-    raw: list[Any] = [unit.get("threshold_a"), unit.get("threshold_b")]
-    given = [default if value is None or value == -1 else value
-             for value, default in zip(raw, preprocessors.CANNY_DEFAULTS, strict=True)]
-    try:
-        low, high = float(given[0]), float(given[1])
-    except (TypeError, ValueError):
-        raise _bad(f"{where}: threshold_a and threshold_b must be numbers", "alwayson_scripts") from None
+    given: list[float] = []
+    for key, default in zip(("threshold_a", "threshold_b"), preprocessors.CANNY_DEFAULTS, strict=True):
+        value = unit.get(key)
+        try:
+            number = default if value is None else float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not math.isfinite(number):
+            raise _bad(f"{where}: {key} must be a number", "alwayson_scripts")
+        given.append(default if number == -1 else number)
+    low, high = given
     if module.lower() == preprocessors.CANNY and not 1 <= low <= high <= 255:
         raise _bad(f"{where}: canny needs 1 <= threshold_a (low) <= threshold_b (high) <= 255", "alwayson_scripts")
     return low, high

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
-from graycat.images import codec, preprocessors, upscalers
+from graycat.images import codec, loras, preprocessors, upscalers
 from graycat.images.checkpoints import Checkpoint
 from graycat.images.params import ControlUnit, GenerationParams, HiresFix
 from graycat.images.samplers import resolve
@@ -81,6 +81,7 @@ def load(checkpoint: Checkpoint, device: Device, scratch: Path) -> Any:
         pipe = StableDiffusionPipeline.from_single_file(str(checkpoint.path), config=str(config), **common)
     pipe = pipe.to(device.name)
     pipe.set_progress_bar_config(disable=True)
+    pipe.graycat_scheduler_config = pipe.scheduler.config  # each job's scheduler starts from the checkpoint's
     if device.attention_slicing:
         pipe.enable_attention_slicing()
     if device.vae_tiling:
@@ -135,7 +136,7 @@ def _scheduler(pipe: Any, params: GenerationParams, seed: int) -> Any:
     kwargs = choice.scheduler_kwargs()
     if choice.sampler.scheduler_class == "DPMSolverSDEScheduler":
         kwargs["noise_sampler_seed"] = seed  # it ignores the generator for its Brownian noise
-    return cls.from_config(pipe.scheduler.config, **kwargs)
+    return cls.from_config(getattr(pipe, "graycat_scheduler_config", pipe.scheduler.config), **kwargs)
 
 
 def _resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:
@@ -273,6 +274,7 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
         common["eta"] = p.eta
     _set_tiling(pipe, p.tiling)
     images: list[Image.Image] = []
+    second_pass = _second_pass_steps(p)  # counted in the progress of the first
     try:
         for k in range(p.n_iter):
             first = p.seed + k * p.batch_size
@@ -288,7 +290,8 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
                     skip.check()
                 preview = latent_preview(kwargs["latents"]) if preview_every and (step + 1) % preview_every == 0 \
                     else None
-                progress(k, done + step + 1, done + int(_pipe.num_timesteps), preview)
+                steps = done + int(_pipe.num_timesteps)
+                progress(k, done + step + 1, steps + (second_pass if not done else 0), preview)
                 return kwargs
 
             pipe.scheduler = _scheduler(pipe, p, seeds[0])
@@ -320,9 +323,9 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
                     runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
                     out = runner(width=w, height=h, latents=latents, **run,
                                  **_control_args(p, control_images, "image")).images
-                    if p.hires is not None:
-                        out = _hires_pass(pipe, p, p.hires, out, {**run, "callback_on_step_end": functools.partial(
-                            on_step, done=p.steps)})
+                if p.hires is not None and p.mode == "txt2img":
+                    out = _hires_pass(pipe, p, p.hires, out, seeds, {
+                        **run, "callback_on_step_end": functools.partial(on_step, done=p.steps)})
             except _Skipped:
                 skip.skipped.append(k)  # type: ignore[union-attr]  # only raised with a Skip
                 continue
@@ -332,22 +335,37 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     return images
 
 
-def _hires_pass(pipe: Any, p: GenerationParams, hires: HiresFix, images: list[Image.Image],
-                run: dict[str, Any]) -> list[Image.Image]:
-    """The hires fix's second pass: each image upscaled to the hires size, then denoised again (img2img) with
-    the same seed, on the hires sampler and prompts where they are given."""
-    from diffusers import StableDiffusionImg2ImgPipeline
+def _second_pass_steps(p: GenerationParams) -> int:
+    """The denoising steps the hires fix's second pass runs (img2img runs steps x strength of them)."""
+    if p.hires is None or p.hires.denoising_strength <= 0:
+        return 0
+    return min(int((p.hires.steps or p.steps) * p.hires.denoising_strength), p.hires.steps or p.steps)
 
-    big = [upscalers.upscale(image, hires.upscaler, hires.width, hires.height) for image in images]
+
+def _hires_pass(pipe: Any, p: GenerationParams, hires: HiresFix, images: list[Image.Image], seeds: list[int],
+                run: dict[str, Any]) -> list[Image.Image]:
+    """The hires fix's second pass: each image upscaled (to cover the hires size, then centre-cropped to it),
+    then denoised again (img2img) with its own seed, on the hires sampler and prompts where they are given."""
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+
+    big = [ImageOps.fit(upscalers.upscale(image, hires.upscaler, hires.upscale_width or hires.width,
+                                          hires.upscale_height or hires.height), (hires.width, hires.height))
+           for image in images]
     if hires.denoising_strength <= 0:
         return big
     pipe.scheduler = _scheduler(pipe, replace(p, sampler=hires.sampler or p.sampler,
-                                              schedule=hires.schedule or p.schedule), p.seed)
+                                              schedule=hires.schedule or p.schedule), seeds[0])
     negative = hires.negative_prompt or p.negative_prompt
-    second = {**run, "prompt": [hires.prompt or p.prompt] * len(big),
+    second = {**run, "prompt": [loras.parse(hires.prompt or p.prompt)[0]] * len(big),
               "negative_prompt": [negative] * len(big) if negative else None,
+              "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
               "num_inference_steps": hires.steps or p.steps, "num_images_per_prompt": 1}
-    runner = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline", None)
+    if pipe.unet.config.in_channels == 9:  # an inpainting model: img2img as inpainting everything
+        runner = _pipeline(pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline", None)
+        second.update(mask_image=Image.new("L", (hires.width, hires.height), 255), width=hires.width,
+                      height=hires.height)
+    else:
+        runner = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline", None)
     return list(runner(image=big, strength=hires.denoising_strength, **second).images)
 
 
