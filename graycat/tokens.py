@@ -13,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from graycat.queue import keys
+from graycat.queue.replies import text
 
 SECRET_PREFIX = "gc_"
 
@@ -58,8 +59,7 @@ class TokenInfo:
 
     @classmethod
     def from_redis(cls, raw: dict[bytes, bytes] | dict[str, str]) -> TokenInfo:
-        d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-             for k, v in raw.items()}
+        d = {text(k): text(v) for k, v in raw.items()}
         return cls(name=d.get("name", ""), fingerprint=d.get("fingerprint", ""), rpm=int(d.get("rpm", 0)),
                    concurrency=int(d.get("concurrency", 0)),
                    models=[m for m in d.get("models", "").split(",") if m],
@@ -85,7 +85,7 @@ async def create(redis: Redis, info: TokenInfo) -> str:
 
 
 async def list_all(redis: Redis) -> list[TokenInfo]:
-    digests = sorted(_text(d) for d in await redis.smembers(keys.TOKENS))
+    digests = sorted(text(d) for d in await redis.smembers(keys.TOKENS))
     async with redis.pipeline(transaction=False) as pipe:
         for digest in digests:
             pipe.hgetall(keys.token(digest))
@@ -97,13 +97,9 @@ async def revoke(redis: Redis, name_or_fingerprint: str) -> int:
     """Revoke the tokens of that name or fingerprint; how many. The record stays, marked, for the audit."""
     revoked = 0
     for digest in await redis.smembers(keys.TOKENS):
-        key = keys.token(_text(digest))
+        key = keys.token(text(digest))
         name, fp = await redis.hmget(key, ["name", "fingerprint"])
         if name_or_fingerprint.encode() in (name, fp):
             await redis.hset(key, "revoked", "1")
             revoked += 1
     return revoked
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

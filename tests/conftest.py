@@ -156,11 +156,17 @@ class Cluster:
 
     def worker(self, *args: str, **env: str) -> Proc:
         proc = self.spawn("worker", ["worker", "llm", "--slots", "2", "--ctx-size", "512", *args], **env)
-        wait_until(lambda: self._ready(proc), 60, "graycat worker")
+        wait_until(lambda: self.ready(proc), 60, "graycat worker")
+        return proc
+
+    def sd_worker(self, models_dir: Path, **env: str) -> Proc:
+        """`graycat worker sd` on a models folder, with one torch thread, once it is ready."""
+        proc = self.spawn("sd-worker", ["worker", "sd", "--models-dir", str(models_dir)], SD_THREADS="1", **env)
+        wait_until(lambda: self.ready(proc), 90, "graycat worker sd")
         return proc
 
     @staticmethod
-    def _ready(proc: Proc) -> bool:
+    def ready(proc: Proc) -> bool:
         assert proc.alive(), proc.output()
         return " ready: " in proc.output()
 

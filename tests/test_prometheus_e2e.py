@@ -134,12 +134,11 @@ def prometheus(cluster: Cluster, gateway: Gateway, tmp_path_factory: pytest.Temp
     through it."""
     models = tmp_path_factory.mktemp("sd-models")
     build_models_folder(models)
-    painter = cluster.spawn("prometheus-sd", ["worker", "sd", "--models-dir", str(models)], SD_THREADS="1")
     _, base = cluster.api(METRICS_TOKEN=METRICS_TOKEN)
+    painter = cluster.sd_worker(models)
     prom = Prometheus(tmp_path_factory.mktemp("prometheus"), int(base.rsplit(":", 1)[1]))
     try:
         wait_until(prom.ready, 30, "prometheus")
-        wait_until(lambda: " ready: " in painter.output(), 60, "graycat worker sd")
         stop = threading.Event()
         traffic = [threading.Thread(target=work, args=(base, stop)) for work in (_traffic, _image_traffic)]
         for thread in traffic:

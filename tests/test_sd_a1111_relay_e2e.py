@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Cluster, free_port, wait_until
-from tests.test_sd_e2e import _b64, _bearer, _png, _ready
+from tests.test_sd_e2e import _b64, _bearer, _png
 
 pytestmark = pytest.mark.e2e
 
@@ -147,7 +147,7 @@ def sd(cluster: Cluster, webui: FakeWebUI) -> Iterator[str]:
     """An api and an SD worker relaying to the stand-in WebUI; the api's URL."""
     worker = cluster.spawn("sd-relay", ["worker", "sd", "--a1111-url", webui.url])
     _, base = cluster.api()
-    wait_until(lambda: _ready(worker), 60, "graycat worker sd --a1111-url")
+    wait_until(lambda: Cluster.ready(worker), 60, "graycat worker sd --a1111-url")
     yield base
     worker.stop()
 

@@ -15,7 +15,7 @@ import pytest
 from graycat.jobs import CHUNK
 from graycat.queue import keys
 from tests.conftest import Cluster, RedisServer, wait_until
-from tests.test_sd_e2e import SMALL, _bearer, _png, _ready
+from tests.test_sd_e2e import SMALL, _bearer, _png
 from tests.tiny_sd import build_models_folder
 
 pytestmark = pytest.mark.e2e
@@ -31,10 +31,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def sd(cluster: Cluster, models_dir: Path) -> Iterator[str]:
     """An api and an SD worker on this module's own folder (its tests add and remove files); the api's URL."""
-    worker = cluster.spawn("sd-worker", ["worker", "sd", "--models-dir", str(models_dir)], SD_THREADS="1",
-                           SD_PREVIEW_EVERY="2")
     _, base = cluster.api(SD_MAX_SIZE="256")
-    wait_until(lambda: _ready(worker), 60, "graycat worker sd")
+    worker = cluster.sd_worker(models_dir, SD_PREVIEW_EVERY="2")
     yield base
     worker.stop()
 

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from graycat.queue import keys
-from tests.conftest import ADMIN, TOKEN, Cluster, Proc, RedisServer, wait_until
+from tests.conftest import ADMIN, TOKEN, Cluster, RedisServer, wait_until
 from tests.tiny_sd import build_models_folder
 
 pytestmark = pytest.mark.e2e
@@ -37,16 +37,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def sd(cluster: Cluster, models_dir: Path) -> Iterator[str]:
     """An api and an SD worker; the api's base URL."""
-    worker = cluster.spawn("sd-worker", ["worker", "sd", "--models-dir", str(models_dir)], SD_THREADS="1")
     _, base = cluster.api(SD_MAX_SIZE="256", SD_MAX_STEPS="60")
-    wait_until(lambda: _ready(worker), 60, "graycat worker sd")
+    worker = cluster.sd_worker(models_dir)
     yield base
     worker.stop()
-
-
-def _ready(proc: Proc) -> bool:
-    assert proc.alive(), proc.output()
-    return " ready: " in proc.output()
 
 
 def _client(base: str, **kw: Any) -> httpx.Client:
@@ -413,8 +407,7 @@ def test_a_killed_sd_workers_job_is_finished_by_another(sd: str, cluster: Cluste
                                                         redis_server: RedisServer) -> None:
     """The job's seed was fixed at submission: the worker that takes it over makes the same image."""
     r = redis_server.client()
-    survivor = cluster.spawn("sd-worker", ["worker", "sd", "--models-dir", str(models_dir)], SD_THREADS="1")
-    wait_until(lambda: _ready(survivor), 60, "a second SD worker")
+    survivor = cluster.sd_worker(models_dir)
     body = {"prompt": "a cat", "seed": 21, "steps": 40, "width": 128, "height": 128,
             "override_settings": {"sd_model_checkpoint": "tiny"}}
     try:

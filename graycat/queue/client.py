@@ -99,8 +99,7 @@ class JobQueue:
         last = "0-0"
         for group in await self.redis.xinfo_groups(pool) if await self.redis.exists(pool) else []:
             if group["name"] in (keys.GROUP, keys.GROUP.encode()):
-                last = group["last-delivered-id"]
-                last = last.decode() if isinstance(last, bytes) else last
+                last = text(group["last-delivered-id"])
         if entry_key(entry_id.encode()) <= entry_key(last.encode()):
             return None
         ahead = entries(await self.redis.xrange(pool, min=f"({last}", max=entry_id,
@@ -189,11 +188,11 @@ class JobQueue:
             length, pending, stats, groups = replies[4 * i:4 * i + 4]
             kind, model = keys.parse_pool(pool)
             active = int(pending["pending"]) if isinstance(pending, dict) else 0
-            stats = {k.decode(): int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
+            stats = {text(k): int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
             last = next((g["last-delivered-id"] for g in groups if g["name"] in (keys.GROUP, keys.GROUP.encode())),
                         b"0-0") if isinstance(groups, list) else b"0-0"
             result.append({"kind": kind, "model": model, "waiting": int(length) - active, "active": active,
-                           "oldest_wait_s": 0.0, "_last": last.decode() if isinstance(last, bytes) else last,
+                           "oldest_wait_s": 0.0, "_last": text(last),
                            **{name: stats.get(name, 0) for name in POOL_COUNTERS}})
         waiting = [p for p in result if p["waiting"] > 0]
         if waiting:

@@ -111,7 +111,7 @@ def recent_requests(owner: str) -> str:
 
 
 def in_flight(owner: str) -> str:
-    """Sorted set: a token's requests being answered (request id -> start time)."""
+    """Sorted set: a token's requests being answered (admission ticket -> start time)."""
     return f"{PREFIX}:inflight:{owner}"
 
 
