@@ -7,8 +7,9 @@ Starts a private redis-server, `graycat api` and `graycat worker null` (instant 
 1. `--clients` concurrent keep-alive clients POST /completion for `--seconds`, offering `--rate` requests/s in
    all (0: each sends its next request when answered): requests/s, p50, p99 (goal: at least 1,000 requests/s
    with p99 under 25 ms on a 2-core machine);
-2. a slow null job is submitted through POST /jobs, its worker SIGKILLed while it runs, a new worker started:
-   the seconds from the kill until the job runs again (goal: under 10 s with the default settings).
+2. `--kills` times: a slow null job is submitted through POST /jobs to a pool of two workers, the one running
+   it is SIGKILLed: the seconds from the kill until the job runs again on the other (goal: at most 1 s with
+   the default settings; the median and the slowest are shown).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import httpx
 import redis
 
 from graycat.queue import keys
@@ -127,19 +129,23 @@ async def load(base: str, clients: int, seconds: float, rate: float) -> list[flo
     return latencies
 
 
-def recovery(stack: Stack) -> float:
-    slow = ("--model-name", "null-slow", "--tokens", "300", "--token-delay-ms", "100")
+def recovery(stack: Stack, model: str) -> float:
+    """Seconds from SIGKILLing the worker that runs a slow job of `model` until another worker, idle and
+    already running, starts the job again."""
+    slow = ("--model-name", model, "--tokens", "300", "--token-delay-ms", "100")
     victim = stack.worker(*slow)
-    import httpx
-
     job_id = httpx.post(stack.base + "/jobs", headers=AUTH, timeout=10, json={
-        "route": "/completion", "body": {"prompt": "x", "model": "null-slow"}}).json()["id"]
+        "route": "/completion", "body": {"prompt": "x", "model": model}}).json()["id"]
     wait(lambda: stack.redis.hget(keys.job(job_id), "state") == b"active", 30, "the slow job to run")
+    standby = stack.worker(*slow)
+    time.sleep(1.0)  # the standby is idle, waiting for work
     victim.send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    stack.worker(*slow)
     wait(lambda: stack.redis.hget(keys.job(job_id), "attempts") == b"2", 60, "the job to run again")
-    return time.monotonic() - killed
+    took = time.monotonic() - killed
+    standby.kill()
+    standby.wait(10)
+    return took
 
 
 def main() -> None:
@@ -147,6 +153,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000.0, help="requests/s offered (0: closed loop)")
+    parser.add_argument("--kills", type=int, default=5, help="workers SIGKILLed mid-job, one at a time")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="graycat-qbench-") as folder:
         stack = Stack(Path(folder))
@@ -157,14 +164,16 @@ def main() -> None:
             elapsed = -samples.pop()
             cuts = statistics.quantiles(samples, n=100)
             rps, p50, p99 = len(samples) / elapsed, cuts[49] * 1000, cuts[98] * 1000
-            takeover = recovery(stack)
+            takeovers = [recovery(stack, f"null-slow-{i}") for i in range(args.kills)]
         finally:
             stack.stop()
     offered = f"{args.rate:,.0f}/s offered" if args.rate else "closed loop"
     rows = [(f"requests/s, {args.clients} clients, {offered}", f"{rps:,.0f}", ">= 1,000", rps >= 1000),
             ("latency p50", f"{p50:.1f} ms", "", None),
             ("latency p99", f"{p99:.1f} ms", "< 25 ms", p99 < 25),
-            ("worker killed -> its job running again", f"{takeover:.1f} s", "< 10 s", takeover < 10)]
+            (f"worker killed -> its job running again on another, median of {args.kills}",
+             f"{statistics.median(takeovers):.2f} s", "<= 1 s", statistics.median(takeovers) <= 1),
+            ("the same, slowest", f"{max(takeovers):.2f} s", "", None)]
     print("| metric | measured | goal | met? |\n|---|---:|---|:---:|")
     for name, value, goal, met in rows:
         print(f"| {name} | {value} | {goal} | {'' if met is None else 'yes' if met else 'NO'} |")
