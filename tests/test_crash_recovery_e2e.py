@@ -121,3 +121,35 @@ def test_a_poison_job_fails_after_the_delivery_cap(cluster: Cluster, gateway: Ga
         ok = http.post("/completion", json={"prompt": "ok", "n_predict": 2, "model": model})
     assert ok.status_code == 200
     worker.stop()
+
+
+def test_a_dead_workers_jobs_run_again_at_once_and_end_once(cluster: Cluster, gateway: Gateway,
+                                                          redis_server: RedisServer) -> None:
+    """The api notices a SIGKILLed worker by its closed Redis connections, long before VISIBILITY_TIMEOUT (30 s
+    here): a live worker reruns its jobs within seconds, and each job ends exactly once."""
+    model, r, jobs = "crash-model-5", redis_server.client(), 3
+    slow = ["worker", "null", "--model-name", model, "--slots", "4", "--tokens", "60", "--token-delay-ms", "50"]
+    workers = [cluster.spawn("null-worker", slow, VISIBILITY_TIMEOUT="30") for _ in range(2)]
+    wait_until(lambda: all(cluster.ready(w) for w in workers), 60, "the workers")
+    with gateway.client() as http:
+        ids = [http.post("/jobs", json={"route": "/completion", "body": {"prompt": "x", "model": model}}).json()["id"]
+               for _ in range(jobs)]
+    wait_until(lambda: all(r.hget(keys.job(i), "state") == b"active" for i in ids), 30, "the jobs to run")
+    victim = next(w for w in workers if running_job(r, model, w))
+    [survivor] = [w for w in workers if w is not victim]
+    on_victim = [i for i in ids if f"worker {r.hget(keys.job(i), 'worker').decode()} ready" in victim.output()]
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait(10)
+    killed = time.monotonic()
+    wait_until(lambda: all(r.hget(keys.job(i), "attempts") == b"2" for i in on_victim), 30, "the jobs to rerun")
+    assert time.monotonic() - killed < 5  # VISIBILITY_TIMEOUT is 30 s: only the closed connections tell
+    wait_until(lambda: all(r.hget(keys.job(i), "state") == b"completed" for i in ids), 60, "the jobs to end")
+    for job_id in ids:
+        ends = [e for _, e in r.xrange(keys.events(job_id)) if e[b"e"][:1] == b"r"]
+        assert len(ends) == 1 and ends[0][b"e"][:4] == b"r200"
+        assert f"worker {r.hget(keys.job(job_id), 'worker').decode()} ready" in survivor.output()
+    assert r.hget(keys.pool_stats("llm", model), "completed") == str(jobs).encode()
+    assert r.hget(keys.pool_stats("llm", model), "redelivered") == str(len(on_victim)).encode()
+    assert r.xlen(keys.pool("llm", model)) == 0 and r.xpending(keys.pool("llm", model), keys.GROUP)["pending"] == 0
+    assert "handed to other workers" in gateway.api.output()
+    survivor.stop()

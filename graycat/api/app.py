@@ -36,6 +36,7 @@ from graycat.metrics import ApiMetrics
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
 from graycat.queue.hub import EventHub
+from graycat.queue.presence import WATCH_INTERVAL_S, WorkerWatch
 from graycat.queue.resp import PipelinedConnection
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,21 @@ async def _expire_waiting(queue: JobQueue, settings: Settings) -> None:
             log.debug("queue janitor: %s", exc)
 
 
+async def _watch_workers(watch: WorkerWatch, queue: JobQueue) -> None:
+    """Hand the jobs of workers whose process died to live workers within about a second (presence.py)."""
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL_S)
+        try:
+            handed = await watch.check()
+            for worker_id, jobs in handed.items():
+                log.warning("worker %s is gone (its Redis connections closed): %d job(s) handed to other workers",
+                            worker_id, jobs)
+            if handed:
+                await queue.rescue_lanes()
+        except (RedisError, OSError) as exc:
+            log.debug("worker watch: %s", exc)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """An app bound to `settings`; Redis is connected at startup and may come and go afterwards."""
 
@@ -76,10 +92,12 @@ def create_app(settings: Settings) -> FastAPI:
                                    max_waiting_per_token=settings.max_waiting_per_token,
                                    queue_timeout=max([settings.queue_timeout, *settings.queue_timeouts.values()]))
         janitor = asyncio.create_task(_expire_waiting(app.state.queue, settings))
+        watcher = asyncio.create_task(_watch_workers(WorkerWatch(redis, writer), app.state.queue))
         try:
             yield
         finally:
             janitor.cancel()
+            watcher.cancel()
             await hub.stop()
             await writer.close()
             await app.state.events_reader.aclose()

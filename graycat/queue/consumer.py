@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 
 from graycat.jobs import Job, JobState, Usage, end_event
 from graycat.queue import keys, scripts
+from graycat.queue.replies import entries as entries_reply
 from graycat.queue.replies import streams as streams_reply
 from graycat.queue.resp import PipelinedConnection
 
@@ -106,22 +107,24 @@ class Consumer:
             usage.prompt_tokens, usage.completion_tokens, usage.images)
 
     async def reclaim(self, count: int, idle_ms: int) -> list[tuple[Claimed, int]]:
-        """Take over up to `count` jobs whose worker stopped heartbeating for `idle_ms`, with how many times
-        each has now been delivered."""
+        """Take over up to `count` jobs, oldest first, whose worker stopped heartbeating for `idle_ms` or was
+        found dead (graycat/queue/presence.py), with how many times each has now been delivered."""
         taken: list[tuple[Claimed, int]] = []
         for _, _, stream in self.pools:
             if len(taken) >= count:
                 break
-            _, entries, _ = await self.redis.xautoclaim(stream, keys.GROUP, self.worker_id, idle_ms, "0-0",
-                                                        count=count - len(taken))
-            for entry_id, fields in entries:
+            idle = await self.redis.xpending_range(stream, keys.GROUP, "-", "+", count - len(taken), idle=idle_ms)
+            if not idle:
+                continue
+            delivered = {cast(bytes, p["message_id"]): int(p["times_delivered"]) for p in idle}
+            # Only entries still idle are claimed: of workers reclaiming at once, one gets each.
+            won = await self.redis.xclaim(stream, keys.GROUP, self.worker_id, idle_ms, list(delivered))
+            for entry_id, fields in entries_reply(won):
                 if not fields:  # deleted meanwhile
                     continue
-                info = await self.redis.xpending_range(stream, keys.GROUP, entry_id, entry_id, 1)
-                deliveries = int(info[0]["times_delivered"]) if info else 1
                 job = Job.from_fields(fields)
                 await self.redis.hincrby(keys.pool_stats(job.kind, job.model), "redelivered", 1)
-                taken.append((Claimed(job, stream, entry_id.decode()), deliveries))
+                taken.append((Claimed(job, stream, entry_id.decode()), delivered[entry_id] + 1))
         return taken
 
     async def dead_letter(self, claimed: Claimed, deliveries: int) -> None:
@@ -136,10 +139,10 @@ class Consumer:
         body = orjson.dumps({"error": {"code": 500, "message": reason, "type": "server_error"}})
         await self.finish(claimed, 500, body, JobState.FAILED, ran=False)
 
-    async def heartbeat(self, info: dict[str, Any], ttl: float, held: Iterable[Claimed],
-                        models: dict[str, dict[str, Any]]) -> None:
+    async def heartbeat(self, info: dict[str, Any], ttl: float, held: list[Claimed],
+                        models: dict[str, dict[str, Any]]) -> list[Claimed]:
         """Publish the worker's state and models (the api validates requests against them), and keep its
-        running entries from looking abandoned."""
+        running entries from looking abandoned; returns those another worker took over meanwhile."""
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.WORKERS, {self.worker_id: now})
@@ -148,15 +151,23 @@ class Consumer:
                 pipe.sadd(keys.DIRECT_LANES, *self.lanes)  # after the record: a lane is rescued only once it expires
             if models:
                 pipe.hset(keys.MODELS, mapping={name: orjson.dumps(m) for name, m in models.items()})
-            for c in held:
-                pipe.xclaim(c.pool, keys.GROUP, self.worker_id, 0, [c.entry_id], justid=True)
-            await pipe.execute()
+            if held:
+                pipe.eval(scripts.HOLD, len(held), *(c.pool for c in held), keys.GROUP, self.worker_id,
+                          *(c.entry_id for c in held))
+            replies = await pipe.execute()
+        return [held[i - 1] for i in replies[-1]] if held else []
 
     async def leave(self) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(keys.WORKERS, self.worker_id)
             pipe.delete(keys.worker(self.worker_id))
             await pipe.execute()
+
+    async def takeovers(self) -> AsyncIterator[str]:
+        """Stay subscribed to this worker's presence channel (the api takes a worker without a subscriber for
+        dead) and yield the ids of dead workers whose jobs are handed back for live workers to take over."""
+        async for message in self._messages(keys.alive(self.worker_id), keys.TAKEOVER_CHANNEL):
+            yield message
 
     async def cancellations(self) -> AsyncIterator[str]:
         """Job ids whose cancellation is requested, as they are published."""

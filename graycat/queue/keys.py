@@ -9,6 +9,12 @@ WORKER_TTL_S = 10.0  # a worker silent this long counts as gone (its heartbeat r
 MODELS = f"{PREFIX}:models"  # hash: model name -> JSON model info announced by workers
 DIRECT_LANES = f"{PREFIX}:lanes"  # set: every worker's direct lane streams (see `direct_lane`)
 DEAD = f"{PREFIX}:dead"  # stream: jobs that failed past the delivery cap, kept for debugging
+TAKEOVER_CHANNEL = f"{PREFIX}:takeover"  # pub/sub: ids of dead workers whose jobs live workers may take over now
+
+
+def alive(worker_id: str) -> str:
+    """Pub/sub: a worker's presence channel; it stays subscribed while its process lives (see presence.py)."""
+    return f"{PREFIX}:alive:{worker_id}"
 
 
 def refresh_channel(kind: str) -> str:

@@ -167,6 +167,7 @@ class PipelinedConnection:
         self.url = url
         self._proto: RespProtocol | None = None
         self._lock = asyncio.Lock()
+        self.opened = 0  # connections opened so far: a new one may reach a restarted or failed-over Redis
 
     async def _ready(self) -> RespProtocol:
         proto = self._proto
@@ -174,6 +175,7 @@ class PipelinedConnection:
             async with self._lock:
                 if self._proto is None or self._proto.lost is not None:
                     self._proto = await _open(self.url, _reply)
+                    self.opened += 1
                 proto = self._proto
         return proto
 

@@ -214,3 +214,51 @@ if rpm > 0 and ARGV[8] == '1' then
 end
 return {0, rpm, rpm - used, conc, reset, unpack(record)}
 """
+
+# KEYS: the pool of each entry a worker holds. ARGV: group, worker id, the entry ids (one per key). Keeps the
+# entries the worker still owns from looking abandoned (XCLAIM JUSTID resets their idle time without counting a
+# delivery) and returns the positions (1-based) of those another worker took over meanwhile: this one was
+# presumed dead, and must stop running them.
+HOLD = """
+local lost = {}
+for i, pool in ipairs(KEYS) do
+  local held = redis.call('XPENDING', pool, ARGV[1], ARGV[i + 2], ARGV[i + 2], 1)[1]
+  if held and held[2] ~= ARGV[2] then lost[#lost + 1] = i
+  elseif held then redis.call('XCLAIM', pool, ARGV[1], ARGV[2], 0, ARGV[i + 2], 'JUSTID') end
+end
+return lost
+"""
+
+# KEYS: the registry of workers. ARGV: oldest heartbeat (unix time) of a worker to look at, key prefix.
+# Returns worker id, subscribers of its presence channel, ... for each worker that beat since then.
+PRESENCE = """
+local found = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')) do
+  found[#found + 1] = id
+  found[#found + 1] = redis.call('PUBSUB', 'NUMSUB', ARGV[2] .. ':alive:' .. id)[2]
+end
+return found
+"""
+
+# KEYS: the pools of a dead worker, its heartbeat record, the registry of workers. ARGV: group, worker id, its
+# presence channel, the takeover channel. Unless the worker is present after all (returns -1), it leaves the
+# registry (the jobs of its direct lanes can move to their pools) and the entries it held are marked idle since
+# 1970 (XCLAIM TIME 0 JUSTID: same owner, same delivery count), so that the next reclaim of any live worker
+# takes them over; live workers are told to reclaim now. Returns how many entries were handed back.
+ORPHAN = """
+if redis.call('PUBSUB', 'NUMSUB', ARGV[3])[2] > 0 then return -1 end
+local n = 0
+for i = 1, #KEYS - 2 do
+  local ok, held = pcall(redis.call, 'XPENDING', KEYS[i], ARGV[1], '-', '+', 10000, ARGV[2])
+  if ok then
+    for _, entry in ipairs(held) do
+      redis.call('XCLAIM', KEYS[i], ARGV[1], ARGV[2], 0, entry[1], 'TIME', 0, 'JUSTID')
+      n = n + 1
+    end
+  end
+end
+redis.call('DEL', KEYS[#KEYS - 1])
+redis.call('ZREM', KEYS[#KEYS], ARGV[2])
+if n > 0 then redis.call('PUBLISH', ARGV[4], ARGV[2]) end
+return n
+"""

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HEARTBEAT_S = 2.0
-CLAIM_BLOCK_MS = 1000  # an idle worker re-checks for a stop request (and abandoned jobs) this often
+CLAIM_BLOCK_MS = 250  # an idle worker re-checks for a stop request and for jobs handed back this often
 CLAIM_GRACE_S = 10.0  # a claim unanswered this long past its block time: the link to Redis is dead
 LEAVE_TIMEOUT_S = 2.0  # deregistering on the way out; the registry entry expires anyway
 RECLAIM_S = 1.0
@@ -113,6 +113,8 @@ class Worker:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._engine_tasks: dict[str, asyncio.Task[tuple[int, bytes]]] = {}
         self._cancelled: set[str] = set()
+        self._lost: set[str] = set()  # jobs another worker took over (this one was presumed dead)
+        self._takeover = asyncio.Event()  # a dead worker's jobs wait to be taken over
         self.started_at = time.time()
         self._outcomes: Counter[str] = Counter()
         self._gpus = GpuReader()
@@ -153,7 +155,9 @@ class Worker:
                 await backoff.wait(f"cannot reach Redis ({exc})", self._stopping)
         helpers = [asyncio.create_task(self._heartbeats(), name="heartbeat"),
                    asyncio.create_task(self._listen("cancel", self.consumer.cancellations, self._cancel),
-                                       name="cancel-listener")]
+                                       name="cancel-listener"),
+                   asyncio.create_task(self._listen("presence", self.consumer.takeovers, self._taken_over),
+                                       name="presence")]
         if isinstance(self.engine, Rescans):
             rescans = self.engine
 
@@ -216,7 +220,8 @@ class Worker:
                     await self.consumer.setup()
                     lost_pools = False
                 batch: list[tuple[Claimed, int]] = []
-                if time.monotonic() >= next_reclaim:  # jobs of dead workers go before new work
+                if self._takeover.is_set() or time.monotonic() >= next_reclaim:  # dead workers' jobs go first
+                    self._takeover.clear()
                     next_reclaim = time.monotonic() + RECLAIM_S
                     reclaimed = await self._unless_stopping(self.consumer.reclaim(free, self.visibility_ms),
                                                             CLAIM_GRACE_S)
@@ -309,6 +314,9 @@ class Worker:
                 await asyncio.gather(engine_task, return_exceptions=True)
                 await self.consumer.release(claimed)
                 return
+            if job.id in self._lost:  # another worker runs it now and answers its client
+                await asyncio.gather(engine_task, return_exceptions=True)
+                return
             if not engine_task.done():  # past its run deadline
                 engine_task.cancel()
                 await asyncio.gather(engine_task, return_exceptions=True)
@@ -331,6 +339,7 @@ class Worker:
             self._engine_tasks.pop(job.id, None)
             self._cancelled.discard(job.id)
             self._releasing.discard(job.id)
+            self._lost.discard(job.id)
             self._slot_free.set()
 
     async def _outcome(self, job: Job, engine_task: asyncio.Task[tuple[int, bytes]]) -> tuple[int, bytes, JobState]:
@@ -360,7 +369,15 @@ class Worker:
                 await backoff.wait(f"reporting job {claimed.job.id} failed ({exc})")
 
     async def _beat(self) -> None:
-        await self.consumer.heartbeat(self.info(), keys.WORKER_TTL_S, list(self._held.values()), self.engine.models())
+        lost = await self.consumer.heartbeat(self.info(), keys.WORKER_TTL_S, list(self._held.values()),
+                                             self.engine.models())
+        for claimed in lost:
+            if claimed.job.id in self._held and claimed.job.id not in self._lost:
+                log.warning("job %s was taken over by another worker while this one was out of touch; stopping it",
+                            claimed.job.id, extra=_job_fields(claimed.job))
+                self._lost.add(claimed.job.id)
+                if (task := self._engine_tasks.get(claimed.job.id)) is not None:
+                    task.cancel()
 
     async def _heartbeats(self) -> None:
         while True:
@@ -372,16 +389,23 @@ class Worker:
 
     async def _listen(self, what: str, messages: Callable[[], AsyncIterator[str]],
                       handle: Callable[[str], Awaitable[None]]) -> None:
-        """Handle each message of a pub/sub channel until cancelled, resubscribing after a lost connection."""
+        """Handle each message of a pub/sub channel until cancelled, resubscribing at once after a lost
+        connection (backing off while Redis stays unreachable)."""
+        backoff = Backoff()
         while True:
+            began = time.monotonic()
             try:
                 async for message in messages():
                     await handle(message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("%s listener lost Redis (%s); retrying", what, exc)
-                await asyncio.sleep(1.0)
+                if time.monotonic() - began > backoff.cap:
+                    backoff.reset()
+                await backoff.wait(f"{what} listener lost Redis ({exc})")
+
+    async def _taken_over(self, worker_id: str) -> None:
+        self._takeover.set()
 
     async def _cancel(self, job_id: str) -> None:
         if job_id in self._held and job_id not in self._cancelled:
