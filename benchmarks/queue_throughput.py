@@ -76,9 +76,9 @@ class Stack:
         return proc
 
     def worker(self, *args: str) -> subprocess.Popen[bytes]:
-        before = len(self.redis.zrange(keys.WORKERS, 0, -1))
+        before = set(self.redis.zrange(keys.WORKERS, 0, -1))
         proc = self.spawn(sys.executable, "-m", "graycat", "worker", "null", *args)
-        wait(lambda: len(self.redis.zrange(keys.WORKERS, 0, -1)) > before, 30, "the worker")
+        wait(lambda: set(self.redis.zrange(keys.WORKERS, 0, -1)) - before, 30, "the worker")
         return proc
 
     def start(self) -> None:
