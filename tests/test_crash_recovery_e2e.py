@@ -153,3 +153,34 @@ def test_a_dead_workers_jobs_run_again_at_once_and_end_once(cluster: Cluster, ga
     assert r.xlen(keys.pool("llm", model)) == 0 and r.xpending(keys.pool("llm", model), keys.GROUP)["pending"] == 0
     assert "handed to other workers" in gateway.api.output()
     survivor.stop()
+
+
+def test_a_worker_cut_off_and_back_stops_the_job_another_took_over(cluster: Cluster, gateway: Gateway,
+                                                                  redis_server: RedisServer) -> None:
+    """A worker whose connections Redis closed while it lives (frozen here, so it cannot reconnect at once) is
+    taken for dead; once back, its heartbeat tells it the job runs elsewhere and it stops it: one answer."""
+    model, r = "crash-model-6", redis_server.client()
+    slow = ["worker", "null", "--model-name", model, "--slots", "1", "--tokens", "100", "--token-delay-ms", "100"]
+    victim = cluster.spawn("null-worker", slow, VISIBILITY_TIMEOUT="30")
+    wait_until(lambda: cluster.ready(victim), 60, "the worker")
+    with gateway.client() as http:
+        job_id = http.post("/jobs", json={"route": "/completion", "body": {"prompt": "x", "model": model}}).json()["id"]
+    wait_until(lambda: running_job(r, model, victim) == job_id, 30, "the job to run")
+    standby = cluster.spawn("null-worker", slow, VISIBILITY_TIMEOUT="30")
+    wait_until(lambda: cluster.ready(standby), 60, "the standby worker")
+    victim_id = r.hget(keys.job(job_id), "worker").decode()
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        for client in r.client_list():
+            if client["name"] == victim_id:  # workers name their connections
+                r.client_kill_filter(_id=client["id"])
+        wait_until(lambda: r.hget(keys.job(job_id), "attempts") == b"2", 10, "the job to run elsewhere")
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: "was taken over by another worker" in victim.output(), 10, "the worker to learn of it")
+    wait_until(lambda: r.hget(keys.job(job_id), "state") == b"completed", 30, "the job to end")
+    ends = [e for _, e in r.xrange(keys.events(job_id)) if e[b"e"][:1] == b"r"]
+    assert len(ends) == 1 and f"worker {r.hget(keys.job(job_id), 'worker').decode()} ready" in standby.output()
+    assert victim.alive() and r.exists(keys.worker(victim_id))  # it goes on, registered again
+    victim.stop()
+    standby.stop()

@@ -24,10 +24,10 @@ def tune(sock: socket.socket) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
 
 
-def connect(url: str, *, blocking: bool = False) -> aioredis.Redis:
+def connect(url: str, *, blocking: bool = False, name: str | None = None) -> aioredis.Redis:
     """A client for `url` (a Sentinel URL gives a client of the current master). Blocking readers
     (XREADGROUP BLOCK, pub/sub) get no socket timeout: redis-py's default 5 s timeout would break them;
-    keepalive probes notice a dead host under them."""
+    keepalive probes notice a dead host under them. `name` names its connections (CLIENT LIST shows it)."""
     options: dict[str, Any] = {
         "socket_timeout": None if blocking else 10.0,
         "socket_connect_timeout": 5.0,
@@ -36,5 +36,7 @@ def connect(url: str, *, blocking: bool = False) -> aioredis.Redis:
         "health_check_interval": 0 if blocking else 30,
         "retry_on_timeout": False,
     }
+    if name:
+        options["client_name"] = name
     target = sentinel.parse(url)
     return target.client(**options) if target else aioredis.Redis.from_url(url, **options)

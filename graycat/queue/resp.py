@@ -110,8 +110,9 @@ class RespProtocol(asyncio.Protocol):
         self.transport.write(encode(args))
 
 
-async def _open(url: str, on_value: Callable[[RespProtocol, object], None]) -> RespProtocol:
-    """Connect, authenticate and select the database of `url` (for a Sentinel URL: of the current master)."""
+async def _open(url: str, on_value: Callable[[RespProtocol, object], None], name: str | None = None) -> RespProtocol:
+    """Connect, authenticate, name the connection and select the database of `url` (for a Sentinel URL: of the
+    current master)."""
     url = await resolve(url)
     opts = parse_url(url)
     loop = asyncio.get_running_loop()
@@ -137,6 +138,8 @@ async def _open(url: str, on_value: Callable[[RespProtocol, object], None]) -> R
     setup: list[tuple[Arg, ...]] = []
     if opts.get("password"):
         setup.append(("AUTH", opts.get("username") or "default", opts["password"]))
+    if name:
+        setup.append(("CLIENT", "SETNAME", name))
     if opts.get("db"):
         setup.append(("SELECT", opts["db"]))
     for cmd in setup:
@@ -163,8 +166,9 @@ def _reply(proto: RespProtocol, value: object) -> None:
 class PipelinedConnection:
     """Send commands in order; await a reply only where it matters. Reconnects on the next call after a loss."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, name: str | None = None) -> None:
         self.url = url
+        self.name = name
         self._proto: RespProtocol | None = None
         self._lock = asyncio.Lock()
         self.opened = 0  # connections opened so far: a new one may reach a restarted or failed-over Redis
@@ -174,7 +178,7 @@ class PipelinedConnection:
         if proto is None or proto.lost is not None:
             async with self._lock:
                 if self._proto is None or self._proto.lost is not None:
-                    self._proto = await _open(self.url, _reply)
+                    self._proto = await _open(self.url, _reply, self.name)
                     self.opened += 1
                 proto = self._proto
         return proto

@@ -21,8 +21,10 @@ async def run_worker(settings: Settings, engine: Engine, kinds: list[str]) -> No
     """Serve `engine`'s models in the pools of `kinds` until SIGTERM / SIGINT, then finish the jobs held; the
     engine is closed on the way out."""
     url = settings.resolved_redis_url()
-    redis, reader, events = connect(url), connect(url, blocking=True), PipelinedConnection(url)
-    consumer = Consumer(redis, reader, events, Worker.new_id(engine.kind),
+    worker_id = Worker.new_id(engine.kind)  # names its connections: CLIENT LIST tells whose they are
+    redis, reader = connect(url, name=worker_id), connect(url, blocking=True, name=worker_id)
+    events = PipelinedConnection(url, name=worker_id)
+    consumer = Consumer(redis, reader, events, worker_id,
                         [(k, m) for m in engine.models() for k in kinds], record_ttl=settings.record_ttl())
     worker = Worker(consumer, engine, visibility_timeout=settings.visibility_timeout,
                     max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout_for(engine.kind),
