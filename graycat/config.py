@@ -64,6 +64,9 @@ class Settings(BaseSettings):
                                 description="Requests per minute per token, unless the token sets its own (0: none).")
     rate_limit_concurrency: int = Field(10, ge=0, validation_alias="RATE_LIMIT_CONCURRENCY",
                                         description="Requests one token may have in flight (0: no limit).")
+    max_prompts: int = Field(8, ge=1, validation_alias="MAX_PROMPTS",
+                             description="Completions one text request may ask for (prompts x n); each takes an "
+                                         "engine slot of the worker that runs it.")
     max_body_mb: float = Field(64.0, gt=0, validation_alias="MAX_BODY_MB",
                                description="Largest request body accepted, in MB; larger ones get 413.")
     cors_origins: Annotated[list[str], NoDecode] = Field(

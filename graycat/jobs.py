@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 # Event types (first byte of every event).
 START = b"s"  # payload: the worker id that claimed the job
@@ -28,6 +29,19 @@ class JobState(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED})
+# The engine endpoints that generate text; the gateway caps their tokens (n_predict) for a token with a quota.
+TEXT_GENERATION = frozenset({"/completion", "/v1/completions", "/v1/chat/completions"})
+_CAP_FIELDS = ("n_predict", "max_completion_tokens", "max_tokens")  # the order llama.cpp reads them in
+
+
+def engine_cap(body: dict[str, Any]) -> int | None:
+    """The most tokens per completion llama.cpp makes of a text job's `body`: n_predict, else
+    max_completion_tokens, else max_tokens (the first given wins); None when it sets no cap (absent, negative,
+    or not a number)."""
+    for name in _CAP_FIELDS:
+        if (value := body.get(name)) is not None:
+            return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return None
 
 
 @dataclass(slots=True)
@@ -41,19 +55,21 @@ class Job:
     stream: bool
     reply_to: str = ""
     request_id: str = ""  # the X-Request-ID of the HTTP request that made it: logs of api and worker share it
+    slots: int = 1  # engine slots it takes: one per prompt (times completions per prompt)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: float = field(default_factory=time.time)
 
     def to_fields(self) -> dict[str, bytes | str]:
         return {"id": self.id, "kind": self.kind, "model": self.model, "ep": self.endpoint, "b": self.body,
-                "s": "1" if self.stream else "0", "rt": self.reply_to, "t": repr(self.created), "rid": self.request_id}
+                "s": "1" if self.stream else "0", "rt": self.reply_to, "t": repr(self.created), "rid": self.request_id,
+                "n": str(self.slots)}
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> Job:
         return cls(kind=fields[b"kind"].decode(), model=fields[b"model"].decode(), endpoint=fields[b"ep"].decode(),
                    body=fields[b"b"], stream=fields[b"s"] == b"1", reply_to=fields[b"rt"].decode(),
                    id=fields[b"id"].decode(), created=float(fields[b"t"]),
-                   request_id=fields.get(b"rid", b"").decode())
+                   request_id=fields.get(b"rid", b"").decode(), slots=int(fields.get(b"n", b"1")))
 
 
 def end_event(status: int, body: bytes = b"") -> bytes:

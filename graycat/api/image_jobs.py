@@ -72,7 +72,8 @@ async def run(request: Request, params: GenerationParams, endpoint: str, reshape
     job_id = uuid.uuid4().hex
     ttl = int(settings.queue_timeout_for(KIND) + settings.job_timeout_for(KIND)) + 60
     await image_state.set_current(request.app.state.queue.redis, request.state.owner, job_id, ttl)
-    spec = JobSpec(endpoint, False, params.checkpoint, None, deterministic=True)
+    spec = JobSpec(endpoint, False, params.checkpoint, None, deterministic=True,
+                   images=params.batch_size * params.n_iter)
     return await run_job(request, spec, kind=KIND, render_chunk=llamacpp.sse_event,
                          render_failure=llamacpp.stream_error, reshape=reshape, body=params.to_json(),
                          job_id=job_id)

@@ -22,10 +22,11 @@ from graycat.tokens import TokenInfo, fingerprint, token_hash
 
 log = logging.getLogger(__name__)
 USAGE_DAYS = 40  # days a token's daily usage is kept
-# Status polls clients send every half second while a job runs (A1111's progress, a job's state): they are
-# authenticated, but neither use up the per-minute allowance nor take a place in flight (the generation they
-# watch holds one already).
-POLLS = frozenset({("GET", "/sdapi/v1/progress"), ("GET", "/jobs/{job_id}")})
+# Status polls clients send every half second while a job runs (A1111's progress, a job's state), and the
+# watching or cancelling of a job: they are authenticated, but neither use up the per-minute allowance nor take
+# a place in flight (the generation they watch holds one already).
+POLLS = frozenset({("GET", "/sdapi/v1/progress"), ("GET", "/jobs/{job_id}"), ("GET", "/jobs/{job_id}/events"),
+                   ("DELETE", "/jobs/{job_id}")})
 STATE_KEY = "graycat_caller"  # where the admitted caller lives in the ASGI scope's state
 _REFUSED = {1: ("invalid API token", "invalid_api_key"), 2: ("this API token was revoked", "revoked_api_key"),
             3: ("this API token has expired", "expired_api_key")}
@@ -92,8 +93,8 @@ async def admit(request: Request, secret: str, *, static: bool, admin: bool, cha
         raise ApiError(429, f"rate limit reached: {rpm} requests per minute for this token; retry in {wait} s",
                        code="rate_limit_exceeded", headers={"Retry-After": wait, **_headers(caller)})
     if verdict == 5:
-        raise ApiError(429, f"this token already has {concurrency} requests in flight (its limit); retry when "
-                       "one ends", code="too_many_concurrent_requests", headers={"Retry-After": "1"})
+        raise ApiError(429, f"this token already has {concurrency} requests or jobs in flight (its limit); retry "
+                       "when one ends", code="too_many_concurrent_requests", headers={"Retry-After": "1"})
     request.scope.setdefault("state", {})[STATE_KEY] = caller
     return caller
 
@@ -107,24 +108,18 @@ def _headers(caller: Caller) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in caller.headers()}
 
 
-async def check_job(request: Request, model: str, kind: str) -> None:
-    """Whether the caller's token may queue a job of `kind` on `model`: 403 when it is limited to other models,
-    429 when it has used its daily quota of generated tokens (text) or images."""
+async def check_job(request: Request, model: str, kind: str, prompts: int = 1) -> None:
+    """Whether the caller's token may queue a job of `kind` on `model` with `prompts` prompts: 403 when it is
+    limited to other models, 400 for more prompts than MAX_PROMPTS (each takes an engine slot). Its daily
+    quota is checked by the reservation (graycat/api/quotas.py)."""
+    most = request.app.state.settings.max_prompts
+    if prompts > most:
+        raise ApiError(400, f"this request asks for {prompts} completions (prompts x n); at most {most} are taken "
+                       "per request (MAX_PROMPTS)", code="too_many_prompts", param="prompt")
     caller: Caller | None = request.scope.get("state", {}).get(STATE_KEY)
-    if caller is None:
-        return
-    if caller.models and model not in caller.models:
+    if caller is not None and caller.models and model not in caller.models:
         raise ApiError(403, f"this token may not use model '{model}'; it may use: {', '.join(caller.models)}",
                        code="model_not_allowed", param="model")
-    field_, limit = ("images", caller.daily_images) if kind == "sd" else ("completion_tokens", caller.daily_tokens)
-    if kind == "embed" or not limit:
-        return
-    used = int(await request.app.state.queue.redis.hget(keys.usage(caller.owner, today()), field_) or 0)
-    if used >= limit:
-        what = "images" if field_ == "images" else "generated tokens"
-        until = 86400 - int(time.time()) % 86400
-        raise ApiError(429, f"daily quota reached: {used} of {limit} {what} today (UTC)", code="quota_exceeded",
-                       headers={"Retry-After": str(until)})
 
 
 class LimitsMiddleware:

@@ -11,6 +11,7 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from graycat.api import quotas
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec
 from graycat.api.errors import ApiError
@@ -46,14 +47,19 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     queue: JobQueue = state.queue
     metrics: ApiMetrics = state.metrics
     model = await resolve_model(queue, state.settings.default_model, spec, kind)
-    await check_job(request, model, kind)
+    await check_job(request, model, kind, spec.prompts)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body() if body is None else body,
-              stream=spec.stream, request_id=request.scope["request_id"])
+              stream=spec.stream, request_id=request.scope["request_id"], slots=spec.prompts)
     if job_id is not None:
         job.id = job_id
+    hold = await quotas.reserve(request, job, spec, kind)
     if state.settings.log_prompts:
         log.info("job %s (request %s) body: %s", job.id, job.request_id, job.body[:4096].decode(errors="replace"))
-    sub = await queue.submit(job, request.state.owner, worker)
+    try:
+        sub = await queue.submit(job, request.state.owner, worker, hold.fields() if hold else ())
+    except BaseException:
+        await quotas.release(queue, hold)
+        raise
     now = asyncio.get_running_loop().time()
     deadline = now + state.settings.job_timeout_for(kind)
     queue_timeout = state.settings.queue_timeout_for(kind)

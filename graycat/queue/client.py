@@ -58,25 +58,29 @@ class JobQueue:
         self._models_at = 0.0
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def submit(self, job: Job, owner: str = "", worker: str | None = None) -> Subscription:
+    async def submit(self, job: Job, owner: str = "", worker: str | None = None,
+                     holds: tuple[str, ...] = ()) -> Subscription:
         """Enqueue `job` (for `worker` when given: its direct lane) and return the subscription to its events,
         which this api process receives."""
         job.reply_to = self.hub.channel
         sub = self.hub.open(job.id)
         try:
-            await self.enqueue(job, owner, worker)
+            await self.enqueue(job, owner, worker, holds)
         except BaseException:
             self.hub.close(sub)
             raise
         return sub
 
-    async def enqueue(self, job: Job, owner: str = "", worker: str | None = None) -> None:
+    async def enqueue(self, job: Job, owner: str = "", worker: str | None = None,
+                      holds: tuple[str, ...] = ()) -> None:
         """Write the job record and queue the job (in `worker`'s direct lane when given), in one atomic round
-        trip; QueueFull when the pool is full."""
+        trip; QueueFull when the pool is full. `holds`: record fields naming what the job holds until it ends
+        (its quota reservation, its place in flight; see scripts.RELEASE_HOLDS)."""
         stream = keys.direct_lane(worker, job.kind, job.model) if worker else keys.pool(job.kind, job.model)
-        record = ("state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
-                  "stream", int(job.stream), "created", repr(job.created), "owner", owner, "reply", job.reply_to,
-                  "request_id", job.request_id)
+        record: tuple[str | int, ...] = (
+            "state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
+            "stream", int(job.stream), "created", repr(job.created), "owner", owner, "reply", job.reply_to,
+            "request_id", job.request_id, *holds)
         fields = [part for pair in job.to_fields().items() for part in pair]
         now = time.time()
         per_token = self.max_waiting_per_token if owner else 0

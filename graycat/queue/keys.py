@@ -117,8 +117,15 @@ def recent_requests(owner: str) -> str:
 
 
 def in_flight(owner: str) -> str:
-    """Sorted set: a token's requests being answered (admission ticket -> start time)."""
+    """Sorted set: a token's requests being answered (admission ticket -> start time) and its jobs submitted
+    through POST /jobs that have not ended (job id -> submit time)."""
     return f"{PREFIX}:inflight:{owner}"
+
+
+def reserved(owner: str, what: str) -> str:
+    """Sorted set: a token's reservations of its daily quota of `what` (completion_tokens, images) by jobs that
+    have not ended ('<job id>:<amount>' -> the time the reservation lapses)."""
+    return f"{PREFIX}:reserved:{owner}:{what}"
 
 
 def usage(owner: str, day: str) -> str:

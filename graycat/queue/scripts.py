@@ -71,11 +71,25 @@ end
 return #ARGV - 3
 """
 
+# What a job holds until it ends (KEYS[1] or `job` is its record): its reservation of its token's daily quota
+# (rsv_key, rsv: '<job id>:<amount>') and its place among the token's jobs in flight (flight_key). Releasing
+# returns the reservation's field (the key's last part) and amount.
+RELEASE_HOLDS = """
+local function release_holds(job)
+  local h = redis.call('HMGET', job, 'rsv_key', 'rsv', 'flight_key')
+  if h[3] then redis.call('ZREM', h[3], string.sub(job, -32)) end
+  if not h[1] then return nil, 0 end
+  redis.call('ZREM', h[1], h[2])
+  return string.match(h[1], ':([%w_]+)$'), tonumber(string.match(h[2], ':(%d+)$'))
+end
+"""
+
 # KEYS: job, events, pool, stats, this minute's completed counter. ARGV: channel, job id, end event, state,
 # entry id, group, now, ttl, status, owner (the worker that ran it; '' for a job that never ran), key prefix,
 # day (UTC), prompt tokens, generated tokens, images. Only the current owner ends a running job. The job
-# counts in the daily usage of the token that sent it.
-FINISH = TERMINAL + """
+# counts in the daily usage of the token that sent it; a count of -1 (unknown: a job stopped midway whose
+# engine does not say what it made) counts what the job reserved of it.
+FINISH = TERMINAL + RELEASE_HOLDS + """
 local owner = redis.call('HGET', KEYS[1], 'worker')
 if ARGV[10] ~= '' and owner and owner ~= ARGV[10] and not terminal(redis.call('HGET', KEYS[1], 'state')) then
   return 0
@@ -91,13 +105,16 @@ if ARGV[4] == 'completed' then
   redis.call('EXPIRE', KEYS[5], 90000)
 end
 local token = redis.call('HGET', KEYS[1], 'owner')
+local held, amount = release_holds(KEYS[1])
 if token and token ~= '' then
   local usage = ARGV[11] .. ':usage:' .. token .. ':' .. ARGV[12]
   redis.call('HINCRBY', usage, 'jobs', 1)
   if ARGV[4] ~= 'completed' then redis.call('HINCRBY', usage, 'jobs_' .. ARGV[4], 1) end
   local fields = {'prompt_tokens', 'completion_tokens', 'images'}
   for i = 1, 3 do
-    if tonumber(ARGV[12 + i]) > 0 then redis.call('HINCRBY', usage, fields[i], ARGV[12 + i]) end
+    local n = tonumber(ARGV[12 + i])
+    if n < 0 then n = held == fields[i] and amount or 0 end
+    if n > 0 then redis.call('HINCRBY', usage, fields[i], n) end
   end
   redis.call('EXPIRE', usage, 3456000)
 end
@@ -109,11 +126,12 @@ return 1
 
 # KEYS: job, cancel flag, events. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, key
 # prefix, the end event of a job still waiting.
-CANCEL = FORGET_WAITING + """
+CANCEL = FORGET_WAITING + RELEASE_HOLDS + """
 forget_waiting(ARGV[6])
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'pending' then  -- it ends here: its record, its event stream, its pool's counters and its client say so
+  release_holds(KEYS[1])
   redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3], 'status', string.sub(ARGV[7], 2, 4))
   local pool = redis.call('HMGET', KEYS[1], 'kind', 'model')
   redis.call('HINCRBY', ARGV[6] .. ':stats:' .. pool[1] .. ':' .. pool[2], ARGV[1], 1)
@@ -129,7 +147,7 @@ return st
 # KEYS: pool. ARGV: cutoff entry id, now, ttl, max entries, key prefix, group.
 # Jobs that waited in the pool past their deadline (entries up to the cutoff that no worker holds) expire:
 # their client hears a 504 and the entry leaves the queue.
-EXPIRE_WAITING = TERMINAL + """
+EXPIRE_WAITING = TERMINAL + RELEASE_HOLDS + """
 local expired = 0
 local body = '{"error":{"code":504,"message":"no worker took the job before its queue deadline",' ..
              '"type":"timeout_error"}}'
@@ -142,6 +160,7 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV
     local owner = redis.call('HGET', job, 'owner')
     if owner and owner ~= '' then redis.call('ZREM', ARGV[5] .. ':waiting:' .. owner, f['id']) end
     if not terminal(redis.call('HGET', job, 'state')) then
+      release_holds(job)
       redis.call('HINCRBY', ARGV[5] .. ':stats:' .. string.sub(KEYS[1], #ARGV[5] + 7), 'expired', 1)
       redis.call('HSET', job, 'state', 'expired', 'finished', ARGV[2], 'status', '504')
       redis.call('EXPIRE', job, ARGV[3])
@@ -261,4 +280,26 @@ redis.call('DEL', KEYS[#KEYS - 1])
 redis.call('ZREM', KEYS[#KEYS], ARGV[2])
 if n > 0 then redis.call('PUBLISH', ARGV[4], ARGV[2]) end
 return n
+"""
+
+# KEYS: the token's usage of today, its reservations of `field`. ARGV: field (completion_tokens, images), the
+# daily limit, amount wanted, unit (0: exactly the amount wanted; else as much of it as is left, in whole
+# units, at least one unit), now, the time the reservation lapses, job id, ttl of the reservations' set.
+# Reservations of jobs that ended without releasing theirs (their record lost) lapse. Returns {granted (0:
+# refused), used today, reserved by other jobs}.
+RESERVE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
+local held = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  held = held + tonumber(string.match(member, ':(%d+)$'))
+end
+local used = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local left = tonumber(ARGV[2]) - used - held
+local want, unit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local grant = want
+if unit > 0 then grant = math.min(want, left - left % unit) end
+if grant > left or grant <= 0 then return {0, used, held} end
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7] .. ':' .. grant)
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+return {grant, used, held}
 """

@@ -22,7 +22,7 @@ from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
 from graycat.workers.engines.base import Engine, Rescans, Skips
 from graycat.workers.gpu import GpuReader
-from graycat.workers.usage import usage_of
+from graycat.workers.usage import Meter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,11 +65,11 @@ class Emitter:
         self._consumer = consumer
         self._job = job
         self._buffer: list[bytes] | None = []
-        self.last = b""  # the last chunk with content (a stream's final chunk tells its usage)
+        self.meter = Meter(job)  # counts what the job makes as its chunks pass
 
     def __call__(self, chunk: bytes) -> None:
         if chunk != b"[DONE]":
-            self.last = chunk
+            self.meter.feed(chunk)
         if self._buffer is None:
             self._consumer.emit(self._job, [CHUNK + chunk])
         else:
@@ -109,6 +109,8 @@ class Worker:
         self.host = host or socket.gethostname()
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
+        self._room = asyncio.Condition()  # signalled when a running job gives its slots back
+        self._slots_running = 0
         self._held: dict[str, Claimed] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._engine_tasks: dict[str, asyncio.Task[tuple[int, bytes]]] = {}
@@ -210,7 +212,7 @@ class Worker:
         lost_pools = False
         next_reclaim = 0.0
         while not self._stopping.is_set():
-            free = self.engine.slots - len(self._held)
+            free = self.engine.slots - sum(self._slots_of(c.job) for c in self._held.values())
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -253,8 +255,30 @@ class Worker:
                                 deliveries, extra=_job_fields(claimed.job))
                 self._held[claimed.job.id] = claimed
                 runner = self._dead_letter(claimed, deliveries) if deliveries > self.max_deliveries \
-                    else self._run(claimed)
+                    else self._in_slots(claimed.job, self._run(claimed))
                 self._tasks[claimed.job.id] = asyncio.create_task(runner)
+
+    def _slots_of(self, job: Job) -> int:
+        """Engine slots a job takes: one per prompt (completion), at most all of them."""
+        return min(max(job.slots, 1), self.engine.slots)
+
+    async def _in_slots(self, job: Job, run: Coroutine[Any, Any, None]) -> None:
+        """Run `run` once the job's slots are free: a job of several prompts claimed with others waits here
+        (held, not started) rather than having the engine queue its prompts in front of theirs."""
+        need = self._slots_of(job)
+        try:
+            async with self._room:
+                await self._room.wait_for(lambda: self._slots_running + need <= self.engine.slots)
+                self._slots_running += need
+        except BaseException:
+            run.close()
+            raise
+        try:
+            await run
+        finally:
+            async with self._room:
+                self._slots_running -= need
+                self._room.notify_all()
 
     async def _unless_stopping(self, call: Coroutine[Any, Any, T], limit: float) -> T | None:
         """`call`'s result, or None when the worker is asked to stop before it ends (or before it starts: then it
@@ -324,7 +348,7 @@ class Worker:
                     JobState.FAILED
             else:
                 status, body, state = await self._outcome(job, engine_task)
-            usage = usage_of(body or emitter.last) if state == JobState.COMPLETED else Usage()
+            usage = emitter.meter.usage(status, body, state, runnable)
             await self._finish(claimed, status, body, state, runnable, usage)  # after every chunk, same connection
             self._outcomes[state.value] += 1
             log.info("job %s %s (%d)", job.id, state.value, status, extra={

@@ -1,5 +1,6 @@
 """Dialects: pure translation between an HTTP API's requests and the internal job, no I/O."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -12,6 +13,8 @@ class JobSpec:
     model: str | None
     max_new_tokens: int | None
     deterministic: bool = False  # a rerun gives the same output (fixed seed or temperature 0)
+    prompts: int = 1  # completions the engine makes (prompts x n): each takes a slot
+    images: int = 0  # images an image job makes (batch_size x n_iter)
 
 
 RANDOM_SEEDS = frozenset({-1, 0xFFFFFFFF})  # what llama.cpp takes as "pick a random seed"
@@ -19,3 +22,20 @@ RANDOM_SEEDS = frozenset({-1, 0xFFFFFFFF})  # what llama.cpp takes as "pick a ra
 
 def is_deterministic(seed: int | None, temperature: float | None) -> bool:
     return temperature == 0 or (seed is not None and seed not in RANDOM_SEEDS)
+
+
+def prompt_count(prompt: object) -> int:
+    """How many prompts llama.cpp makes of a `prompt` field: a text, a list of token ids or a list mixing
+    texts and token ids is one prompt; any other list holds one prompt per item."""
+    if not isinstance(prompt, list):
+        return 1
+    ids = [isinstance(p, int) and not isinstance(p, bool) for p in prompt]
+    if all(ids) or (any(ids) and any(isinstance(p, str) for p in prompt)):
+        return 1
+    return len(prompt)
+
+
+def completions_each(values: Iterable[object]) -> int:
+    """Completions per prompt, from the `n` / `n_cmpl` values given (whichever is larger; 1 when none is a
+    positive integer)."""
+    return max([v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 0], default=1)

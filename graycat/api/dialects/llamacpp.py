@@ -9,7 +9,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graycat.api.dialects import JobSpec, is_deterministic
+from graycat.api.dialects import JobSpec, completions_each, is_deterministic, prompt_count
 from graycat.api.dialects.openai import ChatMessage
 from graycat.chat_templates import DEFAULT as DEFAULT_TEMPLATE
 
@@ -133,8 +133,10 @@ def props(name: str, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def completion_job(req: CompletionRequest) -> JobSpec:
+    extra = req.model_extra or {}
     return JobSpec("/completion", req.stream, req.model, req.n_predict if req.n_predict > 0 else None,
-                   is_deterministic(req.seed, req.temperature))
+                   is_deterministic(req.seed, req.temperature),
+                   prompt_count(req.prompt) * completions_each((extra.get("n"), extra.get("n_cmpl"))))
 
 
 def sse_event(payload: bytes) -> bytes:

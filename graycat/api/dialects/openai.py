@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graycat.api.dialects import JobSpec, is_deterministic
+from graycat.api.dialects import JobSpec, completions_each, is_deterministic, prompt_count
 
 
 class ChatMessage(BaseModel):
@@ -62,14 +62,19 @@ def embeddings_job(req: EmbeddingsRequest) -> JobSpec:
     return JobSpec("/v1/embeddings", False, req.model, None)
 
 
+def _completions_each(req: _Request) -> int:
+    return completions_each((req.n, (req.model_extra or {}).get("n_cmpl")))
+
+
 def chat_job(req: ChatCompletionRequest) -> JobSpec:
     limit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    return JobSpec("/v1/chat/completions", req.stream, req.model, limit, is_deterministic(req.seed, req.temperature))
+    return JobSpec("/v1/chat/completions", req.stream, req.model, limit, is_deterministic(req.seed, req.temperature),
+                   _completions_each(req))
 
 
 def completion_job(req: CompletionRequest) -> JobSpec:
     return JobSpec("/v1/completions", req.stream, req.model, req.max_tokens,
-                   is_deterministic(req.seed, req.temperature))
+                   is_deterministic(req.seed, req.temperature), prompt_count(req.prompt) * _completions_each(req))
 
 
 def model_list(models: dict[str, dict[str, Any]]) -> dict[str, Any]:

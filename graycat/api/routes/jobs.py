@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,11 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response, StreamingResponse
 
+from graycat.api import quotas
 from graycat.api.auth import require_token
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, llamacpp, openai
 from graycat.api.errors import ApiError
-from graycat.api.limits import check_job
+from graycat.api.limits import STATE_KEY, Caller, check_job
 from graycat.api.relay import SSE_HEADERS
 from graycat.api.routes import json_response
 from graycat.jobs import CHUNK, END, START, TERMINAL_STATES, Job, JobState, parse_end
@@ -61,22 +63,43 @@ async def submit(request: Request, job_request: JobRequest,
         raise RequestValidationError([{**e, "loc": ("body", "body", *e["loc"])} for e in exc.errors()]) from None
     queue: JobQueue = request.app.state.queue
     model = await resolve_model(queue, request.app.state.settings.default_model, spec)
-    await check_job(request, model, kind)
+    await check_job(request, model, kind, spec.prompts)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=orjson.dumps(job_request.body), stream=spec.stream,
-              request_id=request.scope["request_id"])
+              request_id=request.scope["request_id"], slots=spec.prompts)
+    owner = request.state.owner
     if idempotency_key:
-        idem = keys.idempotency(request.state.owner, idempotency_key)
+        idem = keys.idempotency(owner, idempotency_key)
         if not await queue.redis.set(idem, job.id, nx=True, ex=IDEMPOTENCY_TTL_S):
             existing = text(await queue.redis.get(idem) or b"")
             return json_response({"id": existing, "status_url": f"/jobs/{existing}", "replayed": True}, 202)
+    hold = flight = None
     try:
-        await queue.enqueue(job, request.state.owner)
+        hold = await quotas.reserve(request, job, spec, kind)
+        flight = await _take_place(request, job)
+        await queue.enqueue(job, owner, holds=(*(hold.fields() if hold else ()), *flight))
     except BaseException:
+        await quotas.release(queue, hold)
+        if flight:
+            await queue.writer.call("ZREM", flight[1], job.id)
         if idempotency_key:
-            await queue.redis.delete(keys.idempotency(request.state.owner, idempotency_key))
+            await queue.redis.delete(keys.idempotency(owner, idempotency_key))
         raise
     return json_response({"id": job.id, "status_url": f"/jobs/{job.id}", "events_url": f"/jobs/{job.id}/events"}, 202,
                  {"Location": f"/jobs/{job.id}"})
+
+
+async def _take_place(request: Request, job: Job) -> tuple[str, ...]:
+    """A job of a token with a limit of requests in flight (RATE_LIMIT_CONCURRENCY or its own) holds a place
+    until it ends, as a request does while it is answered: this request's place (admitted) passes to the job.
+    The record fields that name the place (scripts.RELEASE_HOLDS), or none without a limit."""
+    caller: Caller | None = request.scope.get("state", {}).get(STATE_KEY)
+    if caller is None or not caller.concurrency:
+        return ()
+    key = keys.in_flight(caller.owner)
+    queue: JobQueue = request.app.state.queue
+    await queue.writer.call("ZADD", key, repr(time.time()), job.id)
+    await queue.writer.call("EXPIRE", key, queue.record_ttl)
+    return ("flight_key", key)
 
 
 @router.get("/{job_id}", summary="State, queue position, attempts, timings, and the result when done")
