@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from graycat.standalone import find_redis_server
-from tests.conftest import TOKEN, Cluster, free_port, wait_until
+from tests.conftest import ADMIN, TOKEN, Cluster, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 ACL = Path(__file__).resolve().parent.parent / "deploy" / "redis" / "users.acl"
@@ -62,6 +62,14 @@ def test_api_and_worker_run_jobs_as_their_users(acl_redis: int, tmp_path: Path, 
             streamed = http.post("/completion", json={"prompt": "x", "model": "acl-null", "stream": True})
             chat = http.post("/v1/chat/completions", headers={"X-Session-ID": "acl"},
                              json={"model": "acl-null", "messages": [{"role": "user", "content": "x"}]})
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30) as admin:
+            limited = admin.post("/admin/tokens", json={"name": "acl", "daily_tokens": 100, "concurrency": 2})
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {limited.json()['token']}"},
+                          timeout=30) as http:  # the worker releases its reservation and its place in flight
+            job = http.post("/jobs", json={"route": "/completion", "body": {"prompt": "x", "model": "acl-null"}})
+            wait_until(lambda: http.get(f"/jobs/{job.json()['id']}").json()["state"] == "completed", 10, "the job")
+            quota = http.post("/completion", json={"prompt": "x", "model": "acl-null"})
+        assert quota.status_code == 200
         assert plain.status_code == 200 and plain.json()["content"] == "xxx"
         assert streamed.status_code == 200 and streamed.text.count("data: ") == 4
         assert chat.status_code == 200  # a session turn: the api keeps it, the worker runs it in its lane
