@@ -28,20 +28,24 @@ class Meter:
             return
         if not isinstance(data, dict):
             return
+        choices = data.get("choices")
+        final = "timings" in data or "usage" in data  # a completion's last chunk, with its figures
+        if choices is None and not final and type(made := data.get("tokens_predicted")) is int:
+            index = _int(data.get("index"))  # llama.cpp's running count
+            self._made[index], self._read[index] = made, _int(data.get("tokens_evaluated"))
+            return
         if "job_no" in data:  # an image job's progress: batches before the current one are finished
             done = _int(data.get("job_no")) + (1 if _int(data.get("step")) >= _int(data.get("steps"), 1) else 0)
             self._iterations = max(self._iterations, done)
             return
-        choices = data.get("choices")
         index = _int(data.get("index"))
-        if isinstance(choices, list):  # an OpenAI chunk: one token per chunk with content, until the usage
+        if isinstance(choices, list):  # an OpenAI chunk: one token per chunk with content, until the figures
             for choice in choices:
                 if isinstance(choice, dict) and _has_content(choice):
                     i = _int(choice.get("index"))
                     self._made[i] = self._made.get(i, 0) + 1
             index = _int(choices[0].get("index")) if len(choices) == 1 and isinstance(choices[0], dict) else 0
-        found = _usage(data)
-        if found is not None:  # llama.cpp's running count (tokens_predicted), or a completion's final figures
+        if final and (found := _usage(data)) is not None:
             self._made[index], self._read[index] = found.completion_tokens, found.prompt_tokens
 
     def usage(self, status: int, body: bytes, state: JobState, ran: bool) -> Usage:
