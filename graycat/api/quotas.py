@@ -54,7 +54,8 @@ async def reserve(request: Request, job: Job, spec: JobSpec, kind: str) -> Hold 
         want, unit = max(spec.images, 1), 0
     else:
         body = orjson.loads(job.body)
-        assert isinstance(body, dict)
+        if not isinstance(body, dict):  # the dialects take objects only
+            raise ApiError(400, "the request body must be a JSON object", code="invalid_request")
         context = int((await queue.models()).get(job.model, {}).get("n_ctx") or NO_CONTEXT)
         cap = engine_cap(body)
         # n_predict 0 still makes one token

@@ -138,7 +138,7 @@ class Worker:
     def info(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.engine.kind, "kinds": self.consumer.kinds,
                 "models": list(self.engine.models()),
-                "slots": self.engine.slots, "busy": len(self._held), "jobs": list(self._held),
+                "slots": self.engine.slots, "busy": self._slots_held(), "jobs": list(self._held),
                 "host": self.host, "version": __version__, "started": self.started_at,
                 "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats(),
                 "outcomes": dict(self._outcomes), "gpus": self._gpus.read(), "refreshed": list(self._refreshed),
@@ -212,7 +212,7 @@ class Worker:
         lost_pools = False
         next_reclaim = 0.0
         while not self._stopping.is_set():
-            free = self.engine.slots - sum(self._slots_of(c.job) for c in self._held.values())
+            free = self.engine.slots - self._slots_held()
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -262,6 +262,9 @@ class Worker:
         """Engine slots a job takes: one per prompt (completion), at most all of them."""
         return min(max(job.slots, 1), self.engine.slots)
 
+    def _slots_held(self) -> int:
+        return sum(self._slots_of(c.job) for c in self._held.values())
+
     async def _in_slots(self, job: Job, run: Coroutine[Any, Any, None]) -> None:
         """Run `run` once the job's slots are free: a job of several prompts claimed with others waits here
         (held, not started) rather than having the engine queue its prompts in front of theirs."""
@@ -270,8 +273,11 @@ class Worker:
             async with self._room:
                 await self._room.wait_for(lambda: self._slots_running + need <= self.engine.slots)
                 self._slots_running += need
-        except BaseException:
+        except BaseException:  # never started: it stays in its pool, where a live worker takes it over
             run.close()
+            self._held.pop(job.id, None)
+            self._tasks.pop(job.id, None)
+            self._slot_free.set()
             raise
         try:
             await run
