@@ -38,3 +38,17 @@ def test_request_id_follows_the_request_into_the_worker(gateway: Gateway) -> Non
     assert job_line["run_ms"] > 0 and {"ts", "level", "msg"} <= job_line.keys()
     for proc in (gateway.api, gateway.worker):  # prompts and outputs are never logged
         assert secret_prompt not in proc.output()
+
+
+def test_documented_pages_are_named_in_the_access_log(gateway: Gateway) -> None:
+    with gateway.client(token=None) as client:
+        for path in ("/docs", "/openapi.json", "/nowhere"):
+            client.get(path, headers={"X-Request-ID": f"named-route{path.replace('/', '-')}"})
+
+    def route(path: str) -> str | None:
+        rid = f"named-route{path.replace('/', '-')}"
+        return next((e["route"] for e in json_lines(gateway.api) if e.get("request_id") == rid), None)
+
+    wait_until(lambda: route("/nowhere") is not None, 10, "the access log lines")
+    assert route("/docs") == "/docs" and route("/openapi.json") == "/openapi.json"
+    assert route("/nowhere") == "unmatched"  # scanners' paths still share one label

@@ -59,13 +59,25 @@ class RequestMiddleware:
         finally:
             self.metrics.in_flight.dec()
             total = time.perf_counter() - began
-            route = getattr(scope.get("route"), "path", UNMATCHED)
+            route = _route_name(scope)
             self.metrics.request_done(route, status, first_byte or total, total)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info("%s %s %d", scope["method"], route, status, extra={
                     "request_id": scope["request_id"], "job_id": job_id, "method": scope["method"], "route": route,
                     "status": status, "duration_ms": round(total * 1000, 2),
                     "first_byte_ms": round((first_byte or total) * 1000, 2)})
+
+
+def _route_name(scope: Scope) -> str:
+    """The template of the route that served the request: FastAPI's own routes put themselves in the scope, plain
+    Starlette ones (/docs, /redoc, /openapi.json) only their endpoint."""
+    if (route := scope.get("route")) is not None:
+        return str(route.path)
+    if (endpoint := scope.get("endpoint")) is not None:
+        for candidate in scope["app"].router.routes:
+            if getattr(candidate, "endpoint", None) is endpoint:
+                return str(candidate.path)
+    return UNMATCHED
 
 
 _SLASHES = re.compile(r"//+")
