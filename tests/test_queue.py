@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from graycat import redis_server as server_binaries
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
 from graycat.queue import keys
 from graycat.queue.client import JobQueue, QueueFull
@@ -16,7 +17,7 @@ from graycat.queue.connection import connect
 from graycat.queue.consumer import Consumer
 from graycat.queue.hub import EventHub
 from graycat.queue.resp import PipelinedConnection
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, free_port
 
 
 @pytest.fixture
@@ -155,3 +156,29 @@ async def test_each_token_has_its_own_waiting_limit(parts: tuple[JobQueue, Consu
     await queue.submit(job(model), "token-a")
     with pytest.raises(QueueFull):
         await queue.submit(job(model), "token-a")
+
+
+@pytest.mark.parametrize("binary", server_binaries.startable(), ids=lambda b: f"{b.name}-{b.version}")
+async def test_a_dead_workers_job_is_taken_over_on_every_server(binary: server_binaries.ServerBinary,
+                                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Crash recovery (XAUTOCLAIM) on every server `graycat up` or the tests may start: the embedded Valkey and
+    the system's redis-server when it is new enough."""
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("server"), binary=binary.path)
+    server.start()
+    redis, reader = connect(server.url), connect(server.url, blocking=True)
+    events, writer = PipelinedConnection(server.url), PipelinedConnection(server.url)
+    try:
+        dead, alive = (Consumer(redis, reader, events, name, [("llm", "m")], record_ttl=60)
+                       for name in ("w-dead", "w-alive"))
+        await dead.setup()
+        await JobQueue(redis, writer, EventHub(server.url, "api"), record_ttl=60).enqueue(job("m"))
+        [held] = await dead.claim(1, 1000)  # then its worker dies: no heartbeat, no ack
+        await asyncio.sleep(0.3)
+        [(taken, deliveries)] = await alive.reclaim(1, idle_ms=200)
+        assert taken.job.id == held.job.id and taken.entry_id == held.entry_id and deliveries == 2
+    finally:
+        await writer.close()
+        await events.close()
+        await reader.aclose()
+        await redis.aclose()
+        server.stop()

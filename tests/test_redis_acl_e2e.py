@@ -11,8 +11,7 @@ import httpx
 import pytest
 import redis
 
-from graycat.standalone import find_redis_server
-from tests.conftest import ADMIN, TOKEN, Cluster, free_port, wait_until
+from tests.conftest import ADMIN, TOKEN, Cluster, default_server_binary, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 ACL = Path(__file__).resolve().parent.parent / "deploy" / "redis" / "users.acl"
@@ -28,8 +27,7 @@ def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         text = text.replace(placeholder, password)
     (folder / "users.acl").write_text(text)
     port = free_port()
-    binary = find_redis_server()
-    assert binary
+    binary = default_server_binary()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(folder), "--aclfile", str(folder / "users.acl")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

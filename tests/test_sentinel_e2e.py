@@ -13,8 +13,7 @@ import httpx
 import pytest
 import redis
 
-from graycat.standalone import find_redis_server
-from tests.conftest import TOKEN, Cluster, RedisServer, free_port, wait_until
+from tests.conftest import TOKEN, Cluster, RedisServer, default_server_binary, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -55,8 +54,7 @@ def _redis(binary: str, port: int, folder: Path, *extra: str) -> subprocess.Pope
 
 @pytest.fixture
 def sentinel(tmp_path: Path) -> Iterator[Sentinel]:
-    binary = find_redis_server()
-    assert binary, "no redis-server: apt install redis-server"
+    binary = default_server_binary()
     ports = (free_port(), free_port())
     master = _redis(binary, ports[0], tmp_path / "master")
     replica = _redis(binary, ports[1], tmp_path / "replica", "--replicaof", "127.0.0.1", str(ports[0]))

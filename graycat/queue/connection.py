@@ -40,3 +40,12 @@ def connect(url: str, *, blocking: bool = False, name: str | None = None) -> aio
         options["client_name"] = name
     target = sentinel.parse(url)
     return target.client(**options) if target else aioredis.Redis.from_url(url, **options)
+
+
+def redact(url: str) -> str:
+    """`url` with its password hidden, for messages."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, hosts = rest.rpartition("@")
+    if not at or ":" not in auth:
+        return url
+    return f"{scheme}{sep}{auth.split(':', 1)[0]}:***@{hosts}"
