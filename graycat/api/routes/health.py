@@ -18,12 +18,14 @@ router = APIRouter(tags=["health"])
 @router.post("/health", include_in_schema=False)
 async def health(request: Request) -> Response:
     queue = request.app.state.queue
+    instance = request.app.state.settings.instance_id
+    mine = {"instance": instance} if instance else {}  # set by `graycat up`, which looks for its own api
     try:
         async with asyncio.timeout(2.0):
             workers = await queue.live_workers()
     except (RedisError, OSError, TimeoutError) as exc:
         return json_response({"status": "error", "redis": False, "workers": 0,
-                             "reason": f"Redis unreachable: {exc or 'timeout'}"}, 503)
+                             "reason": f"Redis unreachable: {exc or 'timeout'}", **mine}, 503)
     models = sorted(served_models(workers))
     return json_response({"status": "ok" if workers else "no_workers", "redis": True,
-                         "workers": len(workers), "models": models})
+                         "workers": len(workers), "models": models, **mine})
