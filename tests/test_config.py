@@ -80,3 +80,10 @@ def test_more_models_and_chat_templates_per_model(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("GRAYCAT_MODELS", "=/models/b.gguf")
     with pytest.raises(ConfigError, match="GRAYCAT_MODELS"):
         load_settings()
+
+
+def test_setting_errors_read_without_the_library_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_TIMEOUTS", "sd")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "QUEUE_TIMEOUTS: expected kind=seconds pairs" in str(error.value) and "Value error" not in str(error.value)
