@@ -29,9 +29,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], command
     create.add_argument("--concurrency", type=int, default=0,
                         help="requests in flight (default: RATE_LIMIT_CONCURRENCY)")
     create.add_argument("--models", default="", help="comma-separated models it may use (default: all)")
-    create.add_argument("--daily-tokens", type=int, default=0, help="generated tokens per day, UTC (default 0: no quota)")
+    create.add_argument("--daily-tokens", type=int, default=0,
+                        help="generated tokens per day, UTC (default 0: no quota)")
     create.add_argument("--daily-images", type=int, default=0, help="images per day, UTC (default 0: no quota)")
-    create.add_argument("--expires", type=datetime.fromisoformat, help="date or time (ISO 8601, UTC) it stops working (default: never)")
+    create.add_argument("--expires", type=datetime.fromisoformat,
+                        help="date or time (ISO 8601, UTC) it stops working (default: never)")
     create.add_argument("--admin", action="store_true", help="may use the admin routes (default: no)")
     command(actions, "list", "list the managed tokens (never their secrets)", WHERE)
     revoke = command(actions, "revoke", "revoke tokens by name or fingerprint", WHERE)
