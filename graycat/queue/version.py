@@ -1,8 +1,8 @@
 """The oldest Redis the queue runs on, and the check that refuses older servers.
 
-Redis 7.0 is the floor: XAUTOCLAIM (takeover of a dead worker's jobs) answers in three parts since 7.0 and in
-two before, Redis 6.2 is past its end of life, and the suite runs on Redis 7 and Valkey 9. Every Valkey
-release (7.2 and later) qualifies.
+Redis 7.0 is the floor, because it is the oldest server the tests run on (the system's Redis 7 and the embedded
+Valkey 9): Redis 6.2 is outside Redis' support window, and it is where `graycat up` once crashed (XAUTOCLAIM
+answered in another shape before 7.0). Every Valkey release (7.2 and later) qualifies.
 """
 
 from __future__ import annotations
