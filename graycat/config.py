@@ -121,6 +121,10 @@ class Settings(BaseSettings):
                              description="Also serve embeddings (/embeddings, /v1/embeddings) with this worker.")
     gpu_layers: int = Field(0, ge=-1, validation_alias="GPU_LAYERS",
                             description="Layers offloaded to the GPU (-1: all).")
+    prompt_cache: Literal["tenant", "shared", "off"] = Field(
+        "tenant", validation_alias="PROMPT_CACHE",
+        description="Reuse of processed prompts: tenant (only a token's own, each token's requests kept on slots "
+                    "it used), shared (any token's: one trusted tenant), off (never).")
     # Stable Diffusion worker and image requests
     sd_models_dir: Path | None = Field(None, validation_alias="SD_MODELS_DIR",
                                        description="A1111-style folder: checkpoints in DIR/models/Stable-diffusion.")

@@ -56,20 +56,22 @@ class Job:
     reply_to: str = ""
     request_id: str = ""  # the X-Request-ID of the HTTP request that made it: logs of api and worker share it
     slots: int = 1  # engine slots it takes: one per prompt (times completions per prompt)
+    owner: str = ""  # the fingerprint of the token that sent it: engines keep tenants' slots and caches apart
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: float = field(default_factory=time.time)
 
     def to_fields(self) -> dict[str, bytes | str]:
         return {"id": self.id, "kind": self.kind, "model": self.model, "ep": self.endpoint, "b": self.body,
                 "s": "1" if self.stream else "0", "rt": self.reply_to, "t": repr(self.created), "rid": self.request_id,
-                "n": str(self.slots)}
+                "n": str(self.slots), "o": self.owner}
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> Job:
         return cls(kind=fields[b"kind"].decode(), model=fields[b"model"].decode(), endpoint=fields[b"ep"].decode(),
                    body=fields[b"b"], stream=fields[b"s"] == b"1", reply_to=fields[b"rt"].decode(),
                    id=fields[b"id"].decode(), created=float(fields[b"t"]),
-                   request_id=fields.get(b"rid", b"").decode(), slots=int(fields.get(b"n", b"1")))
+                   request_id=fields.get(b"rid", b"").decode(), slots=int(fields.get(b"n", b"1")),
+                   owner=fields.get(b"o", b"").decode())
 
 
 def end_event(status: int, body: bytes = b"") -> bytes:

@@ -239,3 +239,12 @@ def embedder(cluster: Cluster, gateway: Gateway) -> Gateway:
     """The gateway, plus a worker serving the default GGUF with embeddings as EMBED_MODEL."""
     cluster.worker("--model-name", EMBED_MODEL, "--embeddings", "--slots", "1")
     return gateway
+
+
+@pytest.fixture(scope="session")
+def other_token(gateway: Gateway) -> str:
+    """The secret of a second (managed) token: another tenant of the gateway's workers."""
+    with gateway.client(ADMIN) as admin:
+        resp = admin.post("/admin/tokens", json={"name": "other-tenant"})
+    assert resp.status_code in (200, 201), resp.text
+    return str(resp.json()["token"])

@@ -94,7 +94,8 @@ def test_turns_stay_on_the_worker_holding_the_conversation_until_it_is_gone(
     with gateway.client() as http:
         runners = {turn(http, f"Turn {i}: tell me more.").headers["x-worker-id"] for i in range(4)}
         assert len(runners) == 1  # every turn on the worker that holds the conversation
-        holder = next(w for w in two_workers if runners.pop() in w.output())
+        runner = runners.pop()
+        holder = next(w for w in two_workers if runner in w.output())
         holder.stop(signal.SIGKILL)
         started = time.monotonic()
         after = turn(http, "And now?")  # meant for the dead worker: moved to the pool once it is seen gone

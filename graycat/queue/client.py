@@ -77,6 +77,7 @@ class JobQueue:
         trip; QueueFull when the pool is full. `holds`: record fields naming what the job holds until it ends
         (its quota reservation, its place in flight; see scripts.RELEASE_HOLDS)."""
         stream = keys.direct_lane(worker, job.kind, job.model) if worker else keys.pool(job.kind, job.model)
+        job.owner = owner
         record: tuple[str | int, ...] = (
             "state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
             "stream", int(job.stream), "created", repr(job.created), "owner", owner, "reply", job.reply_to,

@@ -23,7 +23,8 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
         engine = NullEngine(settings.model_name or "null", slots=settings.slots, tokens=null_tokens,
                             token_delay=null_delay)
     elif settings.llama_url:
-        engine = LlamaHttpEngine(settings.llama_url, settings.model_name, embeddings=settings.embeddings)
+        engine = LlamaHttpEngine(settings.llama_url, settings.model_name, embeddings=settings.embeddings,
+                                 prompt_cache=settings.prompt_cache)
     else:
         path = settings.model or default_model_path()
         name = settings.model_name or (DEFAULT_MODEL_NAME if settings.model is None else path.stem)
@@ -33,10 +34,11 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
                                          gpu_layers=settings.gpu_layers, poll=settings.poll, nice=settings.nice,
                                          embeddings=settings.embeddings,
                                          slot_dir=settings.data_dir.resolve() / "slots" / model,
-                                         chat_template=settings.chat_template_for(model))
+                                         chat_template=settings.chat_template_for(model),
+                                         shared_cache=settings.prompt_cache == "shared")
             embedded.append(server)
             engines.append(LlamaHttpEngine(await asyncio.to_thread(server.start), model,
-                                           embeddings=settings.embeddings,
+                                           embeddings=settings.embeddings, prompt_cache=settings.prompt_cache,
                                            template_override=server.chat_template if server.template_is_name else None))
         engine = engines[0] if len(engines) == 1 else ModelRouter(engines)
     await engine.start()

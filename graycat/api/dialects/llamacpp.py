@@ -105,19 +105,33 @@ class SlotsRequest(BaseModel):
         return self.filepath.replace("\\", "/").rsplit("/", 1)[-1] if self.filepath else None
 
 
-def slots_job(req: SlotsRequest, action: SlotAction | None, id_slot: int | None) -> tuple[JobSpec, bytes]:
-    """The engine call for a slot action (the query's action and slot id win over the body's)."""
+def slots_job(req: SlotsRequest, action: SlotAction | None, id_slot: int | None,
+              owner: str) -> tuple[JobSpec, bytes]:
+    """The engine call for a slot action (the query's action and slot id win over the body's). The file the
+    engine sees is in the caller's namespace (`<owner>-<name>`): a token never reads or overwrites another's."""
     action = action or req.action
     if action is None:
         raise ValueError("give the action (save, restore or erase) in the query (?action=) or the body")
     slot = req.id_slot if id_slot is None else id_slot
+    if slot < 0:
+        raise ValueError("id_slot must be a slot number (0 or more); one request acts on one slot")
     body: dict[str, Any] = {}
     if action != "erase":
         name = req.file_name()
         if not name or not _FILENAME.fullmatch(name) or ".." in name:
             raise ValueError("give a file name (letters, digits, '.', '_', '-'; no folders) in filename or filepath")
-        body["filename"] = name
+        body["filename"] = f"{owner}-{name}"
     return JobSpec(f"/slots/{slot}?action={action}", False, req.model, None), orjson.dumps(body)
+
+
+def slots_answer(owner: str) -> Callable[[bytes], bytes]:
+    """The engine's answer to a slot action with the file name as the client gave it."""
+    def reshape(body: bytes) -> bytes:
+        answer = orjson.loads(body)
+        if isinstance(answer, dict) and isinstance(name := answer.get("filename"), str):
+            answer["filename"] = name.removeprefix(f"{owner}-")
+        return orjson.dumps(answer)
+    return reshape
 
 
 def engine_call(endpoint: str, req: TokenizeRequest | DetokenizeRequest | ApplyTemplateRequest) -> JobSpec:

@@ -57,11 +57,11 @@ async def apply_template(request: Request, body: llamacpp.ApplyTemplateRequest) 
 async def slots(request: Request, body: llamacpp.SlotsRequest, action: llamacpp.SlotAction | None = None,
                 id_slot: int | None = None) -> Response:
     try:
-        spec, engine_body = llamacpp.slots_job(body, action, id_slot)
+        spec, engine_body = llamacpp.slots_job(body, action, id_slot, request.state.owner)
     except ValueError as exc:
         raise ApiError(400, str(exc), code="invalid_request") from None
     return await run_job(request, spec, kind="llm", body=engine_body, render_chunk=llamacpp.sse_event,
-                         render_failure=llamacpp.stream_error)
+                         render_failure=llamacpp.stream_error, reshape=llamacpp.slots_answer(request.state.owner))
 
 
 async def _model(request: Request) -> tuple[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from graycat.chat_templates import template_name
 from graycat.jobs import Job
 from graycat.workers.engines.base import Emit
+from graycat.workers.engines.tenant_slots import ForeignSlot, PromptCache, TenantSlots
 
 _JSON = {"Content-Type": "application/json"}
 METRICS_POLL_S = 2.0  # as often as the worker heartbeats, which carries the figures
@@ -29,7 +30,7 @@ class LlamaHttpEngine:
     kind = "llm"
 
     def __init__(self, base_url: str, model_name: str | None = None, *, embeddings: bool = False,
-                 template_override: str | None = None) -> None:
+                 template_override: str | None = None, prompt_cache: PromptCache = "tenant") -> None:
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.embeddings = embeddings
@@ -43,6 +44,8 @@ class LlamaHttpEngine:
         self._served = 0
         self._figures: dict[str, float] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._prompt_cache = prompt_cache
+        self._tenants = TenantSlots(1, prompt_cache)
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=10)
@@ -54,6 +57,7 @@ class LlamaHttpEngine:
         props = await self._get_json("/props")
         self.slots = int(props.get("total_slots") or 1)
         self.n_ctx = int((props.get("default_generation_settings") or {}).get("n_ctx") or 0)
+        self._tenants = TenantSlots(self.slots, self._prompt_cache)
         self.template = template_name(self._template_override or props.get("chat_template"))
         if not self.model_name:
             path = str(props.get("model_path") or "model")
@@ -104,11 +108,14 @@ class LlamaHttpEngine:
 
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
         assert self._pooled is not None and self._fresh is not None
+        if job.endpoint.startswith("/slots/"):
+            return await self._slot_action(job)
+        body, slot = self._tenants.prepare(job.endpoint, job.owner, job.body)
         self._active += 1
         try:
             if not job.stream:
-                return await self._request(job)
-            async with self._fresh.post(self.base_url + job.endpoint, data=job.body, headers=_JSON) as resp:
+                return await self._request(job.endpoint, body)
+            async with self._fresh.post(self.base_url + job.endpoint, data=body, headers=_JSON) as resp:
                 if resp.status != 200:
                     return resp.status, await resp.read()
                 pending = b""
@@ -122,14 +129,31 @@ class LlamaHttpEngine:
         except aiohttp.ClientError as exc:
             raise EngineError(f"llama.cpp server error: {exc}") from exc
         finally:
+            self._tenants.release(slot)
             self._active -= 1
             self._served += 1
 
-    async def _request(self, job: Job) -> tuple[int, bytes]:
+    async def _slot_action(self, job: Job) -> tuple[int, bytes]:
+        """Save, restore or erase a slot (`/slots/<n>?action=...`) when the slot is the job's token's."""
+        index, _, action = job.endpoint.removeprefix("/slots/").partition("?action=")
+        try:
+            before = self._tenants.begin_action(int(index), action, job.owner)
+        except ForeignSlot as exc:
+            return 403, orjson.dumps({"error": {"code": 403, "message": str(exc), "type": "permission_error"}})
+        status = 0
+        try:
+            status, body = await self._request(job.endpoint, job.body)
+            return status, body
+        except aiohttp.ClientError as exc:
+            raise EngineError(f"llama.cpp server error: {exc}") from exc
+        finally:
+            self._tenants.end_action(int(index), action, job.owner, before, status == 200)
+
+    async def _request(self, endpoint: str, body: bytes) -> tuple[int, bytes]:
         assert self._pooled is not None
         for attempt in (1, 2):
             try:
-                async with self._pooled.post(self.base_url + job.endpoint, data=job.body, headers=_JSON) as resp:
+                async with self._pooled.post(self.base_url + endpoint, data=body, headers=_JSON) as resp:
                     return resp.status, await resp.read()
             except aiohttp.ServerDisconnectedError:
                 if attempt == 2:

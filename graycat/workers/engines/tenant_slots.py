@@ -1,0 +1,108 @@
+"""Which tenant's state each llama.cpp slot holds, so that one token's cached prompt never serves another's.
+
+With `PROMPT_CACHE=tenant` (the default) the worker, not llama.cpp, chooses the slot of every generation
+(`id_slot`): a free slot that the same token used last, the one whose prompt shares the longest prefix with the
+new one, else the least recently used free slot. On a slot another token used last the request runs with
+`cache_prompt: false`, so the engine reprocesses the whole prompt and its timings and latency say nothing about
+what the other token sent. `off` never reuses a prompt; `shared` leaves both to llama.cpp (one trusted tenant).
+Slot files and slot actions follow the same owners: a token may save or erase only a slot it used last (or
+one nobody used), and a slot it restores into is its own from then on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+PromptCache = Literal["tenant", "shared", "off"]
+GENERATING = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
+                        "/v1/chat/completions", "/infill"})
+_CHANGING = "\0changing"  # the owner of a slot that a restore or an erase is rewriting: matches no token
+PREFIX_BYTES = 4096  # of a prompt, kept per slot to find the slot that already holds most of the next one
+
+
+class ForeignSlot(Exception):
+    """A slot action on a slot another token used last."""
+
+
+@dataclass(slots=True)
+class _Slot:
+    owner: str | None = None
+    prefix: bytes = b""
+    busy: int = 0
+    used: int = 0  # order of last use: the smallest is the least recently used
+
+
+class TenantSlots:
+    """The owners of one engine's slots, and the slot each generation runs on."""
+
+    def __init__(self, slots: int, mode: PromptCache) -> None:
+        self.mode = mode
+        self._slots = [_Slot() for _ in range(slots)]
+        self._clock = itertools.count(1)
+
+    def prepare(self, endpoint: str, owner: str, body: bytes) -> tuple[bytes, int | None]:
+        """The engine body of a job and the slot it was given (to `release` after the run; None: none)."""
+        if self.mode == "shared" or endpoint.split("?", 1)[0] not in GENERATING:
+            return body, None
+        try:
+            request: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body, None
+        if not isinstance(request, dict):
+            return body, None
+        prefix = orjson.dumps(request.get("messages", request.get("prompt")))[:PREFIX_BYTES]
+        wanted = request.get("id_slot")
+        index = wanted if isinstance(wanted, int) and 0 <= wanted < len(self._slots) \
+            else self._choose(owner, prefix)
+        slot = self._slots[index]
+        reuse = self.mode == "tenant" and slot.owner == owner
+        slot.owner, slot.prefix, slot.used = owner, prefix, next(self._clock)
+        slot.busy += 1
+        request["id_slot"] = index
+        if not reuse:
+            request["cache_prompt"] = False
+        return orjson.dumps(request), index
+
+    def release(self, index: int | None) -> None:
+        if index is not None:
+            self._slots[index].busy -= 1
+
+    def _choose(self, owner: str, prefix: bytes) -> int:
+        free = [i for i, s in enumerate(self._slots) if not s.busy] or list(range(len(self._slots)))
+        own = [i for i in free if self._slots[i].owner == owner]
+        if own:
+            return max(own, key=lambda i: (_common(self._slots[i].prefix, prefix), self._slots[i].used))
+        return min(free, key=lambda i: (self._slots[i].owner is not None, self._slots[i].used))
+
+    def begin_action(self, index: int, action: str, owner: str) -> str | None:
+        """Admit a slot action of `owner` (ForeignSlot when the slot is another token's); returns what to hand
+        `end_action` once the engine answered. While a restore or an erase runs, nobody reuses the slot."""
+        if self.mode == "shared" or not 0 <= index < len(self._slots):
+            return None  # the engine answers an unknown slot itself
+        slot = self._slots[index]
+        if action != "restore" and slot.owner not in (None, owner):
+            raise ForeignSlot(f"slot {index} holds another token's conversation; use a slot your own requests "
+                              "ran on (give id_slot in the completion)")
+        before = slot.owner
+        if action != "save":
+            slot.owner = _CHANGING
+        return before
+
+    def end_action(self, index: int, action: str, owner: str, before: str | None, done: bool) -> None:
+        """Record what a slot action did: a restored slot is its token's, an erased one nobody's; a failed
+        restore or erase left the slot as it was."""
+        if self.mode == "shared" or not 0 <= index < len(self._slots) or action == "save":
+            return
+        slot = self._slots[index]
+        slot.owner = (owner if action == "restore" else None) if done else before
+        slot.prefix, slot.used = b"", next(self._clock)
+
+
+def _common(a: bytes, b: bytes) -> int:
+    """The length of the prefix `a` and `b` share."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
