@@ -67,6 +67,16 @@ class Settings(BaseSettings):
     max_prompts: int = Field(8, ge=1, validation_alias="MAX_PROMPTS",
                              description="Completions one text request may ask for (prompts x n); each takes an "
                                          "engine slot of the worker that runs it.")
+    redis_max_connections: int = Field(512, ge=8, validation_alias="REDIS_MAX_CONNECTIONS",
+                                       description="Redis connections each pool of an api process opens at most.")
+    redis_pool_timeout: float = Field(5.0, gt=0, validation_alias="REDIS_POOL_TIMEOUT",
+                                      description="Seconds a request waits for a free Redis connection before 503.")
+    job_polls_per_token: int = Field(16, ge=0, validation_alias="JOB_POLLS_PER_TOKEN",
+                                     description="GET /jobs/{id} one token may have running at once per api process "
+                                                 "before 429 (0: no limit).")
+    job_streams_per_token: int = Field(16, ge=0, validation_alias="JOB_STREAMS_PER_TOKEN",
+                                       description="Open GET /jobs/{id}/events streams per token and api process "
+                                                   "before 429 (0: no limit).")
     max_body_mb: float = Field(64.0, gt=0, validation_alias="MAX_BODY_MB",
                                description="Largest request body accepted, in MB; larger ones get 413.")
     cors_origins: Annotated[list[str], NoDecode] = Field(

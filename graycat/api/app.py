@@ -31,6 +31,7 @@ from graycat.api.routes import (
     queue,
     sessions,
 )
+from graycat.api.tenant_gates import TenantGate
 from graycat.config import Settings
 from graycat.metrics import ApiMetrics
 from graycat.queue.client import JobQueue
@@ -82,11 +83,12 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_redis_url()
-        redis = connect(url)
+        redis = connect(url, max_connections=settings.redis_max_connections, pool_timeout=settings.redis_pool_timeout)
         hub = EventHub(url, uuid.uuid4().hex)
         await hub.start()
         writer = PipelinedConnection(url)
-        app.state.events_reader = connect(url, blocking=True)  # GET /jobs/{id}/events: blocking reads
+        app.state.events_reader = connect(url, blocking=True, max_connections=settings.redis_max_connections,
+                                          pool_timeout=settings.redis_pool_timeout)  # GET /jobs/{id}/events
         app.state.queue = JobQueue(redis, writer, hub, record_ttl=settings.record_ttl(),
                                    max_waiting=settings.max_waiting,
                                    max_waiting_per_token=settings.max_waiting_per_token,
@@ -110,6 +112,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tokens = [t.encode() for t in settings.api_tokens]
     app.state.admin_tokens = [t.encode() for t in settings.admin_tokens]
     app.state.metrics = ApiMetrics()
+    app.state.job_polls = TenantGate("job polls", "JOB_POLLS_PER_TOKEN", settings.job_polls_per_token)
+    app.state.job_streams = TenantGate("event streams", "JOB_STREAMS_PER_TOKEN", settings.job_streams_per_token)
     errors.install(app)
     app.add_middleware(LimitsMiddleware)
     if settings.cors_origins:

@@ -24,10 +24,14 @@ def tune(sock: socket.socket) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
 
 
-def connect(url: str, *, blocking: bool = False, name: str | None = None) -> aioredis.Redis:
+def connect(url: str, *, blocking: bool = False, name: str | None = None, max_connections: int = 512,
+            pool_timeout: float = 5.0) -> aioredis.Redis:
     """A client for `url` (a Sentinel URL gives a client of the current master). Blocking readers
     (XREADGROUP BLOCK, pub/sub) get no socket timeout: redis-py's default 5 s timeout would break them;
-    keepalive probes notice a dead host under them. `name` names its connections (CLIENT LIST shows it)."""
+    keepalive probes notice a dead host under them. `name` names its connections (CLIENT LIST shows it).
+    At most `max_connections` are open at once; a command that finds them all busy waits up to `pool_timeout`
+    seconds for one (redis-py's default pool fails at once past 100, and a burst of one client's polls then
+    fails everyone's)."""
     options: dict[str, Any] = {
         "socket_timeout": None if blocking else 10.0,
         "socket_connect_timeout": 5.0,
@@ -35,11 +39,15 @@ def connect(url: str, *, blocking: bool = False, name: str | None = None) -> aio
         "socket_keepalive_options": KEEPALIVE,
         "health_check_interval": 0 if blocking else 30,
         "retry_on_timeout": False,
+        "max_connections": max_connections,
     }
     if name:
         options["client_name"] = name
     target = sentinel.parse(url)
-    return target.client(**options) if target else aioredis.Redis.from_url(url, **options)
+    if target:
+        return target.client(**options)
+    pool = aioredis.BlockingConnectionPool.from_url(url, timeout=pool_timeout, **options)
+    return aioredis.Redis.from_pool(pool)
 
 
 def redact(url: str) -> str:

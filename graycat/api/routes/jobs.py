@@ -20,6 +20,7 @@ from graycat.api.errors import ApiError
 from graycat.api.limits import STATE_KEY, Caller, check_job
 from graycat.api.relay import SSE_HEADERS
 from graycat.api.routes import json_response
+from graycat.api.tenant_gates import HeldStream
 from graycat.jobs import CHUNK, END, START, TERMINAL_STATES, Job, JobState, parse_end
 from graycat.queue import keys
 from graycat.queue.client import JobQueue
@@ -104,6 +105,11 @@ async def _take_place(request: Request, job: Job) -> tuple[str, ...]:
 
 @router.get("/{job_id}", summary="State, queue position, attempts, timings, and the result when done")
 async def status(request: Request, job_id: str) -> Response:
+    with request.app.state.job_polls.hold(request.state.owner):
+        return await _status(request, job_id)
+
+
+async def _status(request: Request, job_id: str) -> Response:
     queue: JobQueue = request.app.state.queue
     record = await _owned_record(request, job_id)
     info: dict[str, Any] = {"id": job_id, "state": record["state"], "kind": record["kind"],
@@ -130,8 +136,9 @@ async def events(request: Request, job_id: str,
     start = last_event_id or request.query_params.get("from") or "0-0"
     if not all(part.isdigit() for part in start.split("-", 1)):
         raise ApiError(422, "Last-Event-ID must be an event id this endpoint gave", code="invalid_request")
-    return StreamingResponse(_events(request, job_id, start), media_type="text/event-stream",
-                             headers=SSE_HEADERS)
+    release = request.app.state.job_streams.acquire(request.state.owner)  # each open stream holds a connection
+    return HeldStream(_events(request, job_id, start), media_type="text/event-stream", headers=SSE_HEADERS,
+                      release=release)
 
 
 _NAMES = {START: "start", CHUNK: "chunk", END: "end"}
