@@ -57,6 +57,12 @@ class Settings(BaseSettings):
                                 description="Deliveries of a job before it fails into the dead-letter registry.")
     result_ttl: int = Field(3600, gt=0, validation_alias="RESULT_TTL",
                             description="Seconds job records and events are kept after the end.")
+    result_max_mb: float = Field(16.0, gt=0, validation_alias="RESULT_MAX_MB",
+                                 description="Largest answer a worker stores for a job, in MiB; a job whose answer "
+                                             "is larger fails with 413 result_too_large.")
+    result_max_mbs: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: {"sd": 256.0}, validation_alias="RESULT_MAX_MBS",
+        description="Per kind of job, e.g. 'sd=256': overrides RESULT_MAX_MB for that kind (images are large).")
     admin_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="ADMIN_TOKENS",
         description="Comma-separated tokens for the admin routes (token management, usage).")
@@ -88,6 +94,13 @@ class Settings(BaseSettings):
                              description="Seconds a conversation session is kept after its last turn.")
     session_max_messages: int = Field(200, ge=2, validation_alias="SESSION_MAX_MESSAGES",
                                       description="Messages a session keeps (the oldest go first).")
+    session_max_message_kb: int = Field(256, ge=1, validation_alias="SESSION_MAX_MESSAGE_KB",
+                                        description="Largest message a session keeps, in KiB; a larger one gets 413.")
+    session_max_kb: int = Field(1024, ge=1, validation_alias="SESSION_MAX_KB",
+                                description="KiB of messages a session keeps (the oldest go first).")
+    sessions_max_mb_per_token: int = Field(
+        16, ge=1, validation_alias="SESSIONS_MAX_MB_PER_TOKEN",
+        description="MiB of sessions one token keeps; past it its least recently used sessions are forgotten.")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     log_format: Literal["json", "text"] = Field(
         "json", validation_alias="LOG_FORMAT",
@@ -184,6 +197,16 @@ class Settings(BaseSettings):
             raise ValueError("seconds must be positive")
         return table
 
+    @field_validator("result_max_mbs", mode="before")
+    @classmethod
+    def _mb_per_kind(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        table = {kind: float(mb) for kind, mb in _pairs(value, "kind=MiB").items()}
+        if any(mb <= 0 for mb in table.values()):
+            raise ValueError("sizes must be positive")
+        return table
+
     @field_validator("extra_models", "chat_templates", mode="before")
     @classmethod
     def _named(cls, value: object) -> object:
@@ -198,6 +221,9 @@ class Settings(BaseSettings):
 
     def job_timeout_for(self, kind: str) -> float:
         return self.job_timeouts.get(kind, self.job_timeout)
+
+    def result_max_bytes(self, kind: str) -> int:
+        return int(self.result_max_mbs.get(kind, self.result_max_mb) * 1024 * 1024)
 
     def record_ttl(self) -> int:
         """Seconds a job record lives: the longest wait and run, then RESULT_TTL."""

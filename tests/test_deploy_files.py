@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from graycat.config import Settings
 
@@ -43,3 +44,9 @@ def test_env_example_explains_every_setting() -> None:
     settings = {str(field.validation_alias) for field in Settings.model_fields.values()}
     assert settings <= named, f"missing from deploy/.env.example: {sorted(settings - named)}"
     assert {"REDIS_PASS", "API_TOKENS", "METRICS_TOKEN", "GRAFANA_ADMIN_PASSWORD"} <= named
+
+
+def test_compose_redis_caps_memory_without_evicting_queue_keys() -> None:
+    """A token that fills Redis gets errors; no job, event stream or session of another disappears."""
+    command = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["redis"]["command"]
+    assert re.search(r"--maxmemory \S+", command) and "--maxmemory-policy noeviction" in command, command

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,8 @@ import orjson
 from fastapi import Request
 
 from graycat.api.errors import ApiError
-from graycat.queue import keys
+from graycat.config import Settings
+from graycat.queue import keys, scripts
 from graycat.queue.client import JobQueue
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,10 @@ def checked_id(value: object) -> str:
 class Session:
     """One turn of a conversation: its history is put before the new messages, and the reply is kept."""
 
-    def __init__(self, queue: JobQueue, owner: str, sid: str, ttl: int, max_messages: int) -> None:
+    def __init__(self, queue: JobQueue, owner: str, sid: str, settings: Settings) -> None:
         self.key, self._worker_key = keys.session(owner, sid), keys.session_worker(owner, sid)
-        self._queue, self._redis, self._ttl, self._max = queue, queue.redis, ttl, max_messages
+        self._owner, self._sid, self._settings = owner, sid, settings
+        self._queue, self._redis = queue, queue.redis
         self._new: list[Any] = []
         self.preferred: str | None = None  # the worker to run this turn on, when it can
         self._runner: str | None = None
@@ -57,9 +60,7 @@ class Session:
 
     @classmethod
     def named(cls, request: Request, sid: str) -> Session:
-        settings = request.app.state.settings
-        return cls(request.app.state.queue, request.state.owner, sid, settings.session_ttl,
-                   settings.session_max_messages)
+        return cls(request.app.state.queue, request.state.owner, sid, request.app.state.settings)
 
     async def history(self) -> list[Any]:
         return [orjson.loads(m) for m in await self._redis.lrange(self.key, 0, -1)]
@@ -68,6 +69,10 @@ class Session:
         """The engine request with the conversation so far before its messages; finds the preferred worker."""
         body = orjson.loads(engine_body)
         self._new = [_storable(m) for m in body.get("messages", [])]
+        limit = self._settings.session_max_message_kb * 1024
+        if any(len(orjson.dumps(m)) > limit for m in self._new):
+            raise ApiError(413, f"a message of a session may hold at most {limit // 1024} KiB "
+                           "(SESSION_MAX_MESSAGE_KB)", code="message_too_large", param="messages")
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.lrange(self.key, 0, -1)
             pipe.get(self._worker_key)
@@ -78,7 +83,11 @@ class Session:
         return orjson.dumps(body)
 
     async def forget(self) -> None:
-        await self._redis.delete(self.key, self._worker_key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key, self._worker_key)
+            pipe.zrem(keys.sessions_of(self._owner), self._sid)
+            pipe.hdel(keys.session_sizes(self._owner), self._sid)
+            await pipe.execute()
 
     def started(self, worker_id: str) -> None:
         """The worker that runs this turn (it will hold the conversation's KV cache)."""
@@ -90,14 +99,17 @@ class Session:
         task.add_done_callback(_pending.discard)
 
     async def _append(self, messages: list[dict[str, Any]]) -> None:
+        settings = self._settings
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(self.key, *map(orjson.dumps, messages))
-                pipe.ltrim(self.key, -self._max, -1)
-                pipe.expire(self.key, self._ttl)
-                if self._runner:
-                    pipe.set(self._worker_key, self._runner, ex=self._ttl)
-                await pipe.execute()
+            forgotten = await self._redis.eval(
+                scripts.SESSION_APPEND, 4, self.key, self._worker_key, keys.sessions_of(self._owner),
+                keys.session_sizes(self._owner), settings.session_ttl, settings.session_max_messages,
+                settings.session_max_kb * 1024, settings.sessions_max_mb_per_token * 1024 * 1024, repr(time.time()),
+                self._sid, self._runner or "", keys.session(self._owner, ""), keys.session_worker(self._owner, ""),
+                *map(orjson.dumps, messages))
+            if forgotten:
+                log.info("token %s is over SESSIONS_MAX_MB_PER_TOKEN: %d old session(s) forgotten", self._owner,
+                         forgotten)
         except Exception as exc:  # the answer was given; only the history of this turn is lost
             log.warning("could not save a turn of session %s: %s", self.key, exc)
 

@@ -24,7 +24,7 @@ class TenantGate:
         """Take a place for `owner` (429 when it has them all); returns the call that gives it back."""
         if self.limit and self._held[owner] >= self.limit:
             raise ApiError(429, f"this token already has {self.limit} {self.what} open ({self.setting}); "
-                           "close one or wait", code="too_many_requests", headers={"Retry-After": "1"})
+                           "close one or wait", code="too_many_concurrent_requests", headers={"Retry-After": "1"})
         self._held[owner] += 1
         released = False
 

@@ -103,6 +103,16 @@ def session_worker(owner: str, session_id: str) -> str:
     return f"{PREFIX}:session-worker:{owner}:{session_id}"
 
 
+def sessions_of(owner: str) -> str:
+    """Sorted set: a token's sessions (session id -> time of its last turn), oldest first when over budget."""
+    return f"{PREFIX}:sessions:{owner}"
+
+
+def session_sizes(owner: str) -> str:
+    """Hash: the bytes each of a token's sessions keeps (session id -> bytes)."""
+    return f"{PREFIX}:session-bytes:{owner}"
+
+
 TOKENS = f"{PREFIX}:tokens"  # set: the hashes of every managed token
 
 

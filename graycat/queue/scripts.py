@@ -303,3 +303,41 @@ redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7] .. ':' .. grant)
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 return {grant, used, held}
 """
+
+# A session's turn: append the messages, keep the last ARGV[2] and at most ARGV[3] bytes of them, then keep the
+# token's sessions within ARGV[4] bytes by forgetting its least recently used ones (never the current one).
+# KEYS: the session's list, its worker key, the token's sessions (zset) and their sizes (hash). ARGV: ttl, max
+# messages, max session bytes, max token bytes, now, session id, worker ('' none), the prefixes of the
+# list and worker keys of the token's sessions, then the messages. Returns the sessions forgotten.
+SESSION_APPEND = """
+local ttl = tonumber(ARGV[1])
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 10))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+local size = 0
+for _, message in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do size = size + #message end
+while size > tonumber(ARGV[3]) and redis.call('LLEN', KEYS[1]) > 1 do
+  size = size - #redis.call('LPOP', KEYS[1])
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+if ARGV[7] ~= '' then redis.call('SET', KEYS[2], ARGV[7], 'EX', ttl) end
+local expired = '(' .. string.format('%.3f', tonumber(ARGV[5]) - ttl)
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', expired)) do redis.call('HDEL', KEYS[4], gone) end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', expired)
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6])
+redis.call('HSET', KEYS[4], ARGV[6], size)
+redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('EXPIRE', KEYS[4], ttl)
+local used = 0
+for _, bytes in ipairs(redis.call('HVALS', KEYS[4])) do used = used + tonumber(bytes) end
+local forgotten = 0
+while used > tonumber(ARGV[4]) do
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if not oldest or oldest == ARGV[6] then break end
+  used = used - tonumber(redis.call('HGET', KEYS[4], oldest) or 0)
+  redis.call('DEL', ARGV[8] .. oldest, ARGV[9] .. oldest)
+  redis.call('ZREM', KEYS[3], oldest)
+  redis.call('HDEL', KEYS[4], oldest)
+  forgotten = forgotten + 1
+end
+return forgotten
+"""

@@ -28,7 +28,7 @@ async def run_worker(settings: Settings, engine: Engine, kinds: list[str]) -> No
                         [(k, m) for m in engine.models() for k in kinds], record_ttl=settings.record_ttl())
     worker = Worker(consumer, engine, visibility_timeout=settings.visibility_timeout,
                     max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout_for(engine.kind),
-                    stop_timeout=settings.stop_timeout)
+                    stop_timeout=settings.stop_timeout, result_max_bytes=settings.result_max_bytes)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

@@ -97,8 +97,9 @@ class Worker:
 
     def __init__(self, consumer: Consumer, engine: Engine, *, visibility_timeout: float = 6.0,
                  max_deliveries: int = 3, job_timeout: float = 600.0, stop_timeout: float = 25.0,
-                 host: str | None = None) -> None:
+                 host: str | None = None, result_max_bytes: Callable[[str], int] | None = None) -> None:
         self.consumer = consumer
+        self.result_max_bytes = result_max_bytes  # per kind of job: the largest answer stored
         self.engine = engine
         self.visibility_ms = int(visibility_timeout * 1000)
         self.max_deliveries = max_deliveries
@@ -355,6 +356,7 @@ class Worker:
             else:
                 status, body, state = await self._outcome(job, engine_task)
             usage = emitter.meter.usage(status, body, state, runnable)
+            status, body, state = self._bounded(job, status, body, state)  # what was generated still counts
             await self._finish(claimed, status, body, state, runnable, usage)  # after every chunk, same connection
             self._outcomes[state.value] += 1
             log.info("job %s %s (%d)", job.id, state.value, status, extra={
@@ -383,6 +385,17 @@ class Worker:
             log.exception("job %s failed on the engine", job.id, extra=_job_fields(job))
             return 502, _error_body(502, str(exc), "server_error"), JobState.FAILED
         return status, body, JobState.COMPLETED if status < 400 else JobState.FAILED
+
+    def _bounded(self, job: Job, status: int, body: bytes, state: JobState) -> tuple[int, bytes, JobState]:
+        """The outcome to store: an answer over the size limit of its kind is replaced by a 413 error."""
+        limit = self.result_max_bytes(job.kind) if self.result_max_bytes else 0
+        if not limit or len(body) <= limit:
+            return status, body, state
+        log.warning("job %s answered %d bytes, over the limit of %d: not stored", job.id, len(body), limit,
+                    extra=_job_fields(job))
+        message = (f"the answer ({len(body) / 2**20:.1f} MiB) is larger than this server stores "
+                   f"({limit / 2**20:g} MiB, RESULT_MAX_MB); ask for less")
+        return 413, _error_body(413, message, "result_too_large"), JobState.FAILED
 
     async def _finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, ran: bool,
                       usage: Usage) -> None:
