@@ -48,6 +48,7 @@ def test_slot_files_are_per_token(gateway: Gateway, other: httpx.Client) -> None
         assert other.post("/slots/1?action=save", json={"filename": "copy.bin"}).status_code == 403
         assert other.post("/slots/1?action=erase", json={}).status_code == 403
         # its file of the same name is its own: the first one is intact
+        _complete(other, "Something else entirely.", id_slot=0)
         assert other.post("/slots/0?action=save", json={"filename": "ada.bin"}).status_code == 200
         restored = mine.post("/slots/1?action=restore", json={"filename": "ada.bin"})
     assert restored.status_code == 200 and restored.json()["n_restored"] == saved.json()["n_saved"], restored.text

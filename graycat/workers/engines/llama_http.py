@@ -110,7 +110,7 @@ class LlamaHttpEngine:
         assert self._pooled is not None and self._fresh is not None
         if job.endpoint.startswith("/slots/"):
             return await self._slot_action(job)
-        body, slot = self._tenants.prepare(job.endpoint, job.owner, job.body)
+        body, slot = self._tenants.prepare(job.endpoint, job.owner, job.body, job.slots)
         self._active += 1
         try:
             if not job.stream:
@@ -137,7 +137,7 @@ class LlamaHttpEngine:
         """Save, restore or erase a slot (`/slots/<n>?action=...`) when the slot is the job's token's."""
         index, _, action = job.endpoint.removeprefix("/slots/").partition("?action=")
         try:
-            before = self._tenants.begin_action(int(index), action, job.owner)
+            self._tenants.begin_action(int(index), action, job.owner)
         except ForeignSlot as exc:
             return 403, orjson.dumps({"error": {"code": 403, "message": str(exc), "type": "permission_error"}})
         status = 0
@@ -147,7 +147,7 @@ class LlamaHttpEngine:
         except aiohttp.ClientError as exc:
             raise EngineError(f"llama.cpp server error: {exc}") from exc
         finally:
-            self._tenants.end_action(int(index), action, job.owner, before, status == 200)
+            self._tenants.end_action(int(index), action, job.owner, status == 200)
 
     async def _request(self, endpoint: str, body: bytes) -> tuple[int, bytes]:
         assert self._pooled is not None

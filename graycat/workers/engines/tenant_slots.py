@@ -20,7 +20,7 @@ import orjson
 PromptCache = Literal["tenant", "shared", "off"]
 GENERATING = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
                         "/v1/chat/completions", "/infill"})
-_CHANGING = "\0changing"  # the owner of a slot that a restore or an erase is rewriting: matches no token
+_CHANGING = "\0changing"  # the owner of a slot being rewritten, or of unknown content: matches no token
 PREFIX_BYTES = 4096  # of a prompt, kept per slot to find the slot that already holds most of the next one
 
 
@@ -44,8 +44,10 @@ class TenantSlots:
         self._slots = [_Slot() for _ in range(slots)]
         self._clock = itertools.count(1)
 
-    def prepare(self, endpoint: str, owner: str, body: bytes) -> tuple[bytes, int | None]:
-        """The engine body of a job and the slot it was given (to `release` after the run; None: none)."""
+    def prepare(self, endpoint: str, owner: str, body: bytes, prompts: int = 1) -> tuple[bytes, int | None]:
+        """The engine body of a job and the slot it was given (to `release` after the run; None: none). A job
+        of several prompts runs them on slots llama.cpp picks, without reusing any prompt; since any slot may then
+        hold one of them, no slot is anyone's until a generation takes it again."""
         if self.mode == "shared" or endpoint.split("?", 1)[0] not in GENERATING:
             return body, None
         try:
@@ -54,6 +56,12 @@ class TenantSlots:
             return body, None
         if not isinstance(request, dict):
             return body, None
+        if prompts > 1:
+            for slot in self._slots:
+                slot.owner, slot.prefix = _CHANGING, b""
+            request["cache_prompt"] = False
+            request.pop("id_slot", None)
+            return orjson.dumps(request), None
         prefix = orjson.dumps(request.get("messages", request.get("prompt")))[:PREFIX_BYTES]
         wanted = request.get("id_slot")
         index = wanted if isinstance(wanted, int) and 0 <= wanted < len(self._slots) \
@@ -78,28 +86,26 @@ class TenantSlots:
             return max(own, key=lambda i: (_common(self._slots[i].prefix, prefix), self._slots[i].used))
         return min(free, key=lambda i: (self._slots[i].owner is not None, self._slots[i].used))
 
-    def begin_action(self, index: int, action: str, owner: str) -> str | None:
-        """Admit a slot action of `owner` (ForeignSlot when the slot is another token's); returns what to hand
-        `end_action` once the engine answered. While a restore or an erase runs, nobody reuses the slot."""
+    def begin_action(self, index: int, action: str, owner: str) -> None:
+        """Admit a slot action of `owner` (ForeignSlot when the slot is another token's). While a restore or an
+        erase runs, nobody reuses the slot."""
         if self.mode == "shared" or not 0 <= index < len(self._slots):
-            return None  # the engine answers an unknown slot itself
+            return  # the engine answers an unknown slot itself
         slot = self._slots[index]
         if action != "restore" and slot.owner not in (None, owner):
             raise ForeignSlot(f"slot {index} holds another token's conversation; use a slot your own requests "
                               "ran on (give id_slot in the completion)")
-        before = slot.owner
         if action != "save":
-            slot.owner = _CHANGING
-        return before
+            slot.owner, slot.prefix = _CHANGING, b""
 
-    def end_action(self, index: int, action: str, owner: str, before: str | None, done: bool) -> None:
-        """Record what a slot action did: a restored slot is its token's, an erased one nobody's; a failed
-        restore or erase left the slot as it was."""
-        if self.mode == "shared" or not 0 <= index < len(self._slots) or action == "save":
+    def end_action(self, index: int, action: str, owner: str, done: bool) -> None:
+        """Record what a slot action did: a restored slot is its token's, an erased one nobody's; after a failed
+        restore or erase what the slot holds is unknown, and it is nobody's to reuse, save or erase until a
+        generation takes it."""
+        if self.mode == "shared" or not 0 <= index < len(self._slots) or action == "save" or not done:
             return
         slot = self._slots[index]
-        slot.owner = (owner if action == "restore" else None) if done else before
-        slot.prefix, slot.used = b"", next(self._clock)
+        slot.owner, slot.used = (owner if action == "restore" else None), next(self._clock)
 
 
 def _common(a: bytes, b: bytes) -> int:
