@@ -85,6 +85,14 @@ class Settings(BaseSettings):
                                                    "before 429 (0: no limit).")
     max_body_mb: float = Field(64.0, gt=0, validation_alias="MAX_BODY_MB",
                                description="Largest request body accepted, in MB; larger ones get 413.")
+    max_grammar_bytes: int = Field(262144, ge=1, validation_alias="MAX_GRAMMAR_BYTES",
+                                   description="Largest GBNF grammar or regular expression a request may send.")
+    max_grammar_depth: int = Field(200, ge=1, validation_alias="MAX_GRAMMAR_DEPTH",
+                                   description="Deepest nesting of groups in a grammar or regular expression.")
+    max_schema_bytes: int = Field(262144, ge=1, validation_alias="MAX_SCHEMA_BYTES",
+                                  description="Largest total size of a request's JSON schemas (formats, tools).")
+    max_schema_depth: int = Field(128, ge=1, validation_alias="MAX_SCHEMA_DEPTH",
+                                  description="Deepest nesting of a JSON schema, each $ref followed a level.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="CORS_ORIGINS",
         description="Comma-separated origins browsers may call from (WebGL, web apps); none by default.")

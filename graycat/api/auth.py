@@ -1,18 +1,22 @@
 """Token authentication: the static tokens of API_TOKENS / ADMIN_TOKENS, or managed tokens from Redis, as
 Bearer, or as the password of HTTP Basic on the A1111 routes; every admitted request also passes its token's
-limits."""
+limits. Routes check the token from the headers before their body is read (`TokenFirstRoute`)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
 
 from graycat.api.errors import ApiError
-from graycat.api.limits import Caller, admit
+from graycat.api.limits import STATE_KEY, Caller, admit
 
 _bearer = HTTPBearer(auto_error=False, description="A token from API_TOKENS, ADMIN_TOKENS or `graycat token create`")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -47,10 +51,23 @@ async def authenticate(request: Request, presented: str | None, challenge: dict[
     return caller
 
 
+def _admitted(request: Request) -> Caller | None:
+    """The caller this request was already admitted as (by TokenFirstRoute), if any."""
+    caller: Caller | None = request.scope.get("state", {}).get(STATE_KEY)
+    return caller
+
+
 async def require_token(request: Request,
                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
     """The caller; 401 with `WWW-Authenticate: Bearer` when the token is missing or wrong, 429 over its limits."""
-    return await authenticate(request, credentials.credentials if credentials else None, _CHALLENGE,
+    if (caller := _admitted(request)) is not None:
+        return caller
+    return await _bearer_caller(request)
+
+
+async def _bearer_caller(request: Request) -> Caller:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return await authenticate(request, presented.strip() if scheme.lower() == "bearer" else None, _CHALLENGE,
                               "send the header 'Authorization: Bearer <token>'")
 
 
@@ -67,6 +84,8 @@ def _basic_password(header: str) -> str | None:
 async def require_token_or_basic(request: Request) -> Caller:
     """A1111 routes: the token as Bearer, or as the password of HTTP Basic auth (A1111 clients are configured
     with a user name and password); 401 with `WWW-Authenticate: Basic` when it is missing or wrong."""
+    if (caller := _admitted(request)) is not None:
+        return caller
     header = request.headers.get("authorization", "")
     scheme = header.split(" ", 1)[0].lower()
     presented = header[7:].strip() if scheme == "bearer" else _basic_password(header) if scheme == "basic" else None
@@ -80,3 +99,33 @@ async def require_admin(caller: Caller = Depends(require_token)) -> Caller:
         raise ApiError(403, "this route needs an admin token (ADMIN_TOKENS, or `graycat token create --admin`)",
                        code="admin_required")
     return caller
+
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class TokenFirstRoute(APIRoute):
+    """A route that admits the caller from the request's headers before it reads the body (FastAPI reads and
+    parses the body before it runs dependencies): a wrong token, or one over its limits, is refused without
+    the body being read, and the connection is closed so that the rest of it is not read either. The route's
+    dependency then returns the caller admitted here."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+        deps = {d.dependency for d in self.dependencies}
+        check = require_token_or_basic if require_token_or_basic in deps else _bearer_caller
+
+        async def checked(request: Request) -> Response:
+            try:
+                await check(request)
+            except ApiError as exc:
+                if _has_body(request):
+                    exc.headers = {**exc.headers, "Connection": "close"}
+                raise
+            return await handler(request)
+
+        return checked
+
+
+def _has_body(request: Request) -> bool:
+    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from graycat.api.dialects import BadField
 from graycat.queue.client import QueueFull
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ class ApiError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+
+
+class BodyTooLarge(HTTPException):
+    """A chunked body passed MAX_BODY_MB while being read (an HTTPException: FastAPI lets it through as is)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message, headers={"Connection": "close"})
 
 
 def error_body(path: str, status: int, message: str, code: str | None = None,
@@ -83,11 +91,19 @@ def install(app: FastAPI) -> None:
         return error_response(request, exc.status, exc.message, code=exc.code, param=exc.param,
                               headers=exc.headers)
 
+    @app.exception_handler(BadField)
+    async def _bad_field(request: Request, exc: BadField) -> Response:
+        return error_response(request, 400, str(exc), code=exc.code, param=exc.param)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         message, param = _validation_message(errors)
         return error_response(request, 422, message, code="invalid_request", param=param, details=errors)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return error_response(request, 413, str(exc.detail), code="request_too_large", headers=exc.headers)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graycat.api.errors import error_body
+from graycat.api.errors import BodyTooLarge, error_body
 
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                     (b"referrer-policy", b"no-referrer"), (b"cross-origin-resource-policy", b"same-site")]
@@ -15,8 +15,8 @@ SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options"
 
 class HardeningMiddleware:
     """Adds the security headers, and answers 413 in the client's dialect to a body over `max_body_mb`: at once
-    by its Content-Length, or, for a chunked body, as soon as the bytes read pass the cap (a chunked body is
-    read here first, then handed on)."""
+    by its Content-Length, or, for a chunked body, as soon as the bytes the app reads pass the cap (the body is
+    never read here: a route refuses a wrong token before reading it)."""
 
     def __init__(self, app: ASGIApp, max_body_mb: float) -> None:
         self.app = app
@@ -40,28 +40,18 @@ class HardeningMiddleware:
                 return
             await self.app(scope, receive, send_hardened)
             return
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
+        size = 0
+
+        async def counted() -> Message:
+            nonlocal size
             message = await receive()
-            if message["type"] != "http.request":  # the client left
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_body:
-                await self._too_large(scope, send_hardened)
-                return
-        replayed = False
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > self.max_body:
+                    raise BodyTooLarge(too_large(self.max_body_mb))
+            return message
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send_hardened)
+        await self.app(scope, counted, send_hardened)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         body = error_body(scope["path"], 413, too_large(self.max_body_mb), "request_too_large")

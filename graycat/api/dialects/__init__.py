@@ -17,6 +17,15 @@ class JobSpec:
     images: int = 0  # images an image job makes (batch_size x n_iter)
 
 
+class BadField(ValueError):
+    """A field a dialect refuses: answered 400 naming it (`param`), with `code`."""
+
+    def __init__(self, param: str, message: str, code: str = "invalid_request") -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.code = code
+
+
 RANDOM_SEEDS = frozenset({-1, 0xFFFFFFFF})  # what llama.cpp takes as "pick a random seed"
 
 

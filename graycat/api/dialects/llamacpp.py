@@ -9,7 +9,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graycat.api.dialects import JobSpec, completions_each, is_deterministic, prompt_count
+from graycat.api.dialects import BadField, JobSpec, completions_each, is_deterministic, prompt_count
 from graycat.api.dialects.openai import ChatMessage
 from graycat.chat_templates import DEFAULT as DEFAULT_TEMPLATE
 
@@ -48,6 +48,24 @@ class DetokenizeRequest(BaseModel):
 
     tokens: list[int]
     model: str | None = None
+
+
+MAX_TOKEN_ID = 2**31 - 1  # llama.cpp's token ids are int32: larger ones wrap around
+_RANGE_CHECK = re.compile(r"__n \(which is (\d+)\) >= this->size\(\) \(which is (\d+)\)")
+
+
+def check_token_ids(tokens: list[int]) -> None:
+    """BadField for a token id that cannot be in any vocabulary."""
+    for i, token in enumerate(tokens):
+        if not 0 <= token <= MAX_TOKEN_ID:
+            raise BadField(f"tokens.{i}", f"token ids are 0 or more and under 2^31; got {token}")
+
+
+def vocabulary_error(engine_body: bytes) -> BadField:
+    """The engine's failure on an id past its vocabulary (a C++ range check, answered 500), as a 400."""
+    found = _RANGE_CHECK.search(engine_body.decode(errors="replace"))
+    size = f" of {found[2]} tokens" if found else ""
+    return BadField("tokens", f"a token id is not in the model's vocabulary{size}")
 
 
 class ApplyTemplateRequest(BaseModel):

@@ -9,17 +9,54 @@ from typing import Any
 
 import orjson
 
-from graycat.api.dialects.openai import ChatCompletionRequest
+from graycat.api.dialects import BadField
+from graycat.api.dialects.openai import ChatCompletionRequest, ChatMessage
+
+_TOOL = "{'type': 'function', 'function': {'name': ..., 'parameters': {...}}}"
+
+
+def check_tools(tools: Any, choice: str | dict[str, Any] | None = None) -> None:
+    """BadField unless each tool is a function with a name (and parameters, if any, an object), and
+    `tool_choice` one of OpenAI's forms."""
+    if tools is not None and not isinstance(tools, list):
+        raise BadField("tools", f"must be a list of {_TOOL}")
+    for i, tool in enumerate(tools or []):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict) \
+                or not _named(fn):
+            raise BadField(f"tools.{i}", f"a tool is {_TOOL}")
+        if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
+            raise BadField(f"tools.{i}.function.parameters", "must be a JSON schema object")
+    if isinstance(choice, dict) and not (isinstance(fn := choice.get("function"), dict) and _named(fn)):
+        raise BadField("tool_choice", "must be 'none', 'auto', 'required' or {'type': 'function', 'function': "
+                       "{'name': ...}}")
+
+
+def check_tool_calls(messages: list[ChatMessage]) -> None:
+    """BadField unless the `tool_calls` of each message are a list of calls of named functions."""
+    for i, message in enumerate(messages):
+        calls = (message.model_extra or {}).get("tool_calls")
+        if calls is None:
+            continue
+        if not isinstance(calls, list) or not all(
+                isinstance(c, dict) and isinstance(fn := c.get("function"), dict) and _named(fn)
+                and isinstance(fn.get("arguments"), str | dict | None) for c in calls):
+            raise BadField(f"messages.{i}.tool_calls", "must be a list of {'function': {'name': ..., "
+                           "'arguments': ...}}")
+
+
+def _named(fn: dict[str, Any]) -> bool:
+    return isinstance(fn.get("name"), str) and bool(fn["name"])
 
 
 def forced_tools(req: ChatCompletionRequest) -> list[dict[str, Any]] | None:
     """The tools one of which must be called, or None when the model may answer freely."""
-    tools = [t for t in (req.tools or []) if t.get("type") == "function" and t.get("function", {}).get("name")]
+    tools = req.tools or []  # checked by check_tools
     choice = req.tool_choice
     if not tools or choice in (None, "auto", "none"):
         return None
     if isinstance(choice, dict):
-        wanted = (choice.get("function") or {}).get("name")
+        wanted = choice["function"]["name"]
         named = [t for t in tools if t["function"]["name"] == wanted]
         if not named:
             raise ValueError(f"tool_choice names '{wanted}', which is not among the tools")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from starlette.responses import Response
 
 from graycat.api import image_jobs
-from graycat.api.auth import require_token_or_basic
+from graycat.api.auth import TokenFirstRoute, require_token_or_basic
 from graycat.api.dialects import a1111
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
@@ -19,7 +19,8 @@ from graycat.images.samplers import sampler_list, schedule_list
 from graycat.jobs import TERMINAL_STATES
 from graycat.queue import image_state
 
-router = APIRouter(prefix="/sdapi/v1", tags=["Automatic1111"], dependencies=[Depends(require_token_or_basic)])
+router = APIRouter(prefix="/sdapi/v1", tags=["Automatic1111"], dependencies=[Depends(require_token_or_basic)],
+                   route_class=TokenFirstRoute)
 
 
 async def _generate(request: Request, req: a1111.Txt2ImgRequest, endpoint: str) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,11 +14,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response, StreamingResponse
 
 from graycat.api import quotas
-from graycat.api.auth import require_token
+from graycat.api.auth import TokenFirstRoute, require_token
 from graycat.api.catalog import resolve_model
-from graycat.api.dialects import JobSpec, llamacpp, openai
+from graycat.api.dialects import JobSpec, llamacpp, openai, openai_tools
 from graycat.api.errors import ApiError
 from graycat.api.limits import STATE_KEY, Caller, check_job
+from graycat.api.parser_limits import check_request
 from graycat.api.relay import SSE_HEADERS
 from graycat.api.routes import json_response
 from graycat.api.tenant_gates import HeldStream
@@ -26,9 +28,10 @@ from graycat.queue import keys
 from graycat.queue.client import JobQueue
 from graycat.queue.replies import text
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+_STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?", re.ASCII)
 EVENTS_BLOCK_MS = 15_000
 
 # route of the synchronous API -> (request model, job spec, kind)
@@ -59,9 +62,14 @@ async def submit(request: Request, job_request: JobRequest,
         raise ApiError(422, f"route must be one of {', '.join(ROUTES)}", code="invalid_request", param="route")
     model_cls, make_spec, kind = ROUTES[job_request.route]
     try:
-        spec = make_spec(model_cls.model_validate(job_request.body))
+        parsed = model_cls.model_validate(job_request.body)
     except ValidationError as exc:  # reported like any invalid request body, with the path inside `body`
         raise RequestValidationError([{**e, "loc": ("body", "body", *e["loc"])} for e in exc.errors()]) from None
+    check_request(request, parsed)
+    if isinstance(parsed, openai.ChatCompletionRequest):
+        openai_tools.check_tools(parsed.tools, parsed.tool_choice)
+        openai_tools.check_tool_calls(parsed.messages)
+    spec = make_spec(parsed)
     queue: JobQueue = request.app.state.queue
     model = await resolve_model(queue, request.app.state.settings.default_model, spec)
     await check_job(request, model, kind, spec.prompts)
@@ -134,8 +142,9 @@ async def events(request: Request, job_id: str,
                  last_event_id: str | None = Header(None, max_length=40)) -> StreamingResponse:
     await _owned_record(request, job_id)
     start = last_event_id or request.query_params.get("from") or "0-0"
-    if not all(part.isdigit() for part in start.split("-", 1)):
-        raise ApiError(422, "Last-Event-ID must be an event id this endpoint gave", code="invalid_request")
+    if not _STREAM_ID.fullmatch(start) or any(int(part) >= 1 << 64 for part in start.split("-")):
+        raise ApiError(422, "Last-Event-ID (or from) must be an event id this endpoint gave: two unsigned 64-bit "
+                       "integers, such as 1700000000000-0", code="invalid_request")
     release = request.app.state.job_streams.acquire(request.state.owner)  # each open stream holds a connection
     return HeldStream(_events(request, job_id, start), media_type="text/event-stream", headers=SSE_HEADERS,
                       release=release)

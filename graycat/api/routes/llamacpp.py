@@ -8,14 +8,15 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.auth import TokenFirstRoute, require_token
 from graycat.api.catalog import resolve_model
-from graycat.api.dialects import JobSpec, llamacpp
+from graycat.api.dialects import JobSpec, llamacpp, openai_tools
 from graycat.api.errors import ApiError
+from graycat.api.parser_limits import check_request
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 
-router = APIRouter(tags=["llama.cpp"], dependencies=[Depends(require_token)])
+router = APIRouter(tags=["llama.cpp"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
 
 
 async def _run(request: Request, spec: JobSpec) -> Response:
@@ -26,6 +27,7 @@ async def _run(request: Request, spec: JobSpec) -> Response:
 @router.post("/completion", summary="llama.cpp native completion (raw prompt, SSE when stream is true)")
 @router.post("/completions", include_in_schema=False)
 async def completion(request: Request, body: llamacpp.CompletionRequest) -> Response:
+    check_request(request, body)
     return await _run(request, llamacpp.completion_job(body))
 
 
@@ -36,7 +38,11 @@ async def tokenize(request: Request, body: llamacpp.TokenizeRequest) -> Response
 
 @router.post("/detokenize", summary="The text of token ids")
 async def detokenize(request: Request, body: llamacpp.DetokenizeRequest) -> Response:
-    return await _run(request, llamacpp.engine_call("/detokenize", body))
+    llamacpp.check_token_ids(body.tokens)
+    answer = await _run(request, llamacpp.engine_call("/detokenize", body))
+    if answer.status_code == 500:  # with ids checked above, only an id past the model's vocabulary
+        raise llamacpp.vocabulary_error(bytes(answer.body))
+    return answer
 
 
 @router.post("/embeddings", summary="Embedding of a text (served by workers started with --embeddings)")
@@ -49,6 +55,9 @@ async def embeddings(request: Request, body: llamacpp.EmbeddingRequest) -> Respo
 
 @router.post("/apply-template", summary="The prompt the model's chat template makes of messages")
 async def apply_template(request: Request, body: llamacpp.ApplyTemplateRequest) -> Response:
+    check_request(request, body)
+    openai_tools.check_tools((body.model_extra or {}).get("tools"))
+    openai_tools.check_tool_calls(body.messages)
     return await _run(request, llamacpp.engine_call("/apply-template", body))
 
 

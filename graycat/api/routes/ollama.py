@@ -5,15 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.auth import TokenFirstRoute, require_token
 from graycat.api.catalog import resolve_model
-from graycat.api.dialects import JobSpec, ollama
+from graycat.api.dialects import JobSpec, ollama, openai_tools
+from graycat.api.parser_limits import check_request
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
 from graycat.queue.client import served_models
 
-router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
 NDJSON = "application/x-ndjson"
 
 
@@ -33,6 +34,7 @@ async def _generation(request: Request, spec: JobSpec, body: bytes, *, chat: boo
 
 @router.post("/generate", summary="Generate a completion (Ollama; NDJSON stream unless stream is false)")
 async def generate(request: Request, body: ollama.GenerateRequest) -> Response:
+    check_request(request, body)
     spec, engine_body = ollama.generate_job(body)
     if not body.prompt:
         return await _loaded(request, spec, chat=False)
@@ -41,6 +43,9 @@ async def generate(request: Request, body: ollama.GenerateRequest) -> Response:
 
 @router.post("/chat", summary="Chat (Ollama; NDJSON stream unless stream is false)")
 async def chat(request: Request, body: ollama.ChatRequest) -> Response:
+    check_request(request, body)
+    openai_tools.check_tools(body.tools)
+    openai_tools.check_tool_calls(body.messages)
     spec, engine_body = ollama.chat_job(body)
     if not body.messages:
         return await _loaded(request, spec, chat=True)

@@ -7,19 +7,23 @@ from dataclasses import replace
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.auth import TokenFirstRoute, require_token
 from graycat.api.dialects import llamacpp, openai, openai_tools
 from graycat.api.errors import ApiError
+from graycat.api.parser_limits import check_request
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
 from graycat.queue.client import served_models
 
-router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
 
 
 @router.post("/chat/completions", summary="Chat completion (OpenAI)")
 async def chat_completions(request: Request, body: openai.ChatCompletionRequest) -> Response:
+    check_request(request, body)
+    openai_tools.check_tools(body.tools, body.tool_choice)
+    openai_tools.check_tool_calls(body.messages)
     spec = openai.chat_job(body)
     try:
         tools = openai_tools.forced_tools(body)
@@ -50,6 +54,7 @@ async def chat_completions(request: Request, body: openai.ChatCompletionRequest)
 
 @router.post("/completions", summary="Text completion (OpenAI)")
 async def completions(request: Request, body: openai.CompletionRequest) -> Response:
+    check_request(request, body)
     return await run_job(request, openai.completion_job(body), kind="llm", render_chunk=llamacpp.sse_event,
                          render_failure=openai.stream_error)
 

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.auth import TokenFirstRoute, require_token
 from graycat.api.limits import Caller
 from graycat.api.routes import json_response
 
-router = APIRouter(tags=["queue"], dependencies=[Depends(require_token)])
+router = APIRouter(tags=["queue"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
 
 _KINDS = {"llm": "text", "sd": "image"}
 _SUMMARY = ("id", "kind", "models", "slots", "busy", "heartbeat", "stopping")

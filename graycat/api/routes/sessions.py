@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.auth import TokenFirstRoute, require_token
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session, checked_id
 
-router = APIRouter(prefix="/sessions", tags=["sessions"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/sessions", tags=["sessions"], dependencies=[Depends(require_token)],
+                   route_class=TokenFirstRoute)
 
 
 def _session(request: Request, session_id: str) -> Session:

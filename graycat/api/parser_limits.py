@@ -1,0 +1,189 @@
+"""Bounds on what reaches llama.cpp's native parsers: a GBNF `grammar`, JSON schemas (`json_schema`,
+`response_format`, Ollama's `format`, the parameters of `tools`) and regular expressions (a schema's `pattern`,
+the patterns of `grammar_triggers`). Those parsers recurse once per nesting level on a fixed thread stack, so
+a deep enough input crashes the engine (measured with 8 MiB stacks: a grammar nested about 22,000 levels, a
+chain of about 2,500 `$ref`s, a trigger pattern nested about 15,000 groups): they are refused here with 400."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import Request
+from pydantic import BaseModel
+
+from graycat.api.dialects import BadField
+
+_PATTERN_TRIGGERS = {2, 3, "pattern", "pattern_full"}  # llama.cpp's COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN(_FULL)
+
+
+@dataclass(frozen=True, slots=True)
+class ParserLimits:
+    grammar_bytes: int  # MAX_GRAMMAR_BYTES: a grammar or a regular expression
+    grammar_depth: int  # MAX_GRAMMAR_DEPTH: nested groups of a grammar or a regular expression
+    schema_bytes: int  # MAX_SCHEMA_BYTES: the JSON schemas of one request together
+    schema_depth: int  # MAX_SCHEMA_DEPTH: nesting of a schema, each `$ref` followed counting as a level
+
+
+class TooComplex(BadField):
+    """An input over a parser limit: the message names the field, the limit and its setting."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(param, message, "input_too_complex")
+
+
+def check_request(request: Request, body: BaseModel) -> None:
+    """400 when the request's grammar, schemas or patterns are over the limits in the app's settings."""
+    settings = request.app.state.settings
+    limits = ParserLimits(settings.max_grammar_bytes, settings.max_grammar_depth, settings.max_schema_bytes,
+                          settings.max_schema_depth)
+    fields = dict(body.model_extra or {})
+    for name in ("tools", "format"):  # declared fields of some dialects
+        if (value := getattr(body, name, None)) is not None:
+            fields[name] = value
+    check_fields(fields, limits)
+
+
+def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:
+    """Raise TooComplex for the first field of an engine request that is over a limit."""
+    if isinstance(grammar := fields.get("grammar"), str):
+        _check_grammar("grammar", grammar, limits)
+    for i, trigger in enumerate(t for t in _list(fields.get("grammar_triggers")) if isinstance(t, dict)):
+        if trigger.get("type") in _PATTERN_TRIGGERS and isinstance(value := trigger.get("value"), str):
+            _check_regex(f"grammar_triggers.{i}.value", value, limits)
+    total = 0
+    for param, schema in _schemas(fields):
+        _check_schema(param, schema, limits)  # first: it bounds the nesting the encoder below recurses into
+        total += len(orjson.dumps(schema))
+        if total > limits.schema_bytes:
+            raise TooComplex(param, f"the JSON schemas of this request are over {limits.schema_bytes} bytes "
+                             "(MAX_SCHEMA_BYTES)")
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _schemas(fields: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Every JSON schema of a request that llama.cpp turns into a grammar, with where it is."""
+    if "json_schema" in fields:
+        yield "json_schema", fields["json_schema"]
+    if isinstance(fmt := fields.get("format"), dict):  # Ollama
+        yield "format", fmt
+    if isinstance(rf := fields.get("response_format"), dict):
+        if "schema" in rf:
+            yield "response_format.schema", rf["schema"]
+        if isinstance(js := rf.get("json_schema"), dict) and "schema" in js:
+            yield "response_format.json_schema.schema", js["schema"]
+    for i, tool in enumerate(_list(fields.get("tools"))):
+        if isinstance(tool, dict) and isinstance(fn := tool.get("function"), dict) and "parameters" in fn:
+            yield f"tools.{i}.function.parameters", fn["parameters"]
+
+
+def _check_grammar(param: str, grammar: str, limits: ParserLimits) -> None:
+    if len(grammar.encode()) > limits.grammar_bytes:
+        raise TooComplex(param, f"over {limits.grammar_bytes} bytes (MAX_GRAMMAR_BYTES)")
+    if grammar_depth(grammar) > limits.grammar_depth:
+        raise TooComplex(param, f"groups nested over {limits.grammar_depth} levels deep (MAX_GRAMMAR_DEPTH)")
+
+
+def _check_regex(param: str, pattern: str, limits: ParserLimits) -> None:
+    if len(pattern.encode()) > limits.grammar_bytes:
+        raise TooComplex(param, f"the pattern is over {limits.grammar_bytes} bytes (MAX_GRAMMAR_BYTES)")
+    if regex_depth(pattern) > limits.grammar_depth:
+        raise TooComplex(param, f"the pattern's groups are nested over {limits.grammar_depth} levels deep "
+                         "(MAX_GRAMMAR_DEPTH)")
+
+
+def grammar_depth(grammar: str) -> int:
+    """The deepest nesting of `( )` groups in a GBNF grammar (outside literals, classes and comments)."""
+    depth = deepest = 0
+    i, n = 0, len(grammar)
+    while i < n:
+        c = grammar[i]
+        if c in "\"[":  # a literal or a character class: skip to its unescaped end
+            end = '"' if c == '"' else "]"
+            i += 1
+            while i < n and grammar[i] != end:
+                i += 2 if grammar[i] == "\\" else 1
+        elif c == "#":
+            while i < n and grammar[i] != "\n":
+                i += 1
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest
+
+
+def regex_depth(pattern: str) -> int:
+    """The deepest nesting of groups in a regular expression (escapes and character classes skipped)."""
+    depth = deepest = 0
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 1
+        elif c == "[":
+            i += 1
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest
+
+
+def _check_schema(param: str, schema: Any, limits: ParserLimits) -> None:
+    """Nesting, each local `$ref` followed (a cycle is allowed: llama.cpp makes it a rule), and every `pattern`
+    of a schema; each definition is walked once."""
+    heights: dict[str, int] = {}  # a reference's height, once known; 0 while it is being walked (a cycle)
+
+    def too_deep(where: str) -> TooComplex:
+        return TooComplex(param, f"nested over {limits.schema_depth} levels deep, counting each $ref followed "
+                          f"(MAX_SCHEMA_DEPTH), at {where or '/'}")
+
+    def height(node: Any, depth: int, where: str) -> int:
+        if depth > limits.schema_depth:
+            raise too_deep(where)
+        if isinstance(node, list):
+            return max((1 + height(item, depth + 1, f"{where}/{i}") for i, item in enumerate(node)), default=0)
+        if not isinstance(node, dict):
+            return 0
+        if isinstance(pattern := node.get("pattern"), str):
+            _check_regex(f"{param}{where}/pattern", pattern, limits)
+        tallest = 0
+        if isinstance(ref := node.get("$ref"), str) and ref.startswith("#"):
+            if ref not in heights:
+                heights[ref] = 0
+                heights[ref] = 1 + height(_pointer(schema, ref), depth + 1, f"{where}/$ref")
+            if depth + heights[ref] > limits.schema_depth:
+                raise too_deep(f"{where}/$ref")
+            tallest = heights[ref]
+        for key, value in node.items():
+            if isinstance(value, dict | list):
+                tallest = max(tallest, 1 + height(value, depth + 1, f"{where}/{key}"))
+        return tallest
+
+    height(schema, 0, "")
+
+
+def _pointer(document: Any, ref: str) -> Any:
+    """The node a local JSON pointer (`#/$defs/a`) names, or None."""
+    node = document
+    for part in ref.removeprefix("#").split("/")[1:]:
+        key = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return None
+    return node
