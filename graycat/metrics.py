@@ -9,6 +9,7 @@ scraped (graycat/api/cluster_metrics.py); a worker on a reachable network also s
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,12 +53,24 @@ GPU_GAUGES = {
 }
 
 
-def bearer_allows(authorization: str, token: str | None) -> bool:
-    """Whether an Authorization header satisfies METRICS_TOKEN (always, when no token is set)."""
+def metrics_allowed(authorization: str, token: str | None, peer: str | None) -> bool:
+    """Whether a scrape may read /metrics: with METRICS_TOKEN set, when it presents it; without, when it comes
+    from a loopback or private address (Prometheus on the same host or network, never the public internet)."""
     if not token:
-        return True
+        return peer is None or private_address(peer)
     presented = authorization.removeprefix("Bearer ").strip()
     return hmac.compare_digest(presented.encode(), token.encode())
+
+
+def private_address(host: str) -> bool:
+    """A loopback, private (RFC 1918, unique local) or link-local address; False for names and public ones."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 def dialect_of(route: str) -> str:

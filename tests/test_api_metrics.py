@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graycat.metrics import ApiMetrics, bearer_allows, dialect_of
+from graycat.metrics import ApiMetrics, dialect_of, metrics_allowed
 
 
 @pytest.mark.parametrize(("route", "dialect"), [
@@ -30,8 +30,11 @@ def test_request_done_counts_and_times() -> None:
     assert get("graycat_queue_rejected_total", {"reason": "pool_full"}) == 0  # present before any refusal
 
 
-def test_bearer_allows() -> None:
-    assert bearer_allows("", None)
-    assert bearer_allows("Bearer s3cret", "s3cret")
-    assert not bearer_allows("Bearer wrong", "s3cret")
-    assert not bearer_allows("", "s3cret")
+def test_metrics_need_the_token_or_a_private_address() -> None:
+    for private in ("127.0.0.1", "::1", "10.1.2.3", "172.18.0.5", "192.168.1.9", "fd00::1", "::ffff:10.0.0.7", None):
+        assert metrics_allowed("", None, private), private
+    for public in ("8.8.8.8", "2001:4860::8888", "::ffff:8.8.8.8", "example.com"):
+        assert not metrics_allowed("", None, public), public
+    assert metrics_allowed("Bearer s3cret", "s3cret", "8.8.8.8")
+    assert not metrics_allowed("Bearer wrong", "s3cret", "127.0.0.1")
+    assert not metrics_allowed("", "s3cret", "127.0.0.1")

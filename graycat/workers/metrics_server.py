@@ -1,7 +1,8 @@
 """A worker's own `/metrics`, for a worker on a network Prometheus can reach (WORKER_METRICS_PORT).
 
 It serves the same per-worker series the api exports from the worker's heartbeat, read live from the worker,
-behind METRICS_TOKEN when that is set. A worker behind NAT needs none of this: its heartbeat carries them.
+behind METRICS_TOKEN when that is set, to private addresses only when not. A worker behind NAT needs none of
+this: its heartbeat carries them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from graycat.metrics import bearer_allows, worker_families
+from graycat.metrics import metrics_allowed, worker_families
 from graycat.workers.worker import Worker
 
 
@@ -31,9 +32,10 @@ async def serve_metrics(worker: Worker, host: str, port: int, token: str | None)
     registry.register(_WorkerCollector(worker))
 
     async def metrics(request: web.Request) -> web.Response:
-        if not bearer_allows(request.headers.get("Authorization", ""), token):
-            return web.json_response({"error": {"code": 401, "message": "/metrics needs 'Authorization: Bearer "
-                                                "<METRICS_TOKEN>'"}}, status=401)
+        if not metrics_allowed(request.headers.get("Authorization", ""), token, request.remote):
+            status = 401 if token else 403
+            return web.json_response({"error": {"code": status, "message": "/metrics needs 'Authorization: Bearer "
+                                                "<METRICS_TOKEN>' (without it, a private address)"}}, status=status)
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

@@ -160,11 +160,10 @@ async def skip(request: Request) -> Response:
 
 @router.post("/png-info", summary="The A1111 infotext and other text chunks of a PNG")
 async def png_info(body: a1111.PngInfoRequest) -> Response:
-    try:
-        image = codec.decode(body.image)
+    try:  # off the event loop: base64 of a large body takes a while
+        items = await asyncio.to_thread(codec.header_text, body.image)
     except codec.BadImage as exc:
         raise ApiError(400, f"image {exc}", code="invalid_image", param="image") from None
-    items = codec.text_chunks(image)
     text = items.pop("parameters", "")
     return json_response({"info": text, "items": items, "parameters": infotext.parse(text) if text else {}})
 

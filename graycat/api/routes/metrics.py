@@ -1,7 +1,8 @@
 """`/metrics`: Prometheus exposition of this api process and of the cluster it sees in Redis.
 
-Open when METRICS_TOKEN is unset (keep the port private then); otherwise it needs `Authorization: Bearer
-<METRICS_TOKEN>`, a token separate from the API tokens so a scraper cannot generate text.
+With METRICS_TOKEN set it needs `Authorization: Bearer <METRICS_TOKEN>`, a token separate from the API tokens
+so a scraper cannot generate text; unset, it answers only loopback and private-network addresses (a scraper on
+the same host or network), never a public one. The shipped nginx configuration does not serve it at all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.responses import Response
 
 from graycat.api.cluster_metrics import ClusterCollector, ClusterSnapshot, read_snapshot
 from graycat.api.errors import ApiError
-from graycat.metrics import bearer_allows
+from graycat.metrics import metrics_allowed
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -25,12 +26,18 @@ REDIS_READ_TIMEOUT_S = 2.0
 
 
 def _authorize(request: Request) -> None:
-    if not bearer_allows(request.headers.get("authorization", ""), request.app.state.settings.metrics_token):
-        raise ApiError(401, "/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'", code="invalid_metrics_token",
-                       headers={"WWW-Authenticate": "Bearer"})
+    token = request.app.state.settings.metrics_token
+    peer = request.client.host if request.client else None
+    if metrics_allowed(request.headers.get("authorization", ""), token, peer):
+        return
+    if not token:
+        raise ApiError(403, "/metrics answers only loopback and private-network addresses unless METRICS_TOKEN is "
+                       "set (then it needs 'Authorization: Bearer <METRICS_TOKEN>')", code="metrics_not_public")
+    raise ApiError(401, "/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'", code="invalid_metrics_token",
+                   headers={"WWW-Authenticate": "Bearer"})
 
 
-@router.get("/metrics", summary="Prometheus metrics (open, or behind METRICS_TOKEN)")
+@router.get("/metrics", summary="Prometheus metrics (behind METRICS_TOKEN, or for private addresses only)")
 async def metrics(request: Request) -> Response:
     _authorize(request)
     try:
