@@ -157,3 +157,21 @@ def test_a_replica_going_down_is_skipped(edge: Edge) -> None:
     with edge.client(**AUTH) as https:
         answers = [https.post("/completion", json={"prompt": "hi", "n_predict": 1}).status_code for _ in range(6)]
     assert set(answers) == {200}
+
+
+def test_addresses_presenting_bad_tokens_are_limited_and_token_holders_are_not(edge: Edge) -> None:
+    with edge.client(Authorization="Bearer not-a-token") as guesser:
+        refused = [guesser.post("/completion", json={"prompt": "x"}) for _ in range(40)]
+    with edge.client(**AUTH) as holder:
+        held = [holder.get("/v1/models").status_code for _ in range(10)]
+    statuses = [r.status_code for r in refused]
+    assert set(statuses) == {401, 429} and statuses.count(429) >= 15, statuses
+    first = refused[0]
+    assert first.headers["www-authenticate"] == "Bearer" and first.json()["error"]["code"] == 401
+    assert set(held) == {200}
+
+
+def test_metrics_are_not_served_publicly(edge: Edge, gateway: Gateway) -> None:
+    assert httpx.get(gateway.base + "/metrics").status_code == 200  # the replica answers its private network
+    with edge.client() as public:
+        assert public.get("/metrics").status_code == 404
