@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         description="json: one JSON object per line (for Loki and other collectors); text: for reading by eye.")
     metrics_token: str | None = Field(
         None, validation_alias="METRICS_TOKEN",
-        description="Bearer token that GET /metrics requires; unset: /metrics is open (keep the port private).")
+        description="Bearer token that GET /metrics requires; unset: /metrics answers private addresses only.")
     data_dir: Path = Field(Path(".graycat"), validation_alias="GRAYCAT_DATA_DIR",
                            description="Folder of `graycat up` (its Redis data, its generated API token) and of the "
                                        "workers' saved slots (slots/<model>/).")
