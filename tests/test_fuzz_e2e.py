@@ -1,15 +1,18 @@
 """Schemathesis fuzzes every operation of the app's OpenAPI schema against a running api (with a null-engine
 worker as the default model, so that valid requests are answered at once), on a bounded budget: no input may
-get a 5xx, except the structured 503 of a kind of work no worker serves here (images)."""
+get a 5xx, except the structured 503 of a kind of work no worker serves here (images). Hypothesis fuzzes the
+inputs of llama.cpp's recursive parsers against the real engine."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 
+import orjson
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from graycat.api.app import create_app
 from graycat.config import load_settings
@@ -49,3 +52,54 @@ def no_server_error(ctx: schemathesis.CheckContext, response: schemathesis.Respo
 def test_no_input_gets_a_server_error(case: schemathesis.Case, fuzz_target: str) -> None:
     response = case.call(base_url=fuzz_target, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
     case.validate_response(response, checks=[no_server_error])
+
+
+# What reaches llama.cpp's recursive parsers, fuzzed against the real engine: nesting from nothing to past
+# the depths that crashed it, in every field that carries a grammar, a schema or a regular expression. No
+# answer may be a 5xx, and the worker must live through all of them.
+DEPTHS = st.one_of(st.integers(0, 300), st.integers(15_000, 60_000))
+
+
+def _nested_json_schema(depth: int) -> str:
+    return '{"type": "array", "items": ' * depth + '{"type": "string"}' + "}" * depth
+
+
+def _ref_chain(length: int) -> str:
+    defs = ", ".join(f'"d{i}": {{"$ref": "#/$defs/d{i + 1}"}}' for i in range(length))
+    return f'{{"$defs": {{{defs}{", " if defs else ""}"d{length}": {{"type": "string"}}}}, "$ref": "#/$defs/d0"}}'
+
+
+def _group(depth: int, inner: str) -> str:
+    return "(" * depth + inner + ")" * depth
+
+
+FIELDS = {
+    "grammar": lambda d: orjson.dumps("root ::= " + _group(d, '"a"')).decode(),
+    "json_schema": _nested_json_schema,
+    "json_schema_refs": _ref_chain,
+    "pattern": lambda d: orjson.dumps({"type": "string", "pattern": "^" + _group(d, "a") + "$"}).decode(),
+    "trigger": lambda d: orjson.dumps([{"type": 2, "value": _group(d, "a")}]).decode(),
+}
+
+
+def _body(route: str, field: str, depth: int) -> str:
+    value = FIELDS[field](min(depth, 3000) if field == "json_schema_refs" else depth)
+    extra = {"grammar": f'"grammar": {value}', "json_schema": f'"json_schema": {value}',
+             "json_schema_refs": f'"json_schema": {value}', "pattern": f'"json_schema": {value}',
+             "trigger": f'"grammar": "root ::= \\"a\\"", "grammar_lazy": true, "grammar_triggers": {value}'}[field]
+    if route == "/v1/chat/completions":
+        if field in ("json_schema", "json_schema_refs", "pattern"):
+            extra = f'"response_format": {{"type": "json_schema", "json_schema": {{"name": "x", "schema": {value}}}}}'
+        return f'{{"messages": [{{"role": "user", "content": "hi"}}], "max_tokens": 1, {extra}}}'
+    return f'{{"prompt": "hi", "n_predict": 1, {extra}}}'
+
+
+@given(route=st.sampled_from(["/completion", "/v1/chat/completions"]), field=st.sampled_from(sorted(FIELDS)),
+       depth=DEPTHS)
+@settings(max_examples=max(EXAMPLES * 2, 8), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_native_parser_inputs_never_crash_the_engine(gateway: Gateway, route: str, field: str, depth: int) -> None:
+    with gateway.client() as http:
+        answer = http.post(route, content=_body(route, field, depth), headers={"Content-Type": "application/json"})
+    assert answer.status_code < 500, answer.text[:300]
+    assert gateway.worker.alive(), gateway.worker.output()[-2000:]

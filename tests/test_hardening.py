@@ -73,3 +73,19 @@ def test_prompts_reach_the_logs_only_when_asked(redis_server: RedisServer, monke
         resp = c.post("/completion", json={"prompt": marker}, headers=AUTH)
     assert resp.status_code == 503  # no worker: the job was enqueued, then expired
     assert (marker in caplog.text) is (log_prompts == "true")
+
+
+def test_metrics_without_a_token_answer_private_addresses_only(redis_server: RedisServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.delenv("METRICS_TOKEN", raising=False)
+    app = create_app(load_settings())
+    with TestClient(app, client=("10.0.3.7", 40000)) as private:
+        assert private.get("/metrics").status_code == 200
+    with TestClient(app, client=("8.8.4.4", 40000)) as public:
+        refused = public.get("/metrics")
+    assert refused.status_code == 403 and "METRICS_TOKEN" in refused.json()["error"]["message"]
+    monkeypatch.setenv("METRICS_TOKEN", "scrape")
+    with TestClient(create_app(load_settings()), client=("8.8.4.4", 40000)) as public:
+        assert public.get("/metrics", headers={"Authorization": "Bearer scrape"}).status_code == 200
+        assert public.get("/metrics").status_code == 401
