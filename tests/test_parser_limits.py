@@ -110,3 +110,10 @@ def test_patterns_inside_schemas_and_total_schema_size() -> None:
     assert error.param == "json_schema/properties/a/pattern" and "MAX_GRAMMAR_DEPTH" in str(error)
     wide = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(100)}}
     assert "MAX_SCHEMA_BYTES" in str(refused({"json_schema": wide, "format": wide}))
+
+
+def test_unmeasurable_schemas_are_refused_not_failed() -> None:
+    assert refused({"json_schema": {"type": "string", "maxLength": 10**30}}).param == "json_schema"
+    deep_ok = ParserLimits(4096, 10, 1 << 20, 1000)
+    with pytest.raises(TooComplex):
+        check_fields({"json_schema": nested_schema(300)}, deep_ok)

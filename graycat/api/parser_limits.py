@@ -50,13 +50,17 @@ def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:
     """Raise TooComplex for the first field of an engine request that is over a limit."""
     if isinstance(grammar := fields.get("grammar"), str):
         _check_grammar("grammar", grammar, limits)
-    for i, trigger in enumerate(t for t in _list(fields.get("grammar_triggers")) if isinstance(t, dict)):
-        if trigger.get("type") in _PATTERN_TRIGGERS and isinstance(value := trigger.get("value"), str):
+    for i, trigger in enumerate(_list(fields.get("grammar_triggers"))):
+        if isinstance(trigger, dict) and trigger.get("type") in _PATTERN_TRIGGERS \
+                and isinstance(value := trigger.get("value"), str):
             _check_regex(f"grammar_triggers.{i}.value", value, limits)
     total = 0
     for param, schema in _schemas(fields):
         _check_schema(param, schema, limits)  # first: it bounds the nesting the encoder below recurses into
-        total += len(orjson.dumps(schema))
+        try:
+            total += len(orjson.dumps(schema))
+        except orjson.JSONEncodeError as exc:  # an integer past 64 bits, or nesting past orjson's 255 levels
+            raise TooComplex(param, f"cannot be measured: {exc}") from None
         if total > limits.schema_bytes:
             raise TooComplex(param, f"the JSON schemas of this request are over {limits.schema_bytes} bytes "
                              "(MAX_SCHEMA_BYTES)")
