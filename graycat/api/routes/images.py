@@ -10,14 +10,15 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from starlette.responses import Response
 
 from graycat.api import image_jobs
-from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.auth import require_token
 from graycat.api.dialects import openai_images
 from graycat.api.dialects.a1111 import check_loras, choose_vae
 from graycat.api.errors import ApiError
+from graycat.api.json_body import JsonBodyRoute
 from graycat.images.params import GenerationParams
 from graycat.queue import image_state
 
-router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
+router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
 files = APIRouter(prefix="/v1", tags=["OpenAI"])  # public: an image URL is an unguessable, expiring key
 
 

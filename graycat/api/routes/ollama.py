@@ -5,16 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.auth import require_token
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, ollama, openai_tools
+from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_request
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
 from graycat.queue.client import served_models
 
-router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
+router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
 NDJSON = "application/x-ndjson"
 
 

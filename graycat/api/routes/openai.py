@@ -7,16 +7,17 @@ from dataclasses import replace
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.auth import require_token
 from graycat.api.dialects import llamacpp, openai, openai_tools
 from graycat.api.errors import ApiError
+from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_request
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
 from graycat.queue.client import served_models
 
-router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
+router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
 
 
 @router.post("/chat/completions", summary="Chat completion (OpenAI)")
