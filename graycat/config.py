@@ -66,10 +66,12 @@ class Settings(BaseSettings):
     admin_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="ADMIN_TOKENS",
         description="Comma-separated tokens for the admin routes (token management, usage).")
-    rate_limit_rpm: int = Field(60, ge=0, validation_alias="RATE_LIMIT_RPM",
-                                description="Requests per minute per token, unless the token sets its own (0: none).")
-    rate_limit_concurrency: int = Field(10, ge=0, validation_alias="RATE_LIMIT_CONCURRENCY",
-                                        description="Requests one token may have in flight (0: no limit).")
+    rate_limit_rpm: int = Field(0, ge=0, validation_alias="RATE_LIMIT_RPM",
+                                description="Requests per minute per token, unless the token sets its own "
+                                            "(0: no limit, the default).")
+    rate_limit_concurrency: int = Field(0, ge=0, validation_alias="RATE_LIMIT_CONCURRENCY",
+                                        description="Requests one token may have in flight, unless the token sets "
+                                                    "its own (0: no limit, the default).")
     max_prompts: int = Field(8, ge=1, validation_alias="MAX_PROMPTS",
                              description="Completions one text request may ask for (prompts x n); each takes an "
                                          "engine slot of the worker that runs it.")

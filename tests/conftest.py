@@ -21,9 +21,6 @@ from graycat import redis_server as server_binaries
 TOKEN = "test-token-1"
 ADMIN = "test-admin-token"
 MODEL = "SmolLM2-135M-Instruct"
-# The suite sends far more than the default 60 requests per minute with one token: limits are off unless a
-# test (tests/test_limits_e2e.py) starts its own api with them.
-os.environ.update(RATE_LIMIT_RPM="0", RATE_LIMIT_CONCURRENCY="0")
 
 
 def free_port() -> int:

@@ -87,3 +87,12 @@ def test_setting_errors_read_without_the_library_prefix(monkeypatch: pytest.Monk
     with pytest.raises(ConfigError) as error:
         load_settings()
     assert "QUEUE_TIMEOUTS: expected kind=seconds pairs" in str(error.value) and "Value error" not in str(error.value)
+
+
+def test_rate_limits_are_off_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RATE_LIMIT_RPM", "RATE_LIMIT_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(_env_file=None)
+    assert (settings.rate_limit_rpm, settings.rate_limit_concurrency) == (0, 0)
+    monkeypatch.setenv("RATE_LIMIT_RPM", "60")
+    assert load_settings(_env_file=None).rate_limit_rpm == 60

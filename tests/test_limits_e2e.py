@@ -50,6 +50,14 @@ def test_the_limit_holds_across_two_replicas_hammered_in_parallel(cluster: Clust
     assert refused[0].json()["error"]["code"] == "rate_limit_exceeded"
 
 
+def test_api_tokens_are_not_limited_by_default(gateway: Gateway) -> None:
+    """A game ships one token for all its players: nothing refuses its 61st request of a minute."""
+    with gateway.client() as http, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: http.get("/v1/models"), range(80)))
+    assert [r.status_code for r in answers] == [200] * 80
+    assert "x-ratelimit-limit" not in answers[0].headers
+
+
 def test_status_polls_need_no_place_in_flight(gateway: Gateway, null_worker: Proc) -> None:
     secret = new_token(gateway, "one-at-a-time", concurrency=1)
     body = {"prompt": "go", "model": NULL, "stream": True}
