@@ -1,10 +1,13 @@
-"""The shipped Redis ACL file (deploy/redis/users.acl) in a real redis-server: the API and a worker run jobs
-as their own users, and the worker's user cannot read tokens or sessions, nor run dangerous commands."""
+"""The shipped Redis ACL file (deploy/redis/users.acl) in a real redis-server: the API, an LLM worker and an
+image worker run jobs as their own users, and the worker's user cannot read tokens or sessions, nor run dangerous
+commands."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -12,6 +15,7 @@ import pytest
 import redis
 
 from tests.conftest import ADMIN, TOKEN, Cluster, default_server_binary, free_port, wait_until
+from tests.tiny_sd import build_pipeline
 
 pytestmark = pytest.mark.e2e
 ACL = Path(__file__).resolve().parent.parent / "deploy" / "redis" / "users.acl"
@@ -72,6 +76,36 @@ def test_api_and_worker_run_jobs_as_their_users(acl_redis: int, tmp_path: Path, 
         assert streamed.status_code == 200 and streamed.text.count("data: ") == 4
         assert chat.status_code == 200  # a session turn: the api keeps it, the worker runs it in its lane
         assert "NOPERM" not in worker.output()
+    finally:
+        cluster.stop_all()
+
+
+def test_an_image_worker_refreshes_and_skips_as_the_worker_user(acl_redis: int, tmp_path: Path,
+                                                                redis_server) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "sd" / "models" / "Stable-diffusion"
+    build_pipeline(folder / "tiny")
+    cluster = Cluster(redis_server, tmp_path)
+    worker_url = f"redis://graycat-worker:worker-secret-2@127.0.0.1:{acl_redis}/0"
+    try:
+        worker = cluster.sd_worker(tmp_path / "sd", REDIS_URL=worker_url)
+        _, base = cluster.api(REDIS_URL=f"redis://graycat-api:api-secret-1@127.0.0.1:{acl_redis}/0",
+                             SD_REFRESH_TIMEOUT="10")
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as http, \
+                ThreadPoolExecutor(1) as pool:
+            shutil.copytree(folder / "tiny", folder / "tiny-copy")
+            refreshed = http.post("/sdapi/v1/refresh-checkpoints")  # the worker hears gc:refresh:sd
+            assert refreshed.status_code == 200, refreshed.text
+            assert [m["model_name"] for m in http.get("/sdapi/v1/sd-models").json()] == ["tiny", "tiny-copy"]
+            pending = pool.submit(http.post, "/sdapi/v1/txt2img", json={
+                "prompt": "a cat", "seed": 1, "steps": 40, "width": 128, "height": 128, "n_iter": 2,
+                "override_settings": {"sd_model_checkpoint": "tiny"}})
+            wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1, 60,
+                       "the first image")
+            assert http.post("/sdapi/v1/skip").status_code == 200  # the worker hears gc:skip
+            resp = pending.result(60)
+        assert resp.status_code == 200, resp.text
+        assert len(resp.json()["images"]) == 1  # the first image was skipped, the second made
+        assert "NOPERM" not in worker.output() and "permission" not in worker.output().lower()
     finally:
         cluster.stop_all()
 
