@@ -80,13 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     for p in (llm, null):
         p.add_argument("--metrics-port", type=int,
                        help="also serve this worker's /metrics on this port (env WORKER_METRICS_PORT; default: none)")
+        p.add_argument("--default", action="store_true", default=None,
+                       help="this worker's first model is the default of requests that name none, when workers "
+                            "serve several and DEFAULT_MODEL is unset (env LLM_DEFAULT; default off)")
     return parser
 
 
 _OVERRIDES = {"model": "model", "model_name": "model_name", "slots": "slots", "ctx_size": "ctx_per_slot",
               "threads": "threads", "gpu_layers": "gpu_layers", "llama_url": "llama_url", "embeddings": "embeddings",
               "extra_models": "extra_models", "chat_templates": "chat_templates", "metrics_port": "worker_metrics_port",
-              "host": "host", "port": "port"}
+              "host": "host", "port": "port", "default": "llm_default"}
 _SD_OVERRIDES = {"models_dir": "sd_models_dir", "device": "sd_device", "dtype": "sd_dtype", "threads": "sd_threads",
                  "a1111_url": "sd_a1111_url"}
 

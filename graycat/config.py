@@ -31,8 +31,14 @@ class Settings(BaseSettings):
     redis_host: str = Field("127.0.0.1", validation_alias="REDIS_HOST")
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias="REDIS_PORT")
     redis_pass: str | None = Field(None, validation_alias="REDIS_PASS")
-    default_model: str = Field(DEFAULT_MODEL_NAME, min_length=1, validation_alias="DEFAULT_MODEL",
-                               description="Model used when a request names none (or 'default').")
+    default_model: str | None = Field(
+        None, validation_alias="DEFAULT_MODEL",
+        description="Model used when a request names none (or 'default'); unset: the one model live workers serve "
+                    "(the one a worker declares with --default when they serve several). Requests for it wait "
+                    "for a worker even when none serves it yet.")
+    llm_default: bool = Field(False, validation_alias="LLM_DEFAULT",
+                              description="This LLM worker's first model is the default of requests that name none "
+                                          "(when DEFAULT_MODEL is unset and live workers serve several models).")
     queue_timeout: float = Field(120.0, gt=0, validation_alias="QUEUE_TIMEOUT",
                                  description="Seconds a request waits for a worker before 503.")
     job_timeout: float = Field(600.0, gt=0, validation_alias="JOB_TIMEOUT",
@@ -240,6 +246,15 @@ class Settings(BaseSettings):
         longest = max([self.queue_timeout, *self.queue_timeouts.values()]) \
             + max([self.job_timeout, *self.job_timeouts.values()])
         return int(longest) + self.result_ttl
+
+    @field_validator("default_model", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return value.strip() or None if isinstance(value, str) else value
+
+    def served_model_name(self) -> str:
+        """The name an LLM worker of these settings serves its (first) model under."""
+        return self.model_name or (DEFAULT_MODEL_NAME if self.model is None else self.model.stem)
 
     @field_validator("log_level")
     @classmethod

@@ -156,8 +156,9 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "API_TOKENS", "GRAYCAT_MODEL"}}
         # One engine thread: several engines share the cores in these tests, and llama.cpp's threads wait on
         # each other at every step, so two threads per engine on a busy 2-core box can slow it >100x.
+        # The session's Redis has workers of many models at once: requests that name none mean MODEL.
         env.update(REDIS_URL=self.redis.url, API_TOKENS=TOKEN, ADMIN_TOKENS=ADMIN, LOG_LEVEL="INFO",
-                   LLM_THREADS="1")
+                   LLM_THREADS="1", DEFAULT_MODEL=MODEL)
         env.update(extra)
         return env
 

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
@@ -21,6 +22,7 @@ from graycat.queue.resp import PipelinedConnection
 log = logging.getLogger(__name__)
 
 MODELS_CACHE_S = 2.0
+SERVED_CACHE_S = 1.0  # how long the live workers' view is reused (a worker that joins or leaves shows after it)
 # Cumulative per-pool counters kept in the pool's stats hash (graycat/queue/keys.py pool_stats).
 POOL_COUNTERS = ("completed", "failed", "cancelled", "expired", "redelivered", "dead_lettered")
 
@@ -28,6 +30,31 @@ POOL_COUNTERS = ("completed", "failed", "cancelled", "expired", "redelivered", "
 def served_models(workers: list[dict[str, Any]]) -> set[str]:
     """The models that the given worker heartbeats serve."""
     return {model for worker in workers for model in worker.get("models", [])}
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What the live workers serve, as of their heartbeats: the (kind, model) pools they read (a worker whose
+    engine still loads included), the models no ready worker serves yet, and the models workers declare default."""
+
+    pools: frozenset[tuple[str, str]] = frozenset()
+    loading: frozenset[str] = frozenset()
+    defaults: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, workers: list[dict[str, Any]]) -> Served:
+        pools = {(kind, model) for w in workers for kind in (w.get("kinds") or [w.get("kind")])
+                 for model in w.get("models", [])}
+        ready = {model for w in workers if not w.get("loading") for model in w.get("models", [])}
+        return cls(frozenset(pools), frozenset(served_models(workers) - ready),
+                   frozenset(str(w["default"]) for w in workers if w.get("default")))
+
+    def models(self, kind: str) -> list[str]:
+        """The models served for jobs of `kind`, by name."""
+        return sorted(model for k, model in self.pools if k == kind)
+
+    def kinds_of(self, model: str) -> set[str]:
+        return {kind for kind, m in self.pools if m == model}
 
 
 class QueueFull(Exception):
@@ -56,6 +83,8 @@ class JobQueue:
         self._cancel = redis.register_script(scripts.CANCEL)
         self._models: dict[str, dict[str, Any]] = {}
         self._models_at = 0.0
+        self._served = Served()
+        self._served_at = -SERVED_CACHE_S
         self._background: set[asyncio.Task[Any]] = set()
 
     async def submit(self, job: Job, owner: str = "", worker: str | None = None,
@@ -163,8 +192,13 @@ class JobQueue:
             self._models_at = now
         return self._models
 
-    def cached_model_names(self) -> set[str]:
-        return set(self._models)
+    async def served(self, *, fresh: bool = False) -> Served:
+        """What the live workers serve, cached for a moment (the hot path reads it without a round trip)."""
+        now = time.monotonic()
+        if fresh or now - self._served_at > SERVED_CACHE_S:
+            self._served = Served.of(await self.live_workers())
+            self._served_at = now
+        return self._served
 
     async def live_workers(self) -> list[dict[str, Any]]:
         """Heartbeats of the workers seen in the last WORKER_TTL_S seconds."""

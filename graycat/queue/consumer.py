@@ -140,16 +140,21 @@ class Consumer:
         await self.finish(claimed, 500, body, JobState.FAILED, ran=False)
 
     async def heartbeat(self, info: dict[str, Any], ttl: float, held: list[Claimed],
-                        models: dict[str, dict[str, Any]]) -> list[Claimed]:
+                        models: dict[str, dict[str, Any]], *, loading: bool = False) -> list[Claimed]:
         """Publish the worker's state and models (the api validates requests against them), and keep its
-        running entries from looking abandoned; returns those another worker took over meanwhile."""
+        running entries from looking abandoned; returns those another worker took over meanwhile. While
+        `loading`, a model's info is only added where none is known: a ready worker's full info is never
+        replaced by a loading one's."""
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.WORKERS, {self.worker_id: now})
             pipe.set(keys.worker(self.worker_id), orjson.dumps(info), ex=max(1, int(ttl)))
             if self.lanes:
                 pipe.sadd(keys.DIRECT_LANES, *self.lanes)  # after the record: a lane is rescued only once it expires
-            if models:
+            if loading:
+                for name, m in models.items():
+                    pipe.hsetnx(keys.MODELS, name, orjson.dumps(m))
+            elif models:
                 pipe.hset(keys.MODELS, mapping={name: orjson.dumps(m) for name, m in models.items()})
             if held:
                 pipe.eval(scripts.HOLD, len(held), *(c.pool for c in held), keys.GROUP, self.worker_id,

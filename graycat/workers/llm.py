@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from graycat.config import DEFAULT_MODEL_NAME, Settings
+from graycat.config import Settings
 from graycat.workers.engines.base import Engine
 from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 from graycat.workers.engines.llama_http import LlamaHttpEngine
+from graycat.workers.engines.loading import Loading
 from graycat.workers.engines.models import ModelRouter
 from graycat.workers.engines.null import NullEngine
 from graycat.workers.run import run_worker
@@ -15,9 +16,9 @@ from graycat.workers.run import run_worker
 
 async def serve(settings: Settings, *, null_tokens: int | None = None, null_delay: float = 0.0) -> None:
     """Run one LLM worker until SIGTERM / SIGINT, then finish the jobs it holds. With `null_tokens`, the
-    worker runs the null engine (for measuring the gateway) instead of llama.cpp."""
-    embedded: list[EmbeddedLlamaServer] = []
-    engines: list[Engine] = []
+    worker runs the null engine (for measuring the gateway) instead of llama.cpp. The embedded engine's
+    models are announced as loading while they load."""
+    kinds = ["llm", "embed"] if settings.embeddings and null_tokens is None else ["llm"]
     engine: Engine
     if null_tokens is not None:
         engine = NullEngine(settings.model_name or "null", slots=settings.slots, tokens=null_tokens,
@@ -27,24 +28,32 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
                                  prompt_cache=settings.prompt_cache)
     else:
         path = settings.model or default_model_path()
-        name = settings.model_name or (DEFAULT_MODEL_NAME if settings.model is None else path.stem)
-        for model, model_path in {name: path, **settings.extra_models}.items():
-            server = EmbeddedLlamaServer(model_path, alias=model, slots=settings.slots,
-                                         ctx_per_slot=settings.ctx_per_slot, threads=settings.threads,
-                                         gpu_layers=settings.gpu_layers, poll=settings.poll, nice=settings.nice,
-                                         embeddings=settings.embeddings,
-                                         slot_dir=settings.data_dir.resolve() / "slots" / model,
-                                         chat_template=settings.chat_template_for(model),
-                                         shared_cache=settings.prompt_cache == "shared")
-            embedded.append(server)
-            engines.append(LlamaHttpEngine(await asyncio.to_thread(server.start), model,
-                                           embeddings=settings.embeddings, prompt_cache=settings.prompt_cache,
-                                           template_override=server.chat_template if server.template_is_name else None))
-        engine = engines[0] if len(engines) == 1 else ModelRouter(engines)
+        servers = [EmbeddedLlamaServer(model_path, alias=model, slots=settings.slots,
+                                       ctx_per_slot=settings.ctx_per_slot, threads=settings.threads,
+                                       gpu_layers=settings.gpu_layers, poll=settings.poll, nice=settings.nice,
+                                       embeddings=settings.embeddings,
+                                       slot_dir=settings.data_dir.resolve() / "slots" / model,
+                                       chat_template=settings.chat_template_for(model),
+                                       shared_cache=settings.prompt_cache == "shared")
+                   for model, model_path in {settings.served_model_name(): path, **settings.extra_models}.items()]
+        try:
+            await run_worker(settings, Loading("llm", {s.alias: {"kind": "llm"} for s in servers}), kinds,
+                             _load(settings, servers))
+        finally:
+            for server in servers:
+                server.stop()
+        return
     await engine.start()
-    try:
-        await run_worker(settings, engine, ["llm", "embed"] if settings.embeddings and null_tokens is None
-                         else ["llm"])
-    finally:
-        for server in embedded:
-            server.stop()
+    await run_worker(settings, engine, kinds)
+
+
+async def _load(settings: Settings, servers: list[EmbeddedLlamaServer]) -> Engine:
+    """Start each embedded server (loading its model) and the engine that talks to them."""
+    engines: list[Engine] = []
+    for server in servers:
+        engines.append(LlamaHttpEngine(await asyncio.to_thread(server.start), server.alias,
+                                       embeddings=settings.embeddings, prompt_cache=settings.prompt_cache,
+                                       template_override=server.chat_template if server.template_is_name else None))
+    engine = engines[0] if len(engines) == 1 else ModelRouter(engines)
+    await engine.start()
+    return engine

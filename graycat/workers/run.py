@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 from graycat.config import Settings
 from graycat.queue.connection import connect
@@ -17,9 +20,11 @@ from graycat.workers.worker import Worker
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: Settings, engine: Engine, kinds: list[str]) -> None:
+async def run_worker(settings: Settings, engine: Engine, kinds: list[str],
+                     load: Coroutine[Any, Any, Engine] | None = None) -> None:
     """Serve `engine`'s models in the pools of `kinds` until SIGTERM / SIGINT, then finish the jobs held; the
-    engine is closed on the way out."""
+    engine is closed on the way out. With `load`, `engine` is a `Loading` stand-in announced while `load` brings
+    up the engine that replaces it."""
     url = settings.resolved_redis_url()
     worker_id = Worker.new_id(engine.kind)  # names its connections: CLIENT LIST tells whose they are
     redis, reader = connect(url, name=worker_id), connect(url, blocking=True, name=worker_id)
@@ -28,7 +33,8 @@ async def run_worker(settings: Settings, engine: Engine, kinds: list[str]) -> No
                         [(k, m) for m in engine.models() for k in kinds], record_ttl=settings.record_ttl())
     worker = Worker(consumer, engine, visibility_timeout=settings.visibility_timeout,
                     max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout_for(engine.kind),
-                    stop_timeout=settings.stop_timeout, result_max_bytes=settings.result_max_bytes)
+                    stop_timeout=settings.stop_timeout, result_max_bytes=settings.result_max_bytes,
+                    default=settings.llm_default and "llm" in kinds)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -37,11 +43,14 @@ async def run_worker(settings: Settings, engine: Engine, kinds: list[str]) -> No
         metrics = await serve_metrics(worker, "0.0.0.0", settings.worker_metrics_port, settings.metrics_token)
         log.info("worker metrics on port %d", settings.worker_metrics_port)
     try:
-        await worker.run()
+        await worker.run(load)
     finally:
         if metrics is not None:
             await metrics.cleanup()
-        await engine.close()
+        await worker.engine.close()
         await redis.aclose()
         await reader.aclose()
         await events.close()
+    if worker.loading:  # stopped while loading: the loading thread cannot be interrupted, nor need it end
+        logging.shutdown()
+        os._exit(0)

@@ -7,20 +7,28 @@ from graycat.config import Settings
 from graycat.workers.engines.a1111_http import A1111HttpEngine
 from graycat.workers.engines.base import Engine
 from graycat.workers.engines.diffusers import DiffusersEngine
+from graycat.workers.engines.loading import Loading
 from graycat.workers.run import run_worker
 
 
 async def serve(settings: Settings) -> None:
-    """Run one SD worker until SIGTERM / SIGINT, then finish the job it holds."""
+    """Run one SD worker until SIGTERM / SIGINT, then finish the job it holds. The checkpoints of a models
+    folder are announced as loading while torch and the first checkpoint load."""
     engine: Engine
     if settings.sd_a1111_url:
         engine = A1111HttpEngine(settings.sd_a1111_url, previews=settings.sd_preview_every > 0)
+        await engine.start()
+        await run_worker(settings, engine, ["sd"])
     elif settings.sd_models_dir is None:
         raise FileNotFoundError("no models folder: pass --models-dir DIR or set SD_MODELS_DIR (or relay to an "
                                 "A1111 WebUI with --a1111-url URL)")
     else:
-        engine = DiffusersEngine(settings.sd_models_dir, device=settings.sd_device, dtype=settings.sd_dtype,
-                                 threads=settings.sd_threads, attention_slicing=settings.sd_attention_slicing,
-                                 vae_tiling=settings.sd_vae_tiling, preview_every=settings.sd_preview_every)
+        diffusers = DiffusersEngine(settings.sd_models_dir, device=settings.sd_device, dtype=settings.sd_dtype,
+                                    threads=settings.sd_threads, attention_slicing=settings.sd_attention_slicing,
+                                    vae_tiling=settings.sd_vae_tiling, preview_every=settings.sd_preview_every)
+        await run_worker(settings, Loading("sd", diffusers.models()), ["sd"], _started(diffusers))
+
+
+async def _started(engine: DiffusersEngine) -> Engine:
     await engine.start()
-    await run_worker(settings, engine, ["sd"])
+    return engine

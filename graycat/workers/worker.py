@@ -21,6 +21,7 @@ from graycat.jobs import CHUNK, Job, JobState, Usage
 from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
 from graycat.workers.engines.base import Engine, Rescans, Skips
+from graycat.workers.engines.loading import Loading
 from graycat.workers.gpu import GpuReader
 from graycat.workers.usage import Meter
 
@@ -97,10 +98,12 @@ class Worker:
 
     def __init__(self, consumer: Consumer, engine: Engine, *, visibility_timeout: float = 6.0,
                  max_deliveries: int = 3, job_timeout: float = 600.0, stop_timeout: float = 25.0,
-                 host: str | None = None, result_max_bytes: Callable[[str], int] | None = None) -> None:
+                 host: str | None = None, result_max_bytes: Callable[[str], int] | None = None,
+                 default: bool = False) -> None:
         self.consumer = consumer
         self.result_max_bytes = result_max_bytes  # per kind of job: the largest answer stored
         self.engine = engine
+        self.default = default  # its first model is the default of requests that name none
         self.visibility_ms = int(visibility_timeout * 1000)
         self.max_deliveries = max_deliveries
         self.job_timeout = job_timeout
@@ -136,16 +139,24 @@ class Worker:
         self._stopping.set()
         self._slot_free.set()
 
+    @property
+    def loading(self) -> bool:
+        return isinstance(self.engine, Loading)
+
     def info(self) -> dict[str, Any]:
+        models = list(self.engine.models())
         return {"id": self.id, "kind": self.engine.kind, "kinds": self.consumer.kinds,
-                "models": list(self.engine.models()),
+                "models": models, "loading": self.loading,
+                "default": models[0] if self.default and models else None,
                 "slots": self.engine.slots, "busy": self._slots_held(), "jobs": list(self._held),
                 "host": self.host, "version": __version__, "started": self.started_at,
                 "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats(),
                 "outcomes": dict(self._outcomes), "gpus": self._gpus.read(), "refreshed": list(self._refreshed),
                 "refresh_failures": list(self._refresh_failures)}
 
-    async def run(self) -> None:
+    async def run(self, load: Coroutine[Any, Any, Engine] | None = None) -> None:
+        """Announce the worker, then run jobs until asked to stop. With `load`, the worker is announced while
+        it runs (its engine, a `Loading` stand-in until then, loads): requests for its models wait for it."""
         backoff = Backoff()
         while True:
             try:
@@ -161,6 +172,15 @@ class Worker:
                                        name="cancel-listener"),
                    asyncio.create_task(self._listen("presence", self.consumer.takeovers, self._taken_over),
                                        name="presence")]
+        try:
+            loaded = load is None or await self._load(load)
+        except BaseException:
+            await self._leave(helpers)
+            raise
+        if not loaded:
+            await self._leave(helpers)
+            log.info("worker %s stopped while loading", self.id)
+            return
         if isinstance(self.engine, Rescans):
             rescans = self.engine
 
@@ -183,15 +203,32 @@ class Worker:
             await self._claim_loop()
             await self._finish_held()
         finally:
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            try:
-                async with asyncio.timeout(LEAVE_TIMEOUT_S):
-                    await self.consumer.leave()
-            except (RedisError, OSError) as exc:  # its registry entry expires by itself
-                log.warning("could not deregister from Redis: %s", exc or "no answer")
+            await self._leave(helpers)
         log.info("worker %s stopped", self.id)
+
+    async def _load(self, load: Coroutine[Any, Any, Engine]) -> bool:
+        """Wait for the engine while the heartbeat announces it loading; False when asked to stop first."""
+        log.info("worker %s loading: %s", self.id, ", ".join(self.engine.models()))
+        engine = await self._unless_stopping(load, None)
+        if engine is None:
+            return False
+        self.engine = engine
+        models = [(kind, model) for model in engine.models() for kind in self.consumer.kinds]
+        if models != [(kind, model) for kind, model, _ in self.consumer.pools]:
+            self.consumer.set_pools(models)
+            await self.consumer.setup()
+        await self._beat()
+        return True
+
+    async def _leave(self, helpers: list[asyncio.Task[None]]) -> None:
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        try:
+            async with asyncio.timeout(LEAVE_TIMEOUT_S):
+                await self.consumer.leave()
+        except (RedisError, OSError) as exc:  # its registry entry expires by itself
+            log.warning("could not deregister from Redis: %s", exc or "no answer")
 
     async def _finish_held(self) -> None:
         """Let held jobs end; past the stop deadline, stop them and put them back in their pools, where another
@@ -287,7 +324,7 @@ class Worker:
                 self._slots_running -= need
                 self._room.notify_all()
 
-    async def _unless_stopping(self, call: Coroutine[Any, Any, T], limit: float) -> T | None:
+    async def _unless_stopping(self, call: Coroutine[Any, Any, T], limit: float | None) -> T | None:
         """`call`'s result, or None when the worker is asked to stop before it ends (or before it starts: then it
         never runs). A call unanswered for `limit` seconds raises TimeoutError: the link to Redis is dead (TCP
         alone would notice only after hours). A result that arrives with the stop request is still returned, so
@@ -413,7 +450,7 @@ class Worker:
 
     async def _beat(self) -> None:
         lost = await self.consumer.heartbeat(self.info(), keys.WORKER_TTL_S, list(self._held.values()),
-                                             self.engine.models())
+                                             self.engine.models(), loading=self.loading)
         for claimed in lost:
             if claimed.job.id in self._held and claimed.job.id not in self._lost:
                 log.warning("job %s was taken over by another worker while this one was out of touch; stopping it",

@@ -1,4 +1,6 @@
-"""`/health`: public liveness and readiness (Redis reachable, workers alive)."""
+"""`/health`: public liveness and readiness (Redis reachable, workers alive): status `ok` once a worker is
+ready, `loading` while every live worker still loads its engine, `no_workers`; the models served (those still
+loading, and the image checkpoints, listed apart)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from graycat.api.routes import json_response
-from graycat.queue.client import served_models
+from graycat.queue.client import Served, served_models
 
 router = APIRouter(tags=["health"])
 
@@ -26,6 +28,8 @@ async def health(request: Request) -> Response:
     except (RedisError, OSError, TimeoutError) as exc:
         return json_response({"status": "error", "redis": False, "workers": 0,
                              "reason": f"Redis unreachable: {exc or 'timeout'}", **mine}, 503)
-    models = sorted(served_models(workers))
-    return json_response({"status": "ok" if workers else "no_workers", "redis": True,
-                         "workers": len(workers), "models": models, **mine})
+    served = Served.of(workers)
+    status = "ok" if any(not w.get("loading") for w in workers) else "loading" if workers else "no_workers"
+    return json_response({"status": status, "redis": True, "workers": len(workers),
+                          "models": sorted(served_models(workers)), "loading": sorted(served.loading),
+                          "images": served.models("sd"), **mine})
