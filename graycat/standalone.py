@@ -1,5 +1,5 @@
 """`graycat up`: Redis (the configured one, or a private one), the api, an LLM worker and, when SD_MODELS_DIR
-holds a checkpoint, an SD worker on one machine."""
+holds a checkpoint, an SD worker on one machine; ready once the LLM worker is, saying what serves what."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from graycat import data_folder, lifetime, redis_server
 from graycat.config import Settings
-from graycat.images.checkpoints import any_present
+from graycat.images.checkpoints import any_present, checkpoints_path
 from graycat.queue.connection import redact
 from graycat.queue.version import NEEDED, UnsupportedServer, reachable
 
@@ -79,22 +80,51 @@ def _start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit(f"graycat up: {binary} did not start (see {folder / 'redis.log'})")
 
 
-def _ready(base: str, instance: str) -> bool:
-    """Whether the api at `base` is this `graycat up`'s own (its instance id) and healthy."""
+def _health(base: str, instance: str) -> dict[str, Any] | None:
+    """The /health of the api at `base` when it is this `graycat up`'s own (its instance id), else None."""
     try:
         with urllib.request.urlopen(base + "/health", timeout=2) as resp:
             health = orjson.loads(resp.read())
     except (OSError, orjson.JSONDecodeError):
-        return False
-    return isinstance(health, dict) and health.get("instance") == instance and health.get("status") == "ok"
+        return None
+    return health if isinstance(health, dict) and health.get("instance") == instance else None
+
+
+def _serves(health: dict[str, Any] | None, model: str) -> bool:
+    """Whether `health` shows `model` served by a worker that is ready."""
+    return health is not None and model in health.get("models", []) and model not in health.get("loading", [])
+
+
+def _images_up(health: dict[str, Any] | None) -> bool:
+    """Whether `health` shows image checkpoints, none of them still loading."""
+    return health is not None and bool(health.get("images")) \
+        and not set(health["images"]) & set(health.get("loading", []))
+
+
+def serving(health: dict[str, Any], images: bool) -> str:
+    """What serves what, for the ready line: the text models, and the image worker's state when one runs."""
+    checkpoints = health.get("images", [])
+    said = "text: " + ", ".join(m for m in health.get("models", []) if m not in checkpoints)
+    if not images:
+        return said
+    if not checkpoints:
+        return said + "; images: image worker starting"
+    state = "" if _images_up(health) else "image worker loading "
+    return f"{said}; images: {state}{', '.join(checkpoints)}"
 
 
 def _images_wanted(settings: Settings) -> bool:
     """An SD worker runs when SD_A1111_URL names a WebUI to relay to, or when SD_MODELS_DIR holds a checkpoint
-    and the `sd` extra is installed."""
+    and the `sd` extra is installed; SD_MODELS_DIR without a checkpoint gets a warning naming where it looked."""
     if settings.sd_a1111_url:
         return True
-    if settings.sd_models_dir is None or not any_present(settings.sd_models_dir):
+    if settings.sd_models_dir is None:
+        return False
+    if not any_present(settings.sd_models_dir):
+        print(f"graycat up: warning: no image worker: SD_MODELS_DIR={settings.sd_models_dir} holds no checkpoint "
+              f"(looked in {checkpoints_path(settings.sd_models_dir)} for .safetensors, .ckpt or diffusers "
+              "folders); SD_MODELS_DIR names the A1111 folder that holds models/Stable-diffusion"
+              + _hint(settings.sd_models_dir), file=sys.stderr)
         return False
     if importlib.util.find_spec("diffusers") is None:
         print("graycat up: SD_MODELS_DIR holds checkpoints but diffusers is not installed; no image worker "
@@ -103,11 +133,20 @@ def _images_wanted(settings: Settings) -> bool:
     return True
 
 
-def ready_message(base: str, token_file: Path | None) -> str:
-    """What `graycat up` prints once everything answers: where, the token, and a request to try."""
+def _hint(models_dir: Path) -> str:
+    """A suggestion when the folder given is the checkpoints folder itself (or its `models` parent)."""
+    for root in (models_dir.parent.parent, models_dir.parent):
+        if models_dir in (checkpoints_path(root), root / "models") and any_present(root):
+            return f" (checkpoints are in {checkpoints_path(root)}: set SD_MODELS_DIR={root})"
+    return ""
+
+
+def ready_message(base: str, token_file: Path | None, serves: str) -> str:
+    """What `graycat up` prints once its LLM worker is ready: where, the token, what serves what, and a request
+    to try."""
     how = f"cat {token_file}" if token_file else "the first of API_TOKENS"
     bearer = f"$(cat {token_file})" if token_file else "<the first of API_TOKENS>"
-    return (f"Graycat AI Server ready at {base} (API token: {how})\n"
+    return (f"Graycat AI Server ready at {base} (API token: {how}); {serves}\n"
             f"  try: curl {base}/v1/chat/completions -H \"Authorization: Bearer {bearer}\" "
             "-H 'Content-Type: application/json' -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'")
 
@@ -139,8 +178,10 @@ def up(settings: Settings, host: str, port: int) -> int:
         return 1
     token_file = data_dir / "api-token"
     instance = secrets.token_hex(8)
+    model = settings.served_model_name()
     env = dict(os.environ, API_TOKENS=",".join(settings.api_tokens) or _token(settings, token_file),
-               GRAYCAT_INSTANCE=instance, **{lifetime.PARENT_ENV: str(os.getpid())})
+               GRAYCAT_INSTANCE=instance, **{lifetime.PARENT_ENV: str(os.getpid())},
+               DEFAULT_MODEL=settings.default_model or model)  # requests naming none mean the model served
     procs: list[subprocess.Popen[bytes]] = []
     redis_proc = None
     stop = False
@@ -168,21 +209,27 @@ def up(settings: Settings, host: str, port: int) -> int:
 
         start("api", "--host", host, "--port", str(port))
         start("worker", "llm")
-        if _images_wanted(settings):
+        images = _images_wanted(settings)
+        if images:
             start("worker", "sd")
         base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not stop and not _ready(base, instance):
+        while not stop and not _serves(health := _health(base, instance), model):
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 print("graycat up: a part failed to start (see the messages above)", file=sys.stderr)
                 return 1
             time.sleep(0.2)
-        if not stop:
-            print(ready_message(base, None if settings.api_tokens else token_file), flush=True)
+        if not stop and health is not None:
+            print(ready_message(base, None if settings.api_tokens else token_file, serving(health, images)),
+                  flush=True)
+        images_told = not images or _images_up(health)
         while not stop:
             if any(p.poll() is not None for p in procs):
                 print("graycat up: a part exited; stopping", file=sys.stderr)
                 return 1
+            if not images_told and _images_up(health := _health(base, instance)) and health is not None:
+                print(f"graycat up: image worker ready: {', '.join(health['images'])}", flush=True)
+                images_told = True
             time.sleep(0.2)
         return 0
     finally:

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from graycat.queue import keys
-from tests.conftest import ADMIN, TOKEN, Cluster, RedisServer, wait_until
+from tests.conftest import ADMIN, MODEL, TOKEN, Cluster, Gateway, RedisServer, wait_until
 from tests.tiny_sd import build_models_folder
 
 pytestmark = pytest.mark.e2e
@@ -388,6 +388,21 @@ def test_openai_images_generations(sd: str) -> None:
     assert httpx.get(urls[0].replace("files/", "files/x"), timeout=10).status_code == 404
 
 
+def test_text_and_image_routes_refuse_each_others_models_at_once(sd: str, gateway: Gateway) -> None:
+    with _bearer(sd) as http:
+        began = time.monotonic()
+        text = http.post("/completion", json={"prompt": "x", "model": "tiny"})
+        chat = http.post("/v1/chat/completions", json={"model": "tiny-single",
+                                                       "messages": [{"role": "user", "content": "x"}]})
+        image = http.post("/sdapi/v1/txt2img", json={"prompt": "x", **SMALL,
+                                                      "override_settings": {"sd_model_checkpoint": MODEL}})
+        openai_image = http.post("/v1/images/generations", json={"prompt": "x", "size": "64x64", "model": MODEL})
+        took = time.monotonic() - began
+    assert [r.status_code for r in (text, chat, image, openai_image)] == [404] * 4
+    assert "image checkpoint" in text.text and MODEL in text.text  # and what the text routes serve
+    assert took < 10  # not after QUEUE_TIMEOUT (120 s)
+
+
 def test_daily_image_quota_and_usage(sd: str) -> None:
     with _client(sd, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
         secret = admin.post("/admin/tokens", json={"name": "two-images", "daily_images": 2}).json()["token"]
@@ -433,14 +448,19 @@ def test_graycat_up_starts_an_sd_worker_when_the_models_folder_has_checkpoints(t
                                                                               models_dir: Path) -> None:
     from tests.test_standalone_e2e import _up
 
-    proc, base, _ = _up(tmp_path, API_TOKENS="mine", SD_MODELS_DIR=str(models_dir), SD_THREADS="1")
+    proc, base, lines = _up(tmp_path, API_TOKENS="mine", SD_MODELS_DIR=str(models_dir), SD_THREADS="1")
     try:
-        def listed() -> bool:
-            return len(httpx.get(base + "/sdapi/v1/sd-models", auth=("u", "mine"), timeout=5).json()) == 3
-
-        wait_until(listed, 60, "the SD worker of graycat up")
-        resp = httpx.post(base + "/sdapi/v1/txt2img", auth=("u", "mine"), json={"prompt": "x", **SMALL}, timeout=60)
+        [ready] = [line for line in lines if "ready at" in line]
+        assert "text: SmolLM2-135M-Instruct" in ready and "images: " in ready  # what serves what
+        # sent at once, while the image worker may still load: it waits for it rather than a 503
+        resp = httpx.post(base + "/sdapi/v1/txt2img", auth=("u", "mine"), json={"prompt": "x", **SMALL}, timeout=120)
         assert resp.status_code == 200 and len(resp.json()["images"]) == 1
+        assert len(httpx.get(base + "/sdapi/v1/sd-models", auth=("u", "mine"), timeout=5).json()) == 3
+        if "image worker loading tiny, tiny-inpaint, tiny-single" in ready:  # told once it is up
+            wait_until(lambda: any("image worker ready: tiny, tiny-inpaint, tiny-single" in ln for ln in lines), 30,
+                       "graycat up to say the image worker is ready")
+        else:
+            assert "images: tiny, tiny-inpaint, tiny-single" in ready
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0

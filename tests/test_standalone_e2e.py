@@ -179,3 +179,20 @@ def test_up_uses_redis_url_when_reachable(tmp_path: Path, redis_server: RedisSer
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
+
+
+@pytest.mark.parametrize("where", ["models/Stable-diffusion", "models", "empty"])
+def test_a_models_folder_without_checkpoints_is_named_in_a_warning(tmp_path: Path, where: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from graycat.config import load_settings
+    from graycat.standalone import _images_wanted
+
+    (tmp_path / "models" / "Stable-diffusion").mkdir(parents=True)
+    (tmp_path / "models" / "Stable-diffusion" / "model.safetensors").write_bytes(b"")
+    given = tmp_path / where
+    given.mkdir(exist_ok=True)
+    assert not _images_wanted(load_settings(SD_MODELS_DIR=str(given), _env_file=None))
+    warning = capsys.readouterr().err
+    assert "warning: no image worker" in warning and str(given / "models" / "Stable-diffusion") in warning
+    if where != "empty":  # pointing at the checkpoints folder (or models/) itself: the fix is named
+        assert f"set SD_MODELS_DIR={tmp_path}" in warning

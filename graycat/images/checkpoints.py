@@ -41,9 +41,14 @@ class Checkpoint:
                 "sha256": self.sha256, "filename": str(self.path.resolve()), "config": None}
 
 
+def checkpoints_path(models_dir: Path) -> Path:
+    """Where an A1111 models folder keeps its checkpoints: `DIR/models/Stable-diffusion`."""
+    return models_dir / "models" / "Stable-diffusion"
+
+
 def checkpoints_folder(models_dir: Path) -> Path:
     """`DIR/models/Stable-diffusion`; FileNotFoundError naming the expected layout when absent."""
-    folder = models_dir / "models" / "Stable-diffusion"
+    folder = checkpoints_path(models_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"no checkpoint folder {folder} (expected the A1111 layout "
                                 "DIR/models/Stable-diffusion holding .safetensors/.ckpt files or diffusers folders)")
@@ -52,7 +57,7 @@ def checkpoints_folder(models_dir: Path) -> Path:
 
 def any_present(models_dir: Path) -> bool:
     """Whether the folder holds a checkpoint, without hashing anything (for `graycat up`)."""
-    folder = models_dir / "models" / "Stable-diffusion"
+    folder = checkpoints_path(models_dir)
     return folder.is_dir() and any(p.suffix in CHECKPOINT_SUFFIXES or p.name == "model_index.json"
                                    for p in folder.rglob("*"))
 
