@@ -80,31 +80,39 @@ def test_api_and_worker_run_jobs_as_their_users(acl_redis: int, tmp_path: Path, 
         cluster.stop_all()
 
 
-def test_an_image_worker_refreshes_and_skips_as_the_worker_user(acl_redis: int, tmp_path: Path,
-                                                                redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_an_image_worker_runs_as_the_worker_user(acl_redis: int, tmp_path: Path,
+                                                 redis_server) -> None:  # type: ignore[no-untyped-def]
+    """Announced while it loads (a request waits for it), then skip and refresh-checkpoints reach it."""
     folder = tmp_path / "sd" / "models" / "Stable-diffusion"
     build_pipeline(folder / "tiny")
     cluster = Cluster(redis_server, tmp_path)
-    worker_url = f"redis://graycat-worker:worker-secret-2@127.0.0.1:{acl_redis}/0"
     try:
-        worker = cluster.sd_worker(tmp_path / "sd", REDIS_URL=worker_url)
         _, base = cluster.api(REDIS_URL=f"redis://graycat-api:api-secret-1@127.0.0.1:{acl_redis}/0",
-                             SD_REFRESH_TIMEOUT="10")
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as http, \
+                              SD_REFRESH_TIMEOUT="10")
+        worker = cluster.spawn("acl-sd-worker", ["worker", "sd", "--models-dir", str(tmp_path / "sd")],
+                               REDIS_URL=f"redis://graycat-worker:worker-secret-2@127.0.0.1:{acl_redis}/0",
+                               SD_THREADS="1")
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as http, \
                 ThreadPoolExecutor(1) as pool:
+            def loading() -> bool:
+                assert worker.alive(), worker.output()
+                return http.get("/health").json().get("loading") == ["tiny"]
+
+            wait_until(loading, 60, "the image worker to announce its checkpoint while it loads")
+            pending = pool.submit(http.post, "/sdapi/v1/txt2img", json={  # waits for the worker, no 503
+                "prompt": "a cat", "seed": 1, "steps": 40, "width": 128, "height": 128, "n_iter": 2,
+                "override_settings": {"sd_model_checkpoint": "tiny"}})
+            wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1, 120,
+                       "the first image")
+            assert http.post("/sdapi/v1/skip").status_code == 200  # the worker hears gc:skip
+            resp = pending.result(60)
+            assert resp.status_code == 200, resp.text
+            assert len(resp.json()["images"]) == 1  # the first image was skipped, the second made
+
             shutil.copytree(folder / "tiny", folder / "tiny-copy")
             refreshed = http.post("/sdapi/v1/refresh-checkpoints")  # the worker hears gc:refresh:sd
             assert refreshed.status_code == 200, refreshed.text
             assert [m["model_name"] for m in http.get("/sdapi/v1/sd-models").json()] == ["tiny", "tiny-copy"]
-            pending = pool.submit(http.post, "/sdapi/v1/txt2img", json={
-                "prompt": "a cat", "seed": 1, "steps": 40, "width": 128, "height": 128, "n_iter": 2,
-                "override_settings": {"sd_model_checkpoint": "tiny"}})
-            wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1, 60,
-                       "the first image")
-            assert http.post("/sdapi/v1/skip").status_code == 200  # the worker hears gc:skip
-            resp = pending.result(60)
-        assert resp.status_code == 200, resp.text
-        assert len(resp.json()["images"]) == 1  # the first image was skipped, the second made
         assert "NOPERM" not in worker.output() and "permission" not in worker.output().lower()
     finally:
         cluster.stop_all()
