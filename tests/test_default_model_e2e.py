@@ -98,3 +98,14 @@ def test_a_model_whose_worker_is_loading_waits_for_it(own_db: tuple[Cluster, str
     time.sleep(SERVED_CACHE_S)
     gone, took = _ask(base, model="slow-to-load")  # its worker left: unknown again, at once
     assert gone.status_code == 404 and took < FAST
+
+
+def test_a_worker_stopped_while_loading_leaves_at_once(own_db: tuple[Cluster, str]) -> None:
+    cluster, base = own_db
+    url = f"redis://127.0.0.1:{cluster.redis.port}/{DB}"
+    worker = cluster.spawn("stopped", ["worker", "llm", "--model", str(default_model_path()), "--model-name",
+                                       "stopped-early", "--slots", "1", "--ctx-size", "512"], REDIS_URL=url)
+    wait_until(lambda: "stopped-early" in httpx.get(base + "/health", timeout=5).json()["models"], 60,
+               "the worker to announce itself")
+    assert worker.stop() == 0  # SIGTERM, loading or not: a clean exit
+    assert "stopped-early" not in httpx.get(base + "/health", timeout=5).json()["models"]  # deregistered
