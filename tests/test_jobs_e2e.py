@@ -22,6 +22,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def api(gateway: Gateway, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("API_TOKENS", f"{TOKEN},{OTHER}")
+    monkeypatch.setenv("DEFAULT_MODEL", MODEL)  # the session's Redis has workers of many models
     with TestClient(create_app(load_settings()), headers=AUTH) as client:
         yield client
 
