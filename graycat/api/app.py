@@ -60,6 +60,8 @@ async def _expire_waiting(queue: JobQueue, settings: Settings) -> None:
                 log.warning("%d job(s) meant for workers that are gone moved to their pools", moved)
         except (RedisError, OSError) as exc:
             log.debug("queue janitor: %s", exc)
+        except Exception:  # the loop must outlive any one bad record
+            log.exception("queue janitor failed; trying again")
 
 
 async def _watch_workers(watch: WorkerWatch, queue: JobQueue) -> None:
@@ -75,6 +77,8 @@ async def _watch_workers(watch: WorkerWatch, queue: JobQueue) -> None:
                 await queue.rescue_lanes()
         except (RedisError, OSError) as exc:
             log.debug("worker watch: %s", exc)
+        except Exception:  # without this loop dead workers wait for VISIBILITY_TIMEOUT: it must go on
+            log.exception("worker watch failed; trying again")
 
 
 def create_app(settings: Settings) -> FastAPI:
