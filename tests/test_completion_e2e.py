@@ -76,11 +76,11 @@ def test_plural_alias_and_model_names(gateway: Gateway) -> None:
 
 
 @pytest.mark.parametrize(("body", "status", "needle"), [
-    (b'{"prompt": "x", ', 422, "not valid JSON"),
-    (b'["prompt"]', 422, "JSON object"),
-    (b'{"prompt": "x", "n_predict": "lots"}', 422, "n_predict"),
-    (b'{"n_predict": 3}', 422, "prompt"),
-    (b'{"prompt": ""}', 422, "empty"),
+    (b'{"prompt": "x", ', 400, "not valid JSON"),
+    (b'["prompt"]', 400, "JSON object"),
+    (b'{"prompt": "x", "n_predict": "lots"}', 400, "n_predict"),
+    (b'{"n_predict": 3}', 400, "prompt"),
+    (b'{"prompt": ""}', 400, "empty"),
     (b'{"prompt": "x", "model": "no-such-model"}', 404, "no-such-model"),
     (b'{"prompt": "x", "n_predict": 100000}', 400, "context"),
 ])
@@ -159,6 +159,6 @@ def test_llm_for_unity_helper_routes(gateway: Gateway) -> None:
         pieces = http.post("/tokenize", json={"content": "Hello world", "with_pieces": True}).json()["tokens"]
         assert "".join(p["piece"] for p in pieces) == "Hello world"
         assert http.post("/detokenize", json={"tokens": tokens}).json()["content"] == "Hello world"
-        assert http.post("/tokenize", json={"content": 5}).status_code == 422
-        assert http.post("/apply-template", json={"messages": []}).status_code == 422
+        assert http.post("/tokenize", json={"content": 5}).status_code == 400
+        assert http.post("/apply-template", json={"messages": []}).status_code == 400
         assert http.post("/props", json={"model": "nope"}).status_code == 404

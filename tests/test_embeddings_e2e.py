@@ -43,4 +43,4 @@ def test_embeddings_of_a_model_served_without_them_are_refused(embedder: Gateway
         resp = http.post("/embeddings", json={"content": "x", "model": MODEL})
         empty = http.post("/v1/embeddings", json={"input": "", "model": NAME})
     assert resp.status_code == 400 and "--embeddings" in resp.json()["error"]["message"]
-    assert empty.status_code == 422
+    assert empty.status_code == 400

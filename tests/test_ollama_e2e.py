@@ -96,7 +96,7 @@ def test_errors_in_ollama_shape(client: ollama.Client, gateway: Gateway) -> None
     with gateway.client() as http:
         bad_format = http.post("/api/generate", json={"model": MODEL, "prompt": "x", "format": "yaml"})
         no_token = http.post("/api/chat", json={"model": MODEL}, headers={"Authorization": "Bearer wrong"})
-    assert bad_format.status_code == 422 and "format" in bad_format.json()["error"]
+    assert bad_format.status_code == 400 and "format" in bad_format.json()["error"]
     assert no_token.status_code == 401 and no_token.json() == {"error": "invalid API token"}
 
 

@@ -164,7 +164,7 @@ def _traffic(base: str, stop: threading.Event) -> None:
             client.post("/completion", json={"prompt": f"Count {i}", "n_predict": 4, "stream": i % 2 == 0})
             client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}],
                                                       "max_tokens": 3})
-            client.post("/v1/completions", json={"prompt": 1})  # 422
+            client.post("/v1/completions", json={"prompt": 1})  # 400
             client.get("/queue/status")
 
 

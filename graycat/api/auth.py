@@ -1,6 +1,6 @@
 """Token authentication: the static tokens of API_TOKENS / ADMIN_TOKENS, or managed tokens from Redis, as
-Bearer, or as the password of HTTP Basic on the A1111 routes; every admitted request also passes its token's
-limits. Routes check the token from the headers before their body is read (`TokenFirstRoute`)."""
+Bearer or X-Api-Key, or as the password of HTTP Basic on the A1111 routes; every admitted request also passes
+its token's limits. Routes check the token from the headers before their body is read (`TokenFirstRoute`)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def _admitted(request: Request) -> Caller | None:
 
 async def require_token(request: Request,
                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
-    """The caller; 401 with `WWW-Authenticate: Bearer` when the token is missing or wrong, 429 over its limits."""
+    """The caller of `Authorization: Bearer <token>` or `X-Api-Key: <token>` (Anthropic's SDK, some llama.cpp
+    clients); 401 with `WWW-Authenticate: Bearer` when the token is missing or wrong, 429 over its limits."""
     if (caller := _admitted(request)) is not None:
         return caller
     return await _bearer_caller(request)
@@ -67,8 +68,9 @@ async def require_token(request: Request,
 
 async def _bearer_caller(request: Request) -> Caller:
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    return await authenticate(request, presented.strip() if scheme.lower() == "bearer" else None, _CHALLENGE,
-                              "send the header 'Authorization: Bearer <token>'")
+    token = presented.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key")
+    return await authenticate(request, token, _CHALLENGE,
+                              "send the header 'Authorization: Bearer <token>' or 'X-Api-Key: <token>'")
 
 
 def _basic_password(header: str) -> str | None:

@@ -83,6 +83,16 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     return (f"{where}: {msg}" if where else msg), (where or None)
 
 
+_PEERS_ANSWER_400 = frozenset({"OpenAI", "llama.cpp", "Ollama", "Anthropic"})
+
+
+def validation_status(request: Request) -> int:
+    """400 for an invalid body on the routes of peers that answer 400 (llama.cpp, OpenAI, Anthropic, Ollama);
+    422, as FastAPI answers, on A1111's routes (a FastAPI server itself) and the gateway's own."""
+    tags = getattr(request.scope.get("route"), "tags", None) or ()
+    return 400 if _PEERS_ANSWER_400.intersection(tags) else 422
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into a structured answer."""
 
@@ -99,7 +109,8 @@ def install(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         message, param = _validation_message(errors)
-        return error_response(request, 422, message, code="invalid_request", param=param, details=errors)
+        return error_response(request, validation_status(request), message, code="invalid_request", param=param,
+                              details=errors)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, exc: BodyTooLarge) -> Response:

@@ -19,7 +19,9 @@ class CompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    prompt: str | list[Any] = Field(description="Raw prompt text (no chat template is applied) or token ids.")
+    prompt: str | list[Any] | dict[str, Any] = Field(
+        description="Raw prompt text (no chat template is applied), token ids, or llama.cpp's multimodal form "
+                    "{prompt_string, multimodal_data}.")
     stream: bool = False
     n_predict: int = Field(-1, ge=-2, description="Tokens to generate; -1 until end of generation, 0 none.")
     model: str | None = Field(None, description="A model name from /v1/models; default model otherwise.")
@@ -28,7 +30,7 @@ class CompletionRequest(BaseModel):
 
     @field_validator("prompt")
     @classmethod
-    def _not_empty(cls, value: str | list[Any]) -> str | list[Any]:
+    def _not_empty(cls, value: str | list[Any] | dict[str, Any]) -> str | list[Any] | dict[str, Any]:
         if len(value) == 0:
             raise ValueError("prompt must not be empty")
         return value

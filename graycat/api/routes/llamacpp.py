@@ -82,7 +82,7 @@ async def _model(request: Request) -> tuple[str, dict[str, Any]]:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise ApiError(422, "the request body is not valid JSON", code="invalid_request") from None
+            raise ApiError(400, "the request body is not valid JSON", code="invalid_request") from None
         if isinstance(data, dict) and isinstance(data.get("model"), str):
             model = data["model"]
     queue = request.app.state.queue

@@ -1,4 +1,6 @@
-"""OpenAI-compatible routes."""
+"""OpenAI-compatible routes, under `/v1` and, as llama-server serves them, without it (`/chat/completions`,
+`GET /models` in queue.py); llama-server's `/completions` and `/embeddings` without `/v1` are its native
+routes (llamacpp.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ from graycat.api.routes import json_response
 from graycat.api.sessions import Session
 from graycat.queue.client import served_models
 
-router = APIRouter(prefix="/v1", tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
+router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
 
 
-@router.post("/chat/completions", summary="Chat completion (OpenAI)")
+@router.post("/v1/chat/completions", summary="Chat completion (OpenAI)")
+@router.post("/chat/completions", include_in_schema=False)
 async def chat_completions(request: Request, body: openai.ChatCompletionRequest) -> Response:
     check_request(request, body)
     openai_tools.check_tools(body.tools, body.tool_choice)
@@ -53,20 +56,20 @@ async def chat_completions(request: Request, body: openai.ChatCompletionRequest)
                     media_type="text/event-stream")
 
 
-@router.post("/completions", summary="Text completion (OpenAI)")
+@router.post("/v1/completions", summary="Text completion (OpenAI)")
 async def completions(request: Request, body: openai.CompletionRequest) -> Response:
     check_request(request, body)
     return await run_job(request, openai.completion_job(body), kind="llm", render_chunk=llamacpp.sse_event,
                          render_failure=openai.stream_error)
 
 
-@router.post("/embeddings", summary="Embeddings (OpenAI), from workers started with --embeddings")
+@router.post("/v1/embeddings", summary="Embeddings (OpenAI), from workers started with --embeddings")
 async def embeddings(request: Request, body: openai.EmbeddingsRequest) -> Response:
     return await run_job(request, openai.embeddings_job(body), kind="embed", render_chunk=llamacpp.sse_event,
                          render_failure=openai.stream_error)
 
 
-@router.get("/models", summary="Models served by live workers")
+@router.get("/v1/models", summary="Models served by live workers")
 async def models(request: Request) -> Response:
     queue = request.app.state.queue
     served = served_models(await queue.live_workers())

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.dialects.openai import model_list
 from graycat.api.limits import Caller
 from graycat.api.routes import json_response
 
@@ -32,7 +33,8 @@ async def queue_status(request: Request, caller: Caller = Depends(require_token)
     return json_response({"pools": pools, "workers": [{k: w.get(k) for k in fields} for w in workers]})
 
 
-@router.get("/models", summary="Text and image models served by live workers, with their worker counts")
+@router.get("/models", summary="Text and image models served by live workers, with their worker counts; also "
+            "the OpenAI list of /v1/models (`object`, `data`), as llama-server answers /models")
 async def models(request: Request) -> Response:
     queue = request.app.state.queue
     known = await queue.models(fresh=True)
@@ -48,4 +50,4 @@ async def models(request: Request) -> Response:
         info = known.get(name, {})
         listing[_KINDS.get(str(entry["kind"]), "text")].append(
             {"name": name, "workers": entry["workers"], "slots": entry["slots"], "n_ctx": info.get("n_ctx")})
-    return json_response(listing)
+    return json_response({**model_list({name: known.get(name, {}) for name in served}), **listing})
