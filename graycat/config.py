@@ -103,7 +103,8 @@ class Settings(BaseSettings):
                                   description="Deepest nesting of a JSON schema, each $ref followed a level.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="CORS_ORIGINS",
-        description="Comma-separated origins browsers may call from (WebGL, web apps); none by default.")
+        description="Comma-separated origins browsers may call from with credentials mode (WebGL, web "
+                    "apps); unset: any origin, without credentials (the token is a header).")
     log_prompts: bool = Field(False, validation_alias="LOG_PROMPTS",
                               description="Log each job's request body (prompts) at INFO; never by default.")
     session_ttl: int = Field(3600, gt=0, validation_alias="SESSION_TTL",

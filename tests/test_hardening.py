@@ -1,4 +1,4 @@
-"""Hardening: body size cap, security headers, CORS only for the origins configured, no prompts in logs."""
+"""Hardening: body size cap, security headers, CORS for any origin or the origins configured, no prompts in logs."""
 
 from __future__ import annotations
 
@@ -48,19 +48,34 @@ def test_security_headers_on_every_response(redis_server: RedisServer, monkeypat
             assert resp.headers["referrer-policy"] == "no-referrer"
 
 
+def test_cors_any_origin_without_credentials_by_default(redis_server: RedisServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    preflight = {"Origin": "https://game.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,x-api-key,content-type"}
+    with _client(redis_server, monkeypatch) as c:
+        answer = c.options("/completion", headers=preflight)
+        simple = c.post("/completion", json={"prompt": ""}, headers={**AUTH, "Origin": "https://game.example"})
+    assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "https://game.example"
+    assert answer.headers["access-control-allow-headers"] == "authorization,x-api-key,content-type"
+    assert "POST" in answer.headers["access-control-allow-methods"] and answer.headers["access-control-max-age"]
+    assert "access-control-allow-credentials" not in answer.headers
+    assert simple.status_code == 400 and simple.headers["access-control-allow-origin"] == "https://game.example"
+    assert "x-request-id" in simple.headers["access-control-expose-headers"].lower()
+
+
 def test_cors_only_for_configured_origins(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
     preflight = {"Origin": "https://game.example", "Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": "authorization,content-type"}
-    with _client(redis_server, monkeypatch) as closed:
-        refused = closed.options("/completion", headers=preflight)
-    assert "access-control-allow-origin" not in refused.headers
     with _client(redis_server, monkeypatch, CORS_ORIGINS="https://game.example") as c:
         allowed = c.options("/completion", headers=preflight)
         other = c.options("/completion", headers={**preflight, "Origin": "https://evil.example"})
+        other_simple = c.get("/health", headers={"Origin": "https://evil.example"})
         simple = c.get("/health", headers={"Origin": "https://game.example"})
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://game.example"
+    assert allowed.headers["access-control-allow-credentials"] == "true"
     assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
-    assert "access-control-allow-origin" not in other.headers
+    assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
+    assert "access-control-allow-origin" not in other_simple.headers
     assert "x-request-id" in simple.headers["access-control-expose-headers"].lower()
 
 

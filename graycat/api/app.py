@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import ORJSONResponse
 from redis.exceptions import RedisError
 
 from graycat import __version__
 from graycat.api import errors
-from graycat.api.hardening import HardeningMiddleware, cors_options
+from graycat.api.cors import CorsMiddleware
+from graycat.api.hardening import HardeningMiddleware
 from graycat.api.limits import LimitsMiddleware
 from graycat.api.middleware import CollapseSlashesMiddleware, RequestMiddleware
 from graycat.api.routes import (
@@ -120,9 +120,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.job_streams = TenantGate("event streams", "JOB_STREAMS_PER_TOKEN", settings.job_streams_per_token)
     errors.install(app)
     app.add_middleware(LimitsMiddleware)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
     app.add_middleware(HardeningMiddleware, max_body_mb=settings.max_body_mb)
+    app.add_middleware(CorsMiddleware, origins=settings.cors_origins)  # a browser can read even a 413
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics)  # request id, metrics, access log
     app.add_middleware(CollapseSlashesMiddleware)  # outermost: routing sees `//` as `/`
     for router in (health.router, metrics.router, llamacpp.router, openai.router, ollama.router, queue.router,

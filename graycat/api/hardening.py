@@ -1,9 +1,6 @@
-"""Hardening on every response: security headers, a body size cap, CORS only for the origins an operator
-names."""
+"""Hardening on every response: security headers and a body size cap (CORS: cors.py)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,13 +60,3 @@ class HardeningMiddleware:
 
 def too_large(max_body_mb: float) -> str:
     return f"the request body is over the limit of {max_body_mb:g} MB (MAX_BODY_MB)"
-
-
-def cors_options(origins: list[str]) -> dict[str, Any]:
-    """CORSMiddleware arguments for the configured origins (no credentials: the token travels in a header)."""
-    return {"allow_origins": origins, "allow_methods": ["GET", "POST", "DELETE", "OPTIONS"],
-            "allow_headers": ["Authorization", "Content-Type", "X-Request-ID", "X-Session-ID", "Idempotency-Key",
-                              "Last-Event-ID"],
-            "expose_headers": ["X-Request-ID", "X-Job-ID", "X-Worker-ID", "X-RateLimit-Limit",
-                               "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"],
-            "max_age": 600}
