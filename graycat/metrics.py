@@ -21,7 +21,8 @@ from prometheus_client.process_collector import ProcessCollector
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 UNMATCHED = "unmatched"  # the route label of a path no route serves (so scanners cannot add series)
 
-_DIALECTS = (("/v1/", "openai"), ("/jobs", "jobs"), ("/sdapi/", "a1111"), ("/api/", "ollama"))
+_DIALECTS = (("/v1/messages", "anthropic"), ("/v1/", "openai"), ("/jobs", "jobs"), ("/sdapi/", "a1111"),
+             ("/api/", "ollama"))
 _GATEWAY = frozenset({"/health", "/metrics", "/queue/status", "/models", "/docs", "/docs/oauth2-redirect",
                       "/redoc", "/openapi.json", UNMATCHED})
 
@@ -74,7 +75,7 @@ def private_address(host: str) -> bool:
 
 
 def dialect_of(route: str) -> str:
-    """The API a route belongs to: openai, jobs, a1111, ollama, gateway (its own routes) or llamacpp."""
+    """The API a route belongs to: anthropic, openai, jobs, a1111, ollama, gateway (its own routes) or llamacpp."""
     for prefix, dialect in _DIALECTS:
         if route.startswith(prefix):
             return dialect

@@ -46,8 +46,9 @@ class BodyTooLarge(HTTPException):
 
 def error_body(path: str, status: int, message: str, code: str | None = None,
                param: str | None = None, details: Any = None) -> bytes:
-    """OpenAI's error shape on /v1 routes, Ollama's (a message) on /api routes, A1111's on /sdapi routes
-    (`detail` is the message, as FastAPI writes it); llama.cpp's (an integer `code`) everywhere else."""
+    """OpenAI's error shape on /v1 routes (Anthropic's on /v1/messages), Ollama's (a message) on /api routes,
+    A1111's on /sdapi routes (`detail` is the message, as FastAPI writes it); llama.cpp's (an integer `code`)
+    everywhere else."""
     if path.startswith("/api/"):
         return orjson.dumps({"error": message})
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
@@ -55,6 +56,9 @@ def error_body(path: str, status: int, message: str, code: str | None = None,
         return orjson.dumps({"error": kind, "detail": message, "body": None, "errors": message, "code": code,
                              "param": param,
                              **({"details": details} if details is not None else {})})
+    if path.startswith("/v1/messages"):  # Anthropic's shape
+        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code,
+                                                        **({"details": details} if details is not None else {})}})
     if path.startswith("/v1/"):
         err: dict[str, Any] = {"message": message, "type": kind, "param": param, "code": code}
     else:

@@ -125,6 +125,8 @@ class LlamaHttpEngine:
                         event, pending = pending[:end], pending[end + 2:]
                         if event.startswith(b"data: "):  # `: ping` comments are not forwarded
                             emit(event[6:])
+                        elif event.startswith(b"event: ") and (at := event.find(b"\ndata: ")) > 0:
+                            emit(event[at + 7:])  # Anthropic / Responses events: their data names the type
                 return 200, b""
         except aiohttp.ClientError as exc:
             raise EngineError(f"llama.cpp server error: {exc}") from exc

@@ -1,0 +1,43 @@
+"""Anthropic Messages API routes (`x-api-key` or Bearer)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from graycat.api.auth import require_token
+from graycat.api.dialects import anthropic, llamacpp, openai, openai_tools
+from graycat.api.errors import ApiError
+from graycat.api.relay import run_job
+
+router = APIRouter(prefix="/v1/messages", tags=["Anthropic"], dependencies=[Depends(require_token)])
+
+
+@router.post("", summary="Create a message (Anthropic Messages API; SSE events when stream is true)")
+async def messages(request: Request, body: anthropic.MessagesRequest) -> Response:
+    spec = anthropic.messages_job(body)
+    try:
+        choice = anthropic.required_tool_choice(body)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), code="invalid_request", param="tool_choice") from None
+    if choice is None:
+        return await run_job(request, spec, kind="llm", render_chunk=anthropic.sse_event,
+                             render_failure=anthropic.stream_error)
+    chat = anthropic.as_openai_chat(body, choice)
+    chat_request = openai.ChatCompletionRequest.model_validate_json(chat)
+    tools = openai_tools.forced_tools(chat_request)
+    assert tools is not None  # a required choice names tools that exist (checked above)
+    answer = await run_job(request, openai.chat_job(chat_request), kind="llm", render_chunk=llamacpp.sse_event,
+                           render_failure=anthropic.stream_error,
+                           body=openai_tools.constrained_body(chat, tools),
+                           reshape=lambda raw: anthropic.from_openai_chat(openai_tools.tool_call_answer(raw)))
+    if not body.stream or answer.status_code != 200:
+        return answer
+    job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
+    return Response(anthropic.as_stream(bytes(answer.body)), headers=job_headers, media_type="text/event-stream")
+
+
+@router.post("/count_tokens", summary="Count the input tokens of a message (Anthropic)")
+async def count_tokens(request: Request, body: anthropic.CountTokensRequest) -> Response:
+    return await run_job(request, anthropic.count_tokens_job(body), kind="llm", render_chunk=anthropic.sse_event,
+                         render_failure=anthropic.stream_error)

@@ -1,0 +1,62 @@
+"""The Anthropic dialect's pure translation: requests to OpenAI chat for required tool use, answers back."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from graycat.api.dialects import anthropic
+
+TOOL = {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+def _req(**fields: object) -> anthropic.MessagesRequest:
+    return anthropic.MessagesRequest.model_validate({"max_tokens": 16, "messages": [
+        {"role": "user", "content": "Weather?"}], **fields})
+
+
+def test_required_tool_choice() -> None:
+    assert anthropic.required_tool_choice(_req(tools=[TOOL])) is None
+    assert anthropic.required_tool_choice(_req(tools=[TOOL], tool_choice={"type": "any"})) == {"required": True}
+    named = anthropic.required_tool_choice(_req(tools=[TOOL], tool_choice={"type": "tool", "name": "get_weather"}))
+    assert named == {"type": "function", "function": {"name": "get_weather"}}
+    with pytest.raises(ValueError, match="not among the tools"):
+        anthropic.required_tool_choice(_req(tools=[TOOL], tool_choice={"type": "tool", "name": "nope"}))
+
+
+def test_conversation_with_tool_use_and_result_as_openai_chat() -> None:
+    req = _req(system=[{"type": "text", "text": "Be brief."}], tools=[TOOL], tool_choice={"type": "any"},
+               temperature=0, stop_sequences=["\n"], messages=[
+                   {"role": "user", "content": "Weather in Paris?"},
+                   {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather",
+                                                      "input": {"city": "Paris"}}]},
+                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "Sunny"}]}])
+    chat = orjson.loads(anthropic.as_openai_chat(req, {"required": True}))
+    assert [m["role"] for m in chat["messages"]] == ["system", "user", "assistant", "tool"]
+    assert chat["messages"][0]["content"] == "Be brief."
+    assert chat["messages"][2]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
+    assert chat["messages"][3] == {"role": "tool", "tool_call_id": "t1", "content": "Sunny"}
+    assert chat["tool_choice"] == "required" and chat["tools"][0]["function"]["parameters"] == TOOL["input_schema"]
+    assert chat["temperature"] == 0 and chat["stop"] == ["\n"] and chat["max_tokens"] == 16
+
+
+def test_openai_tool_call_answer_as_message_and_stream() -> None:
+    answer = orjson.dumps({"model": "m", "usage": {"prompt_tokens": 9, "completion_tokens": 7}, "choices": [
+        {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_abc", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}}]})
+    message = orjson.loads(anthropic.from_openai_chat(answer))
+    assert message["stop_reason"] == "tool_use" and message["usage"] == {"input_tokens": 9, "output_tokens": 7}
+    assert message["content"] == [{"type": "tool_use", "id": "toolu_abc", "name": "get_weather",
+                                   "input": {"city": "Paris"}}]
+    events = [e for e in anthropic.as_stream(orjson.dumps(message)).split(b"\n\n") if e]
+    kinds = [e.split(b"\n")[0].removeprefix(b"event: ").decode() for e in events]
+    assert kinds == ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                     "message_delta", "message_stop"]
+    delta = orjson.loads(events[2].split(b"\ndata: ")[1])["delta"]
+    assert delta == {"type": "input_json_delta", "partial_json": '{"city":"Paris"}'}
+
+
+def test_engine_events_get_their_event_line() -> None:
+    assert anthropic.sse_event(b'{"type":"ping"}') == b'event: ping\ndata: {"type":"ping"}\n\n'
+    assert anthropic.stream_error(503, "busy").startswith(b"event: error\ndata: ")

@@ -1,0 +1,84 @@
+"""Anthropic's Messages API through real processes, driven by the official `anthropic` SDK."""
+
+from __future__ import annotations
+
+import anthropic
+import pytest
+
+from tests.conftest import MODEL, TOKEN, Gateway
+
+pytestmark = pytest.mark.e2e
+
+WEATHER = {"name": "get_weather", "description": "The weather in a city",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+@pytest.fixture
+def sdk(gateway: Gateway) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.base, api_key=TOKEN, max_retries=0, timeout=60)
+
+
+def test_message_with_system_and_turns(sdk: anthropic.Anthropic) -> None:
+    out = sdk.messages.create(model=MODEL, max_tokens=8, system="You answer briefly.", messages=[
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]}])
+    assert out.type == "message" and out.role == "assistant"
+    assert out.content[0].type == "text" and out.content[0].text
+    assert out.stop_reason in {"end_turn", "max_tokens"}
+    assert out.usage.input_tokens > 0 and 0 < out.usage.output_tokens <= 8
+
+
+def test_message_stream_events(sdk: anthropic.Anthropic) -> None:
+    with sdk.messages.stream(model=MODEL, max_tokens=6, messages=[{"role": "user", "content": "Count: 1, 2,"}]) as s:
+        kinds = [event.type for event in s]
+        final = s.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert {"content_block_start", "content_block_delta", "content_block_stop", "message_delta"} <= set(kinds)
+    assert final.content[0].text and final.stop_reason in {"end_turn", "max_tokens"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_required_tool_use(sdk: anthropic.Anthropic, stream: bool) -> None:
+    args = {"model": MODEL, "max_tokens": 60, "tools": [WEATHER],
+            "tool_choice": {"type": "tool", "name": "get_weather"},
+            "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
+    if stream:
+        with sdk.messages.stream(**args) as s:  # type: ignore[arg-type]
+            out = s.get_final_message()
+    else:
+        out = sdk.messages.create(**args)  # type: ignore[arg-type]
+    assert out.stop_reason == "tool_use"
+    use = out.content[-1]
+    assert use.type == "tool_use" and use.name == "get_weather" and isinstance(use.input, dict)
+    assert "city" in use.input
+
+
+def test_tool_result_turn(sdk: anthropic.Anthropic) -> None:
+    out = sdk.messages.create(model=MODEL, max_tokens=8, tools=[WEATHER], messages=[  # type: ignore[list-item]
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                           "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny, 21 C"}]}])
+    assert out.content and out.usage.output_tokens > 0
+
+
+def test_count_tokens(sdk: anthropic.Anthropic) -> None:
+    short = sdk.messages.count_tokens(model=MODEL, system="Be brief.", messages=[{"role": "user", "content": "Hi"}])
+    longer = sdk.messages.count_tokens(model=MODEL, system="Be brief.",
+                                       messages=[{"role": "user", "content": "Hi there, how are you today?"}])
+    assert 0 < short.input_tokens < longer.input_tokens
+
+
+def test_invalid_request_is_400_in_anthropics_shape(sdk: anthropic.Anthropic, gateway: Gateway) -> None:
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        sdk.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "robot", "content": "hi"}])  # type: ignore[list-item,typeddict-item]
+    body = bad.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    with gateway.client(token=None) as http:
+        missing = http.post("/v1/messages", json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+                            headers={"x-api-key": TOKEN})
+    assert missing.status_code == 400 and "max_tokens" in missing.json()["error"]["message"]
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=gateway.base, api_key="wrong", max_retries=0).messages.create(
+            model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "hi"}])
