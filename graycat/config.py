@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     llm_default: bool = Field(False, validation_alias="LLM_DEFAULT",
                               description="This LLM worker's first model is the default of requests that name none "
                                           "(when DEFAULT_MODEL is unset and live workers serve several models).")
+    model_aliases: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias="MODEL_ALIASES",
+        description="Names clients send, mapped to served models: 'gpt-4o-mini=default,text-embedding-3-small="
+                    "nomic'; '*=default' takes any name a worker does not serve (as a single-model llama-server).")
     queue_timeout: float = Field(120.0, gt=0, validation_alias="QUEUE_TIMEOUT",
                                  description="Seconds a request waits for a worker before 503.")
     job_timeout: float = Field(600.0, gt=0, validation_alias="JOB_TIMEOUT",
@@ -223,6 +227,11 @@ class Settings(BaseSettings):
         if any(mb <= 0 for mb in table.values()):
             raise ValueError("sizes must be positive")
         return table
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _aliases(cls, value: object) -> object:
+        return _pairs(value, "alias=model") if isinstance(value, str) else value
 
     @field_validator("extra_models", "chat_templates", mode="before")
     @classmethod

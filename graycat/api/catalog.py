@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from graycat.api.dialects import JobSpec
@@ -14,8 +16,9 @@ _START = {"llm": "graycat worker llm", "embed": "graycat worker llm --embeddings
           "sd": "graycat worker sd --models-dir DIR"}
 
 
-async def resolve_model(queue: JobQueue, default_model: str | None, spec: JobSpec, kind: str = "llm") -> str:
-    """The served model's name for `spec`.
+async def resolve_model(queue: JobQueue, default_model: str | None, spec: JobSpec, kind: str = "llm",
+                        aliases: Mapping[str, str] | None = None) -> str:
+    """The served model's name for `spec`, after MODEL_ALIASES.
 
     A request naming no model (or `default`) gets DEFAULT_MODEL when set, else the one model live workers serve
     for `kind`, else the one a worker declares default (`--default`); several and none declared: 404 listing
@@ -24,6 +27,8 @@ async def resolve_model(queue: JobQueue, default_model: str | None, spec: JobSpe
     worker). 400 for a request the model's context cannot hold or for embeddings of a model served without
     them; 503 at once when no worker of the kind is running and no DEFAULT_MODEL is set.
     """
+    if aliases:
+        spec = replace(spec, model=await _aliased(queue, aliases, spec.model, kind))
     asked = None if spec.model is None or spec.model in DEFAULT_ALIASES else spec.model
     if asked is None and default_model is None:
         name = await _implicit_default(queue, kind)
@@ -102,3 +107,15 @@ def _no_worker(kind: str) -> ApiError:
 def _no_embeddings(name: str) -> ApiError:
     return ApiError(400, f"model '{name}' is served without embeddings: start its worker with --embeddings "
                     "(LLM_EMBEDDINGS=true)", code="embeddings_not_enabled", param="model")
+
+
+async def _aliased(queue: JobQueue, aliases: Mapping[str, str], model: str | None, kind: str) -> str | None:
+    """The model an alias names; `*` takes any name no live worker serves for `kind`."""
+    if model is None or model in DEFAULT_ALIASES:
+        return model
+    if model in aliases:
+        return aliases[model]
+    if "*" in aliases and (kind, model) not in (await queue.served()).pools \
+            and (kind, model) not in (await queue.served(fresh=True)).pools:
+        return aliases["*"]
+    return model

@@ -46,7 +46,8 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     state = request.app.state
     queue: JobQueue = state.queue
     metrics: ApiMetrics = state.metrics
-    model = await resolve_model(queue, state.settings.default_model, spec, kind)
+    model = await resolve_model(queue, state.settings.default_model, spec, kind,
+                                aliases=state.settings.model_aliases)
     await check_job(request, model, kind, spec.prompts)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body() if body is None else body,
               stream=spec.stream, request_id=request.scope["request_id"], slots=spec.prompts)

@@ -71,7 +71,8 @@ async def submit(request: Request, job_request: JobRequest,
         openai_tools.check_tool_calls(parsed.messages)
     spec = make_spec(parsed)
     queue: JobQueue = request.app.state.queue
-    model = await resolve_model(queue, request.app.state.settings.default_model, spec)
+    model = await resolve_model(queue, request.app.state.settings.default_model, spec,
+                                aliases=request.app.state.settings.model_aliases)
     await check_job(request, model, kind, spec.prompts)
     job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=orjson.dumps(job_request.body), stream=spec.stream,
               request_id=request.scope["request_id"], slots=spec.prompts)

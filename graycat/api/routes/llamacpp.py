@@ -86,7 +86,8 @@ async def _model(request: Request) -> tuple[str, dict[str, Any]]:
         if isinstance(data, dict) and isinstance(data.get("model"), str):
             model = data["model"]
     queue = request.app.state.queue
-    name = await resolve_model(queue, request.app.state.settings.default_model, JobSpec("", False, model, None))
+    name = await resolve_model(queue, request.app.state.settings.default_model, JobSpec("", False, model, None),
+                               aliases=request.app.state.settings.model_aliases)
     return name, (await queue.models()).get(name, {})
 
 

@@ -22,7 +22,8 @@ NDJSON = "application/x-ndjson"
 async def _generation(request: Request, spec: JobSpec, body: bytes, *, chat: bool,
                       session: Session | None = None) -> Response:
     state = request.app.state
-    model = await resolve_model(state.queue, state.settings.default_model, spec)
+    model = await resolve_model(state.queue, state.settings.default_model, spec,
+                                aliases=state.settings.model_aliases)
     native = spec.endpoint == "/completion"
     render, reshape = ollama.render_stream(model, chat, native), ollama.reshape_answer(model, chat, native)
     if session is None:
@@ -56,14 +57,16 @@ async def chat(request: Request, body: ollama.ChatRequest) -> Response:
 
 async def _loaded(request: Request, spec: JobSpec, *, chat: bool) -> Response:
     state = request.app.state
-    model = await resolve_model(state.queue, state.settings.default_model, spec)
+    model = await resolve_model(state.queue, state.settings.default_model, spec,
+                                aliases=state.settings.model_aliases)
     return json_response(ollama.loaded(model, chat))
 
 
 async def _embed(request: Request, body: ollama.EmbedRequest | ollama.LegacyEmbeddingsRequest) -> Response:
     spec, engine_body = ollama.embed_job(body)
     state = request.app.state
-    model = await resolve_model(state.queue, state.settings.default_model, spec, "embed")
+    model = await resolve_model(state.queue, state.settings.default_model, spec, "embed",
+                                aliases=state.settings.model_aliases)
     legacy = isinstance(body, ollama.LegacyEmbeddingsRequest)
     return await run_job(request, spec, kind="embed", body=engine_body, render_chunk=bytes,
                          render_failure=ollama.stream_error, reshape=ollama.reshape_embed(model, legacy))
@@ -99,7 +102,8 @@ async def ps(request: Request) -> Response:
 async def show(request: Request, body: ollama.ShowRequest) -> Response:
     state = request.app.state
     spec = JobSpec("", False, ollama.model_name(body.model or body.name), None)
-    model = await resolve_model(state.queue, state.settings.default_model, spec)
+    model = await resolve_model(state.queue, state.settings.default_model, spec,
+                                aliases=state.settings.model_aliases)
     return json_response(ollama.show(model, (await state.queue.models()).get(model, {})))
 
 
