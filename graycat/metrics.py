@@ -23,7 +23,7 @@ UNMATCHED = "unmatched"  # the route label of a path no route serves (so scanner
 
 _DIALECTS = (("/v1/messages", "anthropic"), ("/v1/", "openai"), ("/jobs", "jobs"), ("/sdapi/", "a1111"),
              ("/api/", "ollama"))
-_GATEWAY = frozenset({"/health", "/metrics", "/queue/status", "/models", "/docs", "/docs/oauth2-redirect",
+_GATEWAY = frozenset({"/", "/health", "/metrics", "/queue/status", "/models", "/docs", "/docs/oauth2-redirect",
                       "/redoc", "/openapi.json", UNMATCHED})
 
 

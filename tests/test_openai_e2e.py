@@ -62,7 +62,7 @@ def test_errors_in_openai_format(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     assert missing.value.code == "model_not_found"
-    with pytest.raises(openai.UnprocessableEntityError) as invalid:
+    with pytest.raises(openai.BadRequestError) as invalid:
         sdk.chat.completions.create(model=MODEL, messages=[])
     assert "messages" in str(invalid.value)
     bad = openai.OpenAI(base_url=sdk.base_url, api_key="wrong", max_retries=0)

@@ -3,6 +3,7 @@ invalid bodies, the token as `X-Api-Key`."""
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 
@@ -53,3 +54,34 @@ def test_token_as_x_api_key(gateway: Gateway) -> None:
         models = http.get("/v1/models", headers={"x-api-key": TOKEN})
     assert good.status_code == 200 and models.status_code == 200
     assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
+
+
+def test_props_carry_what_the_engine_says(gateway: Gateway) -> None:
+    with gateway.client() as http:
+        props = http.get("/props").json()
+    assert props["model_alias"] == MODEL and props["model_path"].endswith(".gguf") and "/" not in props["model_path"]
+    params = props["default_generation_settings"]["params"]
+    assert "temperature" in params and "top_k" in params and props["default_generation_settings"]["n_ctx"] == 512
+    assert props["chat_template"] and props["modalities"] == {"vision": False, "video": False, "audio": False}
+    assert props["total_slots"] == 2
+
+
+def test_slots_list_the_models_slots_without_prompts(gateway: Gateway) -> None:
+    with gateway.client() as http:
+        slots = http.get("/slots").json()
+    assert [s["id"] for s in slots] == [0, 1]
+    assert all(s["n_ctx"] == 512 and s["is_processing"] in (True, False) and "prompt" not in s for s in slots)
+
+
+@pytest.mark.parametrize("path", ["/chat/completions/input_tokens", "/v1/chat/completions/input_tokens"])
+def test_chat_input_tokens(gateway: Gateway, path: str) -> None:
+    with gateway.client() as http:
+        short = http.post(path, json={"messages": [{"role": "user", "content": "Hi"}]})
+        longer = http.post(path, json={"messages": [{"role": "user", "content": "Hi there, how are you today?"}]})
+    assert short.status_code == 200, short.text
+    assert 0 < short.json()["input_tokens"] < longer.json()["input_tokens"]
+
+
+def test_root_says_what_this_is_without_a_token(gateway: Gateway) -> None:
+    root = httpx.get(gateway.base + "/", timeout=10).json()
+    assert root["name"] == "Graycat AI Server" and root["docs"] == "/docs" and root["health"] == "/health"

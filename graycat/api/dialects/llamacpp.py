@@ -160,10 +160,25 @@ def engine_call(endpoint: str, req: TokenizeRequest | DetokenizeRequest | ApplyT
 
 
 def props(name: str, info: dict[str, Any]) -> dict[str, Any]:
-    """`/props`, from what the model's workers announced: LLM for Unity v3 reads `default_generation_settings.n_ctx`."""
-    return {"default_generation_settings": {"n_ctx": int(info.get("n_ctx") or 0)},
-            "total_slots": int(info.get("slots") or 0), "model_alias": name, "model_path": name,
+    """`/props`: what the model's engine answers (generation defaults, chat template, modalities, build,
+    model file name), as its workers announced it, with the gateway's model name; LLM for Unity v3 reads
+    `default_generation_settings.n_ctx`."""
+    engine = info.get("props") or {}
+    defaults = {**engine.get("default_generation_settings", {}), "n_ctx": int(info.get("n_ctx") or 0)}
+    return {**engine, "default_generation_settings": defaults, "total_slots": int(info.get("slots") or 0),
+            "model_alias": name, "model_path": engine.get("model_path", name),
             "chat_template_name": info.get("template", DEFAULT_TEMPLATE)}
+
+
+def slots(workers: list[dict[str, Any]], model: str, n_ctx: int) -> list[dict[str, Any]]:
+    """`GET /slots`: the slots of the model's live workers, busy or idle (no prompts: they are other callers')."""
+    out: list[dict[str, Any]] = []
+    for worker in workers:
+        if model in worker.get("models", []):
+            busy = int(worker.get("busy") or 0)
+            out.extend({"id": len(out), "n_ctx": n_ctx, "is_processing": i < busy}
+                       for i in range(int(worker.get("slots") or 0)))
+    return out
 
 
 def completion_job(req: CompletionRequest) -> JobSpec:

@@ -72,6 +72,10 @@ def chat_job(req: ChatCompletionRequest) -> JobSpec:
                    _completions_each(req))
 
 
+def input_tokens_job(req: ChatCompletionRequest) -> JobSpec:
+    return JobSpec("/v1/chat/completions/input_tokens", False, req.model, None)
+
+
 def completion_job(req: CompletionRequest) -> JobSpec:
     return JobSpec("/v1/completions", req.stream, req.model, req.max_tokens,
                    is_deterministic(req.seed, req.temperature), prompt_count(req.prompt) * _completions_each(req))
@@ -81,7 +85,7 @@ def model_list(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`GET /v1/models`."""
     return {"object": "list", "data": [
         {"id": name, "object": "model", "created": int(info.get("created", 0)), "owned_by": "graycat",
-         "meta": {k: v for k, v in info.items() if k != "created"}}
+         "meta": {k: v for k, v in info.items() if k not in ("created", "props")}}
         for name, info in sorted(models.items())]}
 
 

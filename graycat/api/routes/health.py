@@ -1,6 +1,6 @@
 """`/health`: public liveness and readiness (Redis reachable, workers alive): status `ok` once a worker is
 ready, `loading` while every live worker still loads its engine, `no_workers`; the models served (those still
-loading, and the image checkpoints, listed apart)."""
+loading, and the image checkpoints, listed apart); `/`: what this server is."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ from fastapi import APIRouter, Request
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
+from graycat import __version__
 from graycat.api.routes import json_response
 from graycat.queue.client import Served, served_models
 
 router = APIRouter(tags=["health"])
+
+
+@router.get("/", summary="What this server is, and where its docs are (no token needed)")
+async def root() -> Response:
+    return json_response({"name": "Graycat AI Server", "version": __version__, "docs": "/docs",
+                          "openapi": "/openapi.json", "health": "/health", "models": "/v1/models"})
 
 
 @router.get("/health", summary="Gateway health (no token needed)")

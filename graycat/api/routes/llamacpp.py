@@ -74,6 +74,13 @@ async def slots(request: Request, body: llamacpp.SlotsRequest, action: llamacpp.
                          render_failure=llamacpp.stream_error, reshape=llamacpp.slots_answer(request.state.owner))
 
 
+@router.get("/slots", summary="The model's slots across its live workers, busy or idle (no prompts)")
+async def slot_list(request: Request) -> Response:
+    name, info = await _model(request)
+    workers = await request.app.state.queue.live_workers()
+    return json_response(llamacpp.slots(workers, name, int(info.get("n_ctx") or 0)))
+
+
 async def _model(request: Request) -> tuple[str, dict[str, Any]]:
     """The model a bodiless-or-JSON call means (`model` in the query or the body) and what its workers said."""
     model = request.query_params.get("model")

@@ -56,6 +56,13 @@ async def chat_completions(request: Request, body: openai.ChatCompletionRequest)
                     media_type="text/event-stream")
 
 
+@router.post("/v1/chat/completions/input_tokens", summary="Count the prompt tokens of a chat (llama.cpp)")
+@router.post("/chat/completions/input_tokens", include_in_schema=False)
+async def chat_input_tokens(request: Request, body: openai.ChatCompletionRequest) -> Response:
+    return await run_job(request, openai.input_tokens_job(body), kind="llm", render_chunk=llamacpp.sse_event,
+                         render_failure=openai.stream_error)
+
+
 @router.post("/v1/completions", summary="Text completion (OpenAI)")
 async def completions(request: Request, body: openai.CompletionRequest) -> Response:
     check_request(request, body)

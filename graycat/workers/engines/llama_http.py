@@ -24,6 +24,15 @@ class EngineError(Exception):
     """The engine could not be reached or answered something unusable."""
 
 
+def engine_props(props: dict[str, Any]) -> dict[str, Any]:
+    """What the engine's `/props` says that holds through the gateway: its generation defaults, chat template,
+    modalities and build, with the model file's name only (not the worker's folders)."""
+    kept = {k: v for k, v in props.items() if k not in ("model_alias", "total_slots", "media_marker")}
+    if path := kept.get("model_path"):
+        kept["model_path"] = str(path).replace("\\", "/").rsplit("/", 1)[-1]
+    return kept
+
+
 class LlamaHttpEngine:
     """A llama.cpp-compatible server (`llama-server`, `undreamai_server`, xllamacpp) given by its base URL."""
 
@@ -46,6 +55,7 @@ class LlamaHttpEngine:
         self._poller: asyncio.Task[None] | None = None
         self._prompt_cache = prompt_cache
         self._tenants = TenantSlots(1, prompt_cache)
+        self.props: dict[str, Any] = {}
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=10)
@@ -55,6 +65,7 @@ class LlamaHttpEngine:
         self._fresh = aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 16,
                                             connector=aiohttp.TCPConnector(limit=0, force_close=True))
         props = await self._get_json("/props")
+        self.props = engine_props(props)
         self.slots = int(props.get("total_slots") or 1)
         self.n_ctx = int((props.get("default_generation_settings") or {}).get("n_ctx") or 0)
         self._tenants = TenantSlots(self.slots, self._prompt_cache)
@@ -101,7 +112,7 @@ class LlamaHttpEngine:
     def models(self) -> dict[str, dict[str, Any]]:
         assert self.model_name
         return {self.model_name: {"kind": self.kind, "n_ctx": self.n_ctx, "slots": self.slots,
-                                  "template": self.template, "embeddings": self.embeddings}}
+                                  "template": self.template, "embeddings": self.embeddings, "props": self.props}}
 
     def stats(self) -> dict[str, Any]:
         return {"active": self._active, "served": self._served, "llamacpp": self._figures}
