@@ -30,6 +30,7 @@ from graycat.api.routes import (
     ollama,
     openai,
     queue,
+    responses,
     sessions,
 )
 from graycat.api.tenant_gates import TenantGate
@@ -125,8 +126,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(CorsMiddleware, origins=settings.cors_origins)  # a browser can read even a 413
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics)  # request id, metrics, access log
     app.add_middleware(CollapseSlashesMiddleware)  # outermost: routing sees `//` as `/`
-    for router in (health.router, metrics.router, llamacpp.router, openai.router, anthropic.router, ollama.router,
-                   queue.router,
-                   jobs.router, sessions.router, admin.router, a1111.router, images.router, images.files):
+    for router in (health.router, metrics.router, llamacpp.router, openai.router, responses.router,
+                   anthropic.router, ollama.router, queue.router, jobs.router, sessions.router, admin.router,
+                   a1111.router, images.router, images.files):
         app.include_router(router)
     return app

@@ -93,10 +93,14 @@ class Session:
         """The worker that runs this turn (it will hold the conversation's KV cache)."""
         self._runner = worker_id
 
-    def _keep(self, reply: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._append([*self._new, reply]))
+    def keep(self, messages: list[Any]) -> None:
+        """Append `messages` to the conversation, in the background (the answer does not wait for it)."""
+        task = asyncio.get_running_loop().create_task(self._append(messages))
         _pending.add(task)
         task.add_done_callback(_pending.discard)
+
+    def _keep(self, reply: dict[str, Any]) -> None:
+        self.keep([*self._new, reply])
 
     async def _append(self, messages: list[dict[str, Any]]) -> None:
         settings = self._settings

@@ -3,6 +3,8 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import orjson
+
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
@@ -48,3 +50,9 @@ def completions_each(values: Iterable[object]) -> int:
     """Completions per prompt, from the `n` / `n_cmpl` values given (whichever is larger; 1 when none is a
     positive integer)."""
     return max([v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 0], default=1)
+
+
+def typed_sse_event(payload: bytes) -> bytes:
+    """One event of a stream whose events have an `event:` line naming the `type` of their data (Anthropic's
+    and OpenAI Responses' streams)."""
+    return b"event: " + orjson.loads(payload)["type"].encode() + b"\ndata: " + payload + b"\n\n"

@@ -12,6 +12,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.dialects import JobSpec, is_deterministic
+from graycat.api.dialects import typed_sse_event as sse_event
 
 
 class Message(BaseModel):
@@ -138,11 +139,6 @@ def from_openai_chat(answer: bytes) -> bytes:
         "model": data.get("model", ""), "stop_reason": _STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
         "stop_sequence": None, "usage": {"input_tokens": int(usage.get("prompt_tokens", 0)),
                                          "output_tokens": int(usage.get("completion_tokens", 0))}})
-
-
-def sse_event(payload: bytes) -> bytes:
-    """One of the engine's stream events, with its `event:` line (the type its data names)."""
-    return b"event: " + orjson.loads(payload)["type"].encode() + b"\ndata: " + payload + b"\n\n"
 
 
 def _event(data: dict[str, Any]) -> bytes:

@@ -1,0 +1,57 @@
+"""OpenAI's Responses API through real processes, driven by the official `openai` SDK."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.conftest import ADMIN, MODEL, TOKEN, Gateway
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def sdk(gateway: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base + "/v1", api_key=TOKEN, max_retries=0, timeout=60)
+
+
+def test_text_response(sdk: openai.OpenAI) -> None:
+    out = sdk.responses.create(model=MODEL, input="Say hello", instructions="Answer briefly.", max_output_tokens=8)
+    assert out.object == "response" and out.status == "completed"
+    assert out.output_text and out.usage is not None and 0 < out.usage.output_tokens <= 8
+
+
+def test_message_list_input_and_stream_events(sdk: openai.OpenAI) -> None:
+    stream = sdk.responses.create(model=MODEL, max_output_tokens=6, stream=True, input=[
+        {"role": "user", "content": "Count: 1, 2,"}])
+    events = list(stream)
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.output_text.delta" in kinds
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text and events[-1].response.output_text == text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_previous_response_id_continues_the_conversation(sdk: openai.OpenAI, gateway: Gateway,
+                                                          stream: bool) -> None:
+    if stream:
+        first_id = [e for e in sdk.responses.create(model=MODEL, input="My name is Zorblax.", max_output_tokens=4,
+                                                    stream=True)][-1].response.id
+    else:
+        first_id = sdk.responses.create(model=MODEL, input="My name is Zorblax.", max_output_tokens=4).id
+    count = sdk.responses.input_tokens.count(model=MODEL, input="What is my name?")
+    second = sdk.responses.create(model=MODEL, input="What is my name?", previous_response_id=first_id,
+                                  max_output_tokens=4)
+    assert second.status == "completed" and second.usage is not None
+    assert second.usage.input_tokens > count.input_tokens  # the first turn came before the question
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.create(model=MODEL, input="x", previous_response_id="resp_unknown", max_output_tokens=2)
+    other = openai.OpenAI(base_url=gateway.base + "/v1", api_key=ADMIN, max_retries=0)
+    with pytest.raises(openai.NotFoundError):  # another token cannot continue it
+        other.responses.create(model=MODEL, input="x", previous_response_id=first_id, max_output_tokens=2)
+
+
+def test_invalid_response_request_is_400(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError):
+        sdk.responses.create(model=MODEL, input=[], max_output_tokens=4)
