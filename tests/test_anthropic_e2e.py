@@ -5,7 +5,7 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-from tests.conftest import MODEL, TOKEN, Gateway
+from tests.conftest import ADMIN, MODEL, TOKEN, Gateway, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -82,3 +82,22 @@ def test_invalid_request_is_400_in_anthropics_shape(sdk: anthropic.Anthropic, ga
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=gateway.base, api_key="wrong", max_retries=0).messages.create(
             model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "hi"}])
+
+
+def test_messages_and_responses_count_against_the_quota(gateway: Gateway) -> None:
+    with gateway.client(ADMIN) as admin:
+        made = admin.post("/admin/tokens", json={"name": "dialects-quota", "daily_tokens": 10_000})
+    assert made.status_code == 201, made.text
+    secret = made.json()["token"]
+    message = {"model": MODEL, "max_tokens": 5, "ignore_eos": True, "messages": [{"role": "user", "content": "Hi"}]}
+    response = {"model": MODEL, "max_output_tokens": 5, "ignore_eos": True, "input": "Hi"}
+    with gateway.client(secret) as http:
+        for route, body in (("/v1/messages", message), ("/v1/messages", {**message, "stream": True}),
+                            ("/v1/responses", response), ("/v1/responses", {**response, "stream": True})):
+            assert http.post(route, json=body).status_code == 200
+    with gateway.client(ADMIN) as admin:
+        def counted() -> dict[str, int]:
+            found = [u for u in admin.get("/admin/usage").json()["tokens"].values() if u["name"] == "dialects-quota"]
+            return found[0] if found else {}
+        wait_until(lambda: counted().get("jobs", 0) >= 4, 60, "the four jobs to be counted")
+        assert counted()["completion_tokens"] == 20

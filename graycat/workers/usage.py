@@ -28,6 +28,9 @@ class Meter:
             return
         if not isinstance(data, dict):
             return
+        if isinstance(data.get("type"), str):
+            self._typed_event(data)
+            return
         choices = data.get("choices")
         final = "timings" in data or "usage" in data  # a completion's last chunk, with its figures
         if choices is None and not final and type(made := data.get("tokens_predicted")) is int:
@@ -47,6 +50,19 @@ class Meter:
             index = _int(choices[0].get("index")) if len(choices) == 1 and isinstance(choices[0], dict) else 0
         if final and (found := _usage(data)) is not None:
             self._made[index], self._read[index] = found.completion_tokens, found.prompt_tokens
+
+    def _typed_event(self, data: dict[str, Any]) -> None:
+        """Anthropic's and OpenAI Responses' events: a token per text delta, until the final figures
+        (input tokens in message_start / response.completed, output tokens in message_delta / response.completed)."""
+        inner = data.get("message") or data.get("response")
+        usage = data.get("usage") or (inner.get("usage") if isinstance(inner, dict) else None)
+        if isinstance(usage, dict):
+            if read := _int(usage.get("input_tokens")):
+                self._read[0] = read
+            if data["type"] in _FINAL_EVENTS:
+                self._made[0] = _int(usage.get("output_tokens"))
+        elif data["type"] in _DELTA_EVENTS:
+            self._made[0] = self._made.get(0, 0) + 1
 
     def usage(self, status: int, body: bytes, state: JobState, ran: bool) -> Usage:
         """What the job used, once it ended in `state` with (`status`, `body`); `ran`: it reached the engine."""
@@ -101,8 +117,15 @@ class Meter:
         return max(1, _int(params.get("batch_size"), 1)) if isinstance(params, dict) else 1
 
 
+_FINAL_EVENTS = frozenset({"message_delta", "response.completed"})
+_DELTA_EVENTS = frozenset({"content_block_delta", "response.output_text.delta",
+                           "response.function_call_arguments.delta"})
+
+
 def _usage(data: dict[str, Any]) -> Usage | None:
     """Token counts of one answer or chunk, None when it has none."""
+    if isinstance(usage := data.get("usage"), dict) and "output_tokens" in usage:  # Anthropic's, Responses'
+        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
     if isinstance(usage := data.get("usage"), dict) and "completion_tokens" in usage:
         return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
     if isinstance(timings := data.get("timings"), dict):
