@@ -1,7 +1,8 @@
 """Every dialect against the engine called directly, in one run: time to first token and tokens/s.
 
 Each gateway route is compared with the engine's nearest endpoint (the engine has no Ollama API: /api/chat
-is compared with the engine's own /v1/chat/completions), same prompt, temperature 0 so both sides generate
+is compared with the engine's own /v1/chat/completions; Anthropic's /v1/messages and OpenAI's /v1/responses
+with the engine's own), same prompt, temperature 0 so both sides generate
 the same tokens, requests interleaved. Time to first token is measured to the first event that carries
 generated text; tokens/s is generated tokens over the whole request's time, one stream at a time.
 
@@ -65,6 +66,14 @@ def _chat(n: int) -> dict[str, Any]:
     return {"messages": CHAT, "max_tokens": n, "temperature": 0, "stream": True}
 
 
+def _anthropic(n: int) -> dict[str, Any]:
+    return {"model": "default", "messages": CHAT, "max_tokens": n, "temperature": 0, "stream": True}
+
+
+def _responses(n: int) -> dict[str, Any]:
+    return {"model": "default", "input": STORY, "max_output_tokens": n, "temperature": 0, "stream": True}
+
+
 def _ollama(n: int) -> dict[str, Any]:
     return {"model": "default", "messages": CHAT, "options": {"num_predict": n, "temperature": 0}}
 
@@ -73,17 +82,26 @@ DIALECTS = (
     Dialect("llama.cpp /completion", "/completion", "/completion", _native, _native),
     Dialect("OpenAI /v1/chat/completions", "/v1/chat/completions", "/v1/chat/completions", _chat, _chat),
     Dialect("Ollama /api/chat", "/api/chat", "/v1/chat/completions", _ollama, _chat, gateway_ndjson=True),
+    Dialect("Anthropic /v1/messages", "/v1/messages", "/v1/messages", _anthropic, _anthropic),
+    Dialect("OpenAI /v1/responses", "/v1/responses", "/v1/responses", _responses, _responses),
 )
 
 
 def _events(data: bytes, ndjson: bool) -> list[dict[str, Any]]:
     if ndjson:
         return [orjson.loads(line) for line in data.split(b"\n") if line.strip()]
-    return [orjson.loads(e[6:]) for e in data.split(b"\n\n") if e.startswith(b"data: {")]
+    return [orjson.loads(e[e.index(b"data: {") + 6:]) for e in data.split(b"\n\n") if b"data: {" in e]
 
 
 def _text(event: dict[str, Any]) -> str:
-    """The generated text an event carries, in any of the three shapes."""
+    """The generated text an event carries, in any of the shapes (typed events: Anthropic's, Responses')."""
+    kind = event.get("type")
+    if kind == "content_block_delta":
+        return str(event["delta"].get("text") or "")
+    if kind == "response.output_text.delta":
+        return str(event.get("delta") or "")
+    if kind:
+        return ""
     if "choices" in event:
         return "".join((c.get("delta") or {}).get("content") or "" for c in event["choices"])
     if "message" in event:
@@ -92,8 +110,11 @@ def _text(event: dict[str, Any]) -> str:
 
 
 def _tokens(event: dict[str, Any]) -> int:
-    """Tokens generated, from a final event (engine timings, or Ollama's eval_count)."""
-    return int(event.get("eval_count") or (event.get("timings") or {}).get("predicted_n") or 0)
+    """Tokens generated, from a final event (engine timings, Ollama's eval_count, Anthropic's / Responses'
+    output_tokens)."""
+    usage = event.get("usage") or (event.get("response") or {}).get("usage") or {}
+    return int(event.get("eval_count") or (event.get("timings") or {}).get("predicted_n")
+               or usage.get("output_tokens") or 0)
 
 
 async def streamed(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes,

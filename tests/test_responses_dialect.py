@@ -30,3 +30,30 @@ def test_the_completed_event_carries_the_response() -> None:
     assert openai_responses.completed(done) == {"id": "resp_1"}
     assert openai_responses.completed(b'{"type":"response.output_text.delta","delta":"x"}') is None
     assert typed_sse_event(done).startswith(b"event: response.completed\ndata: {")
+
+
+def test_required_function_call_as_openai_chat_and_back() -> None:
+    req = openai_responses.ResponsesRequest.model_validate({
+        "input": [{"type": "function_call_output", "call_id": "call_1", "output": "Sunny"}], "instructions": "Brief.",
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}], "tool_choice": "required",
+        "max_output_tokens": 20})
+    history = [{"role": "user", "content": "Weather?"},
+               {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"}]
+    choice = openai_responses.required_tool_choice(req)
+    assert choice == "required"
+    chat = orjson.loads(openai_responses.as_openai_chat(req, choice, history))
+    assert [m["role"] for m in chat["messages"]] == ["system", "user", "assistant", "tool"]
+    assert chat["messages"][3] == {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"}
+    assert chat["tools"] == [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    assert chat["max_tokens"] == 20 and chat["tool_choice"] == "required"
+    answer = orjson.dumps({"model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 2}, "choices": [
+        {"message": {"content": None,
+                     "tool_calls": [{"id": "call_9", "function": {"name": "f", "arguments": "{}"}}]}}]})
+    response = orjson.loads(openai_responses.from_openai_chat(answer))
+    assert response["output"][0]["type"] == "function_call" and response["output"][0]["call_id"] == "call_9"
+    assert response["usage"] == {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
+    kinds = [e.split(b"\n")[0][7:].decode() for e in openai_responses.as_stream(orjson.dumps(response)).split(b"\n\n")
+             if e]
+    assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                     "response.output_item.done", "response.completed"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -55,3 +57,25 @@ def test_previous_response_id_continues_the_conversation(sdk: openai.OpenAI, gat
 def test_invalid_response_request_is_400(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError):
         sdk.responses.create(model=MODEL, input=[], max_output_tokens=4)
+
+
+WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_required_function_call(sdk: openai.OpenAI, stream: bool) -> None:
+    args = {"model": MODEL, "input": "What is the weather in Paris?", "tools": [WEATHER], "max_output_tokens": 60,
+            "tool_choice": {"type": "function", "name": "get_weather"}}
+    if stream:
+        events = list(sdk.responses.create(stream=True, **args))  # type: ignore[call-overload]
+        assert "response.function_call_arguments.delta" in [e.type for e in events]
+        out = events[-1].response
+    else:
+        out = sdk.responses.create(**args)  # type: ignore[call-overload]
+    call = out.output[-1]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert "city" in json.loads(call.arguments)
+    follow = sdk.responses.create(model=MODEL, previous_response_id=out.id, max_output_tokens=8, input=[
+        {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 21 C"}])
+    assert follow.status == "completed"

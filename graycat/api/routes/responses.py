@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import require_token
-from graycat.api.dialects import JobSpec, llamacpp, openai_responses, typed_sse_event
+from graycat.api.dialects import JobSpec, llamacpp, openai, openai_responses, openai_tools, typed_sse_event
 from graycat.api.errors import ApiError
 from graycat.api.relay import run_job
 from graycat.api.sessions import Session
@@ -34,14 +35,36 @@ async def responses(request: Request, body: openai_responses.ResponsesRequest) -
         if isinstance(response.get("id"), str):
             Session.named(request, response["id"]).keep([*conversation, *openai_responses.output_items(response)])
 
+    def reshape(raw: bytes) -> bytes:
+        keep(orjson.loads(raw))
+        return raw
+
+    try:
+        choice = openai_responses.required_tool_choice(body)
+        if choice is not None:
+            chat = openai_responses.as_openai_chat(body, choice, history)
+            chat_request = openai.ChatCompletionRequest.model_validate_json(chat)
+            tools = openai_tools.forced_tools(chat_request)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), code="invalid_request", param="tool_choice") from None
+    if choice is not None:
+        if not tools:
+            raise ApiError(400, "tool_choice requires a function tool in tools", code="invalid_request",
+                           param="tools")
+        answer = await run_job(request, replace(openai.chat_job(chat_request), stream=False), kind="llm",
+                               body=openai_tools.constrained_body(chat, tools), render_chunk=llamacpp.sse_event,
+                               render_failure=openai_responses.stream_error, reshape=lambda raw: reshape(
+                                   openai_responses.from_openai_chat(openai_tools.tool_call_answer(raw))))
+        if not body.stream or answer.status_code != 200:
+            return answer
+        job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
+        return Response(openai_responses.as_stream(bytes(answer.body)), headers=job_headers,
+                        media_type="text/event-stream")
+
     def render(payload: bytes) -> bytes:
         if (done := openai_responses.completed(payload)) is not None:
             keep(done)
         return typed_sse_event(payload)
-
-    def reshape(raw: bytes) -> bytes:
-        keep(orjson.loads(raw))
-        return raw
 
     return await run_job(request, spec, kind="llm", body=engine_body, render_chunk=render, reshape=reshape,
                          render_failure=openai_responses.stream_error)

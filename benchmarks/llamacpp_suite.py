@@ -1,0 +1,109 @@
+"""llama.cpp's own server test suite, run against the engine called directly and through the gateway in
+front of the same engine, side by side.
+
+    .venv/bin/python -m benchmarks.llamacpp_suite PATH/llama.cpp/tools/server/tests [unit/test_x.py ...] [-k EXPR]
+
+PATH is a local copy of llama.cpp's `tools/server/tests` (another project's code: it stays out of this
+repository), best of the version the worker embeds (xllamacpp's llama.cpp). It needs the suite's own
+requirements (requests, wget, openai...). The suite runs in its external-server mode (DEBUG_EXTERNAL=1,
+PORT): each test's server start and stop do nothing and its requests go to the running server, the engine
+(SmolLM2, not the suite's own tiny models, so tests of exact outputs fail on both sides alike) or the
+gateway, whose token benchmarks/llamacpp_suite_plugin.py adds to the suite's requests.
+
+Prints per test file the tests passing on each side, then every test that passes direct and fails through
+the gateway, with the first line of its failure; docs/clients.md names the deliberate differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlparse
+
+from benchmarks.gateway_overhead import TOKEN, deployment
+
+ROOT = Path(__file__).resolve().parent.parent
+Outcomes = dict[str, tuple[str, str]]  # test id -> (passed | failed | skipped, first line of the failure)
+
+
+def run_suite(suite: Path, url: str, token: str | None, files: list[str], keyword: str | None) -> Outcomes:
+    """Each test's outcome against the server at `url`."""
+    env = {**os.environ, "DEBUG_EXTERNAL": "1", "PORT": str(urlparse(url).port),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("GRAYCAT_SUITE_TOKEN", None)
+    if token:
+        env["GRAYCAT_SUITE_TOKEN"] = token
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.xml"
+        args = [sys.executable, "-m", "pytest", "-p", "benchmarks.llamacpp_suite_plugin", "-q",
+                "-p", "no:cacheprovider", f"--junitxml={report}", *(files or ["unit"]),
+                *(["-k", keyword] if keyword else [])]
+        subprocess.run(args, cwd=suite, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        return parse(report) if report.exists() else {}
+
+
+def parse(report: Path) -> Outcomes:
+    outcomes: Outcomes = {}
+    for case in ET.parse(report).iter("testcase"):
+        test = f"{case.get('classname', '')}::{case.get('name', '')}"
+        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if problem is not None:
+            message = (problem.get("message") or problem.text or "").strip().splitlines()
+            outcomes[test] = ("failed", message[0][:160] if message else "")
+        elif case.find("skipped") is not None:
+            outcomes[test] = ("skipped", "")
+        else:
+            outcomes[test] = ("passed", "")
+    return outcomes
+
+
+def table(direct: Outcomes, gateway: Outcomes) -> str:
+    per_file: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    lost: list[str] = []
+    for test in sorted(direct.keys() | gateway.keys()):
+        row = per_file[test.split("::")[0]]
+        d, g = direct.get(test, ("missing", ""))[0], gateway.get(test, ("missing", ""))
+        row[0] += 1
+        row[1] += d == "passed"
+        row[2] += g[0] == "passed"
+        if d == "passed" and g[0] != "passed":
+            row[3] += 1
+            lost.append(f"- {test}: {g[1] or g[0]}")
+    lines = ["| test file | tests | pass direct | pass through gateway | pass direct, fail gateway |",
+             "|---|---:|---:|---:|---:|"]
+    totals = [0, 0, 0, 0]
+    for name, row in sorted(per_file.items()):
+        lines.append(f"| {name} | " + " | ".join(map(str, row)) + " |")
+        totals = [a + b for a, b in zip(totals, row, strict=True)]
+    lines.append("| **all** | " + " | ".join(f"**{t}**" for t in totals) + " |")
+    if lost:
+        lines += ["", "Pass direct, fail through the gateway:", *lost]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.llamacpp_suite", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("suite", type=Path, help="a local copy of llama.cpp's tools/server/tests")
+    parser.add_argument("files", nargs="*", help="test files or ids, relative to the suite (default: unit)")
+    parser.add_argument("-k", dest="keyword", help="pytest -k expression")
+    parser.add_argument("--slots", type=int, default=2, help="engine slots (default 2)")
+    args = parser.parse_args()
+    if not (args.suite / "utils.py").is_file():
+        parser.error(f"{args.suite} is not llama.cpp's tools/server/tests (no utils.py)")
+    with deployment(slots=args.slots) as d:
+        print("running the suite against the engine", file=sys.stderr)
+        direct = run_suite(args.suite.resolve(), d.engine_url, None, args.files, args.keyword)
+        print("running the suite through the gateway", file=sys.stderr)
+        gateway = run_suite(args.suite.resolve(), d.gateway_url, TOKEN, args.files, args.keyword)
+    print(table(direct, gateway))
+
+
+if __name__ == "__main__":
+    main()
