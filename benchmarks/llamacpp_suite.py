@@ -8,7 +8,8 @@ repository), best of the version the worker embeds (xllamacpp's llama.cpp). It n
 requirements (requests, wget, openai...). The suite runs in its external-server mode (DEBUG_EXTERNAL=1,
 PORT): each test's server start and stop do nothing and its requests go to the running server, the engine
 (SmolLM2, not the suite's own tiny models, so tests of exact outputs fail on both sides alike) or the
-gateway, whose token benchmarks/llamacpp_suite_plugin.py adds to the suite's requests.
+gateway (MODEL_ALIASES=*=default: any model name, as a single-model llama-server takes), whose token
+benchmarks/llamacpp_suite_plugin.py adds to the suite's requests.
 
 Prints per test file the tests passing on each side, then every test that passes direct and fails through
 the gateway, with the first line of its failure; docs/clients.md names the deliberate differences.
@@ -97,6 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.suite / "utils.py").is_file():
         parser.error(f"{args.suite} is not llama.cpp's tools/server/tests (no utils.py)")
+    os.environ["MODEL_ALIASES"] = "*=default"  # the gateway takes any model name, as a single-model llama-server
     with deployment(slots=args.slots) as d:
         print("running the suite against the engine", file=sys.stderr)
         direct = run_suite(args.suite.resolve(), d.engine_url, None, args.files, args.keyword)

@@ -5,10 +5,11 @@ carry no key of their own (the suite's tests of wrong keys keep theirs); the Ope
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 import requests
 
@@ -22,7 +23,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not token:
         return
     plain = requests.Session.request
-    sdk_send = httpx.Client.send
 
     def request(self: requests.Session, method: str, url: str, **kw: Any) -> requests.Response:
         headers = {k: v for k, v in (kw.get("headers") or {}).items() if v is not None}
@@ -31,12 +31,20 @@ def pytest_configure(config: pytest.Config) -> None:
         kw["headers"] = headers
         return plain(self, method, url, **kw)
 
-    def send(self: httpx.Client, req: httpx.Request, **kw: Any) -> httpx.Response:
+    requests.Session.request = request  # type: ignore[method-assign,assignment]
+    for name in ("httpx", "httpx2"):  # the SDKs' HTTP clients (newer openai SDKs use httpx2)
+        try:
+            client = importlib.import_module(name).Client
+        except ImportError:
+            continue
+        client.send = _with_token(client.send, token)
+
+
+def _with_token(send: Callable[..., Any], token: str) -> Callable[..., Any]:
+    def with_token(self: Any, req: Any, **kw: Any) -> Any:
         if "x-api-key" in req.headers:
             req.headers["x-api-key"] = token
         else:
             req.headers["authorization"] = _bearer(token)
-        return sdk_send(self, req, **kw)
-
-    requests.Session.request = request  # type: ignore[method-assign,assignment]
-    httpx.Client.send = send  # type: ignore[method-assign,assignment]
+        return send(self, req, **kw)
+    return with_token
