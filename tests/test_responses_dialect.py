@@ -57,3 +57,8 @@ def test_required_function_call_as_openai_chat_and_back() -> None:
     assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
                      "response.function_call_arguments.delta", "response.function_call_arguments.done",
                      "response.output_item.done", "response.completed"]
+
+
+def test_payloads_without_a_type_stay_plain_data_events() -> None:
+    assert typed_sse_event(b"[DONE]") == b"data: [DONE]\n\n"
+    assert typed_sse_event(b'{"content":"x"}') == b'data: {"content":"x"}\n\n'

@@ -54,5 +54,10 @@ def completions_each(values: Iterable[object]) -> int:
 
 def typed_sse_event(payload: bytes) -> bytes:
     """One event of a stream whose events have an `event:` line naming the `type` of their data (Anthropic's
-    and OpenAI Responses' streams)."""
-    return b"event: " + orjson.loads(payload)["type"].encode() + b"\ndata: " + payload + b"\n\n"
+    and OpenAI Responses' streams); a plain `data:` event for a payload without a type."""
+    try:
+        kind = orjson.loads(payload).get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        kind = None
+    head = b"event: " + kind.encode() + b"\n" if isinstance(kind, str) else b""
+    return head + b"data: " + payload + b"\n\n"

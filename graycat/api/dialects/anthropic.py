@@ -72,10 +72,12 @@ def required_tool_choice(req: MessagesRequest) -> dict[str, Any] | None:
     raise ValueError("tool_choice.type must be 'auto', 'any', 'tool' or 'none'")
 
 
-def _text(content: str | list[dict[str, Any]]) -> str:
+def _text(content: object) -> str:
     if isinstance(content, str):
         return content
-    return "".join(str(b.get("text", "")) for b in content if b.get("type") == "text")
+    if not isinstance(content, list):
+        return ""
+    return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text")
 
 
 def _openai_messages(req: MessagesRequest) -> list[dict[str, Any]]:
@@ -88,8 +90,7 @@ def _openai_messages(req: MessagesRequest) -> list[dict[str, Any]]:
         for block in blocks:
             if block.get("type") == "tool_result":
                 result = block.get("content", "")
-                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
-                            "content": result if isinstance(result, str) else _text(result)})
+                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": _text(result)})
         calls = [{"id": b.get("id"), "type": "function",
                   "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input", {})).decode()}}
                  for b in blocks if b.get("type") == "tool_use"]

@@ -79,8 +79,8 @@ def required_tool_choice(req: ResponsesRequest) -> str | dict[str, Any] | None:
     """OpenAI chat's `tool_choice` for a function call the client requires, or None when the model may answer
     freely (the engine then decides)."""
     extra = req.model_extra or {}
-    choice, tools = extra.get("tool_choice"), extra.get("tools") or []
-    if not tools or choice in (None, "auto", "none"):
+    choice, tools = extra.get("tool_choice"), extra.get("tools")
+    if not isinstance(tools, list) or not tools or choice in (None, "auto", "none"):
         return None
     if choice == "required":
         return "required"
@@ -112,7 +112,7 @@ def as_openai_chat(req: ResponsesRequest, tool_choice: str | dict[str, Any], his
             messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": _text(item.get("output"))})
     extra = req.model_extra or {}
     tools = [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters") if k in t}}
-             for t in extra.get("tools") or [] if t.get("type") == "function"]
+             for t in extra["tools"] if isinstance(t, dict) and t.get("type") == "function"]
     body: dict[str, Any] = {"messages": messages, "tools": tools, "tool_choice": tool_choice}
     for field, value in (("model", req.model), ("max_tokens", req.max_output_tokens), ("temperature", req.temperature),
                          ("top_p", extra.get("top_p"))):
