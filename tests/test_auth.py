@@ -18,7 +18,7 @@ from tests.conftest import TOKEN, RedisServer
 
 # /metrics is guarded by its own METRICS_TOKEN (tests/test_metrics_e2e.py), not by the API tokens;
 # /v1/images/files/... are unguessable, expiring links, as OpenAI's image URLs
-PUBLIC = {"/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+PUBLIC = {"/", "/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
           "/v1/images/files/{file_id}.png"}
 
 

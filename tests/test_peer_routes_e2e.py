@@ -85,3 +85,26 @@ def test_chat_input_tokens(gateway: Gateway, path: str) -> None:
 def test_root_says_what_this_is_without_a_token(gateway: Gateway) -> None:
     root = httpx.get(gateway.base + "/", timeout=10).json()
     assert root["name"] == "Graycat AI Server" and root["docs"] == "/docs" and root["health"] == "/health"
+
+
+def _deep_schema(levels: int) -> dict:  # type: ignore[type-arg]
+    schema: dict = {"type": "string"}  # type: ignore[type-arg]
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/messages", {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}],
+                      "tools": [{"name": "f", "input_schema": _deep_schema(300)}]}),
+    ("/v1/responses", {"model": MODEL, "input": "hi", "tools": [{"type": "function", "name": "f",
+                                                                 "parameters": _deep_schema(300)}]}),
+    ("/v1/responses", {"model": MODEL, "input": "hi",
+                       "text": {"format": {"type": "json_schema", "name": "x", "schema": _deep_schema(300)}}}),
+])
+def test_schemas_of_anthropic_and_responses_requests_are_bounded(gateway: Gateway, path: str,
+                                                                 body: dict) -> None:  # type: ignore[type-arg]
+    with gateway.client() as http:
+        resp = http.post(path, json=body)
+    assert resp.status_code == 400, resp.text
+    assert "MAX_SCHEMA_DEPTH" in resp.text

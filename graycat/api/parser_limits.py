@@ -36,14 +36,18 @@ class TooComplex(BadField):
 
 def check_request(request: Request, body: BaseModel) -> None:
     """400 when the request's grammar, schemas or patterns are over the limits in the app's settings."""
-    settings = request.app.state.settings
-    limits = ParserLimits(settings.max_grammar_bytes, settings.max_grammar_depth, settings.max_schema_bytes,
-                          settings.max_schema_depth)
     fields = dict(body.model_extra or {})
     for name in ("tools", "format"):  # declared fields of some dialects
         if (value := getattr(body, name, None)) is not None:
             fields[name] = value
-    check_fields(fields, limits)
+    check_engine_fields(request, fields)
+
+
+def check_engine_fields(request: Request, fields: Mapping[str, Any]) -> None:
+    """check_fields with the limits in the app's settings."""
+    settings = request.app.state.settings
+    check_fields(fields, ParserLimits(settings.max_grammar_bytes, settings.max_grammar_depth,
+                                      settings.max_schema_bytes, settings.max_schema_depth))
 
 
 def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:

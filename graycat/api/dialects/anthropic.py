@@ -50,6 +50,12 @@ class MessagesRequest(CountTokensRequest):
     tool_choice: dict[str, Any] | None = None
 
 
+def parser_fields(req: CountTokensRequest) -> dict[str, Any]:
+    """What of the request reaches llama.cpp's parsers, in the shape parser_limits reads: the tools' schemas."""
+    return {**(req.model_extra or {}),
+            "tools": [{"function": {"parameters": t.input_schema}} for t in req.tools or []]}
+
+
 def messages_job(req: MessagesRequest) -> JobSpec:
     return JobSpec("/v1/messages", req.stream, req.model, req.max_tokens, is_deterministic(None, req.temperature))
 

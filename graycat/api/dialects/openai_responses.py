@@ -30,6 +30,19 @@ class ResponsesRequest(BaseModel):
     temperature: float | None = Field(None, ge=0)
 
 
+def parser_fields(req: ResponsesRequest) -> dict[str, Any]:
+    """What of the request reaches llama.cpp's parsers, in the shape parser_limits reads: the function tools'
+    parameters and the `text.format` schema."""
+    fields = dict(req.model_extra or {})
+    tools = fields.get("tools")
+    fields["tools"] = [{"function": {"parameters": t["parameters"]}} for t in tools if isinstance(t, dict)
+                       and "parameters" in t] if isinstance(tools, list) else []
+    text = fields.get("text")
+    if isinstance(text, dict) and isinstance(fmt := text.get("format"), dict) and "schema" in fmt:
+        fields.setdefault("response_format", {"schema": fmt["schema"]})
+    return fields
+
+
 def responses_job(req: ResponsesRequest) -> JobSpec:
     return JobSpec("/v1/responses", req.stream, req.model, req.max_output_tokens,
                    is_deterministic(None, req.temperature))

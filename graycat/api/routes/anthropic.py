@@ -5,16 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.auth import TokenFirstRoute, require_token
 from graycat.api.dialects import anthropic, llamacpp, openai, openai_tools
 from graycat.api.errors import ApiError
+from graycat.api.parser_limits import check_engine_fields
 from graycat.api.relay import run_job
 
-router = APIRouter(prefix="/v1/messages", tags=["Anthropic"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/v1/messages", tags=["Anthropic"], dependencies=[Depends(require_token)],
+                   route_class=TokenFirstRoute)
 
 
 @router.post("", summary="Create a message (Anthropic Messages API; SSE events when stream is true)")
 async def messages(request: Request, body: anthropic.MessagesRequest) -> Response:
+    check_engine_fields(request, anthropic.parser_fields(body))
     spec = anthropic.messages_job(body)
     try:
         choice = anthropic.required_tool_choice(body)
@@ -39,5 +42,6 @@ async def messages(request: Request, body: anthropic.MessagesRequest) -> Respons
 
 @router.post("/count_tokens", summary="Count the input tokens of a message (Anthropic)")
 async def count_tokens(request: Request, body: anthropic.CountTokensRequest) -> Response:
+    check_engine_fields(request, anthropic.parser_fields(body))
     return await run_job(request, anthropic.count_tokens_job(body), kind="llm", render_chunk=anthropic.sse_event,
                          render_failure=anthropic.stream_error)

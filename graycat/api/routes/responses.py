@@ -9,18 +9,21 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.auth import TokenFirstRoute, require_token
 from graycat.api.dialects import JobSpec, llamacpp, openai, openai_responses, openai_tools, typed_sse_event
 from graycat.api.errors import ApiError
+from graycat.api.parser_limits import check_engine_fields
 from graycat.api.relay import run_job
 from graycat.api.sessions import Session
 
-router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_token)])
+router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_token)],
+                   route_class=TokenFirstRoute)
 
 
 @router.post("/v1/responses", summary="Create a response (OpenAI Responses API; previous_response_id continues one)")
 @router.post("/responses", include_in_schema=False)
 async def responses(request: Request, body: openai_responses.ResponsesRequest) -> Response:
+    check_engine_fields(request, openai_responses.parser_fields(body))
     spec = openai_responses.responses_job(body)
     history: list[dict[str, Any]] = []
     if body.previous_response_id:
@@ -73,5 +76,6 @@ async def responses(request: Request, body: openai_responses.ResponsesRequest) -
 @router.post("/v1/responses/input_tokens", summary="Count the input tokens of a response request (llama.cpp)")
 @router.post("/responses/input_tokens", include_in_schema=False)
 async def input_tokens(request: Request, body: openai_responses.ResponsesRequest) -> Response:
+    check_engine_fields(request, openai_responses.parser_fields(body))
     return await run_job(request, JobSpec("/v1/responses/input_tokens", False, body.model, None), kind="llm",
                          render_chunk=llamacpp.sse_event, render_failure=openai_responses.stream_error)
