@@ -30,8 +30,7 @@ class JobState(StrEnum):
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED})
 # The engine endpoints that generate text; the gateway caps their tokens (n_predict) for a token with a quota.
-TEXT_GENERATION = frozenset({"/completion", "/v1/completions", "/v1/chat/completions", "/v1/messages",
-                             "/v1/responses"})
+TEXT_GENERATION = frozenset({"/completion", "/v1/completions", "/v1/chat/completions", "/v1/responses"})
 _CAP_FIELDS = ("n_predict", "max_completion_tokens", "max_tokens", "max_output_tokens")  # llama.cpp's order
 
 

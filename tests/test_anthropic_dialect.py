@@ -15,29 +15,60 @@ def _req(**fields: object) -> anthropic.MessagesRequest:
         {"role": "user", "content": "Weather?"}], **fields})
 
 
-def test_required_tool_choice() -> None:
-    assert anthropic.required_tool_choice(_req(tools=[TOOL])) is None
-    assert anthropic.required_tool_choice(_req(tools=[TOOL], tool_choice={"type": "any"})) == {"required": True}
-    named = anthropic.required_tool_choice(_req(tools=[TOOL], tool_choice={"type": "tool", "name": "get_weather"}))
-    assert named == {"type": "function", "function": {"name": "get_weather"}}
+def test_tool_choice() -> None:
+    assert anthropic.tool_choice(_req(tools=[TOOL])) is None
+    assert anthropic.tool_choice(_req(tools=[TOOL], tool_choice={"type": "auto"})) == "auto"
+    assert anthropic.tool_choice(_req(tools=[TOOL], tool_choice={"type": "any"})) == "required"
+    named = anthropic.tool_choice(_req(tools=[TOOL], tool_choice={"type": "tool", "name": "get_weather"}))
+    assert named == {"type": "function", "function": {"name": "get_weather"}} and anthropic.required(named)
+    assert not anthropic.required("auto")
     with pytest.raises(ValueError, match="not among the tools"):
-        anthropic.required_tool_choice(_req(tools=[TOOL], tool_choice={"type": "tool", "name": "nope"}))
+        anthropic.tool_choice(_req(tools=[TOOL], tool_choice={"type": "tool", "name": "nope"}))
 
 
 def test_conversation_with_tool_use_and_result_as_openai_chat() -> None:
     req = _req(system=[{"type": "text", "text": "Be brief."}], tools=[TOOL], tool_choice={"type": "any"},
-               temperature=0, stop_sequences=["\n"], messages=[
+               temperature=0, stop_sequences=["\n"], stream=True, ignore_eos=True, metadata={"user_id": "u"},
+               messages=[
                    {"role": "user", "content": "Weather in Paris?"},
                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather",
                                                       "input": {"city": "Paris"}}]},
                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "Sunny"}]}])
-    chat = orjson.loads(anthropic.as_openai_chat(req, {"required": True}))
+    chat = orjson.loads(anthropic.as_openai_chat(req, "required"))
     assert [m["role"] for m in chat["messages"]] == ["system", "user", "assistant", "tool"]
     assert chat["messages"][0]["content"] == "Be brief."
     assert chat["messages"][2]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
     assert chat["messages"][3] == {"role": "tool", "tool_call_id": "t1", "content": "Sunny"}
     assert chat["tool_choice"] == "required" and chat["tools"][0]["function"]["parameters"] == TOOL["input_schema"]
     assert chat["temperature"] == 0 and chat["stop"] == ["\n"] and chat["max_tokens"] == 16
+    assert chat["stream"] is True and chat["stream_options"] == {"include_usage": True}
+    assert chat["ignore_eos"] is True and "metadata" not in chat and "stop_sequences" not in chat
+
+
+def _chunk(**fields: object) -> bytes:
+    return orjson.dumps({"id": "chatcmpl-1", "model": "m", **fields})
+
+
+def test_chat_stream_as_anthropic_events() -> None:
+    render = anthropic.ChatStream()
+    out = b"".join(render(c) for c in [
+        _chunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": None}}]),
+        _chunk(choices=[{"index": 0, "delta": {"content": "Let me"}}]),
+        _chunk(choices=[{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                               "function": {"name": "f", "arguments": '{"a"'}}]}}]),
+        _chunk(choices=[{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}}]),
+        _chunk(choices=[{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]),
+        _chunk(choices=[], usage={"prompt_tokens": 7, "completion_tokens": 5}),
+        b"[DONE]"])
+    events = [orjson.loads(e.split(b"\ndata: ")[1]) for e in out.split(b"\n\n") if e]
+    assert [e["type"] for e in events] == [
+        "message_start", "content_block_start", "content_block_delta", "content_block_stop", "content_block_start",
+        "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+    assert events[0]["message"]["id"] == "msg_1" and events[2]["delta"] == {"type": "text_delta", "text": "Let me"}
+    assert events[4]["content_block"] == {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}
+    assert events[4]["index"] == 1 and events[6]["delta"] == {"type": "input_json_delta", "partial_json": ":1}"}
+    assert events[8]["delta"]["stop_reason"] == "tool_use"
+    assert events[8]["usage"] == {"input_tokens": 7, "output_tokens": 5}
 
 
 def test_openai_tool_call_answer_as_message_and_stream() -> None:
@@ -57,6 +88,5 @@ def test_openai_tool_call_answer_as_message_and_stream() -> None:
     assert delta == {"type": "input_json_delta", "partial_json": '{"city":"Paris"}'}
 
 
-def test_engine_events_get_their_event_line() -> None:
-    assert anthropic.sse_event(b'{"type":"ping"}') == b'event: ping\ndata: {"type":"ping"}\n\n'
+def test_a_failed_stream_ends_with_an_error_event() -> None:
     assert anthropic.stream_error(503, "busy").startswith(b"event: error\ndata: ")

@@ -73,18 +73,13 @@ def test_prompts_are_counted_as_llama_cpp_reads_them() -> None:
                                       [{"prompt_string": "a"}, "b"])] == [1, 1, 1, 1, 2, 3, 2]
 
 
-def test_anthropic_and_responses_answers_and_streams_are_counted() -> None:
-    answer = orjson.dumps({"type": "message", "usage": {"input_tokens": 9, "output_tokens": 4}})
-    assert meter("/v1/messages").usage(200, answer, JobState.COMPLETED, True) == Usage(9, 4)
-    m = meter("/v1/messages")
-    m.feed(orjson.dumps({"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 0}}}))
-    for _ in range(3):
-        m.feed(orjson.dumps({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}}))
-    assert m.usage(499, b"", JobState.CANCELLED, True) == Usage(9, 3)
-    m.feed(orjson.dumps({"type": "message_delta", "delta": {}, "usage": {"output_tokens": 4}}))
-    assert m.usage(200, b"", JobState.COMPLETED, True) == Usage(9, 4)
+def test_responses_answers_and_streams_are_counted() -> None:
+    answer = orjson.dumps({"object": "response", "usage": {"input_tokens": 9, "output_tokens": 4}})
+    assert meter("/v1/responses").usage(200, answer, JobState.COMPLETED, True) == Usage(9, 4)
     r = meter("/v1/responses")
-    r.feed(orjson.dumps({"type": "response.output_text.delta", "delta": "x"}))
+    for _ in range(3):
+        r.feed(orjson.dumps({"type": "response.output_text.delta", "delta": "x"}))
+    assert r.usage(499, b"", JobState.CANCELLED, True) == Usage(0, 3)
     r.feed(orjson.dumps({"type": "response.completed", "response": {"usage": {"input_tokens": 5, "output_tokens": 2,
                                                                              "total_tokens": 7}}}))
     assert r.usage(200, b"", JobState.COMPLETED, True) == Usage(5, 2)

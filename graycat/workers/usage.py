@@ -28,7 +28,7 @@ class Meter:
             return
         if not isinstance(data, dict):
             return
-        if isinstance(data.get("type"), str):
+        if isinstance(data.get("type"), str):  # OpenAI Responses' events
             self._typed_event(data)
             return
         choices = data.get("choices")
@@ -52,15 +52,11 @@ class Meter:
             self._made[index], self._read[index] = found.completion_tokens, found.prompt_tokens
 
     def _typed_event(self, data: dict[str, Any]) -> None:
-        """Anthropic's and OpenAI Responses' events: a token per text delta, until the final figures
-        (input tokens in message_start / response.completed, output tokens in message_delta / response.completed)."""
-        inner = data.get("message") or data.get("response")
-        usage = data.get("usage") or (inner.get("usage") if isinstance(inner, dict) else None)
-        if isinstance(usage, dict):
-            if read := _int(usage.get("input_tokens")):
-                self._read[0] = read
-            if data["type"] in _FINAL_EVENTS:
-                self._made[0] = _int(usage.get("output_tokens"))
+        """OpenAI Responses' events: a token per delta, until the figures of response.completed."""
+        response = data.get("response")
+        usage = response.get("usage") if isinstance(response, dict) else None
+        if data["type"] == "response.completed" and isinstance(usage, dict):
+            self._read[0], self._made[0] = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
         elif data["type"] in _DELTA_EVENTS:
             self._made[0] = self._made.get(0, 0) + 1
 
@@ -117,14 +113,12 @@ class Meter:
         return max(1, _int(params.get("batch_size"), 1)) if isinstance(params, dict) else 1
 
 
-_FINAL_EVENTS = frozenset({"message_delta", "response.completed"})
-_DELTA_EVENTS = frozenset({"content_block_delta", "response.output_text.delta",
-                           "response.function_call_arguments.delta"})
+_DELTA_EVENTS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta"})
 
 
 def _usage(data: dict[str, Any]) -> Usage | None:
     """Token counts of one answer or chunk, None when it has none."""
-    if isinstance(usage := data.get("usage"), dict) and "output_tokens" in usage:  # Anthropic's, Responses'
+    if isinstance(usage := data.get("usage"), dict) and "output_tokens" in usage:  # a Response's
         return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
     if isinstance(usage := data.get("usage"), dict) and "completion_tokens" in usage:
         return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))

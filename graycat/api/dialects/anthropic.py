@@ -1,7 +1,8 @@
-"""Anthropic's Messages API. llama.cpp's server speaks it (`/v1/messages`, `/v1/messages/count_tokens`), so
-bodies are checked here and passed through; its stream events are told with their `event:` lines. A tool use
-the client requires (`tool_choice` any / tool) runs as the OpenAI dialect's constrained tool call
-(openai_tools.py), translated here both ways, so any model answers it with a `tool_use` block."""
+"""Anthropic's Messages API, translated to and from an OpenAI chat completion on the engine (the way llama.cpp's
+own `/v1/messages` works, but where the worker controls the engine's slots and prompt cache: llama.cpp's
+Anthropic route ignores `cache_prompt`). `/v1/messages/count_tokens` is the engine's own. A tool use the client
+requires (`tool_choice` any / tool) runs as the OpenAI dialect's constrained tool call (openai_tools.py), so
+any model answers it with a `tool_use` block."""
 
 from __future__ import annotations
 
@@ -57,25 +58,35 @@ def parser_fields(req: CountTokensRequest) -> dict[str, Any]:
 
 
 def messages_job(req: MessagesRequest) -> JobSpec:
-    return JobSpec("/v1/messages", req.stream, req.model, req.max_tokens, is_deterministic(None, req.temperature))
+    """The job: an OpenAI chat completion on the engine (see as_openai_chat)."""
+    return JobSpec("/v1/chat/completions", req.stream, req.model, req.max_tokens,
+                   is_deterministic(None, req.temperature))
 
 
 def count_tokens_job(req: CountTokensRequest) -> JobSpec:
     return JobSpec("/v1/messages/count_tokens", False, req.model, None)
 
 
-def required_tool_choice(req: MessagesRequest) -> dict[str, Any] | None:
-    """OpenAI's `tool_choice` for a tool use the client requires, or None when the model may answer freely."""
+def tool_choice(req: MessagesRequest) -> str | dict[str, Any] | None:
+    """OpenAI chat's `tool_choice` for Anthropic's (None: the engine's default)."""
     choice = req.tool_choice or {}
-    if not req.tools or choice.get("type") in (None, "auto", "none"):
+    kind = choice.get("type")
+    if not req.tools or kind is None:
         return None
-    if choice["type"] == "any":
-        return {"required": True}
-    if choice["type"] == "tool":
+    if kind in ("auto", "none"):
+        return str(kind)
+    if kind == "any":
+        return "required"
+    if kind == "tool":
         if not any(t.name == choice.get("name") for t in req.tools):
             raise ValueError(f"tool_choice names '{choice.get('name')}', which is not among the tools")
         return {"type": "function", "function": {"name": choice["name"]}}
     raise ValueError("tool_choice.type must be 'auto', 'any', 'tool' or 'none'")
+
+
+def required(choice: str | dict[str, Any] | None) -> bool:
+    """Whether a tool call is required: it then runs constrained (openai_tools.py)."""
+    return choice == "required" or isinstance(choice, dict)
 
 
 def _text(content: object) -> str:
@@ -95,8 +106,8 @@ def _openai_messages(req: MessagesRequest) -> list[dict[str, Any]]:
         blocks = [{"type": "text", "text": message.content}] if isinstance(message.content, str) else message.content
         for block in blocks:
             if block.get("type") == "tool_result":
-                result = block.get("content", "")
-                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": _text(result)})
+                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
+                            "content": _text(block.get("content", ""))})
         calls = [{"id": b.get("id"), "type": "function",
                   "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input", {})).decode()}}
                  for b in blocks if b.get("type") == "tool_use"]
@@ -108,21 +119,27 @@ def _openai_messages(req: MessagesRequest) -> list[dict[str, Any]]:
     return out
 
 
-def as_openai_chat(req: MessagesRequest, tool_choice: dict[str, Any]) -> bytes:
-    """The OpenAI chat request (non-streamed) that openai_tools constrains to one call of the tools."""
-    body: dict[str, Any] = {"messages": _openai_messages(req), "max_tokens": req.max_tokens,
-                            "tools": [{"type": "function", "function": {
-                                "name": t.name, "description": t.description or "", "parameters": t.input_schema}}
-                                for t in req.tools or []],
-                            "tool_choice": "required" if tool_choice.get("required") else tool_choice}
+_ANTHROPIC_ONLY = frozenset({"metadata", "stop_sequences", "thinking", "service_tier", "container", "mcp_servers"})
+
+
+def as_openai_chat(req: MessagesRequest, choice: str | dict[str, Any] | None) -> bytes:
+    """The OpenAI chat request the engine runs. Fields llama.cpp reads that Anthropic has not (`ignore_eos`,
+    `n_probs`...) go along; a stream asks for the usage figures at its end."""
+    extra = {k: v for k, v in (req.model_extra or {}).items() if k not in _ANTHROPIC_ONLY}
+    body: dict[str, Any] = {**extra, "messages": _openai_messages(req), "max_tokens": req.max_tokens}
+    if req.tools:
+        body["tools"] = [{"type": "function", "function": {
+            "name": t.name, "description": t.description or "", "parameters": t.input_schema}} for t in req.tools]
+    if choice is not None:
+        body["tool_choice"] = choice
     if req.model:
         body["model"] = req.model
-    extra = req.model_extra or {}
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
-                         ("stop_sequences", "stop")):
-        value = req.temperature if ours == "temperature" else extra.get(ours)
-        if value is not None:
-            body[theirs] = value
+    if req.temperature is not None:
+        body["temperature"] = req.temperature
+    if (stop := (req.model_extra or {}).get("stop_sequences")) is not None:
+        body["stop"] = stop
+    if req.stream:
+        body["stream"], body["stream_options"] = True, {"include_usage": True}
     return orjson.dumps(body)
 
 
@@ -150,6 +167,75 @@ def from_openai_chat(answer: bytes) -> bytes:
 
 def _event(data: dict[str, Any]) -> bytes:
     return sse_event(orjson.dumps(data))
+
+
+class ChatStream:
+    """Renders the engine's OpenAI chat stream as Anthropic's events, chunk by chunk: text and tool calls each
+    in their content block, the stop reason and usage at the end."""
+
+    def __init__(self) -> None:
+        self._started = self._done = False
+        self._block = -1  # index of the current content block
+        self._open: str | None = None  # its kind while open: "text" or "tool_use"
+        self._tools: dict[int, int] = {}  # OpenAI tool call index -> content block index
+        self._stop = "end_turn"
+
+    def __call__(self, payload: bytes) -> bytes:
+        if payload == b"[DONE]":
+            return b"" if self._done else self._finish({})
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return b""
+        if not isinstance(chunk, dict):
+            return b""
+        out: list[bytes] = []
+        if not self._started:
+            self._started = True
+            out.append(_event({"type": "message_start", "message": {
+                "id": "msg_" + str(chunk.get("id", uuid.uuid4().hex)).removeprefix("chatcmpl-"), "type": "message",
+                "role": "assistant", "content": [], "model": chunk.get("model", ""), "stop_reason": None,
+                "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}}))
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if text := delta.get("content"):
+                if self._open != "text":
+                    out += self._start({"type": "text", "text": ""}, "text")
+                out.append(_event({"type": "content_block_delta", "index": self._block,
+                                   "delta": {"type": "text_delta", "text": text}}))
+            for call in delta.get("tool_calls") or []:
+                fn = call.get("function") or {}
+                if (index := call.get("index", 0)) not in self._tools:
+                    out += self._start({"type": "tool_use", "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
+                                        "name": fn.get("name") or "", "input": {}}, "tool_use")
+                    self._tools[index] = self._block
+                if args := fn.get("arguments"):
+                    out.append(_event({"type": "content_block_delta", "index": self._tools[index],
+                                       "delta": {"type": "input_json_delta", "partial_json": args}}))
+            if reason := choice.get("finish_reason"):
+                self._stop = _STOP_REASONS.get(reason, "end_turn")
+        if isinstance(usage := chunk.get("usage"), dict):
+            out.append(self._finish(usage))
+        return b"".join(out)
+
+    def _start(self, block: dict[str, Any], kind: str) -> list[bytes]:
+        out = self._close()
+        self._block += 1
+        self._open = kind
+        return [*out, _event({"type": "content_block_start", "index": self._block, "content_block": block})]
+
+    def _close(self) -> list[bytes]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [_event({"type": "content_block_stop", "index": self._block})]
+
+    def _finish(self, usage: dict[str, Any]) -> bytes:
+        self._done = True
+        return b"".join([*self._close(), _event({
+            "type": "message_delta", "delta": {"stop_reason": self._stop, "stop_sequence": None},
+            "usage": {"input_tokens": int(usage.get("prompt_tokens", 0)),
+                      "output_tokens": int(usage.get("completion_tokens", 0))}}), _event({"type": "message_stop"})])
 
 
 def as_stream(answer: bytes) -> bytes:

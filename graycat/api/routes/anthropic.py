@@ -1,6 +1,8 @@
-"""Anthropic Messages API routes (`x-api-key` or Bearer)."""
+"""Anthropic Messages API routes (`x-api-key` or Bearer): messages run as OpenAI chat completions."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
@@ -18,21 +20,18 @@ router = APIRouter(prefix="/v1/messages", tags=["Anthropic"], dependencies=[Depe
 @router.post("", summary="Create a message (Anthropic Messages API; SSE events when stream is true)")
 async def messages(request: Request, body: anthropic.MessagesRequest) -> Response:
     check_engine_fields(request, anthropic.parser_fields(body))
-    spec = anthropic.messages_job(body)
     try:
-        choice = anthropic.required_tool_choice(body)
+        choice = anthropic.tool_choice(body)
     except ValueError as exc:
         raise ApiError(400, str(exc), code="invalid_request", param="tool_choice") from None
-    if choice is None:
-        return await run_job(request, spec, kind="llm", render_chunk=anthropic.sse_event,
-                             render_failure=anthropic.stream_error)
-    chat = anthropic.as_openai_chat(body, choice)
-    chat_request = openai.ChatCompletionRequest.model_validate_json(chat)
-    tools = openai_tools.forced_tools(chat_request)
+    spec, chat = anthropic.messages_job(body), anthropic.as_openai_chat(body, choice)
+    if not anthropic.required(choice):
+        return await run_job(request, spec, kind="llm", body=chat, render_chunk=anthropic.ChatStream(),
+                             render_failure=anthropic.stream_error, reshape=anthropic.from_openai_chat)
+    tools = openai_tools.forced_tools(openai.ChatCompletionRequest.model_validate_json(chat))
     assert tools is not None  # a required choice names tools that exist (checked above)
-    answer = await run_job(request, openai.chat_job(chat_request), kind="llm", render_chunk=llamacpp.sse_event,
-                           render_failure=anthropic.stream_error,
-                           body=openai_tools.constrained_body(chat, tools),
+    answer = await run_job(request, replace(spec, stream=False), kind="llm", render_chunk=llamacpp.sse_event,
+                           render_failure=anthropic.stream_error, body=openai_tools.constrained_body(chat, tools),
                            reshape=lambda raw: anthropic.from_openai_chat(openai_tools.tool_call_answer(raw)))
     if not body.stream or answer.status_code != 200:
         return answer

@@ -19,7 +19,7 @@ import orjson
 
 PromptCache = Literal["tenant", "shared", "off"]
 GENERATING = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
-                        "/v1/chat/completions", "/infill"})
+                        "/v1/chat/completions", "/infill", "/v1/responses"})
 _CHANGING = "\0changing"  # the owner of a slot being rewritten, or of unknown content: matches no token
 PREFIX_BYTES = 4096  # of a prompt, kept per slot to find the slot that already holds most of the next one
 
@@ -62,7 +62,7 @@ class TenantSlots:
             request["cache_prompt"] = False
             request.pop("id_slot", None)
             return orjson.dumps(request), None
-        prefix = orjson.dumps(request.get("messages", request.get("prompt")))[:PREFIX_BYTES]
+        prefix = orjson.dumps(request.get("messages", request.get("prompt", request.get("input"))))[:PREFIX_BYTES]
         wanted = request.get("id_slot")
         index = wanted if isinstance(wanted, int) and 0 <= wanted < len(self._slots) \
             else self._choose(owner, prefix)
