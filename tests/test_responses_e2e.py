@@ -79,3 +79,18 @@ def test_required_function_call(sdk: openai.OpenAI, stream: bool) -> None:
     follow = sdk.responses.create(model=MODEL, previous_response_id=out.id, max_output_tokens=8, input=[
         {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 21 C"}])
     assert follow.status == "completed"
+
+
+def test_a_tokens_cached_prompt_never_serves_another_token(gateway: Gateway) -> None:
+    story = "Tell me about the long history of the city of Rome, from its founding to the empire. " * 3
+    body = {"model": MODEL, "input": story, "max_output_tokens": 2}
+
+    def cached(token: str) -> int:
+        with gateway.client(token) as http:
+            resp = http.post("/v1/responses", json=body)
+        assert resp.status_code == 200, resp.text
+        return int(resp.json()["usage"]["input_tokens_details"]["cached_tokens"])
+
+    cached(TOKEN)
+    assert cached(ADMIN) == 0  # the same prompt, another token: computed again
+    assert cached(TOKEN) > 0  # its own slot still holds it
