@@ -81,7 +81,9 @@ def test_worker_relays_to_an_external_llama_server(cluster: Cluster, gateway: Ga
     worker = cluster.worker("--llama-url", url)
     name = "SmolLM2-135M-Instruct.Q4_1"  # read from the server's /props (its model file)
     info = orjson.loads(redis_server.client().hget(keys.MODELS, name))
+    props = info.pop("props")
     assert info == {"kind": "llm", "n_ctx": 512, "slots": 1, "template": "chatml", "embeddings": False}
+    assert props["model_path"] == name + ".gguf" and "params" in props["default_generation_settings"]
     with gateway.client() as http:
         resp = http.post("/completion", json={"prompt": "Hi", "n_predict": 4, "ignore_eos": True, "model": name})
         assert resp.status_code == 200 and resp.json()["tokens_predicted"] == 4
