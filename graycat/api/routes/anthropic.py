@@ -7,14 +7,15 @@ from dataclasses import replace
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.auth import require_token
 from graycat.api.dialects import anthropic, llamacpp, openai, openai_tools
 from graycat.api.errors import ApiError
+from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_engine_fields
 from graycat.api.relay import run_job
 
 router = APIRouter(prefix="/v1/messages", tags=["Anthropic"], dependencies=[Depends(require_token)],
-                   route_class=TokenFirstRoute)
+                   route_class=JsonBodyRoute)
 
 
 @router.post("", summary="Create a message (Anthropic Messages API; SSE events when stream is true)")

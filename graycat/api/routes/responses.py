@@ -9,15 +9,16 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.auth import require_token
 from graycat.api.dialects import JobSpec, llamacpp, openai, openai_responses, openai_tools, typed_sse_event
 from graycat.api.errors import ApiError
+from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_engine_fields
 from graycat.api.relay import run_job
 from graycat.api.sessions import Session
 
 router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_token)],
-                   route_class=TokenFirstRoute)
+                   route_class=JsonBodyRoute)
 
 
 @router.post("/v1/responses", summary="Create a response (OpenAI Responses API; previous_response_id continues one)")
