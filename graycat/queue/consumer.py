@@ -129,15 +129,19 @@ class Consumer:
 
     async def dead_letter(self, claimed: Claimed, deliveries: int) -> None:
         """Fail a job that was delivered too many times and keep it in the dead-letter stream."""
-        job = claimed.job
         reason = (f"job failed: the worker running it stopped during each of its {deliveries - 1} runs "
                   "(MAX_DELIVERIES); it is kept in the dead-letter registry")
+        await self.keep_dead(claimed, deliveries, reason)
+        body = orjson.dumps({"error": {"code": 500, "message": reason, "type": "server_error"}})
+        await self.finish(claimed, 500, body, JobState.FAILED, ran=False)
+
+    async def keep_dead(self, claimed: Claimed, deliveries: int, reason: str) -> None:
+        """Add a job that will not run again to the dead-letter stream, with why (the caller finishes it)."""
+        job = claimed.job
         fields: dict[Any, Any] = {**job.to_fields(), "pool": claimed.pool, "deliveries": deliveries,
                                   "reason": reason, "at": repr(time.time())}
         await self.redis.xadd(keys.DEAD, fields, maxlen=10000, approximate=True)
         await self.redis.hincrby(keys.pool_stats(job.kind, job.model), "dead_lettered", 1)
-        body = orjson.dumps({"error": {"code": 500, "message": reason, "type": "server_error"}})
-        await self.finish(claimed, 500, body, JobState.FAILED, ran=False)
 
     async def heartbeat(self, info: dict[str, Any], ttl: float, held: list[Claimed],
                         models: dict[str, dict[str, Any]], *, loading: bool = False) -> list[Claimed]:

@@ -31,7 +31,7 @@ local n = tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], unpack(ARGV, 7, 6 + n))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7 + n))
-redis.call('HSET', KEYS[1], 'entry', id)
+redis.call('HSET', KEYS[1], 'entry', id, 'queue', KEYS[2])
 if own > 0 then
   redis.call('ZADD', KEYS[3], ARGV[4], string.sub(KEYS[1], -32))
   redis.call('EXPIRE', KEYS[3], ARGV[1])
@@ -124,6 +124,7 @@ if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ARG
 return 1
 """
 
+# A waiting job also leaves its queue stream (no worker is handed it).
 # KEYS: job, cancel flag, events. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, key
 # prefix, the end event of a job still waiting.
 CANCEL = FORGET_WAITING + RELEASE_HOLDS + """
@@ -133,6 +134,8 @@ local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'pending' then  -- it ends here: its record, its event stream, its pool's counters and its client say so
   release_holds(KEYS[1])
   redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3], 'status', string.sub(ARGV[7], 2, 4))
+  local at = redis.call('HMGET', KEYS[1], 'queue', 'entry')  -- and no worker is handed it
+  if at[1] and at[2] then redis.call('XDEL', at[1], at[2]) end
   local pool = redis.call('HMGET', KEYS[1], 'kind', 'model')
   redis.call('HINCRBY', ARGV[6] .. ':stats:' .. pool[1] .. ':' .. pool[2], ARGV[1], 1)
   local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[7])

@@ -22,6 +22,7 @@ from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
 from graycat.workers.engines.base import Engine, Rescans, Skips
 from graycat.workers.engines.loading import Loading
+from graycat.workers.engines.supervisor import EngineCrashed
 from graycat.workers.gpu import GpuReader
 from graycat.workers.usage import Meter
 
@@ -91,6 +92,11 @@ def _job_fields(job: Job) -> dict[str, str]:
 
 def _error_body(status: int, message: str, kind: str) -> bytes:
     return orjson.dumps({"error": {"code": status, "message": message, "type": kind}})
+
+
+def _crashed(task: asyncio.Task[tuple[int, bytes]]) -> bool:
+    """Whether the engine died under this run."""
+    return task.done() and not task.cancelled() and isinstance(task.exception(), EngineCrashed)
 
 
 class Worker:
@@ -293,7 +299,7 @@ class Worker:
                                 deliveries, extra=_job_fields(claimed.job))
                 self._held[claimed.job.id] = claimed
                 runner = self._dead_letter(claimed, deliveries) if deliveries > self.max_deliveries \
-                    else self._in_slots(claimed.job, self._run(claimed))
+                    else self._in_slots(claimed.job, self._run(claimed, deliveries))
                 self._tasks[claimed.job.id] = asyncio.create_task(runner)
 
     def _slots_of(self, job: Job) -> int:
@@ -356,21 +362,26 @@ class Worker:
             self._tasks.pop(claimed.job.id, None)
             self._slot_free.set()
 
-    async def _run(self, claimed: Claimed) -> None:
+    async def _run(self, claimed: Claimed, deliveries: int) -> None:
         job = claimed.job
         began = time.monotonic()
         waited = time.time() - job.created  # the api's clock against this host's: skew shows here
-        # The engine starts at once; marking the job active (one Redis round trip) runs beside it.
         emitter = Emitter(self.consumer, job)
-        engine_task = asyncio.create_task(self.engine.run(job, emitter))
-        self._engine_tasks[job.id] = engine_task
+        engine_task: asyncio.Task[tuple[int, bytes]] | None = None
+        if deliveries == 1:  # the engine starts at once; marking the job active (one round trip) runs beside it
+            engine_task = self._engine_tasks[job.id] = asyncio.create_task(self.engine.run(job, emitter))
         try:
             try:
                 runnable = await self.consumer.start(job)
             except BaseException:
-                engine_task.cancel()
-                await asyncio.gather(engine_task, return_exceptions=True)
+                if engine_task is not None:
+                    engine_task.cancel()
+                    await asyncio.gather(engine_task, return_exceptions=True)
                 raise
+            # A job taken over from a stopped worker reaches the engine only once marked active: its client may
+            # have left long ago (a task cancelled before its first step never runs its code).
+            if engine_task is None:
+                engine_task = self._engine_tasks[job.id] = asyncio.create_task(self.engine.run(job, emitter))
             emitter.open(runnable)
             if not runnable or job.id in self._cancelled:  # cancelled while it waited, or just now
                 self._cancelled.add(job.id)
@@ -393,9 +404,12 @@ class Worker:
             else:
                 status, body, state = await self._outcome(job, engine_task)
             usage = emitter.meter.usage(status, body, state, runnable)
+            crashed = _crashed(engine_task)
+            if crashed:  # a poison job: it is not handed to another worker
+                await self.consumer.keep_dead(claimed, deliveries, orjson.loads(body)["error"]["message"])
             status, body, state = self._bounded(job, status, body, state)  # what was generated still counts
             await self._finish(claimed, status, body, state, runnable, usage)  # after every chunk, same connection
-            self._outcomes[state.value] += 1
+            self._outcomes["engine_crashed" if crashed else state.value] += 1
             log.info("job %s %s (%d)", job.id, state.value, status, extra={
                 **_job_fields(job), "state": state.value, "status": status, "wait_ms": round(waited * 1000, 1),
                 "run_ms": round((time.monotonic() - began) * 1000, 1)})
@@ -418,6 +432,9 @@ class Worker:
             if not engine_task.cancelled() or job.id not in self._cancelled:
                 raise
             return 499, _error_body(499, "cancelled", "cancelled"), JobState.CANCELLED
+        except EngineCrashed as exc:
+            log.error("job %s: %s", job.id, exc, extra=_job_fields(job))
+            return 502, _error_body(502, str(exc), "engine_crashed"), JobState.FAILED
         except Exception as exc:
             log.exception("job %s failed on the engine", job.id, extra=_job_fields(job))
             return 502, _error_body(502, str(exc), "server_error"), JobState.FAILED

@@ -1,4 +1,5 @@
-"""The embedded llama.cpp server (xllamacpp): llama.cpp's own server, in the worker process."""
+"""The embedded llama.cpp server (xllamacpp): llama.cpp's own server, in the process that starts it (a worker runs it in
+a supervised child process: llama_process.py)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from graycat.chat_templates import template_name
 from graycat.jobs import Job
 from graycat.workers.engines.base import Emit
+from graycat.workers.engines.supervisor import Child, EngineProcess
 from graycat.workers.engines.tenant_slots import ForeignSlot, PromptCache, TenantSlots
 
 _JSON = {"Content-Type": "application/json"}
@@ -34,13 +35,16 @@ def engine_props(props: dict[str, Any]) -> dict[str, Any]:
 
 
 class LlamaHttpEngine:
-    """A llama.cpp-compatible server (`llama-server`, `undreamai_server`, xllamacpp) given by its base URL."""
+    """A llama.cpp-compatible server (`llama-server`, `undreamai_server`, xllamacpp) given by its base URL, or
+    the embedded one in a supervised child `process` (its URL changes when it restarts after a crash)."""
 
     kind = "llm"
 
     def __init__(self, base_url: str, model_name: str | None = None, *, embeddings: bool = False,
-                 template_override: str | None = None, prompt_cache: PromptCache = "tenant") -> None:
+                 template_override: str | None = None, prompt_cache: PromptCache = "tenant",
+                 process: EngineProcess | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self._process = process
         self.model_name = model_name
         self.embeddings = embeddings
         self.slots = 1
@@ -79,11 +83,19 @@ class LlamaHttpEngine:
             log.info("the llama.cpp server at %s has no /metrics (start it with --metrics for token counts)",
                      self.base_url)
 
+    async def _target(self) -> tuple[str, Child | None]:
+        """The engine's base URL now, and the run of its process that serves it (None: an external server)."""
+        if self._process is None:
+            return self.base_url, None
+        child = await self._process.current()
+        return child.address.rstrip("/"), child
+
     async def _read_figures(self) -> bool:
         """Read the engine's own Prometheus counters (tokens, seconds, queue); False when it has none."""
         assert self._pooled is not None
+        base, _ = await self._target()
         try:
-            async with self._pooled.get(self.base_url + "/metrics") as resp:
+            async with self._pooled.get(base + "/metrics") as resp:
                 if resp.status != 200:
                     return False
                 families = list(text_string_to_metric_families((await resp.read()).decode()))
@@ -115,18 +127,20 @@ class LlamaHttpEngine:
                                   "template": self.template, "embeddings": self.embeddings, "props": self.props}}
 
     def stats(self) -> dict[str, Any]:
-        return {"active": self._active, "served": self._served, "llamacpp": self._figures}
+        process = {"process": self._process.stats()} if self._process is not None else {}
+        return {"active": self._active, "served": self._served, "llamacpp": self._figures, **process}
 
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
         assert self._pooled is not None and self._fresh is not None
         if job.endpoint.startswith("/slots/"):
             return await self._slot_action(job)
+        base, child = await self._target()
         body, slot = self._tenants.prepare(job.endpoint, job.owner, job.body, job.slots)
         self._active += 1
         try:
             if not job.stream:
-                return await self._request(job.endpoint, body)
-            async with self._fresh.post(self.base_url + job.endpoint, data=body, headers=_JSON) as resp:
+                return await self._request(base, job.endpoint, body)
+            async with self._fresh.post(base + job.endpoint, data=body, headers=_JSON) as resp:
                 if resp.status != 200:
                     return resp.status, await resp.read()
                 pending = b""
@@ -140,6 +154,8 @@ class LlamaHttpEngine:
                             emit(event[at + 7:])  # Anthropic / Responses events: their data names the type
                 return 200, b""
         except aiohttp.ClientError as exc:
+            if child is not None and await child.died():
+                raise child.crash() from exc
             raise EngineError(f"llama.cpp server error: {exc}") from exc
         finally:
             self._tenants.release(slot)
@@ -154,19 +170,22 @@ class LlamaHttpEngine:
         except ForeignSlot as exc:
             return 403, orjson.dumps({"error": {"code": 403, "message": str(exc), "type": "permission_error"}})
         status = 0
+        base, child = await self._target()
         try:
-            status, body = await self._request(job.endpoint, job.body)
+            status, body = await self._request(base, job.endpoint, job.body)
             return status, body
         except aiohttp.ClientError as exc:
+            if child is not None and await child.died():
+                raise child.crash() from exc
             raise EngineError(f"llama.cpp server error: {exc}") from exc
         finally:
             self._tenants.end_action(int(index), action, job.owner, status == 200)
 
-    async def _request(self, endpoint: str, body: bytes) -> tuple[int, bytes]:
+    async def _request(self, base: str, endpoint: str, body: bytes) -> tuple[int, bytes]:
         assert self._pooled is not None
         for attempt in (1, 2):
             try:
-                async with self._pooled.post(self.base_url + endpoint, data=body, headers=_JSON) as resp:
+                async with self._pooled.post(base + endpoint, data=body, headers=_JSON) as resp:
                     return resp.status, await resp.read()
             except aiohttp.ServerDisconnectedError:
                 if attempt == 2:

@@ -1,0 +1,123 @@
+"""An engine that crashes (a native fault in llama.cpp) fails the job that caused it, never the worker: the job
+is a poison job (502 `engine_crashed`, dead-lettered, not run again), the engine restarts, work goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+import psutil
+import pytest
+import redis
+
+from graycat.jobs import END, START, Job, parse_end
+from graycat.queue import keys
+from graycat.queue.client import JobQueue
+from graycat.queue.connection import connect
+from graycat.queue.hub import EventHub
+from graycat.queue.resp import PipelinedConnection
+from tests.conftest import Cluster, Gateway, Proc, RedisServer, wait_until
+
+pytestmark = pytest.mark.e2e
+MODEL = "crash-engine"
+# 50,000 nested groups overflow llama.cpp's recursive grammar parser (SIGSEGV). The api refuses such a grammar
+# before it is queued, so the test queues it itself, as a client of an older api (or a bug there) would.
+NESTED_GRAMMAR = "root ::= " + "(" * 50000 + '"a"' + ")" * 50000
+
+
+@pytest.fixture(scope="module")
+def worker(cluster: Cluster, gateway: Gateway) -> Iterator[Proc]:
+    """A worker of its own model (MAX_DELIVERIES would let a job run 3 times)."""
+    proc = cluster.worker("--model-name", MODEL, "--slots", "1", MAX_DELIVERIES="3")
+    yield proc
+    proc.stop()
+
+
+def engine_process(worker: Proc) -> psutil.Process:
+    [child] = psutil.Process(worker.proc.pid).children()
+    return child
+
+
+def engine_stats(r: redis.Redis, worker: Proc) -> dict[str, object]:
+    """The engine's figures in the worker's latest heartbeat."""
+    for key in r.scan_iter(keys.worker("*")):
+        info = orjson.loads(r.get(key) or b"{}")
+        if MODEL in info.get("models", []) and f"worker {info['id']} ready" in worker.output():
+            return dict(info["engine"])
+    return {}
+
+
+def assert_poisoned(r: redis.Redis, job_id: str) -> None:
+    """Failed once, kept in the dead letters with the reason, and nothing left that could run it again."""
+    record = r.hgetall(keys.job(job_id))
+    assert record[b"state"] == b"failed" and record[b"status"] == b"502" and record[b"attempts"] == b"1"
+    [reason] = [fields[b"reason"].decode() for _, fields in r.xrange(keys.DEAD) if fields[b"id"] == job_id.encode()]
+    assert "engine crashed" in reason and "SIGSEGV" in reason
+    assert r.xlen(keys.pool("llm", MODEL)) == 0
+    assert r.xpending(keys.pool("llm", MODEL), keys.GROUP)["pending"] == 0
+
+
+def restarted_and_serving(r: redis.Redis, worker: Proc, gateway: Gateway, restarts: int) -> None:
+    wait_until(lambda: engine_stats(r, worker).get("process") == {"restarts": restarts, "up": True}, 30,
+               "the engine to restart")
+    with gateway.client() as http:
+        resp = http.post("/completion", json={"prompt": "Hello", "n_predict": 4, "model": MODEL})
+    assert resp.status_code == 200 and resp.json()["tokens_predicted"] == 4
+
+
+async def submit_and_wait(url: str, job: Job) -> list[bytes]:
+    """Queue `job` as the api does and return its events up to the end."""
+    redis_, writer, hub = connect(url), PipelinedConnection(url), EventHub(url, uuid.uuid4().hex)
+    await hub.start()
+    try:
+        await asyncio.wait_for(hub.connected.wait(), 5)
+        sub = await JobQueue(redis_, writer, hub, record_ttl=600).submit(job)
+        events = [await sub.next(60)]
+        while events[-1][:1] != END:
+            events.append(await sub.next(60))
+        return events
+    finally:
+        await hub.stop()
+        await writer.close()
+        await redis_.aclose()
+
+
+def test_a_grammar_that_crashes_llama_cpp_fails_its_job_once_and_the_worker_goes_on(
+        worker: Proc, gateway: Gateway, redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    before = engine_process(worker)
+    body = orjson.dumps({"prompt": "Say a", "n_predict": 4, "grammar": NESTED_GRAMMAR})
+    job = Job(kind="llm", model=MODEL, endpoint="/completion", body=body, stream=False)
+    events = asyncio.run(submit_and_wait(redis_server.url, job))
+    assert [e[:1] for e in events] == [START, END]  # one run
+    status, error = parse_end(events[-1][1:])
+    assert status == 502 and orjson.loads(error)["error"]["type"] == "engine_crashed"
+    assert worker.alive() and not before.is_running()
+    assert_poisoned(r, job.id)
+    restarted_and_serving(r, worker, gateway, restarts=1)
+    assert engine_process(worker).pid != before.pid
+
+
+def test_an_engine_killed_mid_job_fails_it_with_502_engine_crashed(
+        worker: Proc, gateway: Gateway, redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    restarts = int(engine_stats(r, worker)["process"]["restarts"])  # type: ignore[index]
+    body = {"prompt": "Write a long story:", "n_predict": 400, "ignore_eos": True, "model": MODEL}
+    with gateway.client() as http, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(http.post, "/completion", json=body)
+        wait_until(lambda: any(r.hmget(key, "model", "state") == [MODEL.encode(), b"active"]
+                               for key in r.scan_iter(keys.job("*"))), 30, "the job to run")
+        time.sleep(0.3)  # well into generation
+        engine_process(worker).send_signal(signal.SIGSEGV)
+        resp = pending.result(60)
+    assert resp.status_code == 502, resp.text
+    error = resp.json()["error"]
+    assert error["type"] == "engine_crashed" and "SIGSEGV" in error["message"]
+    assert worker.alive()
+    assert_poisoned(r, resp.headers["x-job-id"])
+    restarted_and_serving(r, worker, gateway, restarts=restarts + 1)
