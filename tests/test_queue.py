@@ -71,18 +71,29 @@ async def test_claim_takes_no_more_than_the_free_slots(parts: tuple[JobQueue, Co
     assert await consumer.claim(10, 50) == []
 
 
-async def test_a_job_cancelled_while_waiting_never_starts(parts: tuple[JobQueue, Consumer, str]) -> None:
+async def test_a_job_cancelled_while_waiting_is_never_handed_to_a_worker(
+        parts: tuple[JobQueue, Consumer, str]) -> None:
     queue, consumer, model = parts
     sub = await queue.submit(job(model))
     await queue.cancel(sub.job_id)
-    [claimed] = await consumer.claim(1, 1000)
-    assert not await consumer.start(claimed.job)
-    await consumer.finish(claimed, 499, b"", JobState.CANCELLED)
+    assert await consumer.claim(1, 100) == []
+    assert await queue.redis.xlen(keys.pool("llm", model)) == 0
     assert await queue.redis.hget(keys.job(sub.job_id), "state") == b"cancelled"
     end = await sub.next(2)  # its client hears the end (once), and the event stream holds it
     assert end[:1] == END and parse_end(end[1:])[0] == 499
     await asyncio.sleep(0.1)
     assert sub.queue.empty()
+
+
+async def test_a_job_cancelled_as_it_is_claimed_never_starts(parts: tuple[JobQueue, Consumer, str]) -> None:
+    queue, consumer, model = parts
+    sub = await queue.submit(job(model))
+    [claimed] = await consumer.claim(1, 1000)
+    await queue.cancel(sub.job_id)
+    assert not await consumer.start(claimed.job)
+    await consumer.finish(claimed, 499, b"", JobState.CANCELLED)
+    assert await queue.redis.hget(keys.job(sub.job_id), "state") == b"cancelled"
+    assert (await sub.next(2))[:1] == END
 
 
 async def test_a_finished_job_cannot_answer_twice(parts: tuple[JobQueue, Consumer, str]) -> None:
