@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "worker":
         import uvloop
 
+        from graycat.workers.engines.supervisor import EngineStartError
+
         try:
             if args.kind == "sd":
                 from graycat.workers.sd import serve as serve_images
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
                 null = {"null_tokens": args.tokens, "null_delay": args.token_delay_ms / 1000} \
                     if args.kind == "null" else {}
                 uvloop.run(serve(settings, **null))
-        except (FileNotFoundError, ConnectionError) as exc:  # no models folder, an unreachable A1111 WebUI
+        except (FileNotFoundError, ConnectionError, EngineStartError) as exc:
+            # no models folder, an unreachable A1111 WebUI, an engine process that could not start
             print(f"graycat worker: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

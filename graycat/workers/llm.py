@@ -38,7 +38,8 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
                                        shared_cache=settings.prompt_cache == "shared")
                    for model, model_path in {settings.served_model_name(): path, **settings.extra_models}.items()]
         processes = [EngineProcess("graycat.workers.engines.llama_process",
-                                   [config(s, settings.chat_template_for(s.alias))], f"llama.cpp {s.alias}")
+                                   [config(s, settings.chat_template_for(s.alias),
+                                           (settings.log_level, settings.log_format))], f"llama.cpp {s.alias}")
                      for s in servers]
         try:
             await run_worker(settings, Loading("llm", {s.alias: {"kind": "llm"} for s in servers}), kinds,

@@ -6,8 +6,10 @@ import ctypes
 import os
 import signal
 import sys
+from typing import NoReturn
 
 PR_SET_PDEATHSIG = 1
+ERROR_PREFIX = "error: "  # a first line that starts so: the engine could not start, and why
 
 
 def bind_to_parent() -> None:
@@ -28,6 +30,12 @@ def announce(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+
+def refuse(exc: Exception) -> NoReturn:
+    """Tell the worker why the engine could not start, and exit."""
+    announce(f"{ERROR_PREFIX}{exc}".replace("\n", " "))
+    raise SystemExit(1) from exc
 
 
 def wait_for_parent() -> None:

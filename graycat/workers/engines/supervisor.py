@@ -11,6 +11,8 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
+from graycat.workers.engines.child import ERROR_PREFIX
+
 log = logging.getLogger(__name__)
 
 CRASH_NOTICE_S = 2.0  # a lost connection is blamed on a crash if the child's exit is seen within this long
@@ -21,6 +23,10 @@ STABLE_S = 60.0  # a child that ran this long resets the backoff
 
 class EngineCrashed(Exception):
     """The engine process died while it ran the job."""
+
+
+class EngineStartError(RuntimeError):
+    """The engine process could not start (the reason is its own)."""
 
 
 @dataclass(eq=False)
@@ -79,11 +85,12 @@ class EngineProcess:
         proc = await asyncio.create_subprocess_exec(*self.argv, stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE)
         assert proc.stdout is not None
-        line = await proc.stdout.readline()
-        if not line:
+        line = (await proc.stdout.readline()).decode().strip()
+        if not line or line.startswith(ERROR_PREFIX):
             code = await proc.wait()
-            raise RuntimeError(f"the {self.name} engine process exited with {code} before it was ready")
-        self._child = Child(proc, line.decode().strip(), asyncio.get_running_loop().time())
+            raise EngineStartError(line.removeprefix(ERROR_PREFIX) or
+                                   f"the {self.name} engine process ended ({_how(code)}) before it was ready")
+        self._child = Child(proc, line, asyncio.get_running_loop().time())
         self._up.set()
         log.info("%s engine process %d up at %s", self.name, proc.pid, self._child.address)
         return self._child
