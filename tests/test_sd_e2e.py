@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import openai
+import psutil
 import pytest
 from PIL import Image
 
@@ -328,6 +329,31 @@ def test_interrupt_stops_the_running_generation(sd: str) -> None:
         assert http.get("/sdapi/v1/progress").json()["progress"] == 0
         # the worker is free again
         assert http.post("/sdapi/v1/txt2img", json={"prompt": "next", **SMALL}).status_code == 200
+
+
+def test_an_engine_crash_fails_its_job_once_and_the_worker_goes_on(sd: str, cluster: Cluster,
+                                                                  redis_server: RedisServer) -> None:
+    """A native crash in the diffusers engine (SIGSEGV) ends its child process, not the worker."""
+    r = redis_server.client()
+    with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(http.post, "/sdapi/v1/txt2img", json={"prompt": "crash", "steps": 60, "width": 128,
+                                                                     "height": 128})
+        wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1, 30, "the job")
+        [(job_id, holder)] = [
+            (key.decode().rsplit(":", 1)[1], record[b"worker"].decode()) for key in r.scan_iter(keys.job("*"))
+            if (record := r.hgetall(key)).get(b"kind") == b"sd" and record[b"state"] == b"active"]
+        worker = next(p for p in cluster.procs if f"worker {holder} ready" in p.output())
+        [engine] = psutil.Process(worker.proc.pid).children()
+        engine.send_signal(signal.SIGSEGV)
+        resp = pending.result(60)
+        assert resp.status_code == 502 and resp.json()["error"]["type"] == "engine_crashed"
+        assert worker.alive()
+        record = r.hgetall(keys.job(job_id))
+        assert record[b"state"] == b"failed" and record[b"attempts"] == b"1"
+        assert any(fields[b"id"] == job_id.encode() for _, fields in r.xrange(keys.DEAD))
+        # the engine is back, on the same worker
+        again = http.post("/sdapi/v1/txt2img", json={"prompt": "next", **SMALL})
+        assert again.status_code == 200 and again.headers["x-worker-id"] == holder
 
 
 @pytest.mark.parametrize(("route", "body", "status", "param"), [
