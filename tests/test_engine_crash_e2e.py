@@ -121,3 +121,23 @@ def test_an_engine_killed_mid_job_fails_it_with_502_engine_crashed(
     assert worker.alive()
     assert_poisoned(r, resp.headers["x-job-id"])
     restarted_and_serving(r, worker, gateway, restarts=restarts + 1)
+
+
+def gone(process: psutil.Process) -> bool:
+    """Ended (a zombie too: an orphan's reaper may be slow, or absent in a sandbox)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_the_engine_leaves_terminal_signals_to_its_worker_and_dies_with_it(worker: Proc, gateway: Gateway) -> None:
+    engine = engine_process(worker)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a Ctrl-C reaches the whole process group
+        engine.send_signal(sig)
+    with gateway.client() as http:
+        resp = http.post("/completion", json={"prompt": "Hello", "n_predict": 2, "model": MODEL})
+    assert resp.status_code == 200 and not gone(engine) and engine_process(worker).pid == engine.pid
+    worker.proc.send_signal(signal.SIGKILL)
+    worker.proc.wait(10)
+    wait_until(lambda: gone(engine), 10, "the engine to die with its worker")

@@ -9,6 +9,7 @@ import sys
 from typing import NoReturn
 
 PR_SET_PDEATHSIG = 1
+PARENT_ENV = "GRAYCAT_ENGINE_PARENT"  # the worker's pid, as the worker saw it
 ERROR_PREFIX = "error: "  # a first line that starts so: the engine could not start, and why
 
 
@@ -20,7 +21,7 @@ def bind_to_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if os.getppid() == 1:  # the parent died before the line above took effect
+    if str(os.getppid()) != os.environ.get(PARENT_ENV, str(os.getppid())):  # it died before the lines above
         os._exit(1)
 
 

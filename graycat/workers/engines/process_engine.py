@@ -13,7 +13,7 @@ from typing import Any
 from graycat.jobs import Job
 from graycat.workers.engines.base import Emit
 from graycat.workers.engines.frames import read_frame, write_frame
-from graycat.workers.engines.supervisor import Child, EngineProcess
+from graycat.workers.engines.supervisor import Child, EngineProcess, EngineStartError
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,13 @@ class ProcessEngine:
 
     async def start(self) -> None:
         await self.process.start()
-        await self._connected()
-        await self._state_seen.wait()
+        link = await self._connected()
+        assert link.reader_task is not None
+        state = asyncio.ensure_future(self._state_seen.wait())
+        await asyncio.wait({state, link.reader_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not state.done():
+            state.cancel()
+            raise EngineStartError(f"the {self.kind} engine process died as it started")
 
     async def _connected(self) -> _Link:
         """The link to the running child, connecting to it (after a restart: to the new one) when needed."""

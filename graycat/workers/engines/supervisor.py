@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
 
-from graycat.workers.engines.child import ERROR_PREFIX
+from graycat.workers.engines.child import ERROR_PREFIX, PARENT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ class EngineProcess:
     async def _spawn(self) -> Child:
         # From the event loop's thread: the child's PR_SET_PDEATHSIG fires when the thread that forked it ends.
         proc = await asyncio.create_subprocess_exec(*self.argv, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE)
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    env={**os.environ, PARENT_ENV: str(os.getpid())})
         assert proc.stdout is not None
         line = (await proc.stdout.readline()).decode().strip()
         if not line or line.startswith(ERROR_PREFIX):
