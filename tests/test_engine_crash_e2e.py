@@ -25,9 +25,19 @@ from tests.conftest import Cluster, Gateway, Proc, RedisServer, wait_until
 
 pytestmark = pytest.mark.e2e
 MODEL = "crash-engine"
-# 50,000 nested groups overflow llama.cpp's recursive grammar parser (SIGSEGV). The api refuses such a grammar
-# before it is queued, so the test queues it itself, as a client of an older api (or a bug there) would.
+# Bodies that crash llama.cpp (SIGSEGV): 50,000 nested groups overflow its recursive grammar parser, and a
+# JSON schema nested 20,000 deep its schema-to-grammar converter. The api refuses such bodies before they are
+# queued, so the test queues them itself, as a client of an older api (or a bug there) would.
 NESTED_GRAMMAR = "root ::= " + "(" * 50000 + '"a"' + ")" * 50000
+NESTED_SCHEMA = '{"type":"array","items":' * 20000 + '{"type":"string"}' + "}" * 20000
+CHAT = b'{"messages":[{"role":"user","content":"Say a"}],"max_tokens":4,'
+CRASHING_BODIES = {
+    "completion grammar": ("/completion", orjson.dumps({"prompt": "Say a", "n_predict": 4,
+                                                         "grammar": NESTED_GRAMMAR})),
+    "chat grammar": ("/v1/chat/completions", CHAT + b'"grammar":' + orjson.dumps(NESTED_GRAMMAR) + b"}"),
+    "chat json schema": ("/v1/chat/completions",
+                         CHAT + b'"response_format":{"type":"json_object","schema":' + NESTED_SCHEMA.encode() + b"}}"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +60,11 @@ def engine_stats(r: redis.Redis, worker: Proc) -> dict[str, object]:
         if MODEL in info.get("models", []) and f"worker {info['id']} ready" in worker.output():
             return dict(info["engine"])
     return {}
+
+
+def restarts_so_far(r: redis.Redis, worker: Proc) -> int:
+    process = engine_stats(r, worker).get("process")
+    return int(process["restarts"]) if isinstance(process, dict) else 0
 
 
 def assert_poisoned(r: redis.Redis, job_id: str) -> None:
@@ -87,26 +102,27 @@ async def submit_and_wait(url: str, job: Job) -> list[bytes]:
         await redis_.aclose()
 
 
-def test_a_grammar_that_crashes_llama_cpp_fails_its_job_once_and_the_worker_goes_on(
-        worker: Proc, gateway: Gateway, redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("case", CRASHING_BODIES)
+def test_a_body_that_crashes_llama_cpp_fails_its_job_once_and_the_worker_goes_on(
+        worker: Proc, gateway: Gateway, redis_server: RedisServer, case: str) -> None:
     r = redis_server.client()
-    before = engine_process(worker)
-    body = orjson.dumps({"prompt": "Say a", "n_predict": 4, "grammar": NESTED_GRAMMAR})
-    job = Job(kind="llm", model=MODEL, endpoint="/completion", body=body, stream=False)
+    before, restarts = engine_process(worker), restarts_so_far(r, worker)
+    endpoint, body = CRASHING_BODIES[case]
+    job = Job(kind="llm", model=MODEL, endpoint=endpoint, body=body, stream=False)
     events = asyncio.run(submit_and_wait(redis_server.url, job))
     assert [e[:1] for e in events] == [START, END]  # one run
     status, error = parse_end(events[-1][1:])
     assert status == 502 and orjson.loads(error)["error"]["type"] == "engine_crashed"
     assert worker.alive() and not before.is_running()
     assert_poisoned(r, job.id)
-    restarted_and_serving(r, worker, gateway, restarts=1)
+    restarted_and_serving(r, worker, gateway, restarts=restarts + 1)
     assert engine_process(worker).pid != before.pid
 
 
 def test_an_engine_killed_mid_job_fails_it_with_502_engine_crashed(
         worker: Proc, gateway: Gateway, redis_server: RedisServer) -> None:
     r = redis_server.client()
-    restarts = int(engine_stats(r, worker)["process"]["restarts"])  # type: ignore[index]
+    restarts = restarts_so_far(r, worker)
     body = {"prompt": "Write a long story:", "n_predict": 400, "ignore_eos": True, "model": MODEL}
     with gateway.client() as http, ThreadPoolExecutor(1) as pool:
         pending = pool.submit(http.post, "/completion", json=body)
