@@ -69,8 +69,13 @@ def test_no_worker_for_the_model_ends_in_a_clear_503(redis_server: RedisServer,
     assert resp.status_code == 503 and resp.headers["retry-after"]
     assert "model-without-workers" in resp.json()["error"]["message"]
     r = redis_server.client()
-    [(_entry, fields)] = r.xrange(keys.pool("llm", "model-without-workers"))
-    wait_until(lambda: r.hget(keys.job(fields[b"id"].decode()), "state") == b"expired", 5, "expired state")
+
+    def states() -> list[bytes | None]:
+        return [r.hget(key, "state") for key in r.scan_iter(keys.job("*"))
+                if r.hget(key, "model") == b"model-without-workers"]
+
+    wait_until(lambda: states() == [b"expired"], 5, "expired state")
+    assert r.xlen(keys.pool("llm", "model-without-workers")) == 0  # no worker that comes later starts it
 
 
 def test_worker_relays_to_an_external_llama_server(cluster: Cluster, gateway: Gateway,
