@@ -108,7 +108,8 @@ def test_up_on_a_machine_without_redis_serves_and_stops_cleanly(tmp_path: Path) 
         parts = _descendants(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-    assert len(parts) == 3 and not any(_alive(pid) for pid in parts)  # Redis, the api and the worker are gone
+    # Redis, the api, the worker and its engine process are gone
+    assert len(parts) == 4 and not any(_alive(pid) for pid in parts)
     assert not (data / "redis-url").exists()
     with pytest.raises(httpx.HTTPError):
         httpx.get(base + "/health", timeout=1)
@@ -135,7 +136,7 @@ def test_the_parts_of_a_killed_up_exit_with_it(tmp_path: Path) -> None:
     parts = _descendants(proc.pid)
     names = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in parts}
     assert any("valkey-server" in n for n in names) and any(" api" in n for n in names)
-    assert any("worker llm" in n for n in names)
+    assert any("worker llm" in n for n in names) and any("llama_process" in n for n in names)
     proc.kill()
     proc.wait(10)
 
