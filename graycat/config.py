@@ -211,22 +211,12 @@ class Settings(BaseSettings):
     @field_validator("queue_timeouts", "job_timeouts", mode="before")
     @classmethod
     def _per_kind(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        table = {kind: float(seconds) for kind, seconds in _pairs(value, "kind=seconds").items()}
-        if any(seconds <= 0 for seconds in table.values()):
-            raise ValueError("seconds must be positive")
-        return table
+        return _positive_per_kind(value, "seconds")
 
     @field_validator("result_max_mbs", mode="before")
     @classmethod
     def _mb_per_kind(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        table = {kind: float(mb) for kind, mb in _pairs(value, "kind=MiB").items()}
-        if any(mb <= 0 for mb in table.values()):
-            raise ValueError("sizes must be positive")
-        return table
+        return _positive_per_kind(value, "MiB")
 
     @field_validator("model_aliases", mode="before")
     @classmethod
@@ -287,6 +277,16 @@ class Settings(BaseSettings):
             return self.redis_url
         auth = f":{quote(self.redis_pass, safe='')}@" if self.redis_pass else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+
+
+def _positive_per_kind(value: object, unit: str) -> object:
+    """'kind=number,kind=number' (e.g. llm=300,sd=900) as a table of positive numbers."""
+    if not isinstance(value, str):
+        return value
+    table = {kind: float(number) for kind, number in _pairs(value, f"kind={unit}").items()}
+    if any(number <= 0 for number in table.values()):
+        raise ValueError(f"{unit} must be positive")
+    return table
 
 
 def _pairs(text: str, shape: str, bare_key: str | None = None) -> dict[str, str]:

@@ -107,39 +107,32 @@ def _check_regex(param: str, pattern: str, limits: ParserLimits) -> None:
 
 def grammar_depth(grammar: str) -> int:
     """The deepest nesting of `( )` groups in a GBNF grammar (outside literals, classes and comments)."""
-    depth = deepest = 0
-    i, n = 0, len(grammar)
-    while i < n:
-        c = grammar[i]
-        if c in "\"[":  # a literal or a character class: skip to its unescaped end
-            end = '"' if c == '"' else "]"
-            i += 1
-            while i < n and grammar[i] != end:
-                i += 2 if grammar[i] == "\\" else 1
-        elif c == "#":
-            while i < n and grammar[i] != "\n":
-                i += 1
-        elif c == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c == ")":
-            depth = max(depth - 1, 0)
-        i += 1
-    return deepest
+    return _group_depth(grammar, grammar=True)
 
 
 def regex_depth(pattern: str) -> int:
     """The deepest nesting of groups in a regular expression (escapes and character classes skipped)."""
+    return _group_depth(pattern, grammar=False)
+
+
+def _group_depth(text: str, *, grammar: bool) -> int:
+    """The deepest nesting of `( )` in `text`, skipping character classes `[...]`; in a grammar also literals
+    `"..."` and `#` comments, in a regular expression backslash escapes."""
+    skipped = "\"[" if grammar else "["
     depth = deepest = 0
-    i, n = 0, len(pattern)
+    i, n = 0, len(text)
     while i < n:
-        c = pattern[i]
-        if c == "\\":
+        c = text[i]
+        if c == "\\" and not grammar:
             i += 1
-        elif c == "[":
+        elif c in skipped:  # skip to the span's unescaped end
+            end = '"' if c == '"' else "]"
             i += 1
-            while i < n and pattern[i] != "]":
-                i += 2 if pattern[i] == "\\" else 1
+            while i < n and text[i] != end:
+                i += 2 if text[i] == "\\" else 1
+        elif grammar and c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
         elif c == "(":
             depth += 1
             deepest = max(deepest, depth)
