@@ -131,10 +131,14 @@ async def progress(request: Request, skip_current_image: bool = False) -> Respon
     redis = request.app.state.queue.redis
     job_id = await image_state.current(redis, request.state.owner)
     record = await request.app.state.queue.record(job_id) if job_id else None
+    # the preview before the progress: a step that comes in between then shows a step past the preview's,
+    # never the preview of a step the progress has not reached yet
+    preview = await image_state.last_preview(redis, job_id) \
+        if job_id and record and record["state"] == "active" and not skip_current_image else None
     last = await image_state.last_progress(redis, job_id) if record and job_id else None
     answer = a1111.progress(record, last, job_id, time.time())
-    if job_id and last and not skip_current_image and answer["state"]["job_count"]:
-        answer["current_image"] = await image_state.last_preview(redis, job_id)
+    if last and answer["state"]["job_count"]:
+        answer["current_image"] = preview
     return json_response(answer)
 
 
