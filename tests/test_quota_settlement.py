@@ -56,24 +56,26 @@ async def test_reservations_fit_the_quota_or_are_refused(parts: tuple[JobQueue, 
     assert await reserve(queue, owner, "e" * 32, 1000, unit=1) == 0
 
 
-async def test_a_finished_job_counts_what_it_made_and_releases_its_reservation(
-        parts: tuple[JobQueue, Consumer, str], owner: str) -> None:  # noqa: F811
-    queue, consumer, model = parts
+async def run_reserved(stack: tuple[JobQueue, Consumer, str], owner: str, status: int, body: bytes,
+                       state: JobState, usage: Usage) -> None:
+    """Submit a job reserving 50 tokens, run it and end it with `status`, `state` and `usage`."""
+    queue, consumer, model = stack
     await submit(queue, owner, model, 50)
     [claimed] = await consumer.claim(1, 1000)
     await consumer.start(claimed.job)
-    await consumer.finish(claimed, 200, b"{}", JobState.COMPLETED, usage=Usage(1, 12))
-    assert await used(queue, owner) == (12, 0)
+    await consumer.finish(claimed, status, body, state, usage=usage)
+
+
+async def test_a_finished_job_counts_what_it_made_and_releases_its_reservation(
+        parts: tuple[JobQueue, Consumer, str], owner: str) -> None:  # noqa: F811
+    await run_reserved(parts, owner, 200, b"{}", JobState.COMPLETED, Usage(1, 12))
+    assert await used(parts[0], owner) == (12, 0)
 
 
 async def test_a_job_stopped_midway_that_cannot_say_what_it_made_counts_its_reservation(
         parts: tuple[JobQueue, Consumer, str], owner: str) -> None:  # noqa: F811
-    queue, consumer, model = parts
-    await submit(queue, owner, model, 50)
-    [claimed] = await consumer.claim(1, 1000)
-    await consumer.start(claimed.job)
-    await consumer.finish(claimed, 499, b"", JobState.CANCELLED, usage=Usage(completion_tokens=UNKNOWN))
-    assert await used(queue, owner) == (50, 0)
+    await run_reserved(parts, owner, 499, b"", JobState.CANCELLED, Usage(completion_tokens=UNKNOWN))
+    assert await used(parts[0], owner) == (50, 0)
 
 
 async def test_a_job_that_never_ran_releases_its_reservation(parts: tuple[JobQueue, Consumer, str],  # noqa: F811
