@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -65,9 +66,15 @@ async def present(consumer: Consumer, heard: list[str]) -> asyncio.Task[None]:
     raise AssertionError("no presence subscription")
 
 
-async def gone(task: asyncio.Task[None]) -> None:
+async def gone(consumer: Consumer, task: asyncio.Task[None]) -> None:
+    """Close `consumer`'s presence subscription, as when its process dies, and wait until Redis has noticed."""
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    for _ in range(500):
+        if not (await consumer.redis.pubsub_numsub(keys.alive(consumer.worker_id)))[0][1]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the presence subscription stayed")
 
 
 async def running(p: Parts, consumer: Consumer) -> Claimed:
@@ -89,7 +96,7 @@ async def test_a_worker_whose_connection_closed_loses_its_jobs_to_a_live_one(par
     a_alive, b_alive = await present(p.a, []), await present(p.b, heard)
     claimed = await running(p, p.a)
     assert await p.watch.check() == {}
-    await gone(a_alive)  # as when its process dies
+    await gone(p.a, a_alive)  # as when its process dies
     assert await p.watch.check() == {}  # absent once: perhaps a connection being replaced
     assert await p.watch.check() == {p.a.worker_id: 1}
     assert await owner(p, claimed) == (p.a.worker_id, 1)  # handed back: same owner and count until taken over
@@ -102,7 +109,7 @@ async def test_a_worker_whose_connection_closed_loses_its_jobs_to_a_live_one(par
     assert await p.a.heartbeat({}, keys.WORKER_TTL_S, [claimed], {}) == [claimed]
     assert await owner(p, claimed) == (p.b.worker_id, 2)
     assert await p.b.heartbeat({}, keys.WORKER_TTL_S, [taken], {}) == []
-    await gone(b_alive)
+    await gone(p.b, b_alive)
 
 
 async def test_a_worker_back_before_its_jobs_were_taken_keeps_them(parts: Parts) -> None:
@@ -110,7 +117,7 @@ async def test_a_worker_back_before_its_jobs_were_taken_keeps_them(parts: Parts)
     a_alive = await present(p.a, [])
     claimed = await running(p, p.a)
     await p.watch.check()
-    await gone(a_alive)
+    await gone(p.a, a_alive)
     await p.watch.check()
     assert await p.watch.check() == {p.a.worker_id: 1}
     assert await p.a.heartbeat({}, keys.WORKER_TTL_S, [claimed], {}) == []  # its next beat keeps the job
@@ -125,7 +132,43 @@ async def test_only_workers_seen_present_on_the_current_connection_can_be_found_
     a_alive = await present(p.a, [])
     await p.watch.check()
     await p.watch.writer.close()  # as when Redis restarts or fails over: every connection is new
-    await gone(a_alive)  # and workers are still reconnecting
+    await gone(p.a, a_alive)  # and workers are still reconnecting
     for _ in range(3):
         assert await p.watch.check() == {}
     assert await owner(p, claimed) == (p.a.worker_id, 1)
+
+
+
+def record(p: Parts, **fields: object) -> dict[str, object]:
+    return {"kinds": ["llm"], "models": [p.model], **fields}
+
+
+async def test_a_worker_that_registered_subscribed_is_found_dead_though_never_seen_present(parts: Parts) -> None:
+    """Workers subscribe before they register and say so: one killed a moment after it started, before any
+    check saw it, still loses its jobs at once."""
+    p = parts
+    assert await p.watch.check() == {}  # absent once
+    await p.a.heartbeat(record(p, present=True, heartbeat=time.time()), keys.WORKER_TTL_S, [], {})
+    claimed = await running(p, p.a)
+    assert await p.watch.check() == {p.a.worker_id: 1}
+    [(taken, deliveries)] = await p.b.reclaim(1, VISIBILITY_MS)
+    assert taken.job.id == claimed.job.id and deliveries == 2
+
+
+async def test_a_worker_is_never_found_dead_unseen_unless_its_record_since_the_connection_says_so(
+        parts: Parts) -> None:
+    """A worker of a release without presence (no `present` in its record), one not subscribed when it beat, and
+    one whose record predates the api's connection (it may not have reached a restarted Redis yet) keep their
+    jobs until VISIBILITY_TIMEOUT."""
+    p = parts
+    await p.a.heartbeat(record(p, present=True, heartbeat=time.time()), keys.WORKER_TTL_S, [], {})
+    await p.b.heartbeat(record(p, present=False, heartbeat=time.time() + 1), keys.WORKER_TTL_S, [], {})
+    claimed = await running(p, p.a)
+    for _ in range(4):  # a beat before the connection opened; b was not subscribed
+        assert await p.watch.check() == {}
+    await p.a.heartbeat(record(p, heartbeat=time.time() + 1), keys.WORKER_TTL_S, [], {})  # an older release
+    for _ in range(4):
+        assert await p.watch.check() == {}
+    assert await owner(p, claimed) == (p.a.worker_id, 1)
+    await p.a.heartbeat(record(p, present=True, heartbeat=time.time() + 1), keys.WORKER_TTL_S, [], {})
+    assert {p.a.worker_id: 1} in [await p.watch.check() for _ in range(2)]  # the control: now it is found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -172,10 +173,11 @@ class Consumer:
             pipe.delete(keys.worker(self.worker_id))
             await pipe.execute()
 
-    async def takeovers(self) -> AsyncIterator[str]:
+    async def takeovers(self, present: asyncio.Event | None = None) -> AsyncIterator[str]:
         """Stay subscribed to this worker's presence channel (the api takes a worker without a subscriber for
-        dead) and yield the ids of dead workers whose jobs are handed back for live workers to take over."""
-        async for message in self._messages(keys.alive(self.worker_id), keys.TAKEOVER_CHANNEL):
+        dead) and yield the ids of dead workers whose jobs are handed back for live workers to take over.
+        `present` is set while Redis confirms the subscription."""
+        async for message in self._messages(keys.alive(self.worker_id), keys.TAKEOVER_CHANNEL, confirmed=present):
             yield message
 
     async def cancellations(self) -> AsyncIterator[str]:
@@ -193,13 +195,24 @@ class Consumer:
         async for message in self._messages(*(keys.refresh_channel(kind) for kind in self.kinds)):
             yield message
 
-    async def _messages(self, *channels: str) -> AsyncIterator[str]:
+    async def _messages(self, *channels: str, confirmed: asyncio.Event | None = None) -> AsyncIterator[str]:
+        """The messages of `channels`; `confirmed` is set once Redis confirmed every subscription, cleared when
+        the connection ends."""
         pubsub = self.reader.pubsub()
         await pubsub.subscribe(*channels)
+        waiting = len(channels)
         try:
             while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                if msg is not None:
+                msg = await pubsub.get_message(timeout=None)
+                if msg is None:
+                    continue
+                if msg["type"] == "subscribe":
+                    waiting -= 1
+                    if waiting == 0 and confirmed is not None:
+                        confirmed.set()
+                elif msg["type"] == "message":
                     yield msg["data"].decode()
         finally:
+            if confirmed is not None:
+                confirmed.clear()
             await pubsub.aclose()

@@ -32,6 +32,7 @@ T = TypeVar("T")
 HEARTBEAT_S = 2.0
 CLAIM_BLOCK_MS = 250  # an idle worker re-checks for a stop request and for jobs handed back this often
 CLAIM_GRACE_S = 10.0  # a claim unanswered this long past its block time: the link to Redis is dead
+PRESENCE_WAIT_S = 5.0  # for Redis to confirm the presence subscription before the worker registers
 LEAVE_TIMEOUT_S = 2.0  # deregistering on the way out; the registry entry expires anyway
 RECLAIM_S = 1.0
 REFRESHES_KEPT = 16  # ids of the latest refresh requests done, in the heartbeat (the api waits for them)
@@ -127,6 +128,7 @@ class Worker:
         self._cancelled: set[str] = set()
         self._lost: set[str] = set()  # jobs another worker took over (this one was presumed dead)
         self._takeover = asyncio.Event()  # a dead worker's jobs wait to be taken over
+        self._present = asyncio.Event()  # subscribed to its presence channel (graycat/queue/presence.py)
         self.started_at = time.time()
         self._outcomes: Counter[str] = Counter()
         self._gpus = GpuReader()
@@ -158,26 +160,33 @@ class Worker:
                 "host": self.host, "version": __version__, "started": self.started_at,
                 "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats(),
                 "outcomes": dict(self._outcomes), "gpus": self._gpus.read(), "refreshed": list(self._refreshed),
-                "refresh_failures": list(self._refresh_failures)}
+                "refresh_failures": list(self._refresh_failures), "present": self._present.is_set()}
 
     async def run(self, load: Coroutine[Any, Any, Engine] | None = None) -> None:
         """Announce the worker, then run jobs until asked to stop. With `load`, the worker is announced while
         it runs (its engine, a `Loading` stand-in until then, loads): requests for its models wait for it."""
+        # Subscribed before it first registers: the api may take a registered worker without a subscriber for
+        # dead at once, even one it never saw present.
+        presence = asyncio.create_task(
+            self._listen("presence", lambda: self.consumer.takeovers(self._present), self._taken_over),
+            name="presence")
         backoff = Backoff()
         while True:
             try:
                 await self.consumer.setup()
+                async with asyncio.timeout(PRESENCE_WAIT_S):
+                    await self._present.wait()
                 await self._beat()
                 break
             except (RedisError, OSError) as exc:
                 if self._stopping.is_set():
+                    presence.cancel()
+                    await asyncio.gather(presence, return_exceptions=True)
                     return
-                await backoff.wait(f"cannot reach Redis ({exc})", self._stopping)
-        helpers = [asyncio.create_task(self._heartbeats(), name="heartbeat"),
+                await backoff.wait(f"cannot reach Redis ({exc or 'no answer'})", self._stopping)
+        helpers = [presence, asyncio.create_task(self._heartbeats(), name="heartbeat"),
                    asyncio.create_task(self._listen("cancel", self.consumer.cancellations, self._cancel),
-                                       name="cancel-listener"),
-                   asyncio.create_task(self._listen("presence", self.consumer.takeovers, self._taken_over),
-                                       name="presence")]
+                                       name="cancel-listener")]
         try:
             loaded = load is None or await self._load(load)
         except BaseException:
