@@ -43,6 +43,17 @@ class HiresFix:
     negative_prompt: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SdUpscale:
+    """A1111's "SD upscale" img2img script: the init image upscaled `scale` times with `upscaler` (None,
+    Lanczos, Nearest), cut into tiles of the job's width x height overlapping by `overlap` pixels, each tile
+    denoised by img2img, the tiles blended back together."""
+
+    overlap: int = 64
+    upscaler: str = "None"
+    scale: float = 2.0
+
+
 @dataclass(slots=True)
 class GenerationParams:
     """Everything a worker needs to run one request; seeds are already chosen (a rerun gives the same images)."""
@@ -78,7 +89,13 @@ class GenerationParams:
     outpaint: list[int] | None = None  # pixels added (left, up, right, down); width and height include them
     controlnets: list[ControlUnit] = field(default_factory=list)
     hires: HiresFix | None = None
+    sd_upscale: SdUpscale | None = None
     send_images: bool = True
+    eta_noise_seed_delta: int = 0  # A1111's ENSD: the samplers' own noise is seeded with seed + this
+    samples_format: str = "png"  # how the images are encoded (graycat/images/codec.py FORMATS)
+    jpeg_quality: int = 80
+    webp_lossless: bool = False
+    enable_pnginfo: bool = True  # the infotext in each image
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -89,6 +106,8 @@ class GenerationParams:
         values["controlnets"] = [_known(ControlUnit, unit) for unit in values.get("controlnets", [])]
         if values.get("hires"):
             values["hires"] = _known(HiresFix, values["hires"])
+        if values.get("sd_upscale"):
+            values["sd_upscale"] = _known(SdUpscale, values["sd_upscale"])
         return _known(cls, values)
 
 

@@ -1,4 +1,5 @@
-"""The answer of a generation job, as A1111 gives it: PNGs carrying their infotext, and the `info` string."""
+"""The answer of a generation job, as A1111 gives it: images (PNG, or the token's samples_format) carrying their
+infotext, and the `info` string."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def _settings(p: GenerationParams, model: dict[str, Any], seed: int, subseed: in
             "Mask blur": p.mask_blur if p.mask else None,
             "Variation seed": subseed if p.subseed_strength else None,
             "Variation seed strength": p.subseed_strength or None,
-            "Tiling": True if p.tiling else None, "Version": f"graycat {__version__}"}
+            "Tiling": True if p.tiling else None, "ENSD": p.eta_noise_seed_delta or None,
+            "Version": f"graycat {__version__}"}
 
 
 def result_body(p: GenerationParams, model: dict[str, Any], images: list[Image.Image],
@@ -43,8 +45,9 @@ def result_body(p: GenerationParams, model: dict[str, Any], images: list[Image.I
     subseeds = [p.subseed + i for i in indices]
     texts = [infotext.build(p.prompt, p.negative_prompt, _settings(p, model, s, ss))
              for s, ss in zip(seeds, subseeds, strict=True)]
-    encoded = [codec.encode_png(image, text) for image, text in zip(images, texts, strict=True)] \
-        if p.send_images else []
+    encoded = [codec.encode(image, text if p.enable_pnginfo else None, fmt=p.samples_format,
+                            quality=p.jpeg_quality, lossless=p.webp_lossless)
+               for image, text in zip(images, texts, strict=True)] if p.send_images else []
     info: dict[str, Any] = {
             "prompt": p.prompt, "all_prompts": [p.prompt] * len(images), "negative_prompt": p.negative_prompt,
             "all_negative_prompts": [p.negative_prompt] * len(images), "seed": p.seed, "all_seeds": seeds,

@@ -10,13 +10,17 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from graycat.api.dialects import a1111_options
 from graycat.api.errors import ApiError
-from graycat.images import checkpoints, codec, controlnets, loras, preprocessors, upscalers, vaes
-from graycat.images.params import ControlUnit, GenerationParams, HiresFix
+from graycat.images import checkpoints, codec, controlnets, extras, loras, preprocessors, upscalers, vaes
+from graycat.images.params import ControlUnit, GenerationParams, HiresFix, SdUpscale
 from graycat.images.samplers import UnknownSampler, resolve
+from graycat.images.tiles import sd_upscale_tiles
 
 MAX_SEED = 4294967295
 OUTPAINT = "poor man's outpainting"  # A1111's script: script_args [pixels, mask_blur, inpainting_fill, directions]
+SD_UPSCALE = "sd upscale"  # A1111's script: script_args [unused, overlap, upscaler (index or name), scale]
+SCRIPTS = (OUTPAINT, SD_UPSCALE)
 SIDES = ("left", "up", "right", "down")
 CONTROLNET = "controlnet"
 
@@ -69,6 +73,7 @@ class Txt2ImgRequest(BaseModel):
     script_args: list[Any] = Field(default_factory=list)
     alwayson_scripts: dict[str, Any] | None = None
     send_images: bool = True
+    restore_faces: bool | None = None
 
 
 class Img2ImgRequest(Txt2ImgRequest):
@@ -127,7 +132,15 @@ def _bad(message: str, param: str, status: int = 422, code: str = "invalid_reque
     return ApiError(status, message, code=code, param=param)
 
 
+def not_offered(param: str, message: str) -> ApiError:
+    """501: a feature that needs weights or code this server does not have (A1111 would run it)."""
+    return ApiError(501, f"{param}: {message}", code="not_implemented", param=param)
+
+
 def _check(req: Txt2ImgRequest, limits: Limits) -> None:
+    if req.restore_faces:
+        raise not_offered("restore_faces", "face restoration needs GFPGAN or CodeFormer weights "
+                          "(models/GFPGAN, models/Codeformer), which this server does not load")
     for name in ("width", "height"):
         value = getattr(req, name)
         if value % 8:
@@ -139,9 +152,9 @@ def _check(req: Txt2ImgRequest, limits: Limits) -> None:
     if req.batch_size * req.n_iter > limits.max_images:
         raise _bad(f"batch_size x n_iter asks for {req.batch_size * req.n_iter} images; this server makes at most "
                    f"{limits.max_images} per request (SD_MAX_IMAGES)", "batch_size")
-    if req.script_name and not (isinstance(req, Img2ImgRequest) and req.script_name.strip().lower() == OUTPAINT):
-        raise _bad(f"script '{req.script_name}' not found: the only A1111 script this server runs is "
-                   "\"Poor man's outpainting\" (img2img)", "script_name")
+    if req.script_name and not (isinstance(req, Img2ImgRequest) and req.script_name.strip().lower() in SCRIPTS):
+        raise _bad(f"script '{req.script_name}' not found: the A1111 scripts this server runs are "
+                   "\"Poor man's outpainting\" and \"SD upscale\" (img2img)", "script_name")
     for name, script in (req.alwayson_scripts or {}).items():
         if script and name.lower() != CONTROLNET:
             raise _bad(f"always-on script '{name}' not found: of the A1111 extensions this server runs ControlNet "
@@ -190,23 +203,24 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
     check_loras(req.prompt, model.get("loras", []))
     vae = choose_vae((req.override_settings or {}).get("sd_vae"), saved.get("sd_vae"), model.get("vaes", []),
                      "override_settings")
-    clip_skip = int(saved.get("CLIP_stop_at_last_layers", 1))
     units = _control_units(req, model.get("controlnets", []))
     try:
         choice = resolve(req.sampler_name or req.sampler_index, req.scheduler)
     except UnknownSampler as exc:
         raise _bad(str(exc), "sampler_name", 400, "unknown_sampler") from None
-    overrides = req.override_settings or {}
-    clip = overrides.get("CLIP_stop_at_last_layers", clip_skip)
-    if not isinstance(clip, int) or not 1 <= clip <= 12:
-        raise _bad("CLIP_stop_at_last_layers must be an integer from 1 to 12", "override_settings")
+    opts = {**a1111_options.DEFAULTS, **a1111_options.decode(saved)}
+    for key, value in (req.override_settings or {}).items():
+        if key in a1111_options.HONOURED and key not in ("sd_model_checkpoint", "sd_vae"):
+            opts[key] = a1111_options.check(key, value, "override_settings")
+    clip = int(opts["CLIP_stop_at_last_layers"])
     params = GenerationParams(
         checkpoint=checkpoint, prompt=req.prompt, negative_prompt=req.negative_prompt,
         seed=req.seed if req.seed >= 0 else random_seeds[0],
         subseed=req.subseed if req.subseed >= 0 else random_seeds[1], subseed_strength=req.subseed_strength,
         sampler=choice.sampler.name, schedule=choice.schedule.name, steps=req.steps, cfg_scale=req.cfg_scale,
         width=req.width, height=req.height, batch_size=req.batch_size, n_iter=req.n_iter, clip_skip=clip,
-        tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images, vae=vae, controlnets=units)
+        tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images, vae=vae, controlnets=units,
+        eta_noise_seed_delta=int(opts["eta_noise_seed_delta"]), **a1111_options.output(opts))
     if req.enable_hr and not isinstance(req, Img2ImgRequest):  # A1111's img2img has no hires fix
         params.hires = _hires(req, limits, checkpoint, model)
     if isinstance(req, Img2ImgRequest):
@@ -227,8 +241,10 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
         params.mask_blur, params.inpainting_fill = req.mask_blur, req.inpainting_fill
         params.inpaint_full_res, params.inpaint_full_res_padding = req.inpaint_full_res, req.inpaint_full_res_padding
         params.inpainting_mask_invert, params.resize_mode = bool(req.inpainting_mask_invert), req.resize_mode
-        if req.script_name:
+        if req.script_name and req.script_name.strip().lower() == OUTPAINT:
             _outpainting(req, params, limits)
+        elif req.script_name:
+            params.sd_upscale = _sd_upscale(req, size, limits)
     return params
 
 
@@ -377,6 +393,51 @@ def _outpainting(req: Img2ImgRequest, params: GenerationParams, limits: Limits) 
     params.outpaint, params.mask_blur, params.inpainting_fill = sides, blur, fill
 
 
+def _sd_upscale(req: Img2ImgRequest, size: tuple[int, int], limits: Limits) -> SdUpscale:
+    """A1111's "SD upscale": the init image upscaled, then redrawn by img2img in tiles of width x height. The
+    answer is the upscaled image. Its work (tiles x steps x n_iter) is held to that of SD_MAX_IMAGES images of
+    SD_MAX_STEPS steps."""
+    args = [*req.script_args, None, None, None, None][:4]
+    overlap = 64 if args[1] is None else args[1]
+    chosen = 0 if args[2] is None else args[2]
+    scale = 2.0 if args[3] is None else args[3]
+    if not isinstance(overlap, int) or not 0 <= overlap < min(req.width, req.height):
+        raise _bad("script_args[1] (tile overlap) must be an integer from 0 to less than the tile's width and "
+                   "height", "script_args")
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 1 <= scale <= 4:
+        raise _bad("script_args[3] (scale factor) must be a number from 1 to 4", "script_args")
+    names = [name for name in upscalers.UPSCALERS if not name.startswith("Latent")]
+    if isinstance(chosen, int) and not isinstance(chosen, bool) and 0 <= chosen < len(names):
+        upscaler = names[chosen]
+    else:
+        upscaler = next((n for n in names if isinstance(chosen, str) and n.lower() == chosen.strip().lower()), "")
+    if not upscaler:
+        model = isinstance(chosen, str) and any(p.lower() in chosen.lower() for p in extras.MODEL_UPSCALERS)
+        message = f"script_args[2] (upscaler): '{chosen}' is not run here; available: " \
+                  f"{', '.join(names)} (or their index)"
+        if model:
+            raise not_offered("script_args", message + "; model upscalers need weights this server does not load")
+        raise _bad(message, "script_args", 400, "unknown_upscaler")
+    if req.mask:
+        raise _bad("SD upscale redraws the whole image: send no mask", "mask")
+    if req.alwayson_scripts and any(req.alwayson_scripts.values()):
+        raise _bad("SD upscale runs without always-on scripts (ControlNet) here", "alwayson_scripts")
+    big = size if upscaler == "None" else (int(size[0] * scale) // 8 * 8, int(size[1] * scale) // 8 * 8)
+    if big[0] < req.width or big[1] < req.height:
+        raise _bad(f"the upscaled image ({big[0]}x{big[1]}) is smaller than a tile ({req.width}x{req.height}): "
+                   "tiles are width x height", "script_args")
+    if max(big) > limits.max_size:
+        raise _bad(f"SD upscale to {big[0]}x{big[1]} is over this server's maximum of {limits.max_size} "
+                   "(SD_MAX_SIZE)", "script_args")
+    tiles = sd_upscale_tiles(big, req.width, req.height, overlap)
+    work = len(tiles[0]) * len(tiles[1]) * req.n_iter
+    if work * req.steps > limits.max_images * limits.max_steps:
+        raise _bad(f"SD upscale would denoise {work} tiles of {req.steps} steps; this server does at most the "
+                   f"work of {limits.max_images} images of {limits.max_steps} steps per request (SD_MAX_IMAGES, "
+                   "SD_MAX_STEPS): use larger tiles, less overlap or fewer steps", "script_args")
+    return SdUpscale(overlap, upscaler, float(scale))
+
+
 def with_parameters(echo: dict[str, Any]) -> Any:
     """The reshape of a worker's `{"images", "info"}` into A1111's `{"images", "parameters", "info"}`."""
     def reshape(body: bytes) -> bytes:
@@ -388,15 +449,6 @@ def with_parameters(echo: dict[str, Any]) -> Any:
 def checkpoint_entry(info: dict[str, Any]) -> dict[str, Any]:
     """One entry of `/sdapi/v1/sd-models`."""
     return {k: info.get(k) for k in ("title", "model_name", "hash", "sha256", "filename", "config")}
-
-
-def options(checkpoint: dict[str, Any] | None, saved: dict[str, str]) -> dict[str, Any]:
-    """`GET /sdapi/v1/options`: the options this server honours, with the token's current values."""
-    return {"sd_model_checkpoint": checkpoint.get("title") if checkpoint else None,
-            "sd_checkpoint_hash": checkpoint.get("sha256") if checkpoint else None,
-            "CLIP_stop_at_last_layers": int(saved.get("CLIP_stop_at_last_layers", 1)),
-            "sd_vae": saved.get("sd_vae", "Automatic"), "samples_format": "png", "samples_save": False,
-            "grid_save": False, "outdir_samples": "", "enable_pnginfo": True}
 
 
 def progress(record: dict[str, str] | None, last: bytes | None, job_id: str | None, now: float) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -11,7 +13,7 @@ from starlette.responses import Response
 
 from graycat.api import image_jobs
 from graycat.api.auth import TokenFirstRoute, require_token_or_basic
-from graycat.api.dialects import a1111
+from graycat.api.dialects import a1111, a1111_extras, a1111_lists, a1111_options
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
 from graycat.images import codec, infotext, upscalers
@@ -53,7 +55,7 @@ async def sd_models(request: Request) -> Response:
     return json_response([a1111.checkpoint_entry(info) for info in served.values()])
 
 
-@router.get("/options", summary="The token's options: current checkpoint, VAE, clip skip")
+@router.get("/options", summary="The token's options: A1111's settings, with what they are here")
 async def get_options(request: Request) -> Response:
     queue = request.app.state.queue
     saved = await image_state.options(queue.redis, request.state.owner)
@@ -61,26 +63,87 @@ async def get_options(request: Request) -> Response:
     current = None
     if served:
         current = served[await image_jobs.checkpoint(request, None, "sd_model_checkpoint")]
-    return json_response(a1111.options(current, saved))
+    return json_response(a1111_options.current(current, saved))
 
 
-@router.post("/options", summary="Set options (per token): sd_model_checkpoint by any A1111 name, sd_vae, clip skip")
+IGNORED_HEADER = "X-Graycat-Ignored-Options"
+
+
+@router.post("/options", summary="Set options (per token); the header X-Graycat-Ignored-Options lists those "
+             "that change nothing here")
 async def set_options(request: Request, body: dict[str, Any] = Body(...)) -> Response:
+    if unknown := a1111_options.unknown(body):
+        raise ApiError(400, f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; nothing was "
+                       "set (GET /sdapi/v1/options lists the known ones)", code="unknown_option", param=unknown[0])
     values: dict[str, str] = {}
-    if (wanted := body.get("sd_model_checkpoint")) is not None:
-        values["sd_model_checkpoint"] = await image_jobs.checkpoint(request, str(wanted), "sd_model_checkpoint")
-    if (vae := body.get("sd_vae")) is not None:
-        available = sorted({v for info in (await image_jobs.served_checkpoints(request.app.state.queue)).values()
-                            for v in info.get("vaes", [])})
-        values["sd_vae"] = a1111.choose_vae(vae, None, available, "sd_vae") or "Automatic"
-    if (clip := body.get("CLIP_stop_at_last_layers")) is not None:
-        if not isinstance(clip, int) or not 1 <= clip <= 12:
-            raise ApiError(422, "CLIP_stop_at_last_layers must be an integer from 1 to 12", code="invalid_request",
-                           param="CLIP_stop_at_last_layers")
-        values["CLIP_stop_at_last_layers"] = str(clip)
+    for key, value in body.items():
+        if key in a1111_options.FIXED or (key in ("sd_model_checkpoint", "sd_vae") and value is None):
+            continue
+        if key == "sd_model_checkpoint":
+            value = await image_jobs.checkpoint(request, str(value), "sd_model_checkpoint")
+        elif key == "sd_vae":
+            available = sorted({v for info in (await image_jobs.served_checkpoints(request.app.state.queue)).values()
+                                for v in info.get("vaes", [])})
+            value = a1111.choose_vae(value, None, available, "sd_vae") or "Automatic"
+        else:
+            value = a1111_options.check(key, value, key)
+        values[key] = a1111_options.encode(key, value)
     if values:
         await image_state.set_options(request.app.state.queue.redis, request.state.owner, values)
-    return json_response(None)
+    ignored = sorted(k for k in body if k not in a1111_options.HONOURED)
+    return json_response(None, headers={IGNORED_HEADER: ", ".join(ignored)} if ignored else None)
+
+
+@router.get("/cmd-flags", summary="The A1111 command-line flags that describe this server")
+async def cmd_flags(request: Request) -> Response:
+    return json_response(a1111_lists.cmd_flags(request.app.state.settings))
+
+
+@router.get("/hypernetworks", summary="Hypernetworks: none are loaded here")
+@router.get("/face-restorers", summary="Face restorers: none are loaded here (restore_faces answers 501)")
+@router.get("/realesrgan-models", summary="Real-ESRGAN models: none are loaded here")
+@router.get("/prompt-styles", summary="Prompt styles: this server keeps none")
+async def empty_list() -> Response:
+    return json_response([])
+
+
+@router.get("/embeddings", summary="Textual inversion embeddings: none are loaded here")
+async def embeddings() -> Response:
+    return json_response({"loaded": {}, "skipped": {}})
+
+
+@router.get("/scripts", summary="The A1111 scripts this server runs (script_name)")
+async def scripts() -> Response:
+    return json_response(a1111_lists.SCRIPTS)
+
+
+_EXTRAS_RUNNING = asyncio.Semaphore(2)  # images being upscaled at once by this api process (memory)
+
+
+async def _extras(request: Request, work: Callable[[dict[str, Any]], bytes]) -> Response:
+    """Run an extras request's `work` (given the token's image encoding) in a thread, so the event loop stays
+    free; at most _EXTRAS_RUNNING at once."""
+    saved = await image_state.options(request.app.state.queue.redis, request.state.owner)
+    output = a1111_options.output(a1111_options.decode(saved))
+    async with _EXTRAS_RUNNING:
+        body = await asyncio.to_thread(work, output)
+    return Response(body, media_type="application/json")
+
+
+@router.post("/extra-single-image", summary="Upscale an image (Lanczos, Nearest), as A1111's Extras tab")
+async def extra_single_image(request: Request, body: a1111_extras.ExtrasSingleImageRequest) -> Response:
+    return await _extras(request, functools.partial(a1111_extras.single, body, a1111_extras.upscale_of(body)))
+
+
+@router.post("/extra-batch-images", summary="Upscale several images (Lanczos, Nearest), as A1111's Extras tab")
+async def extra_batch_images(request: Request, body: a1111_extras.ExtrasBatchImagesRequest) -> Response:
+    return await _extras(request, functools.partial(a1111_extras.batch, body, a1111_extras.upscale_of(body),
+                                                    max_images=request.app.state.settings.sd_max_images))
+
+
+@router.post("/interrogate", summary="Caption an image: not offered here (501 naming the missing weights)")
+async def interrogate(body: a1111_extras.InterrogateRequest) -> Response:
+    raise await asyncio.to_thread(a1111_extras.interrogate, body)
 
 
 @router.get("/loras", summary="LoRAs of the SD workers' models/Lora folders, for <lora:name:weight>")

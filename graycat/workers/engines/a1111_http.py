@@ -37,7 +37,10 @@ def a1111_request(p: GenerationParams, title: str, controlnets: dict[str, str]) 
         "height": p.height, "batch_size": p.batch_size, "n_iter": p.n_iter, "tiling": p.tiling,
         "send_images": p.send_images, "save_images": False,
         "override_settings": {"sd_model_checkpoint": title, "sd_vae": p.vae or "Automatic",
-                              "CLIP_stop_at_last_layers": p.clip_skip},
+                              "CLIP_stop_at_last_layers": p.clip_skip, "samples_format": p.samples_format,
+                              "jpeg_quality": p.jpeg_quality, "webp_lossless": p.webp_lossless,
+                              "enable_pnginfo": p.enable_pnginfo,
+                              "eta_noise_seed_delta": p.eta_noise_seed_delta},
         "override_settings_restore_afterwards": False}  # keep the checkpoint loaded for the next job
     if p.eta is not None:
         body["eta"] = p.eta
@@ -54,6 +57,10 @@ def a1111_request(p: GenerationParams, title: str, controlnets: dict[str, str]) 
                     script_args=[max(p.outpaint), p.mask_blur, p.inpainting_fill,
                                  [side for side, pixels in zip(("left", "up", "right", "down"), p.outpaint,
                                                                strict=True) if pixels]])
+    if p.sd_upscale is not None:  # the WebUI's script takes the upscaler's index; None, Lanczos, Nearest lead
+        up = p.sd_upscale
+        body.update(script_name="SD upscale",
+                    script_args=["", up.overlap, ("None", "Lanczos", "Nearest").index(up.upscaler), up.scale])
     if p.hires is not None:
         h = p.hires
         body.update(enable_hr=True, hr_resize_x=h.width, hr_resize_y=h.height, hr_upscaler=h.upscaler,

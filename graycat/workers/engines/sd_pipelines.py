@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
-from graycat.images import codec, loras, preprocessors, upscalers
+from graycat.images import codec, extras, loras, preprocessors, tiles, upscalers
 from graycat.images.checkpoints import Checkpoint
-from graycat.images.params import ControlUnit, GenerationParams, HiresFix
+from graycat.images.params import ControlUnit, GenerationParams, HiresFix, SdUpscale
 from graycat.images.samplers import resolve
 from graycat.workers.engines.sd_config import write_skeleton, write_vae_config
 
@@ -135,7 +135,7 @@ def _scheduler(pipe: Any, params: GenerationParams, seed: int) -> Any:
     cls = getattr(diffusers, choice.sampler.scheduler_class)
     kwargs = choice.scheduler_kwargs()
     if choice.sampler.scheduler_class == "DPMSolverSDEScheduler":
-        kwargs["noise_sampler_seed"] = seed  # it ignores the generator for its Brownian noise
+        kwargs["noise_sampler_seed"] = seed + params.eta_noise_seed_delta  # it ignores the generator
     return cls.from_config(getattr(pipe, "graycat_scheduler_config", pipe.scheduler.config), **kwargs)
 
 
@@ -218,6 +218,13 @@ def _noise(seeds: list[int], subseeds: list[int], strength: float, shape: tuple[
     return torch.stack(out)
 
 
+def _generators(seeds: list[int], delta: int) -> list[torch.Generator]:
+    """The pipeline's generators: the samplers' own noise (ancestral and SDE steps; in img2img also the noise the
+    pipeline adds to the image) comes from seed + A1111's eta_noise_seed_delta; txt2img's starting noise does
+    not (see _noise)."""
+    return [torch.Generator("cpu").manual_seed(s + delta) for s in seeds]
+
+
 def _set_tiling(pipe: Any, tiling: bool) -> None:
     for model in (pipe.unet, pipe.vae):
         for module in model.modules():
@@ -241,6 +248,8 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 
     p = params
+    if p.sd_upscale is not None:
+        return _sd_upscale(pipe, p, p.sd_upscale, progress, stop, skip, preview_every)
     w, h = p.width, p.height
     nine_channels = pipe.unet.config.in_channels == 9
     masked = bool(p.mask or p.outpaint)  # the request paints part of its image
@@ -295,7 +304,7 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
                 return kwargs
 
             pipe.scheduler = _scheduler(pipe, p, seeds[0])
-            run = {**common, "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
+            run = {**common, "generator": _generators(seeds, p.eta_noise_seed_delta),
                    "callback_on_step_end": on_step}
             try:
                 if mask is not None and init is not None:
@@ -335,6 +344,59 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     return images
 
 
+def _sd_upscale(pipe: Any, p: GenerationParams, up: SdUpscale, progress: Progress, stop: threading.Event,
+                skip: Skip | None, preview_every: int) -> list[Image.Image]:
+    """A1111's "SD upscale": the init image upscaled, cut into tiles of the job's size, each tile redrawn by
+    img2img, the tiles blended back; one image per iteration (n_iter). Tile k of iteration n has seed
+    seed + n + k // batch_size + k % batch_size, as A1111 seeds them batch by batch. Progress counts the steps of
+    all the tiles of an iteration."""
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+
+    init = extras.resized(codec.decode(p.init_images[0]).convert("RGB"), up.upscaler, up.scale)
+    xs, ys = tiles.sd_upscale_tiles(init.size, p.width, p.height, up.overlap)
+    pieces = tiles.cut(init, xs, ys, p.width, p.height)
+    flat = [piece for row in pieces for piece in row]
+    common: dict[str, Any] = {"prompt": p.prompt, "negative_prompt": p.negative_prompt or None,
+                              "num_inference_steps": p.steps, "guidance_scale": p.cfg_scale, "output_type": "pil",
+                              "clip_skip": p.clip_skip - 1 if p.clip_skip > 1 else None,
+                              "strength": p.denoising_strength}
+    if p.eta is not None:
+        common["eta"] = p.eta
+    if pipe.unet.config.in_channels == 9:  # an inpainting model: img2img as inpainting everything
+        runner = _pipeline(pipe, StableDiffusionInpaintPipeline, "", None)
+        common.update(mask_image=Image.new("L", (p.width, p.height), 255), width=p.width, height=p.height)
+    else:
+        runner = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "", None)
+    per_tile = min(int(p.steps * p.denoising_strength), p.steps)
+    images: list[Image.Image] = []
+    for n in range(p.n_iter):
+        done: list[Image.Image] = []
+        try:
+            for k, piece in enumerate(flat):
+                seed = p.seed + n + k // p.batch_size + k % p.batch_size
+
+                def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], n: int = n,
+                            before: int = k * per_tile) -> dict[str, Any]:
+                    if stop.is_set():
+                        raise Interrupted
+                    if skip is not None:
+                        skip.check()
+                    preview = latent_preview(kwargs["latents"]) \
+                        if preview_every and (step + 1) % preview_every == 0 else None
+                    progress(n, before + step + 1, per_tile * len(flat), preview)
+                    return kwargs
+
+                pipe.scheduler = _scheduler(pipe, p, seed)
+                done.extend(runner(image=piece, generator=_generators([seed], p.eta_noise_seed_delta),
+                                   callback_on_step_end=on_step, **common).images)
+        except _Skipped:
+            skip.skipped.append(n)  # type: ignore[union-attr]  # only raised with a Skip
+            continue
+        rows = [done[r * len(xs):(r + 1) * len(xs)] for r in range(len(ys))]
+        images.append(tiles.combine(rows, xs, ys, init.size, up.overlap))
+    return images
+
+
 def _second_pass_steps(p: GenerationParams) -> int:
     """The denoising steps the hires fix's second pass runs (img2img runs steps x strength of them)."""
     if p.hires is None or p.hires.denoising_strength <= 0:
@@ -358,7 +420,7 @@ def _hires_pass(pipe: Any, p: GenerationParams, hires: HiresFix, images: list[Im
     negative = hires.negative_prompt or p.negative_prompt
     second = {**run, "prompt": [loras.parse(hires.prompt or p.prompt)[0]] * len(big),
               "negative_prompt": [negative] * len(big) if negative else None,
-              "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
+              "generator": _generators(seeds, p.eta_noise_seed_delta),
               "num_inference_steps": hires.steps or p.steps, "num_images_per_prompt": 1}
     if pipe.unet.config.in_channels == 9:  # an inpainting model: img2img as inpainting everything
         runner = _pipeline(pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline", None)
