@@ -104,6 +104,9 @@ def test_options_have_a1111_keys_and_persist_per_token(sd: str) -> None:
                             ({"send_seed": "yes"}, "send_seed"), ({"eta_noise_seed_delta": -1}, "eta_noise_seed"),
                             ({"CLIP_stop_at_last_layers": 13}, "CLIP_stop_at_last_layers")):
             _error(http.post("/sdapi/v1/options", json=body), 422, param)
+        for raw in ('{"jpeg_quality": NaN}', '{"eta_ddim": Infinity}'):  # Python's JSON reader takes these
+            _error(http.post("/sdapi/v1/options", content=raw, headers={"Content-Type": "application/json"}), 422,
+                   raw.split('"')[1])
         http.post("/sdapi/v1/options", json={"send_seed": True, "samples_format": "png", "jpeg_quality": 80})
 
 

@@ -202,6 +202,26 @@ def test_txt2img_and_img2img_are_relayed_with_their_parameters(sd: str, webui: F
     assert counted() == made == 3
 
 
+def test_the_tokens_output_options_and_sd_upscale_reach_the_webui(sd: str, webui: FakeWebUI) -> None:
+    with _bearer(sd) as http:
+        assert http.post("/sdapi/v1/options", json={"samples_format": "webp", "eta_noise_seed_delta": 31337,
+                                                    "jpeg_quality": 70}).status_code == 200
+        try:
+            resp = http.post("/sdapi/v1/img2img", json={
+                "prompt": "a cat", "seed": 3, "steps": 2, "width": 64, "height": 64,
+                "init_images": [_b64(Image.new("RGB", (64, 64)))], "script_name": "SD upscale",
+                "script_args": ["", 16, "Nearest", 2]})
+            assert resp.status_code == 200, resp.text
+        finally:
+            http.post("/sdapi/v1/options", json={"samples_format": "png", "eta_noise_seed_delta": 0,
+                                                 "jpeg_quality": 80})
+    sent = webui.last("/sdapi/v1/img2img")
+    assert (sent["script_name"], sent["script_args"]) == ("SD upscale", ["", 16, 2, 2.0])  # Nearest's index
+    settings = sent["override_settings"]
+    assert (settings["samples_format"], settings["eta_noise_seed_delta"], settings["jpeg_quality"]) == \
+        ("webp", 31337, 70)
+
+
 def test_progress_and_previews_come_from_the_webui(sd: str, webui: FakeWebUI) -> None:
     body = {"prompt": "slow", "seed": 1, "steps": 40, "width": 64, "height": 64, "n_iter": 2}
     with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:

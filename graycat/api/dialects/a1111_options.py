@@ -9,6 +9,7 @@ does here. Options are per token. Three kinds:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -92,7 +93,7 @@ def _same_type(value: Any, default: Any) -> bool:
 
 def check(key: str, value: Any, param: str) -> Any:
     """A posted value of a known key, checked as this server uses it (4xx otherwise); the value to store."""
-    if not _same_type(value, DEFAULTS[key]):
+    if not _same_type(value, DEFAULTS[key]) or (isinstance(value, float) and not math.isfinite(value)):
         raise _bad(f"{key} must be a {type(DEFAULTS[key]).__name__}, like its default {DEFAULTS[key]!r}", param)
     if key == "samples_format" and value.lower() not in SAMPLES_FORMATS:
         raise _bad(f"samples_format must be one of {', '.join(SAMPLES_FORMATS)}", param)

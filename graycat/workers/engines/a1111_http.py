@@ -58,9 +58,9 @@ def a1111_request(p: GenerationParams, title: str, controlnets: dict[str, str]) 
                                  [side for side, pixels in zip(("left", "up", "right", "down"), p.outpaint,
                                                                strict=True) if pixels]])
     if p.sd_upscale is not None:  # the WebUI's script takes the upscaler's index; None, Lanczos, Nearest lead
-        up = p.sd_upscale
-        body.update(script_name="SD upscale",
-                    script_args=["", up.overlap, ("None", "Lanczos", "Nearest").index(up.upscaler), up.scale])
+        tiled = p.sd_upscale
+        body.update(script_name="SD upscale", script_args=[
+            "", tiled.overlap, ("None", "Lanczos", "Nearest").index(tiled.upscaler), tiled.scale])
     if p.hires is not None:
         h = p.hires
         body.update(enable_hr=True, hr_resize_x=h.width, hr_resize_y=h.height, hr_upscaler=h.upscaler,
