@@ -243,7 +243,7 @@ def test_extras_refuse_hostile_and_unsupported_input(sd: str) -> None:
         assert "GFPGAN" in faces
 
 
-def test_interrogate_and_restore_faces_say_what_is_missing(sd: str) -> None:
+def test_interrogate_restore_faces_and_model_upscalers_say_what_is_missing(sd: str) -> None:
     b64 = _b64(_picture())
     with _http(sd) as http:
         assert "BLIP" in _error(http.post("/sdapi/v1/interrogate", json={"image": b64}), 501, "model")
@@ -257,6 +257,12 @@ def test_interrogate_and_restore_faces_say_what_is_missing(sd: str) -> None:
             assert "CodeFormer" in detail and "X-Job-ID" not in detail
         assert http.post("/sdapi/v1/txt2img", json={"prompt": "x", "restore_faces": False, **SMALL}).status_code \
             == 200
+        hires = {"prompt": "x", "enable_hr": True, "hr_scale": 2, **SMALL}
+        assert "models/ESRGAN" in _error(http.post("/sdapi/v1/txt2img", json={**hires, "hr_upscaler": "4x-UltraSharp"}),
+                                         501, "hr_upscaler")
+        _error(http.post("/sdapi/v1/txt2img", json={**hires, "hr_upscaler": "Bilinear"}), 400, "hr_upscaler")
+        assert "no prompt styles" in _error(http.post("/sdapi/v1/txt2img", json={
+            "prompt": "x", "styles": ["cinematic"], **SMALL}), 422, "styles")
 
 
 def test_sd_upscale_script_upscales_then_redraws_in_tiles(sd: str) -> None:

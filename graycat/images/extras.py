@@ -33,7 +33,12 @@ def upscaler(name: str | None) -> str:
     for known in (NONE, *FILTERS):
         if known.lower() == wanted.lower():
             return known
-    raise NotRun(wanted, any(part.lower() in wanted.lower() for part in MODEL_UPSCALERS))
+    raise NotRun(wanted, is_model_upscaler(wanted))
+
+
+def is_model_upscaler(name: str) -> bool:
+    """Whether `name` looks like one of A1111's upscalers that run a model (ESRGAN and its kin)."""
+    return any(part.lower() in name.lower() for part in MODEL_UPSCALERS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,9 @@ def not_offered(param: str, message: str) -> ApiError:
 
 
 def _check(req: Txt2ImgRequest, limits: Limits) -> None:
+    if req.styles:
+        raise _bad(f"styles {', '.join(map(str, req.styles))}: this server keeps no prompt styles (GET prompt-styles "
+                   "is empty); put their text in the prompt", "styles")
     if req.restore_faces:
         raise not_offered("restore_faces", "face restoration needs GFPGAN or CodeFormer weights "
                           "(models/GFPGAN, models/Codeformer), which this server does not load")
@@ -287,8 +290,11 @@ def _hires(req: Txt2ImgRequest, limits: Limits, checkpoint: str, model: dict[str
     try:
         upscaler = upscalers.find(req.hr_upscaler)
     except KeyError:
-        raise _bad(f"upscaler '{req.hr_upscaler}' not found; available: {', '.join(upscalers.UPSCALERS)}",
-                   "hr_upscaler", 400, "unknown_upscaler") from None
+        message = f"upscaler '{req.hr_upscaler}' not found; available: {', '.join(upscalers.UPSCALERS)}"
+        if extras.is_model_upscaler(str(req.hr_upscaler)):
+            raise not_offered("hr_upscaler", message + "; model upscalers need weights (models/ESRGAN, "
+                              "models/RealESRGAN) this server does not load") from None
+        raise _bad(message, "hr_upscaler", 400, "unknown_upscaler") from None
     sampler = schedule = ""
     same = {None, "", "Use same sampler", "Use same scheduler"}
     if req.hr_sampler_name not in same or req.hr_scheduler not in same:
@@ -412,7 +418,7 @@ def _sd_upscale(req: Img2ImgRequest, size: tuple[int, int], limits: Limits) -> S
     else:
         upscaler = next((n for n in names if isinstance(chosen, str) and n.lower() == chosen.strip().lower()), "")
     if not upscaler:
-        model = isinstance(chosen, str) and any(p.lower() in chosen.lower() for p in extras.MODEL_UPSCALERS)
+        model = isinstance(chosen, str) and extras.is_model_upscaler(chosen)
         message = f"script_args[2] (upscaler): '{chosen}' is not run here; available: " \
                   f"{', '.join(names)} (or their index)"
         if model:
