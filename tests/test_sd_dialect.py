@@ -188,7 +188,8 @@ def test_hires_fix_sizes_upscalers_and_second_pass_settings() -> None:
 
 @pytest.mark.parametrize(("fields", "status", "param"), [
     ({"hr_resize_x": 2048}, 422, "hr_resize_x"),  # over SD_MAX_SIZE
-    ({"hr_upscaler": "R-ESRGAN 4x+"}, 400, "hr_upscaler"),
+    ({"hr_upscaler": "R-ESRGAN 4x+"}, 501, "hr_upscaler"),  # a model upscaler: its weights are not loaded
+    ({"hr_upscaler": "Bilinear"}, 400, "hr_upscaler"),
     ({"hr_second_pass_steps": 500}, 422, "hr_second_pass_steps"),
     ({"hr_checkpoint_name": "other"}, 422, "hr_checkpoint_name"),
     ({"hr_sampler_name": "Nope"}, 400, "hr_sampler_name"),
