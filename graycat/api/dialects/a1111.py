@@ -138,8 +138,8 @@ def not_offered(param: str, message: str) -> ApiError:
 
 
 def _check(req: Txt2ImgRequest, limits: Limits) -> None:
-    if req.styles:
-        raise _bad(f"styles {', '.join(map(str, req.styles))}: this server keeps no prompt styles (GET prompt-styles "
+    if named := [str(style) for style in req.styles or [] if str(style).strip()]:  # Unity sends [""]
+        raise _bad(f"styles {', '.join(named)}: this server keeps no prompt styles (GET prompt-styles "
                    "is empty); put their text in the prompt", "styles")
     if req.restore_faces:
         raise not_offered("restore_faces", "face restoration needs GFPGAN or CodeFormer weights "
