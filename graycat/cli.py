@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from graycat import __version__, lifetime, token_commands
+from graycat import __version__, lifetime, model_commands, token_commands
 from graycat.config import ConfigError, Settings, load_settings
 from graycat.logs import setup_logging
 from graycat.queue.version import UnsupportedServer, reachable
@@ -40,15 +40,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help="port to listen on (env GRAYCAT_PORT, default 8000)")
 
     token_commands.add_parser(sub, _command)
+    model_commands.add_parsers(sub, _command)
     worker = _command(sub, "worker", "run a worker (it only needs REDIS_URL)",
                       "A worker connects out to Redis only, so it can run anywhere that reaches it (behind NAT too).")
     kinds = worker.add_subparsers(dest="kind", required=True)
     llm = _command(kinds, "llm", "text generation on llama.cpp",
                    "Serves GGUF models with the embedded llama.cpp server, or relays to an external one (--llama-url).")
-    llm.add_argument("--model", type=Path, help="GGUF file (env GRAYCAT_MODEL; default: SmolLM2-135M-Instruct)")
+    llm.add_argument("--model", help="GGUF file, or a reference pulled at start: hf:OWNER/REPO[:QUANT], "
+                                     "hf:OWNER/REPO/path/file.gguf, https:// URL (env GRAYCAT_MODEL; default: "
+                                     "SmolLM2-135M-Instruct)")
     llm.add_argument("--model-name", help="name to serve the model under (env MODEL_NAME; default: the file's stem)")
     llm.add_argument("--also-model", action="append", metavar="NAME=PATH", dest="extra_models",
-                     help="one more GGUF model this worker serves, repeatable (env GRAYCAT_MODELS; default: none)")
+                     help="one more GGUF model this worker serves, a file or a reference, repeatable (env "
+                          "GRAYCAT_MODELS; default: none)")
     llm.add_argument("--chat-template", action="append", metavar="[NAME=]TEMPLATE", dest="chat_templates",
                      help="chat template override: a llama.cpp built-in name or a Jinja file, for every model "
                           "or for NAME (env LLM_CHAT_TEMPLATES; default: the model's own)")
@@ -127,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         lifetime.watch_parent()
     if args.command == "token":
         raise SystemExit(token_commands.run(args, settings))
+    if args.command in ("pull", "models", "rm"):
+        raise SystemExit(model_commands.run(args, settings))
     if args.command == "up":
         from graycat.standalone import up
 
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "worker":
         import uvloop
 
+        from graycat.store.remote import PullError
         from graycat.workers.engines.supervisor import EngineStartError
 
         try:
@@ -155,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                 null = {"null_tokens": args.tokens, "null_delay": args.token_delay_ms / 1000} \
                     if args.kind == "null" else {}
                 uvloop.run(serve(settings, **null))
-        except (FileNotFoundError, ConnectionError, EngineStartError) as exc:
-            # no models folder, an unreachable A1111 WebUI, an engine process that could not start
+        except (FileNotFoundError, ConnectionError, EngineStartError, PullError) as exc:
+            # no models folder, an unreachable A1111 WebUI, an engine process that could not start, a failed pull
             print(f"graycat worker: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

@@ -142,12 +142,17 @@ class Settings(BaseSettings):
         None, ge=1, le=65535, validation_alias="WORKER_METRICS_PORT",
         description="Port on which a worker also serves its own /metrics (for a worker Prometheus can reach).")
     # llama.cpp worker
-    model: Path | None = Field(None, validation_alias="GRAYCAT_MODEL", description="GGUF file to serve.")
+    model: str | None = Field(None, validation_alias="GRAYCAT_MODEL",
+                              description="GGUF file to serve: a path, or a reference the worker pulls at start "
+                                          "(hf:OWNER/REPO[:QUANT], hf:OWNER/REPO/path/file.gguf, https:// URL).")
     model_name: str | None = Field(None, validation_alias="MODEL_NAME",
                                    description="Name the model is served under (default: file stem).")
-    extra_models: Annotated[dict[str, Path], NoDecode] = Field(
+    extra_models: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, validation_alias="GRAYCAT_MODELS",
-        description="More GGUF models the same worker serves, 'name=path,name=path'.")
+        description="More GGUF models the same worker serves, 'name=path,name=ref'.")
+    models_dir: Path | None = Field(None, validation_alias="GRAYCAT_MODELS_DIR",
+                                    description="Folder of pulled models (`graycat pull`, references given to "
+                                                "workers); default: GRAYCAT_DATA_DIR/models.")
     chat_templates: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, validation_alias="LLM_CHAT_TEMPLATES",
         description="Chat template overrides, 'template' for every model or 'name=template' per model: a "
@@ -253,8 +258,16 @@ class Settings(BaseSettings):
         return value.strip() or None if isinstance(value, str) else value
 
     def served_model_name(self) -> str:
-        """The name an LLM worker of these settings serves its (first) model under."""
-        return self.model_name or (DEFAULT_MODEL_NAME if self.model is None else self.model.stem)
+        """The name an LLM worker of these settings serves its (first) model under (for a Hub repository and tag,
+        the stem of the file it names: the Hub is asked unless it was pulled before)."""
+        if self.model_name or self.model is None:
+            return self.model_name or DEFAULT_MODEL_NAME
+        from graycat.store.sources import name_of
+
+        return name_of(self.model, self.models_folder())
+
+    def models_folder(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
 
     @field_validator("log_level")
     @classmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -74,7 +73,7 @@ def test_more_models_and_chat_templates_per_model(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("GRAYCAT_MODELS", "beta=/models/b.gguf, gamma=/models/c.gguf")
     monkeypatch.setenv("LLM_CHAT_TEMPLATES", "gemma, beta=/templates/beta.jinja")
     settings = load_settings()
-    assert settings.extra_models == {"beta": Path("/models/b.gguf"), "gamma": Path("/models/c.gguf")}
+    assert settings.extra_models == {"beta": "/models/b.gguf", "gamma": "/models/c.gguf"}
     assert settings.chat_template_for("beta") == "/templates/beta.jinja"
     assert settings.chat_template_for("gamma") == "gemma"  # the bare value is every other model's
     monkeypatch.setenv("GRAYCAT_MODELS", "=/models/b.gguf")

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from graycat.config import Settings
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from graycat.config import DEFAULT_MODEL_NAME, Settings
+from graycat.store.download import download
+from graycat.store.folder import human
+from graycat.store.remote import Remote
+from graycat.store.sources import locate
 from graycat.workers.engines.base import Engine
 from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 from graycat.workers.engines.llama_http import LlamaHttpEngine
@@ -12,6 +21,9 @@ from graycat.workers.engines.models import ModelRouter
 from graycat.workers.engines.null import NullEngine
 from graycat.workers.engines.supervisor import EngineProcess
 from graycat.workers.run import run_worker
+
+log = logging.getLogger(__name__)
+PULL_LOG_S = 10.0
 
 
 async def serve(settings: Settings, *, null_tokens: int | None = None, null_delay: float = 0.0) -> None:
@@ -28,22 +40,12 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
         engine = LlamaHttpEngine(settings.llama_url, settings.model_name, embeddings=settings.embeddings,
                                  prompt_cache=settings.prompt_cache)
     else:
-        path = settings.model or default_model_path()
-        servers = [EmbeddedLlamaServer(model_path, alias=model, slots=settings.slots,
-                                       ctx_per_slot=settings.ctx_per_slot, threads=settings.threads,
-                                       gpu_layers=settings.gpu_layers, poll=settings.poll, nice=settings.nice,
-                                       embeddings=settings.embeddings,
-                                       slot_dir=settings.data_dir.resolve() / "slots" / model,
-                                       chat_template=settings.chat_template_for(model),
-                                       shared_cache=settings.prompt_cache == "shared")
-                   for model, model_path in {settings.served_model_name(): path, **settings.extra_models}.items()]
-        processes = [EngineProcess("graycat.workers.engines.llama_process",
-                                   [config(s, settings.chat_template_for(s.alias),
-                                           (settings.log_level, settings.log_format))], f"llama.cpp {s.alias}")
-                     for s in servers]
+        models = settings.models_folder()
+        sources = _sources(settings, models)
+        loading = Loading("llm", {name: {"kind": "llm"} for name in sources})
+        processes: list[EngineProcess] = []
         try:
-            await run_worker(settings, Loading("llm", {s.alias: {"kind": "llm"} for s in servers}), kinds,
-                             _load(settings, servers, processes))
+            await run_worker(settings, loading, kinds, _load(settings, sources, processes, loading))
         finally:
             for process in processes:
                 await process.close()
@@ -52,8 +54,39 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
     await run_worker(settings, engine, kinds)
 
 
-async def _load(settings: Settings, servers: list[EmbeddedLlamaServer], processes: list[EngineProcess]) -> Engine:
-    """Start each embedded server's process (loading its model) and the engine that talks to them."""
+def _sources(settings: Settings, models: Path) -> dict[str, Path | Remote]:
+    """Each model to serve, by name: a file, or a reference's file to pull first (the Hub asked now, so the name
+    is known while it downloads)."""
+    first = locate(settings.model, models) if settings.model else default_model_path()
+    name = settings.model_name or (DEFAULT_MODEL_NAME if settings.model is None else _stem(first))
+    sources = {name: first, **{n: locate(text, models) for n, text in settings.extra_models.items()}}
+    for source in sources.values():
+        if isinstance(source, Path) and not source.is_file():
+            raise FileNotFoundError(f"model file not found: {source}")
+    return sources
+
+
+def _stem(source: Path | Remote) -> str:
+    return Path(source.file_name).stem if isinstance(source, Remote) else source.stem
+
+
+async def _load(settings: Settings, sources: dict[str, Path | Remote], processes: list[EngineProcess],
+                loading: Loading) -> Engine:
+    """Pull the models not on disk yet (their progress shown by `loading`), start each embedded server's process
+    (loading its model) and the engine that talks to them."""
+    paths = {name: source if isinstance(source, Path) else await _pull(source, settings.models_folder(), name, loading)
+             for name, source in sources.items()}
+    servers = [EmbeddedLlamaServer(path, alias=model, slots=settings.slots, ctx_per_slot=settings.ctx_per_slot,
+                                   threads=settings.threads, gpu_layers=settings.gpu_layers, poll=settings.poll,
+                                   nice=settings.nice, embeddings=settings.embeddings,
+                                   slot_dir=settings.data_dir.resolve() / "slots" / model,
+                                   chat_template=settings.chat_template_for(model),
+                                   shared_cache=settings.prompt_cache == "shared")
+               for model, path in paths.items()]
+    processes += [EngineProcess("graycat.workers.engines.llama_process",
+                                [config(s, settings.chat_template_for(s.alias),
+                                        (settings.log_level, settings.log_format))], f"llama.cpp {s.alias}")
+                  for s in servers]
     engines: list[Engine] = []
     for server, process in zip(servers, processes, strict=True):
         engines.append(LlamaHttpEngine(await process.start(), server.alias,
@@ -63,3 +96,20 @@ async def _load(settings: Settings, servers: list[EmbeddedLlamaServer], processe
     engine = engines[0] if len(engines) == 1 else ModelRouter(engines)
     await engine.start()
     return engine
+
+
+async def _pull(remote: Remote, models: Path, name: str, loading: Loading) -> Path:
+    """Download `remote` (in a thread), its progress in the heartbeat and, every few seconds, in the log."""
+    logged = 0.0
+
+    def report(done: int, total: int | None) -> None:
+        nonlocal logged
+        loading.pulls[name] = {"completed": done, "total": total}
+        if time.monotonic() - logged >= PULL_LOG_S or done == total:
+            logged = time.monotonic()
+            log.info("pulling %s: %s of %s", name, human(done), human(total) if total else "?")
+
+    log.info("pulling %s from %s", name, remote.ref)
+    path = await asyncio.to_thread(download, remote, models, progress=report)
+    loading.pulls.pop(name, None)
+    return path

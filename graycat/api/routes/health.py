@@ -1,6 +1,7 @@
 """`/health`: public liveness and readiness (Redis reachable, workers alive): status `ok` once a worker is
 ready, `loading` while every live worker still loads its engine, `no_workers`; the models served (those still
-loading, and the image checkpoints, listed apart); `/`: what this server is."""
+loading, with the progress of those still downloading, and the image checkpoints, listed apart); `/`: what this
+server is."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ async def health(request: Request) -> Response:
                              "reason": f"Redis unreachable: {exc or 'timeout'}", **mine}, 503)
     served = Served.of(workers)
     status = "ok" if any(not w.get("loading") for w in workers) else "loading" if workers else "no_workers"
+    pulling = {model: progress for w in workers if w.get("loading")
+               for model, progress in ((w.get("engine") or {}).get("pulling") or {}).items()}
     return json_response({"status": status, "redis": True, "workers": len(workers),
                           "models": sorted(served_models(workers)), "loading": sorted(served.loading),
-                          "images": served.models("sd"), **mine})
+                          **({"pulling": pulling} if pulling else {}), "images": served.models("sd"), **mine})

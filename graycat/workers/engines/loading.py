@@ -10,19 +10,21 @@ from graycat.workers.engines.base import Emit
 
 
 class Loading:
-    """Serves nothing yet (no slots): only announces `models` for an engine of `kind`."""
+    """Serves nothing yet (no slots): only announces `models` for an engine of `kind`, and the progress of those
+    still downloading (`pulls`: name -> completed and total bytes)."""
 
     slots = 0
 
     def __init__(self, kind: str, models: dict[str, dict[str, Any]]) -> None:
         self.kind = kind
         self._models = models
+        self.pulls: dict[str, dict[str, int | None]] = {}
 
     def models(self) -> dict[str, dict[str, Any]]:
         return self._models
 
     def stats(self) -> dict[str, Any]:
-        return {}
+        return {"pulling": dict(self.pulls)} if self.pulls else {}
 
     async def start(self) -> None:
         return None

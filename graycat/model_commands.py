@@ -1,0 +1,66 @@
+"""`graycat pull | models | rm`: the models folder (GRAYCAT_MODELS_DIR) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from graycat.config import Settings
+from graycat.store import folder
+from graycat.store.progress import ProgressLine
+from graycat.store.pull import pull
+from graycat.store.remote import PullError
+
+Command = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", str, str, str], argparse.ArgumentParser]
+WHERE = "The models folder: GRAYCAT_MODELS_DIR (default: GRAYCAT_DATA_DIR/models)."
+REFS = ("REF: hf:OWNER/REPO[:QUANT] (the repository's GGUF of that quantisation, e.g. Q4_K_M; without a tag its "
+        "only GGUF or its Q4_K_M), hf:OWNER/REPO/path/file.gguf, or an https:// URL. HF_TOKEN for gated "
+        "repositories, HF_ENDPOINT for a mirror.")
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], command: Command) -> None:
+    get = command(sub, "pull", "download a GGUF model into the models folder",
+                  f"{REFS} Resumes an interrupted download, checks the SHA-256 (the Hub's, or --sha256) before "
+                  f"moving the file into place, and checks the free disk space first. {WHERE}")
+    get.add_argument("ref", metavar="REF", help="what to pull (see above)")
+    get.add_argument("--sha256", help="the file's expected SHA-256 (default: the Hub's; none for a URL)")
+    command(sub, "models", "list the models in the models folder (name, quantisation, size, origin)", WHERE)
+    rm = command(sub, "rm", "delete a model from the models folder", WHERE)
+    rm.add_argument("name", metavar="NAME", help="its name (as `graycat models` lists it) or the reference pulled")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per HTTP request would bury the progress
+    models = settings.models_folder()
+    if args.command == "pull":
+        line = ProgressLine(args.ref)
+        try:
+            path = pull(args.ref, models, sha256=args.sha256, progress=line)
+        except PullError as exc:
+            line.end()
+            print(f"graycat pull: {exc}", file=sys.stderr)
+            return 1
+        line.end()
+        print(f"pulled {path.stem} ({folder.human(path.stat().st_size)}): {path}")
+        print(f"serve it: graycat worker llm --model {args.ref}")
+        return 0
+    if args.command == "models":
+        listed = folder.models(models)
+        if not listed:
+            print(f"no models in {models}; get one with `graycat pull REF`")
+            return 0
+        width = max(len(m.name) for m in listed)
+        print(f"{'NAME':<{width}}  {'QUANT':<8}  {'SIZE':>9}  FROM")
+        for m in listed:
+            print(f"{m.name:<{width}}  {m.quant or '-':<8}  {folder.human(m.size):>9}  {m.ref or 'copied by hand'}")
+        return 0
+    found = folder.find(models, args.name)
+    if found is None:
+        names = ", ".join(m.name for m in folder.models(models)) or "none"
+        print(f"graycat rm: no model {args.name!r} in {models} (there: {names})", file=sys.stderr)
+        return 1
+    folder.remove(found)
+    print(f"deleted {found.name} ({folder.human(found.size)})")
+    return 0

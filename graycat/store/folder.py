@@ -1,0 +1,77 @@
+"""The models folder's contents: GGUF files, each with a small `<file>.origin.json` saying where it came from and its
+SHA-256 (written once the file is checked and in place)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from graycat.store.refs import quant_of
+
+ORIGIN_SUFFIX = ".origin.json"
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    name: str  # what a worker serves it as: the file's stem
+    path: Path
+    quant: str | None
+    size: int
+    ref: str | None  # the reference it was pulled from; None for a file put there by hand
+
+
+def origin_path(model: Path) -> Path:
+    return model.with_name(model.name + ORIGIN_SUFFIX)
+
+
+def read_origin(model: Path) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(origin_path(model).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_origin(model: Path, origin: dict[str, Any]) -> None:
+    path = origin_path(model)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(orjson.dumps(origin, option=orjson.OPT_INDENT_2))
+    os.replace(temporary, path)
+
+
+def models(folder: Path) -> list[OnDisk]:
+    """The GGUF files of the folder, by name."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.gguf")):
+        if path.is_file():
+            origin = read_origin(path) or {}
+            found.append(OnDisk(path.stem, path, quant_of(path.name), path.stat().st_size, origin.get("ref")))
+    return found
+
+
+def find(folder: Path, name: str) -> OnDisk | None:
+    """The model called `name` (its stem or file name), or the one last pulled from the reference `name`."""
+    listed = models(folder)
+    return next((m for m in listed if name in (m.name, m.path.name)), None) \
+        or next((m for m in listed if m.ref == name), None)
+
+
+def remove(model: OnDisk) -> None:
+    model.path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        origin_path(model.path).unlink()
+
+
+def human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(size) < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"

@@ -1,0 +1,84 @@
+"""Choosing the GGUF file a Hub reference names, from the repository's file listing (sizes and LFS SHA-256s)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import httpx2
+from huggingface_hub import HfApi, RepoFile, hf_hub_url
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.utils import build_hf_headers
+
+from graycat.store.refs import HubRef, quant_of
+from graycat.store.remote import PullError, Remote
+
+DEFAULT_QUANT = "Q4_K_M"  # what Ollama pulls when a Hub reference names no tag
+
+
+def endpoint() -> str:
+    """The Hub to ask: HF_ENDPOINT (a mirror, or a local one in tests), read when asked rather than at import."""
+    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or "https://huggingface.co"
+
+
+def resolve(ref: HubRef) -> Remote:
+    """The file `ref` names in its repository, with the Hub's size and SHA-256. PullError for an unknown
+    repository or file, a repository without GGUF files, or a tag matching none or several."""
+    hub = endpoint()
+    files = _listing(ref, hub)
+    ggufs = {path: entry for path, entry in files.items() if path.lower().endswith(".gguf")}
+    if ref.file is not None:
+        if ref.file not in files:
+            raise PullError(f"{ref.repo} has no file {ref.file}" + _choices(ggufs))
+        path = ref.file
+    else:
+        path = _by_quant(ref, ggufs)
+    size, sha256 = files[path]
+    return Remote(str(ref), hf_hub_url(ref.repo, path, endpoint=hub), path.rsplit("/", 1)[-1], size, sha256,
+                  build_hf_headers())
+
+
+def _listing(ref: HubRef, hub: str) -> dict[str, tuple[int, str | None]]:
+    """Every file of the repository: path -> (size, LFS SHA-256 or None)."""
+    try:
+        entries = list(HfApi(endpoint=hub).list_repo_tree(ref.repo, recursive=True))
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise PullError(f"no repository {ref.repo} on {hub} (a private or gated one needs HF_TOKEN)") from None
+    except HfHubHTTPError as exc:
+        raise PullError(f"{hub} refused to list {ref.repo}: {_first_line(exc)}") from None
+    except httpx2.HTTPError as exc:
+        raise PullError(f"cannot reach {hub}: {exc or type(exc).__name__}") from None
+    return {e.path: (e.size, e.lfs.sha256 if e.lfs else None) for e in entries if isinstance(e, RepoFile)}
+
+
+def _by_quant(ref: HubRef, ggufs: dict[str, tuple[int, str | None]]) -> str:
+    models = sorted(p for p in ggufs if not p.rsplit("/", 1)[-1].lower().startswith("mmproj"))
+    if not models:
+        raise PullError(f"{ref.repo} holds no GGUF file; name one with hf:{ref.repo}/path/file.gguf")
+    if ref.quant is None:
+        if len(models) == 1:
+            return models[0]
+        found = [p for p in models if quant_of(p) == DEFAULT_QUANT]
+        if len(found) == 1:
+            return found[0]
+        raise PullError(f"{ref.repo} holds {len(models)} GGUF files; choose one with a tag "
+                        f"(hf:{ref.repo}:{quant_of(models[0]) or 'TAG'})" + _choices(models))
+    tag = ref.quant.upper()
+    found = [p for p in models if quant_of(p) == tag] \
+        or [p for p in models if (quant_of(p) or "").startswith(tag + "_")]  # Q4_K: Q4_K_M or Q4_K_S
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise PullError(f"no GGUF file of {ref.repo} has the quantisation {ref.quant}" + _choices(ggufs))
+    raise PullError(f"{ref.quant} matches {len(found)} files of {ref.repo}: {', '.join(found)}; use a longer tag "
+                    f"or name the file (hf:{ref.repo}/{found[0]})")
+
+
+def _choices(files: Iterable[str]) -> str:
+    if not files:
+        return "; it holds no GGUF file"
+    return "; its GGUF files: " + ", ".join(f"{p} ({quant_of(p) or '?'})" for p in sorted(files))
+
+
+def _first_line(exc: Exception) -> str:
+    return next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

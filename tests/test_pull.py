@@ -1,0 +1,143 @@
+"""`graycat pull | models | rm` against a local Hub holding the real SmolLM2 GGUF: pull by tag with progress, a
+dropped connection resumed, an interrupted pull resumed by the next run, a corrupted byte refused, and each bad
+reference answered with a clear message."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from graycat.store.pull import pull
+from graycat.store.remote import PullError
+from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
+from tests.fake_hub import FakeHub, HubFile
+
+REPO = "graycat-test/SmolLM2-135M-Instruct-GGUF"
+NAME = Path(DEFAULT_MODEL_FILE).stem  # SmolLM2-135M-Instruct.Q4_1
+REF = f"hf:{REPO}:Q4_1"
+
+
+@pytest.fixture(scope="module")
+def model() -> HubFile:
+    return HubFile(default_model_path().read_bytes())
+
+
+@pytest.fixture(scope="module")
+def hub(model: HubFile) -> Iterator[FakeHub]:
+    stub = HubFile(b"GGUF not a model")
+    served = FakeHub({REPO: {DEFAULT_MODEL_FILE: model, "SmolLM2-135M-Instruct.Q4_K_M.gguf": stub,
+                             "SmolLM2-135M-Instruct.Q4_K_S.gguf": stub, "README.md": HubFile(b"# SmolLM2\n")},
+                      "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
+                      "files": {DEFAULT_MODEL_FILE: model}})
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def faults(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    hub.faults.__init__()  # type: ignore[misc]
+    yield hub
+    hub.faults.__init__()  # type: ignore[misc]
+
+
+def graycat(models: Path, hub: FakeHub, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HF_ENDPOINT=hub.url, GRAYCAT_MODELS_DIR=str(models), HF_HUB_DISABLE_TELEMETRY="1")
+    return subprocess.run([sys.executable, "-m", "graycat", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_pull_by_tag_shows_progress_then_lists_and_removes(faults: FakeHub, model: HubFile, tmp_path: Path) -> None:
+    faults.faults.seconds_per_mb = 0.02  # about 2 s: progress lines are drawn on the way
+    done = graycat(tmp_path, faults, "pull", REF)
+    assert done.returncode == 0, done.stderr
+    path = tmp_path / DEFAULT_MODEL_FILE
+    assert sha256(path) == model.sha256
+    assert f"pulling {REF}" in done.stderr and "MB / 98.4 MB" in done.stderr and "MB/s" in done.stderr
+    assert "100%" in done.stderr and f"pulled {NAME}" in done.stdout
+    assert not list((tmp_path / ".partial").glob("*.part"))
+
+    again = graycat(tmp_path, faults, "pull", REF)  # already there: nothing downloaded
+    assert again.returncode == 0 and len(faults.faults.ranges) == 1
+
+    listed = graycat(tmp_path, faults, "models")
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(NAME))
+    assert row.split()[1:4] == ["Q4_1", "98.4", "MB"] and REF in row
+
+    assert graycat(tmp_path, faults, "rm", NAME).returncode == 0
+    assert not path.exists() and NAME not in graycat(tmp_path, faults, "models").stdout
+    missing = graycat(tmp_path, faults, "rm", NAME)
+    assert missing.returncode == 1 and "no model" in missing.stderr
+
+
+def test_a_dropped_connection_is_resumed(faults: FakeHub, model: HubFile, tmp_path: Path) -> None:
+    faults.faults.drop_after = 30_000_000
+    path = pull(f"hf:{REPO}/{DEFAULT_MODEL_FILE}", tmp_path)
+    assert sha256(path) == model.sha256
+    first, resumed = faults.faults.ranges
+    assert first is None and resumed is not None and int(resumed.removeprefix("bytes=").rstrip("-")) > 0
+
+
+def test_an_interrupted_pull_resumes_where_it_stopped(faults: FakeHub, model: HubFile, tmp_path: Path) -> None:
+    faults.faults.drop_after, faults.faults.refuse_after_drop = 40_000_000, 100
+    with pytest.raises(PullError) as failure:
+        pull(REF, tmp_path)
+    failed = str(failure.value)
+    assert "kept in" in failed and "run the pull again to resume" in failed
+    partial = next((tmp_path / ".partial").glob("*.part"))
+    kept = partial.stat().st_size
+    assert kept > 0 and not (tmp_path / DEFAULT_MODEL_FILE).exists()
+
+    faults.faults.refuse = 0
+    path = pull(REF, tmp_path)
+    assert sha256(path) == model.sha256 and faults.faults.ranges[-1] == f"bytes={kept}-"
+    assert not partial.exists()
+
+
+def test_a_corrupted_byte_is_refused_and_nothing_is_left(faults: FakeHub, tmp_path: Path) -> None:
+    faults.faults.corrupt_at = 1_234_567
+    done = graycat(tmp_path, faults, "pull", REF)
+    assert done.returncode == 1 and "checksum mismatch" in done.stderr, done.stderr
+    assert not (tmp_path / DEFAULT_MODEL_FILE).exists() and not list((tmp_path / ".partial").glob("*.part"))
+
+
+def test_a_url_with_its_checksum(faults: FakeHub, model: HubFile, tmp_path: Path) -> None:
+    url = f"{faults.url}/files/{DEFAULT_MODEL_FILE}"
+    wrong = "0" * 64
+    with pytest.raises(PullError, match="checksum mismatch"):
+        pull(url, tmp_path, sha256=wrong)
+    assert sha256(pull(url, tmp_path, sha256=model.sha256)) == model.sha256
+
+
+@pytest.mark.parametrize(("ref", "message"), [
+    ("hf:graycat-test/missing", "no repository graycat-test/missing"),
+    (f"hf:{REPO}/missing.gguf", "has no file missing.gguf; its GGUF files: SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1)"),
+    ("hf:graycat-test/no-gguf", "holds no GGUF file"),
+    (f"hf:{REPO}:Q4_K", "Q4_K matches 2 files of graycat-test/SmolLM2-135M-Instruct-GGUF: "
+                        "SmolLM2-135M-Instruct.Q4_K_M.gguf, SmolLM2-135M-Instruct.Q4_K_S.gguf"),
+    (f"hf:{REPO}:Q8_0", "no GGUF file of graycat-test/SmolLM2-135M-Instruct-GGUF has the quantisation Q8_0"),
+    ("hf:just-a-name", "expected hf:OWNER/REPO"),
+    ("./model.gguf", "is not a reference"),
+])
+def test_bad_references_are_explained(faults: FakeHub, tmp_path: Path, ref: str, message: str) -> None:
+    with pytest.raises(PullError) as failure:
+        pull(ref, tmp_path)
+    assert message in str(failure.value)
+    assert faults.faults.ranges == []  # nothing was downloaded
+
+
+def test_an_unreachable_url_and_a_bad_checksum_argument(faults: FakeHub, tmp_path: Path) -> None:
+    with pytest.raises(PullError, match="no file at"):
+        pull(f"{faults.url}/files/other.gguf", tmp_path)
+    with pytest.raises(PullError, match="64 hexadecimal digits"):
+        pull(REF, tmp_path, sha256="abc")
