@@ -144,3 +144,17 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
 
     return Handler
+
+
+SMOLLM_REPO = "graycat-test/SmolLM2-135M-Instruct-GGUF"
+
+
+def smollm_hub(model: HubFile, model_file: str) -> FakeHub:
+    """A Hub whose SMOLLM_REPO holds the real SmolLM2 GGUF as `model_file`, beside two stand-ins of other
+    quantisations (Q4_K_M, Q4_K_S) and a README; `graycat-test/no-gguf` holds a README only; `/files/` serves the
+    GGUF as a plain URL."""
+    stub = HubFile(b"GGUF not a model")
+    return FakeHub({SMOLLM_REPO: {model_file: model, "SmolLM2-135M-Instruct.Q4_K_M.gguf": stub,
+                                  "SmolLM2-135M-Instruct.Q4_K_S.gguf": stub, "README.md": HubFile(b"# SmolLM2\n")},
+                    "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
+                    "files": {model_file: model}})

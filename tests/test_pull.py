@@ -16,9 +16,9 @@ import pytest
 from graycat.store.pull import pull
 from graycat.store.remote import PullError
 from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
-from tests.fake_hub import FakeHub, HubFile
+from tests.fake_hub import SMOLLM_REPO, FakeHub, HubFile, smollm_hub
 
-REPO = "graycat-test/SmolLM2-135M-Instruct-GGUF"
+REPO = SMOLLM_REPO
 NAME = Path(DEFAULT_MODEL_FILE).stem  # SmolLM2-135M-Instruct.Q4_1
 REF = f"hf:{REPO}:Q4_1"
 
@@ -30,11 +30,7 @@ def model() -> HubFile:
 
 @pytest.fixture(scope="module")
 def hub(model: HubFile) -> Iterator[FakeHub]:
-    stub = HubFile(b"GGUF not a model")
-    served = FakeHub({REPO: {DEFAULT_MODEL_FILE: model, "SmolLM2-135M-Instruct.Q4_K_M.gguf": stub,
-                             "SmolLM2-135M-Instruct.Q4_K_S.gguf": stub, "README.md": HubFile(b"# SmolLM2\n")},
-                      "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
-                      "files": {DEFAULT_MODEL_FILE: model}})
+    served = smollm_hub(model, DEFAULT_MODEL_FILE)
     yield served
     served.close()
 

@@ -1,0 +1,55 @@
+"""`graycat worker llm --model hf:...`: the worker pulls its model from a (local) Hub at start, is announced as
+loading meanwhile (its download's progress in /health; requests wait for it), then serves it through the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
+from tests.conftest import TOKEN, Cluster, wait_until
+from tests.fake_hub import SMOLLM_REPO, FakeHub, HubFile, smollm_hub
+
+pytestmark = pytest.mark.e2e
+NAME = Path(DEFAULT_MODEL_FILE).stem
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[FakeHub]:
+    served = smollm_hub(HubFile(default_model_path().read_bytes()), DEFAULT_MODEL_FILE)
+    yield served
+    served.close()
+
+
+def test_a_worker_pulls_its_model_then_serves_it(cluster: Cluster, hub: FakeHub, tmp_path: Path) -> None:
+    hub.faults.seconds_per_mb = 0.05  # a slow link: the download takes about 5 s
+    _, base = cluster.api()
+    models = tmp_path / "models"
+    worker = cluster.spawn("pull-worker", ["worker", "llm", "--slots", "1", "--ctx-size", "512",
+                                           "--model", f"hf:{SMOLLM_REPO}:Q4_1",
+                                           "--also-model", f"twin=hf:{SMOLLM_REPO}/{DEFAULT_MODEL_FILE}"],
+                           HF_ENDPOINT=hub.url, GRAYCAT_MODELS_DIR=str(models))
+    seen: dict[str, dict[str, int]] = {}
+
+    def pulling() -> bool:
+        assert worker.alive(), worker.output()
+        seen.update(httpx.get(f"{base}/health", timeout=5).json().get("pulling", {}))
+        return NAME in seen
+
+    wait_until(pulling, 60, "the download's progress in /health")
+    assert 0 < seen[NAME]["completed"] < seen[NAME]["total"] == len(default_model_path().read_bytes())
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:
+        # sent while the worker downloads: it waits in the queue, then the pulled model answers
+        answer = client.post("/v1/chat/completions", json={"model": NAME, "max_tokens": 8,
+                                                           "messages": [{"role": "user", "content": "Hi"}]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"] == NAME and answer.json()["choices"][0]["message"]["content"]
+        twin = client.post("/v1/completions", json={"model": "twin", "prompt": "Once", "max_tokens": 4})
+        assert twin.status_code == 200, twin.text
+    assert (models / DEFAULT_MODEL_FILE).is_file()
+    assert len(hub.faults.ranges) == 1  # the second reference to the same file did not download it again
+    assert "pulling " + NAME in worker.output()
+    worker.stop()
