@@ -28,6 +28,7 @@ from graycat.api.routes import (
     llamacpp,
     metrics,
     ollama,
+    ollama_models,
     openai,
     queue,
     responses,
@@ -127,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics)  # request id, metrics, access log
     app.add_middleware(CollapseSlashesMiddleware)  # outermost: routing sees `//` as `/`
     for router in (health.router, metrics.router, llamacpp.router, openai.router, responses.router,
-                   anthropic.router, ollama.router, queue.router, jobs.router, sessions.router, admin.router,
-                   a1111.router, images.router, images.files):
+                   anthropic.router, ollama_models.router, ollama.router, queue.router, jobs.router, sessions.router,
+                   admin.router, a1111.router, images.router, images.files):
         app.include_router(router)
     return app

@@ -72,7 +72,7 @@ def download(remote: Remote, models: Path, *, sha256: str | None = None, progres
         if expected is not None and digest != expected:
             partial.unlink()
             raise PullError(f"checksum mismatch for {remote.file_name}: expected {expected}, got {digest}; the "
-                            "download was discarded (run the pull again)")
+                            "download was discarded (run the pull again)", 502)
         os.replace(partial, target)
     folder.write_origin(target, {"ref": remote.ref, "url": remote.url, "sha256": digest,
                                  "size": target.stat().st_size})
@@ -96,12 +96,12 @@ def _fetch(remote: Remote, partial: Path, progress: Progress | None) -> None:
             os.fsync(file.fileno())
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise PullError(f"the disk of {partial.parent} is full; {_kept(partial)}") from None
+            raise PullError(f"the disk of {partial.parent} is full; {_kept(partial)}", 507) from None
         if isinstance(exc, (httpx2.HTTPError, HfHubHTTPError)) or exc.errno is None:
-            raise PullError(f"downloading {remote.file_name} failed: {_reason(exc)}; {_kept(partial)}") from None
+            raise PullError(f"downloading {remote.file_name} failed: {_reason(exc)}; {_kept(partial)}", 502) from None
         raise
     except (httpx2.HTTPError, HfHubHTTPError) as exc:
-        raise PullError(f"downloading {remote.file_name} failed: {_reason(exc)}; {_kept(partial)}") from None
+        raise PullError(f"downloading {remote.file_name} failed: {_reason(exc)}; {_kept(partial)}", 502) from None
 
 
 def _check_space(where: Path, needed: int | None) -> None:
@@ -110,7 +110,7 @@ def _check_space(where: Path, needed: int | None) -> None:
     free = shutil.disk_usage(where).free
     if needed + SPARE_BYTES > free:
         raise PullError(f"not enough disk space in {where}: the download needs {folder.human(needed)} more, "
-                        f"{folder.human(free)} is free")
+                        f"{folder.human(free)} is free", 507)
 
 
 def _kept(partial: Path) -> str:

@@ -29,7 +29,7 @@ def resolve(ref: HubRef) -> Remote:
     ggufs = {path: entry for path, entry in files.items() if path.lower().endswith(".gguf")}
     if ref.file is not None:
         if ref.file not in files:
-            raise PullError(f"{ref.repo} has no file {ref.file}" + _choices(ggufs))
+            raise PullError(f"{ref.repo} has no file {ref.file}" + _choices(ggufs), 404)
         path = ref.file
     else:
         path = _by_quant(ref, ggufs)
@@ -43,18 +43,18 @@ def _listing(ref: HubRef, hub: str) -> dict[str, tuple[int, str | None]]:
     try:
         entries = list(HfApi(endpoint=hub).list_repo_tree(ref.repo, recursive=True))
     except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise PullError(f"no repository {ref.repo} on {hub} (a private or gated one needs HF_TOKEN)") from None
+        raise PullError(f"no repository {ref.repo} on {hub} (a private or gated one needs HF_TOKEN)", 404) from None
     except HfHubHTTPError as exc:
-        raise PullError(f"{hub} refused to list {ref.repo}: {_first_line(exc)}") from None
+        raise PullError(f"{hub} refused to list {ref.repo}: {_first_line(exc)}", 502) from None
     except httpx2.HTTPError as exc:
-        raise PullError(f"cannot reach {hub}: {exc or type(exc).__name__}") from None
+        raise PullError(f"cannot reach {hub}: {exc or type(exc).__name__}", 502) from None
     return {e.path: (e.size, e.lfs.sha256 if e.lfs else None) for e in entries if isinstance(e, RepoFile)}
 
 
 def _by_quant(ref: HubRef, ggufs: dict[str, tuple[int, str | None]]) -> str:
     models = sorted(p for p in ggufs if not p.rsplit("/", 1)[-1].lower().startswith("mmproj"))
     if not models:
-        raise PullError(f"{ref.repo} holds no GGUF file; name one with hf:{ref.repo}/path/file.gguf")
+        raise PullError(f"{ref.repo} holds no GGUF file; name one with hf:{ref.repo}/path/file.gguf", 404)
     if ref.quant is None:
         if len(models) == 1:
             return models[0]
@@ -69,7 +69,7 @@ def _by_quant(ref: HubRef, ggufs: dict[str, tuple[int, str | None]]) -> str:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise PullError(f"no GGUF file of {ref.repo} has the quantisation {ref.quant}" + _choices(ggufs))
+        raise PullError(f"no GGUF file of {ref.repo} has the quantisation {ref.quant}" + _choices(ggufs), 404)
     raise PullError(f"{ref.quant} matches {len(found)} files of {ref.repo}: {', '.join(found)}; use a longer tag "
                     f"or name the file (hf:{ref.repo}/{found[0]})")
 

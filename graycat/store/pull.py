@@ -24,6 +24,6 @@ def pull(text: str, models: Path, *, sha256: str | None = None, progress: Progre
     located = locate(text, models)
     if isinstance(located, Path):  # pulled before; its source is out of reach now
         if sha256 and (folder.read_origin(located) or {}).get("sha256") != sha256.lower():
-            raise PullError(f"{located} does not have the SHA-256 {sha256}, and its source cannot be reached")
+            raise PullError(f"{located} does not have the SHA-256 {sha256}, and its source cannot be reached", 502)
         return located
     return download(located, models, sha256=sha256, progress=progress)

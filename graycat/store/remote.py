@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 
 
 class PullError(Exception):
-    """A pull that cannot go on; the message says why and what to do."""
+    """A pull that cannot go on; the message says why and what to do. `status`: the HTTP status that tells it
+    (400 a bad reference, 404 nothing of that name, 502 the source failed, 507 no room)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,19 @@ from graycat.store.remote import PullError, Remote
 
 
 def locate(text: str, models: Path) -> Path | Remote:
-    """A path as it is; for a reference, the Remote file to download, or the file pulled from it before when its
-    source cannot be reached (a worker restarting offline)."""
+    """A path as it is (a bare name that is no file: the model of that name in `models`); for a reference, the
+    Remote file to download, or the file pulled from it before when its source cannot be reached (a worker
+    restarting offline)."""
     ref = parse(text)
     if ref is None:
-        return Path(text).expanduser()
+        path = Path(text).expanduser()
+        pulled = None if path.is_file() or "/" in text else folder.find(models, text)
+        return pulled.path if pulled is not None else path
     try:
         return hub.resolve(ref) if isinstance(ref, HubRef) else _url(ref)
     except PullError as exc:
         known = folder.find(models, str(ref))
-        if known is None or "cannot reach" not in str(exc):
+        if known is None or exc.status != 502:
             raise
         return known.path
 
@@ -44,10 +47,10 @@ def _url(ref: UrlRef) -> Remote:
     try:
         answer = get_session().head(ref.url, follow_redirects=True, timeout=30)
     except httpx2.HTTPError as exc:
-        raise PullError(f"cannot reach {ref.url}: {exc or type(exc).__name__}") from None
+        raise PullError(f"cannot reach {ref.url}: {exc or type(exc).__name__}", 502) from None
     if answer.status_code == 404:
-        raise PullError(f"no file at {ref.url} (404)")
+        raise PullError(f"no file at {ref.url} (404)", 404)
     if answer.status_code >= 400 and answer.status_code != 405:  # some servers refuse HEAD alone
-        raise PullError(f"{ref.url} answered {answer.status_code}")
+        raise PullError(f"{ref.url} answered {answer.status_code}", 502)
     length = answer.headers.get("Content-Length") if answer.status_code < 300 else None
     return Remote(str(ref), ref.url, ref.file_name, int(length) if length and length.isdigit() else None, None)
