@@ -1,4 +1,4 @@
-"""The `graycat` command: `up`, `api`, `worker llm | sd | null`, `token`."""
+"""The `graycat` command: `up`, `api`, `worker llm | sd | null`, `token`, `pull`, `models`, `rm`."""
 
 from __future__ import annotations
 
