@@ -23,6 +23,7 @@ from graycat.config import Settings
 from graycat.images.checkpoints import any_present, checkpoints_path
 from graycat.queue.connection import redact
 from graycat.queue.version import NEEDED, UnsupportedServer, reachable
+from graycat.store.remote import PullError
 
 READY_TIMEOUT_S = 180.0
 
@@ -178,7 +179,11 @@ def up(settings: Settings, host: str, port: int) -> int:
         return 1
     token_file = data_dir / "api-token"
     instance = secrets.token_hex(8)
-    model = settings.served_model_name()
+    try:
+        model = settings.served_model_name()
+    except PullError as exc:  # GRAYCAT_MODEL names a Hub repository that cannot be listed
+        print(f"graycat up: GRAYCAT_MODEL: {exc}", file=sys.stderr)
+        return 1
     env = dict(os.environ, API_TOKENS=",".join(settings.api_tokens) or _token(settings, token_file),
                GRAYCAT_INSTANCE=instance, **{lifetime.PARENT_ENV: str(os.getpid())},
                DEFAULT_MODEL=settings.default_model or model)  # requests naming none mean the model served
@@ -218,6 +223,8 @@ def up(settings: Settings, host: str, port: int) -> int:
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 print("graycat up: a part failed to start (see the messages above)", file=sys.stderr)
                 return 1
+            if health is not None and model in health.get("pulling", {}):  # a download is no failure to start
+                deadline = time.monotonic() + READY_TIMEOUT_S
             time.sleep(0.2)
         if not stop and health is not None:
             print(ready_message(base, None if settings.api_tokens else token_file, serving(health, images)),
