@@ -21,6 +21,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 @dataclass
 class HubFile:
     data: bytes
+    listed_size: int | None = None  # the size the listing states, when it is not the data's (a huge file)
     sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -82,8 +83,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             if files is None:
                 self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
                 return
-            listing = [{"type": "file", "oid": hashlib.sha1(f.data).hexdigest(), "size": len(f.data), "path": p,
-                        "lfs": {"oid": f.sha256, "size": len(f.data), "pointerSize": 134}}
+            listing = [{"type": "file", "oid": hashlib.sha1(f.data).hexdigest(), "size": f.listed_size or len(f.data),
+                        "path": p, "lfs": {"oid": f.sha256, "size": f.listed_size or len(f.data), "pointerSize": 134}}
                        for p, f in sorted(files.items())]
             self._send(200, orjson.dumps(listing), {"Content-Type": "application/json"})
 
@@ -150,11 +151,12 @@ SMOLLM_REPO = "graycat-test/SmolLM2-135M-Instruct-GGUF"
 
 
 def smollm_hub(model: HubFile, model_file: str) -> FakeHub:
-    """A Hub whose SMOLLM_REPO holds the real SmolLM2 GGUF as `model_file`, beside two stand-ins of other
-    quantisations (Q4_K_M, Q4_K_S) and a README; `graycat-test/no-gguf` holds a README only; `/files/` serves the
-    GGUF as a plain URL."""
+    """A Hub whose SMOLLM_REPO holds the real SmolLM2 GGUF as `model_file`, beside stand-ins of other
+    quantisations (Q4_K_M, Q4_K_S, and an F32 listed as 10 PB) and a README; `graycat-test/no-gguf` holds a
+    README only; `/files/` serves the GGUF as a plain URL."""
     stub = HubFile(b"GGUF not a model")
     return FakeHub({SMOLLM_REPO: {model_file: model, "SmolLM2-135M-Instruct.Q4_K_M.gguf": stub,
-                                  "SmolLM2-135M-Instruct.Q4_K_S.gguf": stub, "README.md": HubFile(b"# SmolLM2\n")},
+                                  "SmolLM2-135M-Instruct.Q4_K_S.gguf": stub, "README.md": HubFile(b"# SmolLM2\n"),
+                                  "SmolLM2-135M-Instruct.F32.gguf": HubFile(b"GGUF", listed_size=10**16)},
                     "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
                     "files": {model_file: model}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 
@@ -14,6 +15,12 @@ from graycat.store.refs import HubRef, quant_of
 from graycat.store.remote import PullError, Remote
 
 DEFAULT_QUANT = "Q4_K_M"  # what Ollama pulls when a Hub reference names no tag
+
+# huggingface_hub writes its warnings (retries) through a stderr handler of its own as well as through the root
+# logger's: keep the root's only, so that each shows once, in graycat's log format.
+for _handler in list(logging.getLogger("huggingface_hub").handlers):
+    if type(_handler) is logging.StreamHandler:
+        logging.getLogger("huggingface_hub").removeHandler(_handler)
 
 
 def endpoint() -> str:
