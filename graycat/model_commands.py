@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from graycat.config import Settings
 from graycat.store import folder
+from graycat.store.download import INTERRUPTED
 from graycat.store.progress import ProgressLine
 from graycat.store.pull import pull
 from graycat.store.remote import PullError
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         except PullError as exc:
             line.end()
             print(f"graycat pull: {exc}", file=sys.stderr)
-            return 1
+            return 130 if exc.status == INTERRUPTED else 1
         line.end()
         print(f"pulled {path.stem} ({folder.human(path.stat().st_size)}): {path}")
         print(f"serve it: graycat worker llm --model {args.ref}")

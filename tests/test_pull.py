@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from graycat.store.pull import pull
 from graycat.store.remote import PullError
 from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
+from tests.conftest import wait_until
 from tests.fake_hub import SMOLLM_REPO, FakeHub, HubFile, smollm_hub
 
 REPO = SMOLLM_REPO
@@ -98,6 +100,24 @@ def test_an_interrupted_pull_resumes_where_it_stopped(faults: FakeHub, model: Hu
     path = pull(REF, tmp_path)
     assert sha256(path) == model.sha256 and faults.faults.ranges[-1] == f"bytes={kept}-"
     assert not partial.exists()
+
+
+def test_ctrl_c_keeps_what_was_received_for_the_next_run(faults: FakeHub, model: HubFile, tmp_path: Path) -> None:
+    faults.faults.seconds_per_mb = 0.1  # about 10 s
+    env = dict(os.environ, HF_ENDPOINT=faults.url, GRAYCAT_MODELS_DIR=str(tmp_path))
+    pulling = subprocess.Popen([sys.executable, "-m", "graycat", "pull", REF], env=env, stderr=subprocess.PIPE,
+                               text=True)
+    wait_until(lambda: any(p.stat().st_size > 10_000_000 for p in (tmp_path / ".partial").glob("*.part")), 30,
+               "10 MB received")
+    pulling.send_signal(signal.SIGINT)
+    _, err = pulling.communicate(timeout=30)
+    assert pulling.returncode == 130 and "interrupted; the" in err and "run the pull again to resume" in err, err
+    kept = next((tmp_path / ".partial").glob("*.part")).stat().st_size
+    assert kept > 10_000_000 and not (tmp_path / DEFAULT_MODEL_FILE).exists()
+
+    faults.faults.seconds_per_mb = 0
+    assert graycat(tmp_path, faults, "pull", REF).returncode == 0
+    assert sha256(tmp_path / DEFAULT_MODEL_FILE) == model.sha256 and faults.faults.ranges[-1] == f"bytes={kept}-"
 
 
 def test_a_corrupted_byte_is_refused_and_nothing_is_left(faults: FakeHub, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from graycat.store.remote import PullError, Remote
 Progress = Callable[[int, int | None], None]  # (bytes on disk, total bytes or None)
 PARTIAL_DIR = ".partial"
 SPARE_BYTES = 64 * 2**20  # left free on the disk after a download
+INTERRUPTED = 499  # the status of a pull stopped by Ctrl-C
 
 
 class _Counting:
@@ -102,6 +103,8 @@ def _fetch(remote: Remote, partial: Path, progress: Progress | None) -> None:
         raise
     except (httpx2.HTTPError, HfHubHTTPError) as exc:
         raise PullError(f"downloading {remote.file_name} failed: {_reason(exc)}; {_kept(partial)}", 502) from None
+    except KeyboardInterrupt:
+        raise PullError(f"interrupted; {_kept(partial)}", INTERRUPTED) from None
 
 
 def _check_space(where: Path, needed: int | None) -> None:

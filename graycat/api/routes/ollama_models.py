@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from graycat.store.refs import parse
 from graycat.store.remote import PullError, Remote
 from graycat.store.sources import locate
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_admin)], route_class=JsonBodyRoute)
 PROGRESS_EVERY_S = 0.25
 
@@ -103,9 +105,22 @@ async def _pull_events(found: Path | Remote, models: Path) -> AsyncIterator[dict
     except PullError as exc:
         yield {"error": str(exc), "_status": exc.status}
         return
+    except OSError as exc:  # the models folder cannot be written
+        yield {"error": f"cannot write to the models folder: {exc}", "_status": 500}
+        return
+    finally:
+        if not task.done():  # the client left: the download goes on, and its end is logged
+            task.add_done_callback(lambda t: _log_end(found.file_name, t))
     yield {"status": "verifying sha256 digest"}
     yield {"status": "writing manifest"}
     yield {"status": "success", "model": path.stem}
+
+
+def _log_end(name: str, task: asyncio.Future[Path]) -> None:
+    if task.cancelled() or task.exception() is None:
+        log.info("pull of %s ended after its client left", name)
+    else:
+        log.warning("pull of %s failed after its client left: %s", name, task.exception())
 
 
 @router.delete("/delete", summary="Delete a model from the models folder (Ollama; admin token)")
