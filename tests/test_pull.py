@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from graycat.config import load_settings
 from graycat.store.pull import pull
+from graycat.store.refs import HubRef, UrlRef, parse, quant_of
 from graycat.store.remote import PullError
 from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
 from tests.conftest import wait_until
@@ -159,3 +161,18 @@ def test_an_unreachable_url_and_a_bad_checksum_argument(faults: FakeHub, tmp_pat
         pull(f"{faults.url}/files/other.gguf", tmp_path)
     with pytest.raises(PullError, match="64 hexadecimal digits"):
         pull(REF, tmp_path, sha256="abc")
+
+
+def test_references_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse("hf:o/r:q4_k_m") == HubRef("o/r", "q4_k_m") and parse("hf.co/o/r:latest") == HubRef("o/r")
+    assert parse("hf:o/r/sub/m.Q8_0.gguf") == HubRef("o/r", None, "sub/m.Q8_0.gguf")
+    assert parse("https://h/a/m%20x.gguf") == UrlRef("https://h/a/m%20x.gguf")
+    assert parse("https://h/a/m%20x.gguf").file_name == "m x.gguf"  # type: ignore[union-attr]
+    assert parse("./models/m.gguf") is None and parse("m") is None
+    assert [quant_of(n) for n in ("a-Q4_K_M.gguf", "b.q8_0.gguf", "c-IQ4_XS.gguf", "d-f16.gguf", "e.gguf")] == \
+        ["Q4_K_M", "Q8_0", "IQ4_XS", "F16", None]
+    monkeypatch.setenv("GRAYCAT_MODEL", "https://host/path/m.gguf")  # not a Path: its `//` stays
+    monkeypatch.setenv("GRAYCAT_DATA_DIR", "/srv/graycat")
+    settings = load_settings(extra_models="b=hf:o/r:Q4_0")
+    assert settings.model == "https://host/path/m.gguf" and settings.extra_models == {"b": "hf:o/r:Q4_0"}
+    assert settings.models_folder() == Path("/srv/graycat/models") and settings.served_model_name() == "m"

@@ -84,5 +84,5 @@ def _hub(rest: str, text: str) -> HubRef:
 def quant_of(file_name: str) -> str | None:
     """The quantisation a GGUF file's name states (Q4_K_M, Q8_0, IQ4_XS, F16, ...), upper case; None if none."""
     found = re.findall(r"(?<![A-Za-z0-9])(I?Q[1-8](?:_[A-Za-z0-9]+)*|BF16|F16|F32)(?![A-Za-z0-9])",
-                       PurePosixPath(file_name).stem)
+                       PurePosixPath(file_name).stem, flags=re.IGNORECASE)
     return found[-1].upper() if found else None
