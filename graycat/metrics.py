@@ -143,6 +143,9 @@ def worker_families(workers: Iterable[dict[str, Any]]) -> list[Metric]:
                      for name, text in ENGINE_GAUGES.items()}
     gpu = {name: GaugeMetricFamily(f"graycat_gpu_{name}", text, labels=[*ids, "gpu", "name"])
            for name, text in GPU_GAUGES.items()}
+    pulled = {part: GaugeMetricFamily(f"graycat_worker_pull_{part}_bytes", text, labels=[*ids, "model"])
+              for part, text in (("completed", "Bytes a worker has of the model it downloads at start"),
+                                 ("total", "Size of the model a worker downloads at start (0: not known)"))}
     for w in workers:
         labels = [str(w.get("id", "")), str(w.get("kind", ""))]
         info.add_metric([*labels, str(w.get("host", "")), str(w.get("version", "")),
@@ -157,6 +160,9 @@ def worker_families(workers: Iterable[dict[str, Any]]) -> list[Metric]:
         for (engine, name), family in engine_counters.items():
             if name in (stats.get(engine) or {}):
                 family.add_metric(labels, stats[engine][name])
+        for model, progress in (stats.get("pulling") or {}).items():
+            for part, bytes_gauge in pulled.items():
+                bytes_gauge.add_metric([*labels, model], float(progress.get(part) or 0))
         figures = stats.get("llamacpp") or {}
         for name, gauge in engine_gauges.items():
             if name in figures:
@@ -166,4 +172,4 @@ def worker_families(workers: Iterable[dict[str, Any]]) -> list[Metric]:
                 if name in card:
                     gauge.add_metric([*labels, str(card["index"]), str(card["name"])], card[name])
     return [info, slots, busy, stopping, started, jobs, *engine_counters.values(), *engine_gauges.values(),
-            *gpu.values()]
+            *gpu.values(), *pulled.values()]

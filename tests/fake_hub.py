@@ -5,6 +5,7 @@ mid-file, the server refusing downloads for a while, a corrupted byte."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
@@ -125,14 +126,18 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 hub.faults.refuse = hub.faults.refuse_after_drop
                 self.wfile.flush()
                 self.close_connection = True
-                self.connection.shutdown(2)
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(2)
 
         def _write(self, data: bytes) -> None:
             step = 2**20
-            for at in range(0, len(data), step):
-                self.wfile.write(data[at:at + step])
-                if hub.faults.seconds_per_mb:
-                    time.sleep(hub.faults.seconds_per_mb)
+            try:
+                for at in range(0, len(data), step):
+                    self.wfile.write(data[at:at + step])
+                    if hub.faults.seconds_per_mb:
+                        time.sleep(hub.faults.seconds_per_mb)
+            except (BrokenPipeError, ConnectionResetError):  # the client left (an interrupted pull)
+                self.close_connection = True
 
         def _send(self, status: int, data: bytes, headers: dict[str, str], head: bool = False) -> None:
             self.send_response(status)

@@ -40,7 +40,13 @@ def test_a_worker_pulls_its_model_then_serves_it(cluster: Cluster, hub: FakeHub,
         return NAME in seen
 
     wait_until(pulling, 60, "the download's progress in /health")
-    assert 0 < seen[NAME]["completed"] < seen[NAME]["total"] == len(default_model_path().read_bytes())
+    total = len(default_model_path().read_bytes())
+    assert 0 < seen[NAME]["completed"] < seen[NAME]["total"] == total
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text  # from a loopback address: no token needed
+    figures = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("graycat_worker_pull_") and f'model="{NAME}"' in line}
+    assert figures["graycat_worker_pull_total_bytes"] == total
+    assert 0 < figures["graycat_worker_pull_completed_bytes"] <= total
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:
         # sent while the worker downloads: it waits in the queue, then the pulled model answers
         answer = client.post("/v1/chat/completions", json={"model": NAME, "max_tokens": 8,
