@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ class FakeHub:
     def __init__(self, repos: dict[str, dict[str, HubFile]]) -> None:
         self.repos = repos
         self.faults = Faults()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -53,6 +54,12 @@ class FakeHub:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that left is no error of the hub
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
