@@ -59,3 +59,10 @@ def test_a_worker_pulls_its_model_then_serves_it(cluster: Cluster, hub: FakeHub,
     assert len(hub.faults.ranges) == 1  # the second reference to the same file did not download it again
     assert "pulling " + NAME in worker.output()
     worker.stop()
+
+
+def test_a_worker_given_an_unknown_repository_says_so(cluster: Cluster, hub: FakeHub, tmp_path: Path) -> None:
+    worker = cluster.spawn("bad-ref-worker", ["worker", "llm", "--model", "hf:graycat-test/missing:Q4_0"],
+                           HF_ENDPOINT=hub.url, GRAYCAT_MODELS_DIR=str(tmp_path))
+    assert worker.proc.wait(60) == 2
+    assert "graycat worker: no repository graycat-test/missing" in worker.output()

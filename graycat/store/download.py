@@ -56,8 +56,7 @@ def download(remote: Remote, models: Path, *, sha256: str | None = None, progres
     expected = (sha256 or remote.sha256 or "").lower() or None
     target = models / remote.file_name
     models.mkdir(parents=True, exist_ok=True)
-    known = folder.read_origin(target)
-    if target.is_file() and known is not None and (expected is None or known.get("sha256") == expected):
+    if _pulled(target, remote, expected):
         if progress is not None:
             progress(target.stat().st_size, target.stat().st_size)
         return target
@@ -65,8 +64,7 @@ def download(remote: Remote, models: Path, *, sha256: str | None = None, progres
     partial = models / PARTIAL_DIR / f"{remote.file_name}.{key[:16]}.part"
     partial.parent.mkdir(exist_ok=True)
     with _locked(partial.with_suffix(".lock")):  # another pull of the same file waits, then finds it done
-        known = folder.read_origin(target)
-        if target.is_file() and known is not None and (expected is None or known.get("sha256") == expected):
+        if _pulled(target, remote, expected):
             return target
         _fetch(remote, partial, progress)
         digest = _sha256(partial)
@@ -78,6 +76,14 @@ def download(remote: Remote, models: Path, *, sha256: str | None = None, progres
     folder.write_origin(target, {"ref": remote.ref, "url": remote.url, "sha256": digest,
                                  "size": target.stat().st_size})
     return target
+
+
+def _pulled(target: Path, remote: Remote, expected: str | None) -> bool:
+    """Whether `target` is this file already: the same SHA-256, or (none known) pulled from the same URL."""
+    known = folder.read_origin(target) if target.is_file() else None
+    if known is None:
+        return False
+    return known.get("sha256") == expected if expected else known.get("url") == remote.url
 
 
 def _fetch(remote: Remote, partial: Path, progress: Progress | None) -> None:
