@@ -3,6 +3,7 @@ loading meanwhile (its download's progress in /health; requests wait for it), th
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
 from tests.conftest import TOKEN, Cluster, wait_until
 from tests.fake_hub import SMOLLM_REPO, FakeHub, HubFile, smollm_hub
+from tests.test_standalone_e2e import _up
 
 pytestmark = pytest.mark.e2e
 NAME = Path(DEFAULT_MODEL_FILE).stem
@@ -66,3 +68,19 @@ def test_a_worker_given_an_unknown_repository_says_so(cluster: Cluster, hub: Fak
                            HF_ENDPOINT=hub.url, GRAYCAT_MODELS_DIR=str(tmp_path))
     assert worker.proc.wait(60) == 2
     assert "graycat worker: no repository graycat-test/missing" in worker.output()
+
+
+def test_up_serves_a_model_given_by_reference(hub: FakeHub, tmp_path: Path) -> None:
+    """`GRAYCAT_MODEL=hf:... graycat up`: the model is pulled into the data folder, then served as the default."""
+    hub.faults.seconds_per_mb = 0
+    proc, base, lines = _up(tmp_path, GRAYCAT_MODEL=f"hf:{SMOLLM_REPO}:Q4_1", HF_ENDPOINT=hub.url)
+    try:
+        assert f"text: {NAME}" in "".join(lines)
+        token = (tmp_path / "data" / "api-token").read_text().strip()
+        answer = httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["model"] == NAME
+        assert (tmp_path / "data" / "models" / DEFAULT_MODEL_FILE).is_file()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
