@@ -1,5 +1,6 @@
 """Ollama's model management on the gateway with the official `ollama` client: `pull` streams its progress as
-Ollama does (admin tokens only), a worker then serves the pulled model by name, and `delete` removes it."""
+Ollama does (admin tokens only), a worker then serves the pulled model by name, `copy` names it again and
+`delete` removes it."""
 
 from __future__ import annotations
 
@@ -56,8 +57,15 @@ def test_pull_serve_and_delete_with_the_ollama_client(cluster: Cluster, hub: Fak
     assert answer.message.content
     worker.stop()
 
-    assert admin.delete(NAME).status == "success"
-    assert not (models / DEFAULT_MODEL_FILE).exists()
+    assert admin.copy(NAME, "smol").status == "success"
+    assert (models / "smol.gguf").read_bytes() == (models / DEFAULT_MODEL_FILE).read_bytes()
+    for source, destination, status in ((NAME, "smol", 409), (NAME, "../out", 400), ("nothing", "x", 404)):
+        with pytest.raises(ollama.ResponseError) as refused_copy:
+            admin.copy(source, destination)
+        assert refused_copy.value.status_code == status, (source, destination)
+
+    assert admin.delete(NAME).status == "success" and admin.delete("smol:latest").status == "success"
+    assert not (models / DEFAULT_MODEL_FILE).exists() and not (models / "smol.gguf").exists()
     with pytest.raises(ollama.ResponseError) as gone:
         admin.delete(NAME)
     assert gone.value.status_code == 404

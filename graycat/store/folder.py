@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,23 @@ def find(folder: Path, name: str) -> OnDisk | None:
     listed = models(folder)
     return next((m for m in listed if name in (m.name, m.path.name)), None) \
         or next((m for m in listed if m.ref == name), None)
+
+
+def copy(model: OnDisk, name: str) -> Path:
+    """The model again under `name` (a hard link where the filesystem allows: no second copy of the bytes), with
+    its origin. ValueError for a name that is no plain file name, FileExistsError for one taken."""
+    if not name or name != Path(name).name or name.startswith("."):
+        raise ValueError(f"{name!r} is not a model name (a file name without folders)")
+    target = model.path.with_name(f"{name.removesuffix('.gguf')}.gguf")
+    if target.exists():
+        raise FileExistsError(f"a model {target.stem} is already there")
+    try:
+        os.link(model.path, target)
+    except OSError:
+        shutil.copyfile(model.path, target)
+    if (origin := read_origin(model.path)) is not None:
+        write_origin(target, origin)
+    return target
 
 
 def remove(model: OnDisk) -> None:

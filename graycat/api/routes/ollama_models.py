@@ -1,8 +1,8 @@
 """Ollama's model management on the gateway, admin tokens only: `POST /api/pull` (progress streamed in Ollama's
-NDJSON) and `DELETE /api/delete`. The api pulls into its own models folder (GRAYCAT_MODELS_DIR): the folder its
-workers read under `graycat up`, or one shared with them; a worker serves a pulled model when started with it
-(`--model NAME` or its reference). Names are Hub references as Ollama writes them (`hf.co/OWNER/REPO:QUANT`), the
-`hf:` form, or URLs."""
+NDJSON), `POST /api/copy` and `DELETE /api/delete`. The api pulls into its own models folder
+(GRAYCAT_MODELS_DIR): the folder its workers read under `graycat up`, or one shared with them; a worker serves a
+pulled model when started with it (`--model NAME` or its reference). Names are Hub references as Ollama writes
+them (`hf.co/OWNER/REPO:QUANT`), the `hf:` form, or URLs."""
 
 from __future__ import annotations
 
@@ -42,6 +42,13 @@ class PullRequest(BaseModel):
     name: str | None = Field(None, description="The older spelling of `model`.")
     insecure: bool = False
     stream: bool = True
+
+
+class CopyRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    source: str = Field(min_length=1)
+    destination: str = Field(min_length=1)
 
 
 class DeleteRequest(BaseModel):
@@ -131,4 +138,19 @@ async def delete(request: Request, body: DeleteRequest) -> Response:
     if found is None:
         raise ApiError(404, f"model '{name}' not found in the models folder", param="model")
     folder.remove(found)
+    return Response(status_code=200)
+
+
+@router.post("/copy", summary="Copy a model of the models folder under another name (Ollama; admin token)")
+async def copy(request: Request, body: CopyRequest) -> Response:
+    models: Path = request.app.state.settings.models_folder()
+    found = folder.find(models, ollama.model_name(body.source) or "")
+    if found is None:
+        raise ApiError(404, f"model '{body.source}' not found in the models folder", param="source")
+    try:
+        await asyncio.to_thread(folder.copy, found, ollama.model_name(body.destination) or "")
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="destination") from None
+    except FileExistsError as exc:
+        raise ApiError(409, str(exc), param="destination") from None
     return Response(status_code=200)
