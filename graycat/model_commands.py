@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from graycat.config import Settings
 from graycat.store import folder
@@ -48,14 +49,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"serve it: graycat worker llm --model {args.ref}")
         return 0
     if args.command == "models":
-        listed = folder.models(models)
-        if not listed:
-            print(f"no models in {models}; get one with `graycat pull REF`")
-            return 0
-        width = max(len(m.name) for m in listed)
-        print(f"{'NAME':<{width}}  {'QUANT':<8}  {'SIZE':>9}  FROM")
-        for m in listed:
-            print(f"{m.name:<{width}}  {m.quant or '-':<8}  {folder.human(m.size):>9}  {m.ref or 'copied by hand'}")
+        _list(models)
         return 0
     found = folder.find(models, args.name)
     if found is None:
@@ -65,3 +59,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     folder.remove(found)
     print(f"deleted {found.name} ({folder.human(found.size)})")
     return 0
+
+
+def _list(models: Path) -> None:
+    listed = folder.models(models)
+    if listed:
+        width = max(len(m.name) for m in listed)
+        print(f"{'NAME':<{width}}  {'QUANT':<8}  {'SIZE':>9}  FROM")
+        for m in listed:
+            print(f"{m.name:<{width}}  {m.quant or '-':<8}  {folder.human(m.size):>9}  {m.ref or 'copied by hand'}")
+    else:
+        print(f"no models in {models}; get one with `graycat pull REF`")
+    for name, size in folder.partials(models):
+        print(f"unfinished: {name} ({folder.human(size)} received; pulling it again resumes)")

@@ -116,6 +116,8 @@ def test_ctrl_c_keeps_what_was_received_for_the_next_run(faults: FakeHub, model:
     assert pulling.returncode == 130 and "interrupted; the" in err and "run the pull again to resume" in err, err
     kept = next((tmp_path / ".partial").glob("*.part")).stat().st_size
     assert kept > 10_000_000 and not (tmp_path / DEFAULT_MODEL_FILE).exists()
+    listed = graycat(tmp_path, faults, "models").stdout
+    assert f"unfinished: {DEFAULT_MODEL_FILE} ({kept / 1e6:.1f} MB received" in listed and "no models in" in listed
 
     faults.faults.seconds_per_mb = 0
     assert graycat(tmp_path, faults, "pull", REF).returncode == 0

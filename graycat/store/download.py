@@ -23,7 +23,6 @@ from graycat.store import folder
 from graycat.store.remote import PullError, Remote
 
 Progress = Callable[[int, int | None], None]  # (bytes on disk, total bytes or None)
-PARTIAL_DIR = ".partial"
 SPARE_BYTES = 64 * 2**20  # left free on the disk after a download
 INTERRUPTED = 499  # the status of a pull stopped by Ctrl-C
 
@@ -61,7 +60,7 @@ def download(remote: Remote, models: Path, *, sha256: str | None = None, progres
             progress(target.stat().st_size, target.stat().st_size)
         return target
     key = expected or hashlib.sha256(remote.url.encode()).hexdigest()
-    partial = models / PARTIAL_DIR / f"{remote.file_name}.{key[:16]}.part"
+    partial = models / folder.PARTIAL_DIR / f"{remote.file_name}.{key[:16]}.part"
     partial.parent.mkdir(exist_ok=True)
     with _locked(partial.with_suffix(".lock")):  # another pull of the same file waits, then finds it done
         if _pulled(target, remote, expected):

@@ -15,6 +15,7 @@ import orjson
 from graycat.store.refs import quant_of
 
 ORIGIN_SUFFIX = ".origin.json"
+PARTIAL_DIR = ".partial"  # unfinished downloads: <file>.<16 hex digits of its SHA-256 or URL>.part
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ def models(folder: Path) -> list[OnDisk]:
             origin = read_origin(path) or {}
             found.append(OnDisk(path.stem, path, quant_of(path.name), path.stat().st_size, origin.get("ref")))
     return found
+
+
+def partials(folder: Path) -> list[tuple[str, int]]:
+    """Downloads left unfinished (the next pull of the same file resumes them): file name and bytes received."""
+    return sorted((p.name.rsplit(".", 2)[0], p.stat().st_size) for p in (folder / PARTIAL_DIR).glob("*.part"))
 
 
 def find(folder: Path, name: str) -> OnDisk | None:
