@@ -164,11 +164,13 @@ SMOLLM_REPO = "graycat-test/SmolLM2-135M-Instruct-GGUF"
 
 def smollm_hub(model: HubFile, model_file: str) -> FakeHub:
     """A Hub whose SMOLLM_REPO holds the real SmolLM2 GGUF as `model_file`, beside stand-ins of other
-    quantisations (Q4_K_M, Q4_K_S, and an F32 listed as 10 PB) and a README; `graycat-test/no-gguf` holds a
-    README only; `/files/` serves the GGUF as a plain URL."""
+    quantisations (Q4_K_M, Q4_K_S, an F32 listed as 10 PB, a Q8_0 in two parts) and a README;
+    `graycat-test/no-gguf` holds a README only; `/files/` serves the GGUF as a plain URL."""
     stub = HubFile(b"GGUF not a model")
     return FakeHub({SMOLLM_REPO: {model_file: model, "SmolLM2-135M-Instruct.Q4_K_M.gguf": stub,
                                   "SmolLM2-135M-Instruct.Q4_K_S.gguf": stub, "README.md": HubFile(b"# SmolLM2\n"),
-                                  "SmolLM2-135M-Instruct.F32.gguf": HubFile(b"GGUF", listed_size=10**16)},
+                                  "SmolLM2-135M-Instruct.F32.gguf": HubFile(b"GGUF", listed_size=10**16),
+                                  "Q8_0/SmolLM2-135M-Instruct.Q8_0-00001-of-00002.gguf": stub,
+                                  "Q8_0/SmolLM2-135M-Instruct.Q8_0-00002-of-00002.gguf": stub},
                     "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
                     "files": {model_file: model}})

@@ -141,13 +141,14 @@ def test_a_url_with_its_checksum(faults: FakeHub, model: HubFile, tmp_path: Path
 
 @pytest.mark.parametrize(("ref", "message"), [
     ("hf:graycat-test/missing", "no repository graycat-test/missing"),
-    (f"hf:{REPO}/missing.gguf", "has no file missing.gguf; its GGUF files: SmolLM2-135M-Instruct.F32.gguf (F32), "
-                                   "SmolLM2-135M-Instruct.Q4_1.gguf (Q4_1)"),
+    (f"hf:{REPO}/missing.gguf", "has no file missing.gguf; its GGUF files: "
+                                "Q8_0/SmolLM2-135M-Instruct.Q8_0-00001-of-00002.gguf (Q8_0), "),
     ("hf:graycat-test/no-gguf", "holds no GGUF file"),
     (f"hf:{REPO}:Q4_K", "Q4_K matches 2 files of graycat-test/SmolLM2-135M-Instruct-GGUF: "
                         "SmolLM2-135M-Instruct.Q4_K_M.gguf, SmolLM2-135M-Instruct.Q4_K_S.gguf"),
     (f"hf:{REPO}:F32", "not enough disk space"),
-    (f"hf:{REPO}:Q8_0", "no GGUF file of graycat-test/SmolLM2-135M-Instruct-GGUF has the quantisation Q8_0"),
+    (f"hf:{REPO}:Q8_0", "is split into 2 files"),
+    (f"hf:{REPO}:Q2_K", "no GGUF file of graycat-test/SmolLM2-135M-Instruct-GGUF has the quantisation Q2_K"),
     ("hf:just-a-name", "expected hf:OWNER/REPO"),
     ("./model.gguf", "is not a reference"),
 ])

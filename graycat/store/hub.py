@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable
 
 import httpx2
@@ -15,6 +16,7 @@ from graycat.store.refs import HubRef, quant_of
 from graycat.store.remote import PullError, Remote
 
 DEFAULT_QUANT = "Q4_K_M"  # what Ollama pulls when a Hub reference names no tag
+_SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)  # one part of a model split by gguf-split
 
 # huggingface_hub writes its warnings (retries) through a stderr handler of its own as well as through the root
 # logger's: keep the root's only, so that each shows once, in graycat's log format.
@@ -77,6 +79,9 @@ def _by_quant(ref: HubRef, ggufs: dict[str, tuple[int, str | None]]) -> str:
         return found[0]
     if not found:
         raise PullError(f"no GGUF file of {ref.repo} has the quantisation {ref.quant}" + _choices(ggufs), 404)
+    if all(_SPLIT.search(p) for p in found):
+        raise PullError(f"{ref.quant} of {ref.repo} is split into {len(found)} files ({found[0]}, ...); graycat "
+                        "pulls single-file GGUF models only")
     raise PullError(f"{ref.quant} matches {len(found)} files of {ref.repo}: {', '.join(found)}; use a longer tag "
                     f"or name the file (hf:{ref.repo}/{found[0]})")
 
