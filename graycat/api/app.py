@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from graycat import __version__
 from graycat.api import errors
+from graycat.api.console_feed import ConsoleFeed
 from graycat.api.cors import CorsMiddleware
 from graycat.api.hardening import HardeningMiddleware
 from graycat.api.limits import LimitsMiddleware
@@ -22,6 +23,8 @@ from graycat.api.routes import (
     a1111,
     admin,
     anthropic,
+    console,
+    dead_letters,
     health,
     images,
     jobs,
@@ -121,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = ApiMetrics()
     app.state.job_polls = TenantGate("job polls", "JOB_POLLS_PER_TOKEN", settings.job_polls_per_token)
     app.state.job_streams = TenantGate("event streams", "JOB_STREAMS_PER_TOKEN", settings.job_streams_per_token)
+    app.state.console_feed = ConsoleFeed()
     errors.install(app)
     app.add_middleware(LimitsMiddleware)
     app.add_middleware(HardeningMiddleware, max_body_mb=settings.max_body_mb)
@@ -129,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(CollapseSlashesMiddleware)  # outermost: routing sees `//` as `/`
     for router in (health.router, metrics.router, llamacpp.router, openai.router, responses.router,
                    anthropic.router, ollama_models.router, ollama.router, queue.router, jobs.router, sessions.router,
-                   admin.router, a1111.router, images.router, images.files):
+                   admin.router, a1111.router, images.router, images.files, dead_letters.router, console.pages,
+                   console.router):
         app.include_router(router)
     return app

@@ -22,11 +22,11 @@ from graycat.tokens import TokenInfo, fingerprint, token_hash
 
 log = logging.getLogger(__name__)
 USAGE_DAYS = 40  # days a token's daily usage is kept
-# Status polls clients send every half second while a job runs (A1111's progress, a job's state), and the
-# watching or cancelling of a job: they are authenticated, but neither use up the per-minute allowance nor take
-# a place in flight (the generation they watch holds one already).
+# Status polls clients send every half second while a job runs (A1111's progress, a job's state), the watching
+# or cancelling of a job, and the console's live overview: they are authenticated, but neither use up the
+# per-minute allowance nor take a place in flight (the generation they watch holds one already).
 POLLS = frozenset({("GET", "/sdapi/v1/progress"), ("GET", "/jobs/{job_id}"), ("GET", "/jobs/{job_id}/events"),
-                   ("DELETE", "/jobs/{job_id}")})
+                   ("DELETE", "/jobs/{job_id}"), ("GET", "/console/events")})
 STATE_KEY = "graycat_caller"  # where the admitted caller lives in the ASGI scope's state
 _REFUSED = {1: ("invalid API token", "invalid_api_key"), 2: ("this API token was revoked", "revoked_api_key"),
             3: ("this API token has expired", "expired_api_key")}

@@ -1,0 +1,62 @@
+"""What the console's live overview shows, read from Redis at most once a second per api process whatever
+the number of consoles open: the pools' counters, the live workers' heartbeats and the dead-letter count."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from graycat.queue import keys
+from graycat.queue.client import JobQueue
+
+SNAPSHOT_S = 1.0  # how often a console gets a snapshot, and how long one read serves every console
+HISTORY_MIN = 60  # minutes of completed jobs per pool sent when a console connects
+_SUMMARY = ("id", "kind", "models", "slots", "busy", "stopping", "loading", "outcomes")
+_DETAILS = (*_SUMMARY, "host", "version", "gpus", "jobs")  # where workers run and what: admins only
+
+
+class ConsoleFeed:
+    """One shared read of the cluster's state, renewed when a console asks for it after SNAPSHOT_S."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._read_at = -SNAPSHOT_S
+        self._state: dict[str, Any] = {}
+
+    async def state(self, queue: JobQueue) -> dict[str, Any]:
+        """The pools, the live workers and the dead-letter count, at most SNAPSHOT_S old."""
+        async with self._lock:
+            if time.monotonic() - self._read_at >= SNAPSHOT_S * 0.9:
+                pools = await queue.pool_counters()
+                workers = await queue.live_workers()
+                dead = int(await queue.redis.xlen(keys.DEAD))
+                self._state = {"pools": pools, "workers": workers, "dead_letters": dead}
+                self._read_at = time.monotonic()
+            return self._state
+
+
+def snapshot(state: dict[str, Any], *, admin: bool) -> dict[str, Any]:
+    """What one caller may see of `state`: workers' hosts, GPUs and jobs, and the dead letters, for admins."""
+    now = time.time()
+    fields = _DETAILS if admin else _SUMMARY
+    workers = [{**{k: w.get(k) for k in fields},
+                "heartbeat_age_s": round(max(0.0, now - float(w.get("heartbeat") or now)), 1)}
+               for w in state.get("workers", [])]
+    out: dict[str, Any] = {"time": now, "admin": admin, "pools": state.get("pools", []), "workers": workers}
+    if admin:
+        out["dead_letters"] = state.get("dead_letters", 0)
+    return out
+
+
+async def history(queue: JobQueue, pools: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Per pool ("kind/model"): the jobs completed in each of the last HISTORY_MIN minutes, oldest first."""
+    if not pools:
+        return {}
+    minute = int(time.time() // 60)
+    async with queue.redis.pipeline(transaction=False) as pipe:
+        for p in pools:
+            pipe.mget([keys.pool_minute(p["kind"], p["model"], minute - i) for i in range(HISTORY_MIN, 0, -1)])
+        replies = await pipe.execute(raise_on_error=False)
+    return {f"{p['kind']}/{p['model']}": [int(c or 0) for c in counts] if isinstance(counts, list) else []
+            for p, counts in zip(pools, replies, strict=True)}

@@ -1,0 +1,43 @@
+"""The dead-letter stream for admins: jobs that will not run again (their worker died at each delivery, or
+their engine crashed on them), newest first, and dropping one."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from graycat.api.auth import TokenFirstRoute, require_admin
+from graycat.api.errors import ApiError
+from graycat.api.routes import json_response
+from graycat.queue import keys
+from graycat.queue.replies import entries, text
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute)
+
+_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}", re.ASCII)
+_FIELDS = {"id": "job", "kind": "kind", "model": "model", "ep": "endpoint", "rid": "request_id", "o": "owner",
+           "deliveries": "deliveries", "reason": "reason", "at": "at"}
+
+
+@router.get("/dead-letters", summary="Jobs kept in the dead-letter stream, newest first (never their bodies)")
+async def dead_letters(request: Request, count: int = Query(50, ge=1, le=1000)) -> Response:
+    redis = request.app.state.queue.redis
+    found = []
+    for entry_id, fields in entries(await redis.xrevrange(keys.DEAD, count=count)):
+        item: dict[str, object] = {"entry": entry_id.decode()}
+        for raw, name in _FIELDS.items():
+            value = fields.get(raw.encode())
+            item[name] = text(value) if value is not None else None
+        item["deliveries"] = int(str(item["deliveries"])) if item["deliveries"] else None
+        item["at"] = float(str(item["at"])) if item["at"] else None
+        found.append(item)
+    return json_response({"total": int(await redis.xlen(keys.DEAD)), "dead_letters": found})
+
+
+@router.delete("/dead-letters/{entry}", summary="Drop one entry of the dead-letter stream")
+async def drop(request: Request, entry: str) -> Response:
+    if not _ENTRY_ID.fullmatch(entry) or not await request.app.state.queue.redis.xdel(keys.DEAD, entry):
+        raise ApiError(404, f"no dead letter '{entry}'", code="dead_letter_not_found")
+    return json_response({"dropped": entry})

@@ -1,0 +1,130 @@
+"""The console's server side: `/` and `/console` for browsers (JSON at `/` for API clients), cached assets, the
+token's rights, the live overview's event stream and the admins' dead-letter routes."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from graycat.queue import keys
+from tests.conftest import ADMIN, MODEL, TOKEN, Cluster, Gateway, wait_until
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+pytestmark = pytest.mark.e2e
+
+
+def snapshots(client: httpx.Client, count: int) -> Iterator[dict]:  # type: ignore[type-arg]
+    """The first `count` snapshots of GET /console/events."""
+    with client.stream("GET", "/console/events") as resp:
+        assert resp.status_code == 200, resp.read()
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in resp.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                assert event == "snapshot", line
+                yield json.loads(line[6:])
+                count -= 1
+                if not count:
+                    return
+
+
+def test_root_is_json_for_api_clients_and_the_console_for_browsers(gateway: Gateway) -> None:
+    for accept in (None, "*/*", "application/json", "application/json, text/html;q=0.5"):
+        resp = httpx.get(gateway.base + "/", headers={"Accept": accept} if accept else {})
+        assert resp.status_code == 200 and resp.json()["name"] == "Graycat AI Server", accept
+        assert resp.json()["console"] == "/console"
+    page = httpx.get(gateway.base + "/", headers={"Accept": BROWSER_ACCEPT})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Vary" in page.headers and "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.text == httpx.get(gateway.base + "/console").text
+    assert "<script>" not in page.text and "https://" not in page.text  # nothing inline, nothing from elsewhere
+
+
+def test_assets_are_versioned_and_cached(gateway: Gateway) -> None:
+    page = httpx.get(gateway.base + "/console")
+    assert page.headers["cache-control"] == "no-cache"
+    again = httpx.get(gateway.base + "/console", headers={"If-None-Match": page.headers["etag"]})
+    assert again.status_code == 304 and not again.content
+    total = 0
+    for name in ("console.js", "charts.js", "console.css", "icon.svg"):
+        marker = f"/console/assets/{name}?v="
+        assert marker in page.text, name
+        version = page.text.split(marker, 1)[1].split('"', 1)[0]
+        asset = httpx.get(gateway.base + marker + version)
+        assert asset.status_code == 200 and asset.headers["etag"] == f'"{version}"'
+        assert "immutable" in asset.headers["cache-control"]
+        assert httpx.get(gateway.base + f"/console/assets/{name}").headers["cache-control"] == "no-cache"
+        assert httpx.get(gateway.base + marker + version, headers={"If-None-Match": f'"{version}"'}).status_code == 304
+        total += len(asset.content)
+    assert total < 200_000  # a few hundred KB at most, as the console promises
+    missing = httpx.get(gateway.base + "/console/assets/nope.js")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == 404
+
+
+def test_session_tells_the_tokens_rights(gateway: Gateway) -> None:
+    with gateway.client() as user, gateway.client(ADMIN) as admin, gateway.client("wrong") as wrong:
+        assert user.get("/console/session").json()["admin"] is False
+        assert admin.get("/console/session").json()["admin"] is True
+        refused = wrong.get("/console/session")
+        assert refused.status_code == 401 and refused.json()["error"]["message"] == "invalid API token"
+        assert wrong.get("/console/events").status_code == 401
+
+
+def test_events_stream_snapshots_of_pools_and_workers(gateway: Gateway) -> None:
+    with gateway.client() as user:
+        assert user.post("/completion", json={"prompt": "Hi", "n_predict": 2}).status_code == 200
+        first, second = snapshots(user, 2)
+    assert first["admin"] is False and "history" in first and "history" not in second
+    assert 0.5 < second["time"] - first["time"] < 3  # one a second
+    pool = next(p for p in first["pools"] if p["kind"] == "llm" and p["model"] == MODEL)
+    assert pool["completed"] >= 1 and {"waiting", "active", "failed"} <= set(pool)
+    assert sum(first["history"][f"llm/{MODEL}"]) + pool["completed"] >= 1
+    worker = next(w for w in first["workers"] if MODEL in w["models"])
+    assert worker["slots"] == 2 and 0 <= worker["heartbeat_age_s"] < 5
+    assert "host" not in worker and "gpus" not in worker and "dead_letters" not in first  # admins only
+    with gateway.client(ADMIN) as admin:
+        (snap,) = snapshots(admin, 1)
+    assert snap["admin"] is True and isinstance(snap["dead_letters"], int)
+    assert all("host" in w and "gpus" in w for w in snap["workers"])
+
+
+def test_events_streams_are_bounded_per_token(cluster: Cluster, gateway: Gateway) -> None:
+    _, base = cluster.api(JOB_STREAMS_PER_TOKEN="1")
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as user:
+        with user.stream("GET", "/console/events") as held:
+            assert held.status_code == 200
+            second = user.get("/console/events")
+            assert second.status_code == 429 and "JOB_STREAMS_PER_TOKEN" in second.json()["error"]["message"]
+
+        def reopened() -> bool:
+            with user.stream("GET", "/console/events") as again:
+                return again.status_code == 200
+
+        wait_until(reopened, 5, "the stream's place to come back once it closed")
+
+
+def test_dead_letters_listed_and_dropped_by_admins_only(gateway: Gateway, cluster: Cluster) -> None:
+    job_id = uuid.uuid4().hex
+    r = redis.Redis.from_url(cluster.redis.url)
+    entry = r.xadd(keys.DEAD, {"id": job_id, "kind": "llm", "model": MODEL, "ep": "/completion", "b": b"{}",
+                               "o": "someone", "deliveries": 3, "reason": "the worker stopped each time",
+                               "at": repr(time.time())}).decode()
+    with gateway.client(ADMIN) as admin, gateway.client() as user:
+        assert user.get("/admin/dead-letters").status_code == 403
+        listed = admin.get("/admin/dead-letters", params={"count": 5}).json()
+        mine = next(d for d in listed["dead_letters"] if d["entry"] == entry)
+        assert mine["job"] == job_id and mine["deliveries"] == 3 and mine["reason"] == "the worker stopped each time"
+        assert "b" not in mine and "body" not in mine and listed["total"] >= 1
+        assert admin.delete(f"/admin/dead-letters/{entry}").json() == {"dropped": entry}
+        assert admin.delete(f"/admin/dead-letters/{entry}").status_code == 404
+        assert admin.delete("/admin/dead-letters/not-an-id").status_code == 404
+        assert admin.get("/admin/dead-letters", params={"count": 0}).status_code == 422
+    assert not r.xrange(keys.DEAD, entry, entry)
