@@ -4,6 +4,7 @@ console's browser tests: evaluate JavaScript, type keys, take screenshots, and c
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -44,7 +45,9 @@ class Browser:
             time.sleep(0.05)
         port = port_file.read_text().split()[0]
         pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json() if t["type"] == "page"]
-        self.ws: ClientConnection = connect(pages[0]["webSocketDebuggerUrl"], max_size=64 << 20)
+        self._stack = contextlib.ExitStack()
+        self.ws: ClientConnection = self._stack.enter_context(connect(pages[0]["webSocketDebuggerUrl"],
+                                                                      max_size=64 << 20))
         self._ids = itertools.count(1)
         self._replies: dict[int, dict[str, Any]] = {}
         self._cond = threading.Condition()
@@ -120,7 +123,7 @@ class Browser:
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
 
     def close(self) -> None:
-        self.ws.close()
+        self._stack.close()
         self.proc.terminate()
         try:
             self.proc.wait(10)

@@ -11,7 +11,7 @@ from graycat.queue import keys
 from graycat.queue.client import JobQueue
 
 SNAPSHOT_S = 1.0  # how often a console gets a snapshot, and how long one read serves every console
-HISTORY_MIN = 60  # minutes of completed jobs per pool sent when a console connects
+HISTORY_MIN = 60  # minutes of completed jobs per pool sent when a console connects, the current one included
 _SUMMARY = ("id", "kind", "models", "slots", "busy", "stopping", "loading", "outcomes")
 _DETAILS = (*_SUMMARY, "host", "version", "gpus", "jobs")  # where workers run and what: admins only
 
@@ -50,13 +50,14 @@ def snapshot(state: dict[str, Any], *, admin: bool) -> dict[str, Any]:
 
 
 async def history(queue: JobQueue, pools: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """Per pool ("kind/model"): the jobs completed in each of the last HISTORY_MIN minutes, oldest first."""
+    """Per pool ("kind/model"): the jobs completed in each of the last HISTORY_MIN minutes (the last one is the
+    current minute, so far), oldest first."""
     if not pools:
         return {}
     minute = int(time.time() // 60)
     async with queue.redis.pipeline(transaction=False) as pipe:
         for p in pools:
-            pipe.mget([keys.pool_minute(p["kind"], p["model"], minute - i) for i in range(HISTORY_MIN, 0, -1)])
+            pipe.mget([keys.pool_minute(p["kind"], p["model"], minute - i) for i in range(HISTORY_MIN - 1, -1, -1)])
         replies = await pipe.execute(raise_on_error=False)
     return {f"{p['kind']}/{p['model']}": [int(c or 0) for c in counts] if isinstance(counts, list) else []
             for p, counts in zip(pools, replies, strict=True)}

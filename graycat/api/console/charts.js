@@ -31,15 +31,16 @@ window.GraycatCharts = (() => {
   function frame(ctx, width, height, top, series, labels) {
     const muted = css("--muted"), line = css("--line");
     ctx.font = "12px system-ui, sans-serif";
-    const left = 8 + ctx.measureText(String(top)).width + 6, right = width - 8, y0 = 22, y1 = height - 20;
+    const ticks = [0, 0.5, 1].map((f) => [f, String(Math.round(top * f * 10) / 10)]);
+    const left = 8 + Math.max(...ticks.map(([, t]) => ctx.measureText(t).width)) + 6;
+    const right = width - 8, y0 = 22, y1 = height - 20;
     ctx.strokeStyle = line;
     ctx.lineWidth = 1;
     ctx.fillStyle = muted;
     ctx.textBaseline = "middle";
-    for (const f of [0, 0.5, 1]) {
+    for (const [f, text] of ticks) {
       const y = Math.round(y1 - (y1 - y0) * f) + 0.5;
       ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(right, y); ctx.stroke();
-      const text = String(Math.round(top * f * 10) / 10);
       ctx.textAlign = "right";
       ctx.fillText(text, left - 6, y);
     }

@@ -201,15 +201,16 @@
 
   function onSnapshot(snap) {
     const minute = Math.floor(snap.time / 60);
-    if (snap.history) {
+    if (snap.history) { // the stream's first snapshot (again after a reconnection): the hour's completions
+      const counted = new Map();
       for (const counts of Object.values(snap.history)) {
         counts.forEach((c, i) => {
-          const m = minute - counts.length + i;
-          const slot = overview.minutes.get(m) || { completed: 0, failed: 0 };
-          slot.completed += c;
-          overview.minutes.set(m, slot);
+          const m = minute - (counts.length - 1) + i;
+          counted.set(m, (counted.get(m) || 0) + c);
         });
       }
+      for (const [m, completed] of counted) overview.minutes.set(m, { completed, failed: (overview.minutes.get(m) || { failed: 0 }).failed });
+      overview.last = null;
     }
     const sum = (key) => snap.pools.reduce((a, p) => a + (p[key] || 0), 0);
     const totals = { completed: sum("completed"), failed: sum("failed") + sum("expired") };
@@ -247,11 +248,16 @@
       el("div", { class: "total" }, el("b", {}, typeof value === "number" ? fmt(value) : value), el("span", {}, label))));
   }
 
-  function perMinute(pool, history) {
-    const seen = overview.pools.get(`${pool.kind}/${pool.model}`) || [];
+  /** Jobs the pool completed in the last 60 s: counted by this page once it has seen a minute, estimated from
+   * the server's per-minute counts until then. */
+  function perMinute(pool, history, time) {
+    const key = `${pool.kind}/${pool.model}`;
+    const seen = overview.pools.get(key) || [];
     if (seen.length > 60) return seen[seen.length - 1] - seen[0];
-    const past = history && history[`${pool.kind}/${pool.model}`];
-    return past && past.length ? past[past.length - 1] : null;
+    const past = (history && history[key]) || [];
+    if (past.length < 2) return null;
+    const into = (time % 60) / 60;
+    return Math.round(past[past.length - 1] + past[past.length - 2] * (1 - into)) + Math.max(0, seen[seen.length - 1] - seen[0]);
   }
 
   function renderPools(snap) {
@@ -265,7 +271,7 @@
       el("td", {}, p.kind === "sd" ? "image" : "text"), el("td", {}, p.model),
       el("td", { class: "num" }, fmt(p.waiting)), el("td", { class: "num" }, fmt(p.active)),
       el("td", { class: "num" }, fmt(p.completed)), el("td", { class: "num" }, fmt(p.failed + p.expired)),
-      el("td", { class: "num" }, fmt(perMinute(p, overview.history))),
+      el("td", { class: "num" }, fmt(perMinute(p, overview.history, snap.time))),
       el("td", { class: "num" }, p.waiting ? ago(p.oldest_wait_s) : "–"))));
   }
 
@@ -297,15 +303,17 @@
     }));
   }
 
+  /** The live charts span what this page has seen: from a minute up to 15 minutes. */
   function drawCharts() {
     const s = overview.samples;
-    const labels = ["-15 min", "now"];
+    const points = Math.max(60, s.length);
+    const labels = [points >= 120 ? `-${Math.round(points / 60)} min` : `-${points} s`, "now"];
     charts.line($("chart-queue"), [
       { label: "waiting", color: "--series-2", values: s.map((x) => x.waiting) },
-      { label: "running", color: "--series-1", values: s.map((x) => x.active) }], QUEUE_POINTS, labels);
+      { label: "running", color: "--series-1", values: s.map((x) => x.active) }], points, labels);
     charts.line($("chart-slots"), [
       { label: "busy", color: "--series-1", values: s.map((x) => x.busy) },
-      { label: "total", color: "--series-3", values: s.map((x) => x.slots) }], QUEUE_POINTS, labels);
+      { label: "total", color: "--series-3", values: s.map((x) => x.slots) }], points, labels);
     const now = Math.floor(Date.now() / 60000);
     const minutes = [...Array(MINUTES).keys()].map((i) => overview.minutes.get(now - MINUTES + 1 + i) || { completed: 0, failed: 0 });
     charts.bars($("chart-done"), [
@@ -349,8 +357,9 @@
   function chatBody(stream = true) {
     const system = $("chat-system").value.trim();
     const pending = $("chat-input").value.trim();
-    const messages = [...(system ? [{ role: "system", content: system }] : []), ...chat.messages,
-      ...(pending ? [{ role: "user", content: pending }] : [])];
+    const asked = [...chat.messages, ...(pending ? [{ role: "user", content: pending }] : [])];
+    const messages = [...(system ? [{ role: "system", content: system }] : []),
+      ...(asked.length ? asked : [{ role: "user", content: "Say hello" }])];
     return { model: $("chat-model").value || "default", messages, temperature: Number($("chat-temperature").value),
       max_tokens: Number($("chat-max").value), stream };
   }

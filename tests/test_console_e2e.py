@@ -1,0 +1,265 @@
+"""The web console in a real headless Chromium against a live gateway and llama.cpp worker: sign-in (a wrong
+token refused), the live overview moving while jobs run, a chat streamed token by token and stopped, a job
+looked up, a token created and revoked, accessibility checks at laptop and phone widths, no console errors.
+
+CONSOLE_SCREENSHOTS=<folder> saves a screenshot of each page at both widths there (docs/images/ has them)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cdp import Browser
+from tests.conftest import ADMIN, MODEL, TOKEN, Gateway, wait_until
+
+pytestmark = pytest.mark.e2e
+
+# Checks run in the page: every form control labelled, every button and image named, text contrast at least
+# 4.5:1 (3:1 for large text) against its background, ids unique. Returns what fails.
+A11Y = """(() => {
+  const failures = [];
+  const visible = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
+  for (const el of document.querySelectorAll("input, select, textarea")) {
+    if (!el.labels.length && !el.getAttribute("aria-label")) failures.push(`unlabelled ${el.tagName} #${el.id}`);
+  }
+  for (const el of document.querySelectorAll("button, a[href], [role=tab]")) {
+    if (!(el.textContent.trim() || el.getAttribute("aria-label"))) failures.push(`unnamed ${el.tagName} #${el.id}`);
+  }
+  for (const el of document.querySelectorAll("img")) if (!el.hasAttribute("alt")) failures.push(`no alt: ${el.src}`);
+  for (const el of document.querySelectorAll("canvas")) if (!el.getAttribute("aria-label")) failures.push(el.id);
+  const ids = [...document.querySelectorAll("[id]")].map((el) => el.id);
+  for (const id of new Set(ids)) if (ids.filter((x) => x === id).length > 1) failures.push(`duplicate id ${id}`);
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let n = el; n; n = n.parentElement) {
+      const c = rgb(getComputedStyle(n).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !visible(el) || el.disabled || el.closest("[disabled]")) continue;
+    const style = getComputedStyle(el);
+    const fg = lum(rgb(style.color)), bg = lum(background(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    const what = `${el.tagName} "${el.textContent.trim().slice(0, 30)}"`;
+    if (ratio < need) failures.push(`contrast ${ratio.toFixed(2)} < ${need}: ${what}`);
+  }
+  return failures;
+})()"""
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    b = Browser(tmp_path_factory.mktemp("chromium"))
+    yield b
+    b.close()
+
+
+def sign_in(browser: Browser, gateway: Gateway, token: str) -> None:
+    """Open the console and sign in by keyboard: the token typed into its field, then Enter."""
+    browser.open(gateway.base + "/")
+    browser.js("sessionStorage.clear()")
+    browser.open(gateway.base + "/")
+    browser.wait("!document.getElementById('sign-in').hidden", what="the sign-in form")
+    browser.js("document.getElementById('token').focus()")
+    browser.type(token)
+    browser.press("Enter", "Enter", 13)
+
+
+def text_of(browser: Browser, selector: str) -> str:
+    return str(browser.js(f"document.querySelector({selector!r})?.textContent ?? ''"))
+
+
+def total(browser: Browser, label: str) -> str:
+    return str(browser.js(f"[...document.querySelectorAll('#totals .total')].find((t) => "
+                          f"t.querySelector('span').textContent === {label!r})?.querySelector('b').textContent ?? ''"))
+
+
+def test_a_wrong_token_is_refused(browser: Browser, gateway: Gateway) -> None:
+    sign_in(browser, gateway, "not-a-token")
+    message = browser.wait("document.getElementById('sign-in-error').textContent", what="the refusal")
+    assert message == "Token refused: invalid API token."
+    assert browser.js("document.getElementById('nav').hidden && document.getElementById('page-overview').hidden")
+    assert browser.js("sessionStorage.getItem('graycat.token')") is None
+    assert all("401" in e for e in browser.errors), browser.errors  # the refused request, reported by Chromium
+    browser.errors.clear()
+
+
+def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Browser, gateway: Gateway) -> None:
+    sign_in(browser, gateway, TOKEN)
+    browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
+    assert text_of(browser, "#who") == "token" and browser.js("document.querySelector('[data-page=admin]').hidden")
+    assert browser.js("sessionStorage.getItem('graycat.token')") == TOKEN and TOKEN not in browser.js("location.href")
+    browser.wait(f"[...document.querySelectorAll('.worker dd')].some((d) => d.textContent.includes({MODEL!r}))",
+                 what="the worker's card")
+    browser.wait("document.getElementById('live').textContent === 'live'")
+    before = int(total(browser, "Completed").replace(",", ""))
+    jobs = 8
+
+    def run() -> None:
+        with gateway.client() as client:
+            for _ in range(jobs // 2):
+                assert client.post("/completion", json={"prompt": "Tell a story", "n_predict": 48}).status_code == 200
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    busy_seen = False
+    while any(t.is_alive() for t in threads):
+        busy_seen |= total(browser, "Busy slots").split(" / ")[0] not in ("0", "")
+        time.sleep(0.05)
+    assert busy_seen, "the overview never showed a busy slot while jobs ran"
+    wait_until(lambda: int(total(browser, "Completed").replace(",", "")) >= before + jobs, 10,
+               "the completed count to rise by the jobs run")
+    row = browser.js(f"[...document.querySelectorAll('#pools tbody tr')].map((r) => r.textContent)"
+                     f".find((t) => t.includes({MODEL!r}))")
+    assert row and row.startswith("text")
+    assert browser.js("document.getElementById('chart-done').width > 0")
+    assert not browser.errors, browser.errors
+
+
+def chat_text(browser: Browser) -> str:
+    return str(browser.js("[...document.querySelectorAll('#chat-log li.assistant .text')].pop()?.textContent ?? ''"))
+
+
+def send_chat(browser: Browser, message: str, max_tokens: int) -> None:
+    browser.js(f"document.getElementById('chat-max').value = {max_tokens}")
+    browser.js("document.getElementById('chat-input').focus()")
+    browser.type(message)
+    browser.press("Enter", "Enter", 13)
+
+
+def test_a_chat_streams_token_by_token_and_can_be_stopped(browser: Browser, gateway: Gateway) -> None:
+    browser.js("location.hash = '#playground'")
+    browser.wait(f"document.getElementById('chat-model').value === {MODEL!r}", what="the model picker")
+    assert MODEL in text_of(browser, "#snippet") and "GRAYCAT_TOKEN" in text_of(browser, "#snippet")
+    assert TOKEN not in text_of(browser, "#snippet")
+    send_chat(browser, "Write a short poem about the sea.", 40)
+    lengths = set()
+    while not browser.js("document.getElementById('chat-go').disabled === false && "
+                         "!document.querySelector('#chat-log li[aria-busy]')"):
+        lengths.add(len(chat_text(browser)))
+        time.sleep(0.01)
+    assert len(lengths - {0}) >= 3, f"the answer did not appear piece by piece: {sorted(lengths)}"
+    assert "chunks in" in text_of(browser, "#chat-status") and chat_text(browser).strip()
+
+    with gateway.client() as client:
+        def cancelled() -> int:
+            pools = client.get("/queue/status").json()["pools"]
+            return sum(p["cancelled"] for p in pools if p["model"] == MODEL)
+        before = cancelled()
+        send_chat(browser, "Count from 1 to 1000, separated by commas.", 400)
+        browser.wait("[...document.querySelectorAll('#chat-log li.assistant .text')].pop().textContent.length > 20",
+                     what=f"the long answer to start ({text_of(browser, '#chat-status')})")
+        browser.js("document.getElementById('chat-stop').click()")
+        browser.wait("document.querySelector('#chat-log li.assistant:last-child').classList.contains('stopped')")
+        assert text_of(browser, "#chat-status") == "Stopped: the server cancelled the job."
+        stopped_at = len(chat_text(browser))
+        wait_until(lambda: cancelled() > before, 10, "the stopped chat's job to be cancelled")
+    time.sleep(0.5)
+    assert len(chat_text(browser)) == stopped_at  # nothing more arrived
+    assert not browser.errors, browser.errors
+
+
+def test_a_job_is_looked_up_by_id(browser: Browser, gateway: Gateway) -> None:
+    with gateway.client() as client:
+        job = client.post("/jobs", json={"route": "/completion", "body": {"prompt": "Hi", "n_predict": 4}}).json()
+        wait_until(lambda: client.get(f"/jobs/{job['id']}").json()["state"] == "completed", 30, "the job")
+    browser.js("location.hash = '#jobs'")
+    browser.js("document.getElementById('job-id').focus()")
+    browser.type(job["id"])
+    browser.press("Enter", "Enter", 13)
+    browser.wait("document.querySelector('#job-events li:last-child b')?.textContent === 'end'", what="its events")
+    fields = text_of(browser, "#job-fields")
+    assert "Statecompleted" in fields and f"Model{MODEL}" in fields and "Attempts1" in fields
+    browser.js("document.getElementById('job-id').value = ''")
+    browser.type("0" * 32)
+    browser.press("Enter", "Enter", 13)
+    browser.wait("document.getElementById('job-error').textContent.includes('not found')")
+    assert all("404" in e for e in browser.errors), browser.errors
+    browser.errors.clear()
+
+
+def test_an_admin_creates_and_revokes_a_token(browser: Browser, gateway: Gateway) -> None:
+    browser.js("document.getElementById('sign-out').click()")
+    assert browser.js("sessionStorage.getItem('graycat.token')") is None
+    sign_in(browser, gateway, ADMIN)
+    browser.wait("!document.querySelector('[data-page=admin]').hidden", what="the admin page's link")
+    browser.js("location.hash = '#admin'")
+    browser.wait("!!document.querySelector('#tokens tbody tr')", what="the tokens")
+    browser.js("document.getElementById('new-name').focus()")
+    browser.type("made-in-console")
+    browser.js("document.getElementById('new-rpm').value = '7'")
+    browser.js("document.getElementById('token-form').requestSubmit()")
+    secret = browser.wait("!document.getElementById('new-secret').hidden && "
+                          "document.getElementById('new-secret-value').textContent", what="the new secret")
+    with gateway.client(secret) as made:
+        assert made.get("/console/session").json()["rpm"] == 7
+        row = ("[...document.querySelectorAll('#tokens tbody tr')]"
+               ".find((r) => r.cells[0].textContent === 'made-in-console')")
+        browser.wait(f"{row}?.textContent.includes('7/min')", what="the new token's row")
+        browser.js(f"{row}.querySelector('button').click()")
+        assert browser.js(f"{row}.querySelector('button').textContent") == "Confirm revoke"
+        browser.js(f"{row}.querySelector('button').click()")
+        browser.wait(f"{row}?.textContent.includes('revoked')", what="the token to show revoked")
+        refused = made.get("/console/session")
+        assert refused.status_code == 401 and refused.json()["error"]["message"] == "this API token was revoked"
+    assert not browser.errors, browser.errors
+
+
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)], ids=["laptop", "phone"])
+def test_pages_pass_accessibility_checks_and_fit_the_screen(browser: Browser, gateway: Gateway,
+                                                           width: int, height: int) -> None:
+    shots = os.environ.get("CONSOLE_SCREENSHOTS")
+    browser.resize(width, height, mobile=width < 600)
+    browser.open(gateway.base + "/console")  # the tab's token signs in again by itself
+    browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
+    browser.js("location.hash = '#playground'")
+    browser.wait("document.getElementById('chat-model').value")
+    send_chat(browser, "Say hello in three languages.", 40)  # the pages checked with content in them
+    browser.wait("!document.querySelector('#chat-log li[aria-busy]') && "
+                 "document.getElementById('chat-status').textContent.includes('chunks')", what="the chat")
+    try:
+        for page in ("overview", "playground", "jobs", "admin"):
+            browser.js(f"location.hash = '#{page}'")
+            browser.wait(f"!document.getElementById('page-{page}').hidden")
+            time.sleep(0.3)
+            assert browser.js(A11Y) == [], page
+            wide = browser.js(f"[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right"
+                              f" > {width} + 1 && !e.closest('.scroll')).map((e) => e.tagName + '#' + e.id + '.' "
+                              f"+ e.className).slice(0, 5)")
+            assert browser.js("document.documentElement.scrollWidth") <= width and not wide, f"{page}: {wide}"
+            if shots:
+                browser.screenshot(Path(shots) / f"console-{page}-{'phone' if width < 600 else 'desktop'}.png")
+        browser.js("location.hash = '#playground'")
+        browser.js("document.getElementById('tab-chat').focus()")
+        browser.press("ArrowRight", "ArrowRight", 39)  # the tabs follow the arrow keys
+        assert browser.js("!document.getElementById('panel-image').hidden && "
+                          "document.activeElement.id === 'tab-image'")
+        browser.press("ArrowLeft", "ArrowLeft", 37)
+        assert browser.js("!document.getElementById('panel-chat').hidden")
+    finally:
+        browser.send("Emulation.clearDeviceMetricsOverride")
+    assert not browser.errors, browser.errors
+
+
+def test_the_console_loads_nothing_from_other_origins(gateway: Gateway) -> None:
+    """Everything the page loads comes from the server itself (it works offline, and its CSP says so)."""
+    page = httpx.get(gateway.base + "/console").text
+    names = [part.split("?", 1)[0] for part in page.split("/console/assets/")[1:]]
+    for text in [page, *(httpx.get(f"{gateway.base}/console/assets/{name}").text for name in set(names))]:
+        assert "://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', ""), text[:200]  # a name, not a load
