@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from tests.cdp import Browser
-from tests.conftest import ADMIN, MODEL, TOKEN, Gateway, wait_until
+from tests.conftest import ADMIN, MODEL, TOKEN, Cluster, Gateway, wait_until
+from tests.tiny_sd import build_models_folder
 
 pytestmark = pytest.mark.e2e
 
@@ -221,13 +222,56 @@ def test_an_admin_creates_and_revokes_a_token(browser: Browser, gateway: Gateway
     assert not browser.errors, browser.errors
 
 
+@pytest.fixture(scope="module")
+def image_worker(cluster: Cluster, gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """An SD worker on tiny pipelines, sending a preview every 5 steps, for the rest of this module."""
+    models = tmp_path_factory.mktemp("sd")
+    build_models_folder(models)
+    worker = cluster.sd_worker(models, SD_PREVIEW_EVERY="5")
+    yield
+    worker.stop()
+
+
+def test_an_image_is_generated_with_progress_and_a_preview(browser: Browser, gateway: Gateway,
+                                                          image_worker: None) -> None:
+    sign_in(browser, gateway, TOKEN)
+    browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
+    browser.js("location.hash = '#playground'")
+    browser.js("document.getElementById('tab-image').click()")
+    browser.wait("!document.getElementById('image-form').hidden && document.getElementById('image-model').value"
+                 " && document.getElementById('image-sampler').options.length", what="the image form")
+    assert "/sdapi/v1/txt2img" in text_of(browser, "#snippet")
+    for field, value in (("image-steps", 60), ("image-width", 128), ("image-height", 128)):
+        browser.js(f"document.getElementById('{field}').value = '{value}'")
+    browser.js("document.getElementById('image-sampler').value = 'Euler a'")
+    browser.js("document.getElementById('image-go').click()")
+    progress, previews = set(), set()
+    while browser.js("document.getElementById('image-go').disabled"):
+        progress.add(browser.js("document.getElementById('image-progress').value"))
+        previews.add(browser.js("document.getElementById('image-result').src.length"))
+        time.sleep(0.02)
+    assert text_of(browser, "#image-status").startswith("Done: seed "), text_of(browser, "#image-status")
+    assert len({p for p in progress if 0 < p < 1}) >= 2, f"no progress shown: {sorted(progress)}"
+    assert len(previews - {0}) >= 2, "no preview shown before the image"  # previews, then the image
+    infotext = text_of(browser, "#image-info")
+    assert infotext.startswith("a lighthouse at dusk\nSteps: 60, Sampler: Euler a"), infotext
+    seed = text_of(browser, "#image-status").removeprefix("Done: seed ")
+    browser.js("document.getElementById('image-reuse').click()")
+    assert browser.js("document.getElementById('image-seed').value") == seed and f"Seed: {seed}" in infotext
+    assert browser.js("document.getElementById('image-result').naturalWidth") == 128
+    assert not browser.errors, browser.errors
+
+
 @pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)], ids=["laptop", "phone"])
 def test_pages_pass_accessibility_checks_and_fit_the_screen(browser: Browser, gateway: Gateway,
                                                            width: int, height: int) -> None:
     shots = os.environ.get("CONSOLE_SCREENSHOTS")
     browser.resize(width, height, mobile=width < 600)
-    browser.open(gateway.base + "/console")  # the tab's token signs in again by itself
+    sign_in(browser, gateway, ADMIN)
     browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
+    browser.open(gateway.base + "/console")  # a reload: the tab's token signs in again by itself
+    browser.wait("!document.getElementById('page-overview').hidden && "
+                 "!document.querySelector('[data-page=admin]').hidden", what="the overview, signed in again")
     browser.js("location.hash = '#playground'")
     browser.wait("document.getElementById('chat-model').value")
     send_chat(browser, "Say hello in three languages.", 40)  # the pages checked with content in them
