@@ -259,6 +259,8 @@ def test_an_image_is_generated_with_progress_and_a_preview(browser: Browser, gat
     browser.js("document.getElementById('image-reuse').click()")
     assert browser.js("document.getElementById('image-seed').value") == seed and f"Seed: {seed}" in infotext
     assert browser.js("document.getElementById('image-result').naturalWidth") == 128
+    if shots := os.environ.get("CONSOLE_SCREENSHOTS"):
+        browser.screenshot(Path(shots) / "console-image-desktop.png")
     assert not browser.errors, browser.errors
 
 
