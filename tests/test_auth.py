@@ -17,9 +17,10 @@ from graycat.config import load_settings
 from tests.conftest import TOKEN, RedisServer
 
 # /metrics is guarded by its own METRICS_TOKEN (tests/test_metrics_e2e.py), not by the API tokens;
-# /v1/images/files/... are unguessable, expiring links, as OpenAI's image URLs
+# /v1/images/files/... are unguessable, expiring links, as OpenAI's image URLs; the console's page and assets
+# hold no data (it signs in with a token, which its calls carry)
 PUBLIC = {"/", "/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
-          "/v1/images/files/{file_id}.png"}
+          "/v1/images/files/{file_id}.png", "/console", "/console/assets/{name}"}
 
 
 @pytest.fixture
