@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
 
+from graycat.jobs import Job
 from graycat.queue import keys
+from graycat.tokens import fingerprint
 from tests.conftest import ADMIN, MODEL, TOKEN, Cluster, Gateway, wait_until
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
@@ -111,20 +112,38 @@ def test_events_streams_are_bounded_per_token(cluster: Cluster, gateway: Gateway
         wait_until(reopened, 5, "the stream's place to come back once it closed")
 
 
+def add_dead_letter(redis_url: str, owner: str, body: bytes = b"{}") -> tuple[str, str]:
+    """A completion job kept in the dead-letter stream as a worker would keep it: (its entry, its job id)."""
+    job = Job(kind="llm", model=MODEL, endpoint="/completion", body=body, stream=False, owner=owner)
+    fields = {**job.to_fields(), "pool": keys.pool("llm", MODEL), "deliveries": 3,
+              "reason": "the worker stopped each time", "at": repr(time.time())}
+    return redis.Redis.from_url(redis_url).xadd(keys.DEAD, fields).decode(), job.id
+
+
 def test_dead_letters_listed_and_dropped_by_admins_only(gateway: Gateway, cluster: Cluster) -> None:
-    job_id = uuid.uuid4().hex
-    r = redis.Redis.from_url(cluster.redis.url)
-    entry = r.xadd(keys.DEAD, {"id": job_id, "kind": "llm", "model": MODEL, "ep": "/completion", "b": b"{}",
-                               "o": "someone", "deliveries": 3, "reason": "the worker stopped each time",
-                               "at": repr(time.time())}).decode()
+    entry, job_id = add_dead_letter(cluster.redis.url, "someone")
     with gateway.client(ADMIN) as admin, gateway.client() as user:
         assert user.get("/admin/dead-letters").status_code == 403
         listed = admin.get("/admin/dead-letters", params={"count": 5}).json()
         mine = next(d for d in listed["dead_letters"] if d["entry"] == entry)
         assert mine["job"] == job_id and mine["deliveries"] == 3 and mine["reason"] == "the worker stopped each time"
-        assert "b" not in mine and "body" not in mine and listed["total"] >= 1
+        assert mine["owner"] == "someone" and "b" not in mine and "body" not in mine and listed["total"] >= 1
         assert admin.delete(f"/admin/dead-letters/{entry}").json() == {"dropped": entry}
         assert admin.delete(f"/admin/dead-letters/{entry}").status_code == 404
         assert admin.delete("/admin/dead-letters/not-an-id").status_code == 404
         assert admin.get("/admin/dead-letters", params={"count": 0}).status_code == 422
-    assert not r.xrange(keys.DEAD, entry, entry)
+    assert not redis.Redis.from_url(cluster.redis.url).xrange(keys.DEAD, entry, entry)
+
+
+def test_a_dead_letter_runs_again_as_a_new_job_of_its_owner(gateway: Gateway, cluster: Cluster) -> None:
+    entry, job_id = add_dead_letter(cluster.redis.url, fingerprint(TOKEN), b'{"prompt": "Hi", "n_predict": 3}')
+    with gateway.client(ADMIN) as admin, gateway.client() as user:
+        assert user.post(f"/admin/dead-letters/{entry}/retry").status_code == 403
+        made = admin.post(f"/admin/dead-letters/{entry}/retry")
+        assert made.status_code == 202 and made.json()["retried"] == entry and made.json()["id"] != job_id
+        new = made.json()["id"]
+        wait_until(lambda: user.get(f"/jobs/{new}").json()["state"] == "completed", 30, "the job run again")
+        result = user.get(f"/jobs/{new}").json()
+        assert result["status"] == 200 and result["result"]["tokens_predicted"] == 3
+        assert admin.post(f"/admin/dead-letters/{entry}/retry").status_code == 404  # it left the stream
+        assert admin.get(f"/jobs/{new}").status_code == 404  # the owner's job, not the admin's

@@ -15,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from graycat.tokens import fingerprint
 from tests.cdp import Browser
 from tests.conftest import ADMIN, MODEL, TOKEN, Cluster, Gateway, wait_until
+from tests.test_console_api_e2e import add_dead_letter
 from tests.tiny_sd import build_models_folder
 
 pytestmark = pytest.mark.e2e
@@ -219,6 +221,25 @@ def test_an_admin_creates_and_revokes_a_token(browser: Browser, gateway: Gateway
         browser.wait(f"{row}?.textContent.includes('revoked')", what="the token to show revoked")
         refused = made.get("/console/session")
         assert refused.status_code == 401 and refused.json()["error"]["message"] == "this API token was revoked"
+    assert not browser.errors, browser.errors
+
+
+def test_an_admin_runs_a_dead_letter_again(browser: Browser, gateway: Gateway, cluster: Cluster) -> None:
+    _, job_id = add_dead_letter(cluster.redis.url, fingerprint(TOKEN), b'{"prompt": "Hi", "n_predict": 3}')
+    sign_in(browser, gateway, ADMIN)
+    browser.wait("!document.querySelector('[data-page=admin]').hidden", what="the admin page's link")
+    browser.js("location.hash = '#admin'")
+    row = f"[...document.querySelectorAll('#dead tbody tr')].find((r) => r.textContent.includes({job_id!r}))"
+    browser.wait(f"!!{row}", what="the dead letter's row")
+    button = f"{row}.querySelector('button[aria-label^=\"Run job\"]')"
+    browser.js(f"{button}.click()")
+    browser.js(f"{button}.click()")  # the second click confirms
+    status = browser.wait("document.getElementById('admin-status').textContent", what="the new job")
+    assert status.startswith(f"Job {job_id} queued again as job ")
+    new = status.split(" as job ")[1].split(";")[0]
+    browser.wait(f"!{row}", what="the row to leave the list")
+    with gateway.client() as owner:
+        wait_until(lambda: owner.get(f"/jobs/{new}").json()["state"] == "completed", 30, "the job run again")
     assert not browser.errors, browser.errors
 
 

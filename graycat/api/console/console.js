@@ -620,10 +620,16 @@
       return;
     }
     body.replaceChildren(...items.map((d) => {
-      const drop = confirmButton("Drop", "Confirm drop", () => call(`/admin/dead-letters/${encodeURIComponent(d.entry)}`, { method: "DELETE" }));
+      const path = `/admin/dead-letters/${encodeURIComponent(d.entry)}`;
+      const again = confirmButton("Run again", "Confirm run again", async () => {
+        const made = await call(`${path}/retry`, { method: "POST" });
+        $("admin-status").textContent = `Job ${d.job} queued again as job ${made.id}; its owner follows it with GET /jobs/${made.id}.`;
+      });
+      again.setAttribute("aria-label", `Run job ${d.job} again`);
+      const drop = confirmButton("Drop", "Confirm drop", () => call(path, { method: "DELETE" }));
       drop.setAttribute("aria-label", `Drop dead letter of job ${d.job}`);
       return el("tr", {}, el("td", {}, when(d.at)), el("td", {}, el("code", {}, d.job || "–")), el("td", {}, `${d.kind}/${d.model}`),
-        el("td", { class: "num" }, fmt(d.deliveries)), el("td", { class: "wrap" }, d.reason || ""), el("td", {}, drop));
+        el("td", { class: "num" }, fmt(d.deliveries)), el("td", { class: "wrap" }, d.reason || ""), el("td", { class: "buttons-cell" }, again, " ", drop));
     }));
   }
 

@@ -1,5 +1,5 @@
 """The dead-letter stream for admins: jobs that will not run again (their worker died at each delivery, or
-their engine crashed on them), newest first, and dropping one."""
+their engine crashed on them), newest first; running one again as a new job of its owner, or dropping it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from starlette.responses import Response
 from graycat.api.auth import TokenFirstRoute, require_admin
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
+from graycat.jobs import Job
 from graycat.queue import keys
+from graycat.queue.client import JobQueue
 from graycat.queue.replies import entries, text
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute)
@@ -41,3 +43,18 @@ async def drop(request: Request, entry: str) -> Response:
     if not _ENTRY_ID.fullmatch(entry) or not await request.app.state.queue.redis.xdel(keys.DEAD, entry):
         raise ApiError(404, f"no dead letter '{entry}'", code="dead_letter_not_found")
     return json_response({"dropped": entry})
+
+
+@router.post("/dead-letters/{entry}/retry", status_code=202, summary="Run a dead letter's job again: a new job of "
+             "the same owner (who follows it with GET /jobs/{id}); the entry leaves the stream")
+async def retry(request: Request, entry: str) -> Response:
+    queue: JobQueue = request.app.state.queue
+    found = entries(await queue.redis.xrange(keys.DEAD, entry, entry)) if _ENTRY_ID.fullmatch(entry) else []
+    if not found:
+        raise ApiError(404, f"no dead letter '{entry}'", code="dead_letter_not_found")
+    old = Job.from_fields(found[0][1])
+    job = Job(kind=old.kind, model=old.model, endpoint=old.endpoint, body=old.body, stream=old.stream,
+              request_id=request.scope["request_id"], slots=old.slots)
+    await queue.enqueue(job, old.owner)
+    await queue.redis.xdel(keys.DEAD, entry)
+    return json_response({"id": job.id, "status_url": f"/jobs/{job.id}", "retried": entry}, 202)
