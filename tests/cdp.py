@@ -100,11 +100,15 @@ class Browser:
             if value := self.js(expression):
                 return value
             time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what or expression}")
+        shown = self.js("location.href + ' | ' + document.body?.innerText.replace(/\\s+/g, ' ').slice(0, 400)")
+        raise AssertionError(f"timed out after {timeout}s waiting for {what or expression}; the page: {shown}; "
+                             f"console errors: {self.errors}")
 
     def open(self, url: str) -> None:
+        """Load `url` (again, when the page shows it already) and wait until its document is complete."""
+        self.js("window.cdpLeft = true")  # marks the page being left: its readiness is not the new one's
         self.send("Page.navigate", url=url)
-        self.wait("document.readyState === 'complete'", what=f"{url} to load")
+        self.wait("!window.cdpLeft && document.readyState === 'complete'", what=f"{url} to load")
 
     def type(self, text: str) -> None:
         """Type into the focused element, as a keyboard would."""

@@ -90,6 +90,7 @@ def test_events_stream_snapshots_of_pools_and_workers(gateway: Gateway) -> None:
     assert sum(first["history"][f"llm/{MODEL}"]) + pool["completed"] >= 1
     worker = next(w for w in first["workers"] if MODEL in w["models"])
     assert worker["slots"] == 2 and 0 <= worker["heartbeat_age_s"] < 5
+    assert "tokens" in worker["generated"]  # llama.cpp's count of generated tokens: the console's tokens/s
     assert "host" not in worker and "gpus" not in worker and "dead_letters" not in first  # admins only
     with gateway.client(ADMIN) as admin:
         (snap,) = snapshots(admin, 1)

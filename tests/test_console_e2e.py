@@ -126,6 +126,7 @@ def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Bro
         busy_seen |= total(browser, "Busy slots").split(" / ")[0] not in ("0", "")
         time.sleep(0.05)
     assert busy_seen, "the overview never showed a busy slot while jobs ran"
+    wait_until(lambda: float(total(browser, "Tokens/s") or 0) > 0, 10, "the workers' tokens per second")
     wait_until(lambda: int(total(browser, "Completed").replace(",", "")) >= before + jobs, 10,
                "the completed count to rise by the jobs run")
     row = browser.js(f"[...document.querySelectorAll('#pools tbody tr')].map((r) => r.textContent)"
@@ -228,6 +229,8 @@ def test_an_admin_runs_a_dead_letter_again(browser: Browser, gateway: Gateway, c
     _, job_id = add_dead_letter(cluster.redis.url, fingerprint(TOKEN), b'{"prompt": "Hi", "n_predict": 3}')
     sign_in(browser, gateway, ADMIN)
     browser.wait("!document.querySelector('[data-page=admin]').hidden", what="the admin page's link")
+    browser.wait("document.getElementById('attention').textContent.includes('dead letter(s): see Admin')",
+                 what="the overview to point at the dead letters")
     browser.js("location.hash = '#admin'")
     row = f"[...document.querySelectorAll('#dead tbody tr')].find((r) => r.textContent.includes({job_id!r}))"
     browser.wait(f"!!{row}", what="the dead letter's row")
@@ -285,11 +288,13 @@ def test_an_image_is_generated_with_progress_and_a_preview(browser: Browser, gat
     assert not browser.errors, browser.errors
 
 
-@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)], ids=["laptop", "phone"])
+@pytest.mark.parametrize("width,height,scheme", [(1280, 900, "light"), (390, 844, "light"), (1280, 900, "dark")],
+                         ids=["laptop", "phone", "laptop-dark"])
 def test_pages_pass_accessibility_checks_and_fit_the_screen(browser: Browser, gateway: Gateway,
-                                                           width: int, height: int) -> None:
-    shots = os.environ.get("CONSOLE_SCREENSHOTS")
+                                                           width: int, height: int, scheme: str) -> None:
+    shots = os.environ.get("CONSOLE_SCREENSHOTS") if scheme == "light" else None
     browser.resize(width, height, mobile=width < 600)
+    browser.send("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": scheme}])
     sign_in(browser, gateway, ADMIN)
     browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
     browser.open(gateway.base + "/console")  # a reload: the tab's token signs in again by itself
@@ -321,6 +326,7 @@ def test_pages_pass_accessibility_checks_and_fit_the_screen(browser: Browser, ga
         assert browser.js("!document.getElementById('panel-chat').hidden")
     finally:
         browser.send("Emulation.clearDeviceMetricsOverride")
+        browser.send("Emulation.setEmulatedMedia", features=[])
     assert not browser.errors, browser.errors
 
 

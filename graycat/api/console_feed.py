@@ -40,13 +40,21 @@ def snapshot(state: dict[str, Any], *, admin: bool) -> dict[str, Any]:
     """What one caller may see of `state`: workers' hosts, GPUs and jobs, and the dead letters, for admins."""
     now = time.time()
     fields = _DETAILS if admin else _SUMMARY
-    workers = [{**{k: w.get(k) for k in fields},
+    workers = [{**{k: w.get(k) for k in fields}, "generated": generated(w.get("engine") or {}),
                 "heartbeat_age_s": round(max(0.0, now - float(w.get("heartbeat") or now)), 1)}
                for w in state.get("workers", [])]
     out: dict[str, Any] = {"time": now, "admin": admin, "pools": state.get("pools", []), "workers": workers}
     if admin:
         out["dead_letters"] = state.get("dead_letters", 0)
     return out
+
+
+def generated(engine: dict[str, Any]) -> dict[str, float]:
+    """A worker's running totals of what its engine made (tokens, images), from its heartbeat's engine stats:
+    the console turns them into tokens/s and images/min."""
+    figures = {"tokens": (engine.get("llamacpp") or {}).get("tokens_predicted_total"),
+               "images": (engine.get("images") or {}).get("images_total")}
+    return {name: value for name, value in figures.items() if isinstance(value, int | float)}
 
 
 async def history(queue: JobQueue, pools: list[dict[str, Any]]) -> dict[str, list[int]]:

@@ -171,7 +171,16 @@
 
   // ---------- overview ----------
 
-  const overview = { samples: [], minutes: new Map(), last: null, pools: new Map() };
+  const overview = { samples: [], minutes: new Map(), last: null, pools: new Map(), made: new Map() };
+
+  /** What a worker made per second over its last 10 snapshots: {tokens, images}, each null when unknown. */
+  function rates(id) {
+    const seen = overview.made.get(id) || [];
+    const first = seen[0], last = seen[seen.length - 1];
+    const rate = (key) => (seen.length > 1 && key in first && key in last && last.time > first.time
+      ? Math.max(0, last[key] - first[key]) / (last.time - first.time) : null);
+    return { tokens: rate("tokens"), images: rate("images") };
+  }
 
   function startFeed() {
     if (state.feed) state.feed.abort();
@@ -233,16 +242,43 @@
       if (seen.length > 61) seen.shift();
       overview.pools.set(key, seen);
     }
+    for (const w of snap.workers) {
+      const seen = overview.made.get(w.id) || [];
+      seen.push({ time: snap.time, ...w.generated });
+      if (seen.length > 11) seen.shift();
+      overview.made.set(w.id, seen);
+    }
     overview.snap = snap;
     renderTotals(snap, busy, slots);
+    renderAttention(snap);
     renderPools(snap);
     renderWorkers(snap);
     if (!$("page-overview").hidden) drawCharts();
   }
 
+  /** What an operator should look at now, from the snapshot alone. */
+  function renderAttention(snap) {
+    const notes = [];
+    for (const p of snap.pools) {
+      const served = snap.workers.some((w) => (w.models || []).includes(p.model) && !w.stopping);
+      if (p.waiting && !served) notes.push(`${p.model}: ${fmt(p.waiting)} job(s) waiting and no worker serves it`);
+      else if (p.oldest_wait_s > 30) notes.push(`${p.model}: the oldest job has waited ${ago(p.oldest_wait_s)}`);
+    }
+    for (const w of snap.workers) if (w.heartbeat_age_s > 5) notes.push(`worker ${w.id} has not reported for ${ago(w.heartbeat_age_s)}`);
+    const now = Math.floor(snap.time / 60);
+    const failed = (overview.minutes.get(now) || { failed: 0 }).failed;
+    if (failed) notes.push(`${fmt(failed)} job(s) failed or expired this minute`);
+    if (snap.admin && snap.dead_letters) notes.push(`${fmt(snap.dead_letters)} dead letter(s): see Admin`);
+    const box = $("attention");
+    box.hidden = !notes.length;
+    box.querySelector("ul").replaceChildren(...notes.map((n) => el("li", {}, n)));
+  }
+
   function renderTotals(snap, busy, slots) {
     const items = [["Workers", snap.workers.length], ["Busy slots", `${busy} / ${slots}`], ["Waiting", snap.pools.reduce((a, p) => a + p.waiting, 0)],
       ["Running", snap.pools.reduce((a, p) => a + p.active, 0)], ["Completed", overview.last.completed], ["Failed or expired", overview.last.failed]];
+    const tokens = snap.workers.map((w) => rates(w.id).tokens).filter((r) => r !== null);
+    if (tokens.length) items.push(["Tokens/s", tokens.reduce((a, r) => a + r, 0).toFixed(1)]);
     if (snap.admin) items.push(["Dead letters", snap.dead_letters]);
     $("totals").replaceChildren(...items.map(([label, value]) =>
       el("div", { class: "total" }, el("b", {}, typeof value === "number" ? fmt(value) : value), el("span", {}, label))));
@@ -290,6 +326,9 @@
       const rows = [["Kind", w.kind === "sd" ? "image" : "text"], ["Models", (w.models || []).join(", ") || "–"]];
       if (snap.admin) rows.push(["Host", w.host || "–"], ["Version", w.version || "–"]);
       rows.push(["Slots", `${w.busy || 0} busy of ${w.slots || 0}`], ["Heartbeat", `${ago(w.heartbeat_age_s)} ago`]);
+      const made = rates(w.id);
+      if (made.tokens !== null) rows.push(["Tokens/s", made.tokens.toFixed(1)]);
+      if (made.images !== null) rows.push(["Images/min", (made.images * 60).toFixed(1)]);
       const outcomes = w.outcomes || {};
       const served = Object.values(outcomes).reduce((a, n) => a + n, 0);
       rows.push(["Jobs run", fmt(served)]);
@@ -665,6 +704,14 @@
     $("sign-in-form").addEventListener("submit", (e) => { e.preventDefault(); signIn($("token").value.trim()); });
     $("sign-out").addEventListener("click", () => signOut());
     window.addEventListener("hashchange", route);
+    // A browser holds about 6 connections per server (HTTP/1.1): a hidden tab, or a page kept in the
+    // back/forward cache, gives its live stream's connection back and takes one again when shown.
+    const pause = () => { if (state.feed) state.feed.abort(); state.feed = null; };
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) pause(); else if (state.session && !state.feed) startFeed();
+    });
+    window.addEventListener("pagehide", pause);
+    window.addEventListener("pageshow", (e) => { if (e.persisted && state.session && !state.feed) startFeed(); });
     window.addEventListener("resize", () => { if (!$("page-overview").hidden) drawCharts(); });
     $("chat-send").addEventListener("submit", sendChat);
     $("chat-input").addEventListener("keydown", (e) => {
@@ -685,7 +732,8 @@
       playMode = tab.id === "tab-image" ? "image" : "chat";
       $("panel-chat").hidden = playMode !== "chat";
       $("panel-image").hidden = playMode !== "image";
-      if (playMode === "image") loadModels(); else renderSnippet();
+      renderSnippet();
+      if (playMode === "image") loadModels(); // image workers may have come or gone
     });
     tablist(document.querySelector(".snippets .tabs"), (tab) => { snippetLang = tab.dataset.lang; renderSnippet(); });
     if (state.token) signIn(state.token); else showSignIn();
