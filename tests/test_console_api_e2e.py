@@ -3,9 +3,11 @@ token's rights, the live overview's event stream and the admins' dead-letter rou
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ import redis
 from graycat.jobs import Job
 from graycat.queue import keys
 from graycat.tokens import fingerprint
-from tests.conftest import ADMIN, MODEL, TOKEN, Cluster, Gateway, wait_until
+from tests.conftest import ADMIN, MODEL, TOKEN, Cluster, Gateway, RedisServer, free_port, wait_until
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 pytestmark = pytest.mark.e2e
@@ -148,3 +150,22 @@ def test_a_dead_letter_runs_again_as_a_new_job_of_its_owner(gateway: Gateway, cl
         assert result["status"] == 200 and result["result"]["tokens_predicted"] == 3
         assert admin.post(f"/admin/dead-letters/{entry}/retry").status_code == 404  # it left the stream
         assert admin.get(f"/jobs/{new}").status_code == 404  # the owner's job, not the admin's
+
+
+def test_events_say_when_redis_is_unreachable_and_resume(tmp_path: Path) -> None:
+    own = RedisServer(free_port(), tmp_path)
+    own.start()
+    cluster = Cluster(own, tmp_path)
+    try:
+        _, base = cluster.api()
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as user, \
+                user.stream("GET", "/console/events") as resp:
+            lines = (line for line in resp.iter_lines() if line.startswith("event: "))
+            assert next(lines) == "event: snapshot"
+            own.stop()
+            assert "event: unavailable" in itertools.islice(lines, 5)
+            own.start()
+            assert "event: snapshot" in itertools.islice(lines, 10)
+    finally:
+        cluster.stop_all()
+        own.stop()

@@ -75,6 +75,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 def sign_in(browser: Browser, gateway: Gateway, token: str) -> None:
     """Open the console and sign in by keyboard: the token typed into its field, then Enter."""
     browser.open(gateway.base + "/")
+    # once a sign-in with the tab's token, if any, has ended (it would store the token again)
+    browser.wait("!document.getElementById('sign-in').hidden || !document.getElementById('nav').hidden")
     browser.js("sessionStorage.clear()")
     browser.open(gateway.base + "/")
     browser.wait("!document.getElementById('sign-in').hidden", what="the sign-in form")

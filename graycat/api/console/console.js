@@ -8,7 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const charts = window.GraycatCharts;
 
-  const state = { token: sessionStorage.getItem(TOKEN_KEY), session: null, feed: null, models: { text: [], image: [] } };
+  const state = { token: sessionStorage.getItem(TOKEN_KEY), session: null, feed: null, attempts: 0, models: { text: [], image: [] } };
 
   /** An error answer of the API, with the message its body gives. */
   class ApiFailure extends Error {
@@ -93,10 +93,14 @@
 
   async function signIn(token) {
     const error = $("sign-in-error");
+    const attempt = ++state.attempts; // a sign-out (or another sign-in) meanwhile wins over this one
     error.textContent = "";
     try {
-      state.session = await call("/console/session", { token });
+      const session = await call("/console/session", { token });
+      if (attempt !== state.attempts) return;
+      state.session = session;
     } catch (exc) {
+      if (attempt !== state.attempts) return;
       error.textContent = exc instanceof ApiFailure
         ? (exc.status === 401 ? `Token refused: ${exc.message}.` : `The server refused: ${exc.message}`)
         : "The server could not be reached.";
@@ -123,6 +127,7 @@
   }
 
   function signOut(reason = "") {
+    state.attempts += 1;
     sessionStorage.removeItem(TOKEN_KEY);
     state.token = null;
     state.session = null;

@@ -27,6 +27,7 @@ pages = APIRouter(tags=["console"])
 router = APIRouter(prefix="/console", tags=["console"], dependencies=[Depends(require_token)],
                    route_class=TokenFirstRoute)
 
+READ_TIMEOUT_S = 2.0  # a snapshot not read by then: the consoles hear that Redis is unreachable
 ASSET_CACHE = "public, max-age=31536000, immutable"  # for the URLs with the asset's hash, as the page names them
 
 
@@ -75,12 +76,14 @@ async def _snapshots(request: Request, admin: bool) -> AsyncIterator[bytes]:
     first = True
     while True:
         try:
-            data = snapshot(await feed.state(queue), admin=admin)
-            if first:
-                data["history"] = await history(queue, data["pools"])
-                first = False
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                data = snapshot(await feed.state(queue), admin=admin)
+                if first:
+                    data["history"] = await history(queue, data["pools"])
+                    first = False
             yield b"event: snapshot\ndata: %s\n\n" % orjson.dumps(data)
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, TimeoutError) as exc:
             log.debug("console events: %s", exc)
-            yield b"event: unavailable\ndata: %s\n\n" % orjson.dumps({"reason": f"Redis unreachable: {exc}"})
+            reason = f"Redis unreachable: {exc or 'timeout'}"
+            yield b"event: unavailable\ndata: %s\n\n" % orjson.dumps({"reason": reason})
         await asyncio.sleep(SNAPSHOT_S)
