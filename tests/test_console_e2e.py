@@ -7,6 +7,7 @@ CONSOLE_SCREENSHOTS=<folder> saves a screenshot of each page at both widths ther
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -178,6 +179,35 @@ def test_a_chat_streams_token_by_token_and_can_be_stopped(browser: Browser, gate
         wait_until(lambda: cancelled() > before, 10, "the stopped chat's job to be cancelled")
     time.sleep(0.5)
     assert len(chat_text(browser)) == stopped_at  # nothing more arrived
+    assert not browser.errors, browser.errors
+
+
+def test_a_chat_kept_by_the_server_sends_only_each_new_turn(browser: Browser, gateway: Gateway) -> None:
+    sign_in(browser, gateway, TOKEN)
+    browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
+    browser.js("location.hash = '#playground'")
+    browser.wait(f"document.getElementById('chat-model').value === {MODEL!r}", what="the model picker")
+    browser.js("document.getElementById('chat-session').click()")
+    snippet = browser.wait("document.getElementById('snippet').textContent.includes('X-Session-ID: ') && "
+                           "document.getElementById('snippet').textContent")
+    found = re.search(r"X-Session-ID: ([\w-]+)", snippet)
+    assert found, snippet
+    session = found.group(1)
+    done = "!document.querySelector('#chat-log li[aria-busy]') && document.getElementById('chat-go').disabled === false"
+    for turn in ("My name is Ada.", "What is my name?"):
+        send_chat(browser, turn, 12)
+        browser.wait(f"{done} && document.querySelectorAll('#chat-log li.assistant').length === "
+                     f"{1 if turn.startswith('My') else 2}", what=f"the answer to {turn!r}")
+        browser.wait(done)
+    with gateway.client() as client:
+        kept = client.get(f"/sessions/{session}").json()["messages"]
+    assert [m["role"] for m in kept] == ["user", "assistant", "user", "assistant"]
+    assert kept[0]["content"] == "My name is Ada." and kept[2]["content"] == "What is my name?"
+    assert "My name is Ada." not in text_of(browser, "#snippet")  # the next turn sends only itself
+    browser.js("document.getElementById('chat-clear').click()")  # a new conversation forgets the old one
+    with gateway.client() as client:
+        wait_until(lambda: client.get(f"/sessions/{session}").status_code == 404, 5, "the session to be forgotten")
+    browser.js("document.getElementById('chat-session').click()")
     assert not browser.errors, browser.errors
 
 

@@ -29,8 +29,8 @@
   }
 
   /** fetch with the token; a non-2xx answer throws ApiFailure. */
-  async function call(path, { method = "GET", json, signal, token = state.token, raw = false } = {}) {
-    const headers = { Authorization: `Bearer ${token}` };
+  async function call(path, { method = "GET", json, signal, token = state.token, raw = false, extra = {} } = {}) {
+    const headers = { Authorization: `Bearer ${token}`, ...extra };
     if (json !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(path, { method, headers, signal, body: json === undefined ? undefined : JSON.stringify(json) });
     if (!response.ok) {
@@ -367,7 +367,15 @@
 
   // ---------- playground ----------
 
-  const chat = { messages: [], controller: null };
+  const chat = { messages: [], controller: null, session: newSessionId() };
+
+  /** A session id for X-Session-ID (crypto.randomUUID needs HTTPS or localhost; this works over plain HTTP). */
+  function newSessionId() {
+    const bytes = crypto.getRandomValues(new Uint8Array(12));
+    return `console-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  }
+
+  const sessionOn = () => $("chat-session").checked;
   let playMode = "chat";
   let snippetLang = "curl";
 
@@ -401,8 +409,10 @@
   function chatBody(stream = true) {
     const system = $("chat-system").value.trim();
     const pending = $("chat-input").value.trim();
-    const asked = [...chat.messages, ...(pending ? [{ role: "user", content: pending }] : [])];
-    const messages = [...(system ? [{ role: "system", content: system }] : []),
+    // with a session the server has the turns so far (and the system prompt, sent with the first turn)
+    const before = sessionOn() ? [] : chat.messages;
+    const asked = [...before, ...(pending ? [{ role: "user", content: pending }] : [])];
+    const messages = [...(system && !(sessionOn() && chat.messages.length) ? [{ role: "system", content: system }] : []),
       ...(asked.length ? asked : [{ role: "user", content: "Say hello" }])];
     return { model: $("chat-model").value || "default", messages, temperature: Number($("chat-temperature").value),
       max_tokens: Number($("chat-max").value), stream };
@@ -433,7 +443,8 @@
     const began = performance.now();
     let pieces = 0;
     try {
-      const response = await call("/v1/chat/completions", { method: "POST", json: body, signal: chat.controller.signal, raw: true });
+      const extra = sessionOn() ? { "X-Session-ID": chat.session } : {};
+      const response = await call("/v1/chat/completions", { method: "POST", json: body, signal: chat.controller.signal, raw: true, extra });
       for await (const message of events(response)) {
         if (message.data === "[DONE]") break;
         const chunk = JSON.parse(message.data);
@@ -532,8 +543,10 @@
     const path = image ? "/sdapi/v1/txt2img" : "/v1/chat/completions";
     const py = (v) => JSON.stringify(v, null, 4).replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
     let code;
+    const session = !image && sessionOn() ? chat.session : null;
     if (snippetLang === "curl") {
-      code = `curl ${image ? "" : "-N "}${base}${path} \\\n  -H "Authorization: Bearer $GRAYCAT_TOKEN" -H "Content-Type: application/json" \\\n  -d '${json.replace(/'/g, "'\\''")}'`;
+      code = `curl ${image ? "" : "-N "}${base}${path} \\\n  -H "Authorization: Bearer $GRAYCAT_TOKEN" -H "Content-Type: application/json" \\\n`
+        + `${session ? `  -H "X-Session-ID: ${session}" \\\n` : ""}  -d '${json.replace(/'/g, "'\\''")}'`;
     } else if (snippetLang === "python" && image) {
       const args = Object.entries(body).filter(([k]) => k !== "override_settings").map(([k, v]) => `    ${k}=${py(v)},`).join("\n");
       code = `# pip install webuiapi\nimport os\nimport webuiapi\n\napi = webuiapi.WebUIApi(baseurl="${base}/sdapi/v1")\napi.set_auth("me", os.environ["GRAYCAT_TOKEN"])\n`
@@ -541,7 +554,8 @@
     } else if (snippetLang === "python") {
       code = `# pip install openai\nimport os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="${base}/v1", api_key=os.environ["GRAYCAT_TOKEN"])\n`
         + `stream = client.chat.completions.create(\n    model=${py(body.model)},\n    messages=${py(body.messages).replace(/\n/g, "\n    ")},\n`
-        + `    temperature=${body.temperature},\n    max_tokens=${body.max_tokens},\n    stream=True,\n)\nfor chunk in stream:\n`
+        + `    temperature=${body.temperature},\n    max_tokens=${body.max_tokens},\n    stream=True,\n`
+        + `${session ? `    extra_headers={"X-Session-ID": "${session}"},\n` : ""})\nfor chunk in stream:\n`
         + `    print(chunk.choices[0].delta.content or "", end="", flush=True)`;
     } else {
       const literal = JSON.stringify({ ...body, stream: false }).replace(/"/g, '""');
@@ -557,6 +571,7 @@
         + `        request.downloadHandler = new DownloadHandlerBuffer();\n`
         + `        request.SetRequestHeader("Content-Type", "application/json");\n`
         + `        request.SetRequestHeader("Authorization", "Bearer " + token);\n`
+        + `${session ? `        request.SetRequestHeader("X-Session-ID", "${session}");\n` : ""}`
         + `        yield return request.SendWebRequest();\n        if (request.result != UnityWebRequest.Result.Success) { Debug.LogError(request.error); yield break; }\n`
         + `${read}    }\n}`;
     }
@@ -723,7 +738,21 @@
       if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("chat-send").requestSubmit(); }
     });
     $("chat-stop").addEventListener("click", () => { if (chat.controller) chat.controller.abort(); });
-    $("chat-clear").addEventListener("click", () => { chat.messages = []; $("chat-log").replaceChildren(); $("chat-status").textContent = ""; renderSnippet(); });
+    const newConversation = () => {
+      if (chat.messages.length && sessionOn()) call(`/sessions/${chat.session}`, { method: "DELETE" }).catch(() => {});
+      chat.messages = [];
+      chat.session = newSessionId();
+      $("chat-log").replaceChildren();
+      $("chat-status").textContent = "";
+      renderSnippet();
+    };
+    $("chat-clear").addEventListener("click", newConversation);
+    $("chat-session").addEventListener("change", () => { // a conversation is either kept by the server or not
+      chat.messages = [];
+      chat.session = newSessionId();
+      $("chat-log").replaceChildren();
+      renderSnippet();
+    });
     $("image-form").addEventListener("submit", generateImage);
     $("image-stop").addEventListener("click", () => call("/sdapi/v1/interrupt", { method: "POST" }).catch(() => {}));
     $("image-reuse").addEventListener("click", () => { $("image-seed").value = $("image-reuse").dataset.seed; renderSnippet(); });
