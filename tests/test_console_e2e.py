@@ -151,6 +151,8 @@ def send_chat(browser: Browser, message: str, max_tokens: int) -> None:
 
 
 def test_a_chat_streams_token_by_token_and_can_be_stopped(browser: Browser, gateway: Gateway) -> None:
+    sign_in(browser, gateway, TOKEN)
+    browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
     browser.js("location.hash = '#playground'")
     browser.wait(f"document.getElementById('chat-model').value === {MODEL!r}", what="the model picker")
     assert MODEL in text_of(browser, "#snippet") and "GRAYCAT_TOKEN" in text_of(browser, "#snippet")
@@ -215,6 +217,8 @@ def test_a_job_is_looked_up_by_id(browser: Browser, gateway: Gateway) -> None:
     with gateway.client() as client:
         job = client.post("/jobs", json={"route": "/completion", "body": {"prompt": "Hi", "n_predict": 4}}).json()
         wait_until(lambda: client.get(f"/jobs/{job['id']}").json()["state"] == "completed", 30, "the job")
+    sign_in(browser, gateway, TOKEN)
+    browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
     browser.js("location.hash = '#jobs'")
     browser.js("document.getElementById('job-id').focus()")
     browser.type(job["id"])
@@ -231,12 +235,18 @@ def test_a_job_is_looked_up_by_id(browser: Browser, gateway: Gateway) -> None:
 
 
 def test_an_admin_creates_and_revokes_a_token(browser: Browser, gateway: Gateway) -> None:
+    sign_in(browser, gateway, TOKEN)
+    browser.wait("!document.getElementById('sign-out').hidden", what="the sign-out button")
     browser.js("document.getElementById('sign-out').click()")
     assert browser.js("sessionStorage.getItem('graycat.token')") is None
+    assert browser.js("!document.getElementById('sign-in').hidden && document.getElementById('nav').hidden")
     sign_in(browser, gateway, ADMIN)
     browser.wait("!document.querySelector('[data-page=admin]').hidden", what="the admin page's link")
     browser.js("location.hash = '#admin'")
     browser.wait("!!document.querySelector('#tokens tbody tr')", what="the tokens")
+    usage = browser.wait("document.getElementById('chart-usage').getAttribute('aria-label').includes(': ') && "
+                         "document.getElementById('chart-usage').getAttribute('aria-label')", what="the usage chart")
+    assert re.search(r"static [0-9a-f]{6}: [1-9]", usage), usage  # the test tokens' requests of today
     browser.js("document.getElementById('new-name').focus()")
     browser.type("made-in-console")
     browser.js("document.getElementById('new-rpm').value = '7'")

@@ -630,9 +630,37 @@
       const [{ tokens }, usage, dead] = await Promise.all([call("/admin/tokens"), call("/admin/usage"), call("/admin/dead-letters")]);
       renderTokens(tokens, usage.tokens);
       renderDead(dead.dead_letters);
+      await drawUsage(usage);
     } catch (exc) {
       $("admin-error").textContent = exc instanceof ApiFailure ? exc.message : "The server could not be reached.";
     }
+  }
+
+  const USAGE_DAYS = 14;
+  const SERIES = ["--series-1", "--series-2", "--series-3", "--series-4"];
+
+  /** Requests per day of the three busiest tokens and of all others, over the last USAGE_DAYS days. */
+  async function drawUsage(today) {
+    const days = [...Array(USAGE_DAYS).keys()].map((i) => new Date(Date.now() - (USAGE_DAYS - 1 - i) * 86400000).toISOString().slice(0, 10));
+    const found = await Promise.all(days.slice(0, -1).map((day) => call(`/admin/usage?day=${day}`).catch(() => ({ tokens: {} }))));
+    found.push(today);
+    const totals = new Map(), names = new Map();
+    for (const { tokens } of found) {
+      for (const [fp, used] of Object.entries(tokens)) {
+        totals.set(fp, (totals.get(fp) || 0) + (used.requests || 0));
+        if (used.name) names.set(fp, used.name);
+      }
+    }
+    const top = [...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([fp]) => fp);
+    const series = top.map((fp, i) => ({ label: names.get(fp) || `static ${fp.slice(0, 6)}`, color: SERIES[i],
+      values: found.map(({ tokens }) => (tokens[fp] && tokens[fp].requests) || 0) }));
+    if (totals.size > top.length) {
+      series.push({ label: "others", color: SERIES[3], values: found.map(({ tokens }) =>
+        Object.entries(tokens).filter(([fp]) => !top.includes(fp)).reduce((a, [, u]) => a + (u.requests || 0), 0)) });
+    }
+    charts.bars($("chart-usage"), series, USAGE_DAYS, [days[0], days[days.length - 1]]);
+    const summary = series.map((x) => `${x.label}: ${fmt(x.values.reduce((a, v) => a + v, 0))}`).join(", ");
+    $("chart-usage").setAttribute("aria-label", `Requests over the last ${USAGE_DAYS} days by token: ${summary || "none"}`);
   }
 
   /** A button that asks for a second click within 5 s before it acts (no blocking dialog). */
@@ -668,7 +696,7 @@
       const action = t.revoked ? "" : confirmButton("Revoke", "Confirm revoke", () => call(`/admin/tokens/${encodeURIComponent(t.fingerprint)}`, { method: "DELETE" }));
       if (action) action.setAttribute("aria-label", `Revoke ${t.name}`);
       return el("tr", {}, el("td", {}, t.name), el("td", {}, el("code", {}, t.fingerprint)), el("td", { class: "wrap" }, limits.join(", ") || "server defaults"),
-        el("td", {}, t.expires ? when(t.expires) : "never"), el("td", {}, `${fmt(used.requests || 0)} requests`), el("td", {}, stateText), el("td", {}, action));
+        el("td", {}, t.expires ? when(t.expires) : "never"), el("td", {}, `${fmt(used.requests || 0)} request${used.requests === 1 ? "" : "s"}`), el("td", {}, stateText), el("td", {}, action));
     }));
   }
 
