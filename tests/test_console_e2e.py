@@ -157,6 +157,7 @@ def test_a_chat_streams_token_by_token_and_can_be_stopped(browser: Browser, gate
     browser.wait(f"document.getElementById('chat-model').value === {MODEL!r}", what="the model picker")
     assert MODEL in text_of(browser, "#snippet") and "GRAYCAT_TOKEN" in text_of(browser, "#snippet")
     assert TOKEN not in text_of(browser, "#snippet")
+    browser.js("document.getElementById('chat-temperature').value = '0'")  # greedy: the same answer each run
     send_chat(browser, "Write a short poem about the sea.", 40)
     lengths = set()
     while not browser.js("document.getElementById('chat-go').disabled === false && "
@@ -171,7 +172,7 @@ def test_a_chat_streams_token_by_token_and_can_be_stopped(browser: Browser, gate
             pools = client.get("/queue/status").json()["pools"]
             return sum(p["cancelled"] for p in pools if p["model"] == MODEL)
         before = cancelled()
-        send_chat(browser, "Count from 1 to 1000, separated by commas.", 400)
+        send_chat(browser, "Write a long story about a dragon who learns to fly.", 400)  # greedy: 400 tokens
         browser.wait("[...document.querySelectorAll('#chat-log li.assistant .text')].pop().textContent.length > 20",
                      what=f"the long answer to start ({text_of(browser, '#chat-status')})")
         browser.js("document.getElementById('chat-stop').click()")
