@@ -56,3 +56,12 @@ async def test_subscription_hands_over_raw_payloads(redis_server: RedisServer) -
     assert link.transport is not None
     link.transport.close()
     await asyncio.wait_for(link.closed, 2)
+
+
+async def test_commands_sent_just_before_close_still_reach_redis(redis_server: RedisServer) -> None:
+    conn = PipelinedConnection(redis_server.url)
+    await conn.call("DEL", "resp:last")
+    for i in range(50):  # queued in this turn of the loop, written together
+        conn.send("RPUSH", "resp:last", i)
+    await conn.close()
+    assert redis_server.client().llen("resp:last") == 50

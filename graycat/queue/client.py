@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from graycat.jobs import END, Job, JobState, end_event, parse_end
 from graycat.queue import keys, scripts
+from graycat.queue.cached import Cached
 from graycat.queue.hub import EventHub, Subscription, entry_key
 from graycat.queue.replies import entries, text
 from graycat.queue.resp import PipelinedConnection
@@ -81,10 +82,8 @@ class JobQueue:
         self.hub = hub
         self.record_ttl = record_ttl
         self._cancel = redis.register_script(scripts.CANCEL)
-        self._models: dict[str, dict[str, Any]] = {}
-        self._models_at = 0.0
-        self._served = Served()
-        self._served_at = -SERVED_CACHE_S
+        self._models = Cached(self._read_models, MODELS_CACHE_S, {})
+        self._served = Cached(self._read_served, SERVED_CACHE_S, Served())
         self._background: set[asyncio.Task[Any]] = set()
 
     async def submit(self, job: Job, owner: str = "", worker: str | None = None,
@@ -185,20 +184,17 @@ class JobQueue:
 
     async def models(self, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
         """Models announced by workers (name -> info), cached for a moment."""
-        now = time.monotonic()
-        if fresh or now - self._models_at > MODELS_CACHE_S:
-            raw = await self.redis.hgetall(keys.MODELS)
-            self._models = {text(k): orjson.loads(v) for k, v in raw.items()}
-            self._models_at = now
-        return self._models
+        return await self._models.get(fresh=fresh)
+
+    async def _read_models(self) -> dict[str, dict[str, Any]]:
+        return {text(k): orjson.loads(v) for k, v in (await self.redis.hgetall(keys.MODELS)).items()}
 
     async def served(self, *, fresh: bool = False) -> Served:
         """What the live workers serve, cached for a moment (the hot path reads it without a round trip)."""
-        now = time.monotonic()
-        if fresh or now - self._served_at > SERVED_CACHE_S:
-            self._served = Served.of(await self.live_workers())
-            self._served_at = now
-        return self._served
+        return await self._served.get(fresh=fresh)
+
+    async def _read_served(self) -> Served:
+        return Served.of(await self.live_workers())
 
     async def live_workers(self) -> list[dict[str, Any]]:
         """Heartbeats of the workers seen in the last WORKER_TTL_S seconds."""

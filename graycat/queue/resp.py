@@ -3,8 +3,9 @@
 redis-py spends a few hundred microseconds of CPU per command and per message, and a streamed completion
 costs one command in the worker and one message in the api per token; on a machine where the engine needs
 every core, that CPU is taken from generation. These connections speak RESP2 over an asyncio protocol:
-commands are written at once and their replies matched in order as they arrive, so a caller waits only for
-the replies it needs; pub/sub messages are handed over as raw bytes.
+the commands issued in one turn of the event loop leave in one write (one system call for the requests
+of many clients) and their replies are matched in order as they arrive, so a caller waits only for the replies
+it needs; pub/sub messages are handed over as raw bytes.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ class RespProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[asyncio.Future[object] | None] = deque()
         self.buffer = b""
+        self.unsent: list[bytes] = []  # commands of this turn of the loop, written together by flush()
         self.lost: Exception | None = None
-        self.closed = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.closed = self.loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -105,9 +108,18 @@ class RespProtocol(asyncio.Protocol):
             self.closed.set_result(None)
 
     def write(self, args: tuple[Arg, ...], future: asyncio.Future[object] | None) -> None:
+        """Queue a command; it leaves with the others of this turn of the loop, in order."""
         assert self.transport is not None
         self.waiting.append(future)
-        self.transport.write(encode(args))
+        if not self.unsent:
+            self.loop.call_soon(self.flush)
+        self.unsent.append(encode(args))
+
+    def flush(self) -> None:
+        """Write the queued commands now."""
+        if self.unsent and self.transport is not None and self.lost is None:
+            self.transport.write(b"".join(self.unsent))
+        self.unsent.clear()
 
 
 async def _open(url: str, on_value: Callable[[RespProtocol, object], None], name: str | None = None) -> RespProtocol:
@@ -199,6 +211,7 @@ class PipelinedConnection:
 
     async def close(self) -> None:
         if self._proto is not None and self._proto.transport is not None:
+            self._proto.flush()  # what was sent goes out before the connection closes
             self._proto.transport.close()
 
 
