@@ -109,6 +109,7 @@ class ApiMetrics:
                                      "submission to its first token", ["kind", "model"], buckets=LATENCY_BUCKETS,
                                      registry=reg)
         self._per_route: dict[tuple[str, int], tuple[Counter, Histogram, Histogram]] = {}
+        self._per_model: dict[tuple[Histogram, str, str], Histogram] = {}
 
     def request_done(self, route: str, status: int, first_byte_s: float, total_s: float) -> None:
         """Record one answered request (the labelled series are looked up once per route and status)."""
@@ -122,6 +123,14 @@ class ApiMetrics:
         count.inc()
         duration.observe(total_s)
         first_byte.observe(first_byte_s)
+
+    def job_timing(self, family: Histogram, kind: str, model: str, seconds: float) -> None:
+        """Observe `seconds` in `family` (queue_wait, first_token) for a job of `kind` on `model` (the labelled
+        series are looked up once per kind and model)."""
+        series = self._per_model.get((family, kind, model))
+        if series is None:
+            series = self._per_model[(family, kind, model)] = family.labels(kind, model)
+        series.observe(seconds)
 
 
 def worker_families(workers: Iterable[dict[str, Any]]) -> list[Metric]:

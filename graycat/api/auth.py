@@ -18,7 +18,19 @@ from starlette.responses import Response
 from graycat.api.errors import ApiError
 from graycat.api.limits import STATE_KEY, Caller, admit
 
-_bearer = HTTPBearer(auto_error=False, description="A token from API_TOKENS, ADMIN_TOKENS or `graycat token create`")
+
+class _Bearer(HTTPBearer):
+    """The Bearer security scheme of the OpenAPI document; the token itself is read by `_bearer_caller`, so
+    a request that TokenFirstRoute admitted already is not parsed again."""
+
+    async def __call__(self, request: Request) -> HTTPAuthorizationCredentials | None:  # type: ignore[override]
+        if STATE_KEY in request.scope.get("state", {}):
+            return None
+        return await super().__call__(request)
+
+
+_bearer = _Bearer(auto_error=False, scheme_name="HTTPBearer",
+                  description="A token from API_TOKENS, ADMIN_TOKENS or `graycat token create`")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="graycat"'}
 

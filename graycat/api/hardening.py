@@ -30,7 +30,11 @@ class HardeningMiddleware:
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
-        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+                break
         if length is not None:
             if length.isdigit() and int(length) > self.max_body:
                 await self._too_large(scope, send_hardened)

@@ -3,6 +3,7 @@ managed tokens' revocation, expiry, model scope and daily quotas."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -57,7 +58,13 @@ class Caller:
 
 
 def today() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d")
+    """The UTC date, as the daily usage keys name it (formatted once a day, not once a request)."""
+    return _date(int(time.time() // 86400))
+
+
+@functools.lru_cache(maxsize=1)
+def _date(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
 
 
 async def admit(request: Request, secret: str, *, static: bool, admin: bool, challenge: dict[str, str]) -> Caller:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graycat.jobs import new_id
 from graycat.metrics import UNMATCHED, ApiMetrics
 
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -35,7 +35,7 @@ class RequestMiddleware:
                 rid = value
                 break
         if not rid:
-            rid = uuid.uuid4().hex.encode()
+            rid = new_id().encode()
         scope["request_id"] = rid.decode()
         status = 500  # what the client gets when the app fails before answering
         first_byte = 0.0

@@ -76,14 +76,14 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
         event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
         runner = ""
         if event[:1] == START:
-            metrics.queue_wait.labels(kind, model).observe(asyncio.get_running_loop().time() - now)
+            metrics.job_timing(metrics.queue_wait, kind, model, asyncio.get_running_loop().time() - now)
         # (a second START: the worker died before answering and another took over)
         while event[:1] == START or (event[:1] == CHUNK and not spec.stream):
             if event[:1] == START:
                 runner = event[1:].decode()
             event = await _event(queue, sub, deadline, _too_long)
         if event[:1] == CHUNK:
-            metrics.first_token.labels(kind, model).observe(asyncio.get_running_loop().time() - now)
+            metrics.job_timing(metrics.first_token, kind, model, asyncio.get_running_loop().time() - now)
         if on_start is not None and runner:
             on_start(runner)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": runner}

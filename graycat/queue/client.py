@@ -82,7 +82,7 @@ class JobQueue:
         self.hub = hub
         self.record_ttl = record_ttl
         self._cancel = redis.register_script(scripts.CANCEL)
-        self._models = Cached(self._read_models, MODELS_CACHE_S, {})
+        self._models: Cached[dict[str, dict[str, Any]]] = Cached(self._read_models, MODELS_CACHE_S, {})
         self._served = Cached(self._read_served, SERVED_CACHE_S, Served())
         self._background: set[asyncio.Task[Any]] = set()
 
