@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -142,7 +143,12 @@ def main(argv: list[str] | None = None) -> None:
 
         from graycat.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        app = create_app(settings)
+        # The modules, routes and models loaded by now live as long as the process: the collector's full passes
+        # skip them from here on (a third of its time per request, measured with the null engine).
+        gc.collect()
+        gc.freeze()
+        uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                     access_log=False, log_config=None, log_level=settings.log_level.lower(),
                     timeout_graceful_shutdown=10)
     elif args.command == "worker":
