@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -100,6 +101,42 @@ def _crashed(task: asyncio.Task[tuple[int, bytes]]) -> bool:
     return task.done() and not task.cancelled() and isinstance(task.exception(), EngineCrashed)
 
 
+async def _unless_stopping(stopping: asyncio.Event, call: Coroutine[Any, Any, T], limit: float | None) -> T | None:
+    """`call`'s result, or None when `stopping` is set before it ends (or before it starts: then it never runs).
+    A call unanswered for `limit` seconds raises TimeoutError: the link to Redis is dead (TCP alone would notice
+    only after hours). A result that arrives with the stop request is still returned, so the jobs in it are
+    handed back rather than left pending."""
+    if stopping.is_set():
+        call.close()
+        return None
+    work = asyncio.ensure_future(asyncio.wait_for(call, limit))
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+    return None if work.cancelled() else work.result()
+
+
+@dataclass(eq=False)
+class Running:
+    """A job this worker holds, from its claim until it is reported, and what happened to it meanwhile."""
+
+    claimed: Claimed
+    task: asyncio.Task[None] | None = None  # its whole run: waiting for slots, start, engine, report
+    engine: asyncio.Task[tuple[int, bytes]] | None = None  # the engine's part, once it began
+    cancelled: bool = False  # its client cancelled it
+    releasing: bool = False  # handed back at the stop deadline, for another worker to run
+    lost: bool = False  # another worker took it over (this one was presumed dead)
+
+    def stop_engine(self) -> None:
+        if self.engine is not None:
+            self.engine.cancel()
+
+
 class Worker:
     """Runs jobs of its engine's pools until asked to stop, then finishes what it holds."""
 
@@ -115,18 +152,13 @@ class Worker:
         self.max_deliveries = max_deliveries
         self.job_timeout = job_timeout
         self.stop_timeout = stop_timeout
-        self._releasing: set[str] = set()
         self.id = consumer.worker_id
         self.host = host or socket.gethostname()
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._room = asyncio.Condition()  # signalled when a running job gives its slots back
         self._slots_running = 0
-        self._held: dict[str, Claimed] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._engine_tasks: dict[str, asyncio.Task[tuple[int, bytes]]] = {}
-        self._cancelled: set[str] = set()
-        self._lost: set[str] = set()  # jobs another worker took over (this one was presumed dead)
+        self._running: dict[str, Running] = {}  # by job id
         self._takeover = asyncio.Event()  # a dead worker's jobs wait to be taken over
         self._present = asyncio.Event()  # subscribed to its presence channel (graycat/queue/presence.py)
         self.started_at = time.time()
@@ -143,7 +175,7 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; jobs already held run to their end, for up to `stop_timeout` seconds."""
         if not self._stopping.is_set():
-            log.info("worker %s stopping: finishing %d job(s)", self.id, len(self._held))
+            log.info("worker %s stopping: finishing %d job(s)", self.id, len(self._running))
         self._stopping.set()
         self._slot_free.set()
 
@@ -156,7 +188,7 @@ class Worker:
         return {"id": self.id, "kind": self.engine.kind, "kinds": self.consumer.kinds,
                 "models": models, "loading": self.loading,
                 "default": models[0] if self.default and models else None,
-                "slots": self.engine.slots, "busy": self._slots_held(), "jobs": list(self._held),
+                "slots": self.engine.slots, "busy": self._slots_held(), "jobs": list(self._running),
                 "host": self.host, "version": __version__, "started": self.started_at,
                 "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats(),
                 "outcomes": dict(self._outcomes), "gpus": self._gpus.read(), "refreshed": list(self._refreshed),
@@ -208,7 +240,7 @@ class Worker:
             skips = self.engine
 
             async def skip(job_id: str) -> None:
-                if job_id in self._held:
+                if job_id in self._running:
                     skips.skip(job_id)
 
             helpers.append(asyncio.create_task(self._listen("skip", self.consumer.skips, skip),
@@ -224,7 +256,7 @@ class Worker:
     async def _load(self, load: Coroutine[Any, Any, Engine]) -> bool:
         """Wait for the engine while the heartbeat announces it loading; False when asked to stop first."""
         log.info("worker %s loading: %s", self.id, ", ".join(self.engine.models()))
-        engine = await self._unless_stopping(load, None)
+        engine = await _unless_stopping(self._stopping, load, None)
         if engine is None:
             return False
         self.engine = engine
@@ -248,16 +280,16 @@ class Worker:
     async def _finish_held(self) -> None:
         """Let held jobs end; past the stop deadline, stop them and put them back in their pools, where another
         worker takes them over (their clients see a restart)."""
-        if not self._tasks:
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if not tasks:
             return
-        _, late = await asyncio.wait(list(self._tasks.values()), timeout=self.stop_timeout)
+        _, late = await asyncio.wait(tasks, timeout=self.stop_timeout)
         if late:
             log.warning("worker %s: %d job(s) still running after %g s; handing them back", self.id,
                         len(late), self.stop_timeout)
-            for job_id in list(self._held):
-                self._releasing.add(job_id)
-                if (engine_task := self._engine_tasks.get(job_id)) is not None:
-                    engine_task.cancel()
+            for running in self._running.values():
+                running.releasing = True
+                running.stop_engine()
             await asyncio.gather(*late, return_exceptions=True)
 
     async def _claim_loop(self) -> None:
@@ -278,14 +310,14 @@ class Worker:
                 if self._takeover.is_set() or time.monotonic() >= next_reclaim:  # dead workers' jobs go first
                     self._takeover.clear()
                     next_reclaim = time.monotonic() + RECLAIM_S
-                    reclaimed = await self._unless_stopping(self.consumer.reclaim(free, self.visibility_ms),
-                                                            CLAIM_GRACE_S)
+                    reclaimed = await _unless_stopping(self._stopping,
+                                                       self.consumer.reclaim(free, self.visibility_ms), CLAIM_GRACE_S)
                     if reclaimed is None:  # asked to stop
                         continue
                     batch = reclaimed
                 if not batch:
-                    fresh = await self._unless_stopping(self.consumer.claim(free, CLAIM_BLOCK_MS),
-                                                        CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S)
+                    fresh = await _unless_stopping(self._stopping, self.consumer.claim(free, CLAIM_BLOCK_MS),
+                                                   CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S)
                     if fresh is None:
                         continue
                     batch = [(c, 1) for c in fresh]
@@ -306,31 +338,35 @@ class Worker:
                 if deliveries > 1:
                     log.warning("job %s taken over from a worker that stopped (delivery %d)", claimed.job.id,
                                 deliveries, extra=_job_fields(claimed.job))
-                self._held[claimed.job.id] = claimed
-                runner = self._dead_letter(claimed, deliveries) if deliveries > self.max_deliveries \
-                    else self._in_slots(claimed.job, self._run(claimed, deliveries))
-                self._tasks[claimed.job.id] = asyncio.create_task(runner)
+                running = self._running[claimed.job.id] = Running(claimed)
+                runner = self._dead_letter(running, deliveries) if deliveries > self.max_deliveries \
+                    else self._in_slots(running, self._run(running, deliveries))
+                running.task = asyncio.create_task(runner)
 
     def _slots_of(self, job: Job) -> int:
         """Engine slots a job takes: one per prompt (completion), at most all of them."""
         return min(max(job.slots, 1), self.engine.slots)
 
     def _slots_held(self) -> int:
-        return sum(self._slots_of(c.job) for c in self._held.values())
+        return sum(self._slots_of(r.claimed.job) for r in self._running.values())
 
-    async def _in_slots(self, job: Job, run: Coroutine[Any, Any, None]) -> None:
+    def _forget(self, running: Running) -> None:
+        """The job is over for this worker: its slots are free."""
+        if self._running.get(running.claimed.job.id) is running:
+            del self._running[running.claimed.job.id]
+        self._slot_free.set()
+
+    async def _in_slots(self, running: Running, run: Coroutine[Any, Any, None]) -> None:
         """Run `run` once the job's slots are free: a job of several prompts claimed with others waits here
         (held, not started) rather than having the engine queue its prompts in front of theirs."""
-        need = self._slots_of(job)
+        need = self._slots_of(running.claimed.job)
         try:
             async with self._room:
                 await self._room.wait_for(lambda: self._slots_running + need <= self.engine.slots)
                 self._slots_running += need
         except BaseException:  # never started: it stays in its pool, where a live worker takes it over
             run.close()
-            self._held.pop(job.id, None)
-            self._tasks.pop(job.id, None)
-            self._slot_free.set()
+            self._forget(running)
             raise
         try:
             await run
@@ -339,26 +375,8 @@ class Worker:
                 self._slots_running -= need
                 self._room.notify_all()
 
-    async def _unless_stopping(self, call: Coroutine[Any, Any, T], limit: float | None) -> T | None:
-        """`call`'s result, or None when the worker is asked to stop before it ends (or before it starts: then it
-        never runs). A call unanswered for `limit` seconds raises TimeoutError: the link to Redis is dead (TCP
-        alone would notice only after hours). A result that arrives with the stop request is still returned, so
-        the jobs in it are handed back rather than left pending."""
-        if self._stopping.is_set():
-            call.close()
-            return None
-        work = asyncio.ensure_future(asyncio.wait_for(call, limit))
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not work.done():
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
-        return None if work.cancelled() else work.result()
-
-    async def _dead_letter(self, claimed: Claimed, deliveries: int) -> None:
+    async def _dead_letter(self, running: Running, deliveries: int) -> None:
+        claimed = running.claimed
         try:
             await self.consumer.dead_letter(claimed, deliveries)
             self._outcomes["dead_lettered"] += 1
@@ -367,18 +385,17 @@ class Worker:
         except Exception:
             log.exception("could not dead-letter job %s", claimed.job.id)
         finally:
-            self._held.pop(claimed.job.id, None)
-            self._tasks.pop(claimed.job.id, None)
-            self._slot_free.set()
+            self._forget(running)
 
-    async def _run(self, claimed: Claimed, deliveries: int) -> None:
+    async def _run(self, running: Running, deliveries: int) -> None:
+        claimed = running.claimed
         job = claimed.job
         began = time.monotonic()
         waited = time.time() - job.created  # the api's clock against this host's: skew shows here
         emitter = Emitter(self.consumer, job)
         engine_task: asyncio.Task[tuple[int, bytes]] | None = None
         if deliveries == 1:  # the engine starts at once; marking the job active (one round trip) runs beside it
-            engine_task = self._engine_tasks[job.id] = asyncio.create_task(self.engine.run(job, emitter))
+            engine_task = running.engine = asyncio.create_task(self.engine.run(job, emitter))
         try:
             try:
                 runnable = await self.consumer.start(job)
@@ -390,19 +407,19 @@ class Worker:
             # A job taken over from a stopped worker reaches the engine only once marked active: its client may
             # have left long ago (a task cancelled before its first step never runs its code).
             if engine_task is None:
-                engine_task = self._engine_tasks[job.id] = asyncio.create_task(self.engine.run(job, emitter))
+                engine_task = running.engine = asyncio.create_task(self.engine.run(job, emitter))
             emitter.open(runnable)
-            if not runnable or job.id in self._cancelled:  # cancelled while it waited, or just now
-                self._cancelled.add(job.id)
+            if not runnable or running.cancelled:  # cancelled while it waited, or just now
+                running.cancelled = True
                 engine_task.cancel()
-            elif job.id in self._releasing:
+            elif running.releasing:
                 engine_task.cancel()
             await asyncio.wait({engine_task}, timeout=self.job_timeout)
-            if job.id in self._releasing:
+            if running.releasing:
                 await asyncio.gather(engine_task, return_exceptions=True)
                 await self.consumer.release(claimed)
                 return
-            if job.id in self._lost:  # another worker runs it now and answers its client
+            if running.lost:  # another worker runs it now and answers its client
                 await asyncio.gather(engine_task, return_exceptions=True)
                 return
             if not engine_task.done():  # past its run deadline
@@ -411,7 +428,7 @@ class Worker:
                 status, body, state = 504, _error_body(504, "the job ran past JOB_TIMEOUT", "timeout_error"), \
                     JobState.FAILED
             else:
-                status, body, state = await self._outcome(job, engine_task)
+                status, body, state = await self._outcome(running, engine_task)
             usage = emitter.meter.usage(status, body, state, runnable)
             crashed = _crashed(engine_task)
             if crashed:  # a poison job: it is not handed to another worker
@@ -426,19 +443,15 @@ class Worker:
             log.exception("could not run or report job %s; it stays pending for reclaim", job.id,
                           extra=_job_fields(job))
         finally:
-            self._held.pop(job.id, None)
-            self._tasks.pop(job.id, None)
-            self._engine_tasks.pop(job.id, None)
-            self._cancelled.discard(job.id)
-            self._releasing.discard(job.id)
-            self._lost.discard(job.id)
-            self._slot_free.set()
+            self._forget(running)
 
-    async def _outcome(self, job: Job, engine_task: asyncio.Task[tuple[int, bytes]]) -> tuple[int, bytes, JobState]:
+    async def _outcome(self, running: Running,
+                       engine_task: asyncio.Task[tuple[int, bytes]]) -> tuple[int, bytes, JobState]:
+        job = running.claimed.job
         try:
             status, body = await engine_task
         except asyncio.CancelledError:
-            if not engine_task.cancelled() or job.id not in self._cancelled:
+            if not engine_task.cancelled() or not running.cancelled:
                 raise
             return 499, _error_body(499, "cancelled", "cancelled"), JobState.CANCELLED
         except EngineCrashed as exc:
@@ -475,15 +488,16 @@ class Worker:
                 await backoff.wait(f"reporting job {claimed.job.id} failed ({exc})")
 
     async def _beat(self) -> None:
-        lost = await self.consumer.heartbeat(self.info(), keys.WORKER_TTL_S, list(self._held.values()),
-                                             self.engine.models(), loading=self.loading)
+        lost = await self.consumer.heartbeat(self.info(), keys.WORKER_TTL_S,
+                                             [r.claimed for r in self._running.values()], self.engine.models(),
+                                             loading=self.loading)
         for claimed in lost:
-            if claimed.job.id in self._held and claimed.job.id not in self._lost:
+            running = self._running.get(claimed.job.id)
+            if running is not None and not running.lost:
                 log.warning("job %s was taken over by another worker while this one was out of touch; stopping it",
                             claimed.job.id, extra=_job_fields(claimed.job))
-                self._lost.add(claimed.job.id)
-                if (task := self._engine_tasks.get(claimed.job.id)) is not None:
-                    task.cancel()
+                running.lost = True
+                running.stop_engine()
 
     async def _heartbeats(self) -> None:
         while True:
@@ -514,10 +528,10 @@ class Worker:
         self._takeover.set()
 
     async def _cancel(self, job_id: str) -> None:
-        if job_id in self._held and job_id not in self._cancelled:
-            self._cancelled.add(job_id)
-            if (task := self._engine_tasks.get(job_id)) is not None:
-                task.cancel()
+        running = self._running.get(job_id)
+        if running is not None and not running.cancelled:
+            running.cancelled = True
+            running.stop_engine()
 
     async def refresh(self, engine: Rescans, request_id: str) -> None:
         """Rescan the engine's models, claim from the pools of the models found and announce them at once, with
