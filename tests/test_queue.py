@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from graycat import redis_server as server_binaries
@@ -193,3 +194,28 @@ async def test_a_dead_workers_job_is_taken_over_on_every_server(binary: server_b
         await reader.aclose()
         await redis.aclose()
         server.stop()
+
+
+async def test_pools_are_known_without_scanning_the_keyspace(parts: tuple[JobQueue, Consumer, str]) -> None:
+    """Status and the janitor read the registry of pools (job records, which grow with traffic, are never
+    scanned): a queued job registers its pool, a live worker's pools are listed at once, pools from before the
+    registry are found by the scan at start, and a pool deleted by hand leaves the registry."""
+    queue, consumer, model = parts
+    await queue.submit(job(model))
+    assert keys.pool("llm", model) in await queue.pools()
+    assert [p["waiting"] for p in await queue.pool_counters() if p["model"] == model] == [1]
+    older = f"old-{model}"  # a pool made by an older release: only its stream exists
+    await queue.redis.xadd(keys.pool("llm", older), {"id": "x"})
+    assert keys.pool("llm", older) not in await queue.pools()
+    await queue.register_pools(scan=True)
+    assert keys.pool("llm", older) in await queue.pools()
+    await queue.redis.delete(keys.pool("llm", older))
+    assert older not in [p["model"] for p in await queue.pool_counters()]
+    assert keys.pool("llm", older) not in await queue.pools()
+    served = f"served-{model}"  # a live worker's pool, created by its setup, no job queued yet
+    await queue.redis.xgroup_create(keys.pool("llm", served), keys.GROUP, id="0", mkstream=True)
+    await queue.redis.set(keys.worker("w-served"), orjson.dumps({"kinds": ["llm"], "models": [served]}))
+    await queue.redis.zadd(keys.WORKERS, {"w-served": time.time()})
+    await queue.served(fresh=True)  # as the next read of the live workers' view (at most SERVED_CACHE_S later)
+    assert served in [p["model"] for p in await queue.pool_counters()]
+    await queue.redis.zrem(keys.WORKERS, "w-served")

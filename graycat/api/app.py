@@ -57,9 +57,12 @@ async def _expire_waiting(queue: JobQueue, settings: Settings) -> None:
     """Expire jobs that waited past their kind's queue deadline, whether or not a client waits for them, and
     move the jobs of gone workers' direct lanes to their pools (any replica may do it: the scripts are
     idempotent)."""
+    scanned = False
     while True:
         await asyncio.sleep(JANITOR_INTERVAL_S)
         try:
+            await queue.register_pools(scan=not scanned)
+            scanned = True
             if expired := await queue.expire_waiting(lambda kind: settings.queue_timeout_for(kind) + QUEUE_GRACE_S):
                 log.warning("%d job(s) expired in the queue: no worker took them in time", expired)
             if moved := await queue.rescue_lanes():

@@ -105,6 +105,7 @@ class JobQueue:
         trip; QueueFull when the pool is full. `holds`: record fields naming what the job holds until it ends
         (its quota reservation, its place in flight; see scripts.RELEASE_HOLDS)."""
         stream = keys.direct_lane(worker, job.kind, job.model) if worker else keys.pool(job.kind, job.model)
+        registry = () if worker else (keys.POOLS,)
         job.owner = owner
         record: tuple[str | int, ...] = (
             "state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
@@ -114,7 +115,7 @@ class JobQueue:
         now = time.time()
         per_token = self.max_waiting_per_token if owner else 0
         entry = await self.writer.call(
-            "EVAL", scripts.ENQUEUE, 3, keys.job(job.id), stream, keys.waiting_of(owner),
+            "EVAL", scripts.ENQUEUE, 3 + len(registry), keys.job(job.id), stream, keys.waiting_of(owner), *registry,
             self.record_ttl, self.max_waiting, per_token, repr(now), repr(now - self.queue_timeout - 5),
             len(record), *record, *fields)
         if isinstance(entry, list):
@@ -207,20 +208,25 @@ class JobQueue:
     async def pool_counters(self) -> list[dict[str, Any]]:
         """Per pool, in two round trips for all pools: waiting and active jobs, the age of the oldest waiting
         one, and the cumulative counters (completed, failed, cancelled, expired, redelivered, dead_lettered)."""
-        pools = sorted([key.decode() async for key in self.redis.scan_iter(match=keys.POOL_PATTERN, count=500)])
+        served = {keys.pool(kind, model) for kind, model in (await self.served()).pools}
+        pools = sorted(served.union(await self.pools()))
         if not pools:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for pool in pools:
                 kind, model = keys.parse_pool(pool)
+                pipe.exists(pool)
                 pipe.xlen(pool)
                 pipe.xpending(pool, keys.GROUP)
                 pipe.hgetall(keys.pool_stats(kind, model))
                 pipe.xinfo_groups(pool)
             replies = await pipe.execute(raise_on_error=False)
-        result = []
+        result, gone = [], []
         for i, pool in enumerate(pools):
-            length, pending, stats, groups = replies[4 * i:4 * i + 4]
+            exists, length, pending, stats, groups = replies[5 * i:5 * i + 5]
+            if exists == 0:
+                gone.append(pool)
+                continue
             kind, model = keys.parse_pool(pool)
             active = int(pending["pending"]) if isinstance(pending, dict) else 0
             stats = {text(k): int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
@@ -241,7 +247,22 @@ class JobQueue:
                     p["oldest_wait_s"] = max(0.0, (now_ms - int(first[0][0].split(b"-")[0])) / 1000)
         for p in result:
             del p["_last"]
+        if gone:  # deleted by hand, or lost with Redis's data
+            await self.redis.srem(keys.POOLS, *gone)
         return result
+
+    async def pools(self) -> list[str]:
+        """The pool streams known to exist (keys.POOLS)."""
+        return [text(pool) for pool in await self.redis.smembers(keys.POOLS)]
+
+    async def register_pools(self, *, scan: bool = False) -> None:
+        """Add the pools of the live workers to the registry (they create theirs without queueing a job); with
+        `scan`, also every pool stream in Redis (once at start: pools from before the registry existed)."""
+        found = {keys.pool(kind, model) for kind, model in (await self.served()).pools}
+        if scan:
+            found.update([text(key) async for key in self.redis.scan_iter(match=keys.POOL_PATTERN, count=1000)])
+        if found:
+            await self.redis.sadd(keys.POOLS, *found)
 
     async def usage_of_day(self, day: str) -> dict[str, dict[str, int]]:
         """Every token's usage on `day` (YYYY-MM-DD, UTC): fingerprint -> what was counted -> how much."""
@@ -284,8 +305,8 @@ class JobQueue:
     async def expire_waiting(self, older_than: Callable[[str], float], *, batch: int = 500) -> int:
         """Expire the jobs of every pool that have waited longer than `older_than(kind)` seconds; how many."""
         expired = 0
-        async for key in self.redis.scan_iter(match=keys.POOL_PATTERN, count=500):
-            kind, _ = keys.parse_pool(key.decode())
+        for key in await self.pools():
+            kind, _ = keys.parse_pool(key)
             cutoff = f"{int((time.time() - older_than(kind)) * 1000)}-{2**63 - 1}"
             expired += int(await self.writer.call(  # type: ignore[call-overload]
                 "EVAL", scripts.EXPIRE_WAITING, 1, key, cutoff, repr(time.time()), self.record_ttl, batch,

@@ -28,6 +28,9 @@ def pool(kind: str, model: str) -> str:
 
 
 POOL_PATTERN = f"{PREFIX}:pool:*"
+POOLS = f"{PREFIX}:pools"
+"""Set: the pool streams known to exist, kept by the api (a job queued, a worker announcing a model), so that
+status and the janitor never scan the keyspace, whose job records grow with traffic."""
 
 
 def parse_pool(key: str) -> tuple[str, str]:

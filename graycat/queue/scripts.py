@@ -9,10 +9,10 @@ TERMINAL = """
 local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
 """
 
-# KEYS: job, pool, the owner's waiting set. ARGV: record ttl, waiting limit of the pool (0: none), waiting
-# limit of the owner (0: none), now, oldest time a waiting job may have, n, n record field/value args, then
-# the stream entry's field/value args. Returns the entry id, or {-1, waiting} when the pool is full, or
-# {-2, waiting} when the owner has its limit of jobs waiting.
+# KEYS: job, pool (or direct lane), the owner's waiting set[, the registry of pools, for a pool]. ARGV: record
+# ttl, waiting limit of the pool (0: none), waiting limit of the owner (0: none), now, oldest time a waiting job
+# may have, n, n record field/value args, then the stream entry's field/value args. Returns the entry id, or
+# {-1, waiting} when the pool is full, or {-2, waiting} when the owner has its limit of jobs waiting.
 ENQUEUE = """
 local limit = tonumber(ARGV[2])
 if limit > 0 then
@@ -32,6 +32,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 7, 6 + n))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7 + n))
 redis.call('HSET', KEYS[1], 'entry', id, 'queue', KEYS[2])
+if KEYS[4] then redis.call('SADD', KEYS[4], KEYS[2]) end
 if own > 0 then
   redis.call('ZADD', KEYS[3], ARGV[4], string.sub(KEYS[1], -32))
   redis.call('EXPIRE', KEYS[3], ARGV[1])
