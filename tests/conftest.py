@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,12 @@ import pytest
 import redis
 
 from graycat import redis_server as server_binaries
+from graycat.ports import free_port
 
 TOKEN = "test-token-1"
 ADMIN = "test-admin-token"
 MODEL = "SmolLM2-135M-Instruct"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]

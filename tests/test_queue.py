@@ -200,7 +200,7 @@ async def test_pools_are_known_without_scanning_the_keyspace(parts: tuple[JobQue
     """Status and the janitor read the registry of pools (job records, which grow with traffic, are never
     scanned): a queued job registers its pool, a live worker's pools are listed at once, pools from before the
     registry are found by the scan at start, and a pool deleted by hand leaves the registry."""
-    queue, consumer, model = parts
+    queue, _, model = parts
     await queue.submit(job(model))
     assert keys.pool("llm", model) in await queue.pools()
     assert [p["waiting"] for p in await queue.pool_counters() if p["model"] == model] == [1]

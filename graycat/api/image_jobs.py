@@ -15,6 +15,7 @@ from starlette.responses import Response
 from graycat.api.dialects import JobSpec, llamacpp
 from graycat.api.dialects.a1111 import MAX_SEED, Limits
 from graycat.api.errors import ApiError
+from graycat.api.relay import run_job
 from graycat.images import checkpoints
 from graycat.images.params import GenerationParams
 from graycat.queue import image_state
@@ -66,8 +67,6 @@ def random_seed() -> int:
 async def run(request: Request, params: GenerationParams, endpoint: str, reshape: Callable[[bytes], bytes]) -> Response:
     """Enqueue the generation on its checkpoint's pool and answer with the reshaped result. The job becomes the
     token's current one, which /sdapi/v1/progress and /sdapi/v1/interrupt act on."""
-    from graycat.api.relay import run_job
-
     settings = request.app.state.settings
     job_id = uuid.uuid4().hex
     ttl = int(settings.queue_timeout_for(KIND) + settings.job_timeout_for(KIND)) + 60
