@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 # Event types (first byte of every event).
 START = b"s"  # payload: the worker id that claimed the job
 CHUNK = b"c"  # payload: one engine stream chunk (the JSON of one SSE `data:` line), passed through as is
@@ -81,6 +83,13 @@ class Job:
                    id=fields[b"id"].decode(), created=float(fields[b"t"]),
                    request_id=fields.get(b"rid", b"").decode(), slots=int(fields.get(b"n", b"1")),
                    owner=fields.get(b"o", b"").decode())
+
+
+def error_body(status: int, message: str, kind: str | None = None) -> bytes:
+    """The error body of a job that did not succeed, as every dialect reads it: {"error": {code, message, type}}
+    (type by default `invalid_request_error` below 500, else `server_error`)."""
+    kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+    return orjson.dumps({"error": {"code": status, "message": message, "type": kind}})
 
 
 def end_event(status: int, body: bytes = b"") -> bytes:

@@ -13,7 +13,7 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from graycat.jobs import END, Job, JobState, end_event, parse_end
+from graycat.jobs import END, Job, JobState, end_event, error_body, parse_end
 from graycat.queue import keys, scripts
 from graycat.queue.cached import Cached
 from graycat.queue.hub import EventHub, Subscription, entry_key
@@ -157,7 +157,7 @@ class JobQueue:
     async def cancel(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
         """Cancel a job: a waiting one never starts, a running one stops within about a token."""
         status, reason = (504, "no worker took the job in time") if state == JobState.EXPIRED else (499, "cancelled")
-        end = end_event(status, orjson.dumps({"error": {"code": status, "message": reason, "type": state.value}}))
+        end = end_event(status, error_body(status, reason, state.value))
         await self._cancel(keys=[keys.job(job_id), keys.cancel_flag(job_id), keys.events(job_id)],
                            args=[state.value, self.record_ttl, repr(time.time()), keys.CANCEL_CHANNEL, job_id,
                                  keys.PREFIX, end])

@@ -12,7 +12,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from graycat.jobs import Job, JobState, Usage, end_event
+from graycat.jobs import Job, JobState, Usage, end_event, error_body
 from graycat.queue import keys, scripts
 from graycat.queue.replies import entries as entries_reply
 from graycat.queue.replies import streams as streams_reply
@@ -133,7 +133,7 @@ class Consumer:
         reason = (f"job failed: the worker running it stopped during each of its {deliveries - 1} runs "
                   "(MAX_DELIVERIES); it is kept in the dead-letter registry")
         await self.keep_dead(claimed, deliveries, reason)
-        body = orjson.dumps({"error": {"code": 500, "message": reason, "type": "server_error"}})
+        body = error_body(500, reason)
         await self.finish(claimed, 500, body, JobState.FAILED, ran=False)
 
     async def keep_dead(self, claimed: Claimed, deliveries: int, reason: str) -> None:

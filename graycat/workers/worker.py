@@ -18,7 +18,7 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from graycat import __version__
-from graycat.jobs import CHUNK, Job, JobState, Usage
+from graycat.jobs import CHUNK, Job, JobState, Usage, error_body
 from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
 from graycat.workers.engines.base import Engine, Rescans, Skips
@@ -90,10 +90,6 @@ def _job_fields(job: Job) -> dict[str, str]:
     """The fields of a job's log lines: its ids (the request id joins them to the api's line), never its body."""
     return {"job_id": job.id, "request_id": job.request_id, "kind": job.kind, "model": job.model,
             "endpoint": job.endpoint}
-
-
-def _error_body(status: int, message: str, kind: str) -> bytes:
-    return orjson.dumps({"error": {"code": status, "message": message, "type": kind}})
 
 
 def _crashed(task: asyncio.Task[tuple[int, bytes]]) -> bool:
@@ -425,7 +421,7 @@ class Worker:
             if not engine_task.done():  # past its run deadline
                 engine_task.cancel()
                 await asyncio.gather(engine_task, return_exceptions=True)
-                status, body, state = 504, _error_body(504, "the job ran past JOB_TIMEOUT", "timeout_error"), \
+                status, body, state = 504, error_body(504, "the job ran past JOB_TIMEOUT", "timeout_error"), \
                     JobState.FAILED
             else:
                 status, body, state = await self._outcome(running, engine_task)
@@ -453,13 +449,13 @@ class Worker:
         except asyncio.CancelledError:
             if not engine_task.cancelled() or not running.cancelled:
                 raise
-            return 499, _error_body(499, "cancelled", "cancelled"), JobState.CANCELLED
+            return 499, error_body(499, "cancelled", "cancelled"), JobState.CANCELLED
         except EngineCrashed as exc:
             log.error("job %s: %s", job.id, exc, extra=_job_fields(job))
-            return 502, _error_body(502, str(exc), "engine_crashed"), JobState.FAILED
+            return 502, error_body(502, str(exc), "engine_crashed"), JobState.FAILED
         except Exception as exc:
             log.exception("job %s failed on the engine", job.id, extra=_job_fields(job))
-            return 502, _error_body(502, str(exc), "server_error"), JobState.FAILED
+            return 502, error_body(502, str(exc), "server_error"), JobState.FAILED
         return status, body, JobState.COMPLETED if status < 400 else JobState.FAILED
 
     def _bounded(self, job: Job, status: int, body: bytes, state: JobState) -> tuple[int, bytes, JobState]:
@@ -471,7 +467,7 @@ class Worker:
                     extra=_job_fields(job))
         message = (f"the answer ({len(body) / 2**20:.1f} MiB) is larger than this server stores "
                    f"({limit / 2**20:g} MiB, RESULT_MAX_MB); ask for less")
-        return 413, _error_body(413, message, "result_too_large"), JobState.FAILED
+        return 413, error_body(413, message, "result_too_large"), JobState.FAILED
 
     async def _finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, ran: bool,
                       usage: Usage) -> None:

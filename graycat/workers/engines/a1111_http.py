@@ -14,7 +14,7 @@ from yarl import URL
 
 from graycat.images.params import GenerationParams
 from graycat.images.samplers import resolve
-from graycat.jobs import Job
+from graycat.jobs import Job, error_body
 from graycat.workers.engines.base import Emit
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,6 @@ def a1111_request(p: GenerationParams, title: str, controlnets: dict[str, str]) 
              "threshold_a": u.threshold_a, "threshold_b": u.threshold_b}
             for u in p.controlnets]}}
     return body
-
-
-def _error(status: int, message: str) -> bytes:
-    return orjson.dumps({"error": {"code": status, "message": message,
-                                   "type": "invalid_request_error" if status < 500 else "server_error"}})
 
 
 class A1111HttpEngine:
@@ -169,7 +164,7 @@ class A1111HttpEngine:
         params = GenerationParams.from_json(job.body)
         model = self._models.get(params.checkpoint)
         if model is None:
-            return 404, _error(404, f"checkpoint '{params.checkpoint}' not served by this worker")
+            return 404, error_body(404, f"checkpoint '{params.checkpoint}' not served by this worker")
         route = "/sdapi/v1/img2img" if params.mode == "img2img" else "/sdapi/v1/txt2img"
         request = asyncio.ensure_future(self._post(route, a1111_request(params, str(model["title"]),
                                                                         self._controlnets)))
@@ -191,7 +186,7 @@ class A1111HttpEngine:
             self._figures["diffusion_seconds_total"] += time.monotonic() - began
         if status != 200:
             code = status if status < 500 else 502
-            return code, _error(code, f"the A1111 WebUI answered {status}: {body[:500].decode(errors='replace')}")
+            return code, error_body(code, f"the A1111 WebUI answered {status}: {body[:500].decode(errors='replace')}")
         answer = orjson.loads(body)
         self._served += 1
         self._figures["images_total"] += len(answer.get("images") or [])

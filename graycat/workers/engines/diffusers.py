@@ -20,7 +20,7 @@ from graycat.images import codec, controlnets, loras, vaes
 from graycat.images.checkpoints import Checkpoint, HashCache, scan
 from graycat.images.params import GenerationParams
 from graycat.images.results import result_body
-from graycat.jobs import Job
+from graycat.jobs import Job, error_body
 from graycat.workers.engines.base import Emit
 
 if TYPE_CHECKING:
@@ -160,8 +160,7 @@ class DiffusersEngine:
             missing.append(f"VAE '{params.vae}'")
         missing += [f"ControlNet '{u.model}'" for u in params.controlnets if u.model not in self.controlnets]
         if missing:
-            return orjson.dumps({"error": {"code": 404, "message": f"{', '.join(missing)} not served by this "
-                                           "worker", "type": "not_found_error"}})
+            return error_body(404, f"{', '.join(missing)} not served by this worker", "not_found_error")
         return _Files(self.checkpoints[params.checkpoint], [(self.loras[n], w) for n, w in wanted.items()],
                       self.vaes[params.vae] if params.vae else None,
                       [self.controlnets[u.model] for u in params.controlnets])

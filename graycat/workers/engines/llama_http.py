@@ -11,7 +11,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from graycat.chat_templates import template_name
-from graycat.jobs import Job
+from graycat.jobs import Job, error_body
 from graycat.workers.engines.base import Emit
 from graycat.workers.engines.supervisor import Child, EngineProcess
 from graycat.workers.engines.tenant_slots import ForeignSlot, PromptCache, TenantSlots
@@ -168,7 +168,7 @@ class LlamaHttpEngine:
         try:
             self._tenants.begin_action(int(index), action, job.owner)
         except ForeignSlot as exc:
-            return 403, orjson.dumps({"error": {"code": 403, "message": str(exc), "type": "permission_error"}})
+            return 403, error_body(403, str(exc), "permission_error")
         status = 0
         base, child = await self._target()
         try:
