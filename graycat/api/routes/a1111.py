@@ -189,11 +189,17 @@ async def latent_upscale_modes() -> Response:
     return json_response([{"name": name} for name in upscalers.UPSCALERS if name.startswith("Latent")])
 
 
+async def _current_job(request: Request) -> tuple[str | None, dict[str, str] | None]:
+    """The token's current generation (what progress, interrupt and skip act on) and its record."""
+    queue = request.app.state.queue
+    job_id = await image_state.current(queue.redis, request.state.owner)
+    return job_id, await queue.record(job_id) if job_id else None
+
+
 @router.get("/progress", summary="Progress of the token's current generation, with a live preview")
 async def progress(request: Request, skip_current_image: bool = False) -> Response:
     redis = request.app.state.queue.redis
-    job_id = await image_state.current(redis, request.state.owner)
-    record = await request.app.state.queue.record(job_id) if job_id else None
+    job_id, record = await _current_job(request)
     # the preview before the progress: a step that comes in between then shows a step past the preview's,
     # never the preview of a step the progress has not reached yet
     preview = await image_state.last_preview(redis, job_id) \
@@ -207,21 +213,17 @@ async def progress(request: Request, skip_current_image: bool = False) -> Respon
 
 @router.post("/interrupt", summary="Stop the token's current generation (it answers 499)")
 async def interrupt(request: Request) -> Response:
-    queue = request.app.state.queue
-    job_id = await image_state.current(queue.redis, request.state.owner)
-    record = await queue.record(job_id) if job_id else None
+    job_id, record = await _current_job(request)
     if job_id and record and record["state"] not in TERMINAL_STATES:
-        await queue.cancel(job_id)
+        await request.app.state.queue.cancel(job_id)
     return json_response({})
 
 
 @router.post("/skip", summary="Skip the image being made by the token's generation; its next ones still run")
 async def skip(request: Request) -> Response:
-    queue = request.app.state.queue
-    job_id = await image_state.current(queue.redis, request.state.owner)
-    record = await queue.record(job_id) if job_id else None
+    job_id, record = await _current_job(request)
     if job_id and record and record["state"] == "active":
-        await queue.skip(job_id)
+        await request.app.state.queue.skip(job_id)
     return json_response(None)
 
 
