@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from graycat.config import Settings
-from graycat.store import folder
+from graycat.queue import refresh
+from graycat.queue.connection import connect, redact
+from graycat.store import folder, sd
 from graycat.store.download import INTERRUPTED
 from graycat.store.progress import ProgressLine
 from graycat.store.pull import pull
 from graycat.store.remote import PullError
+from graycat.token_commands import redis_url
 
 Command = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", str, str, str], argparse.ArgumentParser]
 WHERE = "The models folder: GRAYCAT_MODELS_DIR (default: GRAYCAT_DATA_DIR/models)."
@@ -28,6 +34,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], comman
                   f"moving the file into place, and checks the free disk space first. {WHERE}")
     get.add_argument("ref", metavar="REF", help="what to pull (see above)")
     get.add_argument("--sha256", help="the file's expected SHA-256 (default: the Hub's; none for a URL)")
+    get.add_argument("--sd", action="store_true",
+                     help="an image model: into SD_MODELS_DIR's A1111 layout (a .safetensors/.ckpt file, or a "
+                          "diffusers repository as a folder), then the running SD workers read their folder again")
+    get.add_argument("--kind", choices=sorted(sd.FOLDERS), default="checkpoint",
+                     help="with --sd: which folder (checkpoint: Stable-diffusion, lora: Lora, vae: VAE, controlnet: "
+                          "ControlNet; default checkpoint)")
     command(sub, "models", "list the models in the models folder (name, quantisation, size, origin)", WHERE)
     rm = command(sub, "rm", "delete a model from the models folder", WHERE)
     rm.add_argument("name", metavar="NAME", help="its name (as `graycat models` lists it) or the reference pulled")
@@ -36,6 +48,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], comman
 def run(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per HTTP request would bury the progress
     models = settings.models_folder()
+    if args.command == "pull" and args.sd:
+        return _pull_sd(args, settings)
     if args.command == "pull":
         line = ProgressLine(args.ref)
         try:
@@ -59,6 +73,42 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     folder.remove(found)
     print(f"deleted {found.name} ({folder.human(found.size)})")
     return 0
+
+
+def _pull_sd(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.sd_models_dir is None:
+        print("graycat pull --sd: set SD_MODELS_DIR (the SD workers' A1111-style models folder)", file=sys.stderr)
+        return 1
+    line = ProgressLine(args.ref)
+    try:
+        path = sd.pull_sd(args.ref, settings.sd_models_dir, args.kind, sha256=args.sha256, progress=line)
+    except PullError as exc:
+        line.end()
+        print(f"graycat pull: {exc}", file=sys.stderr)
+        return 130 if exc.status == INTERRUPTED else 1
+    line.end()
+    print(f"pulled {args.kind} {path.name}: {path}")
+    url = redis_url(settings)
+    try:
+        done = asyncio.run(_refresh(url, settings.sd_refresh_timeout))
+    except (RedisError, OSError) as exc:
+        print(f"no running SD workers told (Redis unreachable at {redact(url)}: {exc or type(exc).__name__}); they "
+              "read it when they start or on POST /sdapi/v1/refresh-checkpoints")
+        return 0
+    if done.late or done.failed:
+        print(f"graycat pull: SD workers did not read it yet: {', '.join(done.late + done.failed)}", file=sys.stderr)
+        return 1
+    print(f"{len(done.asked)} running SD worker(s) read their models folder again" if done.asked
+          else "no SD worker running; they read it when they start")
+    return 0
+
+
+async def _refresh(url: str, timeout: float) -> refresh.Refreshed:
+    redis = connect(url)
+    try:
+        return await refresh.refresh(redis, "sd", timeout)
+    finally:
+        await redis.aclose()
 
 
 def _list(models: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,10 +17,10 @@ from graycat.api.relay import run_job
 from graycat.images import checkpoints
 from graycat.images.params import GenerationParams
 from graycat.queue import image_state
+from graycat.queue import refresh as workers_refresh
 from graycat.queue.client import JobQueue, served_models
 
 KIND = "sd"
-REFRESH_REPEAT_S = 2.0  # a worker that was not yet listening hears the request the next time
 
 
 async def served_checkpoints(queue: JobQueue) -> dict[str, dict[str, Any]]:
@@ -83,29 +81,13 @@ async def refresh(request: Request) -> None:
     (or has stopped); a 504 past SD_REFRESH_TIMEOUT names the workers still at it, a 502 those whose rescan
     failed."""
     queue: JobQueue = request.app.state.queue
-    asked = {w["id"] for w in await queue.live_workers() if w.get("kind") == KIND}
-    request_id = uuid.uuid4().hex
-    started = time.monotonic()
     timeout = request.app.state.settings.sd_refresh_timeout
-    sent = -REFRESH_REPEAT_S
-    while True:
-        live = {w["id"]: w for w in await queue.live_workers() if w.get("kind") == KIND}
-        waiting = sorted(i for i in asked if i in live and request_id not in live[i].get("refreshed", []))
-        if not waiting:
-            break
-        elapsed = time.monotonic() - started
-        if elapsed > timeout:
-            raise ApiError(504, f"SD workers {', '.join(waiting)} did not finish reading their models folder within "
-                           f"{timeout:g} s (SD_REFRESH_TIMEOUT); they announce what they find when done",
-                           code="refresh_timeout")
-        if elapsed - sent >= REFRESH_REPEAT_S:
-            await queue.request_refresh(KIND, request_id)
-            sent = elapsed
-        await asyncio.sleep(0.05)
+    done = await workers_refresh.refresh(queue.redis, KIND, timeout)
+    if done.late:
+        raise ApiError(504, f"SD workers {', '.join(done.late)} did not finish reading their models folder within "
+                       f"{timeout:g} s (SD_REFRESH_TIMEOUT); they announce what they find when done",
+                       code="refresh_timeout")
     await queue.models(fresh=True)
-    failed = [f"{worker}: {why}" for worker in sorted(asked & live.keys())
-              for rid, _, why in (e.partition(" ") for e in live[worker].get("refresh_failures", []))
-              if rid == request_id]
-    if failed:
+    if done.failed:
         raise ApiError(502, "SD workers could not read their models again (they keep the models they had): "
-                       + "; ".join(failed), code="refresh_failed")
+                       + "; ".join(done.failed), code="refresh_failed")

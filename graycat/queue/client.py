@@ -8,13 +8,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
 from graycat.jobs import END, Job, JobState, end_event, error_body, parse_end
-from graycat.queue import keys, scripts
+from graycat.queue import keys, refresh, scripts
 from graycat.queue.cached import Cached
 from graycat.queue.hub import EventHub, Subscription, entry_key
 from graycat.queue.replies import entries, text
@@ -178,11 +178,6 @@ class JobQueue:
         """Ask the worker running an image job to skip its current image and go on with the next."""
         await self.redis.publish(keys.SKIP_CHANNEL, job_id)
 
-    async def request_refresh(self, kind: str, request_id: str) -> None:
-        """Ask the live workers of `kind` to look for their models again (they list `request_id` in their
-        heartbeat once done; asking again with the same id does not repeat the work)."""
-        await self.redis.publish(keys.refresh_channel(kind), request_id)
-
     async def models(self, *, fresh: bool = False) -> dict[str, dict[str, Any]]:
         """Models announced by workers (name -> info), cached for a moment."""
         return await self._models.get(fresh=fresh)
@@ -199,11 +194,7 @@ class JobQueue:
 
     async def live_workers(self) -> list[dict[str, Any]]:
         """Heartbeats of the workers seen in the last WORKER_TTL_S seconds."""
-        ids = await self.redis.zrangebyscore(keys.WORKERS, time.time() - keys.WORKER_TTL_S, "+inf")
-        if not ids:
-            return []
-        beats = await self.redis.mget([keys.worker(text(i)) for i in cast(list[bytes], ids)])
-        return [orjson.loads(b) for b in beats if b]
+        return await refresh.live_workers(self.redis)
 
     async def pool_counters(self) -> list[dict[str, Any]]:
         """Per pool, in two round trips for all pools: waiting and active jobs, the age of the oldest waiting

@@ -33,8 +33,7 @@ def endpoint() -> str:
 def resolve(ref: HubRef) -> Remote:
     """The file `ref` names in its repository, with the Hub's size and SHA-256. PullError for an unknown
     repository or file, a repository without GGUF files, or a tag matching none or several."""
-    hub = endpoint()
-    files = _listing(ref, hub)
+    files = listing(ref)
     ggufs = {path: entry for path, entry in files.items() if path.lower().endswith(".gguf")}
     if ref.file is not None:
         if ref.file not in files:
@@ -42,13 +41,19 @@ def resolve(ref: HubRef) -> Remote:
         path = ref.file
     else:
         path = _by_quant(ref, ggufs)
+    return remote(ref, path, files)
+
+
+def remote(ref: HubRef, path: str, files: dict[str, tuple[int, str | None]]) -> Remote:
+    """The file `path` of the repository listed as `files`."""
     size, sha256 = files[path]
-    return Remote(str(ref), hf_hub_url(ref.repo, path, endpoint=hub), path.rsplit("/", 1)[-1], size, sha256,
+    return Remote(str(ref), hf_hub_url(ref.repo, path, endpoint=endpoint()), path.rsplit("/", 1)[-1], size, sha256,
                   build_hf_headers())
 
 
-def _listing(ref: HubRef, hub: str) -> dict[str, tuple[int, str | None]]:
+def listing(ref: HubRef) -> dict[str, tuple[int, str | None]]:
     """Every file of the repository: path -> (size, LFS SHA-256 or None)."""
+    hub = endpoint()
     try:
         entries = list(HfApi(endpoint=hub).list_repo_tree(ref.repo, recursive=True))
     except (RepositoryNotFoundError, RevisionNotFoundError):
