@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -40,7 +41,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], comman
     get.add_argument("--kind", choices=sorted(sd.FOLDERS), default="checkpoint",
                      help="with --sd: which folder (checkpoint: Stable-diffusion, lora: Lora, vae: VAE, controlnet: "
                           "ControlNet; default checkpoint)")
-    command(sub, "models", "list the models in the models folder (name, quantisation, size, origin)", WHERE)
+    command(sub, "models", "list the models in the models folder (name, family, quantisation, size, the live workers "
+                           "serving it, origin)", WHERE)
     rm = command(sub, "rm", "delete a model from the models folder", WHERE)
     rm.add_argument("name", metavar="NAME", help="its name (as `graycat models` lists it) or the reference pulled")
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"serve it: graycat worker llm --model {args.ref}")
         return 0
     if args.command == "models":
-        _list(models)
+        _list(models, settings)
         return 0
     found = folder.find(models, args.name)
     if found is None:
@@ -111,14 +113,40 @@ async def _refresh(url: str, timeout: float) -> refresh.Refreshed:
         await redis.aclose()
 
 
-def _list(models: Path) -> None:
+def _list(models: Path, settings: Settings) -> None:
     listed = folder.models(models)
+    serving = _serving(settings)
     if listed:
         width = max(len(m.name) for m in listed)
-        print(f"{'NAME':<{width}}  {'QUANT':<8}  {'SIZE':>9}  FROM")
+        print(f"{'NAME':<{width}}  {'FAMILY':<8}  {'QUANT':<8}  {'SIZE':>9}  {'SERVED BY':<20}  FROM")
         for m in listed:
-            print(f"{m.name:<{width}}  {m.quant or '-':<8}  {folder.human(m.size):>9}  {m.ref or 'copied by hand'}")
+            where = "?" if serving is None else ",".join(serving.get(m.name, [])) or "-"
+            print(f"{m.name:<{width}}  {m.family or '-':<8}  {m.quant or '-':<8}  {folder.human(m.size):>9}  "
+                  f"{where:<20}  {m.ref or 'copied by hand'}")
+        if serving is None:
+            print("(SERVED BY unknown: Redis unreachable)")
     else:
         print(f"no models in {models}; get one with `graycat pull REF`")
     for name, size in folder.partials(models):
         print(f"unfinished: {name} ({folder.human(size)} received; pulling it again resumes)")
+
+
+def _serving(settings: Settings) -> dict[str, list[str]] | None:
+    """model -> ids of the live workers serving it now; None when Redis cannot be reached."""
+    try:
+        workers = asyncio.run(_live_workers(redis_url(settings)))
+    except (RedisError, OSError):
+        return None
+    found: dict[str, list[str]] = {}
+    for worker in sorted(workers, key=lambda w: str(w.get("id"))):
+        for model in worker.get("models", []):
+            found.setdefault(model, []).append(str(worker.get("id")))
+    return found
+
+
+async def _live_workers(url: str) -> list[dict[str, Any]]:
+    redis = connect(url)
+    try:
+        return await refresh.live_workers(redis)
+    finally:
+        await redis.aclose()

@@ -72,7 +72,7 @@ def test_pull_by_tag_shows_progress_then_lists_and_removes(faults: FakeHub, mode
 
     listed = graycat(tmp_path, faults, "models")
     row = next(line for line in listed.stdout.splitlines() if line.startswith(NAME))
-    assert row.split()[1:4] == ["Q4_1", "98.4", "MB"] and REF in row
+    assert row.split()[1:5] == ["llama", "Q4_1", "98.4", "MB"] and REF in row
 
     assert graycat(tmp_path, faults, "rm", NAME).returncode == 0
     assert not path.exists() and NAME not in graycat(tmp_path, faults, "models").stdout

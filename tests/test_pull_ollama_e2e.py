@@ -1,12 +1,17 @@
 """Ollama's model management on the gateway with the official `ollama` client: `pull` streams its progress as
 Ollama does (admin tokens only), a worker then serves the pulled model by name, `copy` names it again and
-`delete` removes it."""
+`delete` removes it; `list` and `show` report the file (size, digest, family, quantisation) and whether a worker
+serves it, as `graycat models` does."""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import ollama
 import pytest
 
@@ -50,11 +55,27 @@ def test_pull_serve_and_delete_with_the_ollama_client(cluster: Cluster, hub: Fak
     assert (models / DEFAULT_MODEL_FILE).is_file()
     assert admin.pull(ref).status == "success"  # already there: at once
 
+    digest = hashlib.sha256(default_model_path().read_bytes()).hexdigest()
+    listed = next(m for m in user.list().models if m.model == f"{NAME}:latest")  # on disk, served by no worker
+    assert (listed.size, listed.digest) == (total, digest) and listed.details is not None
+    assert (listed.details.family, listed.details.quantization_level, listed.details.parameter_size) == \
+        ("llama", "Q4_1", "135M")
+    assert _served(base)[NAME] is False
+    shown = user.show(NAME)
+    assert shown.details is not None and shown.details.family == "llama" and shown.modelinfo is not None
+    assert shown.modelinfo["general.architecture"] == "llama"
+    assert _cli_row(cluster, models)[5] == "-"  # SERVED BY: nobody
+
     worker = cluster.spawn("pulled-worker", ["worker", "llm", "--slots", "1", "--ctx-size", "512", "--model", NAME],
                            GRAYCAT_MODELS_DIR=str(models))
     wait_until(lambda: cluster.ready(worker), 60, "the worker of the pulled model")
     answer = user.chat(model=NAME, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4})
     assert answer.message.content
+    assert _served(base)[NAME] is True
+    served = next(m for m in user.list().models if m.model == f"{NAME}:latest")
+    assert served.digest == digest and served.details is not None and served.details.quantization_level == "Q4_1"
+    assert user.show(NAME).modelinfo["context_length"] > 0  # type: ignore[index]
+    assert _cli_row(cluster, models)[5] not in ("-", "?")  # the live worker's id
     worker.stop()
 
     assert admin.copy(NAME, "smol").status == "success"
@@ -69,3 +90,16 @@ def test_pull_serve_and_delete_with_the_ollama_client(cluster: Cluster, hub: Fak
     with pytest.raises(ollama.ResponseError) as gone:
         admin.delete(NAME)
     assert gone.value.status_code == 404
+
+
+def _served(base: str) -> dict[str, bool]:
+    tags = httpx.get(f"{base}/api/tags", headers={"Authorization": f"Bearer {TOKEN}"}).json()["models"]
+    return {m["name"].removesuffix(":latest"): m["served"] for m in tags}
+
+
+def _cli_row(cluster: Cluster, models: Path) -> list[str]:
+    """`graycat models`'s row of the pulled model: NAME FAMILY QUANT SIZE (2 words) SERVED-BY FROM."""
+    done = subprocess.run([sys.executable, "-m", "graycat", "models"], env=cluster.env(GRAYCAT_MODELS_DIR=str(models)),
+                          capture_output=True, text=True, timeout=60)
+    row = next(line for line in done.stdout.splitlines() if line.startswith(NAME + " "))
+    return row.split()

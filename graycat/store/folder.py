@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from graycat.store import gguf_meta
 from graycat.store.refs import quant_of
 
 ORIGIN_SUFFIX = ".origin.json"
@@ -25,6 +26,10 @@ class OnDisk:
     quant: str | None
     size: int
     ref: str | None  # the reference it was pulled from; None for a file put there by hand
+    sha256: str | None = None  # checked when it was pulled; None for a file put there by hand
+    family: str | None = None  # the GGUF's general.architecture (llama, qwen2, ...)
+    parameter_size: str | None = None  # its general.size_label (135M, 7B, ...)
+    modified: float = 0.0
 
 
 def origin_path(model: Path) -> Path:
@@ -53,8 +58,10 @@ def models(folder: Path) -> list[OnDisk]:
     found = []
     for path in sorted(folder.glob("*.gguf")):
         if path.is_file():
-            origin = read_origin(path) or {}
-            found.append(OnDisk(path.stem, path, quant_of(path.name), path.stat().st_size, origin.get("ref")))
+            origin, meta, stat = read_origin(path) or {}, gguf_meta.general(path), path.stat()
+            found.append(OnDisk(path.stem, path, quant_of(path.name), stat.st_size, origin.get("ref"),
+                                origin.get("sha256"), meta.get("architecture"), meta.get("size_label"),
+                                stat.st_mtime))
     return found
 
 

@@ -243,14 +243,19 @@ def _details(info: dict[str, Any]) -> dict[str, Any]:
             "parameter_size": info.get("parameter_size", ""), "quantization_level": info.get("quantization", "")}
 
 
+def _modified(info: dict[str, Any]) -> str:
+    return datetime.fromtimestamp(int(info.get("created", 0)), UTC).isoformat().replace("+00:00", "Z")
+
+
 def _entry(name: str, info: dict[str, Any]) -> dict[str, Any]:
-    modified = datetime.fromtimestamp(int(info.get("created", 0)), UTC).isoformat().replace("+00:00", "Z")
-    return {"name": tagged(name), "model": tagged(name), "modified_at": modified, "size": int(info.get("size", 0)),
-            "digest": info.get("digest", ""), "details": _details(info)}
+    return {"name": tagged(name), "model": tagged(name), "modified_at": _modified(info),
+            "size": int(info.get("size", 0)), "digest": info.get("digest", ""), "details": _details(info),
+            "served": bool(info.get("served", True))}
 
 
 def tags(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """`GET /api/tags`: the models live workers serve."""
+    """`GET /api/tags`: the models live workers serve and those of the models folder (`served` tells which are
+    served now; size, digest, family and quantisation come from the file)."""
     return {"models": [_entry(n, i) for n, i in sorted(models.items())]}
 
 
@@ -266,7 +271,10 @@ def show(name: str, info: dict[str, Any]) -> dict[str, Any]:
     return {"modelfile": f"FROM {name}\n", "parameters": "", "template": info.get("template", ""),
             "details": _details(info), "capabilities": capabilities,
             "model_info": {"general.architecture": info.get("family", ""),
-                           "context_length": int(info.get("n_ctx", 0)), "slots": int(info.get("slots", 0))}}
+                           "general.size_label": info.get("parameter_size", ""),
+                           "context_length": int(info.get("n_ctx", 0)), "slots": int(info.get("slots", 0))},
+            "size": int(info.get("size", 0)), "digest": info.get("digest", ""), "served": bool(info.get("served")),
+            "modified_at": _modified(info)}
 
 
 def stream_error(status: int, message: str) -> bytes:

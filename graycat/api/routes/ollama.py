@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -14,6 +17,7 @@ from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
 from graycat.queue.client import served_models
+from graycat.store import folder
 
 router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
 NDJSON = "application/x-ndjson"
@@ -88,9 +92,18 @@ async def _served(request: Request) -> dict[str, dict]:
     return {m: known.get(m, {}) for m in served_models(await queue.live_workers())}
 
 
-@router.get("/tags", summary="Models served by live workers (Ollama)")
+def _on_disk(request: Request) -> dict[str, dict[str, Any]]:
+    """The models folder's GGUF files (GRAYCAT_MODELS_DIR of the gateway), described as workers announce models."""
+    return {m.name: {"size": m.size, "digest": m.sha256 or "", "quantization": m.quant or "",
+                     "family": m.family or "", "parameter_size": m.parameter_size or "", "created": m.modified}
+            for m in folder.models(request.app.state.settings.models_folder())}
+
+
+@router.get("/tags", summary="Models served by live workers, and the files of the models folder (Ollama)")
 async def tags(request: Request) -> Response:
-    return json_response(ollama.tags(await _served(request)))
+    served, files = await _served(request), await asyncio.to_thread(_on_disk, request)
+    return json_response(ollama.tags({name: {**files.get(name, {}), **served.get(name, {}), "served": name in served}
+                                      for name in served.keys() | files.keys()}))
 
 
 @router.get("/ps", summary="Models loaded in workers (Ollama)")
@@ -102,9 +115,14 @@ async def ps(request: Request) -> Response:
 async def show(request: Request, body: ollama.ShowRequest) -> Response:
     state = request.app.state
     spec = JobSpec("", False, ollama.model_name(body.model or body.name), None)
+    files = await asyncio.to_thread(_on_disk, request)
+    name = state.settings.model_aliases.get(spec.model or "", spec.model or "")
+    if name in files and name not in await _served(request):  # on disk, served by no worker now
+        return json_response(ollama.show(name, {**files[name], "served": False}))
     model = await resolve_model(state.queue, state.settings.default_model, spec,
                                 aliases=state.settings.model_aliases)
-    return json_response(ollama.show(model, (await state.queue.models()).get(model, {})))
+    return json_response(ollama.show(model, {**files.get(model, {}), **(await state.queue.models()).get(model, {}),
+                                             "served": True}))
 
 
 @router.get("/version", summary="The Ollama API version these routes follow")
