@@ -179,3 +179,14 @@ def test_references_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(extra_models="b=hf:o/r:Q4_0")
     assert settings.model == "https://host/path/m.gguf" and settings.extra_models == {"b": "hf:o/r:Q4_0"}
     assert settings.models_folder() == Path("/srv/graycat/models") and settings.served_model_name() == "m"
+
+
+def test_gguf_metadata_is_read_from_the_head_of_the_file(tmp_path: Path) -> None:
+    from graycat.store.gguf_meta import general
+
+    meta = general(default_model_path())
+    assert (meta["architecture"], meta["size_label"]) == ("llama", "135M")
+    head = default_model_path().read_bytes()[:200]  # cut inside the metadata: what was read before the cut
+    (tmp_path / "cut.gguf").write_bytes(head)
+    (tmp_path / "text.gguf").write_bytes(b"not a model at all")
+    assert general(tmp_path / "cut.gguf").get("architecture") == "llama" and general(tmp_path / "text.gguf") == {}
