@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
+from graycat.api.queue_waits import QueueWaits
+
 # Seconds: from a few ms (the gateway alone) to minutes (long generations, images).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 UNMATCHED = "unmatched"  # the route label of a path no route serves (so scanners cannot add series)
@@ -108,8 +110,14 @@ class ApiMetrics:
         self.first_token = Histogram("graycat_time_to_first_token_seconds", "Time from a streamed request's "
                                      "submission to its first token", ["kind", "model"], buckets=LATENCY_BUCKETS,
                                      registry=reg)
+        self.waits = QueueWaits()  # the last minutes' waits, for the console
         self._per_route: dict[tuple[str, int], tuple[Counter, Histogram, Histogram]] = {}
         self._per_model: dict[tuple[Histogram, str, str], Histogram] = {}
+
+    def queue_waited(self, kind: str, model: str, seconds: float) -> None:
+        """A relayed request's job started after waiting `seconds` in its pool."""
+        self.job_timing(self.queue_wait, kind, model, seconds)
+        self.waits.record(kind, model, seconds)
 
     def request_done(self, route: str, status: int, first_byte_s: float, total_s: float) -> None:
         """Record one answered request (the labelled series are looked up once per route and status)."""

@@ -93,11 +93,36 @@ def test_events_stream_snapshots_of_pools_and_workers(gateway: Gateway) -> None:
     worker = next(w for w in first["workers"] if MODEL in w["models"])
     assert worker["slots"] == 2 and 0 <= worker["heartbeat_age_s"] < 5
     assert "tokens" in worker["generated"]  # llama.cpp's count of generated tokens: the console's tokens/s
+    wait = first["waits"][f"llm/{MODEL}"]  # this api process's queue waits of the last 15 minutes
+    assert wait["count"] >= 1 and 0 <= wait["p50"] <= wait["p95"] < 30
+    assert not [a for a in first["alerts"] if MODEL in a["summary"]]  # a served pool alerts nothing
     assert "host" not in worker and "gpus" not in worker and "dead_letters" not in first  # admins only
     with gateway.client(ADMIN) as admin:
         (snap,) = snapshots(admin, 1)
     assert snap["admin"] is True and isinstance(snap["dead_letters"], int)
     assert all("host" in w and "gpus" in w for w in snap["workers"])
+
+
+def test_alerts_fire_from_the_snapshot_as_the_prometheus_rules_test_them(gateway: Gateway,
+                                                                         cluster: Cluster) -> None:
+    r = redis.Redis.from_url(cluster.redis.url)
+    job = Job(kind="llm", model="orphan-console", endpoint="/completion", body=b"{}", stream=False)
+    job.created -= 40  # queued 40 s ago, in a pool that no worker serves
+    r.xadd(keys.pool("llm", "orphan-console"), job.to_fields(), id=f"{int(job.created * 1000)}-0")  # type: ignore[arg-type]
+    entry, _ = add_dead_letter(cluster.redis.url, "someone")
+    try:
+        with gateway.client() as user, gateway.client(ADMIN) as admin:
+            *_, seen = snapshots(user, 2)  # the second: read after the job was queued, whatever was cached
+            (seen_by_admin,) = snapshots(admin, 1)
+        mine = {a["alert"]: a for a in seen["alerts"] if "orphan-console" in a["summary"]}
+        assert set(mine) == {"GraycatNoWorkerForModel", "GraycatQueueWaitHigh"}
+        assert mine["GraycatNoWorkerForModel"]["severity"] == "critical"
+        assert "llm/orphan-console (1 waiting)" in mine["GraycatNoWorkerForModel"]["summary"]
+        assert all(a["alert"] != "GraycatDeadLetters" for a in seen["alerts"])  # dead letters: admins only
+        assert any(a["alert"] == "GraycatDeadLetters" for a in seen_by_admin["alerts"])
+    finally:
+        r.delete(keys.pool("llm", "orphan-console"))
+        r.xdel(keys.DEAD, entry)
 
 
 def test_events_streams_are_bounded_per_token(cluster: Cluster, gateway: Gateway) -> None:

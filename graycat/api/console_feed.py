@@ -1,5 +1,6 @@
 """What the console's live overview shows, read from Redis at most once a second per api process whatever
-the number of consoles open: the pools' counters, the live workers' heartbeats and the dead-letter count."""
+the number of consoles open: the pools' counters, the live workers' heartbeats and the dead-letter count; with
+this process's queue waits of the last minutes and the alert conditions they meet."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import time
 from typing import Any
 
+from graycat.api.console_alerts import firing
+from graycat.api.queue_waits import QueueWaits
 from graycat.queue import keys
 from graycat.queue.client import JobQueue
 
@@ -24,26 +27,29 @@ class ConsoleFeed:
         self._read_at = -SNAPSHOT_S
         self._state: dict[str, Any] = {}
 
-    async def state(self, queue: JobQueue) -> dict[str, Any]:
-        """The pools, the live workers and the dead-letter count, at most SNAPSHOT_S old."""
+    async def state(self, queue: JobQueue, waits: QueueWaits) -> dict[str, Any]:
+        """The pools, the live workers, the dead-letter count and the queue waits, at most SNAPSHOT_S old."""
         async with self._lock:
             if time.monotonic() - self._read_at >= SNAPSHOT_S * 0.9:
                 pools = await queue.pool_counters()
                 workers = await queue.live_workers()
                 dead = int(await queue.redis.xlen(keys.DEAD))
-                self._state = {"pools": pools, "workers": workers, "dead_letters": dead}
+                self._state = {"pools": pools, "workers": workers, "dead_letters": dead,
+                               "waits": waits.quantiles()}
                 self._read_at = time.monotonic()
             return self._state
 
 
 def snapshot(state: dict[str, Any], *, admin: bool) -> dict[str, Any]:
-    """What one caller may see of `state`: workers' hosts, GPUs and jobs, and the dead letters, for admins."""
+    """What one caller may see of `state`: workers' hosts, GPUs and jobs, and the dead letters, for admins;
+    `waits` (per "kind/model": count, p50, p95 in seconds) and the firing `alerts` for all."""
     now = time.time()
     fields = _DETAILS if admin else _SUMMARY
     workers = [{**{k: w.get(k) for k in fields}, "generated": generated(w.get("engine") or {}),
                 "heartbeat_age_s": round(max(0.0, now - float(w.get("heartbeat") or now)), 1)}
                for w in state.get("workers", [])]
-    out: dict[str, Any] = {"time": now, "admin": admin, "pools": state.get("pools", []), "workers": workers}
+    out: dict[str, Any] = {"time": now, "admin": admin, "pools": state.get("pools", []), "workers": workers,
+                           "waits": state.get("waits", {}), "alerts": firing(state, admin=admin)}
     if admin:
         out["dead_letters"] = state.get("dead_letters", 0)
     return out

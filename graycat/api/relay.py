@@ -76,7 +76,7 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
         event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
         runner = ""
         if event[:1] == START:
-            metrics.job_timing(metrics.queue_wait, kind, model, asyncio.get_running_loop().time() - now)
+            metrics.queue_waited(kind, model, asyncio.get_running_loop().time() - now)
         # (a second START: the worker died before answering and another took over)
         while event[:1] == START or (event[:1] == CHUNK and not spec.stream):
             if event[:1] == START:

@@ -62,9 +62,9 @@ async def session(caller: Caller = Depends(require_token)) -> Response:
 # forever (docs/console.md describes it).
 @router.get("/events", include_in_schema=False)
 async def events(request: Request, caller: Caller = Depends(require_token)) -> Response:
-    """The live overview as Server-Sent Events: a `snapshot` every second (pools, workers, and for admin tokens
-    hosts, GPUs and dead letters); the first also has `history`, the jobs each pool completed per minute in the
-    last hour."""
+    """The live overview as Server-Sent Events: a `snapshot` every second (pools, workers, queue waits, alerts,
+    and for admin tokens hosts, GPUs and dead letters); the first also has `history`, the jobs each pool
+    completed per minute in the last hour."""
     release = request.app.state.job_streams.acquire(caller.owner)  # each open stream is bounded per token
     return HeldStream(_snapshots(request, caller.admin), media_type="text/event-stream", headers=SSE_HEADERS,
                       release=release)
@@ -73,11 +73,12 @@ async def events(request: Request, caller: Caller = Depends(require_token)) -> R
 async def _snapshots(request: Request, admin: bool) -> AsyncIterator[bytes]:
     queue = request.app.state.queue
     feed: ConsoleFeed = request.app.state.console_feed
+    waits = request.app.state.metrics.waits
     first = True
     while True:
         try:
             async with asyncio.timeout(READ_TIMEOUT_S):
-                data = snapshot(await feed.state(queue), admin=admin)
+                data = snapshot(await feed.state(queue, waits), admin=admin)
                 if first:
                     data["history"] = await history(queue, data["pools"])
                     first = False
