@@ -15,7 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
+from graycat.jobs import Job
+from graycat.queue import keys
 from graycat.tokens import fingerprint
 from tests.cdp import Browser
 from tests.conftest import ADMIN, MODEL, TOKEN, Cluster, Gateway, wait_until
@@ -105,7 +108,8 @@ def test_a_wrong_token_is_refused(browser: Browser, gateway: Gateway) -> None:
     browser.errors.clear()
 
 
-def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Browser, gateway: Gateway) -> None:
+def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Browser, gateway: Gateway,
+                                                                    cluster: Cluster) -> None:
     sign_in(browser, gateway, TOKEN)
     browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
     assert text_of(browser, "#who") == "token" and browser.js("document.querySelector('[data-page=admin]').hidden")
@@ -135,7 +139,19 @@ def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Bro
     row = browser.js(f"[...document.querySelectorAll('#pools tbody tr')].map((r) => r.textContent)"
                      f".find((t) => t.includes({MODEL!r}))")
     assert row and row.startswith("text")
+    assert re.search(r"[\d.]+ s / [\d.]+ s$", row), row  # the queue waits' p50 / p95
     assert browser.js("document.getElementById('chart-done').width > 0")
+    r = redis.Redis.from_url(cluster.redis.url)  # a job waiting in a pool no worker serves: an alert fires
+    job = Job(kind="llm", model="orphan-overview", endpoint="/completion", body=b"{}", stream=False)
+    r.xadd(keys.pool("llm", "orphan-overview"), job.to_fields())  # type: ignore[arg-type]
+    try:
+        alert = browser.wait("[...document.querySelectorAll('#attention li')].map((li) => li.textContent)"
+                             ".find((t) => t.includes('orphan-overview'))", what="the alert")
+        assert alert == "critical No live worker serves llm/orphan-overview (1 waiting) (rule GraycatNoWorkerForModel)"
+    finally:
+        r.delete(keys.pool("llm", "orphan-overview"))
+    browser.wait("!document.getElementById('attention').textContent.includes('orphan-overview')",
+                 what="the alert to end with its pool")
     assert not browser.errors, browser.errors
 
 

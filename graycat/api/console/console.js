@@ -261,22 +261,24 @@
     if (!$("page-overview").hidden) drawCharts();
   }
 
-  /** What an operator should look at now, from the snapshot alone. */
+  /** What an operator should look at now: the alert rules' conditions the server tested on this snapshot, then
+   * what this page sees (silent or stopping workers, failures this minute). */
   function renderAttention(snap) {
+    const alerts = (snap.alerts || []).map((a) => el("li", {},
+      el("span", { class: `badge ${a.severity === "critical" ? "bad" : "warn"}` }, a.severity), " ", a.summary, " ",
+      el("span", { class: "muted small" }, `(rule ${a.alert})`)));
     const notes = [];
-    for (const p of snap.pools) {
-      const served = snap.workers.some((w) => (w.models || []).includes(p.model) && !w.stopping);
-      if (p.waiting && !served) notes.push(`${p.model}: ${fmt(p.waiting)} job(s) waiting and no worker serves it`);
-      else if (p.oldest_wait_s > 30) notes.push(`${p.model}: the oldest job has waited ${ago(p.oldest_wait_s)}`);
+    for (const w of snap.workers) {
+      if (w.heartbeat_age_s > 5) notes.push(`worker ${w.id} has not reported for ${ago(w.heartbeat_age_s)}`);
+      if (w.stopping) notes.push(`worker ${w.id} is stopping: it finishes its jobs and takes no new ones`);
     }
-    for (const w of snap.workers) if (w.heartbeat_age_s > 5) notes.push(`worker ${w.id} has not reported for ${ago(w.heartbeat_age_s)}`);
     const now = Math.floor(snap.time / 60);
     const failed = (overview.minutes.get(now) || { failed: 0 }).failed;
     if (failed) notes.push(`${fmt(failed)} job(s) failed or expired this minute`);
     if (snap.admin && snap.dead_letters) notes.push(`${fmt(snap.dead_letters)} dead letter(s): see Admin`);
     const box = $("attention");
-    box.hidden = !notes.length;
-    box.querySelector("ul").replaceChildren(...notes.map((n) => el("li", {}, n)));
+    box.hidden = !alerts.length && !notes.length;
+    box.querySelector("ul").replaceChildren(...alerts, ...notes.map((n) => el("li", {}, n)));
   }
 
   function renderTotals(snap, busy, slots) {
@@ -301,10 +303,17 @@
     return Math.round(past[past.length - 1] + past[past.length - 2] * (1 - into)) + Math.max(0, seen[seen.length - 1] - seen[0]);
   }
 
+  /** "p50 / p95" of a pool's queue waits in the last 15 minutes, as this api process saw them start. */
+  function waitQuantiles(wait) {
+    if (!wait) return "–";
+    const s = (x) => (x < 10 ? `${x.toFixed(2)} s` : ago(x));
+    return `${s(wait.p50)} / ${s(wait.p95)}`;
+  }
+
   function renderPools(snap) {
     const body = $("pools").tBodies[0];
     if (!snap.pools.length) {
-      body.replaceChildren(el("tr", {}, el("td", { colspan: "8", class: "muted" }, "No job has been queued yet.")));
+      body.replaceChildren(el("tr", {}, el("td", { colspan: "9", class: "muted" }, "No job has been queued yet.")));
       return;
     }
     overview.history = snap.history || overview.history;
@@ -313,7 +322,8 @@
       el("td", { class: "num" }, fmt(p.waiting)), el("td", { class: "num" }, fmt(p.active)),
       el("td", { class: "num" }, fmt(p.completed)), el("td", { class: "num" }, fmt(p.failed + p.expired)),
       el("td", { class: "num" }, fmt(perMinute(p, overview.history, snap.time))),
-      el("td", { class: "num" }, p.waiting ? ago(p.oldest_wait_s) : "–"))));
+      el("td", { class: "num" }, p.waiting ? ago(p.oldest_wait_s) : "–"),
+      el("td", { class: "num" }, waitQuantiles((snap.waits || {})[`${p.kind}/${p.model}`])))));
   }
 
   function renderWorkers(snap) {
