@@ -21,7 +21,7 @@ from graycat.jobs import Job
 from graycat.queue import keys
 from graycat.tokens import fingerprint
 from tests.cdp import Browser
-from tests.conftest import ADMIN, MODEL, TOKEN, Cluster, Gateway, wait_until
+from tests.conftest import ADMIN, EMBED_MODEL, MODEL, TOKEN, Cluster, Gateway, wait_until
 from tests.test_console_api_e2e import add_dead_letter
 from tests.tiny_sd import build_models_folder
 
@@ -230,6 +230,46 @@ def test_a_chat_kept_by_the_server_sends_only_each_new_turn(browser: Browser, ga
     assert not browser.errors, browser.errors
 
 
+def test_a_raw_completion_streams_and_embeddings_show_their_dimension(browser: Browser, embedder: Gateway) -> None:
+    sign_in(browser, embedder, TOKEN)
+    browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
+    browser.js("location.hash = '#playground'")
+    browser.js("document.getElementById('tab-completion').click()")
+    browser.wait(f"document.getElementById('completion-model').value === {MODEL!r}", what="the completion's model")
+    snippet = text_of(browser, "#snippet")
+    assert "/v1/completions" in snippet and '"prompt": "Once upon a time"' in snippet
+    browser.js("document.getElementById('completion-temperature').value = '0'")
+    browser.js("document.getElementById('completion-max').value = '24'")
+    browser.js("document.getElementById('completion-go').click()")
+    lengths = set()
+    while browser.js("document.getElementById('completion-go').disabled"):
+        lengths.add(len(text_of(browser, "#completion-out b")))
+        time.sleep(0.01)
+    assert "chunks in" in text_of(browser, "#completion-status"), text_of(browser, "#completion-status")
+    assert len(lengths - {0}) >= 3, f"the text did not appear piece by piece: {sorted(lengths)}"
+    assert text_of(browser, "#completion-out").startswith("Once upon a time") and text_of(browser, "#completion-out b")
+
+    browser.js("document.getElementById('tab-embeddings').click()")
+    browser.wait(f"[...document.getElementById('embeddings-model').options].some((o) => o.value === {EMBED_MODEL!r})",
+                 what="the embedding model in the picker")
+    browser.js(f"document.getElementById('embeddings-model').value = {EMBED_MODEL!r}")
+    browser.js("document.getElementById('embeddings-model').dispatchEvent(new Event('input', {bubbles: true}))")
+    snippet = text_of(browser, "#snippet")
+    assert "/v1/embeddings" in snippet and f'"model": "{EMBED_MODEL}"' in snippet and "-N" not in snippet
+    browser.js("document.getElementById('embeddings-go').click()")
+    rows = browser.wait("document.querySelectorAll('#embeddings-out tbody tr').length === 2 && "
+                        "[...document.querySelectorAll('#embeddings-out tbody tr')].map((r) => "
+                        "[...r.cells].map((c) => c.textContent))", what="the embeddings")
+    with embedder.client() as client:
+        direct = client.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": "a red dragon"}).json()
+    dimension = len(direct["data"][0]["embedding"])
+    assert [r[0] for r in rows] == ["a red dragon", "a castle by the sea"]
+    assert all(r[1] == f"{dimension:,}" for r in rows) and dimension > 100
+    first = [float(v) for v in rows[0][2].removesuffix(", …").split(", ")]
+    assert first == pytest.approx(direct["data"][0]["embedding"][:6], abs=1e-4)
+    assert not browser.errors, browser.errors
+
+
 def test_a_job_is_looked_up_by_id(browser: Browser, gateway: Gateway) -> None:
     with gateway.client() as client:
         job = client.post("/jobs", json={"route": "/completion", "body": {"prompt": "Hi", "n_predict": 4}}).json()
@@ -378,10 +418,13 @@ def test_pages_pass_accessibility_checks_and_fit_the_screen(browser: Browser, ga
                 browser.screenshot(Path(shots) / f"console-{page}-{'phone' if width < 600 else 'desktop'}.png")
         browser.js("location.hash = '#playground'")
         browser.js("document.getElementById('tab-chat').focus()")
-        browser.press("ArrowRight", "ArrowRight", 39)  # the tabs follow the arrow keys
-        assert browser.js("!document.getElementById('panel-image').hidden && "
-                          "document.activeElement.id === 'tab-image'")
-        browser.press("ArrowLeft", "ArrowLeft", 37)
+        for panel in ("completion", "embeddings", "image"):
+            browser.press("ArrowRight", "ArrowRight", 39)  # the tabs follow the arrow keys
+            assert browser.js(f"!document.getElementById('panel-{panel}').hidden && "
+                              f"document.activeElement.id === 'tab-{panel}'")
+            assert browser.js(A11Y) == [], panel
+            assert browser.js(f"document.documentElement.scrollWidth <= {width}"), panel
+        browser.press("ArrowRight", "ArrowRight", 39)  # round to the first
         assert browser.js("!document.getElementById('panel-chat').hidden")
     finally:
         browser.send("Emulation.clearDeviceMetricsOverride")

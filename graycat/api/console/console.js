@@ -396,7 +396,7 @@
     } catch {
       return;
     }
-    fillSelect($("chat-model"), state.models.text);
+    for (const id of ["chat-model", "completion-model", "embeddings-model"]) fillSelect($(id), state.models.text);
     fillSelect($("image-model"), state.models.image);
     const images = state.models.image.length > 0;
     $("image-none").hidden = images;
@@ -485,6 +485,72 @@
     }
   }
 
+  const completion = { controller: null };
+
+  function completionBody(stream = true) {
+    return { model: $("completion-model").value || "default", prompt: $("completion-prompt").value,
+      temperature: Number($("completion-temperature").value), max_tokens: Number($("completion-max").value), stream };
+  }
+
+  /** A raw completion (no chat template), streamed into the text after its prompt. */
+  async function sendCompletion(event) {
+    event.preventDefault();
+    if (completion.controller) return;
+    const body = completionBody();
+    const out = $("completion-out");
+    out.replaceChildren(el("span", { class: "muted" }, body.prompt));
+    const text = out.appendChild(el("b", {}));
+    completion.controller = new AbortController();
+    $("completion-go").disabled = true;
+    $("completion-stop").disabled = false;
+    $("completion-status").textContent = "Generating…";
+    const began = performance.now();
+    let pieces = 0;
+    try {
+      const response = await call("/v1/completions", { method: "POST", json: body, signal: completion.controller.signal, raw: true });
+      for await (const message of events(response)) {
+        if (message.data === "[DONE]") break;
+        const chunk = JSON.parse(message.data);
+        if (chunk.error) throw new ApiFailure(500, messageOf(chunk, 500));
+        const piece = chunk.choices && chunk.choices[0] && chunk.choices[0].text;
+        if (piece) { text.textContent += piece; pieces += 1; }
+      }
+      $("completion-status").textContent = `${pieces} chunks in ${((performance.now() - began) / 1000).toFixed(1)} s`;
+    } catch (exc) {
+      $("completion-status").textContent = completion.controller.signal.aborted ? "Stopped: the server cancelled the job."
+        : exc instanceof ApiFailure ? `Refused: ${exc.message}` : "The connection was lost.";
+    } finally {
+      completion.controller = null;
+      $("completion-go").disabled = false;
+      $("completion-stop").disabled = true;
+    }
+  }
+
+  function embeddingsBody() {
+    const input = $("embeddings-input").value.split("\n").map((t) => t.trim()).filter(Boolean);
+    return { model: $("embeddings-model").value || "default", input: input.length ? input : ["Hello"] };
+  }
+
+  /** Embeddings of each line: its dimension and first values. */
+  async function embed(event) {
+    event.preventDefault();
+    const body = embeddingsBody();
+    $("embeddings-go").disabled = true;
+    $("embeddings-status").textContent = "Embedding…";
+    try {
+      const result = await call("/v1/embeddings", { method: "POST", json: body });
+      const rows = result.data.map((d) => el("tr", {}, el("td", {}, body.input[d.index] ?? ""),
+        el("td", { class: "num" }, fmt(d.embedding.length)),
+        el("td", { class: "vector" }, `${d.embedding.slice(0, 6).map((v) => v.toFixed(4)).join(", ")}, …`)));
+      $("embeddings-out").tBodies[0].replaceChildren(...rows);
+      $("embeddings-status").textContent = `${result.data.length} embedding(s), ${fmt(result.usage && result.usage.prompt_tokens)} prompt tokens`;
+    } catch (exc) {
+      $("embeddings-status").textContent = exc instanceof ApiFailure ? `Refused: ${exc.message}` : "The server could not be reached.";
+    } finally {
+      $("embeddings-go").disabled = false;
+    }
+  }
+
   function imageBody() {
     const sampler = $("image-sampler").value;
     return { prompt: $("image-prompt").value, negative_prompt: $("image-negative").value, steps: Number($("image-steps").value),
@@ -548,30 +614,40 @@
   function renderSnippet() {
     const base = location.origin;
     const image = playMode === "image";
-    const body = image ? imageBody() : chatBody(snippetLang === "curl");
+    const streamed = playMode === "chat" || playMode === "completion";
+    const body = { image: imageBody, completion: () => completionBody(snippetLang === "curl"), embeddings: embeddingsBody,
+      chat: () => chatBody(snippetLang === "curl") }[playMode]();
     const json = JSON.stringify(body, null, 2);
-    const path = image ? "/sdapi/v1/txt2img" : "/v1/chat/completions";
+    const path = { image: "/sdapi/v1/txt2img", completion: "/v1/completions", embeddings: "/v1/embeddings", chat: "/v1/chat/completions" }[playMode];
     const py = (v) => JSON.stringify(v, null, 4).replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
+    const openai = `# pip install openai\nimport os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="${base}/v1", api_key=os.environ["GRAYCAT_TOKEN"])\n`;
     let code;
-    const session = !image && sessionOn() ? chat.session : null;
+    const session = playMode === "chat" && sessionOn() ? chat.session : null;
     if (snippetLang === "curl") {
-      code = `curl ${image ? "" : "-N "}${base}${path} \\\n  -H "Authorization: Bearer $GRAYCAT_TOKEN" -H "Content-Type: application/json" \\\n`
+      code = `curl ${streamed ? "-N " : ""}${base}${path} \\\n  -H "Authorization: Bearer $GRAYCAT_TOKEN" -H "Content-Type: application/json" \\\n`
         + `${session ? `  -H "X-Session-ID: ${session}" \\\n` : ""}  -d '${json.replace(/'/g, "'\\''")}'`;
     } else if (snippetLang === "python" && image) {
       const args = Object.entries(body).filter(([k]) => k !== "override_settings").map(([k, v]) => `    ${k}=${py(v)},`).join("\n");
       code = `# pip install webuiapi\nimport os\nimport webuiapi\n\napi = webuiapi.WebUIApi(baseurl="${base}/sdapi/v1")\napi.set_auth("me", os.environ["GRAYCAT_TOKEN"])\n`
         + `result = api.txt2img(\n${args}\n    override_settings=${py(body.override_settings)},\n)\nresult.image.save("image.png")`;
+    } else if (snippetLang === "python" && playMode === "completion") {
+      code = `${openai}stream = client.completions.create(\n    model=${py(body.model)},\n    prompt=${py(body.prompt)},\n`
+        + `    temperature=${body.temperature},\n    max_tokens=${body.max_tokens},\n    stream=True,\n)\nfor chunk in stream:\n`
+        + `    print(chunk.choices[0].text, end="", flush=True)`;
+    } else if (snippetLang === "python" && playMode === "embeddings") {
+      code = `${openai}result = client.embeddings.create(model=${py(body.model)}, input=${py(body.input).replace(/\n/g, "\n    ")})\n`
+        + `for item in result.data:\n    print(len(item.embedding), item.embedding[:6])`;
     } else if (snippetLang === "python") {
-      code = `# pip install openai\nimport os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="${base}/v1", api_key=os.environ["GRAYCAT_TOKEN"])\n`
+      code = `${openai}`
         + `stream = client.chat.completions.create(\n    model=${py(body.model)},\n    messages=${py(body.messages).replace(/\n/g, "\n    ")},\n`
         + `    temperature=${body.temperature},\n    max_tokens=${body.max_tokens},\n    stream=True,\n`
         + `${session ? `    extra_headers={"X-Session-ID": "${session}"},\n` : ""})\nfor chunk in stream:\n`
         + `    print(chunk.choices[0].delta.content or "", end="", flush=True)`;
     } else {
-      const literal = JSON.stringify({ ...body, stream: false }).replace(/"/g, '""');
+      const literal = JSON.stringify(streamed ? { ...body, stream: false } : body).replace(/"/g, '""');
       const read = image
         ? `        var images = JsonUtility.FromJson<Images>(request.downloadHandler.text).images;\n        var texture = new Texture2D(2, 2);\n        texture.LoadImage(System.Convert.FromBase64String(images[0]));\n`
-        : "        Debug.Log(request.downloadHandler.text);  // choices[0].message.content\n";
+        : `        Debug.Log(request.downloadHandler.text);  // ${{ chat: "choices[0].message.content", completion: "choices[0].text", embeddings: "data[i].embedding" }[playMode]}\n`;
       code = `using System.Collections;\nusing System.Text;\nusing UnityEngine;\nusing UnityEngine.Networking;\n\n`
         + `public class GraycatCall : MonoBehaviour\n{\n${image ? "    [System.Serializable] class Images { public string[] images; }\n\n" : ""}`
         + `    public string token;  // an API token: keep it out of shipped builds\n\n    IEnumerator Start()\n    {\n`
@@ -794,16 +870,18 @@
     $("image-form").addEventListener("submit", generateImage);
     $("image-stop").addEventListener("click", () => call("/sdapi/v1/interrupt", { method: "POST" }).catch(() => {}));
     $("image-reuse").addEventListener("click", () => { $("image-seed").value = $("image-reuse").dataset.seed; renderSnippet(); });
-    for (const form of ["chat-form", "image-form"]) $(form).addEventListener("input", renderSnippet);
+    for (const form of ["chat-form", "image-form", "completion-form", "embeddings-form"]) $(form).addEventListener("input", renderSnippet);
+    $("completion-form").addEventListener("submit", sendCompletion);
+    $("completion-stop").addEventListener("click", () => { if (completion.controller) completion.controller.abort(); });
+    $("embeddings-form").addEventListener("submit", embed);
     $("chat-input").addEventListener("input", renderSnippet);
     $("job-form").addEventListener("submit", lookUpJob);
     $("token-form").addEventListener("submit", createToken);
     $("snippet-copy").addEventListener("click", (e) => copyFrom("snippet", e.target));
     $("new-secret-copy").addEventListener("click", (e) => copyFrom("new-secret-value", e.target));
     tablist(document.querySelector("#page-playground > .tabs"), (tab) => {
-      playMode = tab.id === "tab-image" ? "image" : "chat";
-      $("panel-chat").hidden = playMode !== "chat";
-      $("panel-image").hidden = playMode !== "image";
+      playMode = tab.id.slice(4);
+      for (const mode of ["chat", "completion", "embeddings", "image"]) $(`panel-${mode}`).hidden = playMode !== mode;
       renderSnippet();
       if (playMode === "image") loadModels(); // image workers may have come or gone
     });
