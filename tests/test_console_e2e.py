@@ -387,6 +387,60 @@ def test_an_image_is_generated_with_progress_and_a_preview(browser: Browser, gat
     assert not browser.errors, browser.errors
 
 
+# A 64x64 PNG made in the page, given to the start image's file input as a user's pick would be.
+PICK_START_IMAGE = """(async () => {
+  const c = document.createElement("canvas");
+  c.width = c.height = 64;
+  const g = c.getContext("2d");
+  g.fillStyle = "#2a6"; g.fillRect(0, 0, 64, 64); g.fillStyle = "#fc3"; g.fillRect(16, 16, 32, 32);
+  const blob = await new Promise((resolve) => c.toBlob(resolve, "image/png"));
+  const picked = new DataTransfer();
+  picked.items.add(new File([blob], "start.png", { type: "image/png" }));
+  const input = document.getElementById("image-init");
+  input.files = picked.files;
+  input.dispatchEvent(new Event("change", { bubbles: true }));
+})()"""
+
+
+def test_an_image_is_inpainted_from_an_upload_with_a_painted_mask_a_lora_and_a_vae(
+        browser: Browser, gateway: Gateway, image_worker: None) -> None:
+    sign_in(browser, gateway, TOKEN)
+    browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
+    browser.js("location.hash = '#playground'")
+    browser.js("document.getElementById('tab-image').click()")
+    browser.wait("[...document.getElementById('image-lora').options].some((o) => o.value === 'tinylora') && "
+                 "[...document.getElementById('image-vae').options].some((o) => o.value === 'tinyvae.safetensors')",
+                 what="the workers' LoRAs and VAEs in the pickers")
+    for field, value in (("image-model", "tiny"), ("image-lora", "tinylora"), ("image-vae", "tinyvae.safetensors"),
+                         ("image-steps", 4), ("image-seed", 7)):
+        browser.js(f"document.getElementById('{field}').value = '{value}'")
+    browser.js(PICK_START_IMAGE)
+    browser.wait("!document.getElementById('mask-box').hidden && document.getElementById('image-width').value === '64'",
+                 what="the start image on the mask canvas")
+    box = browser.js("(() => { const c = document.getElementById('mask-canvas'); c.scrollIntoView({block: 'center'});"
+                     " const r = c.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()")
+    for kind, dx in (("mousePressed", 0), ("mouseMoved", 5), ("mouseReleased", 5)):  # a short stroke
+        browser.send("Input.dispatchMouseEvent", type=kind, x=box[0] + dx, y=box[1], button="left", buttons=1,
+                     clickCount=1)
+    snippet = browser.wait("document.getElementById('snippet').textContent.includes('mask.png') && "
+                           "document.getElementById('snippet').textContent", what="the painted mask in the snippet")
+    assert "/sdapi/v1/img2img" in snippet and '"init_images": [\n    "<base64 of start.png>"' in snippet
+    assert "<lora:tinylora:0.8>" in snippet and '"sd_vae": "tinyvae.safetensors"' in snippet
+    assert "data:image" not in snippet  # the images named, not inlined
+    browser.js("document.getElementById('image-go').click()")
+    browser.wait("!document.getElementById('image-go').disabled", timeout=60, what="the inpainting")
+    assert text_of(browser, "#image-status") == "Done: seed 7", text_of(browser, "#image-status")
+    infotext = text_of(browser, "#image-info")
+    assert "<lora:tinylora:0.8>" in infotext and "Denoising strength: 0.75" in infotext, infotext
+    assert "Mask blur: 4" in infotext and "VAE: tinyvae.safetensors" in infotext, infotext  # the mask was sent
+    assert browser.js("document.getElementById('image-result').naturalWidth") == 64
+    if shots := os.environ.get("CONSOLE_SCREENSHOTS"):
+        browser.screenshot(Path(shots) / "console-inpaint-desktop.png")
+    browser.js("document.getElementById('init-clear').click()")  # back to txt2img
+    assert "/sdapi/v1/txt2img" in text_of(browser, "#snippet")
+    assert not browser.errors, browser.errors
+
+
 @pytest.mark.parametrize("width,height,scheme", [(1280, 900, "light"), (390, 844, "light"), (1280, 900, "dark")],
                          ids=["laptop", "phone", "laptop-dark"])
 def test_pages_pass_accessibility_checks_and_fit_the_screen(browser: Browser, gateway: Gateway,

@@ -407,12 +407,20 @@
         fillSelect($("image-sampler"), samplers.map((s) => s.name));
       } catch { /* the default sampler is used */ }
     }
+    if (images) { // the image workers' LoRA and VAE folders
+      try {
+        const [loras, vaes] = await Promise.all([call("/sdapi/v1/loras"), call("/sdapi/v1/sd-vae")]);
+        fillSelect($("image-lora"), loras.map((l) => l.name), ["", "None"]);
+        fillSelect($("image-vae"), vaes.map((v) => v.model_name), ["Automatic", "Automatic"]);
+      } catch { /* none to pick */ }
+    }
     renderSnippet();
   }
 
-  function fillSelect(select, names) {
+  /** A select's options: `names`, after an optional [value, label] first; the choice is kept when still there. */
+  function fillSelect(select, names, first = null) {
     const kept = select.value;
-    select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+    select.replaceChildren(...(first ? [el("option", { value: first[0] }, first[1])] : []), ...names.map((n) => el("option", { value: n }, n)));
     if (names.includes(kept)) select.value = kept;
   }
 
@@ -551,12 +559,81 @@
     }
   }
 
+  /** img2img's start image (a data URL), and the inpainting mask painted on it (white: redraw), at its size. */
+  const init = { image: null, mask: null, painted: false, picture: null };
+
   function imageBody() {
-    const sampler = $("image-sampler").value;
-    return { prompt: $("image-prompt").value, negative_prompt: $("image-negative").value, steps: Number($("image-steps").value),
+    const sampler = $("image-sampler").value, lora = $("image-lora").value, vae = $("image-vae").value;
+    const body = { prompt: $("image-prompt").value + (lora ? ` <lora:${lora}:${Number($("image-lora-weight").value)}>` : ""),
+      negative_prompt: $("image-negative").value, steps: Number($("image-steps").value),
       cfg_scale: Number($("image-cfg").value), width: Number($("image-width").value), height: Number($("image-height").value),
       seed: Number($("image-seed").value), ...(sampler ? { sampler_name: sampler } : {}),
-      override_settings: { sd_model_checkpoint: $("image-model").value } };
+      override_settings: { sd_model_checkpoint: $("image-model").value, ...(vae && vae !== "Automatic" ? { sd_vae: vae } : {}) } };
+    if (init.image) {
+      body.init_images = [init.image];
+      body.denoising_strength = Number($("image-denoise").value);
+      if (init.painted) body.mask = init.mask.toDataURL("image/png");
+    }
+    return body;
+  }
+
+  /** Show the start image on the mask canvas, with no mask painted yet. */
+  function resetMask() {
+    const canvas = $("mask-canvas");
+    canvas.getContext("2d").drawImage(init.picture, 0, 0);
+    const mask = init.mask.getContext("2d");
+    mask.fillStyle = "#000";
+    mask.fillRect(0, 0, init.mask.width, init.mask.height);
+    init.painted = false;
+    renderSnippet();
+  }
+
+  function loadStartImage() {
+    const file = $("image-init").files[0];
+    if (!file) return;
+    const reader = new FileReader();
+    reader.onload = () => {
+      const picture = new Image();
+      picture.onload = () => {
+        init.image = reader.result;
+        init.picture = picture;
+        const canvas = $("mask-canvas");
+        canvas.width = picture.naturalWidth;
+        canvas.height = picture.naturalHeight;
+        init.mask = el("canvas", { width: picture.naturalWidth, height: picture.naturalHeight });
+        const size = (n) => Math.min(2048, Math.max(64, Math.round(n / 8) * 8));
+        $("image-width").value = size(picture.naturalWidth);
+        $("image-height").value = size(picture.naturalHeight);
+        $("mask-box").hidden = false;
+        resetMask();
+      };
+      picture.src = reader.result;
+    };
+    reader.readAsDataURL(file);
+  }
+
+  function removeStartImage() {
+    Object.assign(init, { image: null, mask: null, painted: false, picture: null });
+    $("image-init").value = "";
+    $("mask-box").hidden = true;
+    renderSnippet();
+  }
+
+  /** Painting the mask: a round brush, shown half-transparent over the image, white on the mask itself. */
+  function paintMask(e) {
+    const canvas = $("mask-canvas");
+    const box = canvas.getBoundingClientRect();
+    const scale = canvas.width / box.width;
+    const x = (e.clientX - box.left) * scale, y = (e.clientY - box.top) * scale;
+    const radius = Math.max(3, canvas.width / 16);
+    for (const [target, color] of [[canvas, "rgba(220, 30, 30, 0.35)"], [init.mask, "#fff"]]) {
+      const g = target.getContext("2d");
+      g.fillStyle = color;
+      g.beginPath();
+      g.arc(x, y, radius, 0, 2 * Math.PI);
+      g.fill();
+    }
+    init.painted = true;
   }
 
   async function generateImage(event) {
@@ -590,7 +667,7 @@
       }
     })();
     try {
-      const result = await call("/sdapi/v1/txt2img", { method: "POST", json: body });
+      const result = await call(body.init_images ? "/sdapi/v1/img2img" : "/sdapi/v1/txt2img", { method: "POST", json: body });
       const info = JSON.parse(result.info || "{}");
       out.img.src = `data:image/png;base64,${result.images[0]}`;
       out.img.hidden = false;
@@ -610,15 +687,23 @@
     }
   }
 
+  /** The image request as the snippets show it: the start image and mask named, not inlined. */
+  function imageSnippetBody() {
+    const body = imageBody();
+    if (body.init_images) body.init_images = ["<base64 of start.png>"];
+    if (body.mask) body.mask = "<base64 of mask.png>";
+    return body;
+  }
+
   /** The playground's current request as curl, Python and C# (Unity) code; the token is read from GRAYCAT_TOKEN. */
   function renderSnippet() {
     const base = location.origin;
     const image = playMode === "image";
     const streamed = playMode === "chat" || playMode === "completion";
-    const body = { image: imageBody, completion: () => completionBody(snippetLang === "curl"), embeddings: embeddingsBody,
+    const body = { image: imageSnippetBody, completion: () => completionBody(snippetLang === "curl"), embeddings: embeddingsBody,
       chat: () => chatBody(snippetLang === "curl") }[playMode]();
     const json = JSON.stringify(body, null, 2);
-    const path = { image: "/sdapi/v1/txt2img", completion: "/v1/completions", embeddings: "/v1/embeddings", chat: "/v1/chat/completions" }[playMode];
+    const path = { image: `/sdapi/v1/${init.image ? "img2img" : "txt2img"}`, completion: "/v1/completions", embeddings: "/v1/embeddings", chat: "/v1/chat/completions" }[playMode];
     const py = (v) => JSON.stringify(v, null, 4).replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
     const openai = `# pip install openai\nimport os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="${base}/v1", api_key=os.environ["GRAYCAT_TOKEN"])\n`;
     let code;
@@ -627,9 +712,12 @@
       code = `curl ${streamed ? "-N " : ""}${base}${path} \\\n  -H "Authorization: Bearer $GRAYCAT_TOKEN" -H "Content-Type: application/json" \\\n`
         + `${session ? `  -H "X-Session-ID: ${session}" \\\n` : ""}  -d '${json.replace(/'/g, "'\\''")}'`;
     } else if (snippetLang === "python" && image) {
-      const args = Object.entries(body).filter(([k]) => k !== "override_settings").map(([k, v]) => `    ${k}=${py(v)},`).join("\n");
-      code = `# pip install webuiapi\nimport os\nimport webuiapi\n\napi = webuiapi.WebUIApi(baseurl="${base}/sdapi/v1")\napi.set_auth("me", os.environ["GRAYCAT_TOKEN"])\n`
-        + `result = api.txt2img(\n${args}\n    override_settings=${py(body.override_settings)},\n)\nresult.image.save("image.png")`;
+      const own = ["override_settings", "init_images", "mask"];
+      const args = Object.entries(body).filter(([k]) => !own.includes(k)).map(([k, v]) => `    ${k}=${py(v)},`).join("\n");
+      const images = body.init_images ? `    images=[Image.open("start.png")],\n${body.mask ? '    mask_image=Image.open("mask.png"),\n' : ""}` : "";
+      code = `# pip install webuiapi\nimport os\nimport webuiapi\n${images ? "from PIL import Image\n" : ""}\n`
+        + `api = webuiapi.WebUIApi(baseurl="${base}/sdapi/v1")\napi.set_auth("me", os.environ["GRAYCAT_TOKEN"])\n`
+        + `result = api.${images ? "img2img" : "txt2img"}(\n${images}${args}\n    override_settings=${py(body.override_settings)},\n)\nresult.image.save("image.png")`;
     } else if (snippetLang === "python" && playMode === "completion") {
       code = `${openai}stream = client.completions.create(\n    model=${py(body.model)},\n    prompt=${py(body.prompt)},\n`
         + `    temperature=${body.temperature},\n    max_tokens=${body.max_tokens},\n    stream=True,\n)\nfor chunk in stream:\n`
@@ -872,6 +960,13 @@
     $("image-reuse").addEventListener("click", () => { $("image-seed").value = $("image-reuse").dataset.seed; renderSnippet(); });
     for (const form of ["chat-form", "image-form", "completion-form", "embeddings-form"]) $(form).addEventListener("input", renderSnippet);
     $("completion-form").addEventListener("submit", sendCompletion);
+    $("image-init").addEventListener("change", loadStartImage);
+    $("init-clear").addEventListener("click", removeStartImage);
+    $("mask-clear").addEventListener("click", resetMask);
+    const mask = $("mask-canvas");
+    mask.addEventListener("pointerdown", (e) => { mask.setPointerCapture(e.pointerId); paintMask(e); });
+    mask.addEventListener("pointermove", (e) => { if (mask.hasPointerCapture(e.pointerId)) paintMask(e); });
+    mask.addEventListener("pointerup", (e) => { mask.releasePointerCapture(e.pointerId); renderSnippet(); });
     $("completion-stop").addEventListener("click", () => { if (completion.controller) completion.controller.abort(); });
     $("embeddings-form").addEventListener("submit", embed);
     $("chat-input").addEventListener("input", renderSnippet);
