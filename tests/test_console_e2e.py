@@ -292,6 +292,8 @@ def test_a_job_is_looked_up_by_id(browser: Browser, gateway: Gateway) -> None:
 
 
 def test_an_admin_creates_and_revokes_a_token(browser: Browser, gateway: Gateway) -> None:
+    with gateway.client() as client:  # completion tokens of today, for the usage chart
+        assert client.post("/completion", json={"prompt": "Hi", "n_predict": 4}).status_code == 200
     sign_in(browser, gateway, TOKEN)
     browser.wait("!document.getElementById('sign-out').hidden", what="the sign-out button")
     browser.js("document.getElementById('sign-out').click()")
@@ -304,6 +306,11 @@ def test_an_admin_creates_and_revokes_a_token(browser: Browser, gateway: Gateway
     usage = browser.wait("document.getElementById('chart-usage').getAttribute('aria-label').includes(': ') && "
                          "document.getElementById('chart-usage').getAttribute('aria-label')", what="the usage chart")
     assert re.search(r"static [0-9a-f]{6}: [1-9]", usage), usage  # the test tokens' requests of today
+    browser.js("const m = document.getElementById('usage-measure'); m.value = 'completion_tokens';"
+               " m.dispatchEvent(new Event('change'))")
+    tokens = str(browser.js("document.getElementById('chart-usage').getAttribute('aria-label')"))
+    assert re.search(r"^Completion tokens over the last 14 days by token: .*static [0-9a-f]{6}: [1-9]", tokens), tokens
+    assert text_of(browser, "#usage-title") == "Completion tokens per day (UTC) by token, last 14 days"
     browser.js("document.getElementById('new-name').focus()")
     browser.type("made-in-console")
     browser.js("document.getElementById('new-rpm').value = '7'")

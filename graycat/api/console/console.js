@@ -813,28 +813,39 @@
   const USAGE_DAYS = 14;
   const SERIES = ["--series-1", "--series-2", "--series-3", "--series-4"];
 
-  /** Requests per day of the three busiest tokens and of all others, over the last USAGE_DAYS days. */
+  /** The usage per day of the last USAGE_DAYS days, kept for the measure picked. */
+  const MEASURES = { requests: "Requests", completion_tokens: "Completion tokens", images: "Images" };
+  const usageSeen = { days: [], found: [] };
+
   async function drawUsage(today) {
     const days = [...Array(USAGE_DAYS).keys()].map((i) => new Date(Date.now() - (USAGE_DAYS - 1 - i) * 86400000).toISOString().slice(0, 10));
     const found = await Promise.all(days.slice(0, -1).map((day) => call(`/admin/usage?day=${day}`).catch(() => ({ tokens: {} }))));
     found.push(today);
+    Object.assign(usageSeen, { days, found });
+    plotUsage();
+  }
+
+  /** The usage per day of the 3 tokens that used most of the measure picked, and of the others together. */
+  function plotUsage() {
+    const { days, found } = usageSeen;
+    const measure = $("usage-measure").value;
     const totals = new Map(), names = new Map();
     for (const { tokens } of found) {
       for (const [fp, used] of Object.entries(tokens)) {
-        totals.set(fp, (totals.get(fp) || 0) + (used.requests || 0));
+        totals.set(fp, (totals.get(fp) || 0) + (used[measure] || 0));
         if (used.name) names.set(fp, used.name);
       }
     }
-    const top = [...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([fp]) => fp);
+    const top = [...totals.entries()].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([fp]) => fp);
     const series = top.map((fp, i) => ({ label: names.get(fp) || `static ${fp.slice(0, 6)}`, color: SERIES[i],
-      values: found.map(({ tokens }) => (tokens[fp] && tokens[fp].requests) || 0) }));
-    if (totals.size > top.length) {
-      series.push({ label: "others", color: SERIES[3], values: found.map(({ tokens }) =>
-        Object.entries(tokens).filter(([fp]) => !top.includes(fp)).reduce((a, [, u]) => a + (u.requests || 0), 0)) });
-    }
+      values: found.map(({ tokens }) => (tokens[fp] && tokens[fp][measure]) || 0) }));
+    const others = found.map(({ tokens }) =>
+      Object.entries(tokens).filter(([fp]) => !top.includes(fp)).reduce((a, [, u]) => a + (u[measure] || 0), 0));
+    if (others.some((v) => v > 0)) series.push({ label: "others", color: SERIES[3], values: others });
     charts.bars($("chart-usage"), series, USAGE_DAYS, [days[0], days[days.length - 1]]);
     const summary = series.map((x) => `${x.label}: ${fmt(x.values.reduce((a, v) => a + v, 0))}`).join(", ");
-    $("chart-usage").setAttribute("aria-label", `Requests over the last ${USAGE_DAYS} days by token: ${summary || "none"}`);
+    $("chart-usage").setAttribute("aria-label", `${MEASURES[measure]} over the last ${USAGE_DAYS} days by token: ${summary || "none"}`);
+    $("usage-title").textContent = `${MEASURES[measure]} per day (UTC) by token, last ${USAGE_DAYS} days`;
   }
 
   /** A button that asks for a second click within 5 s before it acts (no blocking dialog). */
@@ -969,6 +980,7 @@
     mask.addEventListener("pointerup", (e) => { mask.releasePointerCapture(e.pointerId); renderSnippet(); });
     $("completion-stop").addEventListener("click", () => { if (completion.controller) completion.controller.abort(); });
     $("embeddings-form").addEventListener("submit", embed);
+    $("usage-measure").addEventListener("change", () => { if (usageSeen.found.length) plotUsage(); });
     $("chat-input").addEventListener("input", renderSnippet);
     $("job-form").addEventListener("submit", lookUpJob);
     $("token-form").addEventListener("submit", createToken);
