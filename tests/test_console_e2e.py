@@ -442,7 +442,10 @@ def test_an_image_is_inpainted_from_an_upload_with_a_painted_mask_a_lora_and_a_v
     assert "Mask blur: 4" in infotext and "VAE: tinyvae.safetensors" in infotext, infotext  # the mask was sent
     assert browser.js("document.getElementById('image-result').naturalWidth") == 64
     if shots := os.environ.get("CONSOLE_SCREENSHOTS"):
+        browser.resize(1280, 1300)  # the result and the painted mask in one picture
+        browser.js("document.getElementById('playground-title').scrollIntoView()")
         browser.screenshot(Path(shots) / "console-inpaint-desktop.png")
+        browser.send("Emulation.clearDeviceMetricsOverride")
     browser.js("document.getElementById('init-clear').click()")  # back to txt2img
     assert "/sdapi/v1/txt2img" in text_of(browser, "#snippet")
     assert not browser.errors, browser.errors
