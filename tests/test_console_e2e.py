@@ -139,7 +139,7 @@ def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Bro
     row = browser.js(f"[...document.querySelectorAll('#pools tbody tr')].map((r) => r.textContent)"
                      f".find((t) => t.includes({MODEL!r}))")
     assert row and row.startswith("text")
-    assert re.search(r"[\d.]+ s / [\d.]+ s$", row), row  # the queue waits' p50 / p95
+    assert re.search(r"\d[\d.]* m?s / \d[\d.]* m?s$", row), row  # the queue waits' p50 / p95
     assert browser.js("document.getElementById('chart-done').width > 0")
     r = redis.Redis.from_url(cluster.redis.url)  # a job waiting in a pool no worker serves: an alert fires
     job = Job(kind="llm", model="orphan-overview", endpoint="/completion", body=b"{}", stream=False)
@@ -267,6 +267,15 @@ def test_a_raw_completion_streams_and_embeddings_show_their_dimension(browser: B
     assert all(r[1] == f"{dimension:,}" for r in rows) and dimension > 100
     first = [float(v) for v in rows[0][2].removesuffix(", …").split(", ")]
     assert first == pytest.approx(direct["data"][0]["embedding"][:6], abs=1e-4)
+
+    browser.js("location.hash = '#jobs'")  # the tab's recent jobs: these two, newest first
+    recent = browser.wait("document.querySelectorAll('#recent-jobs li').length === 2 && "
+                          "[...document.querySelectorAll('#recent-jobs li')].map((li) => li.textContent)",
+                          what="the tab's recent jobs")
+    assert "POST /v1/embeddings" in recent[0] and "POST /v1/completions" in recent[1], recent
+    browser.js("document.querySelectorAll('#recent-jobs button')[1].click()")
+    browser.wait("document.querySelector('#job-events li:last-child b')?.textContent === 'end'", what="its events")
+    assert "Statecompleted" in text_of(browser, "#job-fields") and f"Model{MODEL}" in text_of(browser, "#job-fields")
     assert not browser.errors, browser.errors
 
 

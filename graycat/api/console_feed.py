@@ -15,7 +15,7 @@ from graycat.queue.client import JobQueue
 
 SNAPSHOT_S = 1.0  # how often a console gets a snapshot, and how long one read serves every console
 HISTORY_MIN = 60  # minutes of completed jobs per pool sent when a console connects, the current one included
-_SUMMARY = ("id", "kind", "models", "slots", "busy", "stopping", "loading", "outcomes")
+_SUMMARY = ("id", "kind", "kinds", "models", "slots", "busy", "stopping", "loading", "outcomes")
 _DETAILS = (*_SUMMARY, "host", "version", "gpus", "jobs")  # where workers run and what: admins only
 
 

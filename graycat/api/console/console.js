@@ -39,8 +39,23 @@
       if (response.status === 401 && token === state.token && state.session) signOut("The server no longer accepts this token: sign in again.");
       throw new ApiFailure(response.status, messageOf(body, response.status));
     }
+    const job = response.headers.get("X-Job-ID");
+    if (job) rememberJob(job, `${method} ${path.split("?")[0]}`);
     if (raw) return response;
     return response.status === 204 ? null : response.json();
+  }
+
+  const RECENT_KEY = "graycat.jobs";
+  const RECENT_KEPT = 20;
+
+  /** The jobs this tab's requests made (their X-Job-ID), newest first, in the tab's session storage. */
+  function recentJobs() {
+    try { return JSON.parse(sessionStorage.getItem(RECENT_KEY) || "[]"); } catch { return []; }
+  }
+
+  function rememberJob(id, what) {
+    const kept = recentJobs().filter((j) => j.id !== id);
+    sessionStorage.setItem(RECENT_KEY, JSON.stringify([{ id, what, at: Date.now() / 1000 }, ...kept].slice(0, RECENT_KEPT)));
   }
 
   /** Server-Sent Events of a fetch response: yields {event, data, id}. */
@@ -129,6 +144,7 @@
   function signOut(reason = "") {
     state.attempts += 1;
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(RECENT_KEY);
     state.token = null;
     state.session = null;
     if (state.feed) state.feed.abort();
@@ -137,7 +153,7 @@
     $("sign-in-error").textContent = reason;
   }
 
-  const PAGES = { overview: null, playground: null, jobs: null, admin: () => loadAdmin() };
+  const PAGES = { overview: null, playground: null, jobs: () => renderRecent(), admin: () => loadAdmin() };
 
   function route() {
     if (!state.session) return;
@@ -303,10 +319,12 @@
     return Math.round(past[past.length - 1] + past[past.length - 2] * (1 - into)) + Math.max(0, seen[seen.length - 1] - seen[0]);
   }
 
+  const KINDS = { llm: "text", embed: "embedding", sd: "image" }; // a pool's kind, as the catalogue names it
+
   /** "p50 / p95" of a pool's queue waits in the last 15 minutes, as this api process saw them start. */
   function waitQuantiles(wait) {
     if (!wait) return "–";
-    const s = (x) => (x < 10 ? `${x.toFixed(2)} s` : ago(x));
+    const s = (x) => (x < 1 ? `${Math.round(x * 1000)} ms` : ago(x));
     return `${s(wait.p50)} / ${s(wait.p95)}`;
   }
 
@@ -318,7 +336,7 @@
     }
     overview.history = snap.history || overview.history;
     body.replaceChildren(...snap.pools.map((p) => el("tr", {},
-      el("td", {}, p.kind === "sd" ? "image" : "text"), el("td", {}, p.model),
+      el("td", {}, KINDS[p.kind] || p.kind), el("td", {}, p.model),
       el("td", { class: "num" }, fmt(p.waiting)), el("td", { class: "num" }, fmt(p.active)),
       el("td", { class: "num" }, fmt(p.completed)), el("td", { class: "num" }, fmt(p.failed + p.expired)),
       el("td", { class: "num" }, fmt(perMinute(p, overview.history, snap.time))),
@@ -338,7 +356,7 @@
       const share = w.slots ? Math.min(100, Math.round((100 * (w.busy || 0)) / w.slots)) : 0;
       const bar = el("div", { class: "bar", role: "img", "aria-label": `${share}% of slots busy` }, el("span"));
       bar.firstChild.style.width = `${share}%`;
-      const rows = [["Kind", w.kind === "sd" ? "image" : "text"], ["Models", (w.models || []).join(", ") || "–"]];
+      const rows = [["Kind", (w.kinds || [w.kind]).map((k) => KINDS[k] || k).join(", ")], ["Models", (w.models || []).join(", ") || "–"]];
       if (snap.admin) rows.push(["Host", w.host || "–"], ["Version", w.version || "–"]);
       rows.push(["Slots", `${w.busy || 0} busy of ${w.slots || 0}`], ["Heartbeat", `${ago(w.heartbeat_age_s)} ago`]);
       const made = rates(w.id);
@@ -778,6 +796,16 @@
       $("job-out").hidden = true;
       $("job-error").textContent = exc instanceof ApiFailure ? exc.message : "The server could not be reached.";
     }
+  }
+
+  function renderRecent() {
+    const jobs = recentJobs();
+    $("recent-none").hidden = jobs.length > 0;
+    $("recent-jobs").replaceChildren(...jobs.map((j) => el("li", {},
+      el("button", { type: "button", class: "quiet", "aria-label": `Look up job ${j.id}`, onclick: () => {
+        $("job-id").value = j.id;
+        $("job-form").requestSubmit();
+      } }, "Look up"), " ", el("code", {}, j.id), ` ${j.what}, ${when(j.at)}`)));
   }
 
   async function followJob(id) {
