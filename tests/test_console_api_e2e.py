@@ -109,6 +109,7 @@ def test_alerts_fire_from_the_snapshot_as_the_prometheus_rules_test_them(gateway
     job = Job(kind="llm", model="orphan-console", endpoint="/completion", body=b"{}", stream=False)
     job.created -= 40  # queued 40 s ago, in a pool that no worker serves
     r.xadd(keys.pool("llm", "orphan-console"), job.to_fields(), id=f"{int(job.created * 1000)}-0")  # type: ignore[arg-type]
+    r.sadd(keys.POOLS, keys.pool("llm", "orphan-console"))  # registered, as the api registers a queued job's pool
     entry, _ = add_dead_letter(cluster.redis.url, "someone")
     try:
         with gateway.client() as user, gateway.client(ADMIN) as admin:
@@ -122,6 +123,7 @@ def test_alerts_fire_from_the_snapshot_as_the_prometheus_rules_test_them(gateway
         assert any(a["alert"] == "GraycatDeadLetters" for a in seen_by_admin["alerts"])
     finally:
         r.delete(keys.pool("llm", "orphan-console"))
+        r.srem(keys.POOLS, keys.pool("llm", "orphan-console"))
         r.xdel(keys.DEAD, entry)
 
 

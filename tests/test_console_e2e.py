@@ -144,12 +144,14 @@ def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Bro
     r = redis.Redis.from_url(cluster.redis.url)  # a job waiting in a pool no worker serves: an alert fires
     job = Job(kind="llm", model="orphan-overview", endpoint="/completion", body=b"{}", stream=False)
     r.xadd(keys.pool("llm", "orphan-overview"), job.to_fields())  # type: ignore[arg-type]
+    r.sadd(keys.POOLS, keys.pool("llm", "orphan-overview"))  # registered, as the api registers a queued job's pool
     try:
         alert = browser.wait("[...document.querySelectorAll('#attention li')].map((li) => li.textContent)"
                              ".find((t) => t.includes('orphan-overview'))", what="the alert")
         assert alert == "critical No live worker serves llm/orphan-overview (1 waiting) (rule GraycatNoWorkerForModel)"
     finally:
         r.delete(keys.pool("llm", "orphan-overview"))
+        r.srem(keys.POOLS, keys.pool("llm", "orphan-overview"))
     browser.wait("!document.getElementById('attention').textContent.includes('orphan-overview')",
                  what="the alert to end with its pool")
     assert not browser.errors, browser.errors

@@ -76,6 +76,7 @@ def test_a_waiting_job_shows_its_age_and_a_pool_without_workers(gateway: Gateway
     job = Job(kind="llm", model="orphan", endpoint="/completion", body=b"{}", stream=False)
     job.created -= 5  # queued 5 s ago, in a pool that no worker serves
     r.xadd(keys.pool("llm", "orphan"), job.to_fields(), id=f"{int(job.created * 1000)}-0")  # type: ignore[arg-type]
+    r.sadd(keys.POOLS, keys.pool("llm", "orphan"))  # registered, as the api registers a queued job's pool
     try:
         samples = scrape(gateway.base)
         assert value(samples, "graycat_queue_waiting", kind="llm", model="orphan") == 1
@@ -83,6 +84,7 @@ def test_a_waiting_job_shows_its_age_and_a_pool_without_workers(gateway: Gateway
         assert value(samples, "graycat_workers_up", kind="llm", model="orphan") == 0
     finally:
         r.delete(keys.pool("llm", "orphan"))
+        r.srem(keys.POOLS, keys.pool("llm", "orphan"))
 
 
 def test_metrics_token_guards_the_endpoint_when_set(cluster: Cluster) -> None:
