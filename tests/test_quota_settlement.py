@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -26,10 +25,11 @@ async def owner(parts: tuple[JobQueue, Consumer, str]) -> AsyncIterator[str]:  #
 
 
 async def reserve(queue: JobQueue, owner: str, job_id: str, want: int, unit: int = 0, limit: int = 100) -> int:
-    reply: Any = await queue.writer.call(
-        "EVAL", scripts.RESERVE, 2, keys.usage(owner, DAY), keys.reserved(owner, "completion_tokens"),
-        "completion_tokens", limit, want, unit, repr(time.time()), repr(time.time() + 60), job_id, 60)
-    return int(reply[0])
+    granted, _, _ = await scripts.RESERVE.run(
+        queue.writer, usage=keys.usage(owner, DAY), reserved=keys.reserved(owner, "completion_tokens"),
+        field="completion_tokens", limit=limit, want=want, unit=unit, now=time.time(), lapses=time.time() + 60,
+        job_id=job_id, ttl=60)
+    return granted
 
 
 async def submit(queue: JobQueue, owner: str, model: str, want: int, unit: int = 0) -> tuple[Job, int]:

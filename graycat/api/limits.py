@@ -9,7 +9,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
 
 from fastapi import Request
 from redis.exceptions import RedisError
@@ -19,6 +18,7 @@ from graycat.api.errors import ApiError
 from graycat.queue import keys, scripts
 from graycat.queue.client import JobQueue
 from graycat.queue.resp import PipelinedConnection
+from graycat.queue.scripts import Admission
 from graycat.tokens import TokenInfo, fingerprint, token_hash
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,9 @@ USAGE_DAYS = 40  # days a token's daily usage is kept
 POLLS = frozenset({("GET", "/sdapi/v1/progress"), ("GET", "/jobs/{job_id}"), ("GET", "/jobs/{job_id}/events"),
                    ("DELETE", "/jobs/{job_id}"), ("GET", "/console/events")})
 STATE_KEY = "graycat_caller"  # where the admitted caller lives in the ASGI scope's state
-_REFUSED = {1: ("invalid API token", "invalid_api_key"), 2: ("this API token was revoked", "revoked_api_key"),
-            3: ("this API token has expired", "expired_api_key")}
+_REFUSED = {Admission.UNKNOWN: ("invalid API token", "invalid_api_key"),
+            Admission.REVOKED: ("this API token was revoked", "revoked_api_key"),
+            Admission.EXPIRED: ("this API token has expired", "expired_api_key")}
 
 
 @dataclass
@@ -80,14 +81,14 @@ async def admit(request: Request, secret: str, *, static: bool, admin: bool, cha
         request.scope.setdefault("state", {})[STATE_KEY] = caller
         return caller
     ticket = f"{request_id}:{uuid.uuid4().hex[:12]}"
-    reply = cast(list[Any], await queue.writer.call(
-        "EVAL", scripts.ADMIT, 3, keys.token(token_hash(secret)), keys.recent_requests(owner),
-        keys.in_flight(owner), 0 if static else 1, settings.rate_limit_rpm, settings.rate_limit_concurrency,
-        repr(now), ticket, repr(now - settings.job_timeout - settings.queue_timeout), settings.record_ttl(),
-        0 if (poll := _is_poll(request)) else 1))
-    verdict, rpm, remaining, concurrency, reset = (int(v) for v in reply[:5])
-    concurrency = 0 if poll else concurrency  # nothing to take out of the in-flight set at the end
-    record: list[bytes] = reply[5:]
+    reply = await scripts.ADMIT.run(
+        queue.writer, token=keys.token(token_hash(secret)), recent=keys.recent_requests(owner),
+        in_flight=keys.in_flight(owner), managed=0 if static else 1, rpm=settings.rate_limit_rpm,
+        concurrency=settings.rate_limit_concurrency, now=now, ticket=ticket,
+        oldest=now - settings.job_timeout - settings.queue_timeout, ttl=settings.record_ttl(),
+        counted=0 if (poll := _is_poll(request)) else 1)
+    verdict, rpm, remaining, reset, record = reply.verdict, reply.rpm, reply.remaining, reply.reset, reply.record
+    concurrency = 0 if poll else reply.concurrency  # nothing to take out of the in-flight set at the end
     if verdict in _REFUSED:
         message, code = _REFUSED[verdict]
         raise ApiError(401, message, code=code, headers=challenge)
@@ -95,11 +96,11 @@ async def admit(request: Request, secret: str, *, static: bool, admin: bool, cha
     caller = Caller(owner, admin or bool(info and info.admin), request_id, info.models if info else [],
                     info.daily_tokens if info else 0, info.daily_images if info else 0, rpm, remaining, concurrency,
                     reset, ticket)
-    if verdict == 4:
+    if verdict is Admission.OVER_RPM:
         wait = str(max(reset, 1))
         raise ApiError(429, f"rate limit reached: {rpm} requests per minute for this token; retry in {wait} s",
                        code="rate_limit_exceeded", headers={"Retry-After": wait, **_headers(caller)})
-    if verdict == 5:
+    if verdict is Admission.OVER_CONCURRENCY:
         raise ApiError(429, f"this token already has {concurrency} requests or jobs in flight (its limit); retry "
                        "when one ends", code="too_many_concurrent_requests", headers={"Retry-After": "1"})
     request.scope.setdefault("state", {})[STATE_KEY] = caller

@@ -64,9 +64,9 @@ async def reserve(request: Request, job: Job, spec: JobSpec, kind: str) -> Hold 
     lifetime = settings.queue_timeout_for(kind) + settings.job_timeout_for(kind) + 60
     now = time.time()
     key = keys.reserved(caller.owner, what)
-    granted, used, held = (int(v) for v in cast(list[Any], await queue.writer.call(
-        "EVAL", scripts.RESERVE, 2, keys.usage(caller.owner, today()), key, what, limit, want, unit, repr(now),
-        repr(now + lifetime), job.id, int(lifetime))))
+    granted, used, held = await scripts.RESERVE.run(
+        queue.writer, usage=keys.usage(caller.owner, today()), reserved=key, field=what, limit=limit, want=want,
+        unit=unit, now=now, lapses=now + lifetime, job_id=job.id, ttl=int(lifetime))
     if not granted:
         raise _refusal(what, limit, used, held, want if not unit else unit, job.slots)
     if body is not None:

@@ -105,12 +105,13 @@ class Session:
     async def _append(self, messages: list[dict[str, Any]]) -> None:
         settings = self._settings
         try:
-            forgotten = await self._redis.eval(
-                scripts.SESSION_APPEND, 4, self.key, self._worker_key, keys.sessions_of(self._owner),
-                keys.session_sizes(self._owner), settings.session_ttl, settings.session_max_messages,
-                settings.session_max_kb * 1024, settings.sessions_max_mb_per_token * 1024 * 1024, repr(time.time()),
-                self._sid, self._runner or "", keys.session(self._owner, ""), keys.session_worker(self._owner, ""),
-                *map(orjson.dumps, messages))
+            forgotten = await scripts.SESSION_APPEND.run(
+                self._redis, session=self.key, worker=self._worker_key, sessions=keys.sessions_of(self._owner),
+                sizes=keys.session_sizes(self._owner), ttl=settings.session_ttl,
+                max_messages=settings.session_max_messages, max_bytes=settings.session_max_kb * 1024,
+                max_token_bytes=settings.sessions_max_mb_per_token * 1024 * 1024, now=time.time(), sid=self._sid,
+                runner=self._runner or "", session_prefix=keys.session(self._owner, ""),
+                worker_prefix=keys.session_worker(self._owner, ""), messages=[orjson.dumps(m) for m in messages])
             if forgotten:
                 log.info("token %s is over SESSIONS_MAX_MB_PER_TOKEN: %d old session(s) forgotten", self._owner,
                          forgotten)

@@ -81,7 +81,6 @@ class JobQueue:
         self.writer = writer
         self.hub = hub
         self.record_ttl = record_ttl
-        self._cancel = redis.register_script(scripts.CANCEL)
         self._models: Cached[dict[str, dict[str, Any]]] = Cached(self._read_models, MODELS_CACHE_S, {})
         self._served = Cached(self._read_served, SERVED_CACHE_S, Served())
         self._background: set[asyncio.Task[Any]] = set()
@@ -114,13 +113,14 @@ class JobQueue:
         fields = [part for pair in job.to_fields().items() for part in pair]
         now = time.time()
         per_token = self.max_waiting_per_token if owner else 0
-        entry = await self.writer.call(
-            "EVAL", scripts.ENQUEUE, 3 + len(registry), keys.job(job.id), stream, keys.waiting_of(owner), *registry,
-            self.record_ttl, self.max_waiting, per_token, repr(now), repr(now - self.queue_timeout - 5),
-            len(record), *record, *fields)
-        if isinstance(entry, list):
-            waiting = int(entry[1])
-            raise QueueFull(waiting, await self._retry_after(job.kind, job.model, waiting), per_token=entry[0] == -2)
+        entry = await scripts.ENQUEUE.run(
+            self.writer, job=keys.job(job.id), stream=stream, waiting=keys.waiting_of(owner), registry=registry,
+            ttl=self.record_ttl, pool_limit=self.max_waiting, owner_limit=per_token, now=now,
+            oldest=now - self.queue_timeout - 5, n=len(record), record=record, fields=fields)
+        if isinstance(entry, tuple):
+            refused, waiting = entry
+            raise QueueFull(waiting, await self._retry_after(job.kind, job.model, waiting),
+                            per_token=refused is scripts.Refused.OWNER_FULL)
 
     async def record(self, job_id: str) -> dict[str, str] | None:
         """The job record, None when unknown or expired."""
@@ -158,9 +158,10 @@ class JobQueue:
         """Cancel a job: a waiting one never starts, a running one stops within about a token."""
         status, reason = (504, "no worker took the job in time") if state == JobState.EXPIRED else (499, "cancelled")
         end = end_event(status, error_body(status, reason, state.value))
-        await self._cancel(keys=[keys.job(job_id), keys.cancel_flag(job_id), keys.events(job_id)],
-                           args=[state.value, self.record_ttl, repr(time.time()), keys.CANCEL_CHANNEL, job_id,
-                                 keys.PREFIX, end])
+        await scripts.CANCEL.run(
+            self.redis, job=keys.job(job_id), cancel_flag=keys.cancel_flag(job_id), events=keys.events(job_id),
+            state=state.value, ttl=self.record_ttl, now=time.time(), channel=keys.CANCEL_CHANNEL, job_id=job_id,
+            prefix=keys.PREFIX, end_event=end)
 
     def cancel_soon(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
         """Cancel from a context that may itself be cancelled (a closing stream)."""
@@ -273,9 +274,8 @@ class JobQueue:
         moved = 0
         for lane in await self.redis.smembers(keys.DIRECT_LANES):
             worker_id, kind, model = keys.parse_direct_lane(text(lane))
-            n = int(await self.writer.call(  # type: ignore[call-overload]
-                "EVAL", scripts.RESCUE_LANE, 4, lane, keys.worker(worker_id), keys.pool(kind, model),
-                keys.DIRECT_LANES))
+            n = await scripts.RESCUE_LANE.run(self.writer, lane=lane, heartbeat=keys.worker(worker_id),
+                                              pool=keys.pool(kind, model), lanes=keys.DIRECT_LANES)
             moved += max(n, 0)
         return moved
 
@@ -299,7 +299,7 @@ class JobQueue:
         for key in await self.pools():
             kind, _ = keys.parse_pool(key)
             cutoff = f"{int((time.time() - older_than(kind)) * 1000)}-{2**63 - 1}"
-            expired += int(await self.writer.call(  # type: ignore[call-overload]
-                "EVAL", scripts.EXPIRE_WAITING, 1, key, cutoff, repr(time.time()), self.record_ttl, batch,
-                keys.PREFIX, keys.GROUP))
+            expired += await scripts.EXPIRE_WAITING.run(
+                self.writer, pool=key, cutoff=cutoff, now=time.time(), ttl=self.record_ttl, batch=batch,
+                prefix=keys.PREFIX, group=keys.GROUP)
         return expired

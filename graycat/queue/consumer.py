@@ -82,16 +82,17 @@ class Consumer:
 
     async def start(self, job: Job) -> bool:
         """Mark the job active and tell its client; False when it was cancelled while waiting."""
-        started = await self.events.call(
-            "EVAL", scripts.START, 3, keys.job(job.id), keys.events(job.id), keys.cancel_flag(job.id),
-            job.reply_to, job.id, self.worker_id, repr(time.time()), self.record_ttl, keys.PREFIX)
-        return bool(started)
+        started = await scripts.START.run(
+            self.events, job=keys.job(job.id), events=keys.events(job.id), cancel_flag=keys.cancel_flag(job.id),
+            channel=job.reply_to, job_id=job.id, worker=self.worker_id, now=time.time(), ttl=self.record_ttl,
+            prefix=keys.PREFIX)
+        return started is scripts.Started.STARTED
 
     def emit(self, job: Job, events: list[bytes]) -> None:
         """Append events to the job's stream and publish them to its client, without waiting: they reach Redis
         in order, before anything sent later on the same connection (such as the job's end)."""
-        self.events.send("EVAL", scripts.EMIT, 2, keys.events(job.id), keys.job(job.id), job.reply_to, job.id,
-                         self.worker_id, *events)
+        scripts.EMIT.send(self.events, events=keys.events(job.id), job=keys.job(job.id), channel=job.reply_to,
+                          job_id=job.id, worker=self.worker_id, payloads=events)
 
     async def finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, *, ran: bool = True,
                      usage: Usage = NO_USAGE) -> None:
@@ -99,13 +100,13 @@ class Consumer:
         acknowledge its queue entry, atomically. A job that another worker has taken over meanwhile is left to it."""
         job = claimed.job
         now = time.time()
-        await self.events.call(
-            "EVAL", scripts.FINISH, 5, keys.job(job.id), keys.events(job.id), claimed.pool,
-            keys.pool_stats(job.kind, job.model), keys.pool_minute(job.kind, job.model, int(now // 60)),
-            job.reply_to, job.id, end_event(status, body), state.value,
-            claimed.entry_id, keys.GROUP, repr(now), self.record_ttl, status,
-            self.worker_id if ran else "", keys.PREFIX, time.strftime("%Y-%m-%d", time.gmtime(now)),
-            usage.prompt_tokens, usage.completion_tokens, usage.images)
+        await scripts.FINISH.run(
+            self.events, job=keys.job(job.id), events=keys.events(job.id), pool=claimed.pool,
+            stats=keys.pool_stats(job.kind, job.model), minute=keys.pool_minute(job.kind, job.model, int(now // 60)),
+            channel=job.reply_to, job_id=job.id, end_event=end_event(status, body), state=state.value,
+            entry=claimed.entry_id, group=keys.GROUP, now=now, ttl=self.record_ttl, status=status,
+            runner=self.worker_id if ran else "", prefix=keys.PREFIX, day=time.strftime("%Y-%m-%d", time.gmtime(now)),
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, images=usage.images)
 
     async def reclaim(self, count: int, idle_ms: int) -> list[tuple[Claimed, int]]:
         """Take over up to `count` jobs, oldest first, whose worker stopped heartbeating for `idle_ms` or was
@@ -162,10 +163,10 @@ class Consumer:
             elif models:
                 pipe.hset(keys.MODELS, mapping={name: orjson.dumps(m) for name, m in models.items()})
             if held:
-                pipe.eval(scripts.HOLD, len(held), *(c.pool for c in held), keys.GROUP, self.worker_id,
-                          *(c.entry_id for c in held))
+                scripts.HOLD.queue(pipe, pools=[c.pool for c in held], group=keys.GROUP, worker=self.worker_id,
+                                   entries=[c.entry_id for c in held])
             replies = await pipe.execute()
-        return [held[i - 1] for i in replies[-1]] if held else []
+        return [held[i - 1] for i in scripts.HOLD.reply(replies[-1])] if held else []
 
     async def leave(self) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

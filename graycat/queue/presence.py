@@ -19,7 +19,6 @@ its heartbeat tells it to stop running them (scripts.HOLD). A host that vanishes
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -44,8 +43,8 @@ class WorkerWatch:
 
     async def check(self) -> dict[str, int]:
         """Look once; for each worker found dead, how many jobs it held were handed back."""
-        reply: Any = await self.writer.call("EVAL", scripts.PRESENCE, 1, keys.WORKERS,
-                                            repr(time.time() - keys.WORKER_TTL_S), keys.PREFIX)
+        reply = await scripts.PRESENCE.run(self.writer, workers=keys.WORKERS, oldest=time.time() - keys.WORKER_TTL_S,
+                                           prefix=keys.PREFIX)
         if self.writer.opened != self._connection:
             self._connection, self._since, self._absent, self._seen = self.writer.opened, time.time(), {}, set()
         before, self._absent = self._absent, {}
@@ -74,6 +73,6 @@ class WorkerWatch:
         if not proven and not (info.get("present") and info.get("heartbeat", 0) >= self._since):
             return -1
         pools = [keys.pool(kind, model) for kind in info.get("kinds", []) for model in info.get("models", [])]
-        return int(await self.writer.call(  # type: ignore[call-overload]
-            "EVAL", scripts.ORPHAN, len(pools) + 2, *pools, keys.worker(worker_id), keys.WORKERS,
-            keys.GROUP, worker_id, keys.alive(worker_id), keys.TAKEOVER_CHANNEL))
+        return await scripts.ORPHAN.run(
+            self.writer, pools=pools, heartbeat=keys.worker(worker_id), workers=keys.WORKERS, group=keys.GROUP,
+            worker=worker_id, alive=keys.alive(worker_id), takeover=keys.TAKEOVER_CHANNEL)

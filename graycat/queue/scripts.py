@@ -2,10 +2,19 @@
 
 Every event is appended to the job's event stream (for replay) and published on the reply channel of the
 api process waiting for it as `<job id><stream entry id> <event>`, so the api learns of it as Redis
-delivers it, without polling.
+delivers it, without polling. Each script is declared at the end with its named KEYS and ARGV, in the order the
+Lua reads them, and the type of its reply (graycat/queue/script.py).
 """
 
-TERMINAL = """
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from graycat.queue.script import Script
+
+_TERMINAL = """
 local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
 """
 
@@ -13,7 +22,7 @@ local function terminal(s) return s == 'completed' or s == 'failed' or s == 'can
 # ttl, waiting limit of the pool (0: none), waiting limit of the owner (0: none), now, oldest time a waiting job
 # may have, n, n record field/value args, then the stream entry's field/value args. Returns the entry id, or
 # {-1, waiting} when the pool is full, or {-2, waiting} when the owner has its limit of jobs waiting.
-ENQUEUE = """
+_ENQUEUE = """
 local limit = tonumber(ARGV[2])
 if limit > 0 then
   local waiting = redis.call('XLEN', KEYS[2])
@@ -41,7 +50,7 @@ return id
 """
 
 # The owner's set of waiting jobs forgets a job that starts or ends (KEYS[1] is the job record).
-FORGET_WAITING = """
+_FORGET_WAITING = """
 local function forget_waiting(prefix)
   local owner = redis.call('HGET', KEYS[1], 'owner')
   if owner and owner ~= '' then redis.call('ZREM', prefix .. ':waiting:' .. owner, string.sub(KEYS[1], -32)) end
@@ -49,7 +58,7 @@ end
 """
 
 # KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl, key prefix.
-START = TERMINAL + FORGET_WAITING + """
+_START = _TERMINAL + _FORGET_WAITING + """
 forget_waiting(ARGV[6])
 if redis.call('EXISTS', KEYS[3]) == 1 or terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'active', 'worker', ARGV[3], 'started', ARGV[4])
@@ -63,7 +72,7 @@ return 1
 
 # KEYS: events, job. ARGV: channel, job id, worker id, event...
 # A worker that lost the job to another (it was presumed dead) writes nothing more to its client.
-EMIT = """
+_EMIT = """
 if redis.call('HGET', KEYS[2], 'worker') ~= ARGV[3] then return 0 end
 for i = 4, #ARGV do
   local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
@@ -75,7 +84,7 @@ return #ARGV - 3
 # What a job holds until it ends (KEYS[1] or `job` is its record): its reservation of its token's daily quota
 # (rsv_key, rsv: '<job id>:<amount>') and its place among the token's jobs in flight (flight_key). Releasing
 # returns the reservation's field (the key's last part) and amount.
-RELEASE_HOLDS = """
+_RELEASE_HOLDS = """
 local function release_holds(job)
   local h = redis.call('HMGET', job, 'rsv_key', 'rsv', 'flight_key')
   if h[3] then redis.call('ZREM', h[3], string.sub(job, -32)) end
@@ -86,13 +95,13 @@ end
 """
 
 # KEYS: job, events, pool, stats, this minute's completed counter. ARGV: channel, job id, end event, state,
-# entry id, group, now, ttl, status, owner (the worker that ran it; '' for a job that never ran), key prefix,
-# day (UTC), prompt tokens, generated tokens, images. Only the current owner ends a running job. The job
+# entry id, group, now, ttl, status, runner (the worker that ran it; '' for a job that never ran), key prefix,
+# day (UTC), prompt tokens, generated tokens, images. Only its current runner ends a running job. The job
 # counts in the daily usage of the token that sent it; a count of -1 (unknown: a job stopped midway whose
 # engine does not say what it made) counts what the job reserved of it.
-FINISH = TERMINAL + RELEASE_HOLDS + """
-local owner = redis.call('HGET', KEYS[1], 'worker')
-if ARGV[10] ~= '' and owner and owner ~= ARGV[10] and not terminal(redis.call('HGET', KEYS[1], 'state')) then
+_FINISH = _TERMINAL + _RELEASE_HOLDS + """
+local runner = redis.call('HGET', KEYS[1], 'worker')
+if ARGV[10] ~= '' and runner and runner ~= ARGV[10] and not terminal(redis.call('HGET', KEYS[1], 'state')) then
   return 0
 end
 redis.call('XACK', KEYS[3], ARGV[6], ARGV[5])
@@ -128,7 +137,7 @@ return 1
 # A waiting job also leaves its queue stream (no worker is handed it).
 # KEYS: job, cancel flag, events. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, key
 # prefix, the end event of a job still waiting.
-CANCEL = FORGET_WAITING + RELEASE_HOLDS + """
+_CANCEL = _FORGET_WAITING + _RELEASE_HOLDS + """
 forget_waiting(ARGV[6])
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -151,7 +160,7 @@ return st
 # KEYS: pool. ARGV: cutoff entry id, now, ttl, max entries, key prefix, group.
 # Jobs that waited in the pool past their deadline (entries up to the cutoff that no worker holds) expire:
 # their client hears a 504 and the entry leaves the queue.
-EXPIRE_WAITING = TERMINAL + RELEASE_HOLDS + """
+_EXPIRE_WAITING = _TERMINAL + _RELEASE_HOLDS + """
 local expired = 0
 local body = '{"error":{"code":504,"message":"no worker took the job before its queue deadline",' ..
              '"type":"timeout_error"}}'
@@ -183,7 +192,7 @@ return expired
 # KEYS: a worker's direct lane, the worker's heartbeat record, the pool, the set of lanes. When the worker is
 # gone, every job of its lane (waiting, or started and never finished) moves to the end of the pool, where
 # any worker takes it. Returns how many moved, or -1 while the worker lives.
-RESCUE_LANE = """
+_RESCUE_LANE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local entries = redis.call('XRANGE', KEYS[1], '-', '+')
 for _, entry in ipairs(entries) do redis.call('XADD', KEYS[3], '*', unpack(entry[2])) end
@@ -201,7 +210,7 @@ return #entries
 # token, 2 revoked, 3 expired, 4 over the requests per minute, 5 over the concurrent requests; reset: seconds
 # until enough requests leave the window for one more to be allowed. The window runs on Redis's clock (TIME),
 # so replicas whose clocks differ still share one window.
-ADMIT = """
+_ADMIT = """
 local rpm, conc, now, record = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), {}
 if ARGV[1] == '1' then
   record = redis.call('HGETALL', KEYS[1])
@@ -242,7 +251,7 @@ return {0, rpm, rpm - used, conc, reset, unpack(record)}
 # entries the worker still owns from looking abandoned (XCLAIM JUSTID resets their idle time without counting a
 # delivery) and returns the positions (1-based) of those another worker took over meanwhile: this one was
 # presumed dead, and must stop running them.
-HOLD = """
+_HOLD = """
 local lost = {}
 for i, pool in ipairs(KEYS) do
   local held = redis.call('XPENDING', pool, ARGV[1], ARGV[i + 2], ARGV[i + 2], 1)[1]
@@ -254,7 +263,7 @@ return lost
 
 # KEYS: the registry of workers. ARGV: oldest heartbeat (unix time) of a worker to look at, key prefix.
 # Returns worker id, subscribers of its presence channel, ... for each worker that beat since then.
-PRESENCE = """
+_PRESENCE = """
 local found = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')) do
   found[#found + 1] = id
@@ -268,7 +277,7 @@ return found
 # registry (the jobs of its direct lanes can move to their pools) and the entries it held are marked idle since
 # 1970 (XCLAIM TIME 0 JUSTID: same owner, same delivery count), so that the next reclaim of any live worker
 # takes them over; live workers are told to reclaim now. Returns how many entries were handed back.
-ORPHAN = """
+_ORPHAN = """
 if redis.call('PUBSUB', 'NUMSUB', ARGV[3])[2] > 0 then return -1 end
 local n = 0
 for i = 1, #KEYS - 2 do
@@ -291,7 +300,7 @@ return n
 # units, at least one unit), now, the time the reservation lapses, job id, ttl of the reservations' set.
 # Reservations of jobs that ended without releasing theirs (their record lost) lapse. Returns {granted (0:
 # refused), used today, reserved by other jobs}.
-RESERVE = """
+_RESERVE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
 local held = 0
 for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
@@ -313,7 +322,7 @@ return {grant, used, held}
 # KEYS: the session's list, its worker key, the token's sessions (zset) and their sizes (hash). ARGV: ttl, max
 # messages, max session bytes, max token bytes, now, session id, worker ('' none), the prefixes of the
 # list and worker keys of the token's sessions, then the messages. Returns the sessions forgotten.
-SESSION_APPEND = """
+_SESSION_APPEND = """
 local ttl = tonumber(ARGV[1])
 redis.call('RPUSH', KEYS[1], unpack(ARGV, 10))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
@@ -345,3 +354,99 @@ while used > tonumber(ARGV[4]) do
 end
 return forgotten
 """
+
+
+class Refused(IntEnum):
+    """Why ENQUEUE did not queue a job."""
+
+    POOL_FULL = -1
+    OWNER_FULL = -2
+
+
+class Started(IntEnum):
+    """START's verdict."""
+
+    CANCELLED = 0  # cancelled while waiting, or already ended
+    STARTED = 1
+
+
+class Finished(IntEnum):
+    """FINISH's verdict."""
+
+    LEFT = 0  # it had ended already, or another worker runs it now
+    RECORDED = 1
+
+
+class Present(IntEnum):
+    """RESCUE_LANE's and ORPHAN's answer where the worker turns out to be alive."""
+
+    PRESENT = -1
+
+
+class Admission(IntEnum):
+    """ADMIT's verdict."""
+
+    ADMITTED = 0
+    UNKNOWN = 1
+    REVOKED = 2
+    EXPIRED = 3
+    OVER_RPM = 4
+    OVER_CONCURRENCY = 5
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """ADMIT's reply: the verdict, the limits that applied and the token's record (field, value, ...)."""
+
+    verdict: Admission
+    rpm: int
+    remaining: int
+    concurrency: int
+    reset: int
+    record: list[bytes]
+
+
+def _admitted(raw: Any) -> Admitted:
+    return Admitted(Admission(int(raw[0])), int(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]), raw[5:])
+
+
+def _count_or_present(raw: Any) -> int:
+    return Present.PRESENT if int(raw) == Present.PRESENT else int(raw)
+
+
+ENQUEUE: Script[bytes | tuple[Refused, int]] = Script(
+    _ENQUEUE, ("job", "stream", "waiting", "*registry"),
+    ("ttl", "pool_limit", "owner_limit", "now", "oldest", "n", "*record", "*fields"),
+    lambda raw: (Refused(raw[0]), int(raw[1])) if isinstance(raw, list) else raw)
+START: Script[Started] = Script(
+    _START, ("job", "events", "cancel_flag"), ("channel", "job_id", "worker", "now", "ttl", "prefix"),
+    lambda raw: Started(int(raw)))
+EMIT: Script[int] = Script(_EMIT, ("events", "job"), ("channel", "job_id", "worker", "*payloads"), int)
+FINISH: Script[Finished] = Script(
+    _FINISH, ("job", "events", "pool", "stats", "minute"),
+    ("channel", "job_id", "end_event", "state", "entry", "group", "now", "ttl", "status", "runner", "prefix", "day",
+     "prompt_tokens", "completion_tokens", "images"),
+    lambda raw: Finished(int(raw)))
+CANCEL: Script[bytes | str | None] = Script(
+    _CANCEL, ("job", "cancel_flag", "events"), ("state", "ttl", "now", "channel", "job_id", "prefix", "end_event"),
+    lambda raw: raw)
+EXPIRE_WAITING: Script[int] = Script(
+    _EXPIRE_WAITING, ("pool",), ("cutoff", "now", "ttl", "batch", "prefix", "group"), int)
+RESCUE_LANE: Script[int] = Script(_RESCUE_LANE, ("lane", "heartbeat", "pool", "lanes"), (), _count_or_present)
+ADMIT: Script[Admitted] = Script(
+    _ADMIT, ("token", "recent", "in_flight"),
+    ("managed", "rpm", "concurrency", "now", "ticket", "oldest", "ttl", "counted"),
+    _admitted)
+HOLD: Script[list[int]] = Script(
+    _HOLD, ("*pools",), ("group", "worker", "*entries"), lambda raw: [int(i) for i in raw])
+PRESENCE: Script[list[Any]] = Script(_PRESENCE, ("workers",), ("oldest", "prefix"), list)
+ORPHAN: Script[int] = Script(
+    _ORPHAN, ("*pools", "heartbeat", "workers"), ("group", "worker", "alive", "takeover"), _count_or_present)
+RESERVE: Script[tuple[int, int, int]] = Script(
+    _RESERVE, ("usage", "reserved"), ("field", "limit", "want", "unit", "now", "lapses", "job_id", "ttl"),
+    lambda raw: (int(raw[0]), int(raw[1]), int(raw[2])))
+SESSION_APPEND: Script[int] = Script(
+    _SESSION_APPEND, ("session", "worker", "sessions", "sizes"),
+    ("ttl", "max_messages", "max_bytes", "max_token_bytes", "now", "sid", "runner", "session_prefix",
+     "worker_prefix", "*messages"),
+    int)
