@@ -25,6 +25,10 @@ def test_layout_follows_the_declaration_not_the_call() -> None:
         3, ["a", "b", "c", "1.5", b"x", 2])
     with pytest.raises(TypeError, match="firts"):
         PUSH.layout({"firts": "a", "more": (), "sep": "", "items": ()})
+    with pytest.raises(TypeError, match="more"):  # a spliced argument takes a sequence, the others a value
+        PUSH.layout({"first": "a", "more": "b", "sep": "", "items": ()})
+    with pytest.raises(TypeError, match="first"):
+        PUSH.layout({"first": ["a"], "more": (), "sep": "", "items": ()})
 
 
 async def test_evalsha_falls_back_to_eval_after_a_script_flush(redis_server: RedisServer) -> None:

@@ -50,10 +50,14 @@ class Script(Generic[R]):
         out: list[Arg] = []
         for name in names:
             value = values[name.lstrip("*")]
-            if name.startswith("*"):
-                out.extend(value)  # type: ignore[arg-type]
+            if isinstance(value, list | tuple) and name.startswith("*"):
+                out.extend(value)
+            elif isinstance(value, float) and not name.startswith("*"):
+                out.append(repr(value))
+            elif isinstance(value, bytes | str | int) and not name.startswith("*"):
+                out.append(value)
             else:
-                out.append(repr(value) if isinstance(value, float) else value)  # type: ignore[arg-type]
+                raise TypeError(f"script argument {name.lstrip('*')}: {type(value).__name__}")
         return out
 
     async def run(self, conn: PipelinedConnection | aioredis.Redis, **values: Value) -> R:
