@@ -52,3 +52,15 @@ async def test_evalsha_falls_back_to_eval_after_a_script_flush(redis_server: Red
         await client.delete(key, f"{key}:2")
         await client.aclose()
         await pipelined.close()
+
+
+async def test_a_pipelined_connection_loads_its_scripts_when_it_opens(redis_server: RedisServer) -> None:
+    client = aioredis.from_url(redis_server.url)
+    conn = PipelinedConnection(redis_server.url, preload=(PUSH.source,))
+    try:
+        await client.script_flush()
+        assert await conn.call("PING") == b"PONG"
+        assert await client.script_exists(PUSH.sha) == [True]
+    finally:
+        await client.aclose()
+        await conn.close()

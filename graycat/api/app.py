@@ -40,6 +40,7 @@ from graycat.api.routes import (
 from graycat.api.tenant_gates import TenantGate
 from graycat.config import Settings
 from graycat.metrics import ApiMetrics
+from graycat.queue import scripts
 from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
 from graycat.queue.hub import EventHub
@@ -99,7 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
         redis = connect(url, max_connections=settings.redis_max_connections, pool_timeout=settings.redis_pool_timeout)
         hub = EventHub(url, uuid.uuid4().hex)
         await hub.start()
-        writer = PipelinedConnection(url)
+        writer = PipelinedConnection(url, preload=scripts.SOURCES)  # loads them into Redis: EVALSHA finds them
         app.state.events_reader = connect(url, blocking=True, max_connections=settings.redis_max_connections,
                                           pool_timeout=settings.redis_pool_timeout)  # GET /jobs/{id}/events
         app.state.queue = JobQueue(redis, writer, hub, record_ttl=settings.record_ttl(),

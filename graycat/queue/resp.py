@@ -122,9 +122,10 @@ class RespProtocol(asyncio.Protocol):
         self.unsent.clear()
 
 
-async def _open(url: str, on_value: Callable[[RespProtocol, object], None], name: str | None = None) -> RespProtocol:
-    """Connect, authenticate, name the connection and select the database of `url` (for a Sentinel URL: of the
-    current master)."""
+async def _open(url: str, on_value: Callable[[RespProtocol, object], None], name: str | None = None,
+                preload: tuple[str, ...] = ()) -> RespProtocol:
+    """Connect, authenticate, name the connection, select the database of `url` (for a Sentinel URL: of the
+    current master) and load the Lua scripts of `preload` into Redis's script cache, in one round trip."""
     url = await resolve(url)
     opts = parse_url(url)
     loop = asyncio.get_running_loop()
@@ -154,10 +155,14 @@ async def _open(url: str, on_value: Callable[[RespProtocol, object], None], name
         setup.append(("CLIENT", "SETNAME", name))
     if opts.get("db"):
         setup.append(("SELECT", opts["db"]))
-    for cmd in setup:
-        future: asyncio.Future[object] = loop.create_future()
-        proto.write(cmd, future)
-        await future
+    futures: list[asyncio.Future[object]] = []
+    for cmd in [*setup, *(("SCRIPT", "LOAD", source) for source in preload)]:
+        futures.append(loop.create_future())
+        proto.write(cmd, futures[-1])
+    await asyncio.gather(*futures[:len(setup)])
+    for loaded in await asyncio.gather(*futures[len(setup):], return_exceptions=True):
+        if isinstance(loaded, Exception):  # EVALSHA falls back to EVAL
+            log.warning("could not load a Lua script into Redis: %s", loaded)
     return proto
 
 
@@ -176,11 +181,14 @@ def _reply(proto: RespProtocol, value: object) -> None:
 
 
 class PipelinedConnection:
-    """Send commands in order; await a reply only where it matters. Reconnects on the next call after a loss."""
+    """Send commands in order; await a reply only where it matters. Reconnects on the next call after a loss.
+    Each connection it opens loads the scripts of `preload` (Lua sources), so that EVALSHA finds them in a Redis
+    that restarted or failed over."""
 
-    def __init__(self, url: str, name: str | None = None) -> None:
+    def __init__(self, url: str, name: str | None = None, preload: tuple[str, ...] = ()) -> None:
         self.url = url
         self.name = name
+        self.preload = preload
         self._proto: RespProtocol | None = None
         self._lock = asyncio.Lock()
         self.opened = 0  # connections opened so far: a new one may reach a restarted or failed-over Redis
@@ -190,7 +198,7 @@ class PipelinedConnection:
         if proto is None or proto.lost is not None:
             async with self._lock:
                 if self._proto is None or self._proto.lost is not None:
-                    self._proto = await _open(self.url, _reply, self.name)
+                    self._proto = await _open(self.url, _reply, self.name, self.preload)
                     self.opened += 1
                 proto = self._proto
         return proto

@@ -450,3 +450,6 @@ SESSION_APPEND: Script[int] = Script(
     ("ttl", "max_messages", "max_bytes", "max_token_bytes", "now", "sid", "runner", "session_prefix",
      "worker_prefix", "*messages"),
     int)
+
+SOURCES = tuple(s.source for s in (ENQUEUE, START, EMIT, FINISH, CANCEL, EXPIRE_WAITING, RESCUE_LANE, ADMIT, HOLD,
+                                   PRESENCE, ORPHAN, RESERVE, SESSION_APPEND))  # preloaded by each connection

@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from graycat.config import Settings
+from graycat.queue import scripts
 from graycat.queue.connection import connect
 from graycat.queue.consumer import Consumer
 from graycat.queue.resp import PipelinedConnection
@@ -28,7 +29,7 @@ async def run_worker(settings: Settings, engine: Engine, kinds: list[str],
     url = settings.resolved_redis_url()
     worker_id = Worker.new_id(engine.kind)  # names its connections: CLIENT LIST tells whose they are
     redis, reader = connect(url, name=worker_id), connect(url, blocking=True, name=worker_id)
-    events = PipelinedConnection(url, name=worker_id)
+    events = PipelinedConnection(url, name=worker_id, preload=scripts.SOURCES)
     consumer = Consumer(redis, reader, events, worker_id,
                         [(k, m) for m in engine.models() for k in kinds], record_ttl=settings.record_ttl())
     worker = Worker(consumer, engine, visibility_timeout=settings.visibility_timeout,
