@@ -34,31 +34,25 @@ class Script(Generic[R]):
     args: tuple[str, ...]
     reply: Callable[[Any], R]
     sha: str = field(init=False)
+    _plan: tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+        object.__setattr__(self, "_plan", tuple(tuple((n.lstrip("*"), n.startswith("*")) for n in names)
+                                                for names in (self.keys, self.args)))
 
     def layout(self, values: dict[str, Value]) -> tuple[int, list[Arg]]:
         """numkeys, then the keys and the arguments, as EVAL and EVALSHA take them after the script."""
-        if (unknown := values.keys() - {n.lstrip("*") for n in self.keys + self.args}):
-            raise TypeError(f"unknown script argument(s): {', '.join(sorted(unknown))}")
-        keys = self._flat(self.keys, values)
-        return len(keys), keys + self._flat(self.args, values)
-
-    @staticmethod
-    def _flat(names: tuple[str, ...], values: dict[str, Value]) -> list[Arg]:
-        out: list[Arg] = []
-        for name in names:
-            value = values[name.lstrip("*")]
-            if isinstance(value, list | tuple) and name.startswith("*"):
-                out.extend(value)
-            elif isinstance(value, float) and not name.startswith("*"):
-                out.append(repr(value))
-            elif isinstance(value, bytes | str | int) and not name.startswith("*"):
-                out.append(value)
-            else:
-                raise TypeError(f"script argument {name.lstrip('*')}: {type(value).__name__}")
-        return out
+        keys_plan, args_plan = self._plan
+        try:
+            if len(values) == len(keys_plan) + len(args_plan):  # then none is unknown unless one is missing
+                keys = _flat(keys_plan, values)
+                return len(keys), keys + _flat(args_plan, values)
+        except KeyError:
+            pass
+        expected = {name for name, _ in keys_plan + args_plan}
+        raise TypeError(f"script arguments: unknown {sorted(values.keys() - expected)}, "
+                        f"missing {sorted(expected - values.keys())}")
 
     async def run(self, conn: PipelinedConnection | aioredis.Redis, **values: Value) -> R:
         """Run it and wait for its reply (after every command sent earlier on a PipelinedConnection)."""
@@ -84,3 +78,20 @@ class Script(Generic[R]):
         """Add it to a redis-py pipeline; its raw reply is among those of `execute()`, for `reply`."""
         numkeys, laid = self.layout(values)
         pipe.eval(self.source, numkeys, *laid)
+
+
+def _flat(plan: tuple[tuple[str, bool], ...], values: dict[str, Value]) -> list[Arg]:
+    out: list[Arg] = []
+    for name, spliced in plan:
+        value = values[name]
+        if spliced and isinstance(value, (list, tuple)):
+            out.extend(value)
+        elif spliced:
+            raise TypeError(f"script argument {name} takes a list or tuple, not {type(value).__name__}")
+        elif type(value) is float:
+            out.append(repr(value))
+        elif isinstance(value, (bytes, str, int)):
+            out.append(value)
+        else:
+            raise TypeError(f"script argument {name}: {type(value).__name__}")
+    return out
