@@ -11,11 +11,14 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 import orjson
+
+from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -174,3 +177,11 @@ def smollm_hub(model: HubFile, model_file: str) -> FakeHub:
                                   "Q8_0/SmolLM2-135M-Instruct.Q8_0-00002-of-00002.gguf": stub},
                     "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
                     "files": {model_file: model}})
+
+
+def default_model_hub() -> Iterator[FakeHub]:
+    """A `smollm_hub` serving the default model's file under its own name, closed afterwards (the body of the
+    e2e tests' `hub` fixture)."""
+    served = smollm_hub(HubFile(default_model_path().read_bytes()), DEFAULT_MODEL_FILE)
+    yield served
+    served.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,17 +16,13 @@ import pytest
 
 from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
 from tests.conftest import ADMIN, TOKEN, Cluster, wait_until
-from tests.fake_hub import SMOLLM_REPO, FakeHub, HubFile, smollm_hub
+from tests.fake_hub import SMOLLM_REPO, FakeHub, default_model_hub
 
 pytestmark = pytest.mark.e2e
 NAME = Path(DEFAULT_MODEL_FILE).stem
 
 
-@pytest.fixture(scope="module")
-def hub() -> Iterator[FakeHub]:
-    served = smollm_hub(HubFile(default_model_path().read_bytes()), DEFAULT_MODEL_FILE)
-    yield served
-    served.close()
+hub = pytest.fixture(scope="module")(default_model_hub)
 
 
 def test_pull_serve_and_delete_with_the_ollama_client(cluster: Cluster, hub: FakeHub, tmp_path: Path) -> None:

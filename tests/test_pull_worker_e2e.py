@@ -4,7 +4,6 @@ loading meanwhile (its download's progress in /health; requests wait for it), th
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,18 +11,14 @@ import pytest
 
 from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
 from tests.conftest import TOKEN, Cluster, wait_until
-from tests.fake_hub import SMOLLM_REPO, FakeHub, HubFile, smollm_hub
+from tests.fake_hub import SMOLLM_REPO, FakeHub, default_model_hub
 from tests.test_standalone_e2e import _up
 
 pytestmark = pytest.mark.e2e
 NAME = Path(DEFAULT_MODEL_FILE).stem
 
 
-@pytest.fixture(scope="module")
-def hub() -> Iterator[FakeHub]:
-    served = smollm_hub(HubFile(default_model_path().read_bytes()), DEFAULT_MODEL_FILE)
-    yield served
-    served.close()
+hub = pytest.fixture(scope="module")(default_model_hub)
 
 
 def test_a_worker_pulls_its_model_then_serves_it(cluster: Cluster, hub: FakeHub, tmp_path: Path) -> None:
