@@ -37,7 +37,7 @@ class EmbeddedLlamaServer:
     def __init__(self, model_path: Path, *, alias: str, slots: int, ctx_per_slot: int,
                  threads: int | None, gpu_layers: int, poll: int = 0, nice: int = 0,
                  embeddings: bool = False, slot_dir: Path | None = None, chat_template: str | None = None,
-                 shared_cache: bool = True) -> None:
+                 shared_cache: bool = True, n_predict: int = -1) -> None:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file not found: {model_path}")
         self.model_path = model_path
@@ -52,6 +52,7 @@ class EmbeddedLlamaServer:
         self.slot_dir = slot_dir  # where /slots save and restore the KV cache of a slot
         self.chat_template, self.template_is_name = _template_text(chat_template)
         self.shared_cache = shared_cache  # False: no prompt cache in RAM, which any slot loads from
+        self.n_predict = n_predict  # tokens for a request that sets no limit (-1: until the slot's context is full)
         self._server: Any = None
 
     def start(self) -> str:
@@ -81,6 +82,7 @@ class EmbeddedLlamaServer:
             params.slot_save_path = str(self.slot_dir) + os.sep
         if not self.shared_cache:
             params.cache_ram_mib = 0
+        params.n_predict = self.n_predict
         params.port = 0
         params.sse_ping_interval = 0  # no `: ping` comments: Unity clients break on them
         params.endpoint_metrics = True
