@@ -347,9 +347,10 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deployment(slots: int = 4, n_predict: int = -1) -> Iterator[Deployment]:
-    """A private redis-server, the embedded engine (`n_predict`: tokens for a request that sets no limit), and
-    `graycat api` + `graycat worker llm --llama-url` in front of it, for the duration of the block."""
+def deployment(slots: int = 4, n_predict: int = -1, threads: int | None = None) -> Iterator[Deployment]:
+    """A private redis-server, the embedded engine (`n_predict`: tokens for a request that sets no limit;
+    `threads`: all cores unless given), and `graycat api` + `graycat worker llm --llama-url` in front of it,
+    for the duration of the block."""
     redis_port, api_port = free_port(), free_port()
     logs = Path(tempfile.mkdtemp(prefix="graycat-bench-"))
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "API_TOKENS": TOKEN,
@@ -366,7 +367,7 @@ def deployment(slots: int = 4, n_predict: int = -1) -> Iterator[Deployment]:
         print("loading the engine", file=sys.stderr)
         defaults = load_settings()  # the engine as `graycat worker llm` configures it (poll, niceness)
         engine = EmbeddedLlamaServer(default_model_path(), alias=MODEL_NAME, slots=slots, ctx_per_slot=1024,
-                                     threads=None, gpu_layers=0, poll=defaults.poll, nice=defaults.nice,
+                                     threads=threads, gpu_layers=0, poll=defaults.poll, nice=defaults.nice,
                                      n_predict=n_predict)
         engine_url = engine.start().rstrip("/")
         stack.callback(engine.stop)

@@ -108,7 +108,11 @@ def main() -> None:
     if not (args.suite / "utils.py").is_file():
         parser.error(f"{args.suite} is not llama.cpp's tools/server/tests (no utils.py)")
     os.environ["MODEL_ALIASES"] = "*=default"  # the gateway takes any model name, as a single-model llama-server
-    with tempfile.TemporaryDirectory() as tmp, deployment(slots=args.slots, n_predict=args.n_predict) as d:
+    # The suite checks answers, not speed: one engine thread at normal priority stays quick on a busy machine
+    # (several threads of a niced engine there wait on each other, at a few tokens per second).
+    os.environ["LLM_NICE"] = "0"
+    with tempfile.TemporaryDirectory() as tmp, \
+            deployment(slots=args.slots, n_predict=args.n_predict, threads=1) as d:
         out = args.out or Path(tmp)
         print(f"running the suite against the engine (output in {out / 'engine'})", file=sys.stderr)
         direct = run_suite(args.suite.resolve(), d.engine_url, None, args.files, args.keyword, out / "engine")

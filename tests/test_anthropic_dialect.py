@@ -52,23 +52,26 @@ def _chunk(**fields: object) -> bytes:
 def test_chat_stream_as_anthropic_events() -> None:
     render = anthropic.ChatStream()
     out = b"".join(render(c) for c in [
-        _chunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": None}}]),
+        _chunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": None}}],
+               timings={"cache_n": 4, "prompt_n": 3}),
         _chunk(choices=[{"index": 0, "delta": {"content": "Let me"}}]),
         _chunk(choices=[{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                                                "function": {"name": "f", "arguments": '{"a"'}}]}}]),
         _chunk(choices=[{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}}]),
         _chunk(choices=[{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]),
-        _chunk(choices=[], usage={"prompt_tokens": 7, "completion_tokens": 5}),
+        _chunk(choices=[], usage={"prompt_tokens": 7, "completion_tokens": 5,
+                                  "prompt_tokens_details": {"cached_tokens": 4}}),
         b"[DONE]"])
     events = [orjson.loads(e.split(b"\ndata: ")[1]) for e in out.split(b"\n\n") if e]
     assert [e["type"] for e in events] == [
         "message_start", "content_block_start", "content_block_delta", "content_block_stop", "content_block_start",
         "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
     assert events[0]["message"]["id"] == "msg_1" and events[2]["delta"] == {"type": "text_delta", "text": "Let me"}
+    assert events[0]["message"]["usage"] == {"cache_read_input_tokens": 4, "input_tokens": 3, "output_tokens": 0}
     assert events[4]["content_block"] == {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}
     assert events[4]["index"] == 1 and events[6]["delta"] == {"type": "input_json_delta", "partial_json": ":1}"}
     assert events[8]["delta"]["stop_reason"] == "tool_use"
-    assert events[8]["usage"] == {"input_tokens": 7, "output_tokens": 5}
+    assert events[8]["usage"] == {"cache_read_input_tokens": 4, "input_tokens": 3, "output_tokens": 5}
 
 
 def test_openai_tool_call_answer_as_message_and_stream() -> None:
@@ -77,7 +80,8 @@ def test_openai_tool_call_answer_as_message_and_stream() -> None:
             {"id": "call_abc", "type": "function",
              "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}}]})
     message = orjson.loads(anthropic.from_openai_chat(answer))
-    assert message["stop_reason"] == "tool_use" and message["usage"] == {"input_tokens": 9, "output_tokens": 7}
+    assert message["stop_reason"] == "tool_use"
+    assert message["usage"] == {"cache_read_input_tokens": 0, "input_tokens": 9, "output_tokens": 7}
     assert message["content"] == [{"type": "tool_use", "id": "toolu_abc", "name": "get_weather",
                                    "input": {"city": "Paris"}}]
     events = [e for e in anthropic.as_stream(orjson.dumps(message)).split(b"\n\n") if e]
@@ -90,3 +94,33 @@ def test_openai_tool_call_answer_as_message_and_stream() -> None:
 
 def test_a_failed_stream_ends_with_an_error_event() -> None:
     assert anthropic.stream_error(503, "busy").startswith(b"event: error\ndata: ")
+
+
+def test_a_stream_asks_the_engine_for_timings_with_each_chunk() -> None:
+    chat = orjson.loads(anthropic.as_openai_chat(_req(stream=True), None))
+    assert chat["timings_per_token"] is True and chat["stream_options"] == {"include_usage": True}
+    assert "timings_per_token" not in orjson.loads(anthropic.as_openai_chat(_req(), None))
+
+
+def test_image_blocks_reach_the_engine_as_openai_image_parts() -> None:
+    chat = orjson.loads(anthropic.as_openai_chat(_req(messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}},
+        {"type": "text", "text": "What is this?"},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}}]}]), None))
+    assert chat["messages"] == [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}},
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}}]}]
+
+
+def test_no_messages_is_a_request_as_llama_cpp_takes_it() -> None:
+    chat = orjson.loads(anthropic.as_openai_chat(_req(messages=[], system="Say hi."), None))
+    assert chat["messages"] == [{"role": "system", "content": "Say hi."}]
+
+
+def test_message_start_waits_for_the_chunk_with_the_prompts_timings() -> None:
+    render = anthropic.ChatStream()
+    assert render(_chunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": None}}])) == b""
+    first = render(_chunk(choices=[{"index": 0, "delta": {"content": "Hi"}}], timings={"cache_n": 0, "prompt_n": 9}))
+    start = orjson.loads(first.split(b"\n\n")[0].split(b"\ndata: ")[1])
+    assert start["type"] == "message_start" and start["message"]["usage"]["input_tokens"] == 9

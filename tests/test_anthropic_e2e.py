@@ -62,6 +62,40 @@ def test_tool_result_turn(sdk: anthropic.Anthropic) -> None:
     assert out.content and out.usage.output_tokens > 0
 
 
+def test_usage_tells_the_prompt_tokens_read_from_the_cache(sdk: anthropic.Anthropic) -> None:
+    messages = [{"role": "user", "content": "Tell me about the moon and the tides, please."}]
+    first = sdk.messages.create(model=MODEL, max_tokens=2, messages=messages)  # type: ignore[arg-type]
+    again = sdk.messages.create(model=MODEL, max_tokens=2, messages=messages)  # type: ignore[arg-type]
+    prompt = first.usage.input_tokens + (first.usage.cache_read_input_tokens or 0)
+    assert again.usage.cache_read_input_tokens and again.usage.cache_read_input_tokens > 0
+    assert again.usage.input_tokens + again.usage.cache_read_input_tokens == prompt
+
+
+def test_stream_starts_with_the_prompts_token_count(sdk: anthropic.Anthropic) -> None:
+    with sdk.messages.stream(model=MODEL, max_tokens=3, messages=[{"role": "user", "content": "Say hi"}]) as s:
+        start = next(event for event in s if event.type == "message_start")
+        final = s.get_final_message()
+    told = start.message.usage.input_tokens + (start.message.usage.cache_read_input_tokens or 0)
+    assert told > 0 and told == final.usage.input_tokens + (final.usage.cache_read_input_tokens or 0)
+
+
+def test_no_messages_is_answered_from_the_system_prompt(sdk: anthropic.Anthropic) -> None:
+    out = sdk.messages.create(model=MODEL, max_tokens=4, system="Say hello.", messages=[])
+    assert out.type == "message" and out.usage.output_tokens > 0
+
+
+def test_an_image_reaches_the_engine(gateway: Gateway) -> None:
+    """SmolLM2 has no vision: the engine's refusal comes back, where dropping the image would answer."""
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+    content = [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+               {"type": "text", "text": "What is this?"}]
+    with gateway.client() as http:
+        resp = http.post("/v1/messages", json={"model": MODEL, "max_tokens": 4,
+                                               "messages": [{"role": "user", "content": content}]})
+    assert resp.status_code != 200
+    assert "image input is not supported" in resp.json()["error"]["message"]
+
+
 def test_count_tokens(sdk: anthropic.Anthropic) -> None:
     short = sdk.messages.count_tokens(model=MODEL, system="Be brief.", messages=[{"role": "user", "content": "Hi"}])
     longer = sdk.messages.count_tokens(model=MODEL, system="Be brief.",

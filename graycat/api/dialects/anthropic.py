@@ -37,7 +37,7 @@ class CountTokensRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = Field(None, description="A model name from /v1/models, or 'default'.")
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message]  # may be empty, as llama.cpp takes it (the model then writes from the system prompt)
     system: str | list[dict[str, Any]] | None = None
     tools: list[Tool] | None = None
 
@@ -97,8 +97,27 @@ def _text(content: object) -> str:
     return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text")
 
 
+def _image_part(block: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic image block as OpenAI's `image_url` part (a data URL for base64 sources)."""
+    source = block.get("source") or {}
+    if source.get("type") == "url":
+        return {"type": "image_url", "image_url": {"url": source.get("url", "")}}
+    return {"type": "image_url",
+            "image_url": {"url": f"data:{source.get('media_type', '')};base64,{source.get('data', '')}"}}
+
+
+def _content(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A message's text, or OpenAI's content parts in order when it carries images (which the engine sees, or
+    refuses as llama.cpp does when the model has no vision)."""
+    if not any(b.get("type") == "image" for b in blocks):
+        return _text(blocks)
+    return [_image_part(b) if b.get("type") == "image" else {"type": "text", "text": str(b.get("text", ""))}
+            for b in blocks if b.get("type") in ("image", "text")]
+
+
 def _openai_messages(req: MessagesRequest) -> list[dict[str, Any]]:
-    """The conversation in OpenAI's chat form: text, `tool_calls` for tool_use, `tool` messages for results."""
+    """The conversation in OpenAI's chat form: text and images, `tool_calls` for tool_use, `tool` messages for
+    results."""
     out: list[dict[str, Any]] = []
     if req.system:
         out.append({"role": "system", "content": _text(req.system)})
@@ -111,11 +130,11 @@ def _openai_messages(req: MessagesRequest) -> list[dict[str, Any]]:
         calls = [{"id": b.get("id"), "type": "function",
                   "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input", {})).decode()}}
                  for b in blocks if b.get("type") == "tool_use"]
-        text = _text(blocks)
+        content = _content(blocks)
         if calls:
-            out.append({"role": "assistant", "content": text or None, "tool_calls": calls})
-        elif text or not any(b.get("type") == "tool_result" for b in blocks):
-            out.append({"role": message.role, "content": text})
+            out.append({"role": "assistant", "content": content or None, "tool_calls": calls})
+        elif content or not any(b.get("type") == "tool_result" for b in blocks):
+            out.append({"role": message.role, "content": content})
     return out
 
 
@@ -124,7 +143,8 @@ _ANTHROPIC_ONLY = frozenset({"metadata", "stop_sequences", "thinking", "service_
 
 def as_openai_chat(req: MessagesRequest, choice: str | dict[str, Any] | None) -> bytes:
     """The OpenAI chat request the engine runs. Fields llama.cpp reads that Anthropic has not (`ignore_eos`,
-    `n_probs`...) go along; a stream asks for the usage figures at its end."""
+    `n_probs`...) go along; a stream asks for the usage figures at its end, and for timings with each chunk
+    (the first tells the prompt's tokens, for `message_start`)."""
     extra = {k: v for k, v in (req.model_extra or {}).items() if k not in _ANTHROPIC_ONLY}
     body: dict[str, Any] = {**extra, "messages": _openai_messages(req), "max_tokens": req.max_tokens}
     if req.tools:
@@ -139,7 +159,7 @@ def as_openai_chat(req: MessagesRequest, choice: str | dict[str, Any] | None) ->
     if (stop := (req.model_extra or {}).get("stop_sequences")) is not None:
         body["stop"] = stop
     if req.stream:
-        body["stream"], body["stream_options"] = True, {"include_usage": True}
+        body["stream"], body["stream_options"], body["timings_per_token"] = True, {"include_usage": True}, True
     return orjson.dumps(body)
 
 
@@ -157,12 +177,34 @@ def from_openai_chat(answer: bytes) -> bytes:
     for call in message.get("tool_calls") or []:
         content.append({"type": "tool_use", "id": "toolu_" + call["id"].removeprefix("call_"),
                         "name": call["function"]["name"], "input": orjson.loads(call["function"]["arguments"])})
-    usage = data.get("usage") or {}
     return orjson.dumps({
         "id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant", "content": content,
         "model": data.get("model", ""), "stop_reason": _STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
-        "stop_sequence": None, "usage": {"input_tokens": int(usage.get("prompt_tokens", 0)),
-                                         "output_tokens": int(usage.get("completion_tokens", 0))}})
+        "stop_sequence": None, "usage": _usage(data.get("usage") or {})})
+
+
+def _usage(usage: dict[str, Any]) -> dict[str, int]:
+    """Anthropic's usage of OpenAI's: input_tokens are the prompt's tokens not read from the cache."""
+    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0))
+    return {"cache_read_input_tokens": cached, "input_tokens": int(usage.get("prompt_tokens", 0)) - cached,
+            "output_tokens": int(usage.get("completion_tokens", 0))}
+
+
+def _prompt_usage(chunk: dict[str, Any]) -> dict[str, int]:
+    """The usage `message_start` tells, from the timings of the engine's first chunk (timings_per_token)."""
+    timings = chunk.get("timings")
+    if not isinstance(timings, dict):
+        timings = {}
+    return {"cache_read_input_tokens": int(timings.get("cache_n", 0)), "input_tokens": int(timings.get("prompt_n", 0)),
+            "output_tokens": 0}
+
+
+def _carries_output(chunk: dict[str, Any]) -> bool:
+    """Whether an OpenAI chat chunk carries text, a tool call, a finish reason or the usage."""
+    if chunk.get("usage"):
+        return True
+    return any((c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls")
+               or c.get("finish_reason") for c in chunk.get("choices") or [] if isinstance(c, dict))
 
 
 def _event(data: dict[str, Any]) -> bytes:
@@ -191,11 +233,13 @@ class ChatStream:
             return b""
         out: list[bytes] = []
         if not self._started:
+            if "timings" not in chunk and not _carries_output(chunk):
+                return b""  # a role-only opening chunk: message_start waits for the prompt's timings
             self._started = True
             out.append(_event({"type": "message_start", "message": {
                 "id": "msg_" + str(chunk.get("id", uuid.uuid4().hex)).removeprefix("chatcmpl-"), "type": "message",
                 "role": "assistant", "content": [], "model": chunk.get("model", ""), "stop_reason": None,
-                "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}}))
+                "stop_sequence": None, "usage": _prompt_usage(chunk)}}))
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             if text := delta.get("content"):
@@ -234,8 +278,7 @@ class ChatStream:
         self._done = True
         return b"".join([*self._close(), _event({
             "type": "message_delta", "delta": {"stop_reason": self._stop, "stop_sequence": None},
-            "usage": {"input_tokens": int(usage.get("prompt_tokens", 0)),
-                      "output_tokens": int(usage.get("completion_tokens", 0))}}), _event({"type": "message_stop"})])
+            "usage": _usage(usage)}), _event({"type": "message_stop"})])
 
 
 def as_stream(answer: bytes) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -29,7 +30,7 @@ async def messages(request: Request, body: anthropic.MessagesRequest) -> Respons
     if not anthropic.required(choice):
         return await run_job(request, spec, kind="llm", body=chat, render_chunk=anthropic.ChatStream(),
                              render_failure=anthropic.stream_error, reshape=anthropic.from_openai_chat)
-    tools = openai_tools.forced_tools(openai.ChatCompletionRequest.model_validate_json(chat))
+    tools = openai_tools.forced_tools(openai.ChatCompletionRequest.model_construct(**orjson.loads(chat)))
     assert tools is not None  # a required choice names tools that exist (checked above)
     answer = await run_job(request, replace(spec, stream=False), kind="llm", render_chunk=llamacpp.sse_event,
                            render_failure=anthropic.stream_error, body=openai_tools.constrained_body(chat, tools),
