@@ -37,7 +37,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], comman
     get.add_argument("--sha256", help="the file's expected SHA-256 (default: the Hub's; none for a URL)")
     get.add_argument("--sd", action="store_true",
                      help="an image model: into SD_MODELS_DIR's A1111 layout (a .safetensors/.ckpt file, or a "
-                          "diffusers repository as a folder), then the running SD workers read their folder again")
+                          "diffusers repository as a folder), then the running SD workers read their folder again "
+                          "(default: a GGUF into the models folder)")
     get.add_argument("--kind", choices=sorted(sd.FOLDERS), default="checkpoint",
                      help="with --sd: which folder (checkpoint: Stable-diffusion, lora: Lora, vae: VAE, controlnet: "
                           "ControlNet; default checkpoint)")
