@@ -85,14 +85,15 @@ def test_no_messages_is_answered_from_the_system_prompt(sdk: anthropic.Anthropic
 
 
 def test_an_image_reaches_the_engine(gateway: Gateway) -> None:
-    """SmolLM2 has no vision: the engine's refusal comes back, where dropping the image would answer."""
+    """SmolLM2 has no vision: the engine's refusal comes back as the client's error (a 400, not the engine's
+    500), where dropping the image would answer."""
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
     content = [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
                {"type": "text", "text": "What is this?"}]
     with gateway.client() as http:
         resp = http.post("/v1/messages", json={"model": MODEL, "max_tokens": 4,
                                                "messages": [{"role": "user", "content": content}]})
-    assert resp.status_code != 200
+    assert resp.status_code == 400
     assert "image input is not supported" in resp.json()["error"]["message"]
 
 

@@ -108,3 +108,16 @@ def test_schemas_of_anthropic_and_responses_requests_are_bounded(gateway: Gatewa
         resp = http.post(path, json=body)
     assert resp.status_code == 400, resp.text
     assert "MAX_SCHEMA_DEPTH" in resp.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_image_for_a_model_without_vision_is_a_400_not_the_engines_500(gateway: Gateway, stream: bool) -> None:
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+    content = [{"type": "text", "text": "What is this?"},
+               {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]
+    with gateway.client() as http:
+        resp = http.post("/v1/chat/completions", json={"model": MODEL, "max_tokens": 4, "stream": stream,
+                                                       "messages": [{"role": "user", "content": content}]})
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert "image input is not supported" in error["message"] and error["type"] == "invalid_request_error"

@@ -139,10 +139,10 @@ class LlamaHttpEngine:
         self._active += 1
         try:
             if not job.stream:
-                return await self._request(base, job.endpoint, body)
+                return _client_error(*await self._request(base, job.endpoint, body))
             async with self._fresh.post(base + job.endpoint, data=body, headers=_JSON) as resp:
                 if resp.status != 200:
-                    return resp.status, await resp.read()
+                    return _client_error(resp.status, await resp.read())
                 pending = b""
                 async for data in resp.content.iter_any():
                     pending += data
@@ -198,3 +198,16 @@ class LlamaHttpEngine:
         for session in (self._pooled, self._fresh):
             if session is not None:
                 await session.close()
+
+
+_UNSUPPORTED_MEDIA = (b"image input is not supported", b"audio input is not supported")
+
+
+def _client_error(status: int, body: bytes) -> tuple[int, bytes]:
+    """The engine's answer, except that its 500 for media the model cannot take (no multimodal projector) is
+    the client's error: a 400 that says so."""
+    if status == 500 and any(marker in body for marker in _UNSUPPORTED_MEDIA):
+        kind = "image" if _UNSUPPORTED_MEDIA[0] in body else "audio"
+        return 400, error_body(400, f"{kind} input is not supported: this model has no {kind} support (its worker "
+                                    "runs no multimodal projector); send text only, or use a model that has it")
+    return status, body
