@@ -53,6 +53,7 @@ up: install $(if $(SD_MODELS_DIR),install-sd)
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy graycat
 
 test: install-test lint

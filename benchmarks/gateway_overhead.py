@@ -49,8 +49,12 @@ NOISY_CORES = 0.1  # foreign CPU load (in cores) above which a phase is reported
 
 ONE_TOKEN = {"prompt": "Hello", "n_predict": 1, "cache_prompt": True}
 TTFT = {"prompt": "Once upon a time, in a small village by the sea,", "n_predict": 8, "stream": True}
-THROUGHPUT = {"prompt": "Write a long story about a cat who learns to fly.", "n_predict": 128,
-              "ignore_eos": True, "stream": True}
+THROUGHPUT = {
+    "prompt": "Write a long story about a cat who learns to fly.",
+    "n_predict": 128,
+    "ignore_eos": True,
+    "stream": True,
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,6 @@ class Row:
 # --------------------------------------------------------------------------------------------- processes
 
 
-
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,8 +99,9 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None
 def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Run a subprocess (its output to `log`) for the duration of the block; terminate, then kill, it after."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                start_new_session=True)  # Ctrl-C reaches us only; we stop it in order
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )  # Ctrl-C reaches us only; we stop it in order
         try:
             yield proc
         finally:
@@ -227,8 +231,9 @@ def pct(samples: list[float], p: int) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
 
 
-async def interleaved(targets: tuple[Target, Target], n: int,
-                      once: Callable[[Target], Awaitable[float]]) -> dict[str, list[float]]:
+async def interleaved(
+    targets: tuple[Target, Target], n: int, once: Callable[[Target], Awaitable[float]]
+) -> dict[str, list[float]]:
     """`n` samples per target, alternating targets and which goes first on each round."""
     out: dict[str, list[float]] = {t.name: [] for t in targets}
     for i in range(n):
@@ -255,8 +260,9 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
     ttft_body = orjson.dumps(TTFT)
     timeout = aiohttp.ClientTimeout(total=300)
     keep = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
-    fresh = aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 20,
-                                  connector=aiohttp.TCPConnector(limit=0, force_close=True))
+    fresh = aiohttp.ClientSession(
+        timeout=timeout, read_bufsize=1 << 20, connector=aiohttp.TCPConnector(limit=0, force_close=True)
+    )
     rows: list[Row] = []
     async with keep, fresh:
         print("warming up", file=sys.stderr)
@@ -308,8 +314,19 @@ async def measure(direct: Target, gateway: Target, n: int, rounds: int, meter: C
             extra["gateway_cpu_ms_per_token"] = round(gateway_cpu * 1e3 / (rounds * 128 * concurrency), 3)
             # the median round: a burst of foreign load stalls the engine for seconds, spoiling a round or two
             dtps, gtps = (statistics.median(per_round[t.name]) for t in pair)
-            rows.append(Row(f"stream tok/s, {concurrency} concurrent", dtps, gtps, "tok/s", gtps / dtps, True,
-                            0.97, gtps / dtps >= 0.97, extra))
+            rows.append(
+                Row(
+                    f"stream tok/s, {concurrency} concurrent",
+                    dtps,
+                    gtps,
+                    "tok/s",
+                    gtps / dtps,
+                    True,
+                    0.97,
+                    gtps / dtps >= 0.97,
+                    extra,
+                )
+            )
     return rows
 
 
@@ -328,8 +345,10 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         added = f"x{r.added:.3f}" if r.ratio else f"{r.added:+.2f} {r.unit}"
         goal = f"ratio >= {r.goal:g}" if r.ratio else f"added <= {r.goal:g} {r.unit}"
-        lines.append(f"| {r.metric} | {r.direct:.2f} {r.unit} | {r.gateway:.2f} {r.unit} | {added} | {goal} "
-                     f"| {'yes' if r.met else 'NO'} |")
+        lines.append(
+            f"| {r.metric} | {r.direct:.2f} {r.unit} | {r.gateway:.2f} {r.unit} | {added} | {goal} "
+            f"| {'yes' if r.met else 'NO'} |"
+        )
     return "\n".join(lines)
 
 
@@ -353,29 +372,50 @@ def deployment(slots: int = 4, n_predict: int = -1, threads: int | None = None) 
     for the duration of the block."""
     redis_port, api_port = free_port(), free_port()
     logs = Path(tempfile.mkdtemp(prefix="graycat-bench-"))
-    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "API_TOKENS": TOKEN,
-           "RATE_LIMIT_RPM": "0", "RATE_LIMIT_CONCURRENCY": "0",
-           "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "API_TOKENS": TOKEN,
+        "RATE_LIMIT_RPM": "0",
+        "RATE_LIMIT_CONCURRENCY": "0",
+        "LOG_LEVEL": "WARNING",
+    }
     env.pop("GRAYCAT_MODEL", None)
     bin_dir = Path(sys.executable).parent
     with contextlib.ExitStack() as stack:
         stack.callback(_remove_unless_failing, logs)
-        redis = stack.enter_context(spawn(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], logs / "redis.log"))
+        redis = stack.enter_context(
+            spawn(
+                ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                logs / "redis.log",
+            )
+        )
         _wait_port(redis_port, redis, 10)
         print("loading the engine", file=sys.stderr)
         defaults = load_settings()  # the engine as `graycat worker llm` configures it (poll, niceness)
-        engine = EmbeddedLlamaServer(default_model_path(), alias=MODEL_NAME, slots=slots, ctx_per_slot=1024,
-                                     threads=threads, gpu_layers=0, poll=defaults.poll, nice=defaults.nice,
-                                     n_predict=n_predict)
+        engine = EmbeddedLlamaServer(
+            default_model_path(),
+            alias=MODEL_NAME,
+            slots=slots,
+            ctx_per_slot=1024,
+            threads=threads,
+            gpu_layers=0,
+            poll=defaults.poll,
+            nice=defaults.nice,
+            n_predict=n_predict,
+        )
         engine_url = engine.start().rstrip("/")
         stack.callback(engine.stop)
-        api = stack.enter_context(spawn([str(bin_dir / "graycat"), "api", "--port", str(api_port)],
-                                        logs / "api.log", env))
-        worker = stack.enter_context(spawn(
-            [str(bin_dir / "graycat"), "worker", "llm", "--llama-url", engine_url, "--model-name", MODEL_NAME],
-            logs / "worker.log", env))
+        api = stack.enter_context(
+            spawn([str(bin_dir / "graycat"), "api", "--port", str(api_port)], logs / "api.log", env)
+        )
+        worker = stack.enter_context(
+            spawn(
+                [str(bin_dir / "graycat"), "worker", "llm", "--llama-url", engine_url, "--model-name", MODEL_NAME],
+                logs / "worker.log",
+                env,
+            )
+        )
         gateway_url = f"http://127.0.0.1:{api_port}"
         _wait_health(gateway_url, (api, worker), logs)
         print(f"engine {engine_url}, gateway {gateway_url}, logs in {logs}", file=sys.stderr)
@@ -383,8 +423,13 @@ def deployment(slots: int = 4, n_predict: int = -1, threads: int | None = None) 
 
 
 def host_info(load_before: tuple[float, float, float]) -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
-            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
 
 
 def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
@@ -392,14 +437,29 @@ def run(n: int, rounds: int, max_wait: float) -> dict[str, Any]:
     load_before = os.getloadavg()
     with deployment() as d:
         meter = CpuMeter(d.pids, max_wait)
-        rows = asyncio.run(measure(Target("direct", d.engine_url, JSON_HEADERS),
-                                   Target("gateway", d.gateway_url, GATEWAY_HEADERS), n, rounds, meter))
+        rows = asyncio.run(
+            measure(
+                Target("direct", d.engine_url, JSON_HEADERS),
+                Target("gateway", d.gateway_url, GATEWAY_HEADERS),
+                n,
+                rounds,
+                meter,
+            )
+        )
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "requests": n, "rounds": rounds, "waited_for_quiet_s": round(meter.waited, 1),
+        "requests": n,
+        "rounds": rounds,
+        "waited_for_quiet_s": round(meter.waited, 1),
         "host": host_info(load_before),
-        "engine": {"model": MODEL_NAME, "slots": 4, "ctx_per_slot": 1024, "threads": d.engine.threads,
-                   "poll": d.engine.poll, "nice": d.engine.nice},
+        "engine": {
+            "model": MODEL_NAME,
+            "slots": 4,
+            "ctx_per_slot": 1024,
+            "threads": d.engine.threads,
+            "poll": d.engine.poll,
+            "nice": d.engine.nice,
+        },
         "rows": [r.__dict__ for r in rows],
         "all_met": all(r.met for r in rows),
     }
@@ -420,14 +480,22 @@ def _wait_health(url: str, procs: tuple[subprocess.Popen[bytes], ...], logs: Pat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gateway_overhead", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gateway_overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="40 requests per measurement and 3 rounds")
     parser.add_argument("-n", "--requests", type=int, help="requests per side for a. and b. (default 200)")
     parser.add_argument("--rounds", type=int, help="throughput rounds per side (default 7)")
-    parser.add_argument("--max-wait", type=float, default=60.0, metavar="S",
-                        help="before each phase and round, wait up to S seconds for other processes to go quiet "
-                             "(default 60; 0: never wait)")
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="before each phase and round, wait up to S seconds for other processes to go quiet "
+        "(default 60; 0: never wait)",
+    )
     args = parser.parse_args()
     n = args.requests or (40 if args.quick else 200)
     rounds = args.rounds or (3 if args.quick else 7)
@@ -439,8 +507,10 @@ def main() -> None:
         print("interrupted; everything was stopped", file=sys.stderr)
         raise SystemExit(130) from None
     print(table([Row(**r) for r in results["rows"]]))
-    print(f"\n{n} requests per side for a./b., median of {rounds} interleaved rounds for tok/s; "
-          f"{results['host']['cpus']} CPUs")
+    print(
+        f"\n{n} requests per side for a./b., median of {rounds} interleaved rounds for tok/s; "
+        f"{results['host']['cpus']} CPUs"
+    )
     save(results, RESULTS)
 
 

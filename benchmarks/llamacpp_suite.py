@@ -34,20 +34,33 @@ ROOT = Path(__file__).resolve().parent.parent
 Outcomes = dict[str, tuple[str, str]]  # test id -> (passed | failed | skipped, first line of the failure)
 
 
-def run_suite(suite: Path, url: str, token: str | None, files: list[str], keyword: str | None,
-              out: Path) -> Outcomes:
+def run_suite(suite: Path, url: str, token: str | None, files: list[str], keyword: str | None, out: Path) -> Outcomes:
     """Each test's outcome against the server at `url`; pytest's output and report go to `out`."""
-    env = {**os.environ, "DEBUG_EXTERNAL": "1", "PORT": str(urlparse(url).port),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "DEBUG_EXTERNAL": "1",
+        "PORT": str(urlparse(url).port),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("GRAYCAT_SUITE_TOKEN", None)
     if token:
         env["GRAYCAT_SUITE_TOKEN"] = token
     out.mkdir(parents=True, exist_ok=True)
     report = out / "report.xml"
     report.unlink(missing_ok=True)
-    args = [sys.executable, "-m", "pytest", "-p", "benchmarks.llamacpp_suite_plugin", "-q",
-            "-p", "no:cacheprovider", f"--junitxml={report}", *(files or ["unit"]),
-            *(["-k", keyword] if keyword else [])]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "benchmarks.llamacpp_suite_plugin",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={report}",
+        *(files or ["unit"]),
+        *(["-k", keyword] if keyword else []),
+    ]
     with (out / "pytest.log").open("wb") as log:
         subprocess.run(args, cwd=suite, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     return parse(report) if report.exists() else {}
@@ -80,8 +93,10 @@ def table(direct: Outcomes, gateway: Outcomes) -> str:
         if d == "passed" and g[0] != "passed":
             row[3] += 1
             lost.append(f"- {test}: {g[1] or g[0]}")
-    lines = ["| test file | tests | pass direct | pass through gateway | pass direct, fail gateway |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| test file | tests | pass direct | pass through gateway | pass direct, fail gateway |",
+        "|---|---:|---:|---:|---:|",
+    ]
     totals = [0, 0, 0, 0]
     for name, row in sorted(per_file.items()):
         lines.append(f"| {name} | " + " | ".join(map(str, row)) + " |")
@@ -93,17 +108,24 @@ def table(direct: Outcomes, gateway: Outcomes) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.llamacpp_suite", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.llamacpp_suite",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("suite", type=Path, help="a local copy of llama.cpp's tools/server/tests")
     parser.add_argument("files", nargs="*", help="test files or ids, relative to the suite (default: unit)")
     parser.add_argument("-k", dest="keyword", help="pytest -k expression")
     parser.add_argument("--slots", type=int, default=2, help="engine slots (default 2)")
-    parser.add_argument("--n-predict", type=int, default=64,
-                        help="the engine's token limit for requests that set none, as the suite's server presets "
-                             "(default 64)")
-    parser.add_argument("--out", type=Path, help="keep each side's pytest output and report here "
-                                                 "(default: a temporary folder)")
+    parser.add_argument(
+        "--n-predict",
+        type=int,
+        default=64,
+        help="the engine's token limit for requests that set none, as the suite's server presets (default 64)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="keep each side's pytest output and report here (default: a temporary folder)"
+    )
     args = parser.parse_args()
     if not (args.suite / "utils.py").is_file():
         parser.error(f"{args.suite} is not llama.cpp's tools/server/tests (no utils.py)")
@@ -111,8 +133,7 @@ def main() -> None:
     # The suite checks answers, not speed: one engine thread at normal priority stays quick on a busy machine
     # (several threads of a niced engine there wait on each other, at a few tokens per second).
     os.environ["LLM_NICE"] = "0"
-    with tempfile.TemporaryDirectory() as tmp, \
-            deployment(slots=args.slots, n_predict=args.n_predict, threads=1) as d:
+    with tempfile.TemporaryDirectory() as tmp, deployment(slots=args.slots, n_predict=args.n_predict, threads=1) as d:
         out = args.out or Path(tmp)
         print(f"running the suite against the engine (output in {out / 'engine'})", file=sys.stderr)
         direct = run_suite(args.suite.resolve(), d.engine_url, None, args.files, args.keyword, out / "engine")

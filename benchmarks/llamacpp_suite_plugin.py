@@ -31,8 +31,9 @@ def pytest_configure(config: pytest.Config) -> None:
     suite_server = importlib.import_module("utils").ServerProcess  # the suite's, loaded by its conftest
     port = int(os.environ["PORT"])
     suite_server.server_port = property(lambda self: port, lambda self, value: None)
-    suite_server.api_key = property(lambda self: _suite_key["key"],
-                                    lambda self, value: _suite_key.__setitem__("key", value))
+    suite_server.api_key = property(
+        lambda self: _suite_key["key"], lambda self, value: _suite_key.__setitem__("key", value)
+    )
     token = os.environ.get("GRAYCAT_SUITE_TOKEN")
     if not token:
         return
@@ -68,4 +69,5 @@ def _with_token(send: Callable[..., Any], token: str) -> Callable[..., Any]:
             if name in req.headers:
                 req.headers[name] = _keyed(req.headers[name], token)
         return send(self, req, **kw)
+
     return with_token

@@ -30,8 +30,15 @@ SCENARIOS = {"1 token": 1, "2 tokens, same system prompt": 2, "4 tokens, same sy
 
 
 async def _measure(mode: PromptCache, requests: int, threads: int) -> dict[str, tuple[float, float]]:
-    server = EmbeddedLlamaServer(default_model_path(), alias="bench", slots=2, ctx_per_slot=2048,
-                                 threads=threads, gpu_layers=0, shared_cache=mode == "shared")
+    server = EmbeddedLlamaServer(
+        default_model_path(),
+        alias="bench",
+        slots=2,
+        ctx_per_slot=2048,
+        threads=threads,
+        gpu_layers=0,
+        shared_cache=mode == "shared",
+    )
     engine = LlamaHttpEngine(await asyncio.to_thread(server.start), "bench", prompt_cache=mode)
     await engine.start()
     results: dict[str, tuple[float, float]] = {}
@@ -39,10 +46,17 @@ async def _measure(mode: PromptCache, requests: int, threads: int) -> dict[str, 
         for name, tokens in SCENARIOS.items():
             times, cached = [], []
             for i in range(requests + tokens):  # the first request of each token fills its cache
-                body = orjson.dumps({"prompt": f"{SYSTEM}\nQuestion {i}: how do I reset my password?",
-                                     "n_predict": 1, "temperature": 0})
-                job = Job(kind="llm", model="bench", endpoint="/completion", body=body, stream=False,
-                          owner=f"{name}-{i % tokens}")
+                body = orjson.dumps(
+                    {"prompt": f"{SYSTEM}\nQuestion {i}: how do I reset my password?", "n_predict": 1, "temperature": 0}
+                )
+                job = Job(
+                    kind="llm",
+                    model="bench",
+                    endpoint="/completion",
+                    body=body,
+                    stream=False,
+                    owner=f"{name}-{i % tokens}",
+                )
                 began = time.perf_counter()
                 status, answer = await engine.run(job, lambda _: None)
                 assert status == 200, answer
@@ -66,6 +80,7 @@ async def main() -> None:
     for mode in get_args(PromptCache):
         for name, (ms, cached) in (await _measure(mode, args.requests, args.threads)).items():
             print(f"| {mode} | {name} | {ms:.0f} ms | {cached:.0f} |", flush=True)
+
 
 if __name__ == "__main__":
     asyncio.run(main())

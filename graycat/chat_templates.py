@@ -16,10 +16,20 @@ _MARKERS: tuple[tuple[str, str], ...] = (
 )
 DEFAULT = "chatml"
 # llama.cpp's built-in template names (a --chat-template override) -> LLM for Unity name
-_BUILTIN = {"chatml": "chatml", "llama3": "llama3 chat", "gemma": "gemma", "phi3": "phi-3", "phi4": "phi-3",
-            "deepseek3": "deepseek-v3", "mistral-v1": "mistral instruct", "mistral-v3": "mistral instruct",
-            "mistral-v7": "mistral instruct", "llama2": "mistral instruct", "vicuna": "vicuna",
-            "zephyr": "zephyr"}
+_BUILTIN = {
+    "chatml": "chatml",
+    "llama3": "llama3 chat",
+    "gemma": "gemma",
+    "phi3": "phi-3",
+    "phi4": "phi-3",
+    "deepseek3": "deepseek-v3",
+    "mistral-v1": "mistral instruct",
+    "mistral-v3": "mistral instruct",
+    "mistral-v7": "mistral instruct",
+    "llama2": "mistral instruct",
+    "vicuna": "vicuna",
+    "zephyr": "zephyr",
+}
 
 
 def template_name(chat_template: str | None) -> str:

@@ -27,8 +27,10 @@ def lock(folder: Path) -> IO[str]:
         held.seek(0)
         holder = held.read().strip() or "?"
         held.close()
-        raise FolderInUse(f"another `graycat up` (pid {holder}) uses the data folder {folder}; stop it, or give "
-                          f"this one a folder of its own with GRAYCAT_DATA_DIR") from None
+        raise FolderInUse(
+            f"another `graycat up` (pid {holder}) uses the data folder {folder}; stop it, or give "
+            f"this one a folder of its own with GRAYCAT_DATA_DIR"
+        ) from None
     held.truncate(0)
     held.write(f"{os.getpid()}\n")
     held.flush()

@@ -72,17 +72,35 @@ class Job:
     created: float = field(default_factory=time.time)
 
     def to_fields(self) -> dict[str, bytes | str]:
-        return {"id": self.id, "kind": self.kind, "model": self.model, "ep": self.endpoint, "b": self.body,
-                "s": "1" if self.stream else "0", "rt": self.reply_to, "t": repr(self.created), "rid": self.request_id,
-                "n": str(self.slots), "o": self.owner}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "model": self.model,
+            "ep": self.endpoint,
+            "b": self.body,
+            "s": "1" if self.stream else "0",
+            "rt": self.reply_to,
+            "t": repr(self.created),
+            "rid": self.request_id,
+            "n": str(self.slots),
+            "o": self.owner,
+        }
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> Job:
-        return cls(kind=fields[b"kind"].decode(), model=fields[b"model"].decode(), endpoint=fields[b"ep"].decode(),
-                   body=fields[b"b"], stream=fields[b"s"] == b"1", reply_to=fields[b"rt"].decode(),
-                   id=fields[b"id"].decode(), created=float(fields[b"t"]),
-                   request_id=fields.get(b"rid", b"").decode(), slots=int(fields.get(b"n", b"1")),
-                   owner=fields.get(b"o", b"").decode())
+        return cls(
+            kind=fields[b"kind"].decode(),
+            model=fields[b"model"].decode(),
+            endpoint=fields[b"ep"].decode(),
+            body=fields[b"b"],
+            stream=fields[b"s"] == b"1",
+            reply_to=fields[b"rt"].decode(),
+            id=fields[b"id"].decode(),
+            created=float(fields[b"t"]),
+            request_id=fields.get(b"rid", b"").decode(),
+            slots=int(fields.get(b"n", b"1")),
+            owner=fields.get(b"o", b"").decode(),
+        )
 
 
 def error_body(status: int, message: str, kind: str | None = None) -> bytes:

@@ -23,10 +23,27 @@ from graycat.api.queue_waits import QueueWaits
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 UNMATCHED = "unmatched"  # the route label of a path no route serves (so scanners cannot add series)
 
-_DIALECTS = (("/v1/messages", "anthropic"), ("/v1/", "openai"), ("/jobs", "jobs"), ("/sdapi/", "a1111"),
-             ("/api/", "ollama"))
-_GATEWAY = frozenset({"/", "/health", "/metrics", "/queue/status", "/models", "/docs", "/docs/oauth2-redirect",
-                      "/redoc", "/openapi.json", UNMATCHED})
+_DIALECTS = (
+    ("/v1/messages", "anthropic"),
+    ("/v1/", "openai"),
+    ("/jobs", "jobs"),
+    ("/sdapi/", "a1111"),
+    ("/api/", "ollama"),
+)
+_GATEWAY = frozenset(
+    {
+        "/",
+        "/health",
+        "/metrics",
+        "/queue/status",
+        "/models",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        UNMATCHED,
+    }
+)
 
 
 # The engines' own figures that workers report in their heartbeat (engine stats "llamacpp" and "images",
@@ -91,25 +108,51 @@ class ApiMetrics:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         reg = self.registry
-        self.requests = Counter("graycat_http_requests", "HTTP requests answered, by route template, dialect and "
-                                "status", ["route", "dialect", "status"], registry=reg)
-        self.duration = Histogram("graycat_http_request_duration_seconds", "Time from a request's arrival to "
-                                  "the end of its response (a stream: its last event)", ["route", "dialect"],
-                                  buckets=LATENCY_BUCKETS, registry=reg)
-        self.first_byte = Histogram("graycat_http_response_start_seconds", "Time from a request's arrival to "
-                                    "its response headers (a JSON answer: all of it; a stream: its first "
-                                    "token)", ["route", "dialect"], buckets=LATENCY_BUCKETS, registry=reg)
+        self.requests = Counter(
+            "graycat_http_requests",
+            "HTTP requests answered, by route template, dialect and status",
+            ["route", "dialect", "status"],
+            registry=reg,
+        )
+        self.duration = Histogram(
+            "graycat_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its response (a stream: its last event)",
+            ["route", "dialect"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.first_byte = Histogram(
+            "graycat_http_response_start_seconds",
+            "Time from a request's arrival to "
+            "its response headers (a JSON answer: all of it; a stream: its first "
+            "token)",
+            ["route", "dialect"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
         self.in_flight = Gauge("graycat_http_requests_in_flight", "Requests being answered now", registry=reg)
-        self.rejected = Counter("graycat_queue_rejected", "Requests refused with 503 queue_full, by reason "
-                                "(pool_full, token_limit)", ["reason"], registry=reg)
+        self.rejected = Counter(
+            "graycat_queue_rejected",
+            "Requests refused with 503 queue_full, by reason (pool_full, token_limit)",
+            ["reason"],
+            registry=reg,
+        )
         for reason in ("pool_full", "token_limit"):  # present from the start, so rates over them work at once
             self.rejected.labels(reason)
-        self.queue_wait = Histogram("graycat_queue_wait_seconds", "Time a relayed request's job waited for a "
-                                    "worker (submit to start)", ["kind", "model"], buckets=LATENCY_BUCKETS,
-                                    registry=reg)
-        self.first_token = Histogram("graycat_time_to_first_token_seconds", "Time from a streamed request's "
-                                     "submission to its first token", ["kind", "model"], buckets=LATENCY_BUCKETS,
-                                     registry=reg)
+        self.queue_wait = Histogram(
+            "graycat_queue_wait_seconds",
+            "Time a relayed request's job waited for a worker (submit to start)",
+            ["kind", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.first_token = Histogram(
+            "graycat_time_to_first_token_seconds",
+            "Time from a streamed request's submission to its first token",
+            ["kind", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
         self.waits = QueueWaits()  # the last minutes' waits, for the console
         self._per_route: dict[tuple[str, int], tuple[Counter, Histogram, Histogram]] = {}
         self._per_model: dict[tuple[Histogram, str, str], Histogram] = {}
@@ -124,8 +167,11 @@ class ApiMetrics:
         series = self._per_route.get((route, status))
         if series is None:
             dialect = dialect_of(route)
-            series = (self.requests.labels(route, dialect, str(status)), self.duration.labels(route, dialect),
-                      self.first_byte.labels(route, dialect))
+            series = (
+                self.requests.labels(route, dialect, str(status)),
+                self.duration.labels(route, dialect),
+                self.first_byte.labels(route, dialect),
+            )
             self._per_route[(route, status)] = series
         count, duration, first_byte = series
         count.inc()
@@ -144,29 +190,43 @@ class ApiMetrics:
 def worker_families(workers: Iterable[dict[str, Any]]) -> list[Metric]:
     """The per-worker metric families of worker heartbeats (graycat/workers/worker.py Worker.info)."""
     ids = ["worker", "kind"]
-    info = GaugeMetricFamily("graycat_worker_info", "One series per live worker: where it runs and what it "
-                             "serves", labels=[*ids, "host", "version", "models"])
+    info = GaugeMetricFamily(
+        "graycat_worker_info",
+        "One series per live worker: where it runs and what it serves",
+        labels=[*ids, "host", "version", "models"],
+    )
     slots = GaugeMetricFamily("graycat_worker_slots", "Jobs the worker can run at once", labels=ids)
     busy = GaugeMetricFamily("graycat_worker_slots_busy", "Jobs the worker is running", labels=ids)
-    stopping = GaugeMetricFamily("graycat_worker_stopping", "1 while the worker finishes its jobs before exiting",
-                                 labels=ids)
+    stopping = GaugeMetricFamily(
+        "graycat_worker_stopping", "1 while the worker finishes its jobs before exiting", labels=ids
+    )
     started = GaugeMetricFamily("graycat_worker_start_time_seconds", "Unix time the worker started", labels=ids)
-    jobs = CounterMetricFamily("graycat_worker_jobs", "Jobs the worker ended since it started, by outcome",
-                               labels=[*ids, "outcome"])
-    engine_counters = {(engine, name): CounterMetricFamily(f"graycat_worker_{name.removesuffix('_total')}", text,
-                                                           labels=ids)
-                       for engine, names in ENGINE_COUNTERS.items() for name, text in names.items()}
-    engine_gauges = {name: GaugeMetricFamily(f"graycat_worker_engine_{name}", text, labels=ids)
-                     for name, text in ENGINE_GAUGES.items()}
-    gpu = {name: GaugeMetricFamily(f"graycat_gpu_{name}", text, labels=[*ids, "gpu", "name"])
-           for name, text in GPU_GAUGES.items()}
-    pulled = {part: GaugeMetricFamily(f"graycat_worker_pull_{part}_bytes", text, labels=[*ids, "model"])
-              for part, text in (("completed", "Bytes a worker has of the model it downloads at start"),
-                                 ("total", "Size of the model a worker downloads at start (0: not known)"))}
+    jobs = CounterMetricFamily(
+        "graycat_worker_jobs", "Jobs the worker ended since it started, by outcome", labels=[*ids, "outcome"]
+    )
+    engine_counters = {
+        (engine, name): CounterMetricFamily(f"graycat_worker_{name.removesuffix('_total')}", text, labels=ids)
+        for engine, names in ENGINE_COUNTERS.items()
+        for name, text in names.items()
+    }
+    engine_gauges = {
+        name: GaugeMetricFamily(f"graycat_worker_engine_{name}", text, labels=ids)
+        for name, text in ENGINE_GAUGES.items()
+    }
+    gpu = {
+        name: GaugeMetricFamily(f"graycat_gpu_{name}", text, labels=[*ids, "gpu", "name"])
+        for name, text in GPU_GAUGES.items()
+    }
+    pulled = {
+        part: GaugeMetricFamily(f"graycat_worker_pull_{part}_bytes", text, labels=[*ids, "model"])
+        for part, text in (
+            ("completed", "Bytes a worker has of the model it downloads at start"),
+            ("total", "Size of the model a worker downloads at start (0: not known)"),
+        )
+    }
     for w in workers:
         labels = [str(w.get("id", "")), str(w.get("kind", ""))]
-        info.add_metric([*labels, str(w.get("host", "")), str(w.get("version", "")),
-                         ",".join(w.get("models", []))], 1)
+        info.add_metric([*labels, str(w.get("host", "")), str(w.get("version", "")), ",".join(w.get("models", []))], 1)
         slots.add_metric(labels, float(w.get("slots") or 0))
         busy.add_metric(labels, float(w.get("busy") or 0))
         stopping.add_metric(labels, 1.0 if w.get("stopping") else 0.0)
@@ -188,5 +248,15 @@ def worker_families(workers: Iterable[dict[str, Any]]) -> list[Metric]:
             for name, gauge in gpu.items():
                 if name in card:
                     gauge.add_metric([*labels, str(card["index"]), str(card["name"])], card[name])
-    return [info, slots, busy, stopping, started, jobs, *engine_counters.values(), *engine_gauges.values(),
-            *gpu.values(), *pulled.values()]
+    return [
+        info,
+        slots,
+        busy,
+        stopping,
+        started,
+        jobs,
+        *engine_counters.values(),
+        *engine_gauges.values(),
+        *gpu.values(),
+        *pulled.values(),
+    ]

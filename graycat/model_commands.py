@@ -24,26 +24,43 @@ from graycat.token_commands import redis_url
 
 Command = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", str, str, str], argparse.ArgumentParser]
 WHERE = "The models folder: GRAYCAT_MODELS_DIR (default: GRAYCAT_DATA_DIR/models)."
-REFS = ("REF: hf:OWNER/REPO[:QUANT] (the repository's GGUF of that quantisation, e.g. Q4_K_M; without a tag its "
-        "only GGUF or its Q4_K_M), hf:OWNER/REPO/path/file.gguf, or an https:// URL. HF_TOKEN for gated "
-        "repositories, HF_ENDPOINT for a mirror.")
+REFS = (
+    "REF: hf:OWNER/REPO[:QUANT] (the repository's GGUF of that quantisation, e.g. Q4_K_M; without a tag its "
+    "only GGUF or its Q4_K_M), hf:OWNER/REPO/path/file.gguf, or an https:// URL. HF_TOKEN for gated "
+    "repositories, HF_ENDPOINT for a mirror."
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], command: Command) -> None:
-    get = command(sub, "pull", "download a GGUF model into the models folder",
-                  f"{REFS} Resumes an interrupted download, checks the SHA-256 (the Hub's, or --sha256) before "
-                  f"moving the file into place, and checks the free disk space first. {WHERE}")
+    get = command(
+        sub,
+        "pull",
+        "download a GGUF model into the models folder",
+        f"{REFS} Resumes an interrupted download, checks the SHA-256 (the Hub's, or --sha256) before "
+        f"moving the file into place, and checks the free disk space first. {WHERE}",
+    )
     get.add_argument("ref", metavar="REF", help="what to pull (see above)")
     get.add_argument("--sha256", help="the file's expected SHA-256 (default: the Hub's; none for a URL)")
-    get.add_argument("--sd", action="store_true",
-                     help="an image model: into SD_MODELS_DIR's A1111 layout (a .safetensors/.ckpt file, or a "
-                          "diffusers repository as a folder), then the running SD workers read their folder again "
-                          "(default: a GGUF into the models folder)")
-    get.add_argument("--kind", choices=sorted(sd.FOLDERS), default="checkpoint",
-                     help="with --sd: which folder (checkpoint: Stable-diffusion, lora: Lora, vae: VAE, controlnet: "
-                          "ControlNet; default checkpoint)")
-    command(sub, "models", "list the models in the models folder (name, family, quantisation, size, the live workers "
-                           "serving it, origin)", WHERE)
+    get.add_argument(
+        "--sd",
+        action="store_true",
+        help="an image model: into SD_MODELS_DIR's A1111 layout (a .safetensors/.ckpt file, or a "
+        "diffusers repository as a folder), then the running SD workers read their folder again "
+        "(default: a GGUF into the models folder)",
+    )
+    get.add_argument(
+        "--kind",
+        choices=sorted(sd.FOLDERS),
+        default="checkpoint",
+        help="with --sd: which folder (checkpoint: Stable-diffusion, lora: Lora, vae: VAE, controlnet: "
+        "ControlNet; default checkpoint)",
+    )
+    command(
+        sub,
+        "models",
+        "list the models in the models folder (name, family, quantisation, size, the live workers serving it, origin)",
+        WHERE,
+    )
     rm = command(sub, "rm", "delete a model from the models folder", WHERE)
     rm.add_argument("name", metavar="NAME", help="its name (as `graycat models` lists it) or the reference pulled")
 
@@ -95,14 +112,19 @@ def _pull_sd(args: argparse.Namespace, settings: Settings) -> int:
     try:
         done = asyncio.run(_refresh(url, settings.sd_refresh_timeout))
     except (RedisError, OSError) as exc:
-        print(f"no running SD workers told (Redis unreachable at {redact(url)}: {exc or type(exc).__name__}); they "
-              "read it when they start or on POST /sdapi/v1/refresh-checkpoints")
+        print(
+            f"no running SD workers told (Redis unreachable at {redact(url)}: {exc or type(exc).__name__}); they "
+            "read it when they start or on POST /sdapi/v1/refresh-checkpoints"
+        )
         return 0
     if done.late or done.failed:
         print(f"graycat pull: SD workers did not read it yet: {', '.join(done.late + done.failed)}", file=sys.stderr)
         return 1
-    print(f"{len(done.asked)} running SD worker(s) read their models folder again" if done.asked
-          else "no SD worker running; they read it when they start")
+    print(
+        f"{len(done.asked)} running SD worker(s) read their models folder again"
+        if done.asked
+        else "no SD worker running; they read it when they start"
+    )
     return 0
 
 
@@ -122,8 +144,10 @@ def _list(models: Path, settings: Settings) -> None:
         print(f"{'NAME':<{width}}  {'FAMILY':<8}  {'QUANT':<8}  {'SIZE':>9}  {'SERVED BY':<20}  FROM")
         for m in listed:
             where = "?" if serving is None else ",".join(serving.get(m.name, [])) or "-"
-            print(f"{m.name:<{width}}  {m.family or '-':<8}  {m.quant or '-':<8}  {folder.human(m.size):>9}  "
-                  f"{where:<20}  {m.ref or 'copied by hand'}")
+            print(
+                f"{m.name:<{width}}  {m.family or '-':<8}  {m.quant or '-':<8}  {folder.human(m.size):>9}  "
+                f"{where:<20}  {m.ref or 'copied by hand'}"
+            )
         if serving is None:
             print("(SERVED BY unknown: Redis unreachable)")
     else:

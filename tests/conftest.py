@@ -23,7 +23,6 @@ ADMIN = "test-admin-token"
 MODEL = "SmolLM2-135M-Instruct"
 
 
-
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -55,9 +54,24 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", "always"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.aof else "no",
+                "--appendfsync",
+                "always",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(self.ping, 10, "redis-server")
 
     def ping(self) -> bool:
@@ -118,8 +132,12 @@ class Proc:
     proc: subprocess.Popen[bytes] = field(init=False)
 
     def start(self) -> Proc:
-        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "graycat", *self.args], env=self.env,
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*self.prefix, sys.executable, "-m", "graycat", *self.args],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def alive(self) -> bool:
@@ -152,8 +170,14 @@ class Cluster:
         # One engine thread: several engines share the cores in these tests, and llama.cpp's threads wait on
         # each other at every step, so two threads per engine on a busy 2-core box can slow it >100x.
         # The session's Redis has workers of many models at once: requests that name none mean MODEL.
-        env.update(REDIS_URL=self.redis.url, API_TOKENS=TOKEN, ADMIN_TOKENS=ADMIN, LOG_LEVEL="INFO",
-                   LLM_THREADS="1", DEFAULT_MODEL=MODEL)
+        env.update(
+            REDIS_URL=self.redis.url,
+            API_TOKENS=TOKEN,
+            ADMIN_TOKENS=ADMIN,
+            LOG_LEVEL="INFO",
+            LLM_THREADS="1",
+            DEFAULT_MODEL=MODEL,
+        )
         env.update(extra)
         return env
 

@@ -94,9 +94,16 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             if files is None:
                 self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
                 return
-            listing = [{"type": "file", "oid": hashlib.sha1(f.data).hexdigest(), "size": f.listed_size or len(f.data),
-                        "path": p, "lfs": {"oid": f.sha256, "size": f.listed_size or len(f.data), "pointerSize": 134}}
-                       for p, f in sorted(files.items())]
+            listing = [
+                {
+                    "type": "file",
+                    "oid": hashlib.sha1(f.data).hexdigest(),
+                    "size": f.listed_size or len(f.data),
+                    "path": p,
+                    "lfs": {"oid": f.sha256, "size": f.listed_size or len(f.data), "pointerSize": 134},
+                }
+                for p, f in sorted(files.items())
+            ]
             self._send(200, orjson.dumps(listing), {"Content-Type": "application/json"})
 
         def _file(self, files: dict[str, HubFile] | None, name: str, body: bool, repo: str | None) -> None:
@@ -108,9 +115,13 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             data = found.data
             if hub.faults.corrupt_at is not None:
                 at = hub.faults.corrupt_at
-                data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
-            headers = {"Accept-Ranges": "bytes", "ETag": f'"{found.sha256}"', "X-Repo-Commit": COMMIT,
-                       "Content-Type": "application/octet-stream"}
+                data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+            headers = {
+                "Accept-Ranges": "bytes",
+                "ETag": f'"{found.sha256}"',
+                "X-Repo-Commit": COMMIT,
+                "Content-Type": "application/octet-stream",
+            }
             if repo is not None:
                 headers |= {"X-Linked-Etag": f'"{found.sha256}"', "X-Linked-Size": str(len(data))}
             if not body:
@@ -143,7 +154,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             step = 2**20
             try:
                 for at in range(0, len(data), step):
-                    self.wfile.write(data[at:at + step])
+                    self.wfile.write(data[at : at + step])
                     if hub.faults.seconds_per_mb:
                         time.sleep(hub.faults.seconds_per_mb)
             except (BrokenPipeError, ConnectionResetError):  # the client left (an interrupted pull)
@@ -170,13 +181,21 @@ def smollm_hub(model: HubFile, model_file: str) -> FakeHub:
     quantisations (Q4_K_M, Q4_K_S, an F32 listed as 10 PB, a Q8_0 in two parts) and a README;
     `graycat-test/no-gguf` holds a README only; `/files/` serves the GGUF as a plain URL."""
     stub = HubFile(b"GGUF not a model")
-    return FakeHub({SMOLLM_REPO: {model_file: model, "SmolLM2-135M-Instruct.Q4_K_M.gguf": stub,
-                                  "SmolLM2-135M-Instruct.Q4_K_S.gguf": stub, "README.md": HubFile(b"# SmolLM2\n"),
-                                  "SmolLM2-135M-Instruct.F32.gguf": HubFile(b"GGUF", listed_size=10**16),
-                                  "Q8_0/SmolLM2-135M-Instruct.Q8_0-00001-of-00002.gguf": stub,
-                                  "Q8_0/SmolLM2-135M-Instruct.Q8_0-00002-of-00002.gguf": stub},
-                    "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
-                    "files": {model_file: model}})
+    return FakeHub(
+        {
+            SMOLLM_REPO: {
+                model_file: model,
+                "SmolLM2-135M-Instruct.Q4_K_M.gguf": stub,
+                "SmolLM2-135M-Instruct.Q4_K_S.gguf": stub,
+                "README.md": HubFile(b"# SmolLM2\n"),
+                "SmolLM2-135M-Instruct.F32.gguf": HubFile(b"GGUF", listed_size=10**16),
+                "Q8_0/SmolLM2-135M-Instruct.Q8_0-00001-of-00002.gguf": stub,
+                "Q8_0/SmolLM2-135M-Instruct.Q8_0-00002-of-00002.gguf": stub,
+            },
+            "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
+            "files": {model_file: model},
+        }
+    )
 
 
 def default_model_hub() -> Iterator[FakeHub]:

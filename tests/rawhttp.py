@@ -16,8 +16,13 @@ class ChunkedResponse:
         url = urlsplit(base)
         self.sock = socket.create_connection((url.hostname, url.port), timeout=60)
         payload = orjson.dumps(body)
-        head = [f"POST {path} HTTP/1.1", f"Host: {url.netloc}", "Content-Type: application/json",
-                f"Content-Length: {len(payload)}", "Accept: text/event-stream"]
+        head = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {url.netloc}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(payload)}",
+            "Accept: text/event-stream",
+        ]
         if token:
             head.append(f"Authorization: Bearer {token}")
         self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + payload)

@@ -50,8 +50,9 @@ def _image(b64: str) -> Image.Image:
 def _picture(size: tuple[int, int] = (64, 48)) -> Image.Image:
     """A small image with detail, so that resampling filters differ."""
     image = Image.new("RGB", size)
-    image.putdata([((x * 37) % 256, (y * 53) % 256, ((x ^ y) * 11) % 256) for y in range(size[1])
-                   for x in range(size[0])])
+    image.putdata(
+        [((x * 37) % 256, (y * 53) % 256, ((x ^ y) * 11) % 256) for y in range(size[1]) for x in range(size[0])]
+    )
     return image
 
 
@@ -96,17 +97,25 @@ def test_options_have_a1111_keys_and_persist_per_token(sd: str) -> None:
         assert http.get("/sdapi/v1/options").json()["samples_save"] is False
 
         # an unknown key (A1111 fails with KeyError): refused, and nothing of that request is stored
-        detail = _error(http.post("/sdapi/v1/options", json={"send_size": False, "no_such_option": 1}), 400,
-                        "no_such_option")
+        detail = _error(
+            http.post("/sdapi/v1/options", json={"send_size": False, "no_such_option": 1}), 400, "no_such_option"
+        )
         assert "no_such_option" in detail
         assert http.get("/sdapi/v1/options").json()["send_size"] is True
-        for body, param in (({"samples_format": "gif"}, "samples_format"), ({"jpeg_quality": 0}, "jpeg_quality"),
-                            ({"send_seed": "yes"}, "send_seed"), ({"eta_noise_seed_delta": -1}, "eta_noise_seed"),
-                            ({"CLIP_stop_at_last_layers": 13}, "CLIP_stop_at_last_layers")):
+        for body, param in (
+            ({"samples_format": "gif"}, "samples_format"),
+            ({"jpeg_quality": 0}, "jpeg_quality"),
+            ({"send_seed": "yes"}, "send_seed"),
+            ({"eta_noise_seed_delta": -1}, "eta_noise_seed"),
+            ({"CLIP_stop_at_last_layers": 13}, "CLIP_stop_at_last_layers"),
+        ):
             _error(http.post("/sdapi/v1/options", json=body), 422, param)
         for raw in ('{"jpeg_quality": NaN}', '{"eta_ddim": Infinity}'):  # Python's JSON reader takes these
-            _error(http.post("/sdapi/v1/options", content=raw, headers={"Content-Type": "application/json"}), 422,
-                   raw.split('"')[1])
+            _error(
+                http.post("/sdapi/v1/options", content=raw, headers={"Content-Type": "application/json"}),
+                422,
+                raw.split('"')[1],
+            )
         http.post("/sdapi/v1/options", json={"send_seed": True, "samples_format": "png", "jpeg_quality": 80})
 
 
@@ -135,9 +144,16 @@ def test_samples_format_changes_the_images_and_png_info_reads_them(sd: str) -> N
 
 def test_eta_noise_seed_delta_moves_the_ancestral_samplers_noise_only(sd: str) -> None:
     def image(sampler: str, ensd: int) -> tuple[bytes, str]:
-        resp = http.post("/sdapi/v1/txt2img", json={
-            "prompt": "a tree", "seed": 3, "sampler_name": sampler, **SMALL,
-            "override_settings": {"eta_noise_seed_delta": ensd}})
+        resp = http.post(
+            "/sdapi/v1/txt2img",
+            json={
+                "prompt": "a tree",
+                "seed": 3,
+                "sampler_name": sampler,
+                **SMALL,
+                "override_settings": {"eta_noise_seed_delta": ensd},
+            },
+        )
         answer = resp.json()
         return _image(answer["images"][0]).tobytes(), json.loads(answer["info"])["infotexts"][0]
 
@@ -149,8 +165,9 @@ def test_eta_noise_seed_delta_moves_the_ancestral_samplers_noise_only(sd: str) -
         assert image("Euler", 0)[0] == image("Euler", 31337)[0]  # no noise of its own: nothing to move
         assert http.post("/sdapi/v1/options", json={"eta_noise_seed_delta": 31337}).status_code == 200
         try:
-            saved = http.post("/sdapi/v1/txt2img", json={"prompt": "a tree", "seed": 3, "sampler_name": "Euler a",
-                                                        **SMALL}).json()
+            saved = http.post(
+                "/sdapi/v1/txt2img", json={"prompt": "a tree", "seed": 3, "sampler_name": "Euler a", **SMALL}
+            ).json()
             assert _image(saved["images"][0]).tobytes() == moved
         finally:
             http.post("/sdapi/v1/options", json={"eta_noise_seed_delta": 0})
@@ -164,8 +181,9 @@ def test_extras_upscale_as_a1111_sizes_it(sd: str) -> None:
     source.save(out, format="PNG", pnginfo=meta)
     b64 = base64.b64encode(out.getvalue()).decode()
     with _http(sd) as http:
-        resp = http.post("/sdapi/v1/extra-single-image", json={"image": b64, "upscaler_1": "Lanczos",
-                                                               "upscaling_resize": 2})
+        resp = http.post(
+            "/sdapi/v1/extra-single-image", json={"image": b64, "upscaler_1": "Lanczos", "upscaling_resize": 2}
+        )
         assert resp.status_code == 200, resp.text
         answer = resp.json()
         result = _image(answer["image"])
@@ -176,30 +194,52 @@ def test_extras_upscale_as_a1111_sizes_it(sd: str) -> None:
         assert answer["html_info"] == "<p>Postprocess upscale by: 2, Postprocess upscaler: Lanczos</p>"
 
         # to a size, cropped to it: the cover-scaled image centred on the canvas
-        to = http.post("/sdapi/v1/extra-single-image", json={
-            "image": b64, "resize_mode": 1, "upscaling_resize_w": 100, "upscaling_resize_h": 60,
-            "upscaling_crop": True, "upscaler_1": "Nearest"}).json()
+        to = http.post(
+            "/sdapi/v1/extra-single-image",
+            json={
+                "image": b64,
+                "resize_mode": 1,
+                "upscaling_resize_w": 100,
+                "upscaling_resize_h": 60,
+                "upscaling_crop": True,
+                "upscaler_1": "Nearest",
+            },
+        ).json()
         assert _image(to["image"]).size == (100, 60) and "Postprocess crop to: 100x60" in to["html_info"]
-        uncropped = http.post("/sdapi/v1/extra-single-image", json={
-            "image": b64, "resize_mode": 1, "upscaling_resize_w": 100, "upscaling_resize_h": 60,
-            "upscaling_crop": False, "upscaler_1": "Nearest"}).json()
+        uncropped = http.post(
+            "/sdapi/v1/extra-single-image",
+            json={
+                "image": b64,
+                "resize_mode": 1,
+                "upscaling_resize_w": 100,
+                "upscaling_resize_h": 60,
+                "upscaling_crop": False,
+                "upscaler_1": "Nearest",
+            },
+        ).json()
         assert _image(uncropped["image"]).size == (96, 72)  # 1.5625 x, rounded down to multiples of 8
 
         # a second upscaler blended in at its visibility
         lanczos = source.resize((128, 96), Image.Resampling.LANCZOS)
         nearest = source.resize((128, 96), Image.Resampling.NEAREST)
-        blend = http.post("/sdapi/v1/extra-single-image", json={
-            "image": b64, "upscaler_1": "Lanczos", "upscaler_2": "Nearest",
-            "extras_upscaler_2_visibility": 0.5}).json()
+        blend = http.post(
+            "/sdapi/v1/extra-single-image",
+            json={"image": b64, "upscaler_1": "Lanczos", "upscaler_2": "Nearest", "extras_upscaler_2_visibility": 0.5},
+        ).json()
         assert _image(blend["image"]).tobytes() == Image.blend(lanczos, nearest, 0.5).tobytes()
 
         # A1111's defaults (upscaler_1 None): the image back as it was
         same = http.post("/sdapi/v1/extra-single-image", json={"image": b64}).json()
         assert _image(same["image"]).tobytes() == source.tobytes() and same["html_info"] == "<p></p>"
 
-        batch = http.post("/sdapi/v1/extra-batch-images", json={
-            "imageList": [{"data": b64, "name": "a.png"}, {"data": _b64(_picture((32, 32))), "name": "b.png"}],
-            "upscaler_1": "Lanczos", "upscaling_resize": 3}).json()
+        batch = http.post(
+            "/sdapi/v1/extra-batch-images",
+            json={
+                "imageList": [{"data": b64, "name": "a.png"}, {"data": _b64(_picture((32, 32))), "name": "b.png"}],
+                "upscaler_1": "Lanczos",
+                "upscaling_resize": 3,
+            },
+        ).json()
         assert [_image(i).size for i in batch["images"]] == [(192, 144), (96, 96)]
 
         http.post("/sdapi/v1/options", json={"samples_format": "webp"})
@@ -217,29 +257,67 @@ def test_extras_refuse_hostile_and_unsupported_input(sd: str) -> None:
         ("extra-single-image", {"image": "not base64!"}, 400, "image"),
         ("extra-single-image", {"image": base64.b64encode(b"plain text").decode()}, 400, "image"),
         ("extra-single-image", {}, 400, "image"),
-        ("extra-single-image", {"image": b64, "upscaler_1": "Lanczos", "upscaling_resize": 100}, 422,
-         "upscaling_resize"),
-        ("extra-single-image", {"image": b64, "upscaler_1": "Lanczos", "resize_mode": 1,
-                                "upscaling_resize_w": 100000, "upscaling_resize_h": 100000}, 413, "upscaling_resize"),
-        ("extra-single-image", {"image": b64, "upscaler_1": "Lanczos", "resize_mode": 1,
-                                "upscaling_resize_w": 8192, "upscaling_resize_h": 8}, 413, "upscaling_resize"),
+        (
+            "extra-single-image",
+            {"image": b64, "upscaler_1": "Lanczos", "upscaling_resize": 100},
+            422,
+            "upscaling_resize",
+        ),
+        (
+            "extra-single-image",
+            {
+                "image": b64,
+                "upscaler_1": "Lanczos",
+                "resize_mode": 1,
+                "upscaling_resize_w": 100000,
+                "upscaling_resize_h": 100000,
+            },
+            413,
+            "upscaling_resize",
+        ),
+        (
+            "extra-single-image",
+            {
+                "image": b64,
+                "upscaler_1": "Lanczos",
+                "resize_mode": 1,
+                "upscaling_resize_w": 8192,
+                "upscaling_resize_h": 8,
+            },
+            413,
+            "upscaling_resize",
+        ),
         ("extra-single-image", {"image": huge}, 400, "image"),
         ("extra-single-image", {"image": b64, "upscaler_1": "Bicubic-ish"}, 400, "upscaler_1"),
-        ("extra-single-image", {"image": b64, "upscaler_1": "Lanczos", "upscaler_2": "nope",
-                                "extras_upscaler_2_visibility": 0.3}, 400, "upscaler_2"),
+        (
+            "extra-single-image",
+            {"image": b64, "upscaler_1": "Lanczos", "upscaler_2": "nope", "extras_upscaler_2_visibility": 0.3},
+            400,
+            "upscaler_2",
+        ),
         ("extra-batch-images", {"imageList": []}, 422, "imageList"),
         ("extra-batch-images", {"imageList": [{"data": b64, "name": "x"}] * 5}, 422, "imageList"),
-        ("extra-batch-images", {"imageList": [{"data": b64, "name": "x"}, {"data": "%%", "name": "y"}]}, 400,
-         "imageList[1]"),
+        (
+            "extra-batch-images",
+            {"imageList": [{"data": b64, "name": "x"}, {"data": "%%", "name": "y"}]},
+            400,
+            "imageList[1]",
+        ),
     ]
     with _http(sd) as http:
         for route, body, status, param in cases:
             _error(http.post(f"/sdapi/v1/{route}", json=body), status, param)
-        esrgan = _error(http.post("/sdapi/v1/extra-single-image", json={"image": b64, "upscaler_1": "R-ESRGAN 4x+"}),
-                        501, "upscaler_1")
+        esrgan = _error(
+            http.post("/sdapi/v1/extra-single-image", json={"image": b64, "upscaler_1": "R-ESRGAN 4x+"}),
+            501,
+            "upscaler_1",
+        )
         assert "models/ESRGAN" in esrgan
-        faces = _error(http.post("/sdapi/v1/extra-single-image", json={"image": b64, "gfpgan_visibility": 0.5}),
-                       501, "gfpgan_visibility")
+        faces = _error(
+            http.post("/sdapi/v1/extra-single-image", json={"image": b64, "gfpgan_visibility": 0.5}),
+            501,
+            "gfpgan_visibility",
+        )
         assert "GFPGAN" in faces
 
 
@@ -247,28 +325,40 @@ def test_interrogate_restore_faces_and_model_upscalers_say_what_is_missing(sd: s
     b64 = _b64(_picture())
     with _http(sd) as http:
         assert "BLIP" in _error(http.post("/sdapi/v1/interrogate", json={"image": b64}), 501, "model")
-        assert "DeepDanbooru" in _error(http.post("/sdapi/v1/interrogate", json={
-            "image": b64, "model": "deepdanbooru"}), 501, "model")
+        assert "DeepDanbooru" in _error(
+            http.post("/sdapi/v1/interrogate", json={"image": b64, "model": "deepdanbooru"}), 501, "model"
+        )
         _error(http.post("/sdapi/v1/interrogate", json={"image": b64, "model": "wd14"}), 404, "model")
         _error(http.post("/sdapi/v1/interrogate", json={"image": "???"}), 400, "image")
         for route, extra in (("txt2img", {}), ("img2img", {"init_images": [b64]})):
-            detail = _error(http.post(f"/sdapi/v1/{route}", json={"prompt": "x", "restore_faces": True, **SMALL,
-                                                                  **extra}), 501, "restore_faces")
+            detail = _error(
+                http.post(f"/sdapi/v1/{route}", json={"prompt": "x", "restore_faces": True, **SMALL, **extra}),
+                501,
+                "restore_faces",
+            )
             assert "CodeFormer" in detail and "X-Job-ID" not in detail
-        assert http.post("/sdapi/v1/txt2img", json={"prompt": "x", "restore_faces": False, **SMALL}).status_code \
-            == 200
+        assert http.post("/sdapi/v1/txt2img", json={"prompt": "x", "restore_faces": False, **SMALL}).status_code == 200
         hires = {"prompt": "x", "enable_hr": True, "hr_scale": 2, **SMALL}
-        assert "models/ESRGAN" in _error(http.post("/sdapi/v1/txt2img", json={**hires, "hr_upscaler": "4x-UltraSharp"}),
-                                         501, "hr_upscaler")
+        assert "models/ESRGAN" in _error(
+            http.post("/sdapi/v1/txt2img", json={**hires, "hr_upscaler": "4x-UltraSharp"}), 501, "hr_upscaler"
+        )
         _error(http.post("/sdapi/v1/txt2img", json={**hires, "hr_upscaler": "Bilinear"}), 400, "hr_upscaler")
-        assert "no prompt styles" in _error(http.post("/sdapi/v1/txt2img", json={
-            "prompt": "x", "styles": ["cinematic"], **SMALL}), 422, "styles")
+        assert "no prompt styles" in _error(
+            http.post("/sdapi/v1/txt2img", json={"prompt": "x", "styles": ["cinematic"], **SMALL}), 422, "styles"
+        )
 
 
 def test_sd_upscale_script_upscales_then_redraws_in_tiles(sd: str) -> None:
     init = _picture((64, 64))
-    job = {"prompt": "a mosaic", "seed": 11, "init_images": [_b64(init)], "denoising_strength": 0.5,
-           "script_name": "SD upscale", "script_args": ["", 8, "Lanczos", 2.0], **SMALL}
+    job = {
+        "prompt": "a mosaic",
+        "seed": 11,
+        "init_images": [_b64(init)],
+        "denoising_strength": 0.5,
+        "script_name": "SD upscale",
+        "script_args": ["", 8, "Lanczos", 2.0],
+        **SMALL,
+    }
     with _http(sd) as http:
         resp = http.post("/sdapi/v1/img2img", json=job)
         assert resp.status_code == 200, resp.text
@@ -294,6 +384,8 @@ def test_sd_upscale_script_upscales_then_redraws_in_tiles(sd: str) -> None:
         ]
         for change, status, param in refused:
             _error(http.post("/sdapi/v1/img2img", json={**job, **change}), status, param)
-        _error(http.post("/sdapi/v1/txt2img", json={"prompt": "x", "script_name": "SD upscale", **SMALL}), 422,
-               "script_name")
-
+        _error(
+            http.post("/sdapi/v1/txt2img", json={"prompt": "x", "script_name": "SD upscale", **SMALL}),
+            422,
+            "script_name",
+        )

@@ -10,12 +10,15 @@ from PIL import Image
 from graycat.images import extras, tiles
 
 
-@pytest.mark.parametrize(("length", "tile", "overlap", "starts"), [
-    (128, 64, 8, [0, 32, 64]),  # A1111's test: 64-pixel tiles, overlap 8, a 2x upscaled 64-pixel image
-    (64, 64, 8, [0]),
-    (100, 64, 0, [0, 36]),
-    (1024, 64, 8, [int(i * 960 / 18) for i in range(19)]),
-])
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap", "starts"),
+    [
+        (128, 64, 8, [0, 32, 64]),  # A1111's test: 64-pixel tiles, overlap 8, a 2x upscaled 64-pixel image
+        (64, 64, 8, [0]),
+        (100, 64, 0, [0, 36]),
+        (1024, 64, 8, [int(i * 960 / 18) for i in range(19)]),
+    ],
+)
 def test_tiles_cover_the_side_evenly_and_end_flush(length: int, tile: int, overlap: int, starts: list[int]) -> None:
     found = tiles.positions(length, tile, overlap)
     assert found == starts and found[-1] + tile == length
@@ -39,13 +42,16 @@ def test_tiles_fade_into_their_left_neighbour_over_the_overlap() -> None:
     assert row[32:48] == sorted(row[32:48]) and row[32] == 0 and 200 < row[47] < 255  # a ramp over 16 pixels
 
 
-@pytest.mark.parametrize(("up", "size", "out"), [
-    (extras.Upscale(0, 2, upscaler_1="Lanczos"), (64, 48), (128, 96)),
-    (extras.Upscale(0, 1.5, upscaler_1="Nearest"), (50, 50), (72, 72)),  # 75 rounded down to a multiple of 8
-    (extras.Upscale(1, width=100, height=60, crop=True, upscaler_1="Lanczos"), (64, 48), (100, 60)),
-    (extras.Upscale(1, width=100, height=60, crop=False, upscaler_1="Lanczos"), (64, 48), (96, 72)),
-    (extras.Upscale(0, 8), (5000, 5000), (5000, 5000)),  # upscaler None: as it is
-])
+@pytest.mark.parametrize(
+    ("up", "size", "out"),
+    [
+        (extras.Upscale(0, 2, upscaler_1="Lanczos"), (64, 48), (128, 96)),
+        (extras.Upscale(0, 1.5, upscaler_1="Nearest"), (50, 50), (72, 72)),  # 75 rounded down to a multiple of 8
+        (extras.Upscale(1, width=100, height=60, crop=True, upscaler_1="Lanczos"), (64, 48), (100, 60)),
+        (extras.Upscale(1, width=100, height=60, crop=False, upscaler_1="Lanczos"), (64, 48), (96, 72)),
+        (extras.Upscale(0, 8), (5000, 5000), (5000, 5000)),  # upscaler None: as it is
+    ],
+)
 def test_extras_sizes(up: extras.Upscale, size: tuple[int, int], out: tuple[int, int]) -> None:
     assert up.output_size(size) == out
     assert extras.run(Image.new("RGB", size), up)[0].size == out
@@ -65,8 +71,9 @@ def test_upscaler_names(name: str | None, found: str) -> None:
     assert extras.upscaler(name) == found
 
 
-@pytest.mark.parametrize(("name", "model"), [("R-ESRGAN 4x+", True), ("4x-UltraSharp", True), ("SwinIR 4x", True),
-                                             ("Bicubic", False)])
+@pytest.mark.parametrize(
+    ("name", "model"), [("R-ESRGAN 4x+", True), ("4x-UltraSharp", True), ("SwinIR 4x", True), ("Bicubic", False)]
+)
 def test_other_upscalers_are_not_run_and_say_whether_they_need_weights(name: str, model: bool) -> None:
     with pytest.raises(extras.NotRun) as err:
         extras.upscaler(name)

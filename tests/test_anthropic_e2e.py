@@ -9,8 +9,11 @@ from tests.conftest import ADMIN, MODEL, TOKEN, Gateway, wait_until
 
 pytestmark = pytest.mark.e2e
 
-WEATHER = {"name": "get_weather", "description": "The weather in a city",
-           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 @pytest.fixture
@@ -19,9 +22,16 @@ def sdk(gateway: Gateway) -> anthropic.Anthropic:
 
 
 def test_message_with_system_and_turns(sdk: anthropic.Anthropic) -> None:
-    out = sdk.messages.create(model=MODEL, max_tokens=8, system="You answer briefly.", messages=[
-        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-        {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]}])
+    out = sdk.messages.create(
+        model=MODEL,
+        max_tokens=8,
+        system="You answer briefly.",
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]},
+        ],
+    )
     assert out.type == "message" and out.role == "assistant"
     assert out.content[0].type == "text" and out.content[0].text
     assert out.stop_reason in {"end_turn", "max_tokens"}
@@ -39,9 +49,13 @@ def test_message_stream_events(sdk: anthropic.Anthropic) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_required_tool_use(sdk: anthropic.Anthropic, stream: bool) -> None:
-    args = {"model": MODEL, "max_tokens": 60, "tools": [WEATHER],
-            "tool_choice": {"type": "tool", "name": "get_weather"},
-            "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
+    args = {
+        "model": MODEL,
+        "max_tokens": 60,
+        "tools": [WEATHER],
+        "tool_choice": {"type": "tool", "name": "get_weather"},
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+    }
     if stream:
         with sdk.messages.stream(**args) as s:  # type: ignore[arg-type]
             out = s.get_final_message()
@@ -54,11 +68,19 @@ def test_required_tool_use(sdk: anthropic.Anthropic, stream: bool) -> None:
 
 
 def test_tool_result_turn(sdk: anthropic.Anthropic) -> None:
-    out = sdk.messages.create(model=MODEL, max_tokens=8, tools=[WEATHER], messages=[  # type: ignore[list-item]
-        {"role": "user", "content": "What is the weather in Paris?"},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-                                           "input": {"city": "Paris"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny, 21 C"}]}])
+    out = sdk.messages.create(
+        model=MODEL,
+        max_tokens=8,
+        tools=[WEATHER],
+        messages=[  # type: ignore[list-item]
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny, 21 C"}]},
+        ],
+    )
     assert out.content and out.usage.output_tokens > 0
 
 
@@ -88,19 +110,23 @@ def test_an_image_reaches_the_engine(gateway: Gateway) -> None:
     """SmolLM2 has no vision: the engine's refusal comes back as the client's error (a 400, not the engine's
     500), where dropping the image would answer."""
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
-    content = [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
-               {"type": "text", "text": "What is this?"}]
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+        {"type": "text", "text": "What is this?"},
+    ]
     with gateway.client() as http:
-        resp = http.post("/v1/messages", json={"model": MODEL, "max_tokens": 4,
-                                               "messages": [{"role": "user", "content": content}]})
+        resp = http.post(
+            "/v1/messages", json={"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": content}]}
+        )
     assert resp.status_code == 400
     assert "image input is not supported" in resp.json()["error"]["message"]
 
 
 def test_count_tokens(sdk: anthropic.Anthropic) -> None:
     short = sdk.messages.count_tokens(model=MODEL, system="Be brief.", messages=[{"role": "user", "content": "Hi"}])
-    longer = sdk.messages.count_tokens(model=MODEL, system="Be brief.",
-                                       messages=[{"role": "user", "content": "Hi there, how are you today?"}])
+    longer = sdk.messages.count_tokens(
+        model=MODEL, system="Be brief.", messages=[{"role": "user", "content": "Hi there, how are you today?"}]
+    )
     assert 0 < short.input_tokens < longer.input_tokens
 
 
@@ -111,12 +137,16 @@ def test_invalid_request_is_400_in_anthropics_shape(sdk: anthropic.Anthropic, ga
     assert isinstance(body, dict) and body["type"] == "error"
     assert body["error"]["type"] == "invalid_request_error"
     with gateway.client(token=None) as http:
-        missing = http.post("/v1/messages", json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
-                            headers={"x-api-key": TOKEN})
+        missing = http.post(
+            "/v1/messages",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": TOKEN},
+        )
     assert missing.status_code == 400 and "max_tokens" in missing.json()["error"]["message"]
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=gateway.base, api_key="wrong", max_retries=0).messages.create(
-            model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "hi"}])
+            model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "hi"}]
+        )
 
 
 def test_messages_and_responses_count_against_the_quota(gateway: Gateway) -> None:
@@ -127,12 +157,18 @@ def test_messages_and_responses_count_against_the_quota(gateway: Gateway) -> Non
     message = {"model": MODEL, "max_tokens": 5, "ignore_eos": True, "messages": [{"role": "user", "content": "Hi"}]}
     response = {"model": MODEL, "max_output_tokens": 5, "ignore_eos": True, "input": "Hi"}
     with gateway.client(secret) as http:
-        for route, body in (("/v1/messages", message), ("/v1/messages", {**message, "stream": True}),
-                            ("/v1/responses", response), ("/v1/responses", {**response, "stream": True})):
+        for route, body in (
+            ("/v1/messages", message),
+            ("/v1/messages", {**message, "stream": True}),
+            ("/v1/responses", response),
+            ("/v1/responses", {**response, "stream": True}),
+        ):
             assert http.post(route, json=body).status_code == 200
     with gateway.client(ADMIN) as admin:
+
         def counted() -> dict[str, int]:
             found = [u for u in admin.get("/admin/usage").json()["tokens"].values() if u["name"] == "dialects-quota"]
             return found[0] if found else {}
+
         wait_until(lambda: counted().get("jobs", 0) >= 4, 60, "the four jobs to be counted")
         assert counted()["completion_tokens"] == 20

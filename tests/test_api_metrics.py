@@ -7,10 +7,20 @@ import pytest
 from graycat.metrics import ApiMetrics, dialect_of, metrics_allowed
 
 
-@pytest.mark.parametrize(("route", "dialect"), [
-    ("/v1/chat/completions", "openai"), ("/completion", "llamacpp"), ("/tokenize", "llamacpp"),
-    ("/jobs/{job_id}", "jobs"), ("/jobs", "jobs"), ("/health", "gateway"), ("/metrics", "gateway"),
-    ("unmatched", "gateway"), ("/sdapi/v1/txt2img", "a1111")])
+@pytest.mark.parametrize(
+    ("route", "dialect"),
+    [
+        ("/v1/chat/completions", "openai"),
+        ("/completion", "llamacpp"),
+        ("/tokenize", "llamacpp"),
+        ("/jobs/{job_id}", "jobs"),
+        ("/jobs", "jobs"),
+        ("/health", "gateway"),
+        ("/metrics", "gateway"),
+        ("unmatched", "gateway"),
+        ("/sdapi/v1/txt2img", "a1111"),
+    ],
+)
 def test_dialect_of_route(route: str, dialect: str) -> None:
     assert dialect_of(route) == dialect
 

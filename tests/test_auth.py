@@ -19,8 +19,18 @@ from tests.conftest import TOKEN, RedisServer
 # /metrics is guarded by its own METRICS_TOKEN (tests/test_metrics_e2e.py), not by the API tokens;
 # /v1/images/files/... are unguessable, expiring links, as OpenAI's image URLs; the console's page and assets
 # hold no data (it signs in with a token, which its calls carry)
-PUBLIC = {"/", "/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
-          "/v1/images/files/{file_id}.png", "/console", "/console/assets/{name}"}
+PUBLIC = {
+    "/",
+    "/health",
+    "/metrics",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+    "/v1/images/files/{file_id}.png",
+    "/console",
+    "/console/assets/{name}",
+}
 
 
 @pytest.fixture
@@ -53,24 +63,26 @@ async def _managed(redis_url: str) -> dict[str, str]:
     try:
         revoked = await tokens.create(redis, tokens.TokenInfo(name="auth-revoked", fingerprint=""))
         await tokens.revoke(redis, "auth-revoked")
-        expired = await tokens.create(redis, tokens.TokenInfo(name="auth-expired", fingerprint="",
-                                                              expires=time.time() - 1))
+        expired = await tokens.create(
+            redis, tokens.TokenInfo(name="auth-expired", fingerprint="", expires=time.time() - 1)
+        )
     finally:
         await redis.aclose()
     return {"revoked": f"Bearer {revoked}", "expired": f"Bearer {expired}"}
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Bearer ", f"Basic {TOKEN}", "Bearer test-token",
-                                    "revoked", "expired"])
-def test_every_protected_route_refuses_a_bad_token(client: TestClient, header: str | None,
-                                                   redis_server: RedisServer) -> None:
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong-token", "Bearer ", f"Basic {TOKEN}", "Bearer test-token", "revoked", "expired"]
+)
+def test_every_protected_route_refuses_a_bad_token(
+    client: TestClient, header: str | None, redis_server: RedisServer
+) -> None:
     if header in ("revoked", "expired"):
         header = asyncio.run(_managed(redis_server.url))[header]
     routes = _protected(client.app)
     assert len(routes) >= 5
     for method, path in routes:
-        resp = client.request(method, path, headers={"Authorization": header} if header else {},
-                              json={"prompt": "x"})
+        resp = client.request(method, path, headers={"Authorization": header} if header else {}, json={"prompt": "x"})
         assert resp.status_code == 401, (method, path, resp.text)
         if path.startswith("/sdapi/"):  # A1111 clients authenticate with HTTP Basic (the token as password)
             assert resp.headers["www-authenticate"].startswith("Basic") and resp.json()["detail"]
@@ -80,8 +92,9 @@ def test_every_protected_route_refuses_a_bad_token(client: TestClient, header: s
             assert error if path.startswith("/api/") else error["message"]  # Ollama's errors are a message
 
 
-def test_no_tokens_configured_refuses_with_a_clear_message(redis_server: RedisServer,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_tokens_configured_refuses_with_a_clear_message(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("API_TOKENS", "")
     with TestClient(create_app(load_settings())) as c:

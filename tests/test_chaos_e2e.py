@@ -20,14 +20,16 @@ MODEL = "chaos-null"
 
 def null_worker(cluster: Cluster) -> Proc:
     # 100 jobs of ~1 s on 6 slots: the run outlasts the four kills, two seconds apart
-    proc = cluster.spawn("chaos", ["worker", "null", "--model-name", MODEL, "--slots", "2", "--tokens", "30",
-                                   "--token-delay-ms", "30"], VISIBILITY_TIMEOUT="5")
+    proc = cluster.spawn(
+        "chaos",
+        ["worker", "null", "--model-name", MODEL, "--slots", "2", "--tokens", "30", "--token-delay-ms", "30"],
+        VISIBILITY_TIMEOUT="5",
+    )
     wait_until(lambda: " ready: " in proc.output(), 30, "a null worker")
     return proc
 
 
-def test_jobs_survive_workers_killed_at_random(cluster: Cluster, gateway: Gateway,
-                                              redis_server: RedisServer) -> None:
+def test_jobs_survive_workers_killed_at_random(cluster: Cluster, gateway: Gateway, redis_server: RedisServer) -> None:
     r = redis_server.client()
     workers = [null_worker(cluster) for _ in range(3)]
     with httpx.Client(base_url=gateway.base, headers=AUTH, timeout=10) as http:
@@ -59,8 +61,9 @@ def test_jobs_survive_workers_killed_at_random(cluster: Cluster, gateway: Gatewa
         w.stop()
 
 
-def test_a_stopping_worker_hands_back_what_outlives_its_stop_timeout(cluster: Cluster, gateway: Gateway,
-                                                                    redis_server: RedisServer) -> None:
+def test_a_stopping_worker_hands_back_what_outlives_its_stop_timeout(
+    cluster: Cluster, gateway: Gateway, redis_server: RedisServer
+) -> None:
     r = redis_server.client()
     slow = ["worker", "null", "--model-name", "stop-null", "--slots", "1", "--tokens", "100", "--token-delay-ms", "50"]
     first = cluster.spawn("stopping", slow, STOP_TIMEOUT="1")

@@ -41,6 +41,7 @@ def test_every_option_names_its_default_and_environment_variable() -> None:
 
 
 def test_up_help_reads_as_a_user_needs_it() -> None:
-    out = subprocess.run([sys.executable, "-m", "graycat", "up", "--help"], capture_output=True, text=True,
-                         timeout=30).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "graycat", "up", "--help"], capture_output=True, text=True, timeout=30
+    ).stdout
     assert "Redis" in out and "GRAYCAT_PORT" in out and "default 8000" in out and "README.md" in out

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.e2e
 
 def test_non_streaming_completion_returns_the_engines_answer(gateway: Gateway) -> None:
     with gateway.client() as http:
-        resp = http.post("/completion", json={"prompt": "Once upon a time", "n_predict": 12, "ignore_eos": True,
-                                              "seed": 1})
+        resp = http.post(
+            "/completion", json={"prompt": "Once upon a time", "n_predict": 12, "ignore_eos": True, "seed": 1}
+        )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["content"] and body["stop"] is True
@@ -30,9 +31,12 @@ def test_non_streaming_completion_returns_the_engines_answer(gateway: Gateway) -
 
 
 def test_stream_sends_one_event_per_http_chunk(gateway: Gateway) -> None:
-    resp = ChunkedResponse(gateway.base, "/completion",
-                           {"prompt": "The capital of France is", "n_predict": 16, "ignore_eos": True,
-                            "stream": True}, TOKEN)
+    resp = ChunkedResponse(
+        gateway.base,
+        "/completion",
+        {"prompt": "The capital of France is", "n_predict": 16, "ignore_eos": True, "stream": True},
+        TOKEN,
+    )
     try:
         assert resp.status == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
@@ -70,22 +74,29 @@ def test_n_predict_zero_returns_at_once(gateway: Gateway) -> None:
 
 def test_plural_alias_and_model_names(gateway: Gateway) -> None:
     with gateway.client() as http:
-        for body in ({"prompt": "a", "n_predict": 1}, {"prompt": "a", "n_predict": 1, "model": "default"},
-                     {"prompt": "a", "n_predict": 1, "model": "SmolLM2-135M-Instruct"}):
+        for body in (
+            {"prompt": "a", "n_predict": 1},
+            {"prompt": "a", "n_predict": 1, "model": "default"},
+            {"prompt": "a", "n_predict": 1, "model": "SmolLM2-135M-Instruct"},
+        ):
             assert http.post("/completions", json=body).status_code == 200
 
 
-@pytest.mark.parametrize(("body", "status", "needle"), [
-    (b'{"prompt": "x", ', 400, "not valid JSON"),
-    (b'["prompt"]', 400, "JSON object"),
-    (b'{"prompt": "x", "n_predict": "lots"}', 400, "n_predict"),
-    (b'{"n_predict": 3}', 400, "prompt"),
-    (b'{"prompt": ""}', 400, "empty"),
-    (b'{"prompt": "x", "model": "no-such-model"}', 404, "no-such-model"),
-    (b'{"prompt": "x", "n_predict": 100000}', 400, "context"),
-])
-def test_bad_input_is_refused_before_anything_is_enqueued(gateway: Gateway, redis_server, body: bytes,
-                                                          status: int, needle: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b'{"prompt": "x", ', 400, "not valid JSON"),
+        (b'["prompt"]', 400, "JSON object"),
+        (b'{"prompt": "x", "n_predict": "lots"}', 400, "n_predict"),
+        (b'{"n_predict": 3}', 400, "prompt"),
+        (b'{"prompt": ""}', 400, "empty"),
+        (b'{"prompt": "x", "model": "no-such-model"}', 404, "no-such-model"),
+        (b'{"prompt": "x", "n_predict": 100000}', 400, "context"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_enqueued(
+    gateway: Gateway, redis_server, body: bytes, status: int, needle: str
+) -> None:
     pool = keys.pool("llm", "SmolLM2-135M-Instruct")
     before = redis_server.client().xinfo_stream(pool)["last-generated-id"]
     with gateway.client() as http:
@@ -107,9 +118,12 @@ def test_streaming_errors_come_before_the_stream(gateway: Gateway) -> None:
 
 
 def test_client_disconnect_cancels_the_job(gateway: Gateway, redis_server) -> None:
-    resp = ChunkedResponse(gateway.base, "/completion",
-                           {"prompt": "Tell me a very long story.", "n_predict": 450, "ignore_eos": True,
-                            "stream": True}, TOKEN)
+    resp = ChunkedResponse(
+        gateway.base,
+        "/completion",
+        {"prompt": "Tell me a very long story.", "n_predict": 450, "ignore_eos": True, "stream": True},
+        TOKEN,
+    )
     stream = resp.chunks()
     for _ in range(3):
         next(stream)
@@ -131,8 +145,10 @@ def test_a_non_streaming_client_that_leaves_cancels_its_job(gateway: Gateway, re
     r = redis_server.client()
     jobs_before = set(r.scan_iter(keys.job("*")))
     sock = socket.create_connection((url.hostname, url.port))
-    sock.sendall(b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    sock.sendall(
+        b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
 
     def running() -> list[bytes]:
         return [k for k in set(r.scan_iter(keys.job("*"))) - jobs_before if r.hget(k, "state") == b"active"]
@@ -150,9 +166,13 @@ def test_llm_for_unity_helper_routes(gateway: Gateway) -> None:
         props = http.post("/props", json={"stream": False}).json()
         assert props["default_generation_settings"]["n_ctx"] == 512
         assert http.get("/props").json() == props
-        prompt = http.post("/apply-template", json={"messages": [{"role": "system", "content": "Be brief."},
-                                                                 {"role": "user", "content": "Hi"}],
-                                                    "stream": False}).json()["prompt"]
+        prompt = http.post(
+            "/apply-template",
+            json={
+                "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                "stream": False,
+            },
+        ).json()["prompt"]
         assert prompt.startswith("<|im_start|>system\nBe brief.<|im_end|>") and prompt.endswith("assistant\n")
         tokens = http.post("/tokenize", json={"content": "Hello world", "stream": False}).json()["tokens"]
         assert tokens and all(isinstance(t, int) for t in tokens)

@@ -29,8 +29,10 @@ def test_redis_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().resolved_redis_url() == "rediss://remote:6390/1"
 
 
-@pytest.mark.parametrize(("name", "value"), [("REDIS_PORT", "not-a-port"), ("GPU_LAYERS", "-5"),
-                                             ("REDIS_URL", "http://x"), ("LOG_LEVEL", "loud")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("REDIS_PORT", "not-a-port"), ("GPU_LAYERS", "-5"), ("REDIS_URL", "http://x"), ("LOG_LEVEL", "loud")],
+)
 def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
@@ -39,8 +41,7 @@ def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch, name: str, va
 
 def test_cli_refuses_invalid_configuration_at_start() -> None:
     env = {"REDIS_PORT": "seventy", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "graycat", "api"], env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "graycat", "api"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "REDIS_PORT" in proc.stderr
 

@@ -103,8 +103,7 @@ def test_events_stream_snapshots_of_pools_and_workers(gateway: Gateway) -> None:
     assert all("host" in w and "gpus" in w for w in snap["workers"])
 
 
-def test_alerts_fire_from_the_snapshot_as_the_prometheus_rules_test_them(gateway: Gateway,
-                                                                         cluster: Cluster) -> None:
+def test_alerts_fire_from_the_snapshot_as_the_prometheus_rules_test_them(gateway: Gateway, cluster: Cluster) -> None:
     r = redis.Redis.from_url(cluster.redis.url)
     job = Job(kind="llm", model="orphan-console", endpoint="/completion", body=b"{}", stream=False)
     job.created -= 40  # queued 40 s ago, in a pool that no worker serves
@@ -145,8 +144,13 @@ def test_events_streams_are_bounded_per_token(cluster: Cluster, gateway: Gateway
 def add_dead_letter(redis_url: str, owner: str, body: bytes = b"{}") -> tuple[str, str]:
     """A completion job kept in the dead-letter stream as a worker would keep it: (its entry, its job id)."""
     job = Job(kind="llm", model=MODEL, endpoint="/completion", body=body, stream=False, owner=owner)
-    fields = {**job.to_fields(), "pool": keys.pool("llm", MODEL), "deliveries": 3,
-              "reason": "the worker stopped each time", "at": repr(time.time())}
+    fields = {
+        **job.to_fields(),
+        "pool": keys.pool("llm", MODEL),
+        "deliveries": 3,
+        "reason": "the worker stopped each time",
+        "at": repr(time.time()),
+    }
     return redis.Redis.from_url(redis_url).xadd(keys.DEAD, fields).decode(), job.id
 
 
@@ -185,8 +189,10 @@ def test_events_say_when_redis_is_unreachable_and_resume(tmp_path: Path) -> None
     cluster = Cluster(own, tmp_path)
     try:
         _, base = cluster.api()
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as user, \
-                user.stream("GET", "/console/events") as resp:
+        with (
+            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as user,
+            user.stream("GET", "/console/events") as resp,
+        ):
             lines = (line for line in resp.iter_lines() if line.startswith("event: "))
             assert next(lines) == "event: snapshot"
             own.stop()

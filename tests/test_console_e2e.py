@@ -94,8 +94,12 @@ def text_of(browser: Browser, selector: str) -> str:
 
 
 def total(browser: Browser, label: str) -> str:
-    return str(browser.js(f"[...document.querySelectorAll('#totals .total')].find((t) => "
-                          f"t.querySelector('span').textContent === {label!r})?.querySelector('b').textContent ?? ''"))
+    return str(
+        browser.js(
+            f"[...document.querySelectorAll('#totals .total')].find((t) => "
+            f"t.querySelector('span').textContent === {label!r})?.querySelector('b').textContent ?? ''"
+        )
+    )
 
 
 def test_a_wrong_token_is_refused(browser: Browser, gateway: Gateway) -> None:
@@ -108,14 +112,17 @@ def test_a_wrong_token_is_refused(browser: Browser, gateway: Gateway) -> None:
     browser.errors.clear()
 
 
-def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Browser, gateway: Gateway,
-                                                                    cluster: Cluster) -> None:
+def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(
+    browser: Browser, gateway: Gateway, cluster: Cluster
+) -> None:
     sign_in(browser, gateway, TOKEN)
     browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
     assert text_of(browser, "#who") == "token" and browser.js("document.querySelector('[data-page=admin]').hidden")
     assert browser.js("sessionStorage.getItem('graycat.token')") == TOKEN and TOKEN not in browser.js("location.href")
-    browser.wait(f"[...document.querySelectorAll('.worker dd')].some((d) => d.textContent.includes({MODEL!r}))",
-                 what="the worker's card")
+    browser.wait(
+        f"[...document.querySelectorAll('.worker dd')].some((d) => d.textContent.includes({MODEL!r}))",
+        what="the worker's card",
+    )
     browser.wait("document.getElementById('live').textContent === 'live'")
     before = int(total(browser, "Completed").replace(",", ""))
     jobs = 8
@@ -134,10 +141,15 @@ def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Bro
         time.sleep(0.05)
     assert busy_seen, "the overview never showed a busy slot while jobs ran"
     wait_until(lambda: float(total(browser, "Tokens/s") or 0) > 0, 10, "the workers' tokens per second")
-    wait_until(lambda: int(total(browser, "Completed").replace(",", "")) >= before + jobs, 10,
-               "the completed count to rise by the jobs run")
-    row = browser.js(f"[...document.querySelectorAll('#pools tbody tr')].map((r) => r.textContent)"
-                     f".find((t) => t.includes({MODEL!r}))")
+    wait_until(
+        lambda: int(total(browser, "Completed").replace(",", "")) >= before + jobs,
+        10,
+        "the completed count to rise by the jobs run",
+    )
+    row = browser.js(
+        f"[...document.querySelectorAll('#pools tbody tr')].map((r) => r.textContent)"
+        f".find((t) => t.includes({MODEL!r}))"
+    )
     assert row and row.startswith("text")
     assert re.search(r"\d[\d.]* m?s / \d[\d.]* m?s$", row), row  # the queue waits' p50 / p95
     assert browser.js("document.getElementById('chart-done').width > 0")
@@ -146,14 +158,19 @@ def test_overview_shows_the_worker_and_counts_moving_while_jobs_run(browser: Bro
     r.xadd(keys.pool("llm", "orphan-overview"), job.to_fields())  # type: ignore[arg-type]
     r.sadd(keys.POOLS, keys.pool("llm", "orphan-overview"))  # registered, as the api registers a queued job's pool
     try:
-        alert = browser.wait("[...document.querySelectorAll('#attention li')].map((li) => li.textContent)"
-                             ".find((t) => t.includes('orphan-overview'))", what="the alert")
+        alert = browser.wait(
+            "[...document.querySelectorAll('#attention li')].map((li) => li.textContent)"
+            ".find((t) => t.includes('orphan-overview'))",
+            what="the alert",
+        )
         assert alert == "critical No live worker serves llm/orphan-overview (1 waiting) (rule GraycatNoWorkerForModel)"
     finally:
         r.delete(keys.pool("llm", "orphan-overview"))
         r.srem(keys.POOLS, keys.pool("llm", "orphan-overview"))
-    browser.wait("!document.getElementById('attention').textContent.includes('orphan-overview')",
-                 what="the alert to end with its pool")
+    browser.wait(
+        "!document.getElementById('attention').textContent.includes('orphan-overview')",
+        what="the alert to end with its pool",
+    )
     assert not browser.errors, browser.errors
 
 
@@ -178,21 +195,26 @@ def test_a_chat_streams_token_by_token_and_can_be_stopped(browser: Browser, gate
     browser.js("document.getElementById('chat-temperature').value = '0'")  # greedy: the same answer each run
     send_chat(browser, "Write a short poem about the sea.", 40)
     lengths = set()
-    while not browser.js("document.getElementById('chat-go').disabled === false && "
-                         "!document.querySelector('#chat-log li[aria-busy]')"):
+    while not browser.js(
+        "document.getElementById('chat-go').disabled === false && !document.querySelector('#chat-log li[aria-busy]')"
+    ):
         lengths.add(len(chat_text(browser)))
         time.sleep(0.01)
     assert len(lengths - {0}) >= 3, f"the answer did not appear piece by piece: {sorted(lengths)}"
     assert "chunks in" in text_of(browser, "#chat-status") and chat_text(browser).strip()
 
     with gateway.client() as client:
+
         def cancelled() -> int:
             pools = client.get("/queue/status").json()["pools"]
             return sum(p["cancelled"] for p in pools if p["model"] == MODEL)
+
         before = cancelled()
         send_chat(browser, "Write a long story about a dragon who learns to fly.", 400)  # greedy: 400 tokens
-        browser.wait("[...document.querySelectorAll('#chat-log li.assistant .text')].pop().textContent.length > 20",
-                     what=f"the long answer to start ({text_of(browser, '#chat-status')})")
+        browser.wait(
+            "[...document.querySelectorAll('#chat-log li.assistant .text')].pop().textContent.length > 20",
+            what=f"the long answer to start ({text_of(browser, '#chat-status')})",
+        )
         browser.js("document.getElementById('chat-stop').click()")
         browser.wait("document.querySelector('#chat-log li.assistant:last-child').classList.contains('stopped')")
         assert text_of(browser, "#chat-status") == "Stopped: the server cancelled the job."
@@ -209,16 +231,21 @@ def test_a_chat_kept_by_the_server_sends_only_each_new_turn(browser: Browser, ga
     browser.js("location.hash = '#playground'")
     browser.wait(f"document.getElementById('chat-model').value === {MODEL!r}", what="the model picker")
     browser.js("document.getElementById('chat-session').click()")
-    snippet = browser.wait("document.getElementById('snippet').textContent.includes('X-Session-ID: ') && "
-                           "document.getElementById('snippet').textContent")
+    snippet = browser.wait(
+        "document.getElementById('snippet').textContent.includes('X-Session-ID: ') && "
+        "document.getElementById('snippet').textContent"
+    )
     found = re.search(r"X-Session-ID: ([\w-]+)", snippet)
     assert found, snippet
     session = found.group(1)
     done = "!document.querySelector('#chat-log li[aria-busy]') && document.getElementById('chat-go').disabled === false"
     for turn in ("My name is Ada.", "What is my name?"):
         send_chat(browser, turn, 12)
-        browser.wait(f"{done} && document.querySelectorAll('#chat-log li.assistant').length === "
-                     f"{1 if turn.startswith('My') else 2}", what=f"the answer to {turn!r}")
+        browser.wait(
+            f"{done} && document.querySelectorAll('#chat-log li.assistant').length === "
+            f"{1 if turn.startswith('My') else 2}",
+            what=f"the answer to {turn!r}",
+        )
         browser.wait(done)
     with gateway.client() as client:
         kept = client.get(f"/sessions/{session}").json()["messages"]
@@ -252,16 +279,21 @@ def test_a_raw_completion_streams_and_embeddings_show_their_dimension(browser: B
     assert text_of(browser, "#completion-out").startswith("Once upon a time") and text_of(browser, "#completion-out b")
 
     browser.js("document.getElementById('tab-embeddings').click()")
-    browser.wait(f"[...document.getElementById('embeddings-model').options].some((o) => o.value === {EMBED_MODEL!r})",
-                 what="the embedding model in the picker")
+    browser.wait(
+        f"[...document.getElementById('embeddings-model').options].some((o) => o.value === {EMBED_MODEL!r})",
+        what="the embedding model in the picker",
+    )
     browser.js(f"document.getElementById('embeddings-model').value = {EMBED_MODEL!r}")
     browser.js("document.getElementById('embeddings-model').dispatchEvent(new Event('input', {bubbles: true}))")
     snippet = text_of(browser, "#snippet")
     assert "/v1/embeddings" in snippet and f'"model": "{EMBED_MODEL}"' in snippet and "-N" not in snippet
     browser.js("document.getElementById('embeddings-go').click()")
-    rows = browser.wait("document.querySelectorAll('#embeddings-out tbody tr').length === 2 && "
-                        "[...document.querySelectorAll('#embeddings-out tbody tr')].map((r) => "
-                        "[...r.cells].map((c) => c.textContent))", what="the embeddings")
+    rows = browser.wait(
+        "document.querySelectorAll('#embeddings-out tbody tr').length === 2 && "
+        "[...document.querySelectorAll('#embeddings-out tbody tr')].map((r) => "
+        "[...r.cells].map((c) => c.textContent))",
+        what="the embeddings",
+    )
     with embedder.client() as client:
         direct = client.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": "a red dragon"}).json()
     dimension = len(direct["data"][0]["embedding"])
@@ -271,9 +303,11 @@ def test_a_raw_completion_streams_and_embeddings_show_their_dimension(browser: B
     assert first == pytest.approx(direct["data"][0]["embedding"][:6], abs=1e-4)
 
     browser.js("location.hash = '#jobs'")  # the tab's recent jobs: these two, newest first
-    recent = browser.wait("document.querySelectorAll('#recent-jobs li').length === 2 && "
-                          "[...document.querySelectorAll('#recent-jobs li')].map((li) => li.textContent)",
-                          what="the tab's recent jobs")
+    recent = browser.wait(
+        "document.querySelectorAll('#recent-jobs li').length === 2 && "
+        "[...document.querySelectorAll('#recent-jobs li')].map((li) => li.textContent)",
+        what="the tab's recent jobs",
+    )
     assert "POST /v1/embeddings" in recent[0] and "POST /v1/completions" in recent[1], recent
     browser.js("document.querySelectorAll('#recent-jobs button')[1].click()")
     browser.wait("document.querySelector('#job-events li:last-child b')?.textContent === 'end'", what="its events")
@@ -314,11 +348,16 @@ def test_an_admin_creates_and_revokes_a_token(browser: Browser, gateway: Gateway
     browser.wait("!document.querySelector('[data-page=admin]').hidden", what="the admin page's link")
     browser.js("location.hash = '#admin'")
     browser.wait("!!document.querySelector('#tokens tbody tr')", what="the tokens")
-    usage = browser.wait("document.getElementById('chart-usage').getAttribute('aria-label').includes(': ') && "
-                         "document.getElementById('chart-usage').getAttribute('aria-label')", what="the usage chart")
+    usage = browser.wait(
+        "document.getElementById('chart-usage').getAttribute('aria-label').includes(': ') && "
+        "document.getElementById('chart-usage').getAttribute('aria-label')",
+        what="the usage chart",
+    )
     assert re.search(r"static [0-9a-f]{6}: [1-9]", usage), usage  # the test tokens' requests of today
-    browser.js("const m = document.getElementById('usage-measure'); m.value = 'completion_tokens';"
-               " m.dispatchEvent(new Event('change'))")
+    browser.js(
+        "const m = document.getElementById('usage-measure'); m.value = 'completion_tokens';"
+        " m.dispatchEvent(new Event('change'))"
+    )
     tokens = str(browser.js("document.getElementById('chart-usage').getAttribute('aria-label')"))
     assert re.search(r"^Completion tokens over the last 14 days by token: .*static [0-9a-f]{6}: [1-9]", tokens), tokens
     assert text_of(browser, "#usage-title") == "Completion tokens per day (UTC) by token, last 14 days"
@@ -326,12 +365,16 @@ def test_an_admin_creates_and_revokes_a_token(browser: Browser, gateway: Gateway
     browser.type("made-in-console")
     browser.js("document.getElementById('new-rpm').value = '7'")
     browser.js("document.getElementById('token-form').requestSubmit()")
-    secret = browser.wait("!document.getElementById('new-secret').hidden && "
-                          "document.getElementById('new-secret-value').textContent", what="the new secret")
+    secret = browser.wait(
+        "!document.getElementById('new-secret').hidden && document.getElementById('new-secret-value').textContent",
+        what="the new secret",
+    )
     with gateway.client(secret) as made:
         assert made.get("/console/session").json()["rpm"] == 7
-        row = ("[...document.querySelectorAll('#tokens tbody tr')]"
-               ".find((r) => r.cells[0].textContent === 'made-in-console')")
+        row = (
+            "[...document.querySelectorAll('#tokens tbody tr')]"
+            ".find((r) => r.cells[0].textContent === 'made-in-console')"
+        )
         browser.wait(f"{row}?.textContent.includes('7/min')", what="the new token's row")
         browser.js(f"{row}.querySelector('button').click()")
         assert browser.js(f"{row}.querySelector('button').textContent") == "Confirm revoke"
@@ -346,8 +389,10 @@ def test_an_admin_runs_a_dead_letter_again(browser: Browser, gateway: Gateway, c
     _, job_id = add_dead_letter(cluster.redis.url, fingerprint(TOKEN), b'{"prompt": "Hi", "n_predict": 3}')
     sign_in(browser, gateway, ADMIN)
     browser.wait("!document.querySelector('[data-page=admin]').hidden", what="the admin page's link")
-    browser.wait("document.getElementById('attention').textContent.includes('dead letter(s): see Admin')",
-                 what="the overview to point at the dead letters")
+    browser.wait(
+        "document.getElementById('attention').textContent.includes('dead letter(s): see Admin')",
+        what="the overview to point at the dead letters",
+    )
     browser.js("location.hash = '#admin'")
     row = f"[...document.querySelectorAll('#dead tbody tr')].find((r) => r.textContent.includes({job_id!r}))"
     browser.wait(f"!!{row}", what="the dead letter's row")
@@ -373,14 +418,18 @@ def image_worker(cluster: Cluster, gateway: Gateway, tmp_path_factory: pytest.Te
     worker.stop()
 
 
-def test_an_image_is_generated_with_progress_and_a_preview(browser: Browser, gateway: Gateway,
-                                                          image_worker: None) -> None:
+def test_an_image_is_generated_with_progress_and_a_preview(
+    browser: Browser, gateway: Gateway, image_worker: None
+) -> None:
     sign_in(browser, gateway, TOKEN)
     browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
     browser.js("location.hash = '#playground'")
     browser.js("document.getElementById('tab-image').click()")
-    browser.wait("!document.getElementById('image-form').hidden && document.getElementById('image-model').value"
-                 " && document.getElementById('image-sampler').options.length", what="the image form")
+    browser.wait(
+        "!document.getElementById('image-form').hidden && document.getElementById('image-model').value"
+        " && document.getElementById('image-sampler').options.length",
+        what="the image form",
+    )
     assert "/sdapi/v1/txt2img" in text_of(browser, "#snippet")
     for field, value in (("image-steps", 60), ("image-width", 128), ("image-height", 128)):
         browser.js(f"document.getElementById('{field}').value = '{value}'")
@@ -421,27 +470,43 @@ PICK_START_IMAGE = """(async () => {
 
 
 def test_an_image_is_inpainted_from_an_upload_with_a_painted_mask_a_lora_and_a_vae(
-        browser: Browser, gateway: Gateway, image_worker: None) -> None:
+    browser: Browser, gateway: Gateway, image_worker: None
+) -> None:
     sign_in(browser, gateway, TOKEN)
     browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
     browser.js("location.hash = '#playground'")
     browser.js("document.getElementById('tab-image').click()")
-    browser.wait("[...document.getElementById('image-lora').options].some((o) => o.value === 'tinylora') && "
-                 "[...document.getElementById('image-vae').options].some((o) => o.value === 'tinyvae.safetensors')",
-                 what="the workers' LoRAs and VAEs in the pickers")
-    for field, value in (("image-model", "tiny"), ("image-lora", "tinylora"), ("image-vae", "tinyvae.safetensors"),
-                         ("image-steps", 4), ("image-seed", 7)):
+    browser.wait(
+        "[...document.getElementById('image-lora').options].some((o) => o.value === 'tinylora') && "
+        "[...document.getElementById('image-vae').options].some((o) => o.value === 'tinyvae.safetensors')",
+        what="the workers' LoRAs and VAEs in the pickers",
+    )
+    for field, value in (
+        ("image-model", "tiny"),
+        ("image-lora", "tinylora"),
+        ("image-vae", "tinyvae.safetensors"),
+        ("image-steps", 4),
+        ("image-seed", 7),
+    ):
         browser.js(f"document.getElementById('{field}').value = '{value}'")
     browser.js(PICK_START_IMAGE)
-    browser.wait("!document.getElementById('mask-box').hidden && document.getElementById('image-width').value === '64'",
-                 what="the start image on the mask canvas")
-    box = browser.js("(() => { const c = document.getElementById('mask-canvas'); c.scrollIntoView({block: 'center'});"
-                     " const r = c.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()")
+    browser.wait(
+        "!document.getElementById('mask-box').hidden && document.getElementById('image-width').value === '64'",
+        what="the start image on the mask canvas",
+    )
+    box = browser.js(
+        "(() => { const c = document.getElementById('mask-canvas'); c.scrollIntoView({block: 'center'});"
+        " const r = c.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+    )
     for kind, dx in (("mousePressed", 0), ("mouseMoved", 5), ("mouseReleased", 5)):  # a short stroke
-        browser.send("Input.dispatchMouseEvent", type=kind, x=box[0] + dx, y=box[1], button="left", buttons=1,
-                     clickCount=1)
-    snippet = browser.wait("document.getElementById('snippet').textContent.includes('mask.png') && "
-                           "document.getElementById('snippet').textContent", what="the painted mask in the snippet")
+        browser.send(
+            "Input.dispatchMouseEvent", type=kind, x=box[0] + dx, y=box[1], button="left", buttons=1, clickCount=1
+        )
+    snippet = browser.wait(
+        "document.getElementById('snippet').textContent.includes('mask.png') && "
+        "document.getElementById('snippet').textContent",
+        what="the painted mask in the snippet",
+    )
     assert "/sdapi/v1/img2img" in snippet and '"init_images": [\n    "<base64 of start.png>"' in snippet
     assert "<lora:tinylora:0.8>" in snippet and '"sd_vae": "tinyvae.safetensors"' in snippet
     assert "data:image" not in snippet  # the images named, not inlined
@@ -462,32 +527,43 @@ def test_an_image_is_inpainted_from_an_upload_with_a_painted_mask_a_lora_and_a_v
     assert not browser.errors, browser.errors
 
 
-@pytest.mark.parametrize("width,height,scheme", [(1280, 900, "light"), (390, 844, "light"), (1280, 900, "dark")],
-                         ids=["laptop", "phone", "laptop-dark"])
-def test_pages_pass_accessibility_checks_and_fit_the_screen(browser: Browser, gateway: Gateway,
-                                                           width: int, height: int, scheme: str) -> None:
+@pytest.mark.parametrize(
+    "width,height,scheme",
+    [(1280, 900, "light"), (390, 844, "light"), (1280, 900, "dark")],
+    ids=["laptop", "phone", "laptop-dark"],
+)
+def test_pages_pass_accessibility_checks_and_fit_the_screen(
+    browser: Browser, gateway: Gateway, width: int, height: int, scheme: str
+) -> None:
     shots = os.environ.get("CONSOLE_SCREENSHOTS") if scheme == "light" else None
     browser.resize(width, height, mobile=width < 600)
     browser.send("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": scheme}])
     sign_in(browser, gateway, ADMIN)
     browser.wait("!document.getElementById('page-overview').hidden", what="the overview")
     browser.open(gateway.base + "/console")  # a reload: the tab's token signs in again by itself
-    browser.wait("!document.getElementById('page-overview').hidden && "
-                 "!document.querySelector('[data-page=admin]').hidden", what="the overview, signed in again")
+    browser.wait(
+        "!document.getElementById('page-overview').hidden && !document.querySelector('[data-page=admin]').hidden",
+        what="the overview, signed in again",
+    )
     browser.js("location.hash = '#playground'")
     browser.wait("document.getElementById('chat-model').value")
     send_chat(browser, "Say hello in three languages.", 40)  # the pages checked with content in them
-    browser.wait("!document.querySelector('#chat-log li[aria-busy]') && "
-                 "document.getElementById('chat-status').textContent.includes('chunks')", what="the chat")
+    browser.wait(
+        "!document.querySelector('#chat-log li[aria-busy]') && "
+        "document.getElementById('chat-status').textContent.includes('chunks')",
+        what="the chat",
+    )
     try:
         for page in ("overview", "playground", "jobs", "admin"):
             browser.js(f"location.hash = '#{page}'")
             browser.wait(f"!document.getElementById('page-{page}').hidden")
             time.sleep(0.3)
             assert browser.js(A11Y) == [], page
-            wide = browser.js(f"[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right"
-                              f" > {width} + 1 && !e.closest('.scroll')).map((e) => e.tagName + '#' + e.id + '.' "
-                              f"+ e.className).slice(0, 5)")
+            wide = browser.js(
+                f"[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right"
+                f" > {width} + 1 && !e.closest('.scroll')).map((e) => e.tagName + '#' + e.id + '.' "
+                f"+ e.className).slice(0, 5)"
+            )
             assert browser.js("document.documentElement.scrollWidth") <= width and not wide, f"{page}: {wide}"
             if shots:
                 browser.screenshot(Path(shots) / f"console-{page}-{'phone' if width < 600 else 'desktop'}.png")
@@ -495,8 +571,9 @@ def test_pages_pass_accessibility_checks_and_fit_the_screen(browser: Browser, ga
         browser.js("document.getElementById('tab-chat').focus()")
         for panel in ("completion", "embeddings", "image"):
             browser.press("ArrowRight", "ArrowRight", 39)  # the tabs follow the arrow keys
-            assert browser.js(f"!document.getElementById('panel-{panel}').hidden && "
-                              f"document.activeElement.id === 'tab-{panel}'")
+            assert browser.js(
+                f"!document.getElementById('panel-{panel}').hidden && document.activeElement.id === 'tab-{panel}'"
+            )
             assert browser.js(A11Y) == [], panel
             assert browser.js(f"document.documentElement.scrollWidth <= {width}"), panel
         browser.press("ArrowRight", "ArrowRight", 39)  # round to the first

@@ -26,8 +26,11 @@ def running_job(r: redis.Redis, model: str, worker: Proc) -> str | None:
     """The id of the job of `model` that `worker` is running, if any."""
     for key in r.scan_iter(keys.job("*")):
         record = r.hgetall(key)
-        if (record.get(b"model") == model.encode() and record.get(b"state") == b"active"
-                and f"worker {record[b'worker'].decode()} ready" in worker.output()):
+        if (
+            record.get(b"model") == model.encode()
+            and record.get(b"state") == b"active"
+            and f"worker {record[b'worker'].decode()} ready" in worker.output()
+        ):
             return key.decode().rsplit(":", 1)[1]
     return None
 
@@ -44,8 +47,9 @@ def kill_when_running(r: redis.Redis, model: str, worker: Proc, *, after_events:
     return job_id
 
 
-def test_a_killed_workers_job_is_answered_once_by_another(cluster: Cluster, gateway: Gateway,
-                                                         redis_server: RedisServer) -> None:
+def test_a_killed_workers_job_is_answered_once_by_another(
+    cluster: Cluster, gateway: Gateway, redis_server: RedisServer
+) -> None:
     model, r = "crash-model-1", redis_server.client()
     first = start_worker(cluster, model)
     body = {"prompt": "Write a long story:", "n_predict": 300, "ignore_eos": True, "model": model}
@@ -63,8 +67,9 @@ def test_a_killed_workers_job_is_answered_once_by_another(cluster: Cluster, gate
     second.stop()
 
 
-def test_a_deterministic_stream_continues_seamlessly(cluster: Cluster, gateway: Gateway,
-                                                    redis_server: RedisServer) -> None:
+def test_a_deterministic_stream_continues_seamlessly(
+    cluster: Cluster, gateway: Gateway, redis_server: RedisServer
+) -> None:
     model, r = "crash-model-2", redis_server.client()
     first = start_worker(cluster, model)
     body = {"prompt": "List the planets:", "n_predict": 200, "ignore_eos": True, "temperature": 0, "model": model}
@@ -82,8 +87,9 @@ def test_a_deterministic_stream_continues_seamlessly(cluster: Cluster, gateway: 
     second.stop()
 
 
-def test_a_random_stream_ends_with_an_error_event(cluster: Cluster, gateway: Gateway,
-                                                 redis_server: RedisServer) -> None:
+def test_a_random_stream_ends_with_an_error_event(
+    cluster: Cluster, gateway: Gateway, redis_server: RedisServer
+) -> None:
     model, r = "crash-model-3", redis_server.client()
     first = start_worker(cluster, model)
     body = {"prompt": "Go:", "n_predict": 200, "ignore_eos": True, "seed": -1, "stream": True, "model": model}
@@ -100,8 +106,9 @@ def test_a_random_stream_ends_with_an_error_event(cluster: Cluster, gateway: Gat
     second.stop()
 
 
-def test_a_poison_job_fails_after_the_delivery_cap(cluster: Cluster, gateway: Gateway,
-                                                  redis_server: RedisServer) -> None:
+def test_a_poison_job_fails_after_the_delivery_cap(
+    cluster: Cluster, gateway: Gateway, redis_server: RedisServer
+) -> None:
     model, r = "crash-model-4", redis_server.client()
     dead_before = r.xlen(keys.DEAD)
     body = {"prompt": "Poison:", "n_predict": 300, "ignore_eos": True, "model": model}
@@ -123,8 +130,9 @@ def test_a_poison_job_fails_after_the_delivery_cap(cluster: Cluster, gateway: Ga
     worker.stop()
 
 
-def test_a_dead_workers_jobs_run_again_at_once_and_end_once(cluster: Cluster, gateway: Gateway,
-                                                          redis_server: RedisServer) -> None:
+def test_a_dead_workers_jobs_run_again_at_once_and_end_once(
+    cluster: Cluster, gateway: Gateway, redis_server: RedisServer
+) -> None:
     """The api notices a SIGKILLed worker by its closed Redis connections, long before VISIBILITY_TIMEOUT (30 s
     here): a live worker reruns its jobs within seconds, and each job ends exactly once."""
     model, r, jobs = "crash-model-5", redis_server.client(), 3
@@ -132,8 +140,10 @@ def test_a_dead_workers_jobs_run_again_at_once_and_end_once(cluster: Cluster, ga
     workers = [cluster.spawn("null-worker", slow, VISIBILITY_TIMEOUT="30") for _ in range(2)]
     wait_until(lambda: all(cluster.ready(w) for w in workers), 60, "the workers")
     with gateway.client() as http:
-        ids = [http.post("/jobs", json={"route": "/completion", "body": {"prompt": "x", "model": model}}).json()["id"]
-               for _ in range(jobs)]
+        ids = [
+            http.post("/jobs", json={"route": "/completion", "body": {"prompt": "x", "model": model}}).json()["id"]
+            for _ in range(jobs)
+        ]
     wait_until(lambda: all(r.hget(keys.job(i), "state") == b"active" for i in ids), 30, "the jobs to run")
     victim = next(w for w in workers if running_job(r, model, w))
     [survivor] = [w for w in workers if w is not victim]
@@ -155,8 +165,9 @@ def test_a_dead_workers_jobs_run_again_at_once_and_end_once(cluster: Cluster, ga
     survivor.stop()
 
 
-def test_a_worker_cut_off_and_back_stops_the_job_another_took_over(cluster: Cluster, gateway: Gateway,
-                                                                  redis_server: RedisServer) -> None:
+def test_a_worker_cut_off_and_back_stops_the_job_another_took_over(
+    cluster: Cluster, gateway: Gateway, redis_server: RedisServer
+) -> None:
     """A worker whose connections Redis closed while it lives (frozen here, so it cannot reconnect at once) is
     taken for dead; once back, its heartbeat tells it the job runs elsewhere and it stops it: one answer."""
     model, r = "crash-model-6", redis_server.client()

@@ -31,16 +31,16 @@ def own_db(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
 
 def _null(cluster: Cluster, name: str, tokens: int, *args: str) -> None:
     url = f"redis://127.0.0.1:{cluster.redis.port}/{DB}"
-    proc = cluster.spawn(name, ["worker", "null", "--model-name", name, "--tokens", str(tokens), *args],
-                         REDIS_URL=url)
+    proc = cluster.spawn(name, ["worker", "null", "--model-name", name, "--tokens", str(tokens), *args], REDIS_URL=url)
     wait_until(lambda: " ready: " in proc.output(), 30, f"the null worker {name}")
     time.sleep(SERVED_CACHE_S)  # the api's view of the live workers is at most this old
 
 
 def _ask(base: str, path: str = "/completion", **body: object) -> tuple[httpx.Response, float]:
     began = time.monotonic()
-    resp = httpx.post(base + path, headers={"Authorization": f"Bearer {TOKEN}"}, json={"prompt": "x", **body},
-                      timeout=120)
+    resp = httpx.post(
+        base + path, headers={"Authorization": f"Bearer {TOKEN}"}, json={"prompt": "x", **body}, timeout=120
+    )
     return resp, time.monotonic() - began
 
 
@@ -70,10 +70,11 @@ def test_the_default_is_the_model_served_then_the_declared_one_else_a_404(own_db
 def test_an_unknown_model_is_a_404_at_once_listing_the_served_ones(own_db: tuple[Cluster, str]) -> None:
     cluster, base = own_db
     _null(cluster, "listed-model", 1)
-    for path, body in [("/completion", {"model": "no-such-model"}),
-                       ("/v1/chat/completions", {"model": "no-such-model",
-                                                 "messages": [{"role": "user", "content": "Hi"}]}),
-                       ("/api/generate", {"model": "no-such-model", "stream": False})]:
+    for path, body in [
+        ("/completion", {"model": "no-such-model"}),
+        ("/v1/chat/completions", {"model": "no-such-model", "messages": [{"role": "user", "content": "Hi"}]}),
+        ("/api/generate", {"model": "no-such-model", "stream": False}),
+    ]:
         resp, took = _ask(base, path, **body)
         assert resp.status_code == 404 and took < FAST, resp.text
         assert "no-such-model" in resp.text and "listed-model" in resp.text
@@ -82,8 +83,22 @@ def test_an_unknown_model_is_a_404_at_once_listing_the_served_ones(own_db: tuple
 def test_a_model_whose_worker_is_loading_waits_for_it(own_db: tuple[Cluster, str]) -> None:
     cluster, base = own_db
     url = f"redis://127.0.0.1:{cluster.redis.port}/{DB}"
-    worker = cluster.spawn("loading", ["worker", "llm", "--model", str(default_model_path()), "--model-name",
-                                       "slow-to-load", "--slots", "1", "--ctx-size", "512"], REDIS_URL=url)
+    worker = cluster.spawn(
+        "loading",
+        [
+            "worker",
+            "llm",
+            "--model",
+            str(default_model_path()),
+            "--model-name",
+            "slow-to-load",
+            "--slots",
+            "1",
+            "--ctx-size",
+            "512",
+        ],
+        REDIS_URL=url,
+    )
 
     def loading() -> bool:
         assert worker.alive(), worker.output()
@@ -103,9 +118,26 @@ def test_a_model_whose_worker_is_loading_waits_for_it(own_db: tuple[Cluster, str
 def test_a_worker_stopped_while_loading_leaves_at_once(own_db: tuple[Cluster, str]) -> None:
     cluster, base = own_db
     url = f"redis://127.0.0.1:{cluster.redis.port}/{DB}"
-    worker = cluster.spawn("stopped", ["worker", "llm", "--model", str(default_model_path()), "--model-name",
-                                       "stopped-early", "--slots", "1", "--ctx-size", "512"], REDIS_URL=url)
-    wait_until(lambda: "stopped-early" in httpx.get(base + "/health", timeout=5).json()["models"], 60,
-               "the worker to announce itself")
+    worker = cluster.spawn(
+        "stopped",
+        [
+            "worker",
+            "llm",
+            "--model",
+            str(default_model_path()),
+            "--model-name",
+            "stopped-early",
+            "--slots",
+            "1",
+            "--ctx-size",
+            "512",
+        ],
+        REDIS_URL=url,
+    )
+    wait_until(
+        lambda: "stopped-early" in httpx.get(base + "/health", timeout=5).json()["models"],
+        60,
+        "the worker to announce itself",
+    )
     assert worker.stop() == 0  # SIGTERM, loading or not: a clean exit
     assert "stopped-early" not in httpx.get(base + "/health", timeout=5).json()["models"]  # deregistered

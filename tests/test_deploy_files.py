@@ -26,15 +26,23 @@ def tool(name: str) -> str:
 
 def test_compose_files_follow_the_compose_specification() -> None:
     files = [str(DEPLOY / "docker-compose.yml"), str(DEPLOY / "docker-compose.worker.yml")]
-    result = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *files],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("dockerfile", sorted(p.name for p in (DEPLOY / "docker").glob("*.Dockerfile")))
 def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
-    result = subprocess.run([tool("hadolint"), "--no-color", str(DEPLOY / "docker" / dockerfile)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [tool("hadolint"), "--no-color", str(DEPLOY / "docker" / dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

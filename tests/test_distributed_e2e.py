@@ -89,9 +89,25 @@ class LinkedRedis(RedisServer):
     def start(self) -> None:
         binary = default_server_binary()
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *self.binds, "--dir", str(self.folder),
-             "--save", "", "--appendonly", "no", "--requirepass", self.password],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                *self.binds,
+                "--dir",
+                str(self.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                self.password,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(self.ping, 10, "redis-server")
 
 
@@ -103,9 +119,13 @@ class Site:
     api: str
 
     def worker(self, host: Host, model: str, *args: str) -> Proc:
-        proc = self.cluster.spawn(f"worker-{host.index}", ["worker", "null", "--model-name", model, *args],
-                                  prefix=["ip", "netns", "exec", host.namespace],
-                                  REDIS_URL=self.redis.url_from(host), VISIBILITY_TIMEOUT="5")
+        proc = self.cluster.spawn(
+            f"worker-{host.index}",
+            ["worker", "null", "--model-name", model, *args],
+            prefix=["ip", "netns", "exec", host.namespace],
+            REDIS_URL=self.redis.url_from(host),
+            VISIBILITY_TIMEOUT="5",
+        )
         wait_until(lambda: " ready: " in proc.output(), 30, f"the worker on host {host.index}")
         return proc
 
@@ -127,8 +147,12 @@ class Site:
             return pipe.execute()
 
     def wait_completed(self, ids: list[str], timeout: float) -> list[dict[bytes, bytes]]:
-        wait_until(lambda: all(rec.get(b"state") == b"completed" for rec in self.records(ids)), timeout,
-                   f"{len(ids)} jobs to complete", interval=0.05)
+        wait_until(
+            lambda: all(rec.get(b"state") == b"completed" for rec in self.records(ids)),
+            timeout,
+            f"{len(ids)} jobs to complete",
+            interval=0.05,
+        )
         return self.records(ids)
 
 
@@ -138,8 +162,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     try:
         for host in hosts:
             host.create()
-        redis = LinkedRedis(free_port(), tmp_path_factory.mktemp("linked-redis"),
-                            binds=tuple(h.gateway for h in hosts), password=secrets.token_hex(16))
+        redis = LinkedRedis(
+            free_port(),
+            tmp_path_factory.mktemp("linked-redis"),
+            binds=tuple(h.gateway for h in hosts),
+            password=secrets.token_hex(16),
+        )
         redis.start()
         cluster = Cluster(redis, Path(tmp_path_factory.mktemp("distributed")))
         try:
@@ -155,14 +183,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def test_a_host_cut_off_loses_no_job(site: Site) -> None:
     model = "dist-cut"
-    workers = [site.worker(h, model, "--slots", "2", "--tokens", "10", "--token-delay-ms", "50")
-               for h in site.hosts[:3]]
+    workers = [
+        site.worker(h, model, "--slots", "2", "--tokens", "10", "--token-delay-ms", "50") for h in site.hosts[:3]
+    ]
     victim_host, victim = site.hosts[0], workers[0]
-    victim_id = next(line.split("worker ", 1)[1].split(" ready", 1)[0]
-                     for line in victim.output().splitlines() if " ready: " in line)
+    victim_id = next(
+        line.split("worker ", 1)[1].split(" ready", 1)[0] for line in victim.output().splitlines() if " ready: " in line
+    )
     ids = site.submit(model, 60)
-    wait_until(lambda: any(rec.get(b"worker") == victim_id.encode() and rec.get(b"state") == b"active"
-                           for rec in site.records(ids)), 20, "a job running on the host to cut")
+    wait_until(
+        lambda: any(
+            rec.get(b"worker") == victim_id.encode() and rec.get(b"state") == b"active" for rec in site.records(ids)
+        ),
+        20,
+        "a job running on the host to cut",
+    )
     victim_host.cut()
     cut_at = time.time()
     records = site.wait_completed(ids, 90)
@@ -183,8 +218,10 @@ def test_more_hosts_serve_more_jobs(site: Site) -> None:
     rates = {}
     for count in (1, 2, 4):
         model = f"dist-rate-{count}"
-        workers = [site.worker(h, model, "--slots", "2", "--tokens", "1", "--token-delay-ms", "200")
-                   for h in site.hosts[:count]]
+        workers = [
+            site.worker(h, model, "--slots", "2", "--tokens", "1", "--token-delay-ms", "200")
+            for h in site.hosts[:count]
+        ]
         ids = site.submit(model, 40 * count)
         records = site.wait_completed(ids, 60)
         span = max(float(r[b"finished"]) for r in records) - min(float(r[b"created"]) for r in records)

@@ -16,8 +16,11 @@ pytestmark = pytest.mark.e2e
 def test_llm_for_unity_v2_and_v3_shapes(embedder: Gateway) -> None:
     with embedder.client() as http:
         v2 = http.post("/embeddings", json={"content": "a red apple", "model": NAME}).json()
-        v3 = http.post("/embedding", json={"content": "a red apple", "model": NAME, "stream": False},
-                       headers={"Accept": "application/json"}).json()
+        v3 = http.post(
+            "/embedding",
+            json={"content": "a red apple", "model": NAME, "stream": False},
+            headers={"Accept": "application/json"},
+        ).json()
     assert isinstance(v2, dict) and len(v2["embedding"]) > 100 and isinstance(v2["embedding"][0], float)
     assert isinstance(v3, list) and v3[0]["index"] == 0
     flat = v3[0]["embedding"][0] if isinstance(v3[0]["embedding"][0], list) else v3[0]["embedding"]

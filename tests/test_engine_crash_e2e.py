@@ -32,11 +32,12 @@ NESTED_GRAMMAR = "root ::= " + "(" * 50000 + '"a"' + ")" * 50000
 NESTED_SCHEMA = '{"type":"array","items":' * 20000 + '{"type":"string"}' + "}" * 20000
 CHAT = b'{"messages":[{"role":"user","content":"Say a"}],"max_tokens":4,'
 CRASHING_BODIES = {
-    "completion grammar": ("/completion", orjson.dumps({"prompt": "Say a", "n_predict": 4,
-                                                         "grammar": NESTED_GRAMMAR})),
+    "completion grammar": ("/completion", orjson.dumps({"prompt": "Say a", "n_predict": 4, "grammar": NESTED_GRAMMAR})),
     "chat grammar": ("/v1/chat/completions", CHAT + b'"grammar":' + orjson.dumps(NESTED_GRAMMAR) + b"}"),
-    "chat json schema": ("/v1/chat/completions",
-                         CHAT + b'"response_format":{"type":"json_object","schema":' + NESTED_SCHEMA.encode() + b"}}"),
+    "chat json schema": (
+        "/v1/chat/completions",
+        CHAT + b'"response_format":{"type":"json_object","schema":' + NESTED_SCHEMA.encode() + b"}}",
+    ),
 }
 
 
@@ -78,8 +79,11 @@ def assert_poisoned(r: redis.Redis, job_id: str) -> None:
 
 
 def restarted_and_serving(r: redis.Redis, worker: Proc, gateway: Gateway, restarts: int) -> None:
-    wait_until(lambda: engine_stats(r, worker).get("process") == {"restarts": restarts, "up": True}, 30,
-               "the engine to restart")
+    wait_until(
+        lambda: engine_stats(r, worker).get("process") == {"restarts": restarts, "up": True},
+        30,
+        "the engine to restart",
+    )
     with gateway.client() as http:
         resp = http.post("/completion", json={"prompt": "Hello", "n_predict": 4, "model": MODEL})
     assert resp.status_code == 200 and resp.json()["tokens_predicted"] == 4
@@ -104,7 +108,8 @@ async def submit_and_wait(url: str, job: Job) -> list[bytes]:
 
 @pytest.mark.parametrize("case", CRASHING_BODIES)
 def test_a_body_that_crashes_llama_cpp_fails_its_job_once_and_the_worker_goes_on(
-        worker: Proc, gateway: Gateway, redis_server: RedisServer, case: str) -> None:
+    worker: Proc, gateway: Gateway, redis_server: RedisServer, case: str
+) -> None:
     r = redis_server.client()
     before, restarts = engine_process(worker), restarts_so_far(r, worker)
     endpoint, body = CRASHING_BODIES[case]
@@ -120,14 +125,20 @@ def test_a_body_that_crashes_llama_cpp_fails_its_job_once_and_the_worker_goes_on
 
 
 def test_an_engine_killed_mid_job_fails_it_with_502_engine_crashed(
-        worker: Proc, gateway: Gateway, redis_server: RedisServer) -> None:
+    worker: Proc, gateway: Gateway, redis_server: RedisServer
+) -> None:
     r = redis_server.client()
     restarts = restarts_so_far(r, worker)
     body = {"prompt": "Write a long story:", "n_predict": 400, "ignore_eos": True, "model": MODEL}
     with gateway.client() as http, ThreadPoolExecutor(1) as pool:
         pending = pool.submit(http.post, "/completion", json=body)
-        wait_until(lambda: any(r.hmget(key, "model", "state") == [MODEL.encode(), b"active"]
-                               for key in r.scan_iter(keys.job("*"))), 30, "the job to run")
+        wait_until(
+            lambda: any(
+                r.hmget(key, "model", "state") == [MODEL.encode(), b"active"] for key in r.scan_iter(keys.job("*"))
+            ),
+            30,
+            "the job to run",
+        )
         time.sleep(0.3)  # well into generation
         engine_process(worker).send_signal(signal.SIGSEGV)
         resp = pending.result(60)

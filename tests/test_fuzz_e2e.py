@@ -38,8 +38,7 @@ def fuzz_target(cluster: Cluster, gateway: Gateway) -> Iterator[str]:
 
 
 @schemathesis.check
-def no_server_error(ctx: schemathesis.CheckContext, response: schemathesis.Response,
-                    case: schemathesis.Case) -> bool:
+def no_server_error(ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case) -> bool:
     if response.status_code == 503 and '"no_worker"' in response.text:  # in each dialect's error shape
         return True
     if response.status_code == 501 and '"not_implemented"' in response.text:  # A1111 features whose weights
@@ -50,8 +49,12 @@ def no_server_error(ctx: schemathesis.CheckContext, response: schemathesis.Respo
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[
-    HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
 def test_no_input_gets_a_server_error(case: schemathesis.Case, fuzz_target: str) -> None:
     response = case.call(base_url=fuzz_target, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
     case.validate_response(response, checks=[no_server_error])
@@ -87,9 +90,13 @@ FIELDS = {
 
 def _body(route: str, field: str, depth: int) -> str:
     value = FIELDS[field](min(depth, 3000) if field == "json_schema_refs" else depth)
-    extra = {"grammar": f'"grammar": {value}', "json_schema": f'"json_schema": {value}',
-             "json_schema_refs": f'"json_schema": {value}', "pattern": f'"json_schema": {value}',
-             "trigger": f'"grammar": "root ::= \\"a\\"", "grammar_lazy": true, "grammar_triggers": {value}'}[field]
+    extra = {
+        "grammar": f'"grammar": {value}',
+        "json_schema": f'"json_schema": {value}',
+        "json_schema_refs": f'"json_schema": {value}',
+        "pattern": f'"json_schema": {value}',
+        "trigger": f'"grammar": "root ::= \\"a\\"", "grammar_lazy": true, "grammar_triggers": {value}',
+    }[field]
     if route == "/v1/chat/completions":
         if field in ("json_schema", "json_schema_refs", "pattern"):
             extra = f'"response_format": {{"type": "json_schema", "json_schema": {{"name": "x", "schema": {value}}}}}'
@@ -97,10 +104,15 @@ def _body(route: str, field: str, depth: int) -> str:
     return f'{{"prompt": "hi", "n_predict": 1, {extra}}}'
 
 
-@given(route=st.sampled_from(["/completion", "/v1/chat/completions"]), field=st.sampled_from(sorted(FIELDS)),
-       depth=DEPTHS)
-@settings(max_examples=max(EXAMPLES * 2, 8), deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    route=st.sampled_from(["/completion", "/v1/chat/completions"]), field=st.sampled_from(sorted(FIELDS)), depth=DEPTHS
+)
+@settings(
+    max_examples=max(EXAMPLES * 2, 8),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_native_parser_inputs_never_crash_the_engine(gateway: Gateway, route: str, field: str, depth: int) -> None:
     with gateway.client() as http:
         answer = http.post(route, content=_body(route, field, depth), headers={"Content-Type": "application/json"})

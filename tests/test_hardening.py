@@ -23,8 +23,9 @@ def _client(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, **env: s
     return TestClient(create_app(load_settings()))
 
 
-def test_bodies_over_the_cap_get_413_whether_sized_or_chunked(redis_server: RedisServer,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bodies_over_the_cap_get_413_whether_sized_or_chunked(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"prompt": "'
         for _ in range(64):
@@ -48,10 +49,14 @@ def test_security_headers_on_every_response(redis_server: RedisServer, monkeypat
             assert resp.headers["referrer-policy"] == "no-referrer"
 
 
-def test_cors_any_origin_without_credentials_by_default(redis_server: RedisServer,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    preflight = {"Origin": "https://game.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization,x-api-key,content-type"}
+def test_cors_any_origin_without_credentials_by_default(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preflight = {
+        "Origin": "https://game.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,x-api-key,content-type",
+    }
     with _client(redis_server, monkeypatch) as c:
         answer = c.options("/completion", headers=preflight)
         simple = c.post("/completion", json={"prompt": ""}, headers={**AUTH, "Origin": "https://game.example"})
@@ -64,8 +69,11 @@ def test_cors_any_origin_without_credentials_by_default(redis_server: RedisServe
 
 
 def test_cors_only_for_configured_origins(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    preflight = {"Origin": "https://game.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization,content-type"}
+    preflight = {
+        "Origin": "https://game.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
     with _client(redis_server, monkeypatch, CORS_ORIGINS="https://game.example") as c:
         allowed = c.options("/completion", headers=preflight)
         other = c.options("/completion", headers={**preflight, "Origin": "https://evil.example"})
@@ -80,18 +88,24 @@ def test_cors_only_for_configured_origins(redis_server: RedisServer, monkeypatch
 
 
 @pytest.mark.parametrize("log_prompts", ["false", "true"])
-def test_prompts_reach_the_logs_only_when_asked(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch,
-                                                caplog: pytest.LogCaptureFixture, log_prompts: str) -> None:
+def test_prompts_reach_the_logs_only_when_asked(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, log_prompts: str
+) -> None:
     marker = f"secret-plot-twist-{log_prompts}"
-    with caplog.at_level(logging.DEBUG), _client(redis_server, monkeypatch, LOG_PROMPTS=log_prompts,
-                                                 QUEUE_TIMEOUT="1", DEFAULT_MODEL="hardening-nobody") as c:
+    with (
+        caplog.at_level(logging.DEBUG),
+        _client(
+            redis_server, monkeypatch, LOG_PROMPTS=log_prompts, QUEUE_TIMEOUT="1", DEFAULT_MODEL="hardening-nobody"
+        ) as c,
+    ):
         resp = c.post("/completion", json={"prompt": marker}, headers=AUTH)
     assert resp.status_code == 503  # no worker: the job was enqueued, then expired
     assert (marker in caplog.text) is (log_prompts == "true")
 
 
-def test_metrics_without_a_token_answer_private_addresses_only(redis_server: RedisServer,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metrics_without_a_token_answer_private_addresses_only(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.delenv("METRICS_TOKEN", raising=False)
     app = create_app(load_settings())

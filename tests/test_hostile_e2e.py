@@ -58,8 +58,10 @@ def tool(parameters: Any = None, name: str = "f") -> dict[str, Any]:
 
 def png(width: int, height: int, chunks: list[tuple[bytes, bytes]]) -> bytes:
     """A PNG file made of an IHDR for width x height (8-bit RGB) and the given chunks."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
     return b"\x89PNG\r\n\x1a\n" + header + b"".join(chunk(k, d) for k, d in chunks) + chunk(b"IEND", b"")
 
@@ -70,52 +72,127 @@ def b64(data: bytes) -> str:
 
 PROBES: list[Probe] = [
     # what reaches llama.cpp's recursive parsers (each of these crashed the engine, and the worker with it)
-    Probe("grammar-nested", "/completion", {"prompt": "x", "n_predict": 1, "grammar": nested_grammar(DEEP)},
-          says="MAX_GRAMMAR_DEPTH"),
-    Probe("grammar-nested-chat", "/v1/chat/completions",
-          {"messages": CHAT, "max_tokens": 1, "grammar": nested_grammar(DEEP)}, says="MAX_GRAMMAR_DEPTH"),
-    Probe("json-schema-ref-chain", "/completion", {"prompt": "x", "n_predict": 1, "json_schema": ref_chain(3000)},
-          says="MAX_SCHEMA_DEPTH"),
-    Probe("response-format-ref-chain", "/v1/chat/completions",
-          {"messages": CHAT, "max_tokens": 1, "response_format": {"type": "json_schema", "json_schema": {
-              "name": "x", "schema": ref_chain(3000)}}}, says="MAX_SCHEMA_DEPTH"),
-    Probe("schema-pattern-nested", "/completion", {"prompt": "x", "n_predict": 1, "json_schema": {
-        "type": "string", "pattern": "^" + "(" * DEEP + "a" + ")" * DEEP + "$"}}, says="MAX_GRAMMAR_DEPTH"),
-    Probe("trigger-pattern-nested", "/completion", {
-        "prompt": "x", "n_predict": 1, "grammar": 'root ::= "a"', "grammar_lazy": True,
-        "grammar_triggers": [{"type": 2, "value": "(" * 30_000 + "a" + ")" * 30_000}]}, says="MAX_GRAMMAR_DEPTH"),
-    Probe("ollama-format-ref-chain", "/api/chat", {"messages": CHAT, "stream": False, "format": ref_chain(3000)},
-          says="MAX_SCHEMA_DEPTH"),
-    Probe("tool-parameters-ref-chain", "/v1/chat/completions",
-          {"messages": CHAT, "max_tokens": 1, "tools": [tool(ref_chain(3000))], "tool_choice": "required"},
-          says="MAX_SCHEMA_DEPTH"),
-    Probe("jobs-grammar-nested", "/jobs", {"route": "/completion", "body": {
-        "prompt": "x", "n_predict": 1, "grammar": nested_grammar(DEEP)}}, says="MAX_GRAMMAR_DEPTH"),
+    Probe(
+        "grammar-nested",
+        "/completion",
+        {"prompt": "x", "n_predict": 1, "grammar": nested_grammar(DEEP)},
+        says="MAX_GRAMMAR_DEPTH",
+    ),
+    Probe(
+        "grammar-nested-chat",
+        "/v1/chat/completions",
+        {"messages": CHAT, "max_tokens": 1, "grammar": nested_grammar(DEEP)},
+        says="MAX_GRAMMAR_DEPTH",
+    ),
+    Probe(
+        "json-schema-ref-chain",
+        "/completion",
+        {"prompt": "x", "n_predict": 1, "json_schema": ref_chain(3000)},
+        says="MAX_SCHEMA_DEPTH",
+    ),
+    Probe(
+        "response-format-ref-chain",
+        "/v1/chat/completions",
+        {
+            "messages": CHAT,
+            "max_tokens": 1,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": ref_chain(3000)}},
+        },
+        says="MAX_SCHEMA_DEPTH",
+    ),
+    Probe(
+        "schema-pattern-nested",
+        "/completion",
+        {
+            "prompt": "x",
+            "n_predict": 1,
+            "json_schema": {"type": "string", "pattern": "^" + "(" * DEEP + "a" + ")" * DEEP + "$"},
+        },
+        says="MAX_GRAMMAR_DEPTH",
+    ),
+    Probe(
+        "trigger-pattern-nested",
+        "/completion",
+        {
+            "prompt": "x",
+            "n_predict": 1,
+            "grammar": 'root ::= "a"',
+            "grammar_lazy": True,
+            "grammar_triggers": [{"type": 2, "value": "(" * 30_000 + "a" + ")" * 30_000}],
+        },
+        says="MAX_GRAMMAR_DEPTH",
+    ),
+    Probe(
+        "ollama-format-ref-chain",
+        "/api/chat",
+        {"messages": CHAT, "stream": False, "format": ref_chain(3000)},
+        says="MAX_SCHEMA_DEPTH",
+    ),
+    Probe(
+        "tool-parameters-ref-chain",
+        "/v1/chat/completions",
+        {"messages": CHAT, "max_tokens": 1, "tools": [tool(ref_chain(3000))], "tool_choice": "required"},
+        says="MAX_SCHEMA_DEPTH",
+    ),
+    Probe(
+        "jobs-grammar-nested",
+        "/jobs",
+        {"route": "/completion", "body": {"prompt": "x", "n_predict": 1, "grammar": nested_grammar(DEEP)}},
+        says="MAX_GRAMMAR_DEPTH",
+    ),
     # malformed input that got a 500
-    Probe("tool-function-not-object", "/v1/chat/completions",
-          {"messages": CHAT, "tools": [{"type": "function", "function": "x"}]}, says="tools.0"),
-    Probe("tool-function-null", "/v1/chat/completions",
-          {"messages": CHAT, "tools": [{"type": "function", "function": None}], "tool_choice": "required"},
-          says="tools.0"),
-    Probe("tool-choice-function-string", "/v1/chat/completions",
-          {"messages": CHAT, "tools": [tool()], "tool_choice": {"type": "function", "function": "f"}},
-          says="tool_choice"),
-    Probe("forced-tool-earlier-call-empty", "/v1/chat/completions",
-          {"messages": [*CHAT, {"role": "assistant", "content": None, "tool_calls": [{}]}],
-           "tools": [tool()], "tool_choice": "required"}, says="messages.1.tool_calls"),
-    Probe("ollama-tool-calls-empty", "/api/chat", {"stream": False, "messages": [
-        *CHAT, {"role": "assistant", "content": "", "tool_calls": [{}]}]}, says="messages.1.tool_calls"),
-    Probe("ollama-tool-calls-string", "/api/chat", {"stream": False, "messages": [
-        *CHAT, {"role": "assistant", "content": "", "tool_calls": "abc"}]}, says="messages.1.tool_calls"),
+    Probe(
+        "tool-function-not-object",
+        "/v1/chat/completions",
+        {"messages": CHAT, "tools": [{"type": "function", "function": "x"}]},
+        says="tools.0",
+    ),
+    Probe(
+        "tool-function-null",
+        "/v1/chat/completions",
+        {"messages": CHAT, "tools": [{"type": "function", "function": None}], "tool_choice": "required"},
+        says="tools.0",
+    ),
+    Probe(
+        "tool-choice-function-string",
+        "/v1/chat/completions",
+        {"messages": CHAT, "tools": [tool()], "tool_choice": {"type": "function", "function": "f"}},
+        says="tool_choice",
+    ),
+    Probe(
+        "forced-tool-earlier-call-empty",
+        "/v1/chat/completions",
+        {
+            "messages": [*CHAT, {"role": "assistant", "content": None, "tool_calls": [{}]}],
+            "tools": [tool()],
+            "tool_choice": "required",
+        },
+        says="messages.1.tool_calls",
+    ),
+    Probe(
+        "ollama-tool-calls-empty",
+        "/api/chat",
+        {"stream": False, "messages": [*CHAT, {"role": "assistant", "content": "", "tool_calls": [{}]}]},
+        says="messages.1.tool_calls",
+    ),
+    Probe(
+        "ollama-tool-calls-string",
+        "/api/chat",
+        {"stream": False, "messages": [*CHAT, {"role": "assistant", "content": "", "tool_calls": "abc"}]},
+        says="messages.1.tool_calls",
+    ),
     Probe("detokenize-negative", "/detokenize", {"tokens": [-1]}, says="tokens.0"),
     Probe("detokenize-past-vocabulary", "/detokenize", {"tokens": [5, 999_999]}, says="vocabulary"),
     Probe("events-from-huge", "/jobs/{job}/events?from=99999999999999999999999-0", method="GET", status=422),
-    Probe("events-from-huge-sequence", "/jobs/{job}/events?from=1-99999999999999999999999", method="GET",
-          status=422),
+    Probe("events-from-huge-sequence", "/jobs/{job}/events?from=1-99999999999999999999999", method="GET", status=422),
     Probe("events-from-arabic-digits", "/jobs/{job}/events?from=%D9%A1-0", method="GET", status=422),
     # images
-    Probe("png-info-too-many-pixels", "/sdapi/v1/png-info",
-          {"image": b64(png(20_000, 20_000, [(b"IDAT", zlib.compress(b""))]))}, says="pixels"),
+    Probe(
+        "png-info-too-many-pixels",
+        "/sdapi/v1/png-info",
+        {"image": b64(png(20_000, 20_000, [(b"IDAT", zlib.compress(b""))]))},
+        says="pixels",
+    ),
 ]
 
 
@@ -183,8 +260,10 @@ def test_a_bad_token_is_refused_before_the_body_is_read(stack: Stack, framing: s
         length, part = b"Transfer-Encoding: chunked", b"%x\r\n%s\r\n" % (len(part), part)
     else:
         length = b"Content-Length: 50000000"
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer junk\r\n"
-            b"Content-Type: application/json\r\n" + length + b"\r\n\r\n")
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer junk\r\n"
+        b"Content-Type: application/json\r\n" + length + b"\r\n\r\n"
+    )
     reply = _raw_request(stack.gateway.base, head, part)
     assert reply.startswith(b"HTTP/1.1 401"), reply[:200]
     assert b"connection: close" in reply.lower()  # the rest of the body is never read

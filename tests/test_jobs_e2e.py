@@ -33,8 +33,13 @@ def wait_state(api: TestClient, job_id: str, state: str) -> dict[str, object]:
 
 
 def test_submit_then_read_the_result(api: TestClient) -> None:
-    resp = api.post("/jobs", json={"route": "/v1/chat/completions", "body": {
-        "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}})
+    resp = api.post(
+        "/jobs",
+        json={
+            "route": "/v1/chat/completions",
+            "body": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+        },
+    )
     assert resp.status_code == 202 and resp.headers["location"] == f"/jobs/{resp.json()['id']}"
     info = wait_state(api, resp.json()["id"], "completed")
     assert info["status"] == 200 and info["attempts"] == 1 and info["model"] == MODEL
@@ -43,8 +48,13 @@ def test_submit_then_read_the_result(api: TestClient) -> None:
 
 
 def test_events_resume_from_last_event_id(api: TestClient) -> None:
-    job_id = api.post("/jobs", json={"route": "/completion", "body": {
-        "prompt": "One, two,", "n_predict": 12, "ignore_eos": True, "stream": True}}).json()["id"]
+    job_id = api.post(
+        "/jobs",
+        json={
+            "route": "/completion",
+            "body": {"prompt": "One, two,", "n_predict": 12, "ignore_eos": True, "stream": True},
+        },
+    ).json()["id"]
     wait_state(api, job_id, "completed")
 
     def read(headers: dict[str, str]) -> list[dict[str, str]]:
@@ -74,8 +84,7 @@ def test_idempotency_key_returns_the_same_job(api: TestClient, redis_server: Red
 def test_only_the_creating_token_sees_a_job(api: TestClient) -> None:
     job_id = api.post("/jobs", json={"route": "/completion", "body": {"prompt": "mine", "n_predict": 2}}).json()["id"]
     stranger = {"Authorization": f"Bearer {OTHER}"}
-    for method, path in (("GET", f"/jobs/{job_id}"), ("GET", f"/jobs/{job_id}/events"),
-                         ("DELETE", f"/jobs/{job_id}")):
+    for method, path in (("GET", f"/jobs/{job_id}"), ("GET", f"/jobs/{job_id}/events"), ("DELETE", f"/jobs/{job_id}")):
         resp = api.request(method, path, headers=stranger)
         assert resp.status_code == 404 and resp.json()["error"]["code"] == 404
     assert api.get("/jobs/0123456789abcdef0123456789abcdef").status_code == 404
@@ -88,10 +97,16 @@ def test_bad_job_requests(api: TestClient) -> None:
     assert api.post("/jobs", json={"route": "/completion", "body": {"prompt": "x", "model": "nope"}}).status_code == 404
 
 
-def test_cancel_a_waiting_and_a_running_job(api: TestClient, redis_server: RedisServer,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    running = api.post("/jobs", json={"route": "/completion", "body": {
-        "prompt": "A long tale:", "n_predict": 450, "ignore_eos": True, "stream": True}}).json()["id"]
+def test_cancel_a_waiting_and_a_running_job(
+    api: TestClient, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = api.post(
+        "/jobs",
+        json={
+            "route": "/completion",
+            "body": {"prompt": "A long tale:", "n_predict": 450, "ignore_eos": True, "stream": True},
+        },
+    ).json()["id"]
     wait_state(api, running, "active")
     assert api.delete(f"/jobs/{running}").status_code == 200
     info = wait_state(api, running, "cancelled")
@@ -101,8 +116,9 @@ def test_cancel_a_waiting_and_a_running_job(api: TestClient, redis_server: Redis
 
     monkeypatch.setenv("DEFAULT_MODEL", "a-model-nobody-serves")
     with TestClient(create_app(load_settings()), headers=AUTH) as idle:
-        ids = [idle.post("/jobs", json={"route": "/completion", "body": {"prompt": "wait"}}).json()["id"]
-               for _ in range(2)]
+        ids = [
+            idle.post("/jobs", json={"route": "/completion", "body": {"prompt": "wait"}}).json()["id"] for _ in range(2)
+        ]
         assert [idle.get(f"/jobs/{i}").json()["position"] for i in ids] == [0, 1]
         assert idle.delete(f"/jobs/{ids[0]}").json()["state"] == "cancelled"
         assert idle.get(f"/jobs/{ids[0]}").json()["status"] == 499
@@ -111,8 +127,9 @@ def test_cancel_a_waiting_and_a_running_job(api: TestClient, redis_server: Redis
         assert idle.get(f"/jobs/{ids[1]}").json()["state"] == "pending"
 
 
-def test_a_job_nobody_takes_expires_at_its_queue_deadline(redis_server: RedisServer,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_nobody_takes_expires_at_its_queue_deadline(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = "expiring-model"
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("API_TOKENS", TOKEN)
@@ -128,8 +145,13 @@ def test_a_job_nobody_takes_expires_at_its_queue_deadline(redis_server: RedisSer
 def test_a_job_past_its_run_deadline_fails(cluster: Cluster, api: TestClient) -> None:
     model = "deadline-model"
     worker = cluster.worker("--model-name", model, JOB_TIMEOUT="1")
-    job_id = api.post("/jobs", json={"route": "/completion", "body": {
-        "prompt": "Go on and on:", "n_predict": 500, "ignore_eos": True, "model": model}}).json()["id"]
+    job_id = api.post(
+        "/jobs",
+        json={
+            "route": "/completion",
+            "body": {"prompt": "Go on and on:", "n_predict": 500, "ignore_eos": True, "model": model},
+        },
+    ).json()["id"]
     info = wait_state(api, job_id, "failed")
     assert info["status"] == 504 and "JOB_TIMEOUT" in info["result"]["error"]["message"]
     assert info["finished"] - info["started"] < 3

@@ -16,8 +16,13 @@ pytestmark = pytest.mark.e2e
 
 def curl(*args: str) -> tuple[int, str]:
     """`curl -d ...` as pasted from a doc: it sends application/x-www-form-urlencoded."""
-    out = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "-H", f"Authorization: Bearer {TOKEN}", *args],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        ["curl", "-s", "-w", "\n%{http_code}", "-H", f"Authorization: Bearer {TOKEN}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     body, _, status = out.rpartition("\n")
     return int(status), body
 
@@ -32,8 +37,11 @@ def test_the_unity_docs_check_from_a_shell(gateway: Gateway) -> None:
 
 def test_an_ollama_doc_example(gateway: Gateway) -> None:
     # Ollama's README: curl http://localhost:11434/api/generate -d '{"model": "llama3.2", "prompt": "..."}'
-    status, body = curl(gateway.base + "/api/generate", "-d",
-                        json.dumps({"model": MODEL, "prompt": "Why is the sky blue?", "options": {"num_predict": 4}}))
+    status, body = curl(
+        gateway.base + "/api/generate",
+        "-d",
+        json.dumps({"model": MODEL, "prompt": "Why is the sky blue?", "options": {"num_predict": 4}}),
+    )
     assert status == 200, body
     lines = [json.loads(line) for line in body.splitlines()]
     assert lines[-1]["done"] is True and "".join(line["response"] for line in lines)

@@ -86,8 +86,13 @@ def test_requests_in_flight_are_capped_and_released_when_streams_end(gateway: Ga
     body = {"prompt": "go", "model": NULL, "stream": True}
 
     def stream(_: int) -> int:  # one X-Request-ID for all: a client's id must not merge their places
-        with httpx.stream("POST", gateway.base + "/completion", json=body, timeout=30,
-                          headers={"Authorization": f"Bearer {secret}", "X-Request-ID": "same-id"}) as resp:
+        with httpx.stream(
+            "POST",
+            gateway.base + "/completion",
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {secret}", "X-Request-ID": "same-id"},
+        ) as resp:
             resp.read()
             return resp.status_code
 
@@ -106,6 +111,7 @@ def test_daily_token_quota_and_usage(gateway: Gateway, null_worker: Proc) -> Non
     assert first.status_code == 200 and streamed.status_code == 200  # 8, then 16 tokens: the quota is met
     assert over.status_code == 429 and over.json()["error"]["code"] == "quota_exceeded"
     with gateway.client(ADMIN) as admin:
+
         def usage() -> dict[str, int]:
             return next(u for u in admin.get("/admin/usage").json()["tokens"].values() if u["name"] == "quota")
 
@@ -118,8 +124,9 @@ def test_a_token_limited_to_models(gateway: Gateway, null_worker: Proc) -> None:
     secret = new_token(gateway, "scoped", models=[NULL])
     with gateway.client(secret) as http:
         allowed = http.post("/completion", json={"prompt": "x", "model": NULL})
-        refused = http.post("/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user",
-                                                                                        "content": "x"}]})
+        refused = http.post(
+            "/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+        )
     assert allowed.status_code == 200
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
 
@@ -137,8 +144,9 @@ def test_token_commands_create_list_and_revoke(gateway: Gateway, redis_server) -
     env = {"REDIS_URL": redis_server.url, "PATH": "/usr/bin:/bin"}
 
     def graycat(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "graycat", "token", *args], env=env, capture_output=True,
-                              text=True, timeout=30)
+        return subprocess.run(
+            [sys.executable, "-m", "graycat", "token", *args], env=env, capture_output=True, text=True, timeout=30
+        )
 
     created = graycat("create", "--name", "cli-made", "--rpm", "5", "--expires", "2999-01-01")
     secret = created.stdout.strip()

@@ -19,8 +19,9 @@ def json_lines(proc: Proc) -> list[dict[str, Any]]:
 def test_request_id_follows_the_request_into_the_worker(gateway: Gateway) -> None:
     secret_prompt = "Zyxwv unusual prompt words"
     with gateway.client() as client:
-        resp = client.post("/completion", json={"prompt": secret_prompt, "n_predict": 3},
-                           headers={"X-Request-ID": "trace-logs-0001"})
+        resp = client.post(
+            "/completion", json={"prompt": secret_prompt, "n_predict": 3}, headers={"X-Request-ID": "trace-logs-0001"}
+        )
     assert resp.status_code == 200
     job_id = resp.headers["x-job-id"]
 

@@ -21,15 +21,21 @@ def install_sd(tmp_path: Path, nvidia_smi: str, *variables: str) -> str:
     tools.mkdir(exist_ok=True)
     (tools / "nvidia-smi").write_text(f"#!/bin/sh\n{nvidia_smi}\n")
     (tools / "nvidia-smi").chmod(0o755)
-    result = subprocess.run(["make", "-n", "install-sd", f"VENV={tmp_path / 'venv'}", *variables], cwd=ROOT,
-                            env={**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"}, capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        ["make", "-n", "install-sd", f"VENV={tmp_path / 'venv'}", *variables],
+        cwd=ROOT,
+        env={**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return result.stdout + result.stderr
 
 
 def torch_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if "pip install" in line and "torch==" in line
-            and "open-clip" not in line]
+    return [
+        line for line in output.splitlines() if "pip install" in line and "torch==" in line and "open-clip" not in line
+    ]
 
 
 NO_GPU = "echo 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver' >&2; exit 9"

@@ -34,8 +34,11 @@ def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **l
 
 def test_requests_jobs_and_workers_are_counted(gateway: Gateway) -> None:
     before = scrape(gateway.base)
-    done_before = value(before, "graycat_jobs_total", kind="llm", model=MODEL, outcome="completed") \
-        if "graycat_jobs_total" in before else 0.0
+    done_before = (
+        value(before, "graycat_jobs_total", kind="llm", model=MODEL, outcome="completed")
+        if "graycat_jobs_total" in before
+        else 0.0
+    )
     with gateway.client() as client:
         for _ in range(2):
             resp = client.post("/completion", json={"prompt": "Hi", "n_predict": 4, "stream": True})
@@ -70,8 +73,7 @@ def test_requests_jobs_and_workers_are_counted(gateway: Gateway) -> None:
     assert value(after, "graycat_token_usage_today", token=mine, counted="completion_tokens") >= 8
 
 
-def test_a_waiting_job_shows_its_age_and_a_pool_without_workers(gateway: Gateway,
-                                                                 redis_server: RedisServer) -> None:
+def test_a_waiting_job_shows_its_age_and_a_pool_without_workers(gateway: Gateway, redis_server: RedisServer) -> None:
     r = redis_server.client()
     job = Job(kind="llm", model="orphan", endpoint="/completion", body=b"{}", stream=False)
     job.created -= 5  # queued 5 s ago, in a pool that no worker serves
@@ -90,15 +92,19 @@ def test_a_waiting_job_shows_its_age_and_a_pool_without_workers(gateway: Gateway
 def test_metrics_token_guards_the_endpoint_when_set(cluster: Cluster) -> None:
     _, base = cluster.api(METRICS_TOKEN="scrape-me")
     assert httpx.get(base + "/metrics", timeout=10).status_code == 401
-    assert httpx.get(base + "/metrics", headers={"Authorization": "Bearer test-token-1"}, timeout=10).status_code \
-        == 401  # an API token is not a metrics token
+    assert (
+        httpx.get(base + "/metrics", headers={"Authorization": "Bearer test-token-1"}, timeout=10).status_code == 401
+    )  # an API token is not a metrics token
     assert value(scrape(base, "scrape-me"), "graycat_redis_up") == 1
 
 
 def test_a_reachable_worker_serves_its_own_metrics(cluster: Cluster) -> None:
     port = free_port()
-    worker = cluster.spawn("worker", ["worker", "null", "--model-name", "metrics-null", "--slots", "3",
-                                      "--metrics-port", str(port)], METRICS_TOKEN="scrape-me")
+    worker = cluster.spawn(
+        "worker",
+        ["worker", "null", "--model-name", "metrics-null", "--slots", "3", "--metrics-port", str(port)],
+        METRICS_TOKEN="scrape-me",
+    )
     try:
         wait_until(lambda: " ready: " in worker.output(), 30, "the null worker")
         base = f"http://127.0.0.1:{port}"

@@ -15,8 +15,16 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def two_models(cluster: Cluster, gateway: Gateway) -> Gateway:
-    cluster.worker("--model-name", "alpha", "--also-model", f"beta={default_model_path()}",
-                   "--chat-template", "beta=llama3", "--slots", "1")
+    cluster.worker(
+        "--model-name",
+        "alpha",
+        "--also-model",
+        f"beta={default_model_path()}",
+        "--chat-template",
+        "beta=llama3",
+        "--slots",
+        "1",
+    )
     return gateway
 
 
@@ -27,8 +35,10 @@ def test_each_model_is_chosen_by_name_in_every_dialect(two_models: Gateway) -> N
     with two_models.client() as http:
         for name in ("alpha", "beta"):
             native = http.post("/completion", json={"prompt": "Hi", "n_predict": 2, "model": name})
-            chat = http.post("/v1/chat/completions", json={"model": name, "max_tokens": 2,
-                                                           "messages": [{"role": "user", "content": "Hi"}]})
+            chat = http.post(
+                "/v1/chat/completions",
+                json={"model": name, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]},
+            )
             assert native.status_code == chat.status_code == 200
             assert chat.json()["model"] == name
             workers |= {native.headers["x-worker-id"], chat.headers["x-worker-id"]}

@@ -51,8 +51,9 @@ def test_every_alert_has_a_unit_test_that_fires_it() -> None:
 
 
 def test_dashboards_use_provisioned_datasources_and_unique_ids() -> None:
-    sources = yaml.safe_load((MONITORING / "grafana" / "provisioning" / "datasources" / "datasources.yml")
-                             .read_text())["datasources"]
+    sources = yaml.safe_load((MONITORING / "grafana" / "provisioning" / "datasources" / "datasources.yml").read_text())[
+        "datasources"
+    ]
     uids = {s["uid"]: s["type"] for s in sources}
     dashboard_uids = set()
     for path in sorted((MONITORING / "grafana" / "dashboards").glob("*.json")):
@@ -66,8 +67,13 @@ def test_dashboards_use_provisioned_datasources_and_unique_ids() -> None:
                 continue
             assert uids.get(panel["datasource"]["uid"]) == panel["datasource"]["type"], (path.name, panel["title"])
             assert panel["targets"] and all(t["expr"] for t in panel["targets"]), (path.name, panel["title"])
-    assert {"graycat-overview", "graycat-llm", "graycat-images", "graycat-queue-workers", "graycat-gpu"} \
-        <= dashboard_uids
+    assert {
+        "graycat-overview",
+        "graycat-llm",
+        "graycat-images",
+        "graycat-queue-workers",
+        "graycat-gpu",
+    } <= dashboard_uids
 
 
 def test_promtail_and_loki_queries_read_the_fields_graycat_logs() -> None:

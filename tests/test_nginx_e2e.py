@@ -45,8 +45,10 @@ def _render(folder: Path, upstreams: list[str], https_port: int, http_port: int)
     """The shipped configuration with this test's ports, replicas and certificate."""
     text = CONF.read_text()
     for old, new in [
-        ("server api:8000 max_fails=3 fail_timeout=10s;",
-         "\n    ".join(f"server {u} max_fails=3 fail_timeout=10s;" for u in upstreams)),
+        (
+            "server api:8000 max_fails=3 fail_timeout=10s;",
+            "\n    ".join(f"server {u} max_fails=3 fail_timeout=10s;" for u in upstreams),
+        ),
         ("listen 80;", f"listen 127.0.0.1:{http_port};"),
         ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
         ("/etc/nginx/certs/", f"{folder}/"),
@@ -54,30 +56,55 @@ def _render(folder: Path, upstreams: list[str], https_port: int, http_port: int)
         assert old in text, f"{CONF} changed: '{old}' is not in it any more"
         text = text.replace(old, new)
     (folder / "graycat.conf").write_text(text)
-    temp = " ".join(f"{kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                       "scgi"))
+    temp = " ".join(
+        f"{kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     main = folder / "nginx.conf"
     user = "user root;\n" if os.geteuid() == 0 else ""  # its workers write bodies to this test's folder
-    main.write_text(f"{user}worker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log warn;\n"
-                    f"events {{ worker_connections 256; }}\n"
-                    f"http {{ access_log off; {temp} include {folder}/graycat.conf; }}\n")
+    main.write_text(
+        f"{user}worker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log warn;\n"
+        f"events {{ worker_connections 256; }}\n"
+        f"http {{ access_log off; {temp} include {folder}/graycat.conf; }}\n"
+    )
     return main
 
 
 @pytest.fixture(scope="module")
 def edge(cluster: Cluster, gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     folder = tmp_path_factory.mktemp("nginx")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(folder / "graycat.key"),
-                    "-out", str(folder / "graycat.crt")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(folder / "graycat.key"),
+            "-out",
+            str(folder / "graycat.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     second, second_base = cluster.api()
     slow = cluster.spawn("slow", ["worker", "null", "--model-name", SLOW, "--tokens", "10", "--token-delay-ms", "100"])
     wait_until(lambda: " ready: " in slow.output(), 30, "the slow null worker")
     https_port, http_port = free_port(), free_port()
     upstreams = [b.removeprefix("http://") for b in (gateway.base, second_base)]
     config = _render(folder, upstreams, https_port, http_port)
-    nginx = subprocess.Popen([_nginx(), "-p", str(folder), "-c", str(config), "-g", "daemon off;"],
-                             stdout=subprocess.DEVNULL, stderr=(folder / "stderr.log").open("wb"))
+    nginx = subprocess.Popen(
+        [_nginx(), "-p", str(folder), "-c", str(config), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "stderr.log").open("wb"),
+    )
     tls = ssl.create_default_context(cafile=str(folder / "graycat.crt"))
     base = f"https://127.0.0.1:{https_port}"
 
@@ -97,8 +124,10 @@ def edge(cluster: Cluster, gateway: Gateway, tmp_path_factory: pytest.TempPathFa
 
 def test_https_serves_the_api_and_http_redirects(edge: Edge) -> None:
     with edge.client(**AUTH) as https:
-        out = https.post("/v1/chat/completions", json={"model": MODEL, "max_tokens": 4,
-                                                       "messages": [{"role": "user", "content": "hi"}]})
+        out = https.post(
+            "/v1/chat/completions",
+            json={"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert out.status_code == 200 and out.json()["choices"][0]["message"]["content"]
         assert out.headers["strict-transport-security"].startswith("max-age=")
         assert "nginx/" not in out.headers.get("server", "")  # no version given away
@@ -131,15 +160,19 @@ def test_streams_are_not_buffered(edge: Edge, gateway: Gateway) -> None:
     assert len(through) >= 10 and through[-1] - through[0] > 0.7
     assert ndjson[-1] - ndjson[0] > 0.7
     median = {k: sorted(v)[2] * 1e3 for k, v in firsts.items()}  # reported, not asserted: timing is no test
-    print(f"\nfirst event (median of 5, the engine waits 100 ms): {median['nginx']:.1f} ms through nginx, "
-          f"{median['direct']:.1f} ms direct")
+    print(
+        f"\nfirst event (median of 5, the engine waits 100 ms): {median['nginx']:.1f} ms through nginx, "
+        f"{median['direct']:.1f} ms direct"
+    )
 
 
 def test_a_10_mb_body_passes(edge: Edge) -> None:
     padding = "a" * (10 * 1024 * 1024)
     with edge.client(**AUTH) as https:
-        resp = https.post("/v1/chat/completions", json={"model": "no-such-model", "padding": padding,
-                                                        "messages": [{"role": "user", "content": "x"}]})
+        resp = https.post(
+            "/v1/chat/completions",
+            json={"model": "no-such-model", "padding": padding, "messages": [{"role": "user", "content": "x"}]},
+        )
     assert resp.status_code == 404 and "no-such-model" in resp.json()["error"]["message"]  # the api read it
 
 

@@ -21,8 +21,9 @@ def test_null_worker_serves_every_text_route(cluster: Cluster, gateway: Gateway)
             events = [orjson.loads(line[6:]) for line in s.iter_lines() if line]
         assert "".join(e["content"] for e in events) == "xxxxx" and events[-1]["stop"] is True
     sdk = openai.OpenAI(base_url=gateway.base + "/v1", api_key=TOKEN, max_retries=0)
-    chunks = list(sdk.chat.completions.create(model="null-test", messages=[{"role": "user", "content": "x"}],
-                                              stream=True))
+    chunks = list(
+        sdk.chat.completions.create(model="null-test", messages=[{"role": "user", "content": "x"}], stream=True)
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "xxxxx"
     assert sdk.completions.create(model="null-test", prompt="x").choices[0].text == "xxxxx"
     assert worker.stop() == 0

@@ -28,8 +28,14 @@ def test_chat_not_streamed(client: ollama.Client) -> None:
 
 
 def test_chat_streamed_line_by_line(client: ollama.Client) -> None:
-    parts = list(client.chat(model=f"{MODEL}:latest", messages=[{"role": "user", "content": "Count: 1, 2,"}],
-                             options={"num_predict": 8}, stream=True))
+    parts = list(
+        client.chat(
+            model=f"{MODEL}:latest",
+            messages=[{"role": "user", "content": "Count: 1, 2,"}],
+            options={"num_predict": 8},
+            stream=True,
+        )
+    )
     assert all(not p.done for p in parts[:-1]) and parts[-1].done
     assert "".join(p.message.content for p in parts)
     assert parts[-1].done_reason == "length" and parts[-1].eval_count == 8
@@ -50,14 +56,22 @@ def test_raw_generate_uses_the_prompt_as_is(client: ollama.Client, gateway: Gate
 
 
 def test_json_schema_format_gives_json_that_parses(client: ollama.Client) -> None:
-    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
-                                               "age": {"type": "integer"}}, "required": ["name", "age"]}
-    out = client.chat(model=MODEL, messages=[{"role": "user", "content": "Describe a person as JSON."}],
-                      format=schema, options={"num_predict": 60, "temperature": 0})
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    out = client.chat(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Describe a person as JSON."}],
+        format=schema,
+        options={"num_predict": 60, "temperature": 0},
+    )
     person = json.loads(out.message.content)
     assert isinstance(person["name"], str) and isinstance(person["age"], int)
-    raw = client.generate(model=MODEL, prompt="A JSON object:", raw=True, format="json",
-                          options={"num_predict": 40, "temperature": 0})
+    raw = client.generate(
+        model=MODEL, prompt="A JSON object:", raw=True, format="json", options={"num_predict": 40, "temperature": 0}
+    )
     assert raw.done_reason == "length" or isinstance(json.loads(raw.response), dict)
 
 
@@ -65,8 +79,12 @@ def test_stop_words_and_seed(client: ollama.Client) -> None:
     prompt = [{"role": "user", "content": "Write the numbers from 1 to 20 separated by commas."}]
     out = client.chat(model=MODEL, messages=prompt, options={"num_predict": 40, "temperature": 0, "stop": [","]})
     assert "," not in out.message.content and out.done_reason == "stop"
-    seeded = [client.chat(model=MODEL, messages=prompt, options={"num_predict": 12, "temperature": 1.0,
-                                                                  "seed": 42}).message.content for _ in range(2)]
+    seeded = [
+        client.chat(
+            model=MODEL, messages=prompt, options={"num_predict": 12, "temperature": 1.0, "seed": 42}
+        ).message.content
+        for _ in range(2)
+    ]
     assert seeded[0] == seeded[1]
 
 

@@ -34,13 +34,24 @@ def test_regex_depth_skips_escapes_and_classes() -> None:
 
 
 def test_real_grammars_and_schemas_pass() -> None:
-    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^[A-Z][a-z]+$"},
-                                               "tags": {"type": "array", "items": {"$ref": "#/$defs/tag"}}},
-              "$defs": {"tag": {"type": "string", "enum": ["a", "b"]}}}
-    check_fields({"grammar": 'root ::= ("yes" | "no") ws\nws ::= [ \\t\\n]*', "json_schema": schema,
-                  "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
-                  "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
-                  "grammar_triggers": [{"type": "word", "value": "((((((((((((("}]}, LIMITS)
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Z][a-z]+$"},
+            "tags": {"type": "array", "items": {"$ref": "#/$defs/tag"}},
+        },
+        "$defs": {"tag": {"type": "string", "enum": ["a", "b"]}},
+    }
+    check_fields(
+        {
+            "grammar": 'root ::= ("yes" | "no") ws\nws ::= [ \\t\\n]*',
+            "json_schema": schema,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+            "grammar_triggers": [{"type": "word", "value": "((((((((((((("}],
+        },
+        LIMITS,
+    )
 
 
 def test_deep_or_large_grammars_are_refused_with_the_setting_named() -> None:
@@ -51,8 +62,10 @@ def test_deep_or_large_grammars_are_refused_with_the_setting_named() -> None:
 
 def test_trigger_patterns_are_bounded_and_trigger_words_are_not() -> None:
     pattern = "(" * 11 + "a" + ")" * 11
-    assert refused({"grammar_triggers": [{"type": "word", "value": "x"},
-                                         {"type": 2, "value": pattern}]}).param == "grammar_triggers.1.value"
+    assert (
+        refused({"grammar_triggers": [{"type": "word", "value": "x"}, {"type": 2, "value": pattern}]}).param
+        == "grammar_triggers.1.value"
+    )
     assert refused({"grammar_triggers": [{"type": "pattern_full", "value": pattern}]})
 
 
@@ -63,16 +76,27 @@ def nested_schema(depth: int) -> dict[str, Any]:
     return schema
 
 
-@pytest.mark.parametrize("fields, param", [
-    ({"json_schema": nested_schema(13)}, "json_schema"),
-    ({"format": nested_schema(13)}, "format"),
-    ({"response_format": {"type": "json_object", "schema": nested_schema(13)}}, "response_format.schema"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"schema": nested_schema(13)}}},
-     "response_format.json_schema.schema"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}},
-                {"type": "function", "function": {"name": "g", "parameters": nested_schema(13)}}]},
-     "tools.1.function.parameters"),
-])
+@pytest.mark.parametrize(
+    "fields, param",
+    [
+        ({"json_schema": nested_schema(13)}, "json_schema"),
+        ({"format": nested_schema(13)}, "format"),
+        ({"response_format": {"type": "json_object", "schema": nested_schema(13)}}, "response_format.schema"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": nested_schema(13)}}},
+            "response_format.json_schema.schema",
+        ),
+        (
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}},
+                    {"type": "function", "function": {"name": "g", "parameters": nested_schema(13)}},
+                ]
+            },
+            "tools.1.function.parameters",
+        ),
+    ],
+)
 def test_deep_schemas_are_refused_wherever_they_are(fields: dict[str, Any], param: str) -> None:
     error = refused(fields)
     assert error.param == param and "MAX_SCHEMA_DEPTH" in str(error)
@@ -92,13 +116,20 @@ def test_each_ref_followed_counts_as_a_level() -> None:
 
 
 def test_recursive_schemas_are_allowed_and_shared_definitions_walked_once() -> None:
-    tree = {"$defs": {"node": {"type": "object", "properties": {"children": {"type": "array",
-                                                                            "items": {"$ref": "#/$defs/node"}}}}},
-            "$ref": "#/$defs/node"}
+    tree = {
+        "$defs": {
+            "node": {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}
+        },
+        "$ref": "#/$defs/node",
+    }
     check_fields({"json_schema": tree}, LIMITS)
     # each definition refers to the next one twice: walked naively that is 2^30 visits
-    fan = {"$defs": {f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
-                     for i in range(30)}, "$ref": "#/$defs/d0"}
+    fan = {
+        "$defs": {
+            f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(30)
+        },
+        "$ref": "#/$defs/d0",
+    }
     fan["$defs"]["d30"] = {"type": "string"}
     big = ParserLimits(4096, 10, 1 << 20, 200)
     check_fields({"json_schema": fan}, big)

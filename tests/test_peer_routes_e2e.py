@@ -26,13 +26,16 @@ def test_models_without_v1_keeps_the_gateway_listing(gateway: Gateway) -> None:
     assert MODEL in [m["name"] for m in listing["text"]]
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/chat/completions", {"messages": "hello"}),
-    ("/chat/completions", {"messages": [{"content": "no role"}]}),
-    ("/v1/chat/completions", {"messages": []}),
-    ("/v1/completions", {"prompt": 5}),
-    ("/completion", {"n_predict": 3}),
-])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": "hello"}),
+        ("/chat/completions", {"messages": [{"content": "no role"}]}),
+        ("/v1/chat/completions", {"messages": []}),
+        ("/v1/completions", {"prompt": 5}),
+        ("/completion", {"n_predict": 3}),
+    ],
+)
 def test_invalid_bodies_are_400_invalid_request_error(gateway: Gateway, path: str, body: dict) -> None:  # type: ignore[type-arg]
     with gateway.client() as http:
         resp = http.post(path, json=body)
@@ -94,16 +97,37 @@ def _deep_schema(levels: int) -> dict:  # type: ignore[type-arg]
     return schema
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/messages", {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}],
-                      "tools": [{"name": "f", "input_schema": _deep_schema(300)}]}),
-    ("/v1/responses", {"model": MODEL, "input": "hi", "tools": [{"type": "function", "name": "f",
-                                                                 "parameters": _deep_schema(300)}]}),
-    ("/v1/responses", {"model": MODEL, "input": "hi",
-                       "text": {"format": {"type": "json_schema", "name": "x", "schema": _deep_schema(300)}}}),
-])
-def test_schemas_of_anthropic_and_responses_requests_are_bounded(gateway: Gateway, path: str,
-                                                                 body: dict) -> None:  # type: ignore[type-arg]
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/messages",
+            {
+                "model": MODEL,
+                "max_tokens": 4,
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"name": "f", "input_schema": _deep_schema(300)}],
+            },
+        ),
+        (
+            "/v1/responses",
+            {
+                "model": MODEL,
+                "input": "hi",
+                "tools": [{"type": "function", "name": "f", "parameters": _deep_schema(300)}],
+            },
+        ),
+        (
+            "/v1/responses",
+            {
+                "model": MODEL,
+                "input": "hi",
+                "text": {"format": {"type": "json_schema", "name": "x", "schema": _deep_schema(300)}},
+            },
+        ),
+    ],
+)
+def test_schemas_of_anthropic_and_responses_requests_are_bounded(gateway: Gateway, path: str, body: dict) -> None:  # type: ignore[type-arg]
     with gateway.client() as http:
         resp = http.post(path, json=body)
     assert resp.status_code == 400, resp.text
@@ -113,11 +137,20 @@ def test_schemas_of_anthropic_and_responses_requests_are_bounded(gateway: Gatewa
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_image_for_a_model_without_vision_is_a_400_not_the_engines_500(gateway: Gateway, stream: bool) -> None:
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
-    content = [{"type": "text", "text": "What is this?"},
-               {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]
+    content = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+    ]
     with gateway.client() as http:
-        resp = http.post("/v1/chat/completions", json={"model": MODEL, "max_tokens": 4, "stream": stream,
-                                                       "messages": [{"role": "user", "content": content}]})
+        resp = http.post(
+            "/v1/chat/completions",
+            json={
+                "model": MODEL,
+                "max_tokens": 4,
+                "stream": stream,
+                "messages": [{"role": "user", "content": content}],
+            },
+        )
     assert resp.status_code == 400
     error = resp.json()["error"]
     assert "image input is not supported" in error["message"] and error["type"] == "invalid_request_error"

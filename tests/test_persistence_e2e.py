@@ -20,8 +20,15 @@ def test_waiting_jobs_survive_an_api_kill_and_a_redis_restart(tmp_path: Path) ->
     cluster = Cluster(store, tmp_path)
     try:
         api, base = cluster.api(DEFAULT_MODEL="aof-model")
-        ids = [httpx.post(base + "/jobs", headers=AUTH, timeout=10, json={
-            "route": "/completion", "body": {"prompt": f"Job {i}:", "n_predict": 3}}).json()["id"] for i in range(3)]
+        ids = [
+            httpx.post(
+                base + "/jobs",
+                headers=AUTH,
+                timeout=10,
+                json={"route": "/completion", "body": {"prompt": f"Job {i}:", "n_predict": 3}},
+            ).json()["id"]
+            for i in range(3)
+        ]
         api.stop(signal.SIGKILL)
         store.stop()
         store.start()  # replays its append-only file

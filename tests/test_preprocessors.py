@@ -56,7 +56,10 @@ def test_canny_keeps_weak_edges_only_where_they_touch_strong_ones() -> None:
 
 def test_invert_and_none() -> None:
     image = _square(255)
-    assert np.asarray(preprocessors.run("invert (from white bg & black line)", image, 0, 0))[0, 0].tolist() \
-        == [255, 255, 255]
+    assert np.asarray(preprocessors.run("invert (from white bg & black line)", image, 0, 0))[0, 0].tolist() == [
+        255,
+        255,
+        255,
+    ]
     assert preprocessors.run("none", image, 0, 0) is image
     assert preprocessors.known("Canny") and preprocessors.known("") and not preprocessors.known("depth_midas")

@@ -29,8 +29,21 @@ METRICS_TOKEN = "prometheus-test-scraper"
 GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$__range": "1m", "$__interval": "1s"}
 # Series that only a worker with an NVIDIA GPU reports; this machine has none.
 GPU_SERIES = {f"graycat_gpu_{name}" for name in GPU_GAUGES}
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-             "offset", "inf", "nan"}
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -61,7 +74,7 @@ def metric_names(expr: str) -> set[str]:
     names = set()
     for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
         word = match.group()
-        following = text[match.end():].lstrip()[:1]
+        following = text[match.end() :].lstrip()[:1]
         if word.lower() not in _KEYWORDS and following != "(":
             names.add(word)
     return names
@@ -70,18 +83,27 @@ def metric_names(expr: str) -> set[str]:
 def test_series_every_replica_exports_are_counted_once() -> None:
     """Worker and pool series come from Redis, so every api replica exports the same copy: a query must keep
     one copy (max / min by) before adding them up, or three replicas show three times the work."""
-    local = {family.name for family in ApiMetrics().registry.collect()} | {"graycat_redis_up",
-                                                                          "graycat_redis_read_seconds"}
+    local = {family.name for family in ApiMetrics().registry.collect()} | {
+        "graycat_redis_up",
+        "graycat_redis_read_seconds",
+    }
     for where, expr in dashboard_queries() + alert_queries():
-        shared = {name for name in metric_names(expr) if name.startswith("graycat_")
-                  and re.sub(r"_(bucket|sum|count|total|created)$", "", name) not in local}
-        assert not shared or re.search(r"\b(max|min)\s*(by\s*\([^)]*\)\s*)?\(", expr), \
+        shared = {
+            name
+            for name in metric_names(expr)
+            if name.startswith("graycat_") and re.sub(r"_(bucket|sum|count|total|created)$", "", name) not in local
+        }
+        assert not shared or re.search(r"\b(max|min)\s*(by\s*\([^)]*\)\s*)?\(", expr), (
             f"{where}: `{expr}` adds up the copies of {sorted(shared)} that each api replica exports"
+        )
 
 
 def test_metric_names_are_found_in_expressions() -> None:
-    assert metric_names('sum by (le) (rate(a_bucket{x="y"}[5m])) / b_total and on (k) c{q=~"sum(d)"} > 2') \
-        == {"a_bucket", "b_total", "c"}
+    assert metric_names('sum by (le) (rate(a_bucket{x="y"}[5m])) / b_total and on (k) c{q=~"sum(d)"} > 2') == {
+        "a_bucket",
+        "b_total",
+        "c",
+    }
 
 
 class Prometheus:
@@ -101,8 +123,15 @@ class Prometheus:
         assert binary, "prometheus is not on PATH (apt-get install prometheus; .ci/run does)"
         self.log = (folder / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
-            [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                binary,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def get(self, path: str, **params: str) -> Any:
         resp = httpx.get(self.url + path, params=params, timeout=10)
@@ -162,8 +191,7 @@ def _traffic(base: str, stop: threading.Event) -> None:
             if stop.is_set():
                 return
             client.post("/completion", json={"prompt": f"Count {i}", "n_predict": 4, "stream": i % 2 == 0})
-            client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}],
-                                                      "max_tokens": 3})
+            client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
             client.post("/v1/completions", json={"prompt": 1})  # 400
             client.get("/queue/status")
 
@@ -172,8 +200,9 @@ def _image_traffic(base: str, stop: threading.Event) -> None:
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:
         while not stop.is_set():
             client.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "steps": 3, "width": 64, "height": 64})
-            client.post("/v1/images/generations", json={"prompt": "a dog", "size": "64x64", "steps": 2,
-                                                        "model": "tiny"})
+            client.post(
+                "/v1/images/generations", json={"prompt": "a dog", "size": "64x64", "steps": 2, "model": "tiny"}
+            )
 
 
 def test_scrapes_succeed_and_alert_rules_evaluate(prometheus: Prometheus) -> None:
@@ -188,8 +217,7 @@ def test_scrapes_succeed_and_alert_rules_evaluate(prometheus: Prometheus) -> Non
 @pytest.mark.parametrize(("where", "expr"), dashboard_queries() + alert_queries(), ids=lambda v: str(v)[:60])
 def test_every_query_reads_metrics_that_exist(prometheus: Prometheus, where: str, expr: str) -> None:
     for name in metric_names(expr) - GPU_SERIES:
-        assert prometheus.query(f'count({{__name__="{name}"}})'), \
-            f"{where}: no series named {name} in `{expr}`"
+        assert prometheus.query(f'count({{__name__="{name}"}})'), f"{where}: no series named {name} in `{expr}`"
     result = prometheus.query(expr)
     if where.startswith("alert ") or metric_names(expr) & GPU_SERIES:
         return  # a healthy system raises no alert, and a machine without a GPU has no GPU series

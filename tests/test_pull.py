@@ -49,8 +49,9 @@ def faults(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
 
 def graycat(models: Path, hub: FakeHub, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HF_ENDPOINT=hub.url, GRAYCAT_MODELS_DIR=str(models), HF_HUB_DISABLE_TELEMETRY="1")
-    return subprocess.run([sys.executable, "-m", "graycat", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "graycat", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def sha256(path: Path) -> str:
@@ -107,10 +108,12 @@ def test_an_interrupted_pull_resumes_where_it_stopped(faults: FakeHub, model: Hu
 def test_ctrl_c_keeps_what_was_received_for_the_next_run(faults: FakeHub, model: HubFile, tmp_path: Path) -> None:
     faults.faults.seconds_per_mb = 0.1  # about 10 s
     env = dict(os.environ, HF_ENDPOINT=faults.url, GRAYCAT_MODELS_DIR=str(tmp_path))
-    pulling = subprocess.Popen([sys.executable, "-m", "graycat", "pull", REF], env=env, stderr=subprocess.PIPE,
-                               text=True)
-    wait_until(lambda: any(p.stat().st_size > 10_000_000 for p in (tmp_path / ".partial").glob("*.part")), 30,
-               "10 MB received")
+    pulling = subprocess.Popen(
+        [sys.executable, "-m", "graycat", "pull", REF], env=env, stderr=subprocess.PIPE, text=True
+    )
+    wait_until(
+        lambda: any(p.stat().st_size > 10_000_000 for p in (tmp_path / ".partial").glob("*.part")), 30, "10 MB received"
+    )
     pulling.send_signal(signal.SIGINT)
     _, err = pulling.communicate(timeout=30)
     assert pulling.returncode == 130 and "interrupted; the" in err and "run the pull again to resume" in err, err
@@ -139,19 +142,27 @@ def test_a_url_with_its_checksum(faults: FakeHub, model: HubFile, tmp_path: Path
     assert sha256(pull(url, tmp_path, sha256=model.sha256)) == model.sha256
 
 
-@pytest.mark.parametrize(("ref", "message"), [
-    ("hf:graycat-test/missing", "no repository graycat-test/missing"),
-    (f"hf:{REPO}/missing.gguf", "has no file missing.gguf; its GGUF files: "
-                                "Q8_0/SmolLM2-135M-Instruct.Q8_0-00001-of-00002.gguf (Q8_0), "),
-    ("hf:graycat-test/no-gguf", "holds no GGUF file"),
-    (f"hf:{REPO}:Q4_K", "Q4_K matches 2 files of graycat-test/SmolLM2-135M-Instruct-GGUF: "
-                        "SmolLM2-135M-Instruct.Q4_K_M.gguf, SmolLM2-135M-Instruct.Q4_K_S.gguf"),
-    (f"hf:{REPO}:F32", "not enough disk space"),
-    (f"hf:{REPO}:Q8_0", "is split into 2 files"),
-    (f"hf:{REPO}:Q2_K", "no GGUF file of graycat-test/SmolLM2-135M-Instruct-GGUF has the quantisation Q2_K"),
-    ("hf:just-a-name", "expected hf:OWNER/REPO"),
-    ("./model.gguf", "is not a reference"),
-])
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("hf:graycat-test/missing", "no repository graycat-test/missing"),
+        (
+            f"hf:{REPO}/missing.gguf",
+            "has no file missing.gguf; its GGUF files: Q8_0/SmolLM2-135M-Instruct.Q8_0-00001-of-00002.gguf (Q8_0), ",
+        ),
+        ("hf:graycat-test/no-gguf", "holds no GGUF file"),
+        (
+            f"hf:{REPO}:Q4_K",
+            "Q4_K matches 2 files of graycat-test/SmolLM2-135M-Instruct-GGUF: "
+            "SmolLM2-135M-Instruct.Q4_K_M.gguf, SmolLM2-135M-Instruct.Q4_K_S.gguf",
+        ),
+        (f"hf:{REPO}:F32", "not enough disk space"),
+        (f"hf:{REPO}:Q8_0", "is split into 2 files"),
+        (f"hf:{REPO}:Q2_K", "no GGUF file of graycat-test/SmolLM2-135M-Instruct-GGUF has the quantisation Q2_K"),
+        ("hf:just-a-name", "expected hf:OWNER/REPO"),
+        ("./model.gguf", "is not a reference"),
+    ],
+)
 def test_bad_references_are_explained(faults: FakeHub, tmp_path: Path, ref: str, message: str) -> None:
     with pytest.raises(PullError) as failure:
         pull(ref, tmp_path)
@@ -172,8 +183,13 @@ def test_references_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse("https://h/a/m%20x.gguf") == UrlRef("https://h/a/m%20x.gguf")
     assert parse("https://h/a/m%20x.gguf").file_name == "m x.gguf"  # type: ignore[union-attr]
     assert parse("./models/m.gguf") is None and parse("m") is None
-    assert [quant_of(n) for n in ("a-Q4_K_M.gguf", "b.q8_0.gguf", "c-IQ4_XS.gguf", "d-f16.gguf", "e.gguf")] == \
-        ["Q4_K_M", "Q8_0", "IQ4_XS", "F16", None]
+    assert [quant_of(n) for n in ("a-Q4_K_M.gguf", "b.q8_0.gguf", "c-IQ4_XS.gguf", "d-f16.gguf", "e.gguf")] == [
+        "Q4_K_M",
+        "Q8_0",
+        "IQ4_XS",
+        "F16",
+        None,
+    ]
     monkeypatch.setenv("GRAYCAT_MODEL", "https://host/path/m.gguf")  # not a Path: its `//` stays
     monkeypatch.setenv("GRAYCAT_DATA_DIR", "/srv/graycat")
     settings = load_settings(extra_models="b=hf:o/r:Q4_0")

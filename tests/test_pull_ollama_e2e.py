@@ -53,16 +53,22 @@ def test_pull_serve_and_delete_with_the_ollama_client(cluster: Cluster, hub: Fak
     digest = hashlib.sha256(default_model_path().read_bytes()).hexdigest()
     listed = next(m for m in user.list().models if m.model == f"{NAME}:latest")  # on disk, served by no worker
     assert (listed.size, listed.digest) == (total, digest) and listed.details is not None
-    assert (listed.details.family, listed.details.quantization_level, listed.details.parameter_size) == \
-        ("llama", "Q4_1", "135M")
+    assert (listed.details.family, listed.details.quantization_level, listed.details.parameter_size) == (
+        "llama",
+        "Q4_1",
+        "135M",
+    )
     assert _served(base)[NAME] is False
     shown = user.show(NAME)
     assert shown.details is not None and shown.details.family == "llama" and shown.modelinfo is not None
     assert shown.modelinfo["general.architecture"] == "llama"
     assert _cli_row(cluster, models)[5] == "-"  # SERVED BY: nobody
 
-    worker = cluster.spawn("pulled-worker", ["worker", "llm", "--slots", "1", "--ctx-size", "512", "--model", NAME],
-                           GRAYCAT_MODELS_DIR=str(models))
+    worker = cluster.spawn(
+        "pulled-worker",
+        ["worker", "llm", "--slots", "1", "--ctx-size", "512", "--model", NAME],
+        GRAYCAT_MODELS_DIR=str(models),
+    )
     wait_until(lambda: cluster.ready(worker), 60, "the worker of the pulled model")
     answer = user.chat(model=NAME, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4})
     assert answer.message.content
@@ -94,7 +100,12 @@ def _served(base: str) -> dict[str, bool]:
 
 def _cli_row(cluster: Cluster, models: Path) -> list[str]:
     """`graycat models`'s row of the pulled model: NAME FAMILY QUANT SIZE (2 words) SERVED-BY FROM."""
-    done = subprocess.run([sys.executable, "-m", "graycat", "models"], env=cluster.env(GRAYCAT_MODELS_DIR=str(models)),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "graycat", "models"],
+        env=cluster.env(GRAYCAT_MODELS_DIR=str(models)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     row = next(line for line in done.stdout.splitlines() if line.startswith(NAME + " "))
     return row.split()

@@ -34,13 +34,16 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
     build_controlnet(pipe, build / "controlnet")
     build_lora(pipe, build / "lora" / "pulled-lora.safetensors")  # last: it adds adapters to `pipe`
     single = HubFile((build / "tiny-pulled.safetensors").read_bytes())
-    served = FakeHub({
-        "graycat-test/tiny-sd": {"tiny-pulled.safetensors": single, "README.md": HubFile(b"# tiny\n")},
-        "graycat-test/tiny-sd-diffusers": _files(build / "pipeline") | {"README.md": HubFile(b"# tiny\n")},
-        "graycat-test/tiny-lora": _files(build / "lora"),
-        "graycat-test/tiny-controlnet": _files(build / "controlnet"),
-        "graycat-test/two-files": {"a.safetensors": single, "b.ckpt": single},
-        "files": {"tiny-url.safetensors": single}})
+    served = FakeHub(
+        {
+            "graycat-test/tiny-sd": {"tiny-pulled.safetensors": single, "README.md": HubFile(b"# tiny\n")},
+            "graycat-test/tiny-sd-diffusers": _files(build / "pipeline") | {"README.md": HubFile(b"# tiny\n")},
+            "graycat-test/tiny-lora": _files(build / "lora"),
+            "graycat-test/tiny-controlnet": _files(build / "controlnet"),
+            "graycat-test/two-files": {"a.safetensors": single, "b.ckpt": single},
+            "files": {"tiny-url.safetensors": single},
+        }
+    )
     yield served
     served.close()
 
@@ -58,14 +61,15 @@ def sd(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
 
 def graycat_pull(cluster: Cluster, hub: FakeHub, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = cluster.env(HF_ENDPOINT=hub.url, SD_MODELS_DIR=str(root), HF_HUB_DISABLE_TELEMETRY="1")
-    return subprocess.run([sys.executable, "-m", "graycat", "pull", "--sd", *args], env=env, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "graycat", "pull", "--sd", *args], env=env, capture_output=True, text=True, timeout=180
+    )
 
 
-def test_pulled_image_models_are_served_without_a_restart(cluster: Cluster, hub: FakeHub,
-                                                          sd: tuple[str, Path]) -> None:
+def test_pulled_image_models_are_served_without_a_restart(cluster: Cluster, hub: FakeHub, sd: tuple[str, Path]) -> None:
     base, root = sd
     with _bearer(base) as http:
+
         def names() -> list[str]:
             return [m["model_name"] for m in http.get("/sdapi/v1/sd-models").json()]
 
@@ -84,12 +88,21 @@ def test_pulled_image_models_are_served_without_a_restart(cluster: Cluster, hub:
 
         lora = graycat_pull(cluster, hub, root, "--kind", "lora", "hf:graycat-test/tiny-lora")
         assert lora.returncode == 0, lora.stderr
-        wait_until(lambda: [x["name"] for x in http.get("/sdapi/v1/loras").json()] == ["pulled-lora"], 5,
-                   "the LoRA listed (the api reuses what workers announced for up to 2 s)")
+        wait_until(
+            lambda: [x["name"] for x in http.get("/sdapi/v1/loras").json()] == ["pulled-lora"],
+            5,
+            "the LoRA listed (the api reuses what workers announced for up to 2 s)",
+        )
 
         body = {"prompt": "a cat", "seed": 5, **SMALL}
-        pulled = http.post("/sdapi/v1/txt2img", json={**body, "prompt": "a cat <lora:pulled-lora:1>",
-                                                       "override_settings": {"sd_model_checkpoint": "tiny-pulled"}})
+        pulled = http.post(
+            "/sdapi/v1/txt2img",
+            json={
+                **body,
+                "prompt": "a cat <lora:pulled-lora:1>",
+                "override_settings": {"sd_model_checkpoint": "tiny-pulled"},
+            },
+        )
         assert pulled.status_code == 200, pulled.text
 
     control = graycat_pull(cluster, hub, root, "--kind", "controlnet", "hf:graycat-test/tiny-controlnet")
@@ -98,8 +111,9 @@ def test_pulled_image_models_are_served_without_a_restart(cluster: Cluster, hub:
     assert (placed / "config.json").is_file() and (placed / "diffusion_pytorch_model.safetensors").is_file()
 
 
-def test_a_url_into_the_vae_folder_and_bad_requests(hub: FakeHub, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_url_into_the_vae_folder_and_bad_requests(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     path = pull_sd(f"{hub.url}/files/tiny-url.safetensors", tmp_path, "vae")
     assert path == tmp_path / "models" / "VAE" / "tiny-url.safetensors"
@@ -118,6 +132,11 @@ def test_a_url_into_the_vae_folder_and_bad_requests(hub: FakeHub, tmp_path: Path
 
 def test_without_sd_models_dir_the_pull_says_what_to_set(hub: FakeHub, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SD_MODELS_DIR"} | {"HF_ENDPOINT": hub.url}
-    done = subprocess.run([sys.executable, "-m", "graycat", "pull", "--sd", "hf:graycat-test/tiny-sd"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "graycat", "pull", "--sd", "hf:graycat-test/tiny-sd"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and "set SD_MODELS_DIR" in done.stderr

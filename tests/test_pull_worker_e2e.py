@@ -25,10 +25,23 @@ def test_a_worker_pulls_its_model_then_serves_it(cluster: Cluster, hub: FakeHub,
     hub.faults.seconds_per_mb = 0.05  # a slow link: the download takes about 5 s
     _, base = cluster.api()
     models = tmp_path / "models"
-    worker = cluster.spawn("pull-worker", ["worker", "llm", "--slots", "1", "--ctx-size", "512",
-                                           "--model", f"hf:{SMOLLM_REPO}:Q4_1",
-                                           "--also-model", f"twin=hf:{SMOLLM_REPO}/{DEFAULT_MODEL_FILE}"],
-                           HF_ENDPOINT=hub.url, GRAYCAT_MODELS_DIR=str(models))
+    worker = cluster.spawn(
+        "pull-worker",
+        [
+            "worker",
+            "llm",
+            "--slots",
+            "1",
+            "--ctx-size",
+            "512",
+            "--model",
+            f"hf:{SMOLLM_REPO}:Q4_1",
+            "--also-model",
+            f"twin=hf:{SMOLLM_REPO}/{DEFAULT_MODEL_FILE}",
+        ],
+        HF_ENDPOINT=hub.url,
+        GRAYCAT_MODELS_DIR=str(models),
+    )
     seen: dict[str, dict[str, int]] = {}
 
     def pulling() -> bool:
@@ -40,14 +53,19 @@ def test_a_worker_pulls_its_model_then_serves_it(cluster: Cluster, hub: FakeHub,
     total = len(default_model_path().read_bytes())
     assert 0 < seen[NAME]["completed"] < seen[NAME]["total"] == total
     metrics = httpx.get(f"{base}/metrics", timeout=5).text  # from a loopback address: no token needed
-    figures = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-               if line.startswith("graycat_worker_pull_") and f'model="{NAME}"' in line}
+    figures = {
+        line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("graycat_worker_pull_") and f'model="{NAME}"' in line
+    }
     assert figures["graycat_worker_pull_total_bytes"] == total
     assert 0 < figures["graycat_worker_pull_completed_bytes"] <= total
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:
         # sent while the worker downloads: it waits in the queue, then the pulled model answers
-        answer = client.post("/v1/chat/completions", json={"model": NAME, "max_tokens": 8,
-                                                           "messages": [{"role": "user", "content": "Hi"}]})
+        answer = client.post(
+            "/v1/chat/completions",
+            json={"model": NAME, "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]},
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json()["model"] == NAME and answer.json()["choices"][0]["message"]["content"]
         twin = client.post("/v1/completions", json={"model": "twin", "prompt": "Once", "max_tokens": 4})
@@ -59,8 +77,12 @@ def test_a_worker_pulls_its_model_then_serves_it(cluster: Cluster, hub: FakeHub,
 
 
 def test_a_worker_given_an_unknown_repository_says_so(cluster: Cluster, hub: FakeHub, tmp_path: Path) -> None:
-    worker = cluster.spawn("bad-ref-worker", ["worker", "llm", "--model", "hf:graycat-test/missing:Q4_0"],
-                           HF_ENDPOINT=hub.url, GRAYCAT_MODELS_DIR=str(tmp_path))
+    worker = cluster.spawn(
+        "bad-ref-worker",
+        ["worker", "llm", "--model", "hf:graycat-test/missing:Q4_0"],
+        HF_ENDPOINT=hub.url,
+        GRAYCAT_MODELS_DIR=str(tmp_path),
+    )
     assert worker.proc.wait(60) == 2
     assert "graycat worker: no repository graycat-test/missing" in worker.output()
 
@@ -72,8 +94,12 @@ def test_up_serves_a_model_given_by_reference(hub: FakeHub, tmp_path: Path) -> N
     try:
         assert f"text: {NAME}" in "".join(lines)
         token = (tmp_path / "data" / "api-token").read_text().strip()
-        answer = httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
-                            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}, timeout=60)
+        answer = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+            timeout=60,
+        )
         assert answer.status_code == 200 and answer.json()["model"] == NAME
         assert (tmp_path / "data" / "models" / DEFAULT_MODEL_FILE).is_file()
     finally:

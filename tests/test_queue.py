@@ -72,8 +72,7 @@ async def test_claim_takes_no_more_than_the_free_slots(parts: tuple[JobQueue, Co
     assert await consumer.claim(10, 50) == []
 
 
-async def test_a_job_cancelled_while_waiting_is_never_handed_to_a_worker(
-        parts: tuple[JobQueue, Consumer, str]) -> None:
+async def test_a_job_cancelled_while_waiting_is_never_handed_to_a_worker(parts: tuple[JobQueue, Consumer, str]) -> None:
     queue, consumer, model = parts
     sub = await queue.submit(job(model))
     await queue.cancel(sub.job_id)
@@ -171,8 +170,9 @@ async def test_each_token_has_its_own_waiting_limit(parts: tuple[JobQueue, Consu
 
 
 @pytest.mark.parametrize("binary", server_binaries.startable(), ids=lambda b: f"{b.name}-{b.version}")
-async def test_a_dead_workers_job_is_taken_over_on_every_server(binary: server_binaries.ServerBinary,
-                                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+async def test_a_dead_workers_job_is_taken_over_on_every_server(
+    binary: server_binaries.ServerBinary, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Crash recovery (XAUTOCLAIM) on every server `graycat up` or the tests may start: the embedded Valkey and
     the system's redis-server when it is new enough."""
     server = RedisServer(free_port(), tmp_path_factory.mktemp("server"), binary=binary.path)
@@ -180,8 +180,9 @@ async def test_a_dead_workers_job_is_taken_over_on_every_server(binary: server_b
     redis, reader = connect(server.url), connect(server.url, blocking=True)
     events, writer = PipelinedConnection(server.url), PipelinedConnection(server.url)
     try:
-        dead, alive = (Consumer(redis, reader, events, name, [("llm", "m")], record_ttl=60)
-                       for name in ("w-dead", "w-alive"))
+        dead, alive = (
+            Consumer(redis, reader, events, name, [("llm", "m")], record_ttl=60) for name in ("w-dead", "w-alive")
+        )
         await dead.setup()
         await JobQueue(redis, writer, EventHub(server.url, "api"), record_ttl=60).enqueue(job("m"))
         [held] = await dead.claim(1, 1000)  # then its worker dies: no heartbeat, no ack

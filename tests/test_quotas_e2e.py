@@ -22,8 +22,9 @@ NULL = "quotas-null"  # 20 tokens, 100 ms apart: a job runs for 2 s
 
 @pytest.fixture(scope="module")
 def null_worker(cluster: Cluster, gateway: Gateway) -> Iterator[Proc]:
-    proc = cluster.spawn("quotas", ["worker", "null", "--model-name", NULL, "--tokens", "20",
-                                    "--token-delay-ms", "100"])
+    proc = cluster.spawn(
+        "quotas", ["worker", "null", "--model-name", NULL, "--tokens", "20", "--token-delay-ms", "100"]
+    )
     wait_until(lambda: " ready: " in proc.output(), 30, "the null worker")
     yield proc
     proc.stop()
@@ -51,12 +52,18 @@ def settled(gateway: Gateway, name: str, jobs: int) -> dict[str, int]:
 def test_a_stream_closed_just_before_its_end_counts_what_it_made(gateway: Gateway) -> None:
     secret = new_token(gateway, "early-close", daily_tokens=10_000)
     native = {"prompt": "Once upon a time", "n_predict": 60, "ignore_eos": True, "stream": True}
-    chat = {"messages": [{"role": "user", "content": "Tell a story"}], "max_tokens": 60, "ignore_eos": True,
-            "stream": True}
+    chat = {
+        "messages": [{"role": "user", "content": "Tell a story"}],
+        "max_tokens": 60,
+        "ignore_eos": True,
+        "stream": True,
+    }
     read = 0
     with gateway.client(secret) as http:
-        for route, body, marker in (("/completion", native, '"content":"'), ("/v1/chat/completions", chat,
-                                                                             '"content":"')):
+        for route, body, marker in (
+            ("/completion", native, '"content":"'),
+            ("/v1/chat/completions", chat, '"content":"'),
+        ):
             seen = 0
             with http.stream("POST", route, json=body) as stream:
                 assert stream.status_code == 200
@@ -74,10 +81,10 @@ def test_every_prompt_of_a_request_counts(gateway: Gateway) -> None:
     secret = new_token(gateway, "many-prompts", daily_tokens=10_000)
     with gateway.client(secret) as http:
         native = http.post("/completion", json={"prompt": [[1], [2], [3]], "n_predict": 5, "ignore_eos": True})
-        streamed = http.post("/completion", json={"prompt": ["a", "b"], "n_predict": 5, "ignore_eos": True,
-                                                  "stream": True})
-        oai = http.post("/v1/completions", json={"prompt": ["a", "b", "c", "d"], "max_tokens": 5,
-                                                 "ignore_eos": True})
+        streamed = http.post(
+            "/completion", json={"prompt": ["a", "b"], "n_predict": 5, "ignore_eos": True, "stream": True}
+        )
+        oai = http.post("/v1/completions", json={"prompt": ["a", "b", "c", "d"], "max_tokens": 5, "ignore_eos": True})
     assert native.status_code == streamed.status_code == oai.status_code == 200
     assert [r["tokens_predicted"] for r in native.json()] == [5, 5, 5] and len(oai.json()["choices"]) == 4
     assert settled(gateway, "many-prompts", 3)["completion_tokens"] == 15 + 10 + 20
@@ -115,8 +122,9 @@ def test_each_prompt_takes_an_engine_slot(gateway: Gateway) -> None:
     """A request of two prompts fills the two-slot worker: another tenant's request waits in the queue for a
     free slot, rather than being claimed and queued by the engine behind the prompts."""
     with gateway.client() as http:
-        big = http.post("/jobs", json={"route": "/completion", "body": {
-            "prompt": [[1], [2]], "n_predict": 48, "ignore_eos": True}}).json()["id"]
+        big = http.post(
+            "/jobs", json={"route": "/completion", "body": {"prompt": [[1], [2]], "n_predict": 48, "ignore_eos": True}}
+        ).json()["id"]
         wait_until(lambda: http.get(f"/jobs/{big}").json()["state"] != "pending", 30, "the big job to start")
         small = http.post("/jobs", json={"route": "/completion", "body": {"prompt": "x", "n_predict": 1}}).json()["id"]
 

@@ -32,9 +32,25 @@ def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     (folder / "users.acl").write_text(text)
     port = free_port()
     binary = default_server_binary()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(folder), "--aclfile", str(folder / "users.acl")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+            "--aclfile",
+            str(folder / "users.acl"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     api = redis.Redis(port=port, username="graycat-api", password="api-secret-1")
     wait_until(lambda: _pings(api), 10, "redis-server with the ACL file")
     yield port
@@ -54,20 +70,25 @@ def test_api_and_worker_run_jobs_as_their_users(acl_redis: int, tmp_path: Path, 
     api_url = f"redis://graycat-api:api-secret-1@127.0.0.1:{acl_redis}/0"
     worker_url = f"redis://graycat-worker:worker-secret-2@127.0.0.1:{acl_redis}/0"
     try:
-        worker = cluster.spawn("acl-worker", ["worker", "null", "--model-name", "acl-null", "--tokens", "3"],
-                               REDIS_URL=worker_url)
+        worker = cluster.spawn(
+            "acl-worker", ["worker", "null", "--model-name", "acl-null", "--tokens", "3"], REDIS_URL=worker_url
+        )
         wait_until(lambda: " ready: " in worker.output(), 30, "the worker")
         _, base = cluster.api(REDIS_URL=api_url)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
             plain = http.post("/completion", json={"prompt": "x", "model": "acl-null"})
             streamed = http.post("/completion", json={"prompt": "x", "model": "acl-null", "stream": True})
-            chat = http.post("/v1/chat/completions", headers={"X-Session-ID": "acl"},
-                             json={"model": "acl-null", "messages": [{"role": "user", "content": "x"}]})
+            chat = http.post(
+                "/v1/chat/completions",
+                headers={"X-Session-ID": "acl"},
+                json={"model": "acl-null", "messages": [{"role": "user", "content": "x"}]},
+            )
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30) as admin:
             limited = admin.post("/admin/tokens", json={"name": "acl", "daily_tokens": 100, "concurrency": 2})
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {limited.json()['token']}"},
-                          timeout=30) as http:  # the worker releases its reservation and its place in flight
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {limited.json()['token']}"}, timeout=30
+        ) as http:  # the worker releases its reservation and its place in flight
             job = http.post("/jobs", json={"route": "/completion", "body": {"prompt": "x", "model": "acl-null"}})
             wait_until(lambda: http.get(f"/jobs/{job.json()['id']}").json()["state"] == "completed", 10, "the job")
             quota = http.post("/completion", json={"prompt": "x", "model": "acl-null"})
@@ -80,30 +101,47 @@ def test_api_and_worker_run_jobs_as_their_users(acl_redis: int, tmp_path: Path, 
         cluster.stop_all()
 
 
-def test_an_image_worker_runs_as_the_worker_user(acl_redis: int, tmp_path: Path,
-                                                 redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_an_image_worker_runs_as_the_worker_user(acl_redis: int, tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
     """Announced while it loads (a request waits for it), then skip and refresh-checkpoints reach it."""
     folder = tmp_path / "sd" / "models" / "Stable-diffusion"
     build_pipeline(folder / "tiny")
     cluster = Cluster(redis_server, tmp_path)
     try:
-        _, base = cluster.api(REDIS_URL=f"redis://graycat-api:api-secret-1@127.0.0.1:{acl_redis}/0",
-                              SD_REFRESH_TIMEOUT="10")
-        worker = cluster.spawn("acl-sd-worker", ["worker", "sd", "--models-dir", str(tmp_path / "sd")],
-                               REDIS_URL=f"redis://graycat-worker:worker-secret-2@127.0.0.1:{acl_redis}/0",
-                               SD_THREADS="1")
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as http, \
-                ThreadPoolExecutor(1) as pool:
+        _, base = cluster.api(
+            REDIS_URL=f"redis://graycat-api:api-secret-1@127.0.0.1:{acl_redis}/0", SD_REFRESH_TIMEOUT="10"
+        )
+        worker = cluster.spawn(
+            "acl-sd-worker",
+            ["worker", "sd", "--models-dir", str(tmp_path / "sd")],
+            REDIS_URL=f"redis://graycat-worker:worker-secret-2@127.0.0.1:{acl_redis}/0",
+            SD_THREADS="1",
+        )
+        with (
+            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as http,
+            ThreadPoolExecutor(1) as pool,
+        ):
+
             def loading() -> bool:
                 assert worker.alive(), worker.output()
                 return http.get("/health").json().get("loading") == ["tiny"]
 
             wait_until(loading, 60, "the image worker to announce its checkpoint while it loads")
-            pending = pool.submit(http.post, "/sdapi/v1/txt2img", json={  # waits for the worker, no 503
-                "prompt": "a cat", "seed": 1, "steps": 40, "width": 128, "height": 128, "n_iter": 2,
-                "override_settings": {"sd_model_checkpoint": "tiny"}})
-            wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1, 120,
-                       "the first image")
+            pending = pool.submit(
+                http.post,
+                "/sdapi/v1/txt2img",
+                json={  # waits for the worker, no 503
+                    "prompt": "a cat",
+                    "seed": 1,
+                    "steps": 40,
+                    "width": 128,
+                    "height": 128,
+                    "n_iter": 2,
+                    "override_settings": {"sd_model_checkpoint": "tiny"},
+                },
+            )
+            wait_until(
+                lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1, 120, "the first image"
+            )
             assert http.post("/sdapi/v1/skip").status_code == 200  # the worker hears gc:skip
             resp = pending.result(60)
             assert resp.status_code == 200, resp.text
@@ -118,9 +156,18 @@ def test_an_image_worker_runs_as_the_worker_user(acl_redis: int, tmp_path: Path,
         cluster.stop_all()
 
 
-@pytest.mark.parametrize("command", [("HGETALL", "gc:token:abc"), ("SMEMBERS", "gc:tokens"),
-                                     ("LRANGE", "gc:session:owner:acl", "0", "-1"), ("KEYS", "*"), ("FLUSHALL",),
-                                     ("CONFIG", "GET", "requirepass"), ("ACL", "LIST")])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("HGETALL", "gc:token:abc"),
+        ("SMEMBERS", "gc:tokens"),
+        ("LRANGE", "gc:session:owner:acl", "0", "-1"),
+        ("KEYS", "*"),
+        ("FLUSHALL",),
+        ("CONFIG", "GET", "requirepass"),
+        ("ACL", "LIST"),
+    ],
+)
 def test_the_worker_user_cannot_read_secrets_or_wreck_the_server(acl_redis: int, command: tuple[str, ...]) -> None:
     worker = redis.Redis(port=acl_redis, username="graycat-worker", password="worker-secret-2")
     with pytest.raises(redis.exceptions.NoPermissionError):

@@ -40,12 +40,16 @@ def test_api_and_worker_recover_after_a_redis_restart(own_redis: RedisServer, tm
         assert "retry-after" in down.headers
 
         own_redis.start()  # same port, no data: pools, groups and the model registry are gone
-        wait_until(lambda: httpx.get(base + "/health", timeout=5).json().get("workers") == 1, 30,
-                   "the worker to heartbeat again")
+        wait_until(
+            lambda: httpx.get(base + "/health", timeout=5).json().get("workers") == 1,
+            30,
+            "the worker to heartbeat again",
+        )
         resp = httpx.post(base + "/completion", json=body, headers=auth, timeout=30)
         assert resp.status_code == 200 and resp.json()["tokens_predicted"] == 3
-        with httpx.stream("POST", base + "/completion", json={**body, "stream": True}, headers=auth,
-                          timeout=30) as stream:
+        with httpx.stream(
+            "POST", base + "/completion", json={**body, "stream": True}, headers=auth, timeout=30
+        ) as stream:
             events = [line for line in stream.iter_lines() if line]
         assert events[-1].startswith("data: ") and '"stop":true' in events[-1]
     finally:

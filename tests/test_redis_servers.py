@@ -46,8 +46,13 @@ def test_every_part_refuses_a_too_old_redis_at_start(old_redis: RedisServer, com
     if command == ["api"]:
         command = ["api", "--port", str(free_port())]
     env = {k: v for k, v in os.environ.items() if k != "API_TOKENS"}
-    result = subprocess.run([sys.executable, "-m", "graycat", *command], env={**env, "REDIS_URL": old_redis.url},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "graycat", *command],
+        env={**env, "REDIS_URL": old_redis.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "redis 6.2.14" in line and "Redis 7.0" in line

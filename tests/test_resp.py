@@ -15,10 +15,16 @@ def test_encode_is_binary_safe() -> None:
     assert encode(("SET", b"k\r\n", 12)) == b"*3\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$2\r\n12\r\n"
 
 
-@pytest.mark.parametrize(("data", "value"), [
-    (b"+OK\r\n", b"OK"), (b":42\r\n", 42), (b"$-1\r\n", None), (b"$5\r\na\r\nbc\r\n", b"a\r\nbc"),
-    (b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$0\r\n\r\n", [b"message", b"ch", b""]),
-])
+@pytest.mark.parametrize(
+    ("data", "value"),
+    [
+        (b"+OK\r\n", b"OK"),
+        (b":42\r\n", 42),
+        (b"$-1\r\n", None),
+        (b"$5\r\na\r\nbc\r\n", b"a\r\nbc"),
+        (b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$0\r\n\r\n", [b"message", b"ch", b""]),
+    ],
+)
 def test_parse_values(data: bytes, value: object) -> None:
     assert parse(data, 0) == (value, len(data))
     for cut in range(len(data)):  # any prefix is incomplete, never wrong
@@ -30,8 +36,7 @@ def test_parse_error_reply() -> None:
     assert isinstance(value, ResponseError) and "NOSCRIPT" in str(value)
 
 
-async def test_pipelined_writes_keep_their_order_and_errors_do_not_break_the_link(
-        redis_server: RedisServer) -> None:
+async def test_pipelined_writes_keep_their_order_and_errors_do_not_break_the_link(redis_server: RedisServer) -> None:
     conn = PipelinedConnection(redis_server.url)
     await conn.call("DEL", "resp:list")
     for i in range(200):

@@ -15,14 +15,28 @@ def test_history_goes_before_the_input_and_previous_id_is_dropped() -> None:
 
 
 def test_a_response_as_input_items_of_the_next_turn() -> None:
-    response = {"id": "resp_1", "output": [
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hi "},
-                                                            {"type": "output_text", "text": "Zorblax"}]},
-        {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": "{}",
-         "status": "completed"}]}
+    response = {
+        "id": "resp_1",
+        "output": [
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hi "}, {"type": "output_text", "text": "Zorblax"}],
+            },
+            {
+                "type": "function_call",
+                "id": "fc_1",
+                "call_id": "call_1",
+                "name": "f",
+                "arguments": "{}",
+                "status": "completed",
+            },
+        ],
+    }
     assert openai_responses.output_items(response) == [
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hi Zorblax"}]},
-        {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"}]
+        {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"},
+    ]
 
 
 def test_the_completed_event_carries_the_response() -> None:
@@ -33,12 +47,19 @@ def test_the_completed_event_carries_the_response() -> None:
 
 
 def test_required_function_call_as_openai_chat_and_back() -> None:
-    req = openai_responses.ResponsesRequest.model_validate({
-        "input": [{"type": "function_call_output", "call_id": "call_1", "output": "Sunny"}], "instructions": "Brief.",
-        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}], "tool_choice": "required",
-        "max_output_tokens": 20})
-    history = [{"role": "user", "content": "Weather?"},
-               {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"}]
+    req = openai_responses.ResponsesRequest.model_validate(
+        {
+            "input": [{"type": "function_call_output", "call_id": "call_1", "output": "Sunny"}],
+            "instructions": "Brief.",
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+            "tool_choice": "required",
+            "max_output_tokens": 20,
+        }
+    )
+    history = [
+        {"role": "user", "content": "Weather?"},
+        {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"},
+    ]
     choice = openai_responses.required_tool_choice(req)
     assert choice == "required"
     chat = orjson.loads(openai_responses.as_openai_chat(req, choice, history))
@@ -46,17 +67,35 @@ def test_required_function_call_as_openai_chat_and_back() -> None:
     assert chat["messages"][3] == {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"}
     assert chat["tools"] == [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     assert chat["max_tokens"] == 20 and chat["tool_choice"] == "required"
-    answer = orjson.dumps({"model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 2}, "choices": [
-        {"message": {"content": None,
-                     "tool_calls": [{"id": "call_9", "function": {"name": "f", "arguments": "{}"}}]}}]})
+    answer = orjson.dumps(
+        {
+            "model": "m",
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+            "choices": [
+                {
+                    "message": {
+                        "content": None,
+                        "tool_calls": [{"id": "call_9", "function": {"name": "f", "arguments": "{}"}}],
+                    }
+                }
+            ],
+        }
+    )
     response = orjson.loads(openai_responses.from_openai_chat(answer))
     assert response["output"][0]["type"] == "function_call" and response["output"][0]["call_id"] == "call_9"
     assert response["usage"] == {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
-    kinds = [e.split(b"\n")[0][7:].decode() for e in openai_responses.as_stream(orjson.dumps(response)).split(b"\n\n")
-             if e]
-    assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
-                     "response.function_call_arguments.delta", "response.function_call_arguments.done",
-                     "response.output_item.done", "response.completed"]
+    kinds = [
+        e.split(b"\n")[0][7:].decode() for e in openai_responses.as_stream(orjson.dumps(response)).split(b"\n\n") if e
+    ]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
 
 
 def test_payloads_without_a_type_stay_plain_data_events() -> None:

@@ -24,8 +24,9 @@ def test_text_response(sdk: openai.OpenAI) -> None:
 
 
 def test_message_list_input_and_stream_events(sdk: openai.OpenAI) -> None:
-    stream = sdk.responses.create(model=MODEL, max_output_tokens=6, stream=True, input=[
-        {"role": "user", "content": "Count: 1, 2,"}])
+    stream = sdk.responses.create(
+        model=MODEL, max_output_tokens=6, stream=True, input=[{"role": "user", "content": "Count: 1, 2,"}]
+    )
     events = list(stream)
     kinds = [e.type for e in events]
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
@@ -35,16 +36,17 @@ def test_message_list_input_and_stream_events(sdk: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_previous_response_id_continues_the_conversation(sdk: openai.OpenAI, gateway: Gateway,
-                                                          stream: bool) -> None:
+def test_previous_response_id_continues_the_conversation(sdk: openai.OpenAI, gateway: Gateway, stream: bool) -> None:
     if stream:
-        first_id = [e for e in sdk.responses.create(model=MODEL, input="My name is Zorblax.", max_output_tokens=4,
-                                                    stream=True)][-1].response.id
+        first_id = [
+            e for e in sdk.responses.create(model=MODEL, input="My name is Zorblax.", max_output_tokens=4, stream=True)
+        ][-1].response.id
     else:
         first_id = sdk.responses.create(model=MODEL, input="My name is Zorblax.", max_output_tokens=4).id
     count = sdk.responses.input_tokens.count(model=MODEL, input="What is my name?")
-    second = sdk.responses.create(model=MODEL, input="What is my name?", previous_response_id=first_id,
-                                  max_output_tokens=4)
+    second = sdk.responses.create(
+        model=MODEL, input="What is my name?", previous_response_id=first_id, max_output_tokens=4
+    )
     assert second.status == "completed" and second.usage is not None
     assert second.usage.input_tokens > count.input_tokens  # the first turn came before the question
     with pytest.raises(openai.NotFoundError):
@@ -59,14 +61,23 @@ def test_invalid_response_request_is_400(sdk: openai.OpenAI) -> None:
         sdk.responses.create(model=MODEL, input=[], max_output_tokens=4)
 
 
-WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_required_function_call(sdk: openai.OpenAI, stream: bool) -> None:
-    args = {"model": MODEL, "input": "What is the weather in Paris?", "tools": [WEATHER], "max_output_tokens": 60,
-            "tool_choice": {"type": "function", "name": "get_weather"}}
+    args = {
+        "model": MODEL,
+        "input": "What is the weather in Paris?",
+        "tools": [WEATHER],
+        "max_output_tokens": 60,
+        "tool_choice": {"type": "function", "name": "get_weather"},
+    }
     if stream:
         events = list(sdk.responses.create(stream=True, **args))  # type: ignore[call-overload]
         assert "response.function_call_arguments.delta" in [e.type for e in events]
@@ -76,8 +87,12 @@ def test_required_function_call(sdk: openai.OpenAI, stream: bool) -> None:
     call = out.output[-1]
     assert call.type == "function_call" and call.name == "get_weather"
     assert "city" in json.loads(call.arguments)
-    follow = sdk.responses.create(model=MODEL, previous_response_id=out.id, max_output_tokens=8, input=[
-        {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 21 C"}])
+    follow = sdk.responses.create(
+        model=MODEL,
+        previous_response_id=out.id,
+        max_output_tokens=8,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 21 C"}],
+    )
     assert follow.status == "completed"
 
 

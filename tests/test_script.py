@@ -14,15 +14,22 @@ from tests.conftest import RedisServer
 
 # KEYS: a list, then more lists. ARGV: a separator, then items. Pushes the items to every list; returns the
 # separator-joined list of the keys as Lua saw them.
-PUSH: Script[bytes] = Script("""
+PUSH: Script[bytes] = Script(
+    """
 for i = 1, #KEYS do redis.call('RPUSH', KEYS[i], unpack(ARGV, 2)) end
 return table.concat(KEYS, ARGV[1])
-""", ("first", "*more"), ("sep", "*items"), bytes)
+""",
+    ("first", "*more"),
+    ("sep", "*items"),
+    bytes,
+)
 
 
 def test_layout_follows_the_declaration_not_the_call() -> None:
     assert PUSH.layout({"items": [b"x", 2], "sep": 1.5, "more": ("b", "c"), "first": "a"}) == (
-        3, ["a", "b", "c", "1.5", b"x", 2])
+        3,
+        ["a", "b", "c", "1.5", b"x", 2],
+    )
     with pytest.raises(TypeError, match="firts"):
         PUSH.layout({"firts": "a", "more": (), "sep": "", "items": ()})
     with pytest.raises(TypeError, match="more"):  # a spliced argument takes a sequence, the others a value

@@ -25,9 +25,14 @@ from tests.test_sd_e2e import _b64, _bearer, _png
 pytestmark = pytest.mark.e2e
 
 USER, PASSWORD = "webui", "s3cret"
-MODEL = {"title": "fake-model.safetensors [0123456789]", "model_name": "fake-model", "hash": "0123456789",
-         "sha256": "0123456789" + "ab" * 27, "filename": "/webui/models/Stable-diffusion/fake-model.safetensors",
-         "config": None}
+MODEL = {
+    "title": "fake-model.safetensors [0123456789]",
+    "model_name": "fake-model",
+    "hash": "0123456789",
+    "sha256": "0123456789" + "ab" * 27,
+    "filename": "/webui/models/Stable-diffusion/fake-model.safetensors",
+    "config": None,
+}
 PREVIEW = _b64(Image.new("RGB", (8, 8), (10, 200, 10)))
 
 
@@ -81,9 +86,14 @@ class FakeWebUI:
     def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         routes: dict[tuple[str, str], Any] = {
             ("GET", "/sdapi/v1/sd-models"): lambda: self.models,
-            ("GET", "/sdapi/v1/loras"): lambda: [{"name": "detail-tweaker", "alias": "detail-tweaker",
-                                                  "path": "/webui/models/Lora/detail-tweaker.safetensors",
-                                                  "metadata": {}}],
+            ("GET", "/sdapi/v1/loras"): lambda: [
+                {
+                    "name": "detail-tweaker",
+                    "alias": "detail-tweaker",
+                    "path": "/webui/models/Lora/detail-tweaker.safetensors",
+                    "metadata": {},
+                }
+            ],
             ("GET", "/sdapi/v1/sd-vae"): lambda: [{"model_name": "vae-ft-mse.safetensors", "filename": "/x"}],
             ("GET", "/controlnet/model_list"): lambda: {"model_list": ["control_canny [a1b2c3d4]"]},
             ("GET", "/sdapi/v1/progress"): lambda: self.progress(query),
@@ -103,8 +113,13 @@ class FakeWebUI:
         state = dict(self.state)
         running = state["sampling_step"] > 0
         wanted = query.get("skip_current_image", ["false"])[0] == "false"
-        return {"progress": 0.5 if running else 0, "eta_relative": 1.0, "state": state,
-                "current_image": PREVIEW if running and wanted else None, "textinfo": None}
+        return {
+            "progress": 0.5 if running else 0,
+            "eta_relative": 1.0,
+            "state": state,
+            "current_image": PREVIEW if running and wanted else None,
+            "textinfo": None,
+        }
 
     def generate(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -127,8 +142,12 @@ class FakeWebUI:
                 if self.interrupted.is_set():
                     break
             self.state.update(job_no=0, job_count=0, sampling_step=0, sampling_steps=0)
-        info = {"seed": body["seed"], "all_seeds": seeds, "infotexts": [f"Seed: {s}" for s in seeds],
-                "sd_model_name": body["override_settings"]["sd_model_checkpoint"]}
+        info = {
+            "seed": body["seed"],
+            "all_seeds": seeds,
+            "infotexts": [f"Seed: {s}" for s in seeds],
+            "sd_model_name": body["override_settings"]["sd_model_checkpoint"],
+        }
         return {"images": images, "parameters": body, "info": json.dumps(info)}
 
     def last(self, path: str) -> Any:
@@ -161,17 +180,50 @@ def test_the_webuis_models_are_served_with_its_credentials(sd: str, webui: FakeW
 
 
 def test_txt2img_and_img2img_are_relayed_with_their_parameters(sd: str, webui: FakeWebUI) -> None:
-    body = {"prompt": "a cat <lora:detail-tweaker:0.5>", "negative_prompt": "dog", "seed": 7, "steps": 4,
-            "sampler_name": "DPM++ 2M Karras", "cfg_scale": 5, "width": 64, "height": 48, "batch_size": 2,
-            "override_settings": {"sd_model_checkpoint": "fake-model", "sd_vae": "vae-ft-mse"}}
+    body = {
+        "prompt": "a cat <lora:detail-tweaker:0.5>",
+        "negative_prompt": "dog",
+        "seed": 7,
+        "steps": 4,
+        "sampler_name": "DPM++ 2M Karras",
+        "cfg_scale": 5,
+        "width": 64,
+        "height": 48,
+        "batch_size": 2,
+        "override_settings": {"sd_model_checkpoint": "fake-model", "sd_vae": "vae-ft-mse"},
+    }
     with _bearer(sd) as http:
         resp = http.post("/sdapi/v1/txt2img", json=body)
         assert resp.status_code == 200, resp.text
         sent = webui.last("/sdapi/v1/txt2img")
-        assert {k: sent[k] for k in ("prompt", "negative_prompt", "seed", "steps", "sampler_name", "scheduler",
-                                     "cfg_scale", "width", "height", "batch_size", "n_iter")} == {
-            "prompt": body["prompt"], "negative_prompt": "dog", "seed": 7, "steps": 4, "sampler_name": "DPM++ 2M",
-            "scheduler": "karras", "cfg_scale": 5, "width": 64, "height": 48, "batch_size": 2, "n_iter": 1}
+        assert {
+            k: sent[k]
+            for k in (
+                "prompt",
+                "negative_prompt",
+                "seed",
+                "steps",
+                "sampler_name",
+                "scheduler",
+                "cfg_scale",
+                "width",
+                "height",
+                "batch_size",
+                "n_iter",
+            )
+        } == {
+            "prompt": body["prompt"],
+            "negative_prompt": "dog",
+            "seed": 7,
+            "steps": 4,
+            "sampler_name": "DPM++ 2M",
+            "scheduler": "karras",
+            "cfg_scale": 5,
+            "width": 64,
+            "height": 48,
+            "batch_size": 2,
+            "n_iter": 1,
+        }
         assert sent["override_settings"]["sd_model_checkpoint"] == MODEL["title"]
         assert sent["override_settings"]["sd_vae"] == "vae-ft-mse.safetensors"
         answer = resp.json()
@@ -180,10 +232,21 @@ def test_txt2img_and_img2img_are_relayed_with_their_parameters(sd: str, webui: F
 
         mask = Image.new("L", (64, 64), 0)
         control = {"enabled": True, "module": "canny", "model": "control_canny", "image": _b64(mask), "threshold_a": 50}
-        edit = http.post("/sdapi/v1/img2img", json={
-            "prompt": "a cat", "seed": 3, "steps": 2, "width": 64, "height": 64, "denoising_strength": 0.4,
-            "init_images": [_b64(Image.new("RGB", (64, 64)))], "mask": _b64(mask), "mask_blur": 2,
-            "alwayson_scripts": {"controlnet": {"args": [control]}}})
+        edit = http.post(
+            "/sdapi/v1/img2img",
+            json={
+                "prompt": "a cat",
+                "seed": 3,
+                "steps": 2,
+                "width": 64,
+                "height": 64,
+                "denoising_strength": 0.4,
+                "init_images": [_b64(Image.new("RGB", (64, 64)))],
+                "mask": _b64(mask),
+                "mask_blur": 2,
+                "alwayson_scripts": {"controlnet": {"args": [control]}},
+            },
+        )
         assert edit.status_code == 200, edit.text
     sent = webui.last("/sdapi/v1/img2img")
     assert sent["denoising_strength"] == 0.4 and sent["mask_blur"] == 2 and len(sent["init_images"]) == 1
@@ -204,22 +267,39 @@ def test_txt2img_and_img2img_are_relayed_with_their_parameters(sd: str, webui: F
 
 def test_the_tokens_output_options_and_sd_upscale_reach_the_webui(sd: str, webui: FakeWebUI) -> None:
     with _bearer(sd) as http:
-        assert http.post("/sdapi/v1/options", json={"samples_format": "webp", "eta_noise_seed_delta": 31337,
-                                                    "jpeg_quality": 70}).status_code == 200
+        assert (
+            http.post(
+                "/sdapi/v1/options", json={"samples_format": "webp", "eta_noise_seed_delta": 31337, "jpeg_quality": 70}
+            ).status_code
+            == 200
+        )
         try:
-            resp = http.post("/sdapi/v1/img2img", json={
-                "prompt": "a cat", "seed": 3, "steps": 2, "width": 64, "height": 64,
-                "init_images": [_b64(Image.new("RGB", (64, 64)))], "script_name": "SD upscale",
-                "script_args": ["", 16, "Nearest", 2]})
+            resp = http.post(
+                "/sdapi/v1/img2img",
+                json={
+                    "prompt": "a cat",
+                    "seed": 3,
+                    "steps": 2,
+                    "width": 64,
+                    "height": 64,
+                    "init_images": [_b64(Image.new("RGB", (64, 64)))],
+                    "script_name": "SD upscale",
+                    "script_args": ["", 16, "Nearest", 2],
+                },
+            )
             assert resp.status_code == 200, resp.text
         finally:
-            http.post("/sdapi/v1/options", json={"samples_format": "png", "eta_noise_seed_delta": 0,
-                                                 "jpeg_quality": 80})
+            http.post(
+                "/sdapi/v1/options", json={"samples_format": "png", "eta_noise_seed_delta": 0, "jpeg_quality": 80}
+            )
     sent = webui.last("/sdapi/v1/img2img")
     assert (sent["script_name"], sent["script_args"]) == ("SD upscale", ["", 16, 2, 2.0])  # Nearest's index
     settings = sent["override_settings"]
-    assert (settings["samples_format"], settings["eta_noise_seed_delta"], settings["jpeg_quality"]) == \
-        ("webp", 31337, 70)
+    assert (settings["samples_format"], settings["eta_noise_seed_delta"], settings["jpeg_quality"]) == (
+        "webp",
+        31337,
+        70,
+    )
 
 
 def test_progress_and_previews_come_from_the_webui(sd: str, webui: FakeWebUI) -> None:
@@ -267,10 +347,21 @@ def test_refresh_reads_the_webuis_lists_again(sd: str, webui: FakeWebUI) -> None
         assert [m["model_name"] for m in http.get("/sdapi/v1/sd-models").json()] == ["fake-model"]
         assert http.post("/sdapi/v1/refresh-checkpoints").json() is None
         assert {p for m, p, _ in webui.calls if m == "POST" and "refresh" in p} == {
-            "/sdapi/v1/refresh-checkpoints", "/sdapi/v1/refresh-loras", "/sdapi/v1/refresh-vae"}
+            "/sdapi/v1/refresh-checkpoints",
+            "/sdapi/v1/refresh-loras",
+            "/sdapi/v1/refresh-vae",
+        }
         assert [m["model_name"] for m in http.get("/sdapi/v1/sd-models").json()] == ["fake-model", "other"]
-        resp = http.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 2, "width": 64, "height": 64,
-                                                    "override_settings": {"sd_model_checkpoint": "other"}})
+        resp = http.post(
+            "/sdapi/v1/txt2img",
+            json={
+                "prompt": "x",
+                "steps": 2,
+                "width": 64,
+                "height": 64,
+                "override_settings": {"sd_model_checkpoint": "other"},
+            },
+        )
         assert resp.status_code == 200, resp.text
     assert webui.last("/sdapi/v1/txt2img")["override_settings"]["sd_model_checkpoint"] == other["title"]
 
@@ -286,6 +377,7 @@ def test_graycat_up_relays_to_the_webui_of_sd_a1111_url(tmp_path: Path, webui: F
 
     proc, base, _ = _up(tmp_path, API_TOKENS="mine", SD_A1111_URL=webui.url)
     try:
+
         def listed() -> bool:
             return MODEL in httpx.get(base + "/sdapi/v1/sd-models", auth=("u", "mine"), timeout=5).json()
 

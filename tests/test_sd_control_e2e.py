@@ -43,6 +43,7 @@ def test_refresh_finds_new_and_removed_checkpoints_and_loras(sd: str, models_dir
     lora = folder / "Lora" / "fresh-lora.safetensors"
     body = {"prompt": "a cat", "seed": 5, **SMALL}
     with _bearer(sd) as http:
+
         def names() -> list[str]:
             return [m["model_name"] for m in http.get("/sdapi/v1/sd-models").json()]
 
@@ -57,14 +58,27 @@ def test_refresh_finds_new_and_removed_checkpoints_and_loras(sd: str, models_dir
         assert refreshed.status_code == 200 and refreshed.json() is None
         assert names() == ["extra_fresh", "tiny", "tiny-inpaint", "tiny-single"]
         assert lora_names() == ["fresh-lora", "tinylora"]
-        fresh = http.post("/sdapi/v1/txt2img", json={**body, "prompt": "a cat <lora:fresh-lora:1>",
-                                                      "override_settings": {"sd_model_checkpoint": "extra_fresh"}})
+        fresh = http.post(
+            "/sdapi/v1/txt2img",
+            json={
+                **body,
+                "prompt": "a cat <lora:fresh-lora:1>",
+                "override_settings": {"sd_model_checkpoint": "extra_fresh"},
+            },
+        )
         assert fresh.status_code == 200, fresh.text
         assert json.loads(fresh.json()["info"])["sd_model_name"] == "extra_fresh"
-        same = http.post("/sdapi/v1/txt2img", json={**body, "prompt": "a cat <lora:tinylora:1>",
-                                                     "override_settings": {"sd_model_checkpoint": "tiny-single"}})
-        plain = http.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
-            "sd_model_checkpoint": "tiny-single"}})
+        same = http.post(
+            "/sdapi/v1/txt2img",
+            json={
+                **body,
+                "prompt": "a cat <lora:tinylora:1>",
+                "override_settings": {"sd_model_checkpoint": "tiny-single"},
+            },
+        )
+        plain = http.post(
+            "/sdapi/v1/txt2img", json={**body, "override_settings": {"sd_model_checkpoint": "tiny-single"}}
+        )
         pixels = [_png(r.json()["images"][0]).tobytes() for r in (fresh, same, plain)]
         assert pixels[0] == pixels[1] != pixels[2]  # the copies' weights, the LoRA applied
 
@@ -72,16 +86,24 @@ def test_refresh_finds_new_and_removed_checkpoints_and_loras(sd: str, models_dir
         lora.unlink()
         assert http.post("/sdapi/v1/refresh-loras").json() is None
         assert names() == ["tiny", "tiny-inpaint", "tiny-single"] and lora_names() == ["tinylora"]
-        gone = http.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
-            "sd_model_checkpoint": "extra_fresh"}})
+        gone = http.post(
+            "/sdapi/v1/txt2img", json={**body, "override_settings": {"sd_model_checkpoint": "extra_fresh"}}
+        )
         assert gone.status_code == 404 and gone.json()["param"] == "override_settings"
         assert http.post("/sdapi/v1/txt2img", json={**body, "prompt": "<lora:fresh-lora:1>"}).status_code == 400
         assert http.post("/sdapi/v1/refresh-vae").status_code == 200
 
 
 def test_skip_leaves_out_the_current_image_and_goes_on(sd: str, redis_server: RedisServer) -> None:
-    body = {"prompt": "a cat", "seed": 40, "steps": 40, "width": 128, "height": 128, "n_iter": 3,
-            "override_settings": {"sd_model_checkpoint": "tiny"}}
+    body = {
+        "prompt": "a cat",
+        "seed": 40,
+        "steps": 40,
+        "width": 128,
+        "height": 128,
+        "n_iter": 3,
+        "override_settings": {"sd_model_checkpoint": "tiny"},
+    }
     with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
         assert http.post("/sdapi/v1/skip").json() is None  # nothing running: nothing to skip
         pending = pool.submit(http.post, "/sdapi/v1/txt2img", json=body)
@@ -109,8 +131,14 @@ def test_skip_leaves_out_the_current_image_and_goes_on(sd: str, redis_server: Re
 
 
 def test_progress_shows_a_live_preview_unless_skipped(sd: str) -> None:
-    body = {"prompt": "a cat", "seed": 3, "steps": 40, "width": 128, "height": 96,
-            "override_settings": {"sd_model_checkpoint": "tiny"}}
+    body = {
+        "prompt": "a cat",
+        "seed": 3,
+        "steps": 40,
+        "width": 128,
+        "height": 96,
+        "override_settings": {"sd_model_checkpoint": "tiny"},
+    }
     with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
         pending = pool.submit(http.post, "/sdapi/v1/txt2img", json=body)
         seen: list[dict[str, Any]] = []

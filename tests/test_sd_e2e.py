@@ -86,9 +86,22 @@ def test_unity_client_sequence_with_progress_polling(sd: str) -> None:
 
         poller = threading.Thread(target=poll)
         poller.start()
-        body = {"prompt": "a cat", "negative_prompt": "dog", "seed": -1, "sampler_name": "Euler a", "steps": 40,
-                "width": 128, "height": 128, "cfg_scale": 7, "restore_faces": None, "subseed_strength": 0,
-                "styles": [""], "override_settings": None, "batch_size": 1, "n_iter": 1}
+        body = {
+            "prompt": "a cat",
+            "negative_prompt": "dog",
+            "seed": -1,
+            "sampler_name": "Euler a",
+            "steps": 40,
+            "width": 128,
+            "height": 128,
+            "cfg_scale": 7,
+            "restore_faces": None,
+            "subseed_strength": 0,
+            "styles": [""],
+            "override_settings": None,
+            "batch_size": 1,
+            "n_iter": 1,
+        }
         resp = http.post("/sdapi/v1/txt2img", json=body)
         done.set()
         poller.join()
@@ -112,8 +125,13 @@ def test_unity_client_sequence_with_progress_polling(sd: str) -> None:
 
 def test_same_seed_same_image_and_batches_get_consecutive_seeds(sd: str) -> None:
     with _bearer(sd) as http:
-        body = {"prompt": "a red dog", "seed": 1234, "sampler_name": "DPM++ 2M Karras", **SMALL,
-                "override_settings": {"sd_model_checkpoint": "tiny"}}
+        body = {
+            "prompt": "a red dog",
+            "seed": 1234,
+            "sampler_name": "DPM++ 2M Karras",
+            **SMALL,
+            "override_settings": {"sd_model_checkpoint": "tiny"},
+        }
         first, second = (http.post("/sdapi/v1/txt2img", json=body).json() for _ in range(2))
         assert first["images"] == second["images"]
         other = http.post("/sdapi/v1/txt2img", json={**body, "seed": 1235}).json()
@@ -130,25 +148,54 @@ def test_img2img_and_inpainting_on_4_and_9_channel_models(sd: str) -> None:
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
     with _bearer(sd) as http:
-        plain = http.post("/sdapi/v1/img2img", json={
-            "prompt": "a cat", "init_images": [_b64(source)], "denoising_strength": 0.6, "seed": 3, **SMALL,
-            "override_settings": {"sd_model_checkpoint": "tiny"}})
+        plain = http.post(
+            "/sdapi/v1/img2img",
+            json={
+                "prompt": "a cat",
+                "init_images": [_b64(source)],
+                "denoising_strength": 0.6,
+                "seed": 3,
+                **SMALL,
+                "override_settings": {"sd_model_checkpoint": "tiny"},
+            },
+        )
         assert plain.status_code == 200, plain.text
         assert _png(plain.json()["images"][0]).size == (64, 64)
         assert plain.json()["parameters"]["init_images"] is None
         for model in ("tiny", "tiny-inpaint"):
-            resp = http.post("/sdapi/v1/img2img", json={
-                "prompt": "a cat", "init_images": ["data:image/png;base64," + _b64(source)], "mask": _b64(mask),
-                "mask_blur": 0, "inpainting_fill": 1, "inpaint_full_res": False, "seed": 3, **SMALL,
-                "denoising_strength": 1.0, "override_settings": {"sd_model_checkpoint": model}})
+            resp = http.post(
+                "/sdapi/v1/img2img",
+                json={
+                    "prompt": "a cat",
+                    "init_images": ["data:image/png;base64," + _b64(source)],
+                    "mask": _b64(mask),
+                    "mask_blur": 0,
+                    "inpainting_fill": 1,
+                    "inpaint_full_res": False,
+                    "seed": 3,
+                    **SMALL,
+                    "denoising_strength": 1.0,
+                    "override_settings": {"sd_model_checkpoint": model},
+                },
+            )
             assert resp.status_code == 200, (model, resp.text)
             out = _png(resp.json()["images"][0]).convert("RGB")
             assert out.getpixel((2, 2)) == (200, 30, 30)  # outside the mask: the original, exactly
             assert out.getpixel((32, 32)) != (200, 30, 30)  # inside: generated
-        only_masked = http.post("/sdapi/v1/img2img", json={
-            "prompt": "a cat", "init_images": [_b64(source)], "mask": _b64(mask), "inpaint_full_res": True,
-            "inpaint_full_res_padding": 4, "inpainting_mask_invert": 1, "mask_blur": 0, **SMALL,
-            "override_settings": {"sd_model_checkpoint": "tiny-inpaint"}})
+        only_masked = http.post(
+            "/sdapi/v1/img2img",
+            json={
+                "prompt": "a cat",
+                "init_images": [_b64(source)],
+                "mask": _b64(mask),
+                "inpaint_full_res": True,
+                "inpaint_full_res_padding": 4,
+                "inpainting_mask_invert": 1,
+                "mask_blur": 0,
+                **SMALL,
+                "override_settings": {"sd_model_checkpoint": "tiny-inpaint"},
+            },
+        )
         assert only_masked.status_code == 200, only_masked.text
         inverted = _png(only_masked.json()["images"][0]).convert("RGB")
         assert inverted.getpixel((32, 32)) == (200, 30, 30)  # the mask was inverted: the centre is kept
@@ -163,8 +210,9 @@ def test_openai_image_edits_repaint_the_transparent_area(sd: str) -> None:
     picture = Image.new("RGBA", (64, 64), (200, 30, 30, 255))
     picture.paste((0, 0, 0, 0), (16, 16, 48, 48))  # the hole to repaint
     sdk = openai.OpenAI(base_url=sd + "/v1", api_key=TOKEN, max_retries=0)
-    result = sdk.images.edit(image=("hole.png", png(picture), "image/png"), prompt="a cat", n=2, model="tiny",
-                             response_format="b64_json")
+    result = sdk.images.edit(
+        image=("hole.png", png(picture), "image/png"), prompt="a cat", n=2, model="tiny", response_format="b64_json"
+    )
     assert len(result.data) == 2
     out = _png(result.data[0].b64_json or "").convert("RGB")
     assert out.size == (64, 64) and out.getpixel((2, 2)) == (200, 30, 30) and out.getpixel((32, 32)) != (0, 0, 0)
@@ -172,16 +220,20 @@ def test_openai_image_edits_repaint_the_transparent_area(sd: str) -> None:
     mask.paste((0, 0, 0, 0), (0, 0, 32, 64))
     with _bearer(sd) as http:
         solid = png(Image.new("RGB", (64, 64), (200, 30, 30)))
-        masked = http.post("/v1/images/edits", files={"image": ("a.png", solid), "mask": ("m.png", png(mask))},
-                           data={"prompt": "a cat", "model": "tiny-inpaint", "response_format": "url"})
+        masked = http.post(
+            "/v1/images/edits",
+            files={"image": ("a.png", solid), "mask": ("m.png", png(mask))},
+            data={"prompt": "a cat", "model": "tiny-inpaint", "response_format": "url"},
+        )
         assert masked.status_code == 200, masked.text
         got = Image.open(io.BytesIO(httpx.get(masked.json()["data"][0]["url"]).content)).convert("RGB")
         assert got.getpixel((60, 32)) == (200, 30, 30) and got.getpixel((4, 32)) != (200, 30, 30)
         opaque = http.post("/v1/images/edits", files={"image": ("a.png", solid)}, data={"prompt": "x"})
         assert opaque.status_code == 400 and "transparent" in opaque.json()["error"]["message"]
         small = png(Image.new("RGBA", (32, 32)))
-        mismatch = http.post("/v1/images/edits", files={"image": ("a.png", solid), "mask": ("m.png", small)},
-                             data={"prompt": "x"})
+        mismatch = http.post(
+            "/v1/images/edits", files={"image": ("a.png", solid), "mask": ("m.png", small)}, data={"prompt": "x"}
+        )
         assert mismatch.status_code == 400 and mismatch.json()["error"]["param"] == "mask"
         not_image = http.post("/v1/images/edits", files={"image": ("a.png", b"text")}, data={"prompt": "x"})
         assert not_image.status_code == 400 and not_image.json()["error"]["param"] == "image"
@@ -201,8 +253,15 @@ def test_lora_from_the_prompt_is_applied_for_its_job_only(sd: str) -> None:
 
 def test_outpainting_grows_the_canvas_and_keeps_the_image(sd: str) -> None:
     source = Image.new("RGB", (64, 64), (30, 160, 40))
-    body = {"prompt": "a field", "init_images": [_b64(source)], "script_name": "Poor man's outpainting",
-            "script_args": [16, 2, 1, ["left", "down"]], "denoising_strength": 1.0, "seed": 4, **SMALL}
+    body = {
+        "prompt": "a field",
+        "init_images": [_b64(source)],
+        "script_name": "Poor man's outpainting",
+        "script_args": [16, 2, 1, ["left", "down"]],
+        "denoising_strength": 1.0,
+        "seed": 4,
+        **SMALL,
+    }
     with _bearer(sd) as http:
         for model in ("tiny", "tiny-inpaint"):
             resp = http.post("/sdapi/v1/img2img", json={**body, "override_settings": {"sd_model_checkpoint": model}})
@@ -219,16 +278,18 @@ def test_hires_fix_upscales_then_denoises_again(sd: str) -> None:
     body = {"prompt": "a cat", "seed": 5, **SMALL, "override_settings": {"sd_model_checkpoint": "tiny"}}
     with _bearer(sd) as http:
         first = _png(http.post("/sdapi/v1/txt2img", json=body).json()["images"][0]).convert("RGB")
-        upscaled = http.post("/sdapi/v1/txt2img", json={**body, "enable_hr": True, "hr_upscaler": "Lanczos",
-                                                        "denoising_strength": 0})
+        upscaled = http.post(
+            "/sdapi/v1/txt2img", json={**body, "enable_hr": True, "hr_upscaler": "Lanczos", "denoising_strength": 0}
+        )
         assert upscaled.status_code == 200, upscaled.text
         image = _png(upscaled.json()["images"][0]).convert("RGB")
         assert image.size == (128, 128)  # hr_scale 2, and no second pass at strength 0: the first pass, resized
         assert image.tobytes() == first.resize((128, 128), Image.Resampling.LANCZOS).tobytes()
         hires = {**body, "enable_hr": True, "hr_scale": 1.5, "hr_second_pass_steps": 2, "denoising_strength": 0.6}
         answers = [http.post("/sdapi/v1/txt2img", json=hires).json() for _ in range(2)]
-        inpainting = http.post("/sdapi/v1/txt2img", json={**hires, "override_settings": {
-            "sd_model_checkpoint": "tiny-inpaint"}})  # a 9-channel model: its second pass inpaints everything
+        inpainting = http.post(
+            "/sdapi/v1/txt2img", json={**hires, "override_settings": {"sd_model_checkpoint": "tiny-inpaint"}}
+        )  # a 9-channel model: its second pass inpaints everything
         assert inpainting.status_code == 200 and _png(inpainting.json()["images"][0]).size == (96, 96)
         assert http.get("/sdapi/v1/upscalers").json()[0]["name"] == "None"
         assert {"name": "Latent"} in http.get("/sdapi/v1/latent-upscale-modes").json()
@@ -243,53 +304,101 @@ def test_hires_fix_upscales_then_denoises_again(sd: str) -> None:
 def test_controlnet_units_guide_txt2img_and_img2img(sd: str) -> None:
     control = Image.new("RGB", (64, 64), (255, 255, 255))
     control.paste((0, 0, 0), (8, 8, 40, 40))
-    unit = {"enabled": True, "module": "none", "model": "tinycontrol [0123abcd]", "image": _b64(control),
-            "weight": 1.0, "guidance_start": 0.0, "guidance_end": 1.0}
+    unit = {
+        "enabled": True,
+        "module": "none",
+        "model": "tinycontrol [0123abcd]",
+        "image": _b64(control),
+        "weight": 1.0,
+        "guidance_start": 0.0,
+        "guidance_end": 1.0,
+    }
     body = {"prompt": "a cat", "seed": 8, **SMALL, "override_settings": {"sd_model_checkpoint": "tiny"}}
     with _bearer(sd) as http:
         plain = http.post("/sdapi/v1/txt2img", json=body).json()["images"]
         guided = http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"controlnet": {"args": [unit]}}})
         assert guided.status_code == 200, guided.text
         assert guided.json()["images"] != plain
-        two = http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"ControlNet": {"args": [
-            unit, {**unit, "weight": 0.5, "guidance_end": 0.5}, {**unit, "enabled": False, "model": "nope"}]}}})
+        two = http.post(
+            "/sdapi/v1/txt2img",
+            json={
+                **body,
+                "alwayson_scripts": {
+                    "ControlNet": {
+                        "args": [
+                            unit,
+                            {**unit, "weight": 0.5, "guidance_end": 0.5},
+                            {**unit, "enabled": False, "model": "nope"},
+                        ]
+                    }
+                },
+            },
+        )
         assert two.status_code == 200 and two.json()["images"] not in (plain, guided.json()["images"])
-        img2img = http.post("/sdapi/v1/img2img", json={  # no control image: the init image guides
-            **body, "init_images": [_b64(control)], "alwayson_scripts": {"controlnet": {"args": [
-                {k: v for k, v in unit.items() if k != "image"}]}}})
+        img2img = http.post(
+            "/sdapi/v1/img2img",
+            json={  # no control image: the init image guides
+                **body,
+                "init_images": [_b64(control)],
+                "alwayson_scripts": {"controlnet": {"args": [{k: v for k, v in unit.items() if k != "image"}]}},
+            },
+        )
         assert img2img.status_code == 200, img2img.text
         mask = Image.new("L", (64, 64), 0)
         mask.paste(255, (0, 0, 32, 64))
-        inpainted = http.post("/sdapi/v1/img2img", json={
-            **body, "init_images": [_b64(control)], "mask": _b64(mask), "mask_blur": 0,
-            "alwayson_scripts": {"controlnet": {"args": [unit]}}})
+        inpainted = http.post(
+            "/sdapi/v1/img2img",
+            json={
+                **body,
+                "init_images": [_b64(control)],
+                "mask": _b64(mask),
+                "mask_blur": 0,
+                "alwayson_scripts": {"controlnet": {"args": [unit]}},
+            },
+        )
         assert inpainted.status_code == 200, inpainted.text
         assert _png(inpainted.json()["images"][0]).convert("RGB").getpixel((60, 60)) == (255, 255, 255)
         outputs = {guided.json()["images"][0]}
         for module in ("canny", "invert (from white bg & black line)"):  # run by the worker on the control image
-            made = http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"controlnet": {"args": [
-                {**unit, "module": module, "threshold_a": -1, "threshold_b": -1}]}}})
+            made = http.post(
+                "/sdapi/v1/txt2img",
+                json={
+                    **body,
+                    "alwayson_scripts": {
+                        "controlnet": {"args": [{**unit, "module": module, "threshold_a": -1, "threshold_b": -1}]}
+                    },
+                },
+            )
             assert made.status_code == 200, made.text
             outputs.add(made.json()["images"][0])
         assert len(outputs) == 3  # each preprocessor gave the ControlNet another control image
-        for bad, status in (({**unit, "model": "nope"}, 404), ({**unit, "module": "depth_midas"}, 422),
-                            ({**unit, "module": "canny", "threshold_a": 200, "threshold_b": 100}, 422),
-                            ({k: v for k, v in unit.items() if k != "image"}, 422), ({**unit, "weight": 3}, 422),
-                            ({**unit, "image": "%%"}, 400)):
+        for bad, status in (
+            ({**unit, "model": "nope"}, 404),
+            ({**unit, "module": "depth_midas"}, 422),
+            ({**unit, "module": "canny", "threshold_a": 200, "threshold_b": 100}, 422),
+            ({k: v for k, v in unit.items() if k != "image"}, 422),
+            ({**unit, "weight": 3}, 422),
+            ({**unit, "image": "%%"}, 400),
+        ):
             resp = http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"controlnet": {"args": [bad]}}})
             assert resp.status_code == status, (bad, resp.text)
-        assert http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"adetailer": {"args": [{}]}}}) \
-            .status_code == 422
+        assert (
+            http.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"adetailer": {"args": [{}]}}}).status_code
+            == 422
+        )
 
 
 def test_vae_from_the_folder_by_option_or_override(sd: str) -> None:
     body = {"prompt": "a cat", "seed": 9, **SMALL, "override_settings": {"sd_model_checkpoint": "tiny"}}
     with _bearer(sd) as http:
-        assert http.get("/sdapi/v1/sd-vae").json() == [{"model_name": "tinyvae.safetensors",
-                                                         "filename": "tinyvae.safetensors"}]
+        assert http.get("/sdapi/v1/sd-vae").json() == [
+            {"model_name": "tinyvae.safetensors", "filename": "tinyvae.safetensors"}
+        ]
         base = http.post("/sdapi/v1/txt2img", json=body).json()
-        swapped = http.post("/sdapi/v1/txt2img", json={**body, "override_settings": {
-            "sd_model_checkpoint": "tiny", "sd_vae": "tinyvae"}}).json()
+        swapped = http.post(
+            "/sdapi/v1/txt2img",
+            json={**body, "override_settings": {"sd_model_checkpoint": "tiny", "sd_vae": "tinyvae"}},
+        ).json()
         assert swapped["images"] != base["images"]
         assert "VAE: tinyvae.safetensors" in json.loads(swapped["info"])["infotexts"][0]
         assert http.post("/sdapi/v1/txt2img", json=body).json()["images"] == base["images"]  # the own VAE again
@@ -303,8 +412,9 @@ def test_vae_from_the_folder_by_option_or_override(sd: str) -> None:
 
 def test_png_info_reads_back_the_infotext(sd: str) -> None:
     with _bearer(sd) as http:
-        image = http.post("/sdapi/v1/txt2img", json={"prompt": "a cat, red", "seed": 77, "sampler_name": "DDIM",
-                                                     **SMALL}).json()["images"][0]
+        image = http.post(
+            "/sdapi/v1/txt2img", json={"prompt": "a cat, red", "seed": 77, "sampler_name": "DDIM", **SMALL}
+        ).json()["images"][0]
         info = http.post("/sdapi/v1/png-info", json={"image": "data:image/png;base64," + image}).json()
     assert info["info"].startswith("a cat, red\nSteps: 3")
     params = info["parameters"]
@@ -315,13 +425,17 @@ def test_png_info_reads_back_the_infotext(sd: str) -> None:
 def test_interrupt_stops_the_running_generation(sd: str) -> None:
     result: dict[str, httpx.Response] = {}
     with _bearer(sd) as http:
+
         def generate() -> None:
-            result["r"] = http.post("/sdapi/v1/txt2img", json={"prompt": "slow", "steps": 60, "width": 256,
-                                                                "height": 256})
+            result["r"] = http.post(
+                "/sdapi/v1/txt2img", json={"prompt": "slow", "steps": 60, "width": 256, "height": 256}
+            )
+
         thread = threading.Thread(target=generate)
         thread.start()
-        wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1, 30,
-                   "the generation to start")
+        wait_until(
+            lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1, 30, "the generation to start"
+        )
         started = time.monotonic()
         assert http.post("/sdapi/v1/interrupt").json() == {}
         thread.join(30)
@@ -331,17 +445,21 @@ def test_interrupt_stops_the_running_generation(sd: str) -> None:
         assert http.post("/sdapi/v1/txt2img", json={"prompt": "next", **SMALL}).status_code == 200
 
 
-def test_an_engine_crash_fails_its_job_once_and_the_worker_goes_on(sd: str, cluster: Cluster,
-                                                                  redis_server: RedisServer) -> None:
+def test_an_engine_crash_fails_its_job_once_and_the_worker_goes_on(
+    sd: str, cluster: Cluster, redis_server: RedisServer
+) -> None:
     """A native crash in the diffusers engine (SIGSEGV) ends its child process, not the worker."""
     r = redis_server.client()
     with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(http.post, "/sdapi/v1/txt2img", json={"prompt": "crash", "steps": 60, "width": 128,
-                                                                     "height": 128})
+        pending = pool.submit(
+            http.post, "/sdapi/v1/txt2img", json={"prompt": "crash", "steps": 60, "width": 128, "height": 128}
+        )
         wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1, 30, "the job")
         [(job_id, holder)] = [
-            (key.decode().rsplit(":", 1)[1], record[b"worker"].decode()) for key in r.scan_iter(keys.job("*"))
-            if (record := r.hgetall(key)).get(b"kind") == b"sd" and record[b"state"] == b"active"]
+            (key.decode().rsplit(":", 1)[1], record[b"worker"].decode())
+            for key in r.scan_iter(keys.job("*"))
+            if (record := r.hgetall(key)).get(b"kind") == b"sd" and record[b"state"] == b"active"
+        ]
         worker = next(p for p in cluster.procs if f"worker {holder} ready" in p.output())
         [engine] = psutil.Process(worker.proc.pid).children()
         engine.send_signal(signal.SIGSEGV)
@@ -356,25 +474,31 @@ def test_an_engine_crash_fails_its_job_once_and_the_worker_goes_on(sd: str, clus
         assert again.status_code == 200 and again.headers["x-worker-id"] == holder
 
 
-@pytest.mark.parametrize(("route", "body", "status", "param"), [
-    ("txt2img", {"width": 65}, 422, "width"),
-    ("txt2img", {"height": 512}, 422, "height"),  # over SD_MAX_SIZE=256
-    ("txt2img", {"steps": 61}, 422, "steps"),
-    ("txt2img", {"sampler_name": "DPM fast"}, 400, "sampler_name"),
-    ("txt2img", {"sampler_name": "Euler a", "scheduler": "karras"}, 400, "sampler_name"),
-    ("txt2img", {"override_settings": {"sd_model_checkpoint": "nope"}}, 404, "override_settings"),
-    ("txt2img", {"batch_size": 8, "n_iter": 3}, 422, "batch_size"),
-    ("txt2img", {"script_name": "xyz"}, 422, "script_name"),
-    ("img2img", {}, 422, "init_images"),
-    ("img2img", {"init_images": ["not base64!"]}, 400, "init_images"),
-    ("img2img", {"init_images": [base64.b64encode(b"just text").decode()]}, 400, "init_images"),
-    ("img2img", {"init_images": ["SMALL"], "mask": "SMALL-MASK-32"}, 400, "mask"),
-])
-def test_bad_input_is_a_4xx_before_anything_is_queued(sd: str, route: str, body: dict[str, Any], status: int,
-                                                      param: str) -> None:
+@pytest.mark.parametrize(
+    ("route", "body", "status", "param"),
+    [
+        ("txt2img", {"width": 65}, 422, "width"),
+        ("txt2img", {"height": 512}, 422, "height"),  # over SD_MAX_SIZE=256
+        ("txt2img", {"steps": 61}, 422, "steps"),
+        ("txt2img", {"sampler_name": "DPM fast"}, 400, "sampler_name"),
+        ("txt2img", {"sampler_name": "Euler a", "scheduler": "karras"}, 400, "sampler_name"),
+        ("txt2img", {"override_settings": {"sd_model_checkpoint": "nope"}}, 404, "override_settings"),
+        ("txt2img", {"batch_size": 8, "n_iter": 3}, 422, "batch_size"),
+        ("txt2img", {"script_name": "xyz"}, 422, "script_name"),
+        ("img2img", {}, 422, "init_images"),
+        ("img2img", {"init_images": ["not base64!"]}, 400, "init_images"),
+        ("img2img", {"init_images": [base64.b64encode(b"just text").decode()]}, 400, "init_images"),
+        ("img2img", {"init_images": ["SMALL"], "mask": "SMALL-MASK-32"}, 400, "mask"),
+    ],
+)
+def test_bad_input_is_a_4xx_before_anything_is_queued(
+    sd: str, route: str, body: dict[str, Any], status: int, param: str
+) -> None:
     images = {"SMALL": _b64(Image.new("RGB", (64, 64))), "SMALL-MASK-32": _b64(Image.new("L", (32, 32)))}
-    body = {k: [images.get(i, i) for i in v] if k == "init_images" else images.get(v, v) if isinstance(v, str)
-            else v for k, v in body.items()}
+    body = {
+        k: [images.get(i, i) for i in v] if k == "init_images" else images.get(v, v) if isinstance(v, str) else v
+        for k, v in body.items()
+    }
     with _bearer(sd) as http:
         resp = http.post(f"/sdapi/v1/{route}", json={"prompt": "x", **SMALL, **body})
         assert resp.status_code == status, resp.text
@@ -397,15 +521,18 @@ def test_auth_basic_with_the_token_as_password_or_bearer(sd: str) -> None:
 
 def test_openai_images_generations(sd: str) -> None:
     with _bearer(sd) as http:
-        resp = http.post("/v1/images/generations", json={"prompt": "a cat", "n": 2, "size": "64x64", "steps": 2,
-                                                          "model": "tiny"})
+        resp = http.post(
+            "/v1/images/generations", json={"prompt": "a cat", "n": 2, "size": "64x64", "steps": 2, "model": "tiny"}
+        )
         assert resp.status_code == 200, resp.text
         data = resp.json()["data"]
         assert len(data) == 2 and _png(data[0]["b64_json"]).size == (64, 64)
         bad = http.post("/v1/images/generations", json={"prompt": "a cat", "size": "100x100"})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "size"
-        by_url = http.post("/v1/images/generations", json={"prompt": "a cat", "size": "64x64", "steps": 2, "n": 2,
-                                                           "seed": 5, "response_format": "url"})
+        by_url = http.post(
+            "/v1/images/generations",
+            json={"prompt": "a cat", "size": "64x64", "steps": 2, "n": 2, "seed": 5, "response_format": "url"},
+        )
         assert by_url.status_code == 200, by_url.text
         urls = [d["url"] for d in by_url.json()["data"]]
         assert len(urls) == 2 and all(u.startswith(sd + "/v1/images/files/") for u in urls)
@@ -418,10 +545,12 @@ def test_text_and_image_routes_refuse_each_others_models_at_once(sd: str, gatewa
     with _bearer(sd) as http:
         began = time.monotonic()
         text = http.post("/completion", json={"prompt": "x", "model": "tiny"})
-        chat = http.post("/v1/chat/completions", json={"model": "tiny-single",
-                                                       "messages": [{"role": "user", "content": "x"}]})
-        image = http.post("/sdapi/v1/txt2img", json={"prompt": "x", **SMALL,
-                                                      "override_settings": {"sd_model_checkpoint": MODEL}})
+        chat = http.post(
+            "/v1/chat/completions", json={"model": "tiny-single", "messages": [{"role": "user", "content": "x"}]}
+        )
+        image = http.post(
+            "/sdapi/v1/txt2img", json={"prompt": "x", **SMALL, "override_settings": {"sd_model_checkpoint": MODEL}}
+        )
         openai_image = http.post("/v1/images/generations", json={"prompt": "x", "size": "64x64", "model": MODEL})
         took = time.monotonic() - began
     assert [r.status_code for r in (text, chat, image, openai_image)] == [404] * 4
@@ -444,20 +573,29 @@ def test_daily_image_quota_and_usage(sd: str) -> None:
     assert mine["images"] == 2 and mine["jobs"] == 1
 
 
-def test_a_killed_sd_workers_job_is_finished_by_another(sd: str, cluster: Cluster, models_dir: Path,
-                                                        redis_server: RedisServer) -> None:
+def test_a_killed_sd_workers_job_is_finished_by_another(
+    sd: str, cluster: Cluster, models_dir: Path, redis_server: RedisServer
+) -> None:
     """The job's seed was fixed at submission: the worker that takes it over makes the same image."""
     r = redis_server.client()
     survivor = cluster.sd_worker(models_dir)
-    body = {"prompt": "a cat", "seed": 21, "steps": 40, "width": 128, "height": 128,
-            "override_settings": {"sd_model_checkpoint": "tiny"}}
+    body = {
+        "prompt": "a cat",
+        "seed": 21,
+        "steps": 40,
+        "width": 128,
+        "height": 128,
+        "override_settings": {"sd_model_checkpoint": "tiny"},
+    }
     try:
         with _bearer(sd) as http, ThreadPoolExecutor(1) as pool:
             pending = pool.submit(http.post, "/sdapi/v1/txt2img", json=body)
             wait_until(lambda: http.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 2, 30, "the job")
             [(job_id, holder)] = [
-                (key.decode().rsplit(":", 1)[1], record[b"worker"].decode()) for key in r.scan_iter(keys.job("*"))
-                if (record := r.hgetall(key)).get(b"kind") == b"sd" and record[b"state"] == b"active"]
+                (key.decode().rsplit(":", 1)[1], record[b"worker"].decode())
+                for key in r.scan_iter(keys.job("*"))
+                if (record := r.hgetall(key)).get(b"kind") == b"sd" and record[b"state"] == b"active"
+            ]
             victim = next(p for p in cluster.procs if f"worker {holder} ready" in p.output())
             victim.proc.send_signal(signal.SIGKILL)
             victim.proc.wait(10)
@@ -470,8 +608,9 @@ def test_a_killed_sd_workers_job_is_finished_by_another(sd: str, cluster: Cluste
         survivor.stop()  # no SD worker outlives this module (the module's own stops with it)
 
 
-def test_graycat_up_starts_an_sd_worker_when_the_models_folder_has_checkpoints(tmp_path: Path,
-                                                                              models_dir: Path) -> None:
+def test_graycat_up_starts_an_sd_worker_when_the_models_folder_has_checkpoints(
+    tmp_path: Path, models_dir: Path
+) -> None:
     from tests.test_standalone_e2e import _up
 
     proc, base, lines = _up(tmp_path, API_TOKENS="mine", SD_MODELS_DIR=str(models_dir), SD_THREADS="1")
@@ -483,8 +622,11 @@ def test_graycat_up_starts_an_sd_worker_when_the_models_folder_has_checkpoints(t
         assert resp.status_code == 200 and len(resp.json()["images"]) == 1
         assert len(httpx.get(base + "/sdapi/v1/sd-models", auth=("u", "mine"), timeout=5).json()) == 3
         if "image worker loading tiny, tiny-inpaint, tiny-single" in ready:  # told once it is up
-            wait_until(lambda: any("image worker ready: tiny, tiny-inpaint, tiny-single" in ln for ln in lines), 30,
-                       "graycat up to say the image worker is ready")
+            wait_until(
+                lambda: any("image worker ready: tiny, tiny-inpaint, tiny-single" in ln for ln in lines),
+                30,
+                "graycat up to say the image worker is ready",
+            )
         else:
             assert "images: tiny, tiny-inpaint, tiny-single" in ready
     finally:

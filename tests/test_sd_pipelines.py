@@ -33,8 +33,9 @@ def pipes(models_dir: Path) -> dict[str, Any]:
 
 
 def _run(pipe: Any, **kw: Any) -> list[np.ndarray]:
-    params = GenerationParams(**{"checkpoint": "x", "prompt": "a cat", "seed": 7, "width": 64, "height": 64,
-                                 "steps": 2, **kw})
+    params = GenerationParams(
+        **{"checkpoint": "x", "prompt": "a cat", "seed": 7, "width": 64, "height": 64, "steps": 2, **kw}
+    )
     return [np.asarray(i, dtype=np.int16) for i in generate(pipe, params, lambda *_: None, threading.Event())]
 
 
@@ -151,10 +152,8 @@ def test_previews_every_n_steps_at_the_latent_size(pipes: dict[str, Any]) -> Non
 def test_hires_progress_runs_over_both_passes(pipes: dict[str, Any]) -> None:
     seen: list[tuple[int, int, int]] = []
     hires = HiresFix(96, 96, "Lanczos", steps=4, denoising_strength=0.5)  # its second pass: 4 x 0.5 = 2 steps
-    params = GenerationParams(checkpoint="x", prompt="p", seed=1, width=64, height=64, steps=3, n_iter=2,
-                              hires=hires)
-    images = generate(pipes["tiny"], params, lambda k, step, steps, _: seen.append((k, step, steps)),
-                      threading.Event())
+    params = GenerationParams(checkpoint="x", prompt="p", seed=1, width=64, height=64, steps=3, n_iter=2, hires=hires)
+    images = generate(pipes["tiny"], params, lambda k, step, steps, _: seen.append((k, step, steps)), threading.Event())
     assert [image.size for image in images] == [(96, 96), (96, 96)]
     assert seen == [(k, step, 5) for k in (0, 1) for step in range(1, 6)]  # never backwards, one total
 

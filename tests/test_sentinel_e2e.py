@@ -47,9 +47,26 @@ class Sentinel:
 
 def _redis(binary: str, port: int, folder: Path, *extra: str) -> subprocess.Popen[bytes]:
     folder.mkdir()
-    return subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
-                             "--requirepass", PASSWORD, "--masterauth", PASSWORD, *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            "--requirepass",
+            PASSWORD,
+            "--masterauth",
+            PASSWORD,
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -60,13 +77,16 @@ def sentinel(tmp_path: Path) -> Iterator[Sentinel]:
     replica = _redis(binary, ports[1], tmp_path / "replica", "--replicaof", "127.0.0.1", str(ports[0]))
     port = free_port()
     config = tmp_path / "sentinel.conf"  # Sentinel rewrites its configuration file: a copy of its own
-    config.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-                      f"sentinel monitor {SERVICE} 127.0.0.1 {ports[0]} 1\n"
-                      f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
-                      f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-                      f"sentinel failover-timeout {SERVICE} 10000\n")
-    watcher = subprocess.Popen([binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor {SERVICE} 127.0.0.1 {ports[0]} 1\n"
+        f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
+        f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+        f"sentinel failover-timeout {SERVICE} 10000\n"
+    )
+    watcher = subprocess.Popen(
+        [binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     ha = Sentinel(port, master, replica, watcher, ports)
     try:
         wait_until(lambda: _answers(ha.replica_seen), 30, "the sentinel to see the replica")
@@ -94,8 +114,11 @@ def test_api_and_worker_follow_a_sentinel_failover(sentinel: Sentinel, tmp_path:
             assert http.post("/completion", json={"prompt": "x"}).json()["tokens_predicted"] == 4
 
             sentinel.master.send_signal(signal.SIGKILL)  # the master dies; Sentinel promotes the replica
-            wait_until(lambda: _answers(lambda: sentinel.master_port() == sentinel.ports[1]), 60,
-                       "Sentinel to promote the replica")
+            wait_until(
+                lambda: _answers(lambda: sentinel.master_port() == sentinel.ports[1]),
+                60,
+                "Sentinel to promote the replica",
+            )
 
             def served() -> bool:
                 try:

@@ -17,9 +17,17 @@ FIRST = "My name is Ada and my favourite colour is green. Remember it."
 
 
 def _chat(http, session: str, content: str, **extra: object) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    resp = http.post("/v1/chat/completions", headers={"X-Session-ID": session}, json={
-        "model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 24, "temperature": 0,
-        **extra})
+    resp = http.post(
+        "/v1/chat/completions",
+        headers={"X-Session-ID": session},
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": 24,
+            "temperature": 0,
+            **extra,
+        },
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -29,8 +37,10 @@ def test_second_turn_uses_the_history_and_reuses_the_processed_prompt(gateway: G
         first = _chat(http, "ada-1", FIRST)
         second = _chat(http, "ada-1", "What is my name?")
         history = http.get("/sessions/ada-1").json()["messages"]
-        whole = http.post("/v1/chat/completions", json={"model": MODEL, "max_tokens": 24, "temperature": 0,
-                                                        "messages": [*history[:3]]}).json()
+        whole = http.post(
+            "/v1/chat/completions",
+            json={"model": MODEL, "max_tokens": 24, "temperature": 0, "messages": [*history[:3]]},
+        ).json()
     # the history was in the prompt: the answer is the one the whole conversation sent at once gets
     assert second["usage"]["prompt_tokens"] == whole["usage"]["prompt_tokens"]
     assert second["choices"][0]["message"]["content"] == whole["choices"][0]["message"]["content"]
@@ -43,9 +53,18 @@ def test_second_turn_uses_the_history_and_reuses_the_processed_prompt(gateway: G
 def test_streamed_turns_and_the_body_field_keep_the_session(gateway: Gateway) -> None:
     sdk = openai.OpenAI(base_url=gateway.base + "/v1", api_key=TOKEN, max_retries=0)
     for question in (FIRST, "What is my favourite colour?"):
-        text = "".join(c.choices[0].delta.content or "" for c in sdk.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": question}], max_tokens=16, temperature=0,
-            stream=True, extra_body={"session_id": "ada-stream"}) if c.choices)
+        text = "".join(
+            c.choices[0].delta.content or ""
+            for c in sdk.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": question}],
+                max_tokens=16,
+                temperature=0,
+                stream=True,
+                extra_body={"session_id": "ada-stream"},
+            )
+            if c.choices
+        )
         assert text
     with gateway.client() as http:
         history = http.get("/sessions/ada-stream").json()["messages"]
@@ -53,11 +72,13 @@ def test_streamed_turns_and_the_body_field_keep_the_session(gateway: Gateway) ->
 
 
 def test_ollama_chat_keeps_a_session(gateway: Gateway) -> None:
-    client = ollama.Client(host=gateway.base, headers={"Authorization": f"Bearer {TOKEN}",
-                                                        "X-Session-ID": "ollama-ada"})
+    client = ollama.Client(
+        host=gateway.base, headers={"Authorization": f"Bearer {TOKEN}", "X-Session-ID": "ollama-ada"}
+    )
     client.chat(model=MODEL, messages=[{"role": "user", "content": FIRST}], options={"num_predict": 8})
-    second = client.chat(model=MODEL, messages=[{"role": "user", "content": "What is my name?"}],
-                         options={"num_predict": 8})
+    second = client.chat(
+        model=MODEL, messages=[{"role": "user", "content": "What is my name?"}], options={"num_predict": 8}
+    )
     with gateway.client() as http:
         history = http.get("/sessions/ollama-ada").json()["messages"]
         prompt = http.post("/apply-template", json={"messages": history[:3]}).json()["prompt"]
@@ -72,8 +93,11 @@ def test_sessions_belong_to_their_token_and_can_be_forgotten(gateway: Gateway) -
         assert http.get("/sessions/private").status_code == 200
         assert http.delete("/sessions/private").status_code == 204
         gone = http.get("/sessions/private")
-        bad = http.post("/v1/chat/completions", headers={"X-Session-ID": "a b"},
-                        json={"messages": [{"role": "user", "content": "x"}]})
+        bad = http.post(
+            "/v1/chat/completions",
+            headers={"X-Session-ID": "a b"},
+            json={"messages": [{"role": "user", "content": "x"}]},
+        )
     assert gone.status_code == 404
     assert bad.status_code == 400 and "session_id" in bad.json()["error"]["message"]
 
@@ -84,10 +108,14 @@ def two_workers(cluster: Cluster, gateway: Gateway) -> list[Proc]:
 
 
 def test_turns_stay_on_the_worker_holding_the_conversation_until_it_is_gone(
-        gateway: Gateway, two_workers: list[Proc]) -> None:
+    gateway: Gateway, two_workers: list[Proc]
+) -> None:
     def turn(http: httpx.Client, content: str) -> httpx.Response:
-        resp = http.post("/v1/chat/completions", headers={"X-Session-ID": "sticky"}, json={
-            "model": "sess-model", "messages": [{"role": "user", "content": content}], "max_tokens": 4})
+        resp = http.post(
+            "/v1/chat/completions",
+            headers={"X-Session-ID": "sticky"},
+            json={"model": "sess-model", "messages": [{"role": "user", "content": content}], "max_tokens": 4},
+        )
         assert resp.status_code == 200, resp.text
         return resp
 

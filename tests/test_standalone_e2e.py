@@ -32,14 +32,19 @@ def no_redis_path(tmp_path: Path) -> str:
     return str(folder)
 
 
-def _up(tmp_path: Path, *args: str, port: int | None = None, **env: str) -> tuple[subprocess.Popen[str], str,
-                                                                                   list[str]]:
+def _up(
+    tmp_path: Path, *args: str, port: int | None = None, **env: str
+) -> tuple[subprocess.Popen[str], str, list[str]]:
     clean = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "API_TOKENS", "GRAYCAT_MODEL"}}
-    clean.update(GRAYCAT_DATA_DIR=str(tmp_path / "data"), LLM_SLOTS="2", LLM_CTX_PER_SLOT="512", LLM_THREADS="1",
-                 **env)
+    clean.update(GRAYCAT_DATA_DIR=str(tmp_path / "data"), LLM_SLOTS="2", LLM_CTX_PER_SLOT="512", LLM_THREADS="1", **env)
     port = port or free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "graycat", "up", "--port", str(port), *args], env=clean,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graycat", "up", "--port", str(port), *args],
+        env=clean,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     ready = threading.Event()
 
@@ -61,8 +66,9 @@ def _up(tmp_path: Path, *args: str, port: int | None = None, **env: str) -> tupl
 def graycat(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
     """A short `graycat` command (not `up`), with REDIS_URL unset unless given."""
     clean = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "API_TOKENS"}}
-    return subprocess.run([sys.executable, "-m", "graycat", *args], env={**clean, **env}, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "graycat", *args], env={**clean, **env}, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_up_on_a_machine_without_redis_serves_and_stops_cleanly(tmp_path: Path) -> None:
@@ -70,13 +76,17 @@ def test_up_on_a_machine_without_redis_serves_and_stops_cleanly(tmp_path: Path) 
     data = tmp_path / "data"
     proc, base, lines = _up(tmp_path, PATH=no_redis_path(tmp_path))
     try:
-        ready = "".join(lines[next(i for i, ln in enumerate(lines) if "ready at" in ln):])
+        ready = "".join(lines[next(i for i, ln in enumerate(lines) if "ready at" in ln) :])
         assert base in ready and f"curl {base}/v1/chat/completions" in ready  # the next step to take
         token_file = Path(re.search(r"cat (\S+)\)", ready).group(1))  # type: ignore[union-attr]
         token = token_file.read_text().strip()
         assert token and (token_file.stat().st_mode & 0o777) == 0o600
-        resp = httpx.post(base + "/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
-                          json={"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 4}, timeout=60)
+        resp = httpx.post(
+            base + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 4},
+            timeout=60,
+        )
         assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"]
         aof = {p.name for p in (data / "redis").iterdir()} & {"appendonlydir", "appendonly.aof"}
         assert aof  # AOF persistence in the data folder
@@ -88,20 +98,32 @@ def test_up_on_a_machine_without_redis_serves_and_stops_cleanly(tmp_path: Path) 
         assert ((data / "redis-url").stat().st_mode & 0o777) == 0o600
         created = graycat("token", "create", "--name", "first-run", GRAYCAT_DATA_DIR=str(data))
         assert created.returncode == 0, created.stderr
-        assert httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {created.stdout.strip()}"},
-                         timeout=10).status_code == 200
+        assert (
+            httpx.get(
+                base + "/v1/models", headers={"Authorization": f"Bearer {created.stdout.strip()}"}, timeout=10
+            ).status_code
+            == 200
+        )
         listed = graycat("token", "list", GRAYCAT_DATA_DIR=str(data))
         assert listed.returncode == 0 and "first-run" in listed.stdout
 
         # a second `graycat up` on the same folder, or on the same port, stops at once and says why
-        second = subprocess.run([sys.executable, "-m", "graycat", "up", "--port", str(free_port())],
-                                env={**os.environ, "GRAYCAT_DATA_DIR": str(data)}, capture_output=True, text=True,
-                                timeout=30)
+        second = subprocess.run(
+            [sys.executable, "-m", "graycat", "up", "--port", str(free_port())],
+            env={**os.environ, "GRAYCAT_DATA_DIR": str(data)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert second.returncode == 1 and "another `graycat up`" in second.stderr and str(data) in second.stderr
         port = base.rsplit(":", 1)[1]
-        third = subprocess.run([sys.executable, "-m", "graycat", "up", "--port", port],
-                               env={**os.environ, "GRAYCAT_DATA_DIR": str(tmp_path / "other")}, capture_output=True,
-                               text=True, timeout=30)
+        third = subprocess.run(
+            [sys.executable, "-m", "graycat", "up", "--port", port],
+            env={**os.environ, "GRAYCAT_DATA_DIR": str(tmp_path / "other")},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert third.returncode == 1 and f"port {port}" in third.stderr and "in use" in third.stderr
         assert not (tmp_path / "other" / "redis").exists()  # nothing was started
     finally:
@@ -153,15 +175,16 @@ def _alive(pid: int) -> bool:
 
 def test_up_stops_at_once_when_redis_url_is_too_old(tmp_path: Path, old_redis: RedisServer) -> None:
     started = time.monotonic()
-    result = graycat("up", "--port", str(free_port()), REDIS_URL=old_redis.url,
-                     GRAYCAT_DATA_DIR=str(tmp_path / "data"))
+    result = graycat("up", "--port", str(free_port()), REDIS_URL=old_redis.url, GRAYCAT_DATA_DIR=str(tmp_path / "data"))
     assert result.returncode == 1 and time.monotonic() - started < 20
     assert "redis 6.2.14" in result.stderr and "Redis 7.0" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_token_commands_say_in_one_line_that_redis_is_unreachable(tmp_path: Path) -> None:
     (tmp_path / "redis-url").write_text("redis://127.0.0.1:1/0\n")  # left by a `graycat up` that was killed
-    result = graycat("token", "list", GRAYCAT_DATA_DIR=str(tmp_path), REDIS_URL=f"redis://:pw@127.0.0.1:{free_port()}/0")
+    result = graycat(
+        "token", "list", GRAYCAT_DATA_DIR=str(tmp_path), REDIS_URL=f"redis://:pw@127.0.0.1:{free_port()}/0"
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
     assert "Redis unreachable" in line and ":***@" in line and "pw" not in line
@@ -175,16 +198,24 @@ def test_up_uses_redis_url_when_reachable(tmp_path: Path, redis_server: RedisSer
         assert not (tmp_path / "data" / "redis").exists()
         health = httpx.get(base + "/health", timeout=5).json()
         assert health["status"] == "ok"
-        assert httpx.post(base + "/completion", headers={"Authorization": "Bearer mine"},
-                          json={"prompt": "Hi", "n_predict": 2}, timeout=60).status_code == 200
+        assert (
+            httpx.post(
+                base + "/completion",
+                headers={"Authorization": "Bearer mine"},
+                json={"prompt": "Hi", "n_predict": 2},
+                timeout=60,
+            ).status_code
+            == 200
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
 
 
 @pytest.mark.parametrize("where", ["models/Stable-diffusion", "models", "empty"])
-def test_a_models_folder_without_checkpoints_is_named_in_a_warning(tmp_path: Path, where: str,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_models_folder_without_checkpoints_is_named_in_a_warning(
+    tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from graycat.config import load_settings
     from graycat.standalone import _images_wanted
 

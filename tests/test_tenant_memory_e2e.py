@@ -12,9 +12,15 @@ NAME_KB = 200  # a message's `name` is kept with the session but is not part of 
 
 
 def _turn(http: httpx.Client, session: str, name_kb: int = NAME_KB) -> httpx.Response:
-    return http.post("/v1/chat/completions", headers={"X-Session-ID": session}, json={
-        "model": MODEL, "max_tokens": 1,
-        "messages": [{"role": "user", "content": "Hi", "name": "n" * (name_kb * 1024)}]})
+    return http.post(
+        "/v1/chat/completions",
+        headers={"X-Session-ID": session},
+        json={
+            "model": MODEL,
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": "Hi", "name": "n" * (name_kb * 1024)}],
+        },
+    )
 
 
 def test_a_session_message_over_the_cap_is_refused(gateway: Gateway) -> None:

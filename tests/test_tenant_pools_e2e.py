@@ -34,10 +34,17 @@ def test_one_tokens_idle_streams_and_polls_leave_room_for_another(gateway: Gatew
         other_job, _ = _finished_job(theirs)
 
     async def flood() -> tuple[list[int], list[int], str, list[int]]:
-        async with httpx.AsyncClient(base_url=gateway.base, headers={"Authorization": f"Bearer {TOKEN}"},
-                                     timeout=60, limits=httpx.Limits(max_connections=None)) as http, \
-                httpx.AsyncClient(base_url=gateway.base, headers={"Authorization": f"Bearer {other_token}"},
-                                  timeout=60) as other:
+        async with (
+            httpx.AsyncClient(
+                base_url=gateway.base,
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=60,
+                limits=httpx.Limits(max_connections=None),
+            ) as http,
+            httpx.AsyncClient(
+                base_url=gateway.base, headers={"Authorization": f"Bearer {other_token}"}, timeout=60
+            ) as other,
+        ):
             streams = [http.stream("GET", f"/jobs/{job_id}/events", params={"from": last}) for _ in range(STREAMS)]
             opened = await asyncio.gather(*(s.__aenter__() for s in streams))  # idle: the job has ended
             try:
@@ -46,8 +53,12 @@ def test_one_tokens_idle_streams_and_polls_leave_room_for_another(gateway: Gatew
                 their_events = (await other.get(f"/jobs/{other_job}/events")).text
             finally:
                 await asyncio.gather(*(s.__aexit__(None, None, None) for s in streams))
-            return ([r.status_code for r in opened], [r.status_code for r in polls], their_events,
-                    [r.status_code for r in their_polls])
+            return (
+                [r.status_code for r in opened],
+                [r.status_code for r in polls],
+                their_events,
+                [r.status_code for r in their_polls],
+            )
 
     opened, polls, their_events, their_polls = asyncio.run(flood())
     assert 0 < opened.count(200) <= 16 and opened.count(429) == STREAMS - opened.count(200)

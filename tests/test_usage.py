@@ -11,13 +11,13 @@ from graycat.workers.usage import UNKNOWN, Meter
 
 
 def meter(endpoint: str = "/completion", body: dict[str, object] | None = None, kind: str = "llm") -> Meter:
-    return Meter(Job(kind=kind, model="m", endpoint=endpoint, body=orjson.dumps(body or {"prompt": "x"}),
-                     stream=True))
+    return Meter(Job(kind=kind, model="m", endpoint=endpoint, body=orjson.dumps(body or {"prompt": "x"}), stream=True))
 
 
 def native(index: int, made: int) -> bytes:
-    return orjson.dumps({"index": index, "content": "x", "tokens": [1], "stop": False, "tokens_predicted": made,
-                         "tokens_evaluated": 2})
+    return orjson.dumps(
+        {"index": index, "content": "x", "tokens": [1], "stop": False, "tokens_predicted": made, "tokens_evaluated": 2}
+    )
 
 
 def test_a_stream_of_several_prompts_stopped_midway_counts_each_prompt() -> None:
@@ -25,8 +25,9 @@ def test_a_stream_of_several_prompts_stopped_midway_counts_each_prompt() -> None
     for made in (1, 2, 3):
         m.feed(native(0, made))
     m.feed(native(1, 1))
-    m.feed(orjson.dumps({"index": 1, "stop": True, "tokens_predicted": 2, "timings": {"prompt_n": 2,
-                                                                                     "predicted_n": 2}}))
+    m.feed(
+        orjson.dumps({"index": 1, "stop": True, "tokens_predicted": 2, "timings": {"prompt_n": 2, "predicted_n": 2}})
+    )
     assert m.usage(499, b"", JobState.CANCELLED, True) == Usage(4, 5)
 
 
@@ -36,8 +37,14 @@ def test_an_openai_stream_counts_its_chunks_until_the_final_figures() -> None:
     for _ in range(3):
         m.feed(orjson.dumps({"choices": [{"index": 0, "delta": {"content": "x"}}]}))
     assert m.usage(499, b"", JobState.CANCELLED, True) == Usage(0, 3)
-    m.feed(orjson.dumps({"choices": [{"index": 0, "finish_reason": "length", "delta": {}}],
-                         "timings": {"prompt_n": 7, "cache_n": 1, "predicted_n": 4}}))
+    m.feed(
+        orjson.dumps(
+            {
+                "choices": [{"index": 0, "finish_reason": "length", "delta": {}}],
+                "timings": {"prompt_n": 7, "cache_n": 1, "predicted_n": 4},
+            }
+        )
+    )
     assert m.usage(200, b"", JobState.COMPLETED, True) == Usage(8, 4)
 
 
@@ -45,9 +52,12 @@ def test_answers_of_several_prompts_count_them_all() -> None:
     results = [{"index": i, "tokens_predicted": 5, "tokens_evaluated": 1} for i in range(3)]
     assert meter().usage(200, orjson.dumps(results), JobState.COMPLETED, True) == Usage(3, 15)
     # llama.cpp's OpenAI answer to several prompts reports one prompt's figures
-    oai = {"choices": [{"index": i, "text": "x", "finish_reason": reason} for i, reason in
-                       enumerate(["length", "length", "stop"])], "usage": {"prompt_tokens": 1,
-                                                                         "completion_tokens": 3}}
+    oai = {
+        "choices": [
+            {"index": i, "text": "x", "finish_reason": reason} for i, reason in enumerate(["length", "length", "stop"])
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 3},
+    }
     capped = meter("/v1/completions", {"prompt": ["a", "b", "c"], "n_predict": 5})
     assert capped.usage(200, orjson.dumps(oai), JobState.COMPLETED, True) == Usage(1, 5 + 5 + 3)
 
@@ -69,8 +79,10 @@ def test_images_count_what_was_made_whether_sent_or_not() -> None:
 
 
 def test_prompts_are_counted_as_llama_cpp_reads_them() -> None:
-    assert [prompt_count(p) for p in ("text", [1, 2, 3], ["a", 1], ["a"], ["a", "b"], [[1], [2], [3]],
-                                      [{"prompt_string": "a"}, "b"])] == [1, 1, 1, 1, 2, 3, 2]
+    assert [
+        prompt_count(p)
+        for p in ("text", [1, 2, 3], ["a", 1], ["a"], ["a", "b"], [[1], [2], [3]], [{"prompt_string": "a"}, "b"])
+    ] == [1, 1, 1, 1, 2, 3, 2]
 
 
 def test_responses_answers_and_streams_are_counted() -> None:
@@ -80,6 +92,12 @@ def test_responses_answers_and_streams_are_counted() -> None:
     for _ in range(3):
         r.feed(orjson.dumps({"type": "response.output_text.delta", "delta": "x"}))
     assert r.usage(499, b"", JobState.CANCELLED, True) == Usage(0, 3)
-    r.feed(orjson.dumps({"type": "response.completed", "response": {"usage": {"input_tokens": 5, "output_tokens": 2,
-                                                                             "total_tokens": 7}}}))
+    r.feed(
+        orjson.dumps(
+            {
+                "type": "response.completed",
+                "response": {"usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}},
+            }
+        )
+    )
     assert r.usage(200, b"", JobState.COMPLETED, True) == Usage(5, 2)

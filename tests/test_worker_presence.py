@@ -38,8 +38,17 @@ async def parts(redis_server: RedisServer) -> AsyncIterator[Parts]:
     redis, writer = connect(redis_server.url), PipelinedConnection(redis_server.url)
     hub = EventHub(redis_server.url, uuid.uuid4().hex)
     await hub.start()
-    consumers = [Consumer(redis, connect(redis_server.url, blocking=True), PipelinedConnection(redis_server.url),
-                          f"w{n}-{model}", [("llm", model)], record_ttl=60) for n in "ab"]
+    consumers = [
+        Consumer(
+            redis,
+            connect(redis_server.url, blocking=True),
+            PipelinedConnection(redis_server.url),
+            f"w{n}-{model}",
+            [("llm", model)],
+            record_ttl=60,
+        )
+        for n in "ab"
+    ]
     for consumer in consumers:
         await consumer.setup()
         await consumer.heartbeat({"kinds": ["llm"], "models": [model]}, keys.WORKER_TTL_S, [], {})
@@ -54,6 +63,7 @@ async def parts(redis_server: RedisServer) -> AsyncIterator[Parts]:
 
 async def present(consumer: Consumer, heard: list[str]) -> asyncio.Task[None]:
     """Keep `consumer` subscribed to its presence channel (cancel the task: its connection closes)."""
+
     async def listen() -> None:
         async for worker_id in consumer.takeovers():
             heard.append(worker_id)
@@ -138,7 +148,6 @@ async def test_only_workers_seen_present_on_the_current_connection_can_be_found_
     assert await owner(p, claimed) == (p.a.worker_id, 1)
 
 
-
 def record(p: Parts, **fields: object) -> dict[str, object]:
     return {"kinds": ["llm"], "models": [p.model], **fields}
 
@@ -155,8 +164,7 @@ async def test_a_worker_that_registered_subscribed_is_found_dead_though_never_se
     assert taken.job.id == claimed.job.id and deliveries == 2
 
 
-async def test_a_worker_is_never_found_dead_unseen_unless_its_record_since_the_connection_says_so(
-        parts: Parts) -> None:
+async def test_a_worker_is_never_found_dead_unseen_unless_its_record_since_the_connection_says_so(parts: Parts) -> None:
     """A worker of a release without presence (no `present` in its record), one not subscribed when it beat, and
     one whose record predates the api's connection (it may not have reached a restarted Redis yet) keep their
     jobs until VISIBILITY_TIMEOUT."""

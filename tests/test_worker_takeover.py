@@ -33,8 +33,9 @@ async def queue(redis_server: RedisServer) -> AsyncIterator[JobQueue]:
 
 
 def consumer(url: str, name: str, model: str) -> Consumer:
-    return Consumer(connect(url), connect(url, blocking=True), PipelinedConnection(url), name, [("llm", model)],
-                    record_ttl=60)
+    return Consumer(
+        connect(url), connect(url, blocking=True), PipelinedConnection(url), name, [("llm", model)], record_ttl=60
+    )
 
 
 async def close(c: Consumer) -> None:
@@ -62,12 +63,12 @@ async def take_over(url: str, model: str, sub: Subscription) -> tuple[NullEngine
 
 @pytest.mark.parametrize("client_left", [True, False])
 async def test_a_taken_over_job_runs_only_if_its_client_still_waits(
-        redis_server: RedisServer, queue: JobQueue, client_left: bool) -> None:
+    redis_server: RedisServer, queue: JobQueue, client_left: bool
+) -> None:
     model = f"m-{uuid.uuid4().hex[:8]}"
     first = consumer(redis_server.url, "w-first", model)
     await first.setup()
-    sub = await queue.submit(Job(kind="llm", model=model, endpoint="/completion", body=b'{"prompt":"x"}',
-                                 stream=False))
+    sub = await queue.submit(Job(kind="llm", model=model, endpoint="/completion", body=b'{"prompt":"x"}', stream=False))
     [claimed] = await first.claim(1, 1000)
     assert await first.start(claimed.job)  # it ran on a worker that then died
     await close(first)

@@ -32,19 +32,25 @@ def test_two_workers_share_a_pool(cluster: Cluster, gateway: Gateway) -> None:
         assert w.stop() == 0
 
 
-def test_sigterm_lets_the_worker_finish_its_job_and_claim_nothing_new(cluster: Cluster, gateway: Gateway,
-                                                                     redis_server: RedisServer) -> None:
+def test_sigterm_lets_the_worker_finish_its_job_and_claim_nothing_new(
+    cluster: Cluster, gateway: Gateway, redis_server: RedisServer
+) -> None:
     name = "sigterm-model"
     worker = cluster.worker("--model-name", name)
-    resp = ChunkedResponse(gateway.base, "/completion", {"prompt": "Go on:", "n_predict": 120, "ignore_eos": True,
-                                                         "stream": True, "model": name}, TOKEN)
+    resp = ChunkedResponse(
+        gateway.base,
+        "/completion",
+        {"prompt": "Go on:", "n_predict": 120, "ignore_eos": True, "stream": True, "model": name},
+        TOKEN,
+    )
     stream = resp.chunks()
     next(stream)
     worker.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     with gateway.client() as http:  # submitted after the stop request: must stay waiting
         late = ThreadPoolExecutor(1).submit(
-            http.post, "/completion", json={"prompt": "late", "n_predict": 2, "model": name})
+            http.post, "/completion", json={"prompt": "late", "n_predict": 2, "model": name}
+        )
         rest = [orjson.loads(c[6:]) for c in stream]
         resp.close()
         assert rest[-1]["stop"] is True and rest[-1]["tokens_predicted"] == 120
@@ -58,8 +64,9 @@ def test_sigterm_lets_the_worker_finish_its_job_and_claim_nothing_new(cluster: C
         replacement.stop()
 
 
-def test_no_worker_for_the_model_ends_in_a_clear_503(redis_server: RedisServer,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_worker_for_the_model_ends_in_a_clear_503(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("API_TOKENS", TOKEN)
     monkeypatch.setenv("DEFAULT_MODEL", "model-without-workers")
@@ -71,17 +78,22 @@ def test_no_worker_for_the_model_ends_in_a_clear_503(redis_server: RedisServer,
     r = redis_server.client()
 
     def states() -> list[bytes | None]:
-        return [r.hget(key, "state") for key in r.scan_iter(keys.job("*"))
-                if r.hget(key, "model") == b"model-without-workers"]
+        return [
+            r.hget(key, "state")
+            for key in r.scan_iter(keys.job("*"))
+            if r.hget(key, "model") == b"model-without-workers"
+        ]
 
     wait_until(lambda: states() == [b"expired"], 5, "expired state")
     assert r.xlen(keys.pool("llm", "model-without-workers")) == 0  # no worker that comes later starts it
 
 
-def test_worker_relays_to_an_external_llama_server(cluster: Cluster, gateway: Gateway,
-                                                  redis_server: RedisServer) -> None:
-    server = EmbeddedLlamaServer(default_model_path(), alias="external", slots=1, ctx_per_slot=512, threads=1,
-                                 gpu_layers=0)
+def test_worker_relays_to_an_external_llama_server(
+    cluster: Cluster, gateway: Gateway, redis_server: RedisServer
+) -> None:
+    server = EmbeddedLlamaServer(
+        default_model_path(), alias="external", slots=1, ctx_per_slot=512, threads=1, gpu_layers=0
+    )
     url = server.start()  # llama.cpp's own server, reached over HTTP like any llama-server
     worker = cluster.worker("--llama-url", url)
     name = "SmolLM2-135M-Instruct.Q4_1"  # read from the server's /props (its model file)
@@ -93,8 +105,11 @@ def test_worker_relays_to_an_external_llama_server(cluster: Cluster, gateway: Ga
         resp = http.post("/completion", json={"prompt": "Hi", "n_predict": 4, "ignore_eos": True, "model": name})
         assert resp.status_code == 200 and resp.json()["tokens_predicted"] == 4
         assert resp.headers["x-worker-id"] in worker.output()
-        with http.stream("POST", "/v1/chat/completions", json={
-                "model": name, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True}) as s:
+        with http.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": name, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True},
+        ) as s:
             lines = [line for line in s.iter_lines() if line]
         assert lines[-1] == "data: [DONE]"
     assert worker.stop() == 0

@@ -13,9 +13,18 @@ from safetensors.torch import save_file
 
 from graycat.workers.engines.sd_config import write_clip_tokenizer
 
-SCHEDULER = {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
-             "beta_start": 0.00085, "num_train_timesteps": 1000, "set_alpha_to_one": False,
-             "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None, "clip_sample": False}
+SCHEDULER = {
+    "_class_name": "PNDMScheduler",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+    "clip_sample": False,
+}
 
 
 def build_pipeline(folder: Path, *, in_channels: int = 4, seed: int = 0) -> Any:
@@ -27,29 +36,69 @@ def build_pipeline(folder: Path, *, in_channels: int = 4, seed: int = 0) -> Any:
     torch.manual_seed(seed)
     write_clip_tokenizer(folder / "tokenizer")
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=in_channels, out_channels=4, block_out_channels=(16, 16, 32, 32),
-        layers_per_block=2, cross_attention_dim=64, attention_head_dim=8, norm_num_groups=8,
+        sample_size=8,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=(16, 16, 32, 32),
+        layers_per_block=2,
+        cross_attention_dim=64,
+        attention_head_dim=8,
+        norm_num_groups=8,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 16, 16),
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        layers_per_block=2, norm_num_groups=4, scaling_factor=0.18215, sample_size=64)
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        norm_num_groups=4,
+        scaling_factor=0.18215,
+        sample_size=64,
+    )
     # the real CLIP vocabulary (so the tokenizer is SD 1.5's), one 64-wide head: SD 1.5's head width
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1,
-        max_position_embeddings=77, bos_token_id=0, pad_token_id=1, eos_token_id=2, projection_dim=64))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=1,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            pad_token_id=1,
+            eos_token_id=2,
+            projection_dim=64,
+        )
+    )
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                   scheduler=PNDMScheduler.from_config(SCHEDULER), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=PNDMScheduler.from_config(SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(folder, safe_serialization=True)
     write_clip_tokenizer(folder / "tokenizer")  # transformers 5 saves only tokenizer.json
     return pipe
 
 
 # diffusers -> original (LDM) names, the layout A1111 checkpoints use
-_RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
-           ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection")]
+_RESNET = [
+    ("norm1", "in_layers.0"),
+    ("conv1", "in_layers.2"),
+    ("time_emb_proj", "emb_layers.1"),
+    ("norm2", "out_layers.0"),
+    ("conv2", "out_layers.3"),
+    ("conv_shortcut", "skip_connection"),
+]
 _VAE_ATTN = [("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "proj_out")]
 
 
@@ -160,11 +209,16 @@ def build_lora(pipe: Any, path: Path) -> None:
     from peft.utils import get_peft_model_state_dict
 
     torch.manual_seed(3)
-    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                     init_lora_weights=False))
+    pipe.unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    StableDiffusionPipeline.save_lora_weights(path.parent, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
-                                              weight_name=path.name, safe_serialization=True)
+    StableDiffusionPipeline.save_lora_weights(
+        path.parent,
+        unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+        weight_name=path.name,
+        safe_serialization=True,
+    )
 
 
 def build_controlnet(pipe: Any, folder: Path) -> None:
@@ -175,7 +229,10 @@ def build_controlnet(pipe: Any, folder: Path) -> None:
 
     torch.manual_seed(5)
     controlnet = ControlNetModel.from_unet(pipe.unet)
-    for layer in [controlnet.controlnet_cond_embedding.conv_out, *controlnet.controlnet_down_blocks,
-                  controlnet.controlnet_mid_block]:
+    for layer in [
+        controlnet.controlnet_cond_embedding.conv_out,
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+    ]:
         torch.nn.init.normal_(layer.weight, std=0.5)
     controlnet.save_pretrained(folder, safe_serialization=True)

@@ -81,8 +81,11 @@ async def _watch_workers(watch: WorkerWatch, queue: JobQueue) -> None:
         try:
             handed = await watch.check()
             for worker_id, jobs in handed.items():
-                log.warning("worker %s is gone (its Redis connections closed): %d job(s) handed to other workers",
-                            worker_id, jobs)
+                log.warning(
+                    "worker %s is gone (its Redis connections closed): %d job(s) handed to other workers",
+                    worker_id,
+                    jobs,
+                )
             if handed:
                 await queue.rescue_lanes()
         except (RedisError, OSError) as exc:
@@ -101,12 +104,18 @@ def create_app(settings: Settings) -> FastAPI:
         hub = EventHub(url, uuid.uuid4().hex)
         await hub.start()
         writer = PipelinedConnection(url, preload=scripts.SOURCES)  # loads them into Redis: EVALSHA finds them
-        app.state.events_reader = connect(url, blocking=True, max_connections=settings.redis_max_connections,
-                                          pool_timeout=settings.redis_pool_timeout)  # GET /jobs/{id}/events
-        app.state.queue = JobQueue(redis, writer, hub, record_ttl=settings.record_ttl(),
-                                   max_waiting=settings.max_waiting,
-                                   max_waiting_per_token=settings.max_waiting_per_token,
-                                   queue_timeout=max([settings.queue_timeout, *settings.queue_timeouts.values()]))
+        app.state.events_reader = connect(
+            url, blocking=True, max_connections=settings.redis_max_connections, pool_timeout=settings.redis_pool_timeout
+        )  # GET /jobs/{id}/events
+        app.state.queue = JobQueue(
+            redis,
+            writer,
+            hub,
+            record_ttl=settings.record_ttl(),
+            max_waiting=settings.max_waiting,
+            max_waiting_per_token=settings.max_waiting_per_token,
+            queue_timeout=max([settings.queue_timeout, *settings.queue_timeouts.values()]),
+        )
         janitor = asyncio.create_task(_expire_waiting(app.state.queue, settings))
         watcher = asyncio.create_task(_watch_workers(WorkerWatch(redis, writer), app.state.queue))
         try:
@@ -119,9 +128,13 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.events_reader.aclose()
             await redis.aclose()
 
-    app = FastAPI(title="Graycat AI Server", version=__version__, lifespan=lifespan,
-                  default_response_class=ORJSONResponse,
-                  description="One authenticated gateway for self-hosted text and image generation.")
+    app = FastAPI(
+        title="Graycat AI Server",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        description="One authenticated gateway for self-hosted text and image generation.",
+    )
     app.state.settings = settings
     app.state.tokens = [t.encode() for t in settings.api_tokens]
     app.state.admin_tokens = [t.encode() for t in settings.admin_tokens]
@@ -135,9 +148,25 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(CorsMiddleware, origins=settings.cors_origins)  # a browser can read even a 413
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics)  # request id, metrics, access log
     app.add_middleware(CollapseSlashesMiddleware)  # outermost: routing sees `//` as `/`
-    for router in (health.router, metrics.router, llamacpp.router, openai.router, responses.router,
-                   anthropic.router, ollama_models.router, ollama.router, queue.router, jobs.router, sessions.router,
-                   admin.router, a1111.router, images.router, images.files, dead_letters.router, console.pages,
-                   console.router):
+    for router in (
+        health.router,
+        metrics.router,
+        llamacpp.router,
+        openai.router,
+        responses.router,
+        anthropic.router,
+        ollama_models.router,
+        ollama.router,
+        queue.router,
+        jobs.router,
+        sessions.router,
+        admin.router,
+        a1111.router,
+        images.router,
+        images.files,
+        dead_letters.router,
+        console.pages,
+        console.router,
+    ):
         app.include_router(router)
     return app

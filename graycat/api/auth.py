@@ -29,8 +29,11 @@ class _Bearer(HTTPBearer):
         return await super().__call__(request)
 
 
-_bearer = _Bearer(auto_error=False, scheme_name="HTTPBearer",
-                  description="A token from API_TOKENS, ADMIN_TOKENS or `graycat token create`")
+_bearer = _Bearer(
+    auto_error=False,
+    scheme_name="HTTPBearer",
+    description="A token from API_TOKENS, ADMIN_TOKENS or `graycat token create`",
+)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="graycat"'}
 
@@ -55,9 +58,13 @@ async def authenticate(request: Request, presented: str | None, challenge: dict[
         caller = await admit(request, presented, static=static, admin=admin, challenge=challenge)
     except ApiError as exc:
         if exc.code == "invalid_api_key" and not state.tokens and not state.admin_tokens:
-            raise ApiError(401, "invalid API token; this server has no API_TOKENS set: set it (comma-separated) "
-                           "or create tokens with `graycat token create`", code="invalid_api_key",
-                           headers=challenge) from None
+            raise ApiError(
+                401,
+                "invalid API token; this server has no API_TOKENS set: set it (comma-separated) "
+                "or create tokens with `graycat token create`",
+                code="invalid_api_key",
+                headers=challenge,
+            ) from None
         raise
     request.state.owner = caller.owner
     return caller
@@ -69,8 +76,9 @@ def _admitted(request: Request) -> Caller | None:
     return caller
 
 
-async def require_token(request: Request,
-                        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
+async def require_token(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> Caller:
     """The caller of `Authorization: Bearer <token>` or `X-Api-Key: <token>` (Anthropic's SDK, some llama.cpp
     clients); 401 with `WWW-Authenticate: Bearer` when the token is missing or wrong, 429 over its limits."""
     if (caller := _admitted(request)) is not None:
@@ -81,8 +89,9 @@ async def require_token(request: Request,
 async def _bearer_caller(request: Request) -> Caller:
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     token = presented.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key")
-    return await authenticate(request, token, _CHALLENGE,
-                              "send the header 'Authorization: Bearer <token>' or 'X-Api-Key: <token>'")
+    return await authenticate(
+        request, token, _CHALLENGE, "send the header 'Authorization: Bearer <token>' or 'X-Api-Key: <token>'"
+    )
 
 
 def _basic_password(header: str) -> str | None:
@@ -103,15 +112,22 @@ async def require_token_or_basic(request: Request) -> Caller:
     header = request.headers.get("authorization", "")
     scheme = header.split(" ", 1)[0].lower()
     presented = header[7:].strip() if scheme == "bearer" else _basic_password(header) if scheme == "basic" else None
-    return await authenticate(request, presented, _BASIC_CHALLENGE,
-                              "use HTTP Basic auth with the API token as password, or 'Authorization: Bearer <token>'")
+    return await authenticate(
+        request,
+        presented,
+        _BASIC_CHALLENGE,
+        "use HTTP Basic auth with the API token as password, or 'Authorization: Bearer <token>'",
+    )
 
 
 async def require_admin(caller: Caller = Depends(require_token)) -> Caller:
     """An admin token's caller; 403 for any other token."""
     if not caller.admin:
-        raise ApiError(403, "this route needs an admin token (ADMIN_TOKENS, or `graycat token create --admin`)",
-                       code="admin_required")
+        raise ApiError(
+            403,
+            "this route needs an admin token (ADMIN_TOKENS, or `graycat token create --admin`)",
+            code="admin_required",
+        )
     return caller
 
 

@@ -12,12 +12,20 @@ from graycat.queue.client import JobQueue, Served
 
 DEFAULT_ALIASES = frozenset({"", "default"})
 _WHAT = {"llm": "text", "embed": "embedding", "sd": "image"}
-_START = {"llm": "graycat worker llm", "embed": "graycat worker llm --embeddings",
-          "sd": "graycat worker sd --models-dir DIR"}
+_START = {
+    "llm": "graycat worker llm",
+    "embed": "graycat worker llm --embeddings",
+    "sd": "graycat worker sd --models-dir DIR",
+}
 
 
-async def resolve_model(queue: JobQueue, default_model: str | None, spec: JobSpec, kind: str = "llm",
-                        aliases: Mapping[str, str] | None = None) -> str:
+async def resolve_model(
+    queue: JobQueue,
+    default_model: str | None,
+    spec: JobSpec,
+    kind: str = "llm",
+    aliases: Mapping[str, str] | None = None,
+) -> str:
     """The served model's name for `spec`, after MODEL_ALIASES.
 
     A request naming no model (or `default`) gets DEFAULT_MODEL when set, else the one model live workers serve
@@ -44,8 +52,12 @@ async def resolve_model(queue: JobQueue, default_model: str | None, spec: JobSpe
     if info and spec.max_new_tokens is not None:
         n_ctx = int(info.get("n_ctx") or 0)
         if n_ctx and spec.max_new_tokens > n_ctx:
-            raise ApiError(400, f"asked for {spec.max_new_tokens} new tokens but the context of model '{name}' "
-                           f"holds {n_ctx} tokens per request", code="context_length_exceeded")
+            raise ApiError(
+                400,
+                f"asked for {spec.max_new_tokens} new tokens but the context of model '{name}' "
+                f"holds {n_ctx} tokens per request",
+                code="context_length_exceeded",
+            )
     return name
 
 
@@ -60,9 +72,14 @@ async def _implicit_default(queue: JobQueue, kind: str) -> str:
     names = served.models(kind)
     if not names:
         raise _no_worker(kind)
-    raise ApiError(404, f"no default model: live workers serve the {_WHAT.get(kind, kind)} models "
-                   f"{', '.join(names)}; name one in \"model\", or set DEFAULT_MODEL, or start one worker with "
-                   "--default (LLM_DEFAULT=true)", code="model_not_found", param="model")
+    raise ApiError(
+        404,
+        f"no default model: live workers serve the {_WHAT.get(kind, kind)} models "
+        f'{", ".join(names)}; name one in "model", or set DEFAULT_MODEL, or start one worker with '
+        "--default (LLM_DEFAULT=true)",
+        code="model_not_found",
+        param="model",
+    )
 
 
 def _default_of(served: Served, kind: str) -> str | None:
@@ -93,20 +110,31 @@ async def _check_served(queue: JobQueue, name: str, kind: str) -> None:
     else:
         why = f"model '{name}' not found"
     if not names:
-        raise ApiError(404, f"{why}; no {what} worker is running (start one with "
-                       f"`{_START.get(kind, 'graycat worker')}`)", code="model_not_found", param="model")
-    raise ApiError(404, f"{why}; available {what} models: {', '.join(names)}", code="model_not_found",
-                   param="model")
+        raise ApiError(
+            404,
+            f"{why}; no {what} worker is running (start one with `{_START.get(kind, 'graycat worker')}`)",
+            code="model_not_found",
+            param="model",
+        )
+    raise ApiError(404, f"{why}; available {what} models: {', '.join(names)}", code="model_not_found", param="model")
 
 
 def _no_worker(kind: str) -> ApiError:
-    return ApiError(503, f"no {_WHAT.get(kind, kind)} worker is running: start one with "
-                    f"`{_START.get(kind, 'graycat worker')}`", code="no_worker", headers={"Retry-After": "5"})
+    return ApiError(
+        503,
+        f"no {_WHAT.get(kind, kind)} worker is running: start one with `{_START.get(kind, 'graycat worker')}`",
+        code="no_worker",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _no_embeddings(name: str) -> ApiError:
-    return ApiError(400, f"model '{name}' is served without embeddings: start its worker with --embeddings "
-                    "(LLM_EMBEDDINGS=true)", code="embeddings_not_enabled", param="model")
+    return ApiError(
+        400,
+        f"model '{name}' is served without embeddings: start its worker with --embeddings (LLM_EMBEDDINGS=true)",
+        code="embeddings_not_enabled",
+        param="model",
+    )
 
 
 async def _aliased(queue: JobQueue, aliases: Mapping[str, str], model: str | None, kind: str) -> str | None:
@@ -115,7 +143,10 @@ async def _aliased(queue: JobQueue, aliases: Mapping[str, str], model: str | Non
         return model
     if model in aliases:
         return aliases[model]
-    if "*" in aliases and (kind, model) not in (await queue.served()).pools \
-            and (kind, model) not in (await queue.served(fresh=True)).pools:
+    if (
+        "*" in aliases
+        and (kind, model) not in (await queue.served()).pools
+        and (kind, model) not in (await queue.served(fresh=True)).pools
+    ):
         return aliases["*"]
     return model

@@ -53,21 +53,26 @@ class ClusterCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot
-        up = GaugeMetricFamily("graycat_redis_up", "1 when this api process could read the cluster's state "
-                               "from Redis for this scrape")
+        up = GaugeMetricFamily(
+            "graycat_redis_up", "1 when this api process could read the cluster's state from Redis for this scrape"
+        )
         up.add_metric([], 1.0 if snap.redis_up else 0.0)
         yield up
         if not snap.redis_up:
             return
-        read = GaugeMetricFamily("graycat_redis_read_seconds", "Time this scrape took to read the cluster's "
-                                 "state from Redis")
+        read = GaugeMetricFamily(
+            "graycat_redis_read_seconds", "Time this scrape took to read the cluster's state from Redis"
+        )
         read.add_metric([], snap.read_seconds)
         yield read
         yield from self._pools()
         yield from worker_families(snap.workers)
-        usage = GaugeMetricFamily("graycat_token_usage_today", "A token's usage since midnight UTC, by what was "
-                                  "counted (requests, errors, jobs, prompt_tokens, completion_tokens, images)",
-                                  labels=["token", "counted"])
+        usage = GaugeMetricFamily(
+            "graycat_token_usage_today",
+            "A token's usage since midnight UTC, by what was "
+            "counted (requests, errors, jobs, prompt_tokens, completion_tokens, images)",
+            labels=["token", "counted"],
+        )
         for token, counts in sorted(snap.usage.items()):
             for counted, amount in sorted(counts.items()):
                 usage.add_metric([token, counted], amount)
@@ -77,16 +82,23 @@ class ClusterCollector(Collector):
         labels = ["kind", "model"]
         waiting = GaugeMetricFamily("graycat_queue_waiting", "Jobs waiting for a worker", labels=labels)
         active = GaugeMetricFamily("graycat_queue_active", "Jobs running on a worker", labels=labels)
-        oldest = GaugeMetricFamily("graycat_queue_oldest_wait_seconds", "Age of the oldest waiting job (0: none "
-                                   "waits)", labels=labels)
-        jobs = CounterMetricFamily("graycat_jobs", "Jobs ended, by outcome (completed, failed, cancelled, "
-                                   "expired)", labels=[*labels, "outcome"])
-        redelivered = CounterMetricFamily("graycat_job_redeliveries", "Jobs taken over from a worker that "
-                                          "stopped heartbeating", labels=labels)
-        dead = CounterMetricFamily("graycat_dead_letters", "Jobs failed past MAX_DELIVERIES into the "
-                                   "dead-letter stream", labels=labels)
-        workers_up = GaugeMetricFamily("graycat_workers_up", "Live workers serving the pool (0: its jobs wait "
-                                       "until they expire)", labels=labels)
+        oldest = GaugeMetricFamily(
+            "graycat_queue_oldest_wait_seconds", "Age of the oldest waiting job (0: none waits)", labels=labels
+        )
+        jobs = CounterMetricFamily(
+            "graycat_jobs",
+            "Jobs ended, by outcome (completed, failed, cancelled, expired)",
+            labels=[*labels, "outcome"],
+        )
+        redelivered = CounterMetricFamily(
+            "graycat_job_redeliveries", "Jobs taken over from a worker that stopped heartbeating", labels=labels
+        )
+        dead = CounterMetricFamily(
+            "graycat_dead_letters", "Jobs failed past MAX_DELIVERIES into the dead-letter stream", labels=labels
+        )
+        workers_up = GaugeMetricFamily(
+            "graycat_workers_up", "Live workers serving the pool (0: its jobs wait until they expire)", labels=labels
+        )
         serving: dict[tuple[str, str], int] = {}
         for w in self.snapshot.workers:
             if w.get("stopping"):
@@ -107,7 +119,6 @@ class ClusterCollector(Collector):
             serving.setdefault((p["kind"], p["model"]), 0)
         for (kind, model), count in sorted(serving.items()):
             workers_up.add_metric([kind, model], count)
-        dead_stream = GaugeMetricFamily("graycat_dead_letter_stream_length", "Entries kept in the dead-letter "
-                                        "stream")
+        dead_stream = GaugeMetricFamily("graycat_dead_letter_stream_length", "Entries kept in the dead-letter stream")
         dead_stream.add_metric([], self.snapshot.dead_letters)
         yield from (waiting, active, oldest, jobs, redelivered, dead, workers_up, dead_stream)

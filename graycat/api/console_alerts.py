@@ -17,27 +17,45 @@ def firing(state: dict[str, Any], *, admin: bool) -> list[dict[str, str]]:
     serving: set[tuple[str, str]] = set()
     for w in state.get("workers", []):
         if not w.get("stopping"):
-            serving.update((kind, model) for kind in (w.get("kinds") or [w.get("kind", "")])
-                           for model in w.get("models", []))
+            serving.update(
+                (kind, model) for kind in (w.get("kinds") or [w.get("kind", "")]) for model in w.get("models", [])
+            )
     for p in state.get("pools", []):
         pool = f"{p['kind']}/{p['model']}"
         if (p["kind"], p["model"]) not in serving:
-            alerts.append(_alert("GraycatNoWorkerForModel", "critical", f"No live worker serves {pool} "
-                                 f"({p.get('waiting', 0)} waiting)"))
+            alerts.append(
+                _alert(
+                    "GraycatNoWorkerForModel",
+                    "critical",
+                    f"No live worker serves {pool} ({p.get('waiting', 0)} waiting)",
+                )
+            )
         if p.get("waiting") and p.get("oldest_wait_s", 0) > OLDEST_WAIT_S:
-            alerts.append(_alert("GraycatQueueWaitHigh", "warning", f"Oldest waiting {pool} job has waited "
-                                 f"{round(p['oldest_wait_s'])} s"))
+            alerts.append(
+                _alert(
+                    "GraycatQueueWaitHigh",
+                    "warning",
+                    f"Oldest waiting {pool} job has waited {round(p['oldest_wait_s'])} s",
+                )
+            )
     if not admin:
         return alerts
     if state.get("dead_letters"):
-        alerts.append(_alert("GraycatDeadLetters", "warning", f"{state['dead_letters']} job(s) in the "
-                             "dead-letter stream"))
+        alerts.append(
+            _alert("GraycatDeadLetters", "warning", f"{state['dead_letters']} job(s) in the dead-letter stream")
+        )
     for w in state.get("workers", []):
         for gpu in w.get("gpus") or []:
             total = gpu.get("memory_total_bytes") or 0
             if total and (gpu.get("memory_used_bytes") or 0) / total > GPU_MEMORY_FULL:
-                alerts.append(_alert("GraycatGpuMemoryNearFull", "warning", f"GPU {gpu.get('index')} of worker "
-                                     f"{w.get('id')} is {round(100 * gpu['memory_used_bytes'] / total)}% full"))
+                alerts.append(
+                    _alert(
+                        "GraycatGpuMemoryNearFull",
+                        "warning",
+                        f"GPU {gpu.get('index')} of worker "
+                        f"{w.get('id')} is {round(100 * gpu['memory_used_bytes'] / total)}% full",
+                    )
+                )
     return alerts
 
 

@@ -34,8 +34,7 @@ class ConsoleFeed:
                 pools = await queue.pool_counters()
                 workers = await queue.live_workers()
                 dead = int(await queue.redis.xlen(keys.DEAD))
-                self._state = {"pools": pools, "workers": workers, "dead_letters": dead,
-                               "waits": waits.quantiles()}
+                self._state = {"pools": pools, "workers": workers, "dead_letters": dead, "waits": waits.quantiles()}
                 self._read_at = time.monotonic()
             return self._state
 
@@ -45,11 +44,22 @@ def snapshot(state: dict[str, Any], *, admin: bool) -> dict[str, Any]:
     `waits` (per "kind/model": count, p50, p95 in seconds) and the firing `alerts` for all."""
     now = time.time()
     fields = _DETAILS if admin else _SUMMARY
-    workers = [{**{k: w.get(k) for k in fields}, "generated": generated(w.get("engine") or {}),
-                "heartbeat_age_s": round(max(0.0, now - float(w.get("heartbeat") or now)), 1)}
-               for w in state.get("workers", [])]
-    out: dict[str, Any] = {"time": now, "admin": admin, "pools": state.get("pools", []), "workers": workers,
-                           "waits": state.get("waits", {}), "alerts": firing(state, admin=admin)}
+    workers = [
+        {
+            **{k: w.get(k) for k in fields},
+            "generated": generated(w.get("engine") or {}),
+            "heartbeat_age_s": round(max(0.0, now - float(w.get("heartbeat") or now)), 1),
+        }
+        for w in state.get("workers", [])
+    ]
+    out: dict[str, Any] = {
+        "time": now,
+        "admin": admin,
+        "pools": state.get("pools", []),
+        "workers": workers,
+        "waits": state.get("waits", {}),
+        "alerts": firing(state, admin=admin),
+    }
     if admin:
         out["dead_letters"] = state.get("dead_letters", 0)
     return out
@@ -58,8 +68,10 @@ def snapshot(state: dict[str, Any], *, admin: bool) -> dict[str, Any]:
 def generated(engine: dict[str, Any]) -> dict[str, float]:
     """A worker's running totals of what its engine made (tokens, images), from its heartbeat's engine stats:
     the console turns them into tokens/s and images/min."""
-    figures = {"tokens": (engine.get("llamacpp") or {}).get("tokens_predicted_total"),
-               "images": (engine.get("images") or {}).get("images_total")}
+    figures = {
+        "tokens": (engine.get("llamacpp") or {}).get("tokens_predicted_total"),
+        "images": (engine.get("images") or {}).get("images_total"),
+    }
     return {name: value for name, value in figures.items() if isinstance(value, int | float)}
 
 
@@ -73,5 +85,7 @@ async def history(queue: JobQueue, pools: list[dict[str, Any]]) -> dict[str, lis
         for p in pools:
             pipe.mget([keys.pool_minute(p["kind"], p["model"], minute - i) for i in range(HISTORY_MIN - 1, -1, -1)])
         replies = await pipe.execute(raise_on_error=False)
-    return {f"{p['kind']}/{p['model']}": [int(c or 0) for c in counts] if isinstance(counts, list) else []
-            for p, counts in zip(pools, replies, strict=True)}
+    return {
+        f"{p['kind']}/{p['model']}": [int(c or 0) for c in counts] if isinstance(counts, list) else []
+        for p, counts in zip(pools, replies, strict=True)
+    }

@@ -12,8 +12,17 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 METHODS = b"GET, POST, DELETE, OPTIONS"
-EXPOSED = b", ".join([b"X-Request-ID", b"X-Job-ID", b"X-Worker-ID", b"X-RateLimit-Limit", b"X-RateLimit-Remaining",
-                      b"X-RateLimit-Reset", b"Retry-After"])
+EXPOSED = b", ".join(
+    [
+        b"X-Request-ID",
+        b"X-Job-ID",
+        b"X-Worker-ID",
+        b"X-RateLimit-Limit",
+        b"X-RateLimit-Remaining",
+        b"X-RateLimit-Reset",
+        b"Retry-After",
+    ]
+)
 MAX_AGE = b"600"
 
 
@@ -64,12 +73,25 @@ class CorsMiddleware:
     async def _preflight(self, send: Send, origin: bytes, allowed: bool, requested: bytes | None) -> None:
         if not allowed:
             body = b"origin not allowed: add it to CORS_ORIGINS"
-            await send({"type": "http.response.start", "status": 403, "headers": [
-                (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()), (b"vary", b"Origin")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [
+                        (b"content-type", b"text/plain"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"vary", b"Origin"),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
-        headers = [*self._origin_headers(origin), (b"access-control-allow-methods", METHODS),
-                   (b"access-control-max-age", MAX_AGE), (b"content-length", b"0")]
+        headers = [
+            *self._origin_headers(origin),
+            (b"access-control-allow-methods", METHODS),
+            (b"access-control-max-age", MAX_AGE),
+            (b"content-length", b"0"),
+        ]
         if requested:
             headers.append((b"access-control-allow-headers", requested))
         await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -18,17 +18,32 @@ from graycat.queue.client import QueueFull
 
 log = logging.getLogger(__name__)
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
-          422: "invalid_request_error", 429: "rate_limit_error", 503: "unavailable_error",
-          504: "timeout_error"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "unavailable_error",
+    504: "timeout_error",
+}
 
 
 class ApiError(Exception):
     """An error answered to the client as is."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -44,8 +59,9 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, message, headers={"Connection": "close"})
 
 
-def error_body(path: str, status: int, message: str, code: str | None = None,
-               param: str | None = None, details: Any = None) -> bytes:
+def error_body(
+    path: str, status: int, message: str, code: str | None = None, param: str | None = None, details: Any = None
+) -> bytes:
     """OpenAI's error shape on /v1 routes (Anthropic's on /v1/messages), Ollama's (a message) on /api routes,
     A1111's on /sdapi routes (`detail` is the message, as FastAPI writes it); llama.cpp's (an integer `code`)
     everywhere else."""
@@ -53,12 +69,29 @@ def error_body(path: str, status: int, message: str, code: str | None = None,
         return orjson.dumps({"error": message})
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     if path.startswith("/sdapi/"):
-        return orjson.dumps({"error": kind, "detail": message, "body": None, "errors": message, "code": code,
-                             "param": param,
-                             **({"details": details} if details is not None else {})})
+        return orjson.dumps(
+            {
+                "error": kind,
+                "detail": message,
+                "body": None,
+                "errors": message,
+                "code": code,
+                "param": param,
+                **({"details": details} if details is not None else {}),
+            }
+        )
     if path.startswith("/v1/messages"):  # Anthropic's shape
-        return orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code,
-                                                        **({"details": details} if details is not None else {})}})
+        return orjson.dumps(
+            {
+                "type": "error",
+                "error": {
+                    "type": kind,
+                    "message": message,
+                    "code": code,
+                    **({"details": details} if details is not None else {}),
+                },
+            }
+        )
     if path.startswith("/v1/"):
         err: dict[str, Any] = {"message": message, "type": kind, "param": param, "code": code}
     else:
@@ -68,11 +101,22 @@ def error_body(path: str, status: int, message: str, code: str | None = None,
     return orjson.dumps({"error": err})
 
 
-def error_response(request: Request, status: int, message: str, *, code: str | None = None,
-                   param: str | None = None, details: Any = None,
-                   headers: Mapping[str, str] | None = None) -> Response:
-    return Response(error_body(request.url.path, status, message, code, param, details), status,
-                    headers=headers, media_type="application/json")
+def error_response(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        error_body(request.url.path, status, message, code, param, details),
+        status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
@@ -102,8 +146,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        return error_response(request, exc.status, exc.message, code=exc.code, param=exc.param,
-                              headers=exc.headers)
+        return error_response(request, exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers)
 
     @app.exception_handler(BadField)
     async def _bad_field(request: Request, exc: BadField) -> Response:
@@ -113,8 +156,9 @@ def install(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         message, param = _validation_message(errors)
-        return error_response(request, validation_status(request), message, code="invalid_request", param=param,
-                              details=errors)
+        return error_response(
+            request, validation_status(request), message, code="invalid_request", param=param, details=errors
+        )
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
@@ -128,15 +172,24 @@ def install(app: FastAPI) -> None:
     async def _queue_full(request: Request, exc: QueueFull) -> Response:
         whose = "of yours are" if exc.per_token else "are"
         request.app.state.metrics.rejected.labels("token_limit" if exc.per_token else "pool_full").inc()
-        return error_response(request, 503, f"the queue is full ({exc.waiting} requests {whose} waiting); "
-                              f"retry in {exc.retry_after} s", code="queue_full",
-                              headers={"Retry-After": str(exc.retry_after)})
+        return error_response(
+            request,
+            503,
+            f"the queue is full ({exc.waiting} requests {whose} waiting); retry in {exc.retry_after} s",
+            code="queue_full",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
     @app.exception_handler(RedisError)
     async def _redis_down(request: Request, exc: RedisError) -> Response:
         log.warning("Redis error on %s: %s", request.url.path, exc)
-        return error_response(request, 503, "the job queue (Redis) is unreachable; retry shortly",
-                              code="queue_unavailable", headers={"Retry-After": "1"})
+        return error_response(
+            request,
+            503,
+            "the job queue (Redis) is unreachable; retry shortly",
+            code="queue_unavailable",
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

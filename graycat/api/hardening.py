@@ -6,8 +6,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graycat.api.errors import BodyTooLarge, error_body
 
-SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"), (b"cross-origin-resource-policy", b"same-site")]
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-site"),
+]
 
 
 class HardeningMiddleware:
@@ -56,9 +60,17 @@ class HardeningMiddleware:
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         body = error_body(scope["path"], 413, too_large(self.max_body_mb), "request_too_large")
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -40,12 +40,20 @@ async def checkpoint(request: Request, wanted: str | None, param: str) -> str:
     if wanted:
         found = checkpoints.find(wanted, served)
         if found is None:
-            raise ApiError(404, f"checkpoint '{wanted}' not found; available: {', '.join(served) or 'none'}",
-                           code="model_not_found", param=param)
+            raise ApiError(
+                404,
+                f"checkpoint '{wanted}' not found; available: {', '.join(served) or 'none'}",
+                code="model_not_found",
+                param=param,
+            )
         return found
     if not served:
-        raise ApiError(503, "no image worker is running: start one with `graycat worker sd --models-dir DIR`",
-                       code="no_worker", headers={"Retry-After": "5"})
+        raise ApiError(
+            503,
+            "no image worker is running: start one with `graycat worker sd --models-dir DIR`",
+            code="no_worker",
+            headers={"Retry-After": "5"},
+        )
     chosen = (await image_state.options(request.app.state.queue.redis, request.state.owner)).get("sd_model_checkpoint")
     for name in (chosen, settings.sd_default_model):
         if name and (found := checkpoints.find(name, served)):
@@ -69,11 +77,19 @@ async def run(request: Request, params: GenerationParams, endpoint: str, reshape
     job_id = uuid.uuid4().hex
     ttl = int(settings.queue_timeout_for(KIND) + settings.job_timeout_for(KIND)) + 60
     await image_state.set_current(request.app.state.queue.redis, request.state.owner, job_id, ttl)
-    spec = JobSpec(endpoint, False, params.checkpoint, None, deterministic=True,
-                   images=params.batch_size * params.n_iter)
-    return await run_job(request, spec, kind=KIND, render_chunk=llamacpp.sse_event,
-                         render_failure=llamacpp.stream_error, reshape=reshape, body=params.to_json(),
-                         job_id=job_id)
+    spec = JobSpec(
+        endpoint, False, params.checkpoint, None, deterministic=True, images=params.batch_size * params.n_iter
+    )
+    return await run_job(
+        request,
+        spec,
+        kind=KIND,
+        render_chunk=llamacpp.sse_event,
+        render_failure=llamacpp.stream_error,
+        reshape=reshape,
+        body=params.to_json(),
+        job_id=job_id,
+    )
 
 
 async def refresh(request: Request) -> None:
@@ -84,10 +100,16 @@ async def refresh(request: Request) -> None:
     timeout = request.app.state.settings.sd_refresh_timeout
     done = await workers_refresh.refresh(queue.redis, KIND, timeout)
     if done.late:
-        raise ApiError(504, f"SD workers {', '.join(done.late)} did not finish reading their models folder within "
-                       f"{timeout:g} s (SD_REFRESH_TIMEOUT); they announce what they find when done",
-                       code="refresh_timeout")
+        raise ApiError(
+            504,
+            f"SD workers {', '.join(done.late)} did not finish reading their models folder within "
+            f"{timeout:g} s (SD_REFRESH_TIMEOUT); they announce what they find when done",
+            code="refresh_timeout",
+        )
     await queue.models(fresh=True)
     if done.failed:
-        raise ApiError(502, "SD workers could not read their models again (they keep the models they had): "
-                       + "; ".join(done.failed), code="refresh_failed")
+        raise ApiError(
+            502,
+            "SD workers could not read their models again (they keep the models they had): " + "; ".join(done.failed),
+            code="refresh_failed",
+        )

@@ -26,12 +26,21 @@ USAGE_DAYS = 40  # days a token's daily usage is kept
 # Status polls clients send every half second while a job runs (A1111's progress, a job's state), the watching
 # or cancelling of a job, and the console's live overview: they are authenticated, but neither use up the
 # per-minute allowance nor take a place in flight (the generation they watch holds one already).
-POLLS = frozenset({("GET", "/sdapi/v1/progress"), ("GET", "/jobs/{job_id}"), ("GET", "/jobs/{job_id}/events"),
-                   ("DELETE", "/jobs/{job_id}"), ("GET", "/console/events")})
+POLLS = frozenset(
+    {
+        ("GET", "/sdapi/v1/progress"),
+        ("GET", "/jobs/{job_id}"),
+        ("GET", "/jobs/{job_id}/events"),
+        ("DELETE", "/jobs/{job_id}"),
+        ("GET", "/console/events"),
+    }
+)
 STATE_KEY = "graycat_caller"  # where the admitted caller lives in the ASGI scope's state
-_REFUSED = {Admission.UNKNOWN: ("invalid API token", "invalid_api_key"),
-            Admission.REVOKED: ("this API token was revoked", "revoked_api_key"),
-            Admission.EXPIRED: ("this API token has expired", "expired_api_key")}
+_REFUSED = {
+    Admission.UNKNOWN: ("invalid API token", "invalid_api_key"),
+    Admission.REVOKED: ("this API token was revoked", "revoked_api_key"),
+    Admission.EXPIRED: ("this API token has expired", "expired_api_key"),
+}
 
 
 @dataclass
@@ -53,9 +62,11 @@ class Caller:
     def headers(self) -> list[tuple[bytes, bytes]]:
         if not self.rpm:
             return []
-        return [(b"x-ratelimit-limit", str(self.rpm).encode()),
-                (b"x-ratelimit-remaining", str(max(self.remaining, 0)).encode()),
-                (b"x-ratelimit-reset", str(max(self.reset, 1)).encode())]
+        return [
+            (b"x-ratelimit-limit", str(self.rpm).encode()),
+            (b"x-ratelimit-remaining", str(max(self.remaining, 0)).encode()),
+            (b"x-ratelimit-reset", str(max(self.reset, 1)).encode()),
+        ]
 
 
 def today() -> str:
@@ -82,27 +93,53 @@ async def admit(request: Request, secret: str, *, static: bool, admin: bool, cha
         return caller
     ticket = f"{request_id}:{uuid.uuid4().hex[:12]}"
     reply = await scripts.ADMIT.run(
-        queue.writer, token=keys.token(token_hash(secret)), recent=keys.recent_requests(owner),
-        in_flight=keys.in_flight(owner), managed=0 if static else 1, rpm=settings.rate_limit_rpm,
-        concurrency=settings.rate_limit_concurrency, now=now, ticket=ticket,
-        oldest=now - settings.job_timeout - settings.queue_timeout, ttl=settings.record_ttl(),
-        counted=0 if (poll := _is_poll(request)) else 1)
+        queue.writer,
+        token=keys.token(token_hash(secret)),
+        recent=keys.recent_requests(owner),
+        in_flight=keys.in_flight(owner),
+        managed=0 if static else 1,
+        rpm=settings.rate_limit_rpm,
+        concurrency=settings.rate_limit_concurrency,
+        now=now,
+        ticket=ticket,
+        oldest=now - settings.job_timeout - settings.queue_timeout,
+        ttl=settings.record_ttl(),
+        counted=0 if (poll := _is_poll(request)) else 1,
+    )
     verdict, rpm, remaining, reset, record = reply.verdict, reply.rpm, reply.remaining, reply.reset, reply.record
     concurrency = 0 if poll else reply.concurrency  # nothing to take out of the in-flight set at the end
     if verdict in _REFUSED:
         message, code = _REFUSED[verdict]
         raise ApiError(401, message, code=code, headers=challenge)
     info = TokenInfo.from_redis(dict(zip(record[::2], record[1::2], strict=True))) if record else None
-    caller = Caller(owner, admin or bool(info and info.admin), request_id, info.models if info else [],
-                    info.daily_tokens if info else 0, info.daily_images if info else 0, rpm, remaining, concurrency,
-                    reset, ticket)
+    caller = Caller(
+        owner,
+        admin or bool(info and info.admin),
+        request_id,
+        info.models if info else [],
+        info.daily_tokens if info else 0,
+        info.daily_images if info else 0,
+        rpm,
+        remaining,
+        concurrency,
+        reset,
+        ticket,
+    )
     if verdict is Admission.OVER_RPM:
         wait = str(max(reset, 1))
-        raise ApiError(429, f"rate limit reached: {rpm} requests per minute for this token; retry in {wait} s",
-                       code="rate_limit_exceeded", headers={"Retry-After": wait, **_headers(caller)})
+        raise ApiError(
+            429,
+            f"rate limit reached: {rpm} requests per minute for this token; retry in {wait} s",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": wait, **_headers(caller)},
+        )
     if verdict is Admission.OVER_CONCURRENCY:
-        raise ApiError(429, f"this token already has {concurrency} requests or jobs in flight (its limit); retry "
-                       "when one ends", code="too_many_concurrent_requests", headers={"Retry-After": "1"})
+        raise ApiError(
+            429,
+            f"this token already has {concurrency} requests or jobs in flight (its limit); retry when one ends",
+            code="too_many_concurrent_requests",
+            headers={"Retry-After": "1"},
+        )
     request.scope.setdefault("state", {})[STATE_KEY] = caller
     return caller
 
@@ -122,12 +159,21 @@ async def check_job(request: Request, model: str, kind: str, prompts: int = 1) -
     quota is checked by the reservation (graycat/api/quotas.py)."""
     most = request.app.state.settings.max_prompts
     if prompts > most:
-        raise ApiError(400, f"this request asks for {prompts} completions (prompts x n); at most {most} are taken "
-                       "per request (MAX_PROMPTS)", code="too_many_prompts", param="prompt")
+        raise ApiError(
+            400,
+            f"this request asks for {prompts} completions (prompts x n); at most {most} are taken "
+            "per request (MAX_PROMPTS)",
+            code="too_many_prompts",
+            param="prompt",
+        )
     caller: Caller | None = request.scope.get("state", {}).get(STATE_KEY)
     if caller is not None and caller.models and model not in caller.models:
-        raise ApiError(403, f"this token may not use model '{model}'; it may use: {', '.join(caller.models)}",
-                       code="model_not_allowed", param="model")
+        raise ApiError(
+            403,
+            f"this token may not use model '{model}'; it may use: {', '.join(caller.models)}",
+            code="model_not_allowed",
+            param="model",
+        )
 
 
 class LimitsMiddleware:

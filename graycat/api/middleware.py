@@ -62,10 +62,21 @@ class RequestMiddleware:
             route = _route_name(scope)
             self.metrics.request_done(route, status, first_byte or total, total)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info("%s %s %d", scope["method"], route, status, extra={
-                    "request_id": scope["request_id"], "job_id": job_id, "method": scope["method"], "route": route,
-                    "status": status, "duration_ms": round(total * 1000, 2),
-                    "first_byte_ms": round((first_byte or total) * 1000, 2)})
+                access_log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    route,
+                    status,
+                    extra={
+                        "request_id": scope["request_id"],
+                        "job_id": job_id,
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(total * 1000, 2),
+                        "first_byte_ms": round((first_byte or total) * 1000, 2),
+                    },
+                )
 
 
 def _route_name(scope: Scope) -> str:

@@ -50,8 +50,12 @@ def check_engine_fields(request: Request, fields: Mapping[str, Any]) -> None:
     if _FIELDS.isdisjoint(fields):
         return
     settings = request.app.state.settings
-    check_fields(fields, ParserLimits(settings.max_grammar_bytes, settings.max_grammar_depth,
-                                      settings.max_schema_bytes, settings.max_schema_depth))
+    check_fields(
+        fields,
+        ParserLimits(
+            settings.max_grammar_bytes, settings.max_grammar_depth, settings.max_schema_bytes, settings.max_schema_depth
+        ),
+    )
 
 
 def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:
@@ -59,8 +63,11 @@ def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:
     if isinstance(grammar := fields.get("grammar"), str):
         _check_grammar("grammar", grammar, limits)
     for i, trigger in enumerate(_list(fields.get("grammar_triggers"))):
-        if isinstance(trigger, dict) and trigger.get("type") in _PATTERN_TRIGGERS \
-                and isinstance(value := trigger.get("value"), str):
+        if (
+            isinstance(trigger, dict)
+            and trigger.get("type") in _PATTERN_TRIGGERS
+            and isinstance(value := trigger.get("value"), str)
+        ):
             _check_regex(f"grammar_triggers.{i}.value", value, limits)
     total = 0
     for param, schema in _schemas(fields):
@@ -70,8 +77,9 @@ def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:
         except orjson.JSONEncodeError as exc:  # an integer past 64 bits, or nesting past orjson's 255 levels
             raise TooComplex(param, f"cannot be measured: {exc}") from None
         if total > limits.schema_bytes:
-            raise TooComplex(param, f"the JSON schemas of this request are over {limits.schema_bytes} bytes "
-                             "(MAX_SCHEMA_BYTES)")
+            raise TooComplex(
+                param, f"the JSON schemas of this request are over {limits.schema_bytes} bytes (MAX_SCHEMA_BYTES)"
+            )
 
 
 def _list(value: Any) -> list[Any]:
@@ -105,8 +113,9 @@ def _check_regex(param: str, pattern: str, limits: ParserLimits) -> None:
     if len(pattern.encode()) > limits.grammar_bytes:
         raise TooComplex(param, f"the pattern is over {limits.grammar_bytes} bytes (MAX_GRAMMAR_BYTES)")
     if regex_depth(pattern) > limits.grammar_depth:
-        raise TooComplex(param, f"the pattern's groups are nested over {limits.grammar_depth} levels deep "
-                         "(MAX_GRAMMAR_DEPTH)")
+        raise TooComplex(
+            param, f"the pattern's groups are nested over {limits.grammar_depth} levels deep (MAX_GRAMMAR_DEPTH)"
+        )
 
 
 def grammar_depth(grammar: str) -> int:
@@ -122,7 +131,7 @@ def regex_depth(pattern: str) -> int:
 def _group_depth(text: str, *, grammar: bool) -> int:
     """The deepest nesting of `( )` in `text`, skipping character classes `[...]`; in a grammar also literals
     `"..."` and `#` comments, in a regular expression backslash escapes."""
-    skipped = "\"[" if grammar else "["
+    skipped = '"[' if grammar else "["
     depth = deepest = 0
     i, n = 0, len(text)
     while i < n:
@@ -152,8 +161,11 @@ def _check_schema(param: str, schema: Any, limits: ParserLimits) -> None:
     heights: dict[str, int] = {}  # a reference's height, once known; 0 while it is being walked (a cycle)
 
     def too_deep(where: str) -> TooComplex:
-        return TooComplex(param, f"nested over {limits.schema_depth} levels deep, counting each $ref followed "
-                          f"(MAX_SCHEMA_DEPTH), at {where or '/'}")
+        return TooComplex(
+            param,
+            f"nested over {limits.schema_depth} levels deep, counting each $ref followed "
+            f"(MAX_SCHEMA_DEPTH), at {where or '/'}",
+        )
 
     def height(node: Any, depth: int, where: str) -> int:
         if depth > limits.schema_depth:

@@ -34,8 +34,7 @@ class QueueWaits:
                 seen.popleft()
             if seen:
                 waits = sorted(s for _, s in seen)
-                out[key] = {"count": len(waits), "p50": round(rank(waits, 0.5), 3),
-                            "p95": round(rank(waits, 0.95), 3)}
+                out[key] = {"count": len(waits), "p50": round(rank(waits, 0.5), 3), "p95": round(rank(waits, 0.95), 3)}
         return out
 
 

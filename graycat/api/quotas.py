@@ -65,8 +65,18 @@ async def reserve(request: Request, job: Job, spec: JobSpec, kind: str) -> Hold 
     now = time.time()
     key = keys.reserved(caller.owner, what)
     granted, used, held = await scripts.RESERVE.run(
-        queue.writer, usage=keys.usage(caller.owner, today()), reserved=key, field=what, limit=limit, want=want,
-        unit=unit, now=now, lapses=now + lifetime, job_id=job.id, ttl=int(lifetime))
+        queue.writer,
+        usage=keys.usage(caller.owner, today()),
+        reserved=key,
+        field=what,
+        limit=limit,
+        want=want,
+        unit=unit,
+        now=now,
+        lapses=now + lifetime,
+        job_id=job.id,
+        ttl=int(lifetime),
+    )
     if not granted:
         raise _refusal(what, limit, used, held, want if not unit else unit, job.slots)
     if body is not None:
@@ -87,6 +97,10 @@ def _refusal(what: str, limit: int, used: int, held: int, least: int, prompts: i
     asked = f"{least} {noun}" + (f" ({prompts} prompts)" if prompts > 1 and what != "images" else "")
     pending = f", {held} reserved by requests in progress" if held else ""
     retry = RETRY_SOON_S if held else 86400 - int(time.time()) % 86400
-    return ApiError(429, f"daily quota: this request needs {asked} but {left} of this token's {limit} {noun} are "
-                    f"left today (UTC; {used} used{pending})", code="quota_exceeded",
-                    headers={"Retry-After": str(retry)})
+    return ApiError(
+        429,
+        f"daily quota: this request needs {asked} but {left} of this token's {limit} {noun} are "
+        f"left today (UTC; {used} used{pending})",
+        code="quota_exceeded",
+        headers={"Retry-After": str(retry)},
+    )

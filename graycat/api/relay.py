@@ -27,11 +27,20 @@ _GONE = b"\x00gone"  # internal events: the client went away / the job's deadlin
 _LATE = b"\x00late"
 
 
-async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: Callable[[bytes], bytes],
-                  render_failure: Callable[[int, str], bytes],
-                  reshape: Callable[[bytes], bytes] | None = None, body: bytes | None = None,
-                  stream_type: str = "text/event-stream", worker: str | None = None,
-                  on_start: Callable[[str], None] | None = None, job_id: str | None = None) -> Response:
+async def run_job(
+    request: Request,
+    spec: JobSpec,
+    *,
+    kind: str,
+    render_chunk: Callable[[bytes], bytes],
+    render_failure: Callable[[int, str], bytes],
+    reshape: Callable[[bytes], bytes] | None = None,
+    body: bytes | None = None,
+    stream_type: str = "text/event-stream",
+    worker: str | None = None,
+    on_start: Callable[[str], None] | None = None,
+    job_id: str | None = None,
+) -> Response:
     """Enqueue the request's body (or `body`, the engine request a dialect made of it) as a job and relay
     the answer.
 
@@ -46,11 +55,17 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     state = request.app.state
     queue: JobQueue = state.queue
     metrics: ApiMetrics = state.metrics
-    model = await resolve_model(queue, state.settings.default_model, spec, kind,
-                                aliases=state.settings.model_aliases)
+    model = await resolve_model(queue, state.settings.default_model, spec, kind, aliases=state.settings.model_aliases)
     await check_job(request, model, kind, spec.prompts)
-    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=await request.body() if body is None else body,
-              stream=spec.stream, request_id=request.scope["request_id"], slots=spec.prompts)
+    job = Job(
+        kind=kind,
+        model=model,
+        endpoint=spec.endpoint,
+        body=await request.body() if body is None else body,
+        stream=spec.stream,
+        request_id=request.scope["request_id"],
+        slots=spec.prompts,
+    )
     if job_id is not None:
         job.id = job_id
     hold = await quotas.reserve(request, job, spec, kind)
@@ -66,8 +81,13 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
     queue_timeout = state.settings.queue_timeout_for(kind)
 
     def no_worker() -> ApiError:
-        return ApiError(503, f"no worker for model '{model}' took the request within {queue_timeout:g} s; "
-                        "start a worker for it or retry later", code="no_worker", headers={"Retry-After": "5"})
+        return ApiError(
+            503,
+            f"no worker for model '{model}' took the request within {queue_timeout:g} s; "
+            "start a worker for it or retry later",
+            code="no_worker",
+            headers={"Retry-After": "5"},
+        )
 
     handed_over = False
     watcher = asyncio.create_task(_watch(request.receive, sub))  # a client that leaves cancels its job
@@ -93,8 +113,9 @@ async def run_job(request: Request, spec: JobSpec, *, kind: str, render_chunk: C
                 body = reshape(body)
             return Response(body, status, headers=headers, media_type="application/json")
         handed_over = True
-        return EventStream(queue, sub, event, deadline, spec, render_chunk, render_failure,
-                           {**SSE_HEADERS, **headers}, stream_type)
+        return EventStream(
+            queue, sub, event, deadline, spec, render_chunk, render_failure, {**SSE_HEADERS, **headers}, stream_type
+        )
     finally:
         watcher.cancel()
         if not handed_over:
@@ -116,8 +137,13 @@ def _too_long() -> ApiError:
     return ApiError(504, "the job ran past JOB_TIMEOUT and was cancelled", code="job_timeout")
 
 
-async def _event(queue: JobQueue, sub: Subscription, deadline: float, late: Callable[[], ApiError],
-                 late_state: JobState = JobState.CANCELLED) -> bytes:
+async def _event(
+    queue: JobQueue,
+    sub: Subscription,
+    deadline: float,
+    late: Callable[[], ApiError],
+    late_state: JobState = JobState.CANCELLED,
+) -> bytes:
     """The job's next event before `deadline` (loop time). Past it the job ends in `late_state` and the error
     `late()` makes is raised; a client that left cancels it."""
     try:
@@ -143,14 +169,25 @@ class EventStream(Response):
     error event.
     """
 
-    def __init__(self, queue: JobQueue, sub: Subscription, first: bytes, deadline: float, spec: JobSpec,
-                 render_chunk: Callable[[bytes], bytes], render_failure: Callable[[int, str], bytes],
-                 headers: dict[str, str], media_type: str) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        sub: Subscription,
+        first: bytes,
+        deadline: float,
+        spec: JobSpec,
+        render_chunk: Callable[[bytes], bytes],
+        render_failure: Callable[[int, str], bytes],
+        headers: dict[str, str],
+        media_type: str,
+    ) -> None:
         self.status_code = 200
         self.background = None
         self.media_type = media_type
-        self.raw_headers = [(b"content-type", media_type.encode()),
-                            *((k.lower().encode(), v.encode()) for k, v in headers.items())]
+        self.raw_headers = [
+            (b"content-type", media_type.encode()),
+            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+        ]
         self._queue, self._sub, self._first, self._deadline = queue, sub, first, deadline
         self._deterministic = spec.deterministic
         self._render_chunk, self._render_failure = render_chunk, render_failure

@@ -36,8 +36,9 @@ def session_id(request: Request, field: object) -> str | None:
 
 def checked_id(value: object) -> str:
     if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise ApiError(400, "session_id: 1-128 letters, digits, '.', '_', ':' or '-'", code="invalid_request",
-                       param="session_id")
+        raise ApiError(
+            400, "session_id: 1-128 letters, digits, '.', '_', ':' or '-'", code="invalid_request", param="session_id"
+        )
     return value
 
 
@@ -71,8 +72,12 @@ class Session:
         self._new = [_storable(m) for m in body.get("messages", [])]
         limit = self._settings.session_max_message_kb * 1024
         if any(len(orjson.dumps(m)) > limit for m in self._new):
-            raise ApiError(413, f"a message of a session may hold at most {limit // 1024} KiB "
-                           "(SESSION_MAX_MESSAGE_KB)", code="message_too_large", param="messages")
+            raise ApiError(
+                413,
+                f"a message of a session may hold at most {limit // 1024} KiB (SESSION_MAX_MESSAGE_KB)",
+                code="message_too_large",
+                param="messages",
+            )
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.lrange(self.key, 0, -1)
             pipe.get(self._worker_key)
@@ -106,24 +111,37 @@ class Session:
         settings = self._settings
         try:
             forgotten = await scripts.SESSION_APPEND.run(
-                self._redis, session=self.key, worker=self._worker_key, sessions=keys.sessions_of(self._owner),
-                sizes=keys.session_sizes(self._owner), ttl=settings.session_ttl,
-                max_messages=settings.session_max_messages, max_bytes=settings.session_max_kb * 1024,
-                max_token_bytes=settings.sessions_max_mb_per_token * 1024 * 1024, now=time.time(), sid=self._sid,
-                runner=self._runner or "", session_prefix=keys.session(self._owner, ""),
-                worker_prefix=keys.session_worker(self._owner, ""), messages=[orjson.dumps(m) for m in messages])
+                self._redis,
+                session=self.key,
+                worker=self._worker_key,
+                sessions=keys.sessions_of(self._owner),
+                sizes=keys.session_sizes(self._owner),
+                ttl=settings.session_ttl,
+                max_messages=settings.session_max_messages,
+                max_bytes=settings.session_max_kb * 1024,
+                max_token_bytes=settings.sessions_max_mb_per_token * 1024 * 1024,
+                now=time.time(),
+                sid=self._sid,
+                runner=self._runner or "",
+                session_prefix=keys.session(self._owner, ""),
+                worker_prefix=keys.session_worker(self._owner, ""),
+                messages=[orjson.dumps(m) for m in messages],
+            )
             if forgotten:
-                log.info("token %s is over SESSIONS_MAX_MB_PER_TOKEN: %d old session(s) forgotten", self._owner,
-                         forgotten)
+                log.info(
+                    "token %s is over SESSIONS_MAX_MB_PER_TOKEN: %d old session(s) forgotten", self._owner, forgotten
+                )
         except Exception as exc:  # the answer was given; only the history of this turn is lost
             log.warning("could not save a turn of session %s: %s", self.key, exc)
 
     def watch_answer(self, reshape: Callable[[bytes], bytes] | None) -> Callable[[bytes], bytes]:
         """Keep the reply of a whole (OpenAI chat) answer, then reshape it as the client reads it."""
+
         def watched(body: bytes) -> bytes:
             message = orjson.loads(body)["choices"][0].get("message") or {}
             self._keep(_storable(message))
             return reshape(body) if reshape else body
+
         return watched
 
     def watch_stream(self, render: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
@@ -136,9 +154,13 @@ class Session:
                 if choices[0].get("finish_reason"):
                     self._keep({"role": "assistant", "content": "".join(parts)})
             return render(payload)
+
         return watched
 
 
 def _storable(message: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in message.items() if v is not None and k in ("role", "content", "tool_calls", "name",
-                                                                         "tool_call_id")}
+    return {
+        k: v
+        for k, v in message.items()
+        if v is not None and k in ("role", "content", "tool_calls", "name", "tool_call_id")
+    }

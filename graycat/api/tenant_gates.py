@@ -23,8 +23,12 @@ class TenantGate:
     def acquire(self, owner: str) -> Callable[[], None]:
         """Take a place for `owner` (429 when it has them all); returns the call that gives it back."""
         if self.limit and self._held[owner] >= self.limit:
-            raise ApiError(429, f"this token already has {self.limit} {self.what} open ({self.setting}); "
-                           "close one or wait", code="too_many_concurrent_requests", headers={"Retry-After": "1"})
+            raise ApiError(
+                429,
+                f"this token already has {self.limit} {self.what} open ({self.setting}); close one or wait",
+                code="too_many_concurrent_requests",
+                headers={"Retry-After": "1"},
+            )
         self._held[owner] += 1
         released = False
 
@@ -35,6 +39,7 @@ class TenantGate:
                 self._held[owner] -= 1
                 if not self._held[owner]:
                     del self._held[owner]
+
         return release
 
     @contextmanager

@@ -37,8 +37,15 @@ class Checkpoint:
 
     def info(self) -> dict[str, Any]:
         """What the worker announces about it (the api's /sdapi/v1/sd-models and name lookups read this)."""
-        return {"kind": "sd", "title": self.title, "model_name": self.model_name, "hash": self.short_hash,
-                "sha256": self.sha256, "filename": str(self.path.resolve()), "config": None}
+        return {
+            "kind": "sd",
+            "title": self.title,
+            "model_name": self.model_name,
+            "hash": self.short_hash,
+            "sha256": self.sha256,
+            "filename": str(self.path.resolve()),
+            "config": None,
+        }
 
 
 def checkpoints_path(models_dir: Path) -> Path:
@@ -50,16 +57,19 @@ def checkpoints_folder(models_dir: Path) -> Path:
     """`DIR/models/Stable-diffusion`; FileNotFoundError naming the expected layout when absent."""
     folder = checkpoints_path(models_dir)
     if not folder.is_dir():
-        raise FileNotFoundError(f"no checkpoint folder {folder} (expected the A1111 layout "
-                                "DIR/models/Stable-diffusion holding .safetensors/.ckpt files or diffusers folders)")
+        raise FileNotFoundError(
+            f"no checkpoint folder {folder} (expected the A1111 layout "
+            "DIR/models/Stable-diffusion holding .safetensors/.ckpt files or diffusers folders)"
+        )
     return folder
 
 
 def any_present(models_dir: Path) -> bool:
     """Whether the folder holds a checkpoint, without hashing anything (for `graycat up`)."""
     folder = checkpoints_path(models_dir)
-    return folder.is_dir() and any(p.suffix in CHECKPOINT_SUFFIXES or p.name == "model_index.json"
-                                   for p in folder.rglob("*"))
+    return folder.is_dir() and any(
+        p.suffix in CHECKPOINT_SUFFIXES or p.name == "model_index.json" for p in folder.rglob("*")
+    )
 
 
 def _sha256(path: Path) -> str:

@@ -92,8 +92,9 @@ def encode_png(image: Image.Image, infotext: str | None = None, texts: dict[str,
 FORMATS = ("png", "jpeg", "webp")  # A1111's samples_format ("jpg" is "jpeg")
 
 
-def encode(image: Image.Image, infotext: str | None = None, *, fmt: str = "png", quality: int = 80,
-           lossless: bool = False) -> str:
+def encode(
+    image: Image.Image, infotext: str | None = None, *, fmt: str = "png", quality: int = 80, lossless: bool = False
+) -> str:
     """Base64 `fmt` image as A1111 sends it for its samples_format: PNG as `encode_png`; JPEG (RGB) and WebP
     at `quality` (WebP `lossless` as asked) with the infotext in the EXIF UserComment."""
     if fmt == "png":

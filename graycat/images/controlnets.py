@@ -10,8 +10,11 @@ def scan(models_dir: Path) -> dict[str, Path]:
     folder = models_dir / "models" / "ControlNet"
     if not folder.is_dir():
         return {}
-    return {p.parent.name: p.parent for p in sorted(folder.rglob("config.json"))
-            if any(p.parent.glob("diffusion_pytorch_model.*"))}
+    return {
+        p.parent.name: p.parent
+        for p in sorted(folder.rglob("config.json"))
+        if any(p.parent.glob("diffusion_pytorch_model.*"))
+    }
 
 
 def find(name: str, available: list[str]) -> str | None:

@@ -11,8 +11,11 @@ _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 def _value(value: Any) -> str:
     text = str(value)
-    return f'"{text.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' \
-        if any(c in text for c in ',:"\n') else text
+    return (
+        f'"{text.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        if any(c in text for c in ',:"\n')
+        else text
+    )
 
 
 def build(prompt: str, negative_prompt: str, settings: dict[str, Any]) -> str:

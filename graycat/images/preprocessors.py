@@ -61,14 +61,16 @@ def _local_maxima(magnitude: Any, angle: Any) -> Any:
     h, w = magnitude.shape
 
     def shifted(dy: int, dx: int) -> Any:
-        return padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+        return padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
 
     # gradient direction in four bins: across a vertical edge (0°), the diagonals (45°, 135°), a horizontal one
     bins = (np.round(angle / 45) % 4 * 45).astype(int)
-    beats = {0: (magnitude > shifted(0, -1)) & (magnitude >= shifted(0, 1)),
-             90: (magnitude > shifted(-1, 0)) & (magnitude >= shifted(1, 0)),
-             45: (magnitude > shifted(1, 1)) & (magnitude > shifted(-1, -1)),
-             135: (magnitude > shifted(1, -1)) & (magnitude > shifted(-1, 1))}
+    beats = {
+        0: (magnitude > shifted(0, -1)) & (magnitude >= shifted(0, 1)),
+        90: (magnitude > shifted(-1, 0)) & (magnitude >= shifted(1, 0)),
+        45: (magnitude > shifted(1, 1)) & (magnitude > shifted(-1, -1)),
+        135: (magnitude > shifted(1, -1)) & (magnitude > shifted(-1, 1)),
+    }
     out = np.zeros_like(magnitude)
     for degrees, wins in beats.items():
         here = (bins == degrees) & wins

@@ -20,15 +20,21 @@ class Sampler:
 SAMPLERS: tuple[Sampler, ...] = (
     Sampler("DPM++ 2M", "DPMSolverMultistepScheduler", ("k_dpmpp_2m",)),
     Sampler("DPM++ SDE", "DPMSolverSDEScheduler", ("k_dpmpp_sde",)),
-    Sampler("DPM++ 2M SDE", "DPMSolverMultistepScheduler", ("k_dpmpp_2m_sde",),
-            {"algorithm_type": "sde-dpmsolver++"}),
-    Sampler("DPM++ 2M SDE Heun", "DPMSolverMultistepScheduler", ("k_dpmpp_2m_sde_heun",),
-            {"algorithm_type": "sde-dpmsolver++", "solver_type": "heun"}),
+    Sampler("DPM++ 2M SDE", "DPMSolverMultistepScheduler", ("k_dpmpp_2m_sde",), {"algorithm_type": "sde-dpmsolver++"}),
+    Sampler(
+        "DPM++ 2M SDE Heun",
+        "DPMSolverMultistepScheduler",
+        ("k_dpmpp_2m_sde_heun",),
+        {"algorithm_type": "sde-dpmsolver++", "solver_type": "heun"},
+    ),
     Sampler("DPM++ 2S a", "DPMSolverSinglestepScheduler", ("k_dpmpp_2s_a",)),
-    Sampler("DPM++ 3M SDE", "DPMSolverMultistepScheduler", ("k_dpmpp_3m_sde",),
-            {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
-    Sampler("Euler a", "EulerAncestralDiscreteScheduler", ("k_euler_a", "k_euler_ancestral"),
-            sigma_schedules=False),
+    Sampler(
+        "DPM++ 3M SDE",
+        "DPMSolverMultistepScheduler",
+        ("k_dpmpp_3m_sde",),
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 3},
+    ),
+    Sampler("Euler a", "EulerAncestralDiscreteScheduler", ("k_euler_a", "k_euler_ancestral"), sigma_schedules=False),
     Sampler("Euler", "EulerDiscreteScheduler", ("k_euler",)),
     Sampler("LMS", "LMSDiscreteScheduler", ("k_lms",)),
     Sampler("Heun", "HeunDiscreteScheduler", ("k_heun",)),
@@ -88,14 +94,17 @@ def resolve(sampler_name: str | None, schedule_name: str | None = None) -> Sampl
         sampler = _SAMPLER_NAMES.get(base.lower())
         found = _SCHEDULE_NAMES.get(suffix.lower())
         if sampler is None or found is None:
-            raise UnknownSampler(f"unknown sampler '{name}'; available: {', '.join(s.name for s in SAMPLERS)} "
-                                 f"(optionally followed by a schedule: {', '.join(s.label for s in SCHEDULES)})")
+            raise UnknownSampler(
+                f"unknown sampler '{name}'; available: {', '.join(s.name for s in SAMPLERS)} "
+                f"(optionally followed by a schedule: {', '.join(s.label for s in SCHEDULES)})"
+            )
         schedule = found
     if schedule_name:
         explicit = _SCHEDULE_NAMES.get(schedule_name.strip().lower())
         if explicit is None:
-            raise UnknownSampler(f"unknown scheduler '{schedule_name}'; available: "
-                                 f"{', '.join(s.name for s in SCHEDULES)}")
+            raise UnknownSampler(
+                f"unknown scheduler '{schedule_name}'; available: {', '.join(s.name for s in SCHEDULES)}"
+            )
         schedule = explicit
     if schedule.needs_sigmas and not sampler.sigma_schedules:
         raise UnknownSampler(f"sampler '{sampler.name}' cannot use the {schedule.label} schedule")
@@ -109,5 +118,7 @@ def sampler_list() -> list[dict[str, Any]]:
 
 def schedule_list() -> list[dict[str, Any]]:
     """`GET /sdapi/v1/schedulers`."""
-    return [{"name": s.name, "label": s.label, "aliases": None, "default_rho": None, "need_inner_model": None}
-            for s in SCHEDULES]
+    return [
+        {"name": s.name, "label": s.label, "aliases": None, "default_rho": None, "need_inner_model": None}
+        for s in SCHEDULES
+    ]

@@ -36,8 +36,9 @@ def _ramp(width: int, height: int, across: bool) -> Image.Image:
     return ramp.resize((width, height), Image.Resampling.NEAREST)
 
 
-def combine(tiles: list[list[Image.Image]], xs: list[int], ys: list[int], size: tuple[int, int],
-            overlap: int) -> Image.Image:
+def combine(
+    tiles: list[list[Image.Image]], xs: list[int], ys: list[int], size: tuple[int, int], overlap: int
+) -> Image.Image:
     """The tiles put back at their places; where a tile starts over its left (upper) neighbour its first
     `overlap` columns (rows) fade in over the neighbour, the rest covers it."""
     canvas = Image.new("RGB", size)

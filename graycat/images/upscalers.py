@@ -7,9 +7,14 @@ from PIL import Image
 
 Filter = Image.Resampling
 UPSCALERS: dict[str, Filter] = {
-    "Latent": Filter.BILINEAR, "Latent (antialiased)": Filter.BILINEAR, "Latent (bicubic)": Filter.BICUBIC,
-    "Latent (bicubic antialiased)": Filter.BICUBIC, "Latent (nearest)": Filter.NEAREST,
-    "Latent (nearest-exact)": Filter.NEAREST, "None": Filter.LANCZOS, "Lanczos": Filter.LANCZOS,
+    "Latent": Filter.BILINEAR,
+    "Latent (antialiased)": Filter.BILINEAR,
+    "Latent (bicubic)": Filter.BICUBIC,
+    "Latent (bicubic antialiased)": Filter.BICUBIC,
+    "Latent (nearest)": Filter.NEAREST,
+    "Latent (nearest-exact)": Filter.NEAREST,
+    "None": Filter.LANCZOS,
+    "Lanczos": Filter.LANCZOS,
     "Nearest": Filter.NEAREST,
 }
 DEFAULT = "Latent"

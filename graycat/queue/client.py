@@ -44,11 +44,18 @@ class Served:
 
     @classmethod
     def of(cls, workers: list[dict[str, Any]]) -> Served:
-        pools = {(kind, model) for w in workers for kind in (w.get("kinds") or [w.get("kind")])
-                 for model in w.get("models", [])}
+        pools = {
+            (kind, model)
+            for w in workers
+            for kind in (w.get("kinds") or [w.get("kind")])
+            for model in w.get("models", [])
+        }
         ready = {model for w in workers if not w.get("loading") for model in w.get("models", [])}
-        return cls(frozenset(pools), frozenset(served_models(workers) - ready),
-                   frozenset(str(w["default"]) for w in workers if w.get("default")))
+        return cls(
+            frozenset(pools),
+            frozenset(served_models(workers) - ready),
+            frozenset(str(w["default"]) for w in workers if w.get("default")),
+        )
 
     def models(self, kind: str) -> list[str]:
         """The models served for jobs of `kind`, by name."""
@@ -71,9 +78,17 @@ class QueueFull(Exception):
 class JobQueue:
     """Submits jobs to pools and tracks the models that workers serve."""
 
-    def __init__(self, redis: aioredis.Redis, writer: PipelinedConnection, hub: EventHub, *,
-                 record_ttl: int, max_waiting: int = 0, max_waiting_per_token: int = 0,
-                 queue_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        writer: PipelinedConnection,
+        hub: EventHub,
+        *,
+        record_ttl: int,
+        max_waiting: int = 0,
+        max_waiting_per_token: int = 0,
+        queue_timeout: float = 120.0,
+    ) -> None:
         self.redis = redis
         self.max_waiting = max_waiting
         self.max_waiting_per_token = max_waiting_per_token
@@ -85,8 +100,9 @@ class JobQueue:
         self._served = Cached(self._read_served, SERVED_CACHE_S, Served())
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def submit(self, job: Job, owner: str = "", worker: str | None = None,
-                     holds: tuple[str, ...] = ()) -> Subscription:
+    async def submit(
+        self, job: Job, owner: str = "", worker: str | None = None, holds: tuple[str, ...] = ()
+    ) -> Subscription:
         """Enqueue `job` (for `worker` when given: its direct lane) and return the subscription to its events,
         which this api process receives."""
         job.reply_to = self.hub.channel
@@ -98,8 +114,7 @@ class JobQueue:
             raise
         return sub
 
-    async def enqueue(self, job: Job, owner: str = "", worker: str | None = None,
-                      holds: tuple[str, ...] = ()) -> None:
+    async def enqueue(self, job: Job, owner: str = "", worker: str | None = None, holds: tuple[str, ...] = ()) -> None:
         """Write the job record and queue the job (in `worker`'s direct lane when given), in one atomic round
         trip; QueueFull when the pool is full. `holds`: record fields naming what the job holds until it ends
         (its quota reservation, its place in flight; see scripts.RELEASE_HOLDS)."""
@@ -107,20 +122,51 @@ class JobQueue:
         registry = () if worker else (keys.POOLS,)
         job.owner = owner
         record: tuple[str | int, ...] = (
-            "state", JobState.PENDING.value, "kind", job.kind, "model", job.model, "endpoint", job.endpoint,
-            "stream", int(job.stream), "created", repr(job.created), "owner", owner, "reply", job.reply_to,
-            "request_id", job.request_id, *holds)
+            "state",
+            JobState.PENDING.value,
+            "kind",
+            job.kind,
+            "model",
+            job.model,
+            "endpoint",
+            job.endpoint,
+            "stream",
+            int(job.stream),
+            "created",
+            repr(job.created),
+            "owner",
+            owner,
+            "reply",
+            job.reply_to,
+            "request_id",
+            job.request_id,
+            *holds,
+        )
         fields = [part for pair in job.to_fields().items() for part in pair]
         now = time.time()
         per_token = self.max_waiting_per_token if owner else 0
         entry = await scripts.ENQUEUE.run(
-            self.writer, job=keys.job(job.id), stream=stream, waiting=keys.waiting_of(owner), registry=registry,
-            ttl=self.record_ttl, pool_limit=self.max_waiting, owner_limit=per_token, now=now,
-            oldest=now - self.queue_timeout - 5, n=len(record), record=record, fields=fields)
+            self.writer,
+            job=keys.job(job.id),
+            stream=stream,
+            waiting=keys.waiting_of(owner),
+            registry=registry,
+            ttl=self.record_ttl,
+            pool_limit=self.max_waiting,
+            owner_limit=per_token,
+            now=now,
+            oldest=now - self.queue_timeout - 5,
+            n=len(record),
+            record=record,
+            fields=fields,
+        )
         if isinstance(entry, tuple):
             refused, waiting = entry
-            raise QueueFull(waiting, await self._retry_after(job.kind, job.model, waiting),
-                            per_token=refused is scripts.Refused.OWNER_FULL)
+            raise QueueFull(
+                waiting,
+                await self._retry_after(job.kind, job.model, waiting),
+                per_token=refused is scripts.Refused.OWNER_FULL,
+            )
 
     async def record(self, job_id: str) -> dict[str, str] | None:
         """The job record, None when unknown or expired."""
@@ -136,8 +182,7 @@ class JobQueue:
                 last = text(group["last-delivered-id"])
         if entry_key(entry_id.encode()) <= entry_key(last.encode()):
             return None
-        ahead = entries(await self.redis.xrange(pool, min=f"({last}", max=entry_id,
-                                                count=self.max_waiting or 10_000))
+        ahead = entries(await self.redis.xrange(pool, min=f"({last}", max=entry_id, count=self.max_waiting or 10_000))
         return max(0, len(ahead) - 1)
 
     async def result(self, job_id: str) -> tuple[int, bytes] | None:
@@ -159,9 +204,18 @@ class JobQueue:
         status, reason = (504, "no worker took the job in time") if state == JobState.EXPIRED else (499, "cancelled")
         end = end_event(status, error_body(status, reason, state.value))
         await scripts.CANCEL.run(
-            self.redis, job=keys.job(job_id), cancel_flag=keys.cancel_flag(job_id), events=keys.events(job_id),
-            state=state.value, ttl=self.record_ttl, now=time.time(), channel=keys.CANCEL_CHANNEL, job_id=job_id,
-            prefix=keys.PREFIX, end_event=end)
+            self.redis,
+            job=keys.job(job_id),
+            cancel_flag=keys.cancel_flag(job_id),
+            events=keys.events(job_id),
+            state=state.value,
+            ttl=self.record_ttl,
+            now=time.time(),
+            channel=keys.CANCEL_CHANNEL,
+            job_id=job_id,
+            prefix=keys.PREFIX,
+            end_event=end,
+        )
 
     def cancel_soon(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
         """Cancel from a context that may itself be cancelled (a closing stream)."""
@@ -215,18 +269,29 @@ class JobQueue:
             replies = await pipe.execute(raise_on_error=False)
         result, gone = [], []
         for i, pool in enumerate(pools):
-            exists, length, pending, stats, groups = replies[5 * i:5 * i + 5]
+            exists, length, pending, stats, groups = replies[5 * i : 5 * i + 5]
             if exists == 0:
                 gone.append(pool)
                 continue
             kind, model = keys.parse_pool(pool)
             active = int(pending["pending"]) if isinstance(pending, dict) else 0
             stats = {text(k): int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
-            last = next((g["last-delivered-id"] for g in groups if g["name"] in (keys.GROUP, keys.GROUP.encode())),
-                        b"0-0") if isinstance(groups, list) else b"0-0"
-            result.append({"kind": kind, "model": model, "waiting": int(length) - active, "active": active,
-                           "oldest_wait_s": 0.0, "_last": text(last),
-                           **{name: stats.get(name, 0) for name in POOL_COUNTERS}})
+            last = (
+                next((g["last-delivered-id"] for g in groups if g["name"] in (keys.GROUP, keys.GROUP.encode())), b"0-0")
+                if isinstance(groups, list)
+                else b"0-0"
+            )
+            result.append(
+                {
+                    "kind": kind,
+                    "model": model,
+                    "waiting": int(length) - active,
+                    "active": active,
+                    "oldest_wait_s": 0.0,
+                    "_last": text(last),
+                    **{name: stats.get(name, 0) for name in POOL_COUNTERS},
+                }
+            )
         waiting = [p for p in result if p["waiting"] > 0]
         if waiting:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -274,8 +339,13 @@ class JobQueue:
         moved = 0
         for lane in await self.redis.smembers(keys.DIRECT_LANES):
             worker_id, kind, model = keys.parse_direct_lane(text(lane))
-            n = await scripts.RESCUE_LANE.run(self.writer, lane=lane, heartbeat=keys.worker(worker_id),
-                                              pool=keys.pool(kind, model), lanes=keys.DIRECT_LANES)
+            n = await scripts.RESCUE_LANE.run(
+                self.writer,
+                lane=lane,
+                heartbeat=keys.worker(worker_id),
+                pool=keys.pool(kind, model),
+                lanes=keys.DIRECT_LANES,
+            )
             moved += max(n, 0)
         return moved
 
@@ -300,6 +370,13 @@ class JobQueue:
             kind, _ = keys.parse_pool(key)
             cutoff = f"{int((time.time() - older_than(kind)) * 1000)}-{2**63 - 1}"
             expired += await scripts.EXPIRE_WAITING.run(
-                self.writer, pool=key, cutoff=cutoff, now=time.time(), ttl=self.record_ttl, batch=batch,
-                prefix=keys.PREFIX, group=keys.GROUP)
+                self.writer,
+                pool=key,
+                cutoff=cutoff,
+                now=time.time(),
+                ttl=self.record_ttl,
+                batch=batch,
+                prefix=keys.PREFIX,
+                group=keys.GROUP,
+            )
         return expired

@@ -24,8 +24,9 @@ def tune(sock: socket.socket) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
 
 
-def connect(url: str, *, blocking: bool = False, name: str | None = None, max_connections: int = 512,
-            pool_timeout: float = 5.0) -> aioredis.Redis:
+def connect(
+    url: str, *, blocking: bool = False, name: str | None = None, max_connections: int = 512, pool_timeout: float = 5.0
+) -> aioredis.Redis:
     """A client for `url` (a Sentinel URL gives a client of the current master). Blocking readers
     (XREADGROUP BLOCK, pub/sub) get no socket timeout: redis-py's default 5 s timeout would break them;
     keepalive probes notice a dead host under them. `name` names its connections (CLIENT LIST shows it).

@@ -33,8 +33,16 @@ class Claimed:
 class Consumer:
     """One worker's connection to its pools."""
 
-    def __init__(self, redis: aioredis.Redis, reader: aioredis.Redis, events: PipelinedConnection,
-                 worker_id: str, pools: Iterable[tuple[str, str]], *, record_ttl: int) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        reader: aioredis.Redis,
+        events: PipelinedConnection,
+        worker_id: str,
+        pools: Iterable[tuple[str, str]],
+        *,
+        record_ttl: int,
+    ) -> None:
         self.redis = redis
         self.reader = reader
         self.events = events
@@ -63,9 +71,15 @@ class Consumer:
     async def claim(self, count: int, block_ms: int) -> list[Claimed]:
         """Up to `count` new jobs from this worker's direct lanes, then its pools, waiting at most `block_ms`."""
         streams = {**{lane: ">" for lane in self.lanes}, **{stream: ">" for _, _, stream in self.pools}}
-        reply = streams_reply(await self.reader.xreadgroup(keys.GROUP, self.worker_id,
-                                                           streams,  # type: ignore[arg-type]
-                                                           count=count, block=block_ms))
+        reply = streams_reply(
+            await self.reader.xreadgroup(
+                keys.GROUP,
+                self.worker_id,
+                streams,  # type: ignore[arg-type]
+                count=count,
+                block=block_ms,
+            )
+        )
         claimed = []
         for stream, entries in reply:
             for entry_id, fields in entries:
@@ -83,30 +97,62 @@ class Consumer:
     async def start(self, job: Job) -> bool:
         """Mark the job active and tell its client; False when it was cancelled while waiting."""
         started = await scripts.START.run(
-            self.events, job=keys.job(job.id), events=keys.events(job.id), cancel_flag=keys.cancel_flag(job.id),
-            channel=job.reply_to, job_id=job.id, worker=self.worker_id, now=time.time(), ttl=self.record_ttl,
-            prefix=keys.PREFIX)
+            self.events,
+            job=keys.job(job.id),
+            events=keys.events(job.id),
+            cancel_flag=keys.cancel_flag(job.id),
+            channel=job.reply_to,
+            job_id=job.id,
+            worker=self.worker_id,
+            now=time.time(),
+            ttl=self.record_ttl,
+            prefix=keys.PREFIX,
+        )
         return started is scripts.Started.STARTED
 
     def emit(self, job: Job, events: list[bytes]) -> None:
         """Append events to the job's stream and publish them to its client, without waiting: they reach Redis
         in order, before anything sent later on the same connection (such as the job's end)."""
-        scripts.EMIT.send(self.events, events=keys.events(job.id), job=keys.job(job.id), channel=job.reply_to,
-                          job_id=job.id, worker=self.worker_id, payloads=events)
+        scripts.EMIT.send(
+            self.events,
+            events=keys.events(job.id),
+            job=keys.job(job.id),
+            channel=job.reply_to,
+            job_id=job.id,
+            worker=self.worker_id,
+            payloads=events,
+        )
 
-    async def finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, *, ran: bool = True,
-                     usage: Usage = NO_USAGE) -> None:
+    async def finish(
+        self, claimed: Claimed, status: int, body: bytes, state: JobState, *, ran: bool = True, usage: Usage = NO_USAGE
+    ) -> None:
         """Record the job's end, send the final event, count its usage for the token that sent it and
         acknowledge its queue entry, atomically. A job that another worker has taken over meanwhile is left to it."""
         job = claimed.job
         now = time.time()
         await scripts.FINISH.run(
-            self.events, job=keys.job(job.id), events=keys.events(job.id), pool=claimed.pool,
-            stats=keys.pool_stats(job.kind, job.model), minute=keys.pool_minute(job.kind, job.model, int(now // 60)),
-            channel=job.reply_to, job_id=job.id, end_event=end_event(status, body), state=state.value,
-            entry=claimed.entry_id, group=keys.GROUP, now=now, ttl=self.record_ttl, status=status,
-            runner=self.worker_id if ran else "", prefix=keys.PREFIX, day=time.strftime("%Y-%m-%d", time.gmtime(now)),
-            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, images=usage.images)
+            self.events,
+            job=keys.job(job.id),
+            events=keys.events(job.id),
+            pool=claimed.pool,
+            stats=keys.pool_stats(job.kind, job.model),
+            minute=keys.pool_minute(job.kind, job.model, int(now // 60)),
+            channel=job.reply_to,
+            job_id=job.id,
+            end_event=end_event(status, body),
+            state=state.value,
+            entry=claimed.entry_id,
+            group=keys.GROUP,
+            now=now,
+            ttl=self.record_ttl,
+            status=status,
+            runner=self.worker_id if ran else "",
+            prefix=keys.PREFIX,
+            day=time.strftime("%Y-%m-%d", time.gmtime(now)),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            images=usage.images,
+        )
 
     async def reclaim(self, count: int, idle_ms: int) -> list[tuple[Claimed, int]]:
         """Take over up to `count` jobs, oldest first, whose worker stopped heartbeating for `idle_ms` or was
@@ -131,8 +177,10 @@ class Consumer:
 
     async def dead_letter(self, claimed: Claimed, deliveries: int) -> None:
         """Fail a job that was delivered too many times and keep it in the dead-letter stream."""
-        reason = (f"job failed: the worker running it stopped during each of its {deliveries - 1} runs "
-                  "(MAX_DELIVERIES); it is kept in the dead-letter registry")
+        reason = (
+            f"job failed: the worker running it stopped during each of its {deliveries - 1} runs "
+            "(MAX_DELIVERIES); it is kept in the dead-letter registry"
+        )
         await self.keep_dead(claimed, deliveries, reason)
         body = error_body(500, reason)
         await self.finish(claimed, 500, body, JobState.FAILED, ran=False)
@@ -140,13 +188,25 @@ class Consumer:
     async def keep_dead(self, claimed: Claimed, deliveries: int, reason: str) -> None:
         """Add a job that will not run again to the dead-letter stream, with why (the caller finishes it)."""
         job = claimed.job
-        fields: dict[Any, Any] = {**job.to_fields(), "pool": claimed.pool, "deliveries": deliveries,
-                                  "reason": reason, "at": repr(time.time())}
+        fields: dict[Any, Any] = {
+            **job.to_fields(),
+            "pool": claimed.pool,
+            "deliveries": deliveries,
+            "reason": reason,
+            "at": repr(time.time()),
+        }
         await self.redis.xadd(keys.DEAD, fields, maxlen=10000, approximate=True)
         await self.redis.hincrby(keys.pool_stats(job.kind, job.model), "dead_lettered", 1)
 
-    async def heartbeat(self, info: dict[str, Any], ttl: float, held: list[Claimed],
-                        models: dict[str, dict[str, Any]], *, loading: bool = False) -> list[Claimed]:
+    async def heartbeat(
+        self,
+        info: dict[str, Any],
+        ttl: float,
+        held: list[Claimed],
+        models: dict[str, dict[str, Any]],
+        *,
+        loading: bool = False,
+    ) -> list[Claimed]:
         """Publish the worker's state and models (the api validates requests against them), and keep its
         running entries from looking abandoned; returns those another worker took over meanwhile. While
         `loading`, a model's info is only added where none is known: a ready worker's full info is never
@@ -163,8 +223,13 @@ class Consumer:
             elif models:
                 pipe.hset(keys.MODELS, mapping={name: orjson.dumps(m) for name, m in models.items()})
             if held:
-                scripts.HOLD.queue(pipe, pools=[c.pool for c in held], group=keys.GROUP, worker=self.worker_id,
-                                   entries=[c.entry_id for c in held])
+                scripts.HOLD.queue(
+                    pipe,
+                    pools=[c.pool for c in held],
+                    group=keys.GROUP,
+                    worker=self.worker_id,
+                    entries=[c.entry_id for c in held],
+                )
             replies = await pipe.execute()
         return [held[i - 1] for i in scripts.HOLD.reply(replies[-1])] if held else []
 

@@ -79,7 +79,7 @@ class EventHub:
         if entry <= sub.last_id:  # already delivered by a replay
             return
         sub.last_id = entry
-        sub.queue.put_nowait(data[space + 1:])
+        sub.queue.put_nowait(data[space + 1 :])
 
     async def _replay(self, client: aioredis.Redis) -> None:
         """Deliver what open subscriptions missed while the hub was disconnected."""

@@ -144,6 +144,8 @@ def reserved(owner: str, what: str) -> str:
 def usage(owner: str, day: str) -> str:
     """Hash: a token's usage on one day (YYYY-MM-DD, UTC): requests, jobs, errors, tokens, images."""
     return f"{PREFIX}:usage:{owner}:{day}"
+
+
 def image_options(owner: str) -> str:
     """Hash: a token's A1111 options (`/sdapi/v1/options`), such as its chosen checkpoint."""
     return f"{PREFIX}:sdopt:{owner}"

@@ -43,8 +43,9 @@ class WorkerWatch:
 
     async def check(self) -> dict[str, int]:
         """Look once; for each worker found dead, how many jobs it held were handed back."""
-        reply = await scripts.PRESENCE.run(self.writer, workers=keys.WORKERS, oldest=time.time() - keys.WORKER_TTL_S,
-                                           prefix=keys.PREFIX)
+        reply = await scripts.PRESENCE.run(
+            self.writer, workers=keys.WORKERS, oldest=time.time() - keys.WORKER_TTL_S, prefix=keys.PREFIX
+        )
         if self.writer.opened != self._connection:
             self._connection, self._since, self._absent, self._seen = self.writer.opened, time.time(), {}, set()
         before, self._absent = self._absent, {}
@@ -74,5 +75,12 @@ class WorkerWatch:
             return -1
         pools = [keys.pool(kind, model) for kind in info.get("kinds", []) for model in info.get("models", [])]
         return await scripts.ORPHAN.run(
-            self.writer, pools=pools, heartbeat=keys.worker(worker_id), workers=keys.WORKERS, group=keys.GROUP,
-            worker=worker_id, alive=keys.alive(worker_id), takeover=keys.TAKEOVER_CHANNEL)
+            self.writer,
+            pools=pools,
+            heartbeat=keys.worker(worker_id),
+            workers=keys.WORKERS,
+            group=keys.GROUP,
+            worker=worker_id,
+            alive=keys.alive(worker_id),
+            takeover=keys.TAKEOVER_CHANNEL,
+        )

@@ -51,7 +51,11 @@ async def refresh(redis: aioredis.Redis, kind: str, timeout: float) -> Refreshed
             await redis.publish(keys.refresh_channel(kind), request_id)
             sent = elapsed
         await asyncio.sleep(0.05)
-    failed = [f"{worker}: {why}" for worker in asked if worker in live
-              for rid, _, why in (e.partition(" ") for e in live[worker].get("refresh_failures", []))
-              if rid == request_id]
+    failed = [
+        f"{worker}: {why}"
+        for worker in asked
+        if worker in live
+        for rid, _, why in (e.partition(" ") for e in live[worker].get("refresh_failures", []))
+        if rid == request_id
+    ]
     return Refreshed(asked, waiting, failed)

@@ -45,7 +45,7 @@ def parse(buf: bytes, pos: int) -> tuple[object, int]:
     end = buf.find(b"\r\n", pos)
     if end < 0:
         return _INCOMPLETE, pos
-    kind, line = buf[pos:pos + 1], buf[pos + 1:end]
+    kind, line = buf[pos : pos + 1], buf[pos + 1 : end]
     if kind == b"+":
         return line, end + 2
     if kind == b"-":
@@ -58,7 +58,7 @@ def parse(buf: bytes, pos: int) -> tuple[object, int]:
             return None, end + 2
         if len(buf) < end + 2 + size + 2:
             return _INCOMPLETE, pos
-        return buf[end + 2:end + 2 + size], end + 2 + size + 2
+        return buf[end + 2 : end + 2 + size], end + 2 + size + 2
     if kind == b"*":
         count = int(line)
         items: list[object] = []
@@ -69,7 +69,7 @@ def parse(buf: bytes, pos: int) -> tuple[object, int]:
                 return _INCOMPLETE, pos
             items.append(item)
         return (items if count >= 0 else None), at
-    raise RedisConnectionError(f"unexpected RESP data {buf[pos:pos + 40]!r}")
+    raise RedisConnectionError(f"unexpected RESP data {buf[pos : pos + 40]!r}")
 
 
 class RespProtocol(asyncio.Protocol):
@@ -122,8 +122,9 @@ class RespProtocol(asyncio.Protocol):
         self.unsent.clear()
 
 
-async def _open(url: str, on_value: Callable[[RespProtocol, object], None], name: str | None = None,
-                preload: tuple[str, ...] = ()) -> RespProtocol:
+async def _open(
+    url: str, on_value: Callable[[RespProtocol, object], None], name: str | None = None, preload: tuple[str, ...] = ()
+) -> RespProtocol:
     """Connect, authenticate, name the connection, select the database of `url` (for a Sentinel URL: of the
     current master) and load the Lua scripts of `preload` into Redis's script cache, in one round trip."""
     url = await resolve(url)
@@ -141,8 +142,9 @@ async def _open(url: str, on_value: Callable[[RespProtocol, object], None], name
             await loop.create_unix_connection(factory, opts["path"])
         else:
             tls = ssl.create_default_context() if url.startswith("rediss://") else None
-            await asyncio.wait_for(loop.create_connection(factory, opts.get("host", "localhost"),
-                                                          opts.get("port", 6379), ssl=tls), 5)
+            await asyncio.wait_for(
+                loop.create_connection(factory, opts.get("host", "localhost"), opts.get("port", 6379), ssl=tls), 5
+            )
     except (OSError, TimeoutError) as exc:
         raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
     assert proto is not None and proto.transport is not None
@@ -159,8 +161,8 @@ async def _open(url: str, on_value: Callable[[RespProtocol, object], None], name
     for cmd in [*setup, *(("SCRIPT", "LOAD", source) for source in preload)]:
         futures.append(loop.create_future())
         proto.write(cmd, futures[-1])
-    await asyncio.gather(*futures[:len(setup)])
-    for loaded in await asyncio.gather(*futures[len(setup):], return_exceptions=True):
+    await asyncio.gather(*futures[: len(setup)])
+    for loaded in await asyncio.gather(*futures[len(setup) :], return_exceptions=True):
         if isinstance(loaded, Exception):  # EVALSHA falls back to EVAL
             log.warning("could not load a Lua script into Redis: %s", loaded)
     return proto

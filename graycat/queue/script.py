@@ -38,8 +38,11 @@ class Script(Generic[R]):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
-        object.__setattr__(self, "_plan", tuple(tuple((n.lstrip("*"), n.startswith("*")) for n in names)
-                                                for names in (self.keys, self.args)))
+        object.__setattr__(
+            self,
+            "_plan",
+            tuple(tuple((n.lstrip("*"), n.startswith("*")) for n in names) for names in (self.keys, self.args)),
+        )
 
     def layout(self, values: dict[str, Value]) -> tuple[int, list[Arg]]:
         """numkeys, then the keys and the arguments, as EVAL and EVALSHA take them after the script."""
@@ -51,8 +54,9 @@ class Script(Generic[R]):
         except KeyError:
             pass
         expected = {name for name, _ in keys_plan + args_plan}
-        raise TypeError(f"script arguments: unknown {sorted(values.keys() - expected)}, "
-                        f"missing {sorted(expected - values.keys())}")
+        raise TypeError(
+            f"script arguments: unknown {sorted(values.keys() - expected)}, missing {sorted(expected - values.keys())}"
+        )
 
     async def run(self, conn: PipelinedConnection | aioredis.Redis, **values: Value) -> R:
         """Run it and wait for its reply (after every command sent earlier on a PipelinedConnection)."""
@@ -65,8 +69,11 @@ class Script(Generic[R]):
         except ResponseError as exc:
             if not isinstance(exc, NoScriptError) and not str(exc).startswith("NOSCRIPT"):  # redis-py's or ours
                 raise
-            raw = await (conn.call("EVAL", self.source, numkeys, *laid) if isinstance(conn, PipelinedConnection)
-                         else conn.eval(self.source, numkeys, *laid))
+            raw = await (
+                conn.call("EVAL", self.source, numkeys, *laid)
+                if isinstance(conn, PipelinedConnection)
+                else conn.eval(self.source, numkeys, *laid)
+            )
         return self.reply(raw)
 
     def send(self, conn: PipelinedConnection, **values: Value) -> None:

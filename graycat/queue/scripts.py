@@ -58,7 +58,10 @@ end
 """
 
 # KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl, key prefix.
-_START = _TERMINAL + _FORGET_WAITING + """
+_START = (
+    _TERMINAL
+    + _FORGET_WAITING
+    + """
 forget_waiting(ARGV[6])
 if redis.call('EXISTS', KEYS[3]) == 1 or terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'active', 'worker', ARGV[3], 'started', ARGV[4])
@@ -69,6 +72,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[5])
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ev) end
 return 1
 """
+)
 
 # KEYS: events, job. ARGV: channel, job id, worker id, event...
 # A worker that lost the job to another (it was presumed dead) writes nothing more to its client.
@@ -99,7 +103,10 @@ end
 # day (UTC), prompt tokens, generated tokens, images. Only its current runner ends a running job. The job
 # counts in the daily usage of the token that sent it; a count of -1 (unknown: a job stopped midway whose
 # engine does not say what it made) counts what the job reserved of it.
-_FINISH = _TERMINAL + _RELEASE_HOLDS + """
+_FINISH = (
+    _TERMINAL
+    + _RELEASE_HOLDS
+    + """
 local runner = redis.call('HGET', KEYS[1], 'worker')
 if ARGV[10] ~= '' and runner and runner ~= ARGV[10] and not terminal(redis.call('HGET', KEYS[1], 'state')) then
   return 0
@@ -133,11 +140,15 @@ redis.call('EXPIRE', KEYS[2], ARGV[8])
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ARGV[3]) end
 return 1
 """
+)
 
 # A waiting job also leaves its queue stream (no worker is handed it).
 # KEYS: job, cancel flag, events. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, key
 # prefix, the end event of a job still waiting.
-_CANCEL = _FORGET_WAITING + _RELEASE_HOLDS + """
+_CANCEL = (
+    _FORGET_WAITING
+    + _RELEASE_HOLDS
+    + """
 forget_waiting(ARGV[6])
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -156,11 +167,15 @@ end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return st
 """
+)
 
 # KEYS: pool. ARGV: cutoff entry id, now, ttl, max entries, key prefix, group.
 # Jobs that waited in the pool past their deadline (entries up to the cutoff that no worker holds) expire:
 # their client hears a 504 and the entry leaves the queue.
-_EXPIRE_WAITING = _TERMINAL + _RELEASE_HOLDS + """
+_EXPIRE_WAITING = (
+    _TERMINAL
+    + _RELEASE_HOLDS
+    + """
 local expired = 0
 local body = '{"error":{"code":504,"message":"no worker took the job before its queue deadline",' ..
              '"type":"timeout_error"}}'
@@ -188,6 +203,7 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV
 end
 return expired
 """
+)
 
 # KEYS: a worker's direct lane, the worker's heartbeat record, the pool, the set of lanes. When the worker is
 # gone, every job of its lane (waiting, or started and never finished) moves to the end of the pool, where
@@ -415,41 +431,100 @@ def _count_or_present(raw: Any) -> int:
 
 
 ENQUEUE: Script[bytes | tuple[Refused, int]] = Script(
-    _ENQUEUE, ("job", "stream", "waiting", "*registry"),
+    _ENQUEUE,
+    ("job", "stream", "waiting", "*registry"),
     ("ttl", "pool_limit", "owner_limit", "now", "oldest", "n", "*record", "*fields"),
-    lambda raw: (Refused(raw[0]), int(raw[1])) if isinstance(raw, list) else raw)
+    lambda raw: (Refused(raw[0]), int(raw[1])) if isinstance(raw, list) else raw,
+)
 START: Script[Started] = Script(
-    _START, ("job", "events", "cancel_flag"), ("channel", "job_id", "worker", "now", "ttl", "prefix"),
-    lambda raw: Started(int(raw)))
+    _START,
+    ("job", "events", "cancel_flag"),
+    ("channel", "job_id", "worker", "now", "ttl", "prefix"),
+    lambda raw: Started(int(raw)),
+)
 EMIT: Script[int] = Script(_EMIT, ("events", "job"), ("channel", "job_id", "worker", "*payloads"), int)
 FINISH: Script[Finished] = Script(
-    _FINISH, ("job", "events", "pool", "stats", "minute"),
-    ("channel", "job_id", "end_event", "state", "entry", "group", "now", "ttl", "status", "runner", "prefix", "day",
-     "prompt_tokens", "completion_tokens", "images"),
-    lambda raw: Finished(int(raw)))
+    _FINISH,
+    ("job", "events", "pool", "stats", "minute"),
+    (
+        "channel",
+        "job_id",
+        "end_event",
+        "state",
+        "entry",
+        "group",
+        "now",
+        "ttl",
+        "status",
+        "runner",
+        "prefix",
+        "day",
+        "prompt_tokens",
+        "completion_tokens",
+        "images",
+    ),
+    lambda raw: Finished(int(raw)),
+)
 CANCEL: Script[bytes | str | None] = Script(
-    _CANCEL, ("job", "cancel_flag", "events"), ("state", "ttl", "now", "channel", "job_id", "prefix", "end_event"),
-    lambda raw: raw)
+    _CANCEL,
+    ("job", "cancel_flag", "events"),
+    ("state", "ttl", "now", "channel", "job_id", "prefix", "end_event"),
+    lambda raw: raw,
+)
 EXPIRE_WAITING: Script[int] = Script(
-    _EXPIRE_WAITING, ("pool",), ("cutoff", "now", "ttl", "batch", "prefix", "group"), int)
+    _EXPIRE_WAITING, ("pool",), ("cutoff", "now", "ttl", "batch", "prefix", "group"), int
+)
 RESCUE_LANE: Script[int] = Script(_RESCUE_LANE, ("lane", "heartbeat", "pool", "lanes"), (), _count_or_present)
 ADMIT: Script[Admitted] = Script(
-    _ADMIT, ("token", "recent", "in_flight"),
+    _ADMIT,
+    ("token", "recent", "in_flight"),
     ("managed", "rpm", "concurrency", "now", "ticket", "oldest", "ttl", "counted"),
-    _admitted)
-HOLD: Script[list[int]] = Script(
-    _HOLD, ("*pools",), ("group", "worker", "*entries"), lambda raw: [int(i) for i in raw])
+    _admitted,
+)
+HOLD: Script[list[int]] = Script(_HOLD, ("*pools",), ("group", "worker", "*entries"), lambda raw: [int(i) for i in raw])
 PRESENCE: Script[list[Any]] = Script(_PRESENCE, ("workers",), ("oldest", "prefix"), list)
 ORPHAN: Script[int] = Script(
-    _ORPHAN, ("*pools", "heartbeat", "workers"), ("group", "worker", "alive", "takeover"), _count_or_present)
+    _ORPHAN, ("*pools", "heartbeat", "workers"), ("group", "worker", "alive", "takeover"), _count_or_present
+)
 RESERVE: Script[tuple[int, int, int]] = Script(
-    _RESERVE, ("usage", "reserved"), ("field", "limit", "want", "unit", "now", "lapses", "job_id", "ttl"),
-    lambda raw: (int(raw[0]), int(raw[1]), int(raw[2])))
+    _RESERVE,
+    ("usage", "reserved"),
+    ("field", "limit", "want", "unit", "now", "lapses", "job_id", "ttl"),
+    lambda raw: (int(raw[0]), int(raw[1]), int(raw[2])),
+)
 SESSION_APPEND: Script[int] = Script(
-    _SESSION_APPEND, ("session", "worker", "sessions", "sizes"),
-    ("ttl", "max_messages", "max_bytes", "max_token_bytes", "now", "sid", "runner", "session_prefix",
-     "worker_prefix", "*messages"),
-    int)
+    _SESSION_APPEND,
+    ("session", "worker", "sessions", "sizes"),
+    (
+        "ttl",
+        "max_messages",
+        "max_bytes",
+        "max_token_bytes",
+        "now",
+        "sid",
+        "runner",
+        "session_prefix",
+        "worker_prefix",
+        "*messages",
+    ),
+    int,
+)
 
-SOURCES = tuple(s.source for s in (ENQUEUE, START, EMIT, FINISH, CANCEL, EXPIRE_WAITING, RESCUE_LANE, ADMIT, HOLD,
-                                   PRESENCE, ORPHAN, RESERVE, SESSION_APPEND))  # preloaded by each connection
+SOURCES = tuple(
+    s.source
+    for s in (
+        ENQUEUE,
+        START,
+        EMIT,
+        FINISH,
+        CANCEL,
+        EXPIRE_WAITING,
+        RESCUE_LANE,
+        ADMIT,
+        HOLD,
+        PRESENCE,
+        ORPHAN,
+        RESERVE,
+        SESSION_APPEND,
+    )
+)  # preloaded by each connection

@@ -32,8 +32,12 @@ class SentinelUrl:
 
     def _sentinel(self, **master: Any) -> Sentinel:
         auth = {"password": self.sentinel_password} if self.sentinel_password else {}
-        return Sentinel(list(self.sentinels), sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S, **auth},
-                        socket_connect_timeout=SENTINEL_TIMEOUT_S, **master)
+        return Sentinel(
+            list(self.sentinels),
+            sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S, **auth},
+            socket_connect_timeout=SENTINEL_TIMEOUT_S,
+            **master,
+        )
 
     def client(self, **options: Any) -> aioredis.Redis:
         """A redis-py client of the current master; it finds the new master after a failover."""
@@ -72,13 +76,22 @@ def parse(url: str) -> SentinelUrl | None:
     sentinels = [_address(item) for item in filter(None, hosts.split(","))]
     service, _, db = path.strip("/").partition("/")
     if not sentinels or not service:
-        raise ValueError("a Sentinel URL needs sentinel addresses and a service name: "
-                         "redis+sentinel://[:password@]host:26379[,host:26379]/mymaster[/db]")
+        raise ValueError(
+            "a Sentinel URL needs sentinel addresses and a service name: "
+            "redis+sentinel://[:password@]host:26379[,host:26379]/mymaster[/db]"
+        )
     if db and not db.isdigit():
         raise ValueError(f"database '{db}' is not a number")
     sentinel_password = (parse_qs(query).get("sentinel_password") or [""])[0]
-    return SentinelUrl(tuple(sentinels), unquote(service), int(db or 0), unquote(username) or None,
-                       unquote(password) or None, sentinel_password or None, SCHEMES[scheme])
+    return SentinelUrl(
+        tuple(sentinels),
+        unquote(service),
+        int(db or 0),
+        unquote(username) or None,
+        unquote(password) or None,
+        sentinel_password or None,
+        SCHEMES[scheme],
+    )
 
 
 def _address(item: str) -> tuple[str, int]:

@@ -64,14 +64,17 @@ async def require_supported(client: aioredis.Redis) -> str | None:
         return None
     name, version = found
     if not supported(parse(version)):
-        raise UnsupportedServer(f"the Redis server is {name} {version}; graycat needs {NEEDED} "
-                                "(or leave REDIS_URL unset: `graycat up` then starts its embedded Valkey)")
+        raise UnsupportedServer(
+            f"the Redis server is {name} {version}; graycat needs {NEEDED} "
+            "(or leave REDIS_URL unset: `graycat up` then starts its embedded Valkey)"
+        )
     return f"{name} {version}"
 
 
 def reachable(url: str, timeout: float = 2.0) -> bool:
     """Whether the Redis at `url` (a Sentinel URL's master included) answers within `timeout` s; UnsupportedServer
     when it answers but is too old. For starting processes (it runs its own event loop)."""
+
     async def check() -> None:
         client = connect(url)
         try:

@@ -69,11 +69,13 @@ def download(remote: Remote, models: Path, *, sha256: str | None = None, progres
         digest = _sha256(partial)
         if expected is not None and digest != expected:
             partial.unlink()
-            raise PullError(f"checksum mismatch for {remote.file_name}: expected {expected}, got {digest}; the "
-                            "download was discarded (run the pull again)", 502)
+            raise PullError(
+                f"checksum mismatch for {remote.file_name}: expected {expected}, got {digest}; the "
+                "download was discarded (run the pull again)",
+                502,
+            )
         os.replace(partial, target)
-    folder.write_origin(target, {"ref": remote.ref, "url": remote.url, "sha256": digest,
-                                 "size": target.stat().st_size})
+    folder.write_origin(target, {"ref": remote.ref, "url": remote.url, "sha256": digest, "size": target.stat().st_size})
     return target
 
 
@@ -95,9 +97,15 @@ def _fetch(remote: Remote, partial: Path, progress: Progress | None) -> None:
     _check_space(partial.parent, None if remote.size is None else remote.size - have)
     try:
         with partial.open("ab") as file:
-            http_get(remote.url, _Counting(file, remote.size, progress), resume_size=have,  # type: ignore[arg-type]
-                     headers=remote.headers, expected_size=remote.size, displayed_filename=remote.file_name,
-                     tqdm_class=_Silent)
+            http_get(
+                remote.url,
+                _Counting(file, remote.size, progress),  # type: ignore[arg-type]
+                resume_size=have,
+                headers=remote.headers,
+                expected_size=remote.size,
+                displayed_filename=remote.file_name,
+                tqdm_class=_Silent,
+            )
             file.flush()
             os.fsync(file.fileno())
     except OSError as exc:
@@ -117,8 +125,11 @@ def _check_space(where: Path, needed: int | None) -> None:
         return
     free = shutil.disk_usage(where).free
     if needed + SPARE_BYTES > free:
-        raise PullError(f"not enough disk space in {where}: the download needs {folder.human(needed)} more, "
-                        f"{folder.human(free)} is free", 507)
+        raise PullError(
+            f"not enough disk space in {where}: the download needs {folder.human(needed)} more, "
+            f"{folder.human(free)} is free",
+            507,
+        )
 
 
 def _kept(partial: Path) -> str:

@@ -59,9 +59,19 @@ def models(folder: Path) -> list[OnDisk]:
     for path in sorted(folder.glob("*.gguf")):
         if path.is_file():
             origin, meta, stat = read_origin(path) or {}, gguf_meta.general(path), path.stat()
-            found.append(OnDisk(path.stem, path, quant_of(path.name), stat.st_size, origin.get("ref"),
-                                origin.get("sha256"), meta.get("architecture"), meta.get("size_label"),
-                                stat.st_mtime))
+            found.append(
+                OnDisk(
+                    path.stem,
+                    path,
+                    quant_of(path.name),
+                    stat.st_size,
+                    origin.get("ref"),
+                    origin.get("sha256"),
+                    meta.get("architecture"),
+                    meta.get("size_label"),
+                    stat.st_mtime,
+                )
+            )
     return found
 
 
@@ -73,8 +83,9 @@ def partials(folder: Path) -> list[tuple[str, int]]:
 def find(folder: Path, name: str) -> OnDisk | None:
     """The model called `name` (its stem or file name), or the one last pulled from the reference `name`."""
     listed = models(folder)
-    return next((m for m in listed if name in (m.name, m.path.name)), None) \
-        or next((m for m in listed if m.ref == name), None)
+    return next((m for m in listed if name in (m.name, m.path.name)), None) or next(
+        (m for m in listed if m.ref == name), None
+    )
 
 
 def copy(model: OnDisk, name: str) -> Path:

@@ -47,8 +47,14 @@ def resolve(ref: HubRef) -> Remote:
 def remote(ref: HubRef, path: str, files: dict[str, tuple[int, str | None]]) -> Remote:
     """The file `path` of the repository listed as `files`."""
     size, sha256 = files[path]
-    return Remote(str(ref), hf_hub_url(ref.repo, path, endpoint=endpoint()), path.rsplit("/", 1)[-1], size, sha256,
-                  build_hf_headers())
+    return Remote(
+        str(ref),
+        hf_hub_url(ref.repo, path, endpoint=endpoint()),
+        path.rsplit("/", 1)[-1],
+        size,
+        sha256,
+        build_hf_headers(),
+    )
 
 
 def listing(ref: HubRef) -> dict[str, tuple[int, str | None]]:
@@ -75,20 +81,27 @@ def _by_quant(ref: HubRef, ggufs: dict[str, tuple[int, str | None]]) -> str:
         found = [p for p in models if quant_of(p) == DEFAULT_QUANT]
         if len(found) == 1:
             return found[0]
-        raise PullError(f"{ref.repo} holds {len(models)} GGUF files; choose one with a tag "
-                        f"(hf:{ref.repo}:{quant_of(models[0]) or 'TAG'})" + _choices(models))
+        raise PullError(
+            f"{ref.repo} holds {len(models)} GGUF files; choose one with a tag "
+            f"(hf:{ref.repo}:{quant_of(models[0]) or 'TAG'})" + _choices(models)
+        )
     tag = ref.quant.upper()
-    found = [p for p in models if quant_of(p) == tag] \
-        or [p for p in models if (quant_of(p) or "").startswith(tag + "_")]  # Q4_K: Q4_K_M or Q4_K_S
+    found = [p for p in models if quant_of(p) == tag] or [
+        p for p in models if (quant_of(p) or "").startswith(tag + "_")
+    ]  # Q4_K: Q4_K_M or Q4_K_S
     if len(found) == 1:
         return found[0]
     if not found:
         raise PullError(f"no GGUF file of {ref.repo} has the quantisation {ref.quant}" + _choices(ggufs), 404)
     if all(_SPLIT.search(p) for p in found):
-        raise PullError(f"{ref.quant} of {ref.repo} is split into {len(found)} files ({found[0]}, ...); graycat "
-                        "pulls single-file GGUF models only")
-    raise PullError(f"{ref.quant} matches {len(found)} files of {ref.repo}: {', '.join(found)}; use a longer tag "
-                    f"or name the file (hf:{ref.repo}/{found[0]})")
+        raise PullError(
+            f"{ref.quant} of {ref.repo} is split into {len(found)} files ({found[0]}, ...); graycat "
+            "pulls single-file GGUF models only"
+        )
+    raise PullError(
+        f"{ref.quant} matches {len(found)} files of {ref.repo}: {', '.join(found)}; use a longer tag "
+        f"or name the file (hf:{ref.repo}/{found[0]})"
+    )
 
 
 def _choices(files: Iterable[str]) -> str:

@@ -19,8 +19,9 @@ def pull(text: str, models: Path, *, sha256: str | None = None, progress: Progre
     if sha256 is not None and not _SHA256.match(sha256):
         raise PullError(f"--sha256 {sha256!r}: expected 64 hexadecimal digits")
     if parse(text) is None:
-        raise PullError(f"{text!r} is not a reference: use hf:OWNER/REPO[:QUANT], hf:OWNER/REPO/path/file.gguf or "
-                        "an https:// URL")
+        raise PullError(
+            f"{text!r} is not a reference: use hf:OWNER/REPO[:QUANT], hf:OWNER/REPO/path/file.gguf or an https:// URL"
+        )
     located = locate(text, models)
     if isinstance(located, Path):  # pulled before; its source is out of reach now
         if sha256 and (folder.read_origin(located) or {}).get("sha256") != sha256.lower():

@@ -52,7 +52,7 @@ def parse(text: str) -> HubRef | UrlRef | None:
     text = text.strip()
     for prefix in HUB_PREFIXES:
         if text.startswith(prefix):
-            return _hub(text[len(prefix):], text)
+            return _hub(text[len(prefix) :], text)
     if text.startswith(("http://", "https://")):
         ref = UrlRef(text)
         if not urlsplit(text).netloc or not ref.file_name:
@@ -83,6 +83,9 @@ def _hub(rest: str, text: str) -> HubRef:
 
 def quant_of(file_name: str) -> str | None:
     """The quantisation a GGUF file's name states (Q4_K_M, Q8_0, IQ4_XS, F16, ...), upper case; None if none."""
-    found = re.findall(r"(?<![A-Za-z0-9])(I?Q[1-8](?:_[A-Za-z0-9]+)*|BF16|F16|F32)(?![A-Za-z0-9])",
-                       PurePosixPath(file_name).stem, flags=re.IGNORECASE)
+    found = re.findall(
+        r"(?<![A-Za-z0-9])(I?Q[1-8](?:_[A-Za-z0-9]+)*|BF16|F16|F32)(?![A-Za-z0-9])",
+        PurePosixPath(file_name).stem,
+        flags=re.IGNORECASE,
+    )
     return found[-1].upper() if found else None

@@ -23,18 +23,22 @@ def kind_folder(sd_models: Path, kind: str) -> Path:
     return sd_models / "models" / FOLDERS[kind]
 
 
-def pull_sd(text: str, sd_models: Path, kind: str, *, sha256: str | None = None,
-            progress: Progress | None = None) -> Path:
+def pull_sd(
+    text: str, sd_models: Path, kind: str, *, sha256: str | None = None, progress: Progress | None = None
+) -> Path:
     """The file (or diffusers folder) `text` names, checked and in place in the `kind` folder of `sd_models`."""
     ref = parse(text)
     if ref is None:
-        raise PullError(f"{text!r} is not a reference: use hf:OWNER/REPO, hf:OWNER/REPO/path/file.safetensors or "
-                        "an https:// URL")
+        raise PullError(
+            f"{text!r} is not a reference: use hf:OWNER/REPO, hf:OWNER/REPO/path/file.safetensors or an https:// URL"
+        )
     target = kind_folder(sd_models, kind)
     if isinstance(ref, HubRef) and ref.file is None:
         if ref.quant is not None:
-            raise PullError(f"{text!r}: a tag chooses a GGUF quantisation; name the image model's file instead "
-                            f"(hf:{ref.repo}/path/file.safetensors)")
+            raise PullError(
+                f"{text!r}: a tag chooses a GGUF quantisation; name the image model's file instead "
+                f"(hf:{ref.repo}/path/file.safetensors)"
+            )
         files = hub.listing(ref)
         chosen = _single_file(ref, files, kind)
         if chosen is None:
@@ -43,8 +47,10 @@ def pull_sd(text: str, sd_models: Path, kind: str, *, sha256: str | None = None,
         text = str(ref)
     name = PurePosixPath((ref.file or "") if isinstance(ref, HubRef) else ref.file_name).name
     if kind == "controlnet":
-        raise PullError(f"{name}: the SD worker reads ControlNets as diffusers folders (config.json and weights); "
-                        "pull the repository that holds one (hf:OWNER/REPO)")
+        raise PullError(
+            f"{name}: the SD worker reads ControlNets as diffusers folders (config.json and weights); "
+            "pull the repository that holds one (hf:OWNER/REPO)"
+        )
     if not name.endswith(WEIGHTS):
         raise PullError(f"{name} is no image model file (expected {' or '.join(WEIGHTS)})")
     return pull(text, target, sha256=sha256, progress=progress)
@@ -59,14 +65,19 @@ def _single_file(ref: HubRef, files: dict[str, tuple[int, str | None]], kind: st
     if len(weights) == 1:
         return weights[0]
     if not weights:
-        raise PullError(f"{ref.repo} holds no {kind} file ({' or '.join(WEIGHTS)} at its root)"
-                        + (" nor a diffusers folder" if kind in MARKERS else ""), 404)
-    raise PullError(f"{ref.repo} holds {len(weights)} weights files ({', '.join(weights)}); name one "
-                    f"(hf:{ref.repo}/{weights[0]})")
+        raise PullError(
+            f"{ref.repo} holds no {kind} file ({' or '.join(WEIGHTS)} at its root)"
+            + (" nor a diffusers folder" if kind in MARKERS else ""),
+            404,
+        )
+    raise PullError(
+        f"{ref.repo} holds {len(weights)} weights files ({', '.join(weights)}); name one (hf:{ref.repo}/{weights[0]})"
+    )
 
 
-def _pull_folder(ref: HubRef, files: dict[str, tuple[int, str | None]], sd_models: Path, kind: str,
-                 progress: Progress | None) -> Path:
+def _pull_folder(
+    ref: HubRef, files: dict[str, tuple[int, str | None]], sd_models: Path, kind: str, progress: Progress | None
+) -> Path:
     """A diffusers repository as the folder named after it, assembled aside (an interrupted pull resumes file by
     file) and moved into place whole, so that a worker never reads half a pipeline."""
     name = ref.repo.split("/")[1]
@@ -102,8 +113,11 @@ def _folder_files(ref: HubRef, files: dict[str, tuple[int, str | None]], kind: s
         pure = PurePosixPath(path)
         if pure.suffix not in FOLDER_FILES or (kind == "checkpoint" and "/" not in path and pure.suffix != ".json"):
             continue
-        if pure.suffix == ".safetensors" and "." in pure.stem and pure.with_name(
-                pure.stem.split(".")[0] + ".safetensors").as_posix() in files:
+        if (
+            pure.suffix == ".safetensors"
+            and "." in pure.stem
+            and pure.with_name(pure.stem.split(".")[0] + ".safetensors").as_posix() in files
+        ):
             continue
         wanted.append(path)
     if not any(p.endswith(".safetensors") for p in wanted):

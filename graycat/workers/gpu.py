@@ -29,11 +29,16 @@ class GpuReader:
         for index, handle in enumerate(self._handles):
             try:
                 memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-                cards.append({
-                    "index": index, "name": pynvml.nvmlDeviceGetName(handle),
-                    "memory_used_bytes": memory.used, "memory_total_bytes": memory.total,
-                    "utilization_ratio": pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100,
-                    "temperature_celsius": pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)})
+                cards.append(
+                    {
+                        "index": index,
+                        "name": pynvml.nvmlDeviceGetName(handle),
+                        "memory_used_bytes": memory.used,
+                        "memory_total_bytes": memory.total,
+                        "utilization_ratio": pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100,
+                        "temperature_celsius": pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
+                    }
+                )
             except pynvml.NVMLError as exc:
                 log.warning("GPU %d could not be read: %s", index, exc)
         return cards

@@ -34,11 +34,13 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
     kinds = ["llm", "embed"] if settings.embeddings and null_tokens is None else ["llm"]
     engine: Engine
     if null_tokens is not None:
-        engine = NullEngine(settings.model_name or "null", slots=settings.slots, tokens=null_tokens,
-                            token_delay=null_delay)
+        engine = NullEngine(
+            settings.model_name or "null", slots=settings.slots, tokens=null_tokens, token_delay=null_delay
+        )
     elif settings.llama_url:
-        engine = LlamaHttpEngine(settings.llama_url, settings.model_name, embeddings=settings.embeddings,
-                                 prompt_cache=settings.prompt_cache)
+        engine = LlamaHttpEngine(
+            settings.llama_url, settings.model_name, embeddings=settings.embeddings, prompt_cache=settings.prompt_cache
+        )
     else:
         models = settings.models_folder()
         sources = _sources(settings, models)
@@ -70,29 +72,52 @@ def _stem(source: Path | Remote) -> str:
     return Path(source.file_name).stem if isinstance(source, Remote) else source.stem
 
 
-async def _load(settings: Settings, sources: dict[str, Path | Remote], processes: list[EngineProcess],
-                loading: Loading) -> Engine:
+async def _load(
+    settings: Settings, sources: dict[str, Path | Remote], processes: list[EngineProcess], loading: Loading
+) -> Engine:
     """Pull the models not on disk yet (their progress shown by `loading`), start each embedded server's process
     (loading its model) and the engine that talks to them."""
-    paths = {name: source if isinstance(source, Path) else await _pull(source, settings.models_folder(), name, loading)
-             for name, source in sources.items()}
-    servers = [EmbeddedLlamaServer(path, alias=model, slots=settings.slots, ctx_per_slot=settings.ctx_per_slot,
-                                   threads=settings.threads, gpu_layers=settings.gpu_layers, poll=settings.poll,
-                                   nice=settings.nice, embeddings=settings.embeddings,
-                                   slot_dir=settings.data_dir.resolve() / "slots" / model,
-                                   chat_template=settings.chat_template_for(model),
-                                   shared_cache=settings.prompt_cache == "shared")
-               for model, path in paths.items()]
-    processes += [EngineProcess("graycat.workers.engines.llama_process",
-                                [config(s, settings.chat_template_for(s.alias),
-                                        (settings.log_level, settings.log_format))], f"llama.cpp {s.alias}")
-                  for s in servers]
+    paths = {
+        name: source if isinstance(source, Path) else await _pull(source, settings.models_folder(), name, loading)
+        for name, source in sources.items()
+    }
+    servers = [
+        EmbeddedLlamaServer(
+            path,
+            alias=model,
+            slots=settings.slots,
+            ctx_per_slot=settings.ctx_per_slot,
+            threads=settings.threads,
+            gpu_layers=settings.gpu_layers,
+            poll=settings.poll,
+            nice=settings.nice,
+            embeddings=settings.embeddings,
+            slot_dir=settings.data_dir.resolve() / "slots" / model,
+            chat_template=settings.chat_template_for(model),
+            shared_cache=settings.prompt_cache == "shared",
+        )
+        for model, path in paths.items()
+    ]
+    processes += [
+        EngineProcess(
+            "graycat.workers.engines.llama_process",
+            [config(s, settings.chat_template_for(s.alias), (settings.log_level, settings.log_format))],
+            f"llama.cpp {s.alias}",
+        )
+        for s in servers
+    ]
     engines: list[Engine] = []
     for server, process in zip(servers, processes, strict=True):
-        engines.append(LlamaHttpEngine(await process.start(), server.alias,
-                                       embeddings=settings.embeddings, prompt_cache=settings.prompt_cache,
-                                       template_override=server.chat_template if server.template_is_name else None,
-                                       process=process))
+        engines.append(
+            LlamaHttpEngine(
+                await process.start(),
+                server.alias,
+                embeddings=settings.embeddings,
+                prompt_cache=settings.prompt_cache,
+                template_override=server.chat_template if server.template_is_name else None,
+                process=process,
+            )
+        )
     engine = engines[0] if len(engines) == 1 else ModelRouter(engines)
     await engine.start()
     return engine

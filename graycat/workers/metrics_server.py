@@ -34,8 +34,16 @@ async def serve_metrics(worker: Worker, host: str, port: int, token: str | None)
     async def metrics(request: web.Request) -> web.Response:
         if not metrics_allowed(request.headers.get("Authorization", ""), token, request.remote):
             status = 401 if token else 403
-            return web.json_response({"error": {"code": status, "message": "/metrics needs 'Authorization: Bearer "
-                                                "<METRICS_TOKEN>' (without it, a private address)"}}, status=status)
+            return web.json_response(
+                {
+                    "error": {
+                        "code": status,
+                        "message": "/metrics needs 'Authorization: Bearer "
+                        "<METRICS_TOKEN>' (without it, a private address)",
+                    }
+                },
+                status=status,
+            )
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

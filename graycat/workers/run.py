@@ -21,8 +21,9 @@ from graycat.workers.worker import Worker
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: Settings, engine: Engine, kinds: list[str],
-                     load: Coroutine[Any, Any, Engine] | None = None) -> None:
+async def run_worker(
+    settings: Settings, engine: Engine, kinds: list[str], load: Coroutine[Any, Any, Engine] | None = None
+) -> None:
     """Serve `engine`'s models in the pools of `kinds` until SIGTERM / SIGINT, then finish the jobs held; the
     engine is closed on the way out. With `load`, `engine` is a `Loading` stand-in announced while `load` brings
     up the engine that replaces it."""
@@ -30,12 +31,24 @@ async def run_worker(settings: Settings, engine: Engine, kinds: list[str],
     worker_id = Worker.new_id(engine.kind)  # names its connections: CLIENT LIST tells whose they are
     redis, reader = connect(url, name=worker_id), connect(url, blocking=True, name=worker_id)
     events = PipelinedConnection(url, name=worker_id, preload=scripts.SOURCES)
-    consumer = Consumer(redis, reader, events, worker_id,
-                        [(k, m) for m in engine.models() for k in kinds], record_ttl=settings.record_ttl())
-    worker = Worker(consumer, engine, visibility_timeout=settings.visibility_timeout,
-                    max_deliveries=settings.max_deliveries, job_timeout=settings.job_timeout_for(engine.kind),
-                    stop_timeout=settings.stop_timeout, result_max_bytes=settings.result_max_bytes,
-                    default=settings.llm_default and "llm" in kinds)
+    consumer = Consumer(
+        redis,
+        reader,
+        events,
+        worker_id,
+        [(k, m) for m in engine.models() for k in kinds],
+        record_ttl=settings.record_ttl(),
+    )
+    worker = Worker(
+        consumer,
+        engine,
+        visibility_timeout=settings.visibility_timeout,
+        max_deliveries=settings.max_deliveries,
+        job_timeout=settings.job_timeout_for(engine.kind),
+        stop_timeout=settings.stop_timeout,
+        result_max_bytes=settings.result_max_bytes,
+        default=settings.llm_default and "llm" in kinds,
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

@@ -24,16 +24,25 @@ async def serve(settings: Settings) -> None:
         await engine.start()
         await run_worker(settings, engine, ["sd"])
     elif settings.sd_models_dir is None:
-        raise FileNotFoundError("no models folder: pass --models-dir DIR or set SD_MODELS_DIR (or relay to an "
-                                "A1111 WebUI with --a1111-url URL)")
+        raise FileNotFoundError(
+            "no models folder: pass --models-dir DIR or set SD_MODELS_DIR (or relay to an "
+            "A1111 WebUI with --a1111-url URL)"
+        )
     else:
-        scan = DiffusersEngine(settings.sd_models_dir, device=settings.sd_device, dtype=settings.sd_dtype,
-                               threads=settings.sd_threads, attention_slicing=settings.sd_attention_slicing,
-                               vae_tiling=settings.sd_vae_tiling, preview_every=settings.sd_preview_every)
+        scan = DiffusersEngine(
+            settings.sd_models_dir,
+            device=settings.sd_device,
+            dtype=settings.sd_dtype,
+            threads=settings.sd_threads,
+            attention_slicing=settings.sd_attention_slicing,
+            vae_tiling=settings.sd_vae_tiling,
+            preview_every=settings.sd_preview_every,
+        )
         models = scan.models()  # the child process serves these once loaded
         await scan.close()
-        engine = ProcessEngine("sd", EngineProcess("graycat.workers.engines.sd_process", [config(settings)],
-                                                   "diffusers"))
+        engine = ProcessEngine(
+            "sd", EngineProcess("graycat.workers.engines.sd_process", [config(settings)], "diffusers")
+        )
         try:
             await run_worker(settings, Loading("sd", models), ["sd"], _started(engine))
         finally:

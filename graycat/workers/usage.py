@@ -144,8 +144,9 @@ def _images(data: dict[str, Any], sent: int) -> int:
 
 def _has_content(choice: dict[str, Any]) -> bool:
     delta = choice.get("delta")
-    return bool(choice.get("text")) or (isinstance(delta, dict) and any(
-        delta.get(k) for k in ("content", "reasoning_content", "tool_calls")))
+    return bool(choice.get("text")) or (
+        isinstance(delta, dict) and any(delta.get(k) for k in ("content", "reasoning_content", "tool_calls"))
+    )
 
 
 def _int(value: Any, default: int = 0) -> int:

@@ -88,8 +88,13 @@ class Emitter:
 
 def _job_fields(job: Job) -> dict[str, str]:
     """The fields of a job's log lines: its ids (the request id joins them to the api's line), never its body."""
-    return {"job_id": job.id, "request_id": job.request_id, "kind": job.kind, "model": job.model,
-            "endpoint": job.endpoint}
+    return {
+        "job_id": job.id,
+        "request_id": job.request_id,
+        "kind": job.kind,
+        "model": job.model,
+        "endpoint": job.endpoint,
+    }
 
 
 def _crashed(task: asyncio.Task[tuple[int, bytes]]) -> bool:
@@ -136,10 +141,19 @@ class Running:
 class Worker:
     """Runs jobs of its engine's pools until asked to stop, then finishes what it holds."""
 
-    def __init__(self, consumer: Consumer, engine: Engine, *, visibility_timeout: float = 6.0,
-                 max_deliveries: int = 3, job_timeout: float = 600.0, stop_timeout: float = 25.0,
-                 host: str | None = None, result_max_bytes: Callable[[str], int] | None = None,
-                 default: bool = False) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        engine: Engine,
+        *,
+        visibility_timeout: float = 6.0,
+        max_deliveries: int = 3,
+        job_timeout: float = 600.0,
+        stop_timeout: float = 25.0,
+        host: str | None = None,
+        result_max_bytes: Callable[[str], int] | None = None,
+        default: bool = False,
+    ) -> None:
         self.consumer = consumer
         self.result_max_bytes = result_max_bytes  # per kind of job: the largest answer stored
         self.engine = engine
@@ -181,14 +195,28 @@ class Worker:
 
     def info(self) -> dict[str, Any]:
         models = list(self.engine.models())
-        return {"id": self.id, "kind": self.engine.kind, "kinds": self.consumer.kinds,
-                "models": models, "loading": self.loading,
-                "default": models[0] if self.default and models else None,
-                "slots": self.engine.slots, "busy": self._slots_held(), "jobs": list(self._running),
-                "host": self.host, "version": __version__, "started": self.started_at,
-                "heartbeat": time.time(), "stopping": self._stopping.is_set(), "engine": self.engine.stats(),
-                "outcomes": dict(self._outcomes), "gpus": self._gpus.read(), "refreshed": list(self._refreshed),
-                "refresh_failures": list(self._refresh_failures), "present": self._present.is_set()}
+        return {
+            "id": self.id,
+            "kind": self.engine.kind,
+            "kinds": self.consumer.kinds,
+            "models": models,
+            "loading": self.loading,
+            "default": models[0] if self.default and models else None,
+            "slots": self.engine.slots,
+            "busy": self._slots_held(),
+            "jobs": list(self._running),
+            "host": self.host,
+            "version": __version__,
+            "started": self.started_at,
+            "heartbeat": time.time(),
+            "stopping": self._stopping.is_set(),
+            "engine": self.engine.stats(),
+            "outcomes": dict(self._outcomes),
+            "gpus": self._gpus.read(),
+            "refreshed": list(self._refreshed),
+            "refresh_failures": list(self._refresh_failures),
+            "present": self._present.is_set(),
+        }
 
     async def run(self, load: Coroutine[Any, Any, Engine] | None = None) -> None:
         """Announce the worker, then run jobs until asked to stop. With `load`, the worker is announced while
@@ -196,8 +224,8 @@ class Worker:
         # Subscribed before it first registers: the api may take a registered worker without a subscriber for
         # dead at once, even one it never saw present.
         presence = asyncio.create_task(
-            self._listen("presence", lambda: self.consumer.takeovers(self._present), self._taken_over),
-            name="presence")
+            self._listen("presence", lambda: self.consumer.takeovers(self._present), self._taken_over), name="presence"
+        )
         backoff = Backoff()
         while True:
             try:
@@ -212,9 +240,13 @@ class Worker:
                     await asyncio.gather(presence, return_exceptions=True)
                     return
                 await backoff.wait(f"cannot reach Redis ({exc or 'no answer'})", self._stopping)
-        helpers = [presence, asyncio.create_task(self._heartbeats(), name="heartbeat"),
-                   asyncio.create_task(self._listen("cancel", self.consumer.cancellations, self._cancel),
-                                       name="cancel-listener")]
+        helpers = [
+            presence,
+            asyncio.create_task(self._heartbeats(), name="heartbeat"),
+            asyncio.create_task(
+                self._listen("cancel", self.consumer.cancellations, self._cancel), name="cancel-listener"
+            ),
+        ]
         try:
             loaded = load is None or await self._load(load)
         except BaseException:
@@ -230,8 +262,9 @@ class Worker:
             async def refresh(request_id: str) -> None:
                 await self.refresh(rescans, request_id)
 
-            helpers.append(asyncio.create_task(self._listen("refresh", self.consumer.refreshes, refresh),
-                                               name="refresh-listener"))
+            helpers.append(
+                asyncio.create_task(self._listen("refresh", self.consumer.refreshes, refresh), name="refresh-listener")
+            )
         if isinstance(self.engine, Skips):
             skips = self.engine
 
@@ -239,8 +272,7 @@ class Worker:
                 if job_id in self._running:
                     skips.skip(job_id)
 
-            helpers.append(asyncio.create_task(self._listen("skip", self.consumer.skips, skip),
-                                               name="skip-listener"))
+            helpers.append(asyncio.create_task(self._listen("skip", self.consumer.skips, skip), name="skip-listener"))
         log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
         try:
             await self._claim_loop()
@@ -281,8 +313,12 @@ class Worker:
             return
         _, late = await asyncio.wait(tasks, timeout=self.stop_timeout)
         if late:
-            log.warning("worker %s: %d job(s) still running after %g s; handing them back", self.id,
-                        len(late), self.stop_timeout)
+            log.warning(
+                "worker %s: %d job(s) still running after %g s; handing them back",
+                self.id,
+                len(late),
+                self.stop_timeout,
+            )
             for running in self._running.values():
                 running.releasing = True
                 running.stop_engine()
@@ -306,14 +342,16 @@ class Worker:
                 if self._takeover.is_set() or time.monotonic() >= next_reclaim:  # dead workers' jobs go first
                     self._takeover.clear()
                     next_reclaim = time.monotonic() + RECLAIM_S
-                    reclaimed = await _unless_stopping(self._stopping,
-                                                       self.consumer.reclaim(free, self.visibility_ms), CLAIM_GRACE_S)
+                    reclaimed = await _unless_stopping(
+                        self._stopping, self.consumer.reclaim(free, self.visibility_ms), CLAIM_GRACE_S
+                    )
                     if reclaimed is None:  # asked to stop
                         continue
                     batch = reclaimed
                 if not batch:
-                    fresh = await _unless_stopping(self._stopping, self.consumer.claim(free, CLAIM_BLOCK_MS),
-                                                   CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S)
+                    fresh = await _unless_stopping(
+                        self._stopping, self.consumer.claim(free, CLAIM_BLOCK_MS), CLAIM_BLOCK_MS / 1000 + CLAIM_GRACE_S
+                    )
                     if fresh is None:
                         continue
                     batch = [(c, 1) for c in fresh]
@@ -332,11 +370,18 @@ class Worker:
                     await self.consumer.release(claimed)
                     continue
                 if deliveries > 1:
-                    log.warning("job %s taken over from a worker that stopped (delivery %d)", claimed.job.id,
-                                deliveries, extra=_job_fields(claimed.job))
+                    log.warning(
+                        "job %s taken over from a worker that stopped (delivery %d)",
+                        claimed.job.id,
+                        deliveries,
+                        extra=_job_fields(claimed.job),
+                    )
                 running = self._running[claimed.job.id] = Running(claimed)
-                runner = self._dead_letter(running, deliveries) if deliveries > self.max_deliveries \
+                runner = (
+                    self._dead_letter(running, deliveries)
+                    if deliveries > self.max_deliveries
                     else self._in_slots(running, self._run(running, deliveries))
+                )
                 running.task = asyncio.create_task(runner)
 
     def _slots_of(self, job: Job) -> int:
@@ -376,8 +421,12 @@ class Worker:
         try:
             await self.consumer.dead_letter(claimed, deliveries)
             self._outcomes["dead_lettered"] += 1
-            log.error("job %s failed after %d deliveries; moved to the dead-letter registry", claimed.job.id,
-                      deliveries, extra=_job_fields(claimed.job))
+            log.error(
+                "job %s failed after %d deliveries; moved to the dead-letter registry",
+                claimed.job.id,
+                deliveries,
+                extra=_job_fields(claimed.job),
+            )
         except Exception:
             log.exception("could not dead-letter job %s", claimed.job.id)
         finally:
@@ -421,8 +470,11 @@ class Worker:
             if not engine_task.done():  # past its run deadline
                 engine_task.cancel()
                 await asyncio.gather(engine_task, return_exceptions=True)
-                status, body, state = 504, error_body(504, "the job ran past JOB_TIMEOUT", "timeout_error"), \
-                    JobState.FAILED
+                status, body, state = (
+                    504,
+                    error_body(504, "the job ran past JOB_TIMEOUT", "timeout_error"),
+                    JobState.FAILED,
+                )
             else:
                 status, body, state = await self._outcome(running, engine_task)
             usage = emitter.meter.usage(status, body, state, runnable)
@@ -432,17 +484,29 @@ class Worker:
             status, body, state = self._bounded(job, status, body, state)  # what was generated still counts
             await self._finish(claimed, status, body, state, runnable, usage)  # after every chunk, same connection
             self._outcomes["engine_crashed" if crashed else state.value] += 1
-            log.info("job %s %s (%d)", job.id, state.value, status, extra={
-                **_job_fields(job), "state": state.value, "status": status, "wait_ms": round(waited * 1000, 1),
-                "run_ms": round((time.monotonic() - began) * 1000, 1)})
+            log.info(
+                "job %s %s (%d)",
+                job.id,
+                state.value,
+                status,
+                extra={
+                    **_job_fields(job),
+                    "state": state.value,
+                    "status": status,
+                    "wait_ms": round(waited * 1000, 1),
+                    "run_ms": round((time.monotonic() - began) * 1000, 1),
+                },
+            )
         except Exception:
-            log.exception("could not run or report job %s; it stays pending for reclaim", job.id,
-                          extra=_job_fields(job))
+            log.exception(
+                "could not run or report job %s; it stays pending for reclaim", job.id, extra=_job_fields(job)
+            )
         finally:
             self._forget(running)
 
-    async def _outcome(self, running: Running,
-                       engine_task: asyncio.Task[tuple[int, bytes]]) -> tuple[int, bytes, JobState]:
+    async def _outcome(
+        self, running: Running, engine_task: asyncio.Task[tuple[int, bytes]]
+    ) -> tuple[int, bytes, JobState]:
         job = running.claimed.job
         try:
             status, body = await engine_task
@@ -463,14 +527,22 @@ class Worker:
         limit = self.result_max_bytes(job.kind) if self.result_max_bytes else 0
         if not limit or len(body) <= limit:
             return status, body, state
-        log.warning("job %s answered %d bytes, over the limit of %d: not stored", job.id, len(body), limit,
-                    extra=_job_fields(job))
-        message = (f"the answer ({len(body) / 2**20:.1f} MiB) is larger than this server stores "
-                   f"({limit / 2**20:g} MiB, RESULT_MAX_MB); ask for less")
+        log.warning(
+            "job %s answered %d bytes, over the limit of %d: not stored",
+            job.id,
+            len(body),
+            limit,
+            extra=_job_fields(job),
+        )
+        message = (
+            f"the answer ({len(body) / 2**20:.1f} MiB) is larger than this server stores "
+            f"({limit / 2**20:g} MiB, RESULT_MAX_MB); ask for less"
+        )
         return 413, error_body(413, message, "result_too_large"), JobState.FAILED
 
-    async def _finish(self, claimed: Claimed, status: int, body: bytes, state: JobState, ran: bool,
-                      usage: Usage) -> None:
+    async def _finish(
+        self, claimed: Claimed, status: int, body: bytes, state: JobState, ran: bool, usage: Usage
+    ) -> None:
         """Report the end, retrying through a Redis outage of up to FINISH_RETRY_S seconds."""
         backoff = Backoff()
         deadline = time.monotonic() + FINISH_RETRY_S
@@ -484,14 +556,21 @@ class Worker:
                 await backoff.wait(f"reporting job {claimed.job.id} failed ({exc})")
 
     async def _beat(self) -> None:
-        lost = await self.consumer.heartbeat(self.info(), keys.WORKER_TTL_S,
-                                             [r.claimed for r in self._running.values()], self.engine.models(),
-                                             loading=self.loading)
+        lost = await self.consumer.heartbeat(
+            self.info(),
+            keys.WORKER_TTL_S,
+            [r.claimed for r in self._running.values()],
+            self.engine.models(),
+            loading=self.loading,
+        )
         for claimed in lost:
             running = self._running.get(claimed.job.id)
             if running is not None and not running.lost:
-                log.warning("job %s was taken over by another worker while this one was out of touch; stopping it",
-                            claimed.job.id, extra=_job_fields(claimed.job))
+                log.warning(
+                    "job %s was taken over by another worker while this one was out of touch; stopping it",
+                    claimed.job.id,
+                    extra=_job_fields(claimed.job),
+                )
                 running.lost = True
                 running.stop_engine()
 
@@ -503,8 +582,9 @@ class Worker:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
 
-    async def _listen(self, what: str, messages: Callable[[], AsyncIterator[str]],
-                      handle: Callable[[str], Awaitable[None]]) -> None:
+    async def _listen(
+        self, what: str, messages: Callable[[], AsyncIterator[str]], handle: Callable[[str], Awaitable[None]]
+    ) -> None:
         """Handle each message of a pub/sub channel until cancelled, resubscribing at once after a lost
         connection (backing off while Redis stays unreachable)."""
         backoff = Backoff()
@@ -546,7 +626,11 @@ class Worker:
             if models != before:
                 self.consumer.set_pools([(kind, model) for model in sorted(models) for kind in self.consumer.kinds])
                 await self.consumer.setup()
-                log.info("models now: %s (added: %s; removed: %s)", ", ".join(sorted(models)) or "none",
-                         ", ".join(sorted(models - before)) or "none", ", ".join(sorted(before - models)) or "none")
+                log.info(
+                    "models now: %s (added: %s; removed: %s)",
+                    ", ".join(sorted(models)) or "none",
+                    ", ".join(sorted(models - before)) or "none",
+                    ", ".join(sorted(before - models)) or "none",
+                )
             self._refreshed.append(request_id)
             await self._beat()

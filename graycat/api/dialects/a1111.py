@@ -96,23 +96,78 @@ class PngInfoRequest(BaseModel):
 
 # What A1111 echoes in `parameters` for fields a request left out (numbers and flags never null).
 _ECHO_DEFAULTS: dict[str, Any] = {
-    "prompt": "", "negative_prompt": "", "styles": [], "seed": -1, "subseed": -1, "subseed_strength": 0,
-    "seed_resize_from_h": -1, "seed_resize_from_w": -1, "sampler_name": None, "scheduler": None,
-    "batch_size": 1, "n_iter": 1, "steps": 50, "cfg_scale": 7.0, "width": 512, "height": 512,
-    "restore_faces": False, "tiling": False, "do_not_save_samples": False, "do_not_save_grid": False,
-    "eta": 0, "denoising_strength": 0.75, "s_min_uncond": 0, "s_churn": 0, "s_tmax": 0, "s_tmin": 0,
-    "s_noise": 1, "override_settings": {}, "override_settings_restore_afterwards": True, "refiner_checkpoint": None,
-    "refiner_switch_at": None, "disable_extra_networks": False, "comments": {}, "script_name": None,
-    "script_args": [], "send_images": True, "save_images": False, "alwayson_scripts": {}, "infotext": None,
+    "prompt": "",
+    "negative_prompt": "",
+    "styles": [],
+    "seed": -1,
+    "subseed": -1,
+    "subseed_strength": 0,
+    "seed_resize_from_h": -1,
+    "seed_resize_from_w": -1,
+    "sampler_name": None,
+    "scheduler": None,
+    "batch_size": 1,
+    "n_iter": 1,
+    "steps": 50,
+    "cfg_scale": 7.0,
+    "width": 512,
+    "height": 512,
+    "restore_faces": False,
+    "tiling": False,
+    "do_not_save_samples": False,
+    "do_not_save_grid": False,
+    "eta": 0,
+    "denoising_strength": 0.75,
+    "s_min_uncond": 0,
+    "s_churn": 0,
+    "s_tmax": 0,
+    "s_tmin": 0,
+    "s_noise": 1,
+    "override_settings": {},
+    "override_settings_restore_afterwards": True,
+    "refiner_checkpoint": None,
+    "refiner_switch_at": None,
+    "disable_extra_networks": False,
+    "comments": {},
+    "script_name": None,
+    "script_args": [],
+    "send_images": True,
+    "save_images": False,
+    "alwayson_scripts": {},
+    "infotext": None,
 }
-_TXT2IMG_DEFAULTS = {"enable_hr": False, "firstphase_width": 0, "firstphase_height": 0, "hr_scale": 2.0,
-                     "hr_upscaler": None, "hr_second_pass_steps": 0, "hr_resize_x": 0, "hr_resize_y": 0,
-                     "hr_checkpoint_name": None, "hr_sampler_name": None, "hr_scheduler": None, "hr_prompt": "",
-                     "hr_negative_prompt": ""}
-_IMG2IMG_DEFAULTS = {"init_images": None, "resize_mode": 0, "image_cfg_scale": 1.5, "mask": None, "mask_blur_x": 4,
-                     "mask_blur_y": 4, "mask_blur": 4, "mask_round": True, "inpainting_fill": 0,
-                     "inpaint_full_res": True, "inpaint_full_res_padding": 0, "inpainting_mask_invert": 0,
-                     "initial_noise_multiplier": 1.0, "latent_mask": None, "include_init_images": False}
+_TXT2IMG_DEFAULTS = {
+    "enable_hr": False,
+    "firstphase_width": 0,
+    "firstphase_height": 0,
+    "hr_scale": 2.0,
+    "hr_upscaler": None,
+    "hr_second_pass_steps": 0,
+    "hr_resize_x": 0,
+    "hr_resize_y": 0,
+    "hr_checkpoint_name": None,
+    "hr_sampler_name": None,
+    "hr_scheduler": None,
+    "hr_prompt": "",
+    "hr_negative_prompt": "",
+}
+_IMG2IMG_DEFAULTS = {
+    "init_images": None,
+    "resize_mode": 0,
+    "image_cfg_scale": 1.5,
+    "mask": None,
+    "mask_blur_x": 4,
+    "mask_blur_y": 4,
+    "mask_blur": 4,
+    "mask_round": True,
+    "inpainting_fill": 0,
+    "inpaint_full_res": True,
+    "inpaint_full_res_padding": 0,
+    "inpainting_mask_invert": 0,
+    "initial_noise_multiplier": 1.0,
+    "latent_mask": None,
+    "include_init_images": False,
+}
 
 
 def parameters_echo(raw: dict[str, Any], img2img: bool) -> dict[str, Any]:
@@ -139,11 +194,17 @@ def not_offered(param: str, message: str) -> ApiError:
 
 def _check(req: Txt2ImgRequest, limits: Limits) -> None:
     if named := [str(style) for style in req.styles or [] if str(style).strip()]:  # Unity sends [""]
-        raise _bad(f"styles {', '.join(named)}: this server keeps no prompt styles (GET prompt-styles "
-                   "is empty); put their text in the prompt", "styles")
+        raise _bad(
+            f"styles {', '.join(named)}: this server keeps no prompt styles (GET prompt-styles "
+            "is empty); put their text in the prompt",
+            "styles",
+        )
     if req.restore_faces:
-        raise not_offered("restore_faces", "face restoration needs GFPGAN or CodeFormer weights "
-                          "(models/GFPGAN, models/Codeformer), which this server does not load")
+        raise not_offered(
+            "restore_faces",
+            "face restoration needs GFPGAN or CodeFormer weights "
+            "(models/GFPGAN, models/Codeformer), which this server does not load",
+        )
     for name in ("width", "height"):
         value = getattr(req, name)
         if value % 8:
@@ -153,15 +214,23 @@ def _check(req: Txt2ImgRequest, limits: Limits) -> None:
     if req.steps > limits.max_steps:
         raise _bad(f"steps {req.steps} is over this server's maximum of {limits.max_steps} (SD_MAX_STEPS)", "steps")
     if req.batch_size * req.n_iter > limits.max_images:
-        raise _bad(f"batch_size x n_iter asks for {req.batch_size * req.n_iter} images; this server makes at most "
-                   f"{limits.max_images} per request (SD_MAX_IMAGES)", "batch_size")
+        raise _bad(
+            f"batch_size x n_iter asks for {req.batch_size * req.n_iter} images; this server makes at most "
+            f"{limits.max_images} per request (SD_MAX_IMAGES)",
+            "batch_size",
+        )
     if req.script_name and not (isinstance(req, Img2ImgRequest) and req.script_name.strip().lower() in SCRIPTS):
-        raise _bad(f"script '{req.script_name}' not found: the A1111 scripts this server runs are "
-                   "\"Poor man's outpainting\" and \"SD upscale\" (img2img)", "script_name")
+        raise _bad(
+            f"script '{req.script_name}' not found: the A1111 scripts this server runs are "
+            '"Poor man\'s outpainting" and "SD upscale" (img2img)',
+            "script_name",
+        )
     for name, script in (req.alwayson_scripts or {}).items():
         if script and name.lower() != CONTROLNET:
-            raise _bad(f"always-on script '{name}' not found: of the A1111 extensions this server runs ControlNet "
-                       "only", "alwayson_scripts")
+            raise _bad(
+                f"always-on script '{name}' not found: of the A1111 extensions this server runs ControlNet only",
+                "alwayson_scripts",
+            )
 
 
 def _image(data: str, param: str) -> tuple[int, int]:
@@ -179,8 +248,12 @@ def check_loras(prompt: str, available: list[str], param: str = "prompt") -> Non
         raise _bad(str(exc), param) from None
     for name in wanted:
         if name not in available:
-            raise _bad(f"LoRA '{name}' not found; available: {', '.join(available) or 'none'} (models/Lora)", param,
-                       400, "unknown_lora")
+            raise _bad(
+                f"LoRA '{name}' not found; available: {', '.join(available) or 'none'} (models/Lora)",
+                param,
+                400,
+                "unknown_lora",
+            )
 
 
 def choose_vae(wanted: Any, saved: str | None, available: list[str], param: str) -> str | None:
@@ -190,22 +263,34 @@ def choose_vae(wanted: Any, saved: str | None, available: list[str], param: str)
         try:
             return vaes.find(str(wanted), available)
         except KeyError:
-            raise _bad(f"VAE '{wanted}' not found; available: Automatic, None, {', '.join(available)} "
-                       "(models/VAE)", param, 404, "vae_not_found") from None
+            raise _bad(
+                f"VAE '{wanted}' not found; available: Automatic, None, {', '.join(available)} (models/VAE)",
+                param,
+                404,
+                "vae_not_found",
+            ) from None
     try:
         return vaes.find(saved, available)
     except KeyError:
         return None
 
 
-def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], saved: dict[str, str], limits: Limits,
-              random_seeds: tuple[int, int]) -> GenerationParams:
+def to_params(
+    req: Txt2ImgRequest,
+    *,
+    checkpoint: str,
+    model: dict[str, Any],
+    saved: dict[str, str],
+    limits: Limits,
+    random_seeds: tuple[int, int],
+) -> GenerationParams:
     """Check a request against the server's limits and the checkpoint's announced `model` info, and make the
     generation job of it. `random_seeds` replace a seed and subseed of -1; `saved` are the token's options."""
     _check(req, limits)
     check_loras(req.prompt, model.get("loras", []))
-    vae = choose_vae((req.override_settings or {}).get("sd_vae"), saved.get("sd_vae"), model.get("vaes", []),
-                     "override_settings")
+    vae = choose_vae(
+        (req.override_settings or {}).get("sd_vae"), saved.get("sd_vae"), model.get("vaes", []), "override_settings"
+    )
     units = _control_units(req, model.get("controlnets", []))
     try:
         choice = resolve(req.sampler_name or req.sampler_index, req.scheduler)
@@ -217,13 +302,29 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
             opts[key] = a1111_options.check(key, value, "override_settings")
     clip = int(opts["CLIP_stop_at_last_layers"])
     params = GenerationParams(
-        checkpoint=checkpoint, prompt=req.prompt, negative_prompt=req.negative_prompt,
+        checkpoint=checkpoint,
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
         seed=req.seed if req.seed >= 0 else random_seeds[0],
-        subseed=req.subseed if req.subseed >= 0 else random_seeds[1], subseed_strength=req.subseed_strength,
-        sampler=choice.sampler.name, schedule=choice.schedule.name, steps=req.steps, cfg_scale=req.cfg_scale,
-        width=req.width, height=req.height, batch_size=req.batch_size, n_iter=req.n_iter, clip_skip=clip,
-        tiling=bool(req.tiling), eta=req.eta, send_images=req.send_images, vae=vae, controlnets=units,
-        eta_noise_seed_delta=int(opts["eta_noise_seed_delta"]), **a1111_options.output(opts))
+        subseed=req.subseed if req.subseed >= 0 else random_seeds[1],
+        subseed_strength=req.subseed_strength,
+        sampler=choice.sampler.name,
+        schedule=choice.schedule.name,
+        steps=req.steps,
+        cfg_scale=req.cfg_scale,
+        width=req.width,
+        height=req.height,
+        batch_size=req.batch_size,
+        n_iter=req.n_iter,
+        clip_skip=clip,
+        tiling=bool(req.tiling),
+        eta=req.eta,
+        send_images=req.send_images,
+        vae=vae,
+        controlnets=units,
+        eta_noise_seed_delta=int(opts["eta_noise_seed_delta"]),
+        **a1111_options.output(opts),
+    )
     if req.enable_hr and not isinstance(req, Img2ImgRequest):  # A1111's img2img has no hires fix
         params.hires = _hires(req, limits, checkpoint, model)
     if isinstance(req, Img2ImgRequest):
@@ -235,8 +336,12 @@ def to_params(req: Txt2ImgRequest, *, checkpoint: str, model: dict[str, Any], sa
         if req.mask:
             mask_size = _image(req.mask, "mask")
             if mask_size != size:
-                raise _bad(f"the mask is {mask_size[0]}x{mask_size[1]} but the init image is {size[0]}x{size[1]}",
-                           "mask", 400, "invalid_image")
+                raise _bad(
+                    f"the mask is {mask_size[0]}x{mask_size[1]} but the init image is {size[0]}x{size[1]}",
+                    "mask",
+                    400,
+                    "invalid_image",
+                )
         params.mode = "img2img"
         params.init_images = req.init_images[:1]
         params.mask = req.mask
@@ -255,10 +360,14 @@ def _hires(req: Txt2ImgRequest, limits: Limits, checkpoint: str, model: dict[str
     """The second pass of A1111's hires fix, sized as A1111 sizes it: `hr_scale` times the image (default 2), or
     `hr_resize_x` x `hr_resize_y`; with one of them 0 the other keeps the aspect ratio, with both the image is
     upscaled to cover them and centre-cropped. Sizes are rounded down to multiples of 8."""
-    if req.hr_checkpoint_name not in (None, "", "Use same checkpoint") \
-            and checkpoints.find(req.hr_checkpoint_name, {checkpoint: model}) != checkpoint:
-        raise _bad(f"hr_checkpoint_name '{req.hr_checkpoint_name}': the hires pass runs on the request's own "
-                   "checkpoint here", "hr_checkpoint_name")
+    if (
+        req.hr_checkpoint_name not in (None, "", "Use same checkpoint")
+        and checkpoints.find(req.hr_checkpoint_name, {checkpoint: model}) != checkpoint
+    ):
+        raise _bad(
+            f"hr_checkpoint_name '{req.hr_checkpoint_name}': the hires pass runs on the request's own checkpoint here",
+            "hr_checkpoint_name",
+        )
     resize_x, resize_y = req.hr_resize_x or 0, req.hr_resize_y or 0
     scale = 2.0 if req.hr_scale is None else req.hr_scale
     if resize_x < 0 or resize_y < 0 or not 1 <= scale <= 8:
@@ -281,19 +390,26 @@ def _hires(req: Txt2ImgRequest, limits: Limits, checkpoint: str, model: dict[str
     if width < req.width or height < req.height:
         raise _bad(f"the hires size {width}x{height} is smaller than the image ({req.width}x{req.height})", param)
     if max(upscale) > limits.max_size:
-        raise _bad(f"the hires size {upscale[0]}x{upscale[1]} is over this server's maximum of {limits.max_size} "
-                   "(SD_MAX_SIZE)", param)
+        raise _bad(
+            f"the hires size {upscale[0]}x{upscale[1]} is over this server's maximum of {limits.max_size} "
+            "(SD_MAX_SIZE)",
+            param,
+        )
     steps = req.hr_second_pass_steps or 0
     if not 0 <= steps <= limits.max_steps:
-        raise _bad(f"hr_second_pass_steps must be 0 (the first pass's) to {limits.max_steps} (SD_MAX_STEPS)",
-                   "hr_second_pass_steps")
+        raise _bad(
+            f"hr_second_pass_steps must be 0 (the first pass's) to {limits.max_steps} (SD_MAX_STEPS)",
+            "hr_second_pass_steps",
+        )
     try:
         upscaler = upscalers.find(req.hr_upscaler)
     except KeyError:
         message = f"upscaler '{req.hr_upscaler}' not found; available: {', '.join(upscalers.UPSCALERS)}"
         if extras.is_model_upscaler(str(req.hr_upscaler)):
-            raise not_offered("hr_upscaler", message + "; model upscalers need weights (models/ESRGAN, "
-                              "models/RealESRGAN) this server does not load") from None
+            raise not_offered(
+                "hr_upscaler",
+                message + "; model upscalers need weights (models/ESRGAN, models/RealESRGAN) this server does not load",
+            ) from None
         raise _bad(message, "hr_upscaler", 400, "unknown_upscaler") from None
     sampler = schedule = ""
     same = {None, "", "Use same sampler", "Use same scheduler"}
@@ -307,12 +423,24 @@ def _hires(req: Txt2ImgRequest, limits: Limits, checkpoint: str, model: dict[str
     prompt = req.hr_prompt or ""
     check_loras(prompt, model.get("loras", []), "hr_prompt")
     if prompt and loras.parse(prompt)[1] != loras.parse(req.prompt)[1]:
-        raise _bad("hr_prompt: the prompt's LoRAs stay loaded for both passes here, so hr_prompt may name only "
-                   "those, with the same weights", "hr_prompt")
+        raise _bad(
+            "hr_prompt: the prompt's LoRAs stay loaded for both passes here, so hr_prompt may name only "
+            "those, with the same weights",
+            "hr_prompt",
+        )
     strength = 0.75 if req.denoising_strength is None else req.denoising_strength
-    return HiresFix(width, height, upscaler, steps, *(upscale if upscale != (width, height) else (0, 0)),
-                    denoising_strength=strength, sampler=sampler, schedule=schedule, prompt=prompt,
-                    negative_prompt=req.hr_negative_prompt or "")
+    return HiresFix(
+        width,
+        height,
+        upscaler,
+        steps,
+        *(upscale if upscale != (width, height) else (0, 0)),
+        denoising_strength=strength,
+        sampler=sampler,
+        schedule=schedule,
+        prompt=prompt,
+        negative_prompt=req.hr_negative_prompt or "",
+    )
 
 
 def _thresholds(unit: dict[str, Any], module: str, where: str) -> tuple[float, float]:
@@ -346,13 +474,20 @@ def _control_units(req: Txt2ImgRequest, available: list[str]) -> list[ControlUni
             continue
         module = str(unit.get("module") or "none")
         if not preprocessors.known(module):
-            raise _bad(f"{where}: preprocessor '{module}' is not run here (only canny and invert); send the "
-                       "preprocessed control image with module 'none'", "alwayson_scripts")
+            raise _bad(
+                f"{where}: preprocessor '{module}' is not run here (only canny and invert); send the "
+                "preprocessed control image with module 'none'",
+                "alwayson_scripts",
+            )
         name = controlnets.find(str(unit.get("model") or ""), available)
         if name is None:
-            raise _bad(f"{where}: ControlNet model '{unit.get('model')}' not found; available: "
-                       f"{', '.join(available) or 'none'} (models/ControlNet)", "alwayson_scripts", 404,
-                       "model_not_found")
+            raise _bad(
+                f"{where}: ControlNet model '{unit.get('model')}' not found; available: "
+                f"{', '.join(available) or 'none'} (models/ControlNet)",
+                "alwayson_scripts",
+                404,
+                "model_not_found",
+            )
         image = unit.get("image") or unit.get("input_image")
         if isinstance(image, dict):  # the extension also takes {"image": ..., "mask": ...}
             image = image.get("image")
@@ -366,11 +501,13 @@ def _control_units(req: Txt2ImgRequest, available: list[str]) -> list[ControlUni
             weight = float(unit.get("weight", 1.0))
             start, end = float(unit.get("guidance_start", 0.0)), float(unit.get("guidance_end", 1.0))
         except (TypeError, ValueError):
-            raise _bad(f"{where}: weight, guidance_start and guidance_end must be numbers", "alwayson_scripts") \
-                from None
+            raise _bad(
+                f"{where}: weight, guidance_start and guidance_end must be numbers", "alwayson_scripts"
+            ) from None
         if not (0 <= weight <= 2 and 0 <= start < end <= 1):
-            raise _bad(f"{where}: weight must be 0 to 2 and 0 <= guidance_start < guidance_end <= 1",
-                       "alwayson_scripts")
+            raise _bad(
+                f"{where}: weight must be 0 to 2 and 0 <= guidance_start < guidance_end <= 1", "alwayson_scripts"
+            )
         low, high = _thresholds(unit, module, where)
         units.append(ControlUnit(name, image, weight, start, end, module.lower(), low, high))
     return units
@@ -380,13 +517,19 @@ def _outpainting(req: Img2ImgRequest, params: GenerationParams, limits: Limits) 
     """A1111's "Poor man's outpainting": the image (at width x height) on a canvas grown by `pixels` on the
     chosen sides, the new border painted. The answer is the larger image."""
     args = [*req.script_args, None, None, None, None][:4]
-    pixels, blur, fill, directions = (128 if args[0] is None else args[0], 4 if args[1] is None else args[1],
-                                      1 if args[2] is None else args[2], SIDES if args[3] is None else args[3])
+    pixels, blur, fill, directions = (
+        128 if args[0] is None else args[0],
+        4 if args[1] is None else args[1],
+        1 if args[2] is None else args[2],
+        SIDES if args[3] is None else args[3],
+    )
     if not isinstance(pixels, int) or pixels <= 0 or pixels % 8:
         raise _bad("script_args[0] (pixels to expand) must be a positive multiple of 8", "script_args")
     if not isinstance(blur, int) or blur < 0 or not isinstance(fill, int) or not 0 <= fill <= 3:
-        raise _bad("script_args[1] (mask blur) must be an integer >= 0 and script_args[2] (inpainting fill) "
-                   "0 to 3", "script_args")
+        raise _bad(
+            "script_args[1] (mask blur) must be an integer >= 0 and script_args[2] (inpainting fill) 0 to 3",
+            "script_args",
+        )
     if not isinstance(directions, list | tuple) or not directions or not set(directions) <= set(SIDES):
         raise _bad(f"script_args[3] (directions) must be a non-empty list of {', '.join(SIDES)}", "script_args")
     if req.mask:
@@ -394,8 +537,11 @@ def _outpainting(req: Img2ImgRequest, params: GenerationParams, limits: Limits) 
     sides = [pixels if side in directions else 0 for side in SIDES]
     params.width, params.height = params.width + sides[0] + sides[2], params.height + sides[1] + sides[3]
     if max(params.width, params.height) > limits.max_size:
-        raise _bad(f"outpainting to {params.width}x{params.height} is over this server's maximum of "
-                   f"{limits.max_size} (SD_MAX_SIZE)", "script_args")
+        raise _bad(
+            f"outpainting to {params.width}x{params.height} is over this server's maximum of "
+            f"{limits.max_size} (SD_MAX_SIZE)",
+            "script_args",
+        )
     params.outpaint, params.mask_blur, params.inpainting_fill = sides, blur, fill
 
 
@@ -408,8 +554,10 @@ def _sd_upscale(req: Img2ImgRequest, size: tuple[int, int], limits: Limits) -> S
     chosen = 0 if args[2] is None else args[2]
     scale = 2.0 if args[3] is None else args[3]
     if not isinstance(overlap, int) or not 0 <= overlap < min(req.width, req.height):
-        raise _bad("script_args[1] (tile overlap) must be an integer from 0 to less than the tile's width and "
-                   "height", "script_args")
+        raise _bad(
+            "script_args[1] (tile overlap) must be an integer from 0 to less than the tile's width and height",
+            "script_args",
+        )
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not 1 <= scale <= 4:
         raise _bad("script_args[3] (scale factor) must be a number from 1 to 4", "script_args")
     names = [name for name in upscalers.UPSCALERS if not name.startswith("Latent")]
@@ -419,8 +567,9 @@ def _sd_upscale(req: Img2ImgRequest, size: tuple[int, int], limits: Limits) -> S
         upscaler = next((n for n in names if isinstance(chosen, str) and n.lower() == chosen.strip().lower()), "")
     if not upscaler:
         model = isinstance(chosen, str) and extras.is_model_upscaler(chosen)
-        message = f"script_args[2] (upscaler): '{chosen}' is not run here; available: " \
-                  f"{', '.join(names)} (or their index)"
+        message = (
+            f"script_args[2] (upscaler): '{chosen}' is not run here; available: {', '.join(names)} (or their index)"
+        )
         if model:
             raise not_offered("script_args", message + "; model upscalers need weights this server does not load")
         raise _bad(message, "script_args", 400, "unknown_upscaler")
@@ -430,25 +579,35 @@ def _sd_upscale(req: Img2ImgRequest, size: tuple[int, int], limits: Limits) -> S
         raise _bad("SD upscale runs without always-on scripts (ControlNet) here", "alwayson_scripts")
     big = size if upscaler == "None" else (int(size[0] * scale) // 8 * 8, int(size[1] * scale) // 8 * 8)
     if big[0] < req.width or big[1] < req.height:
-        raise _bad(f"the upscaled image ({big[0]}x{big[1]}) is smaller than a tile ({req.width}x{req.height}): "
-                   "tiles are width x height", "script_args")
+        raise _bad(
+            f"the upscaled image ({big[0]}x{big[1]}) is smaller than a tile ({req.width}x{req.height}): "
+            "tiles are width x height",
+            "script_args",
+        )
     if max(big) > limits.max_size:
-        raise _bad(f"SD upscale to {big[0]}x{big[1]} is over this server's maximum of {limits.max_size} "
-                   "(SD_MAX_SIZE)", "script_args")
+        raise _bad(
+            f"SD upscale to {big[0]}x{big[1]} is over this server's maximum of {limits.max_size} (SD_MAX_SIZE)",
+            "script_args",
+        )
     tiles = sd_upscale_tiles(big, req.width, req.height, overlap)
     work = len(tiles[0]) * len(tiles[1]) * req.n_iter
     if work * req.steps > limits.max_images * limits.max_steps:
-        raise _bad(f"SD upscale would denoise {work} tiles of {req.steps} steps; this server does at most the "
-                   f"work of {limits.max_images} images of {limits.max_steps} steps per request (SD_MAX_IMAGES, "
-                   "SD_MAX_STEPS): use larger tiles, less overlap or fewer steps", "script_args")
+        raise _bad(
+            f"SD upscale would denoise {work} tiles of {req.steps} steps; this server does at most the "
+            f"work of {limits.max_images} images of {limits.max_steps} steps per request (SD_MAX_IMAGES, "
+            "SD_MAX_STEPS): use larger tiles, less overlap or fewer steps",
+            "script_args",
+        )
     return SdUpscale(overlap, upscaler, float(scale))
 
 
 def with_parameters(echo: dict[str, Any]) -> Any:
     """The reshape of a worker's `{"images", "info"}` into A1111's `{"images", "parameters", "info"}`."""
+
     def reshape(body: bytes) -> bytes:
         answer = orjson.loads(body)
         return orjson.dumps({"images": answer["images"], "parameters": echo, "info": answer["info"]})
+
     return reshape
 
 
@@ -459,8 +618,17 @@ def checkpoint_entry(info: dict[str, Any]) -> dict[str, Any]:
 
 def progress(record: dict[str, str] | None, last: bytes | None, job_id: str | None, now: float) -> dict[str, Any]:
     """`GET /sdapi/v1/progress` from the token's latest job: its record and its latest progress event."""
-    state = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": 0,
-             "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
+    state = {
+        "skipped": False,
+        "interrupted": False,
+        "stopping_generation": False,
+        "job": "",
+        "job_count": 0,
+        "job_timestamp": "0",
+        "job_no": 0,
+        "sampling_step": 0,
+        "sampling_steps": 0,
+    }
     idle = {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None, "textinfo": None}
     if record is None or job_id is None:
         return idle
@@ -469,14 +637,19 @@ def progress(record: dict[str, str] | None, last: bytes | None, job_id: str | No
     if record["state"] not in ("pending", "active"):
         return idle
     created = float(record["created"])
-    state.update(job=f"task({job_id})", job_count=1,
-                 job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(created)))
+    state.update(
+        job=f"task({job_id})", job_count=1, job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(created))
+    )
     if not last:
         return {**idle, "textinfo": "Waiting..." if record["state"] == "pending" else "Starting..."}
     event = orjson.loads(last)
     steps = max(1, int(event["steps"]))
-    state.update(job_count=int(event["job_count"]), job_no=int(event["job_no"]),
-                 sampling_step=int(event["step"]), sampling_steps=steps)
+    state.update(
+        job_count=int(event["job_count"]),
+        job_no=int(event["job_no"]),
+        sampling_step=int(event["step"]),
+        sampling_steps=steps,
+    )
     done = (int(event["job_no"]) + int(event["step"]) / steps) / max(1, int(event["job_count"]))
     elapsed = now - float(record.get("started", created))
     eta = elapsed * (1 - done) / done if done > 0 else 0.0

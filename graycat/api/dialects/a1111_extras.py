@@ -51,8 +51,10 @@ class InterrogateRequest(BaseModel):
     model: str = "clip"
 
 
-INTERROGATORS = {"clip": "the BLIP captioning model and CLIP ViT-L/14 (models/BLIP, interrogate/)",
-                 "deepdanbooru": "the DeepDanbooru model (models/torch_deepdanbooru)"}
+INTERROGATORS = {
+    "clip": "the BLIP captioning model and CLIP ViT-L/14 (models/BLIP, interrogate/)",
+    "deepdanbooru": "the DeepDanbooru model (models/torch_deepdanbooru)",
+}
 
 
 def _bad(message: str, param: str, status: int = 422, code: str = "invalid_request") -> ApiError:
@@ -64,22 +66,36 @@ def _upscaler(name: str | None, param: str) -> str:
         return extras.upscaler(name)
     except extras.NotRun as exc:
         if exc.model:
-            raise not_offered(param, f"upscaler '{exc.name}' runs a model whose weights this server does not "
-                              "load (models/ESRGAN, models/RealESRGAN, ...); available: None, Lanczos, "
-                              "Nearest") from None
-        raise _bad(f"upscaler '{exc.name}' not found; available: None, Lanczos, Nearest", param, 400,
-                   "unknown_upscaler") from None
+            raise not_offered(
+                param,
+                f"upscaler '{exc.name}' runs a model whose weights this server does not "
+                "load (models/ESRGAN, models/RealESRGAN, ...); available: None, Lanczos, "
+                "Nearest",
+            ) from None
+        raise _bad(
+            f"upscaler '{exc.name}' not found; available: None, Lanczos, Nearest", param, 400, "unknown_upscaler"
+        ) from None
 
 
 def upscale_of(req: ExtrasRequest) -> extras.Upscale:
     """The upscaling a request asks for; 501 for face restoration and model upscalers, 4xx for bad names."""
     if req.gfpgan_visibility > 0 or req.codeformer_visibility > 0:
         param = "gfpgan_visibility" if req.gfpgan_visibility > 0 else "codeformer_visibility"
-        raise not_offered(param, "face restoration needs GFPGAN or CodeFormer weights (models/GFPGAN, "
-                          "models/Codeformer), which this server does not load")
-    return extras.Upscale(req.resize_mode, req.upscaling_resize, req.upscaling_resize_w, req.upscaling_resize_h,
-                          req.upscaling_crop, _upscaler(req.upscaler_1, "upscaler_1"),
-                          _upscaler(req.upscaler_2, "upscaler_2"), req.extras_upscaler_2_visibility)
+        raise not_offered(
+            param,
+            "face restoration needs GFPGAN or CodeFormer weights (models/GFPGAN, "
+            "models/Codeformer), which this server does not load",
+        )
+    return extras.Upscale(
+        req.resize_mode,
+        req.upscaling_resize,
+        req.upscaling_resize_w,
+        req.upscaling_resize_h,
+        req.upscaling_crop,
+        _upscaler(req.upscaler_1, "upscaler_1"),
+        _upscaler(req.upscaler_2, "upscaler_2"),
+        req.extras_upscaler_2_visibility,
+    )
 
 
 def _one(data: str, up: extras.Upscale, output: dict[str, Any], param: str) -> tuple[str, str]:
@@ -93,15 +109,19 @@ def _one(data: str, up: extras.Upscale, output: dict[str, Any], param: str) -> t
         raise _bad(str(exc), "upscaling_resize", 413, "image_too_large") from None
     except ValueError as exc:
         raise _bad(str(exc), "upscaling_resize") from None
-    texts = {str(k): str(v) for k, v in image.info.items() if isinstance(v, str)} \
-        if output["enable_pnginfo"] else {}
+    texts = {str(k): str(v) for k, v in image.info.items() if isinstance(v, str)} if output["enable_pnginfo"] else {}
     out, info = extras.run(image, up)
     if info and output["enable_pnginfo"]:
         texts["postprocessing"] = info
     if output["samples_format"] == "png":
         return codec.encode_png(out, texts=texts), info
-    return codec.encode(out, texts.get("parameters"), fmt=output["samples_format"],
-                        quality=output["jpeg_quality"], lossless=output["webp_lossless"]), info
+    return codec.encode(
+        out,
+        texts.get("parameters"),
+        fmt=output["samples_format"],
+        quality=output["jpeg_quality"],
+        lossless=output["webp_lossless"],
+    ), info
 
 
 def single(req: ExtrasSingleImageRequest, up: extras.Upscale, output: dict[str, Any]) -> bytes:
@@ -115,11 +135,17 @@ def single(req: ExtrasSingleImageRequest, up: extras.Upscale, output: dict[str, 
 def batch(req: ExtrasBatchImagesRequest, up: extras.Upscale, output: dict[str, Any], *, max_images: int) -> bytes:
     """`extra-batch-images`'s answer, at most `max_images` images (blocking: run it in a thread)."""
     if len(req.imageList) > max_images:
-        raise _bad(f"imageList has {len(req.imageList)} images; this server takes at most {max_images} "
-                   "(SD_MAX_IMAGES)", "imageList")
+        raise _bad(
+            f"imageList has {len(req.imageList)} images; this server takes at most {max_images} (SD_MAX_IMAGES)",
+            "imageList",
+        )
     done = [_one(item.data, up, output, f"imageList[{i}]") for i, item in enumerate(req.imageList)]
-    return orjson.dumps({"html_info": extras.html_info(done[-1][1]),
-                         "images": [image for image, _ in done] if req.show_extras_results else []})
+    return orjson.dumps(
+        {
+            "html_info": extras.html_info(done[-1][1]),
+            "images": [image for image, _ in done] if req.show_extras_results else [],
+        }
+    )
 
 
 def interrogate(req: InterrogateRequest) -> ApiError:
@@ -129,7 +155,12 @@ def interrogate(req: InterrogateRequest) -> ApiError:
     except codec.BadImage as exc:
         return _bad(f"image {exc}", "image", 400, "invalid_image")
     if req.model not in INTERROGATORS:
-        return _bad(f"interrogate model '{req.model}' not found (A1111's are clip and deepdanbooru)", "model", 404,
-                    "model_not_found")
-    return not_offered("model", f"interrogate with '{req.model}' needs {INTERROGATORS[req.model]}, which this "
-                       "server does not load")
+        return _bad(
+            f"interrogate model '{req.model}' not found (A1111's are clip and deepdanbooru)",
+            "model",
+            404,
+            "model_not_found",
+        )
+    return not_offered(
+        "model", f"interrogate with '{req.model}' needs {INTERROGATORS[req.model]}, which this server does not load"
+    )

@@ -53,14 +53,14 @@ class MessagesRequest(CountTokensRequest):
 
 def parser_fields(req: CountTokensRequest) -> dict[str, Any]:
     """What of the request reaches llama.cpp's parsers, in the shape parser_limits reads: the tools' schemas."""
-    return {**(req.model_extra or {}),
-            "tools": [{"function": {"parameters": t.input_schema}} for t in req.tools or []]}
+    return {**(req.model_extra or {}), "tools": [{"function": {"parameters": t.input_schema}} for t in req.tools or []]}
 
 
 def messages_job(req: MessagesRequest) -> JobSpec:
     """The job: an OpenAI chat completion on the engine (see as_openai_chat)."""
-    return JobSpec("/v1/chat/completions", req.stream, req.model, req.max_tokens,
-                   is_deterministic(None, req.temperature))
+    return JobSpec(
+        "/v1/chat/completions", req.stream, req.model, req.max_tokens, is_deterministic(None, req.temperature)
+    )
 
 
 def count_tokens_job(req: CountTokensRequest) -> JobSpec:
@@ -102,8 +102,10 @@ def _image_part(block: dict[str, Any]) -> dict[str, Any]:
     source = block.get("source") or {}
     if source.get("type") == "url":
         return {"type": "image_url", "image_url": {"url": source.get("url", "")}}
-    return {"type": "image_url",
-            "image_url": {"url": f"data:{source.get('media_type', '')};base64,{source.get('data', '')}"}}
+    return {
+        "type": "image_url",
+        "image_url": {"url": f"data:{source.get('media_type', '')};base64,{source.get('data', '')}"},
+    }
 
 
 def _content(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -111,8 +113,11 @@ def _content(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     refuses as llama.cpp does when the model has no vision)."""
     if not any(b.get("type") == "image" for b in blocks):
         return _text(blocks)
-    return [_image_part(b) if b.get("type") == "image" else {"type": "text", "text": str(b.get("text", ""))}
-            for b in blocks if b.get("type") in ("image", "text")]
+    return [
+        _image_part(b) if b.get("type") == "image" else {"type": "text", "text": str(b.get("text", ""))}
+        for b in blocks
+        if b.get("type") in ("image", "text")
+    ]
 
 
 def _openai_messages(req: MessagesRequest) -> list[dict[str, Any]]:
@@ -125,11 +130,22 @@ def _openai_messages(req: MessagesRequest) -> list[dict[str, Any]]:
         blocks = [{"type": "text", "text": message.content}] if isinstance(message.content, str) else message.content
         for block in blocks:
             if block.get("type") == "tool_result":
-                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
-                            "content": _text(block.get("content", ""))})
-        calls = [{"id": b.get("id"), "type": "function",
-                  "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input", {})).decode()}}
-                 for b in blocks if b.get("type") == "tool_use"]
+                out.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": block.get("tool_use_id"),
+                        "content": _text(block.get("content", "")),
+                    }
+                )
+        calls = [
+            {
+                "id": b.get("id"),
+                "type": "function",
+                "function": {"name": b.get("name"), "arguments": orjson.dumps(b.get("input", {})).decode()},
+            }
+            for b in blocks
+            if b.get("type") == "tool_use"
+        ]
         content = _content(blocks)
         if calls:
             out.append({"role": "assistant", "content": content or None, "tool_calls": calls})
@@ -148,8 +164,13 @@ def as_openai_chat(req: MessagesRequest, choice: str | dict[str, Any] | None) ->
     extra = {k: v for k, v in (req.model_extra or {}).items() if k not in _ANTHROPIC_ONLY}
     body: dict[str, Any] = {**extra, "messages": _openai_messages(req), "max_tokens": req.max_tokens}
     if req.tools:
-        body["tools"] = [{"type": "function", "function": {
-            "name": t.name, "description": t.description or "", "parameters": t.input_schema}} for t in req.tools]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {"name": t.name, "description": t.description or "", "parameters": t.input_schema},
+            }
+            for t in req.tools
+        ]
     if choice is not None:
         body["tool_choice"] = choice
     if req.model:
@@ -175,19 +196,36 @@ def from_openai_chat(answer: bytes) -> bytes:
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})
     for call in message.get("tool_calls") or []:
-        content.append({"type": "tool_use", "id": "toolu_" + call["id"].removeprefix("call_"),
-                        "name": call["function"]["name"], "input": orjson.loads(call["function"]["arguments"])})
-    return orjson.dumps({
-        "id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant", "content": content,
-        "model": data.get("model", ""), "stop_reason": _STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
-        "stop_sequence": None, "usage": _usage(data.get("usage") or {})})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": "toolu_" + call["id"].removeprefix("call_"),
+                "name": call["function"]["name"],
+                "input": orjson.loads(call["function"]["arguments"]),
+            }
+        )
+    return orjson.dumps(
+        {
+            "id": "msg_" + uuid.uuid4().hex[:24],
+            "type": "message",
+            "role": "assistant",
+            "content": content,
+            "model": data.get("model", ""),
+            "stop_reason": _STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
+            "stop_sequence": None,
+            "usage": _usage(data.get("usage") or {}),
+        }
+    )
 
 
 def _usage(usage: dict[str, Any]) -> dict[str, int]:
     """Anthropic's usage of OpenAI's: input_tokens are the prompt's tokens not read from the cache."""
     cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0))
-    return {"cache_read_input_tokens": cached, "input_tokens": int(usage.get("prompt_tokens", 0)) - cached,
-            "output_tokens": int(usage.get("completion_tokens", 0))}
+    return {
+        "cache_read_input_tokens": cached,
+        "input_tokens": int(usage.get("prompt_tokens", 0)) - cached,
+        "output_tokens": int(usage.get("completion_tokens", 0)),
+    }
 
 
 def _prompt_usage(chunk: dict[str, Any]) -> dict[str, int]:
@@ -195,16 +233,22 @@ def _prompt_usage(chunk: dict[str, Any]) -> dict[str, int]:
     timings = chunk.get("timings")
     if not isinstance(timings, dict):
         timings = {}
-    return {"cache_read_input_tokens": int(timings.get("cache_n", 0)), "input_tokens": int(timings.get("prompt_n", 0)),
-            "output_tokens": 0}
+    return {
+        "cache_read_input_tokens": int(timings.get("cache_n", 0)),
+        "input_tokens": int(timings.get("prompt_n", 0)),
+        "output_tokens": 0,
+    }
 
 
 def _carries_output(chunk: dict[str, Any]) -> bool:
     """Whether an OpenAI chat chunk carries text, a tool call, a finish reason or the usage."""
     if chunk.get("usage"):
         return True
-    return any((c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls")
-               or c.get("finish_reason") for c in chunk.get("choices") or [] if isinstance(c, dict))
+    return any(
+        (c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls") or c.get("finish_reason")
+        for c in chunk.get("choices") or []
+        if isinstance(c, dict)
+    )
 
 
 def _event(data: dict[str, Any]) -> bytes:
@@ -236,26 +280,60 @@ class ChatStream:
             if "timings" not in chunk and not _carries_output(chunk):
                 return b""  # a role-only opening chunk: message_start waits for the prompt's timings
             self._started = True
-            out.append(_event({"type": "message_start", "message": {
-                "id": "msg_" + str(chunk.get("id", uuid.uuid4().hex)).removeprefix("chatcmpl-"), "type": "message",
-                "role": "assistant", "content": [], "model": chunk.get("model", ""), "stop_reason": None,
-                "stop_sequence": None, "usage": _prompt_usage(chunk)}}))
+            out.append(
+                _event(
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": "msg_" + str(chunk.get("id", uuid.uuid4().hex)).removeprefix("chatcmpl-"),
+                            "type": "message",
+                            "role": "assistant",
+                            "content": [],
+                            "model": chunk.get("model", ""),
+                            "stop_reason": None,
+                            "stop_sequence": None,
+                            "usage": _prompt_usage(chunk),
+                        },
+                    }
+                )
+            )
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             if text := delta.get("content"):
                 if self._open != "text":
                     out += self._start({"type": "text", "text": ""}, "text")
-                out.append(_event({"type": "content_block_delta", "index": self._block,
-                                   "delta": {"type": "text_delta", "text": text}}))
+                out.append(
+                    _event(
+                        {
+                            "type": "content_block_delta",
+                            "index": self._block,
+                            "delta": {"type": "text_delta", "text": text},
+                        }
+                    )
+                )
             for call in delta.get("tool_calls") or []:
                 fn = call.get("function") or {}
                 if (index := call.get("index", 0)) not in self._tools:
-                    out += self._start({"type": "tool_use", "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
-                                        "name": fn.get("name") or "", "input": {}}, "tool_use")
+                    out += self._start(
+                        {
+                            "type": "tool_use",
+                            "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
+                            "name": fn.get("name") or "",
+                            "input": {},
+                        },
+                        "tool_use",
+                    )
                     self._tools[index] = self._block
                 if args := fn.get("arguments"):
-                    out.append(_event({"type": "content_block_delta", "index": self._tools[index],
-                                       "delta": {"type": "input_json_delta", "partial_json": args}}))
+                    out.append(
+                        _event(
+                            {
+                                "type": "content_block_delta",
+                                "index": self._tools[index],
+                                "delta": {"type": "input_json_delta", "partial_json": args},
+                            }
+                        )
+                    )
             if reason := choice.get("finish_reason"):
                 self._stop = _STOP_REASONS.get(reason, "end_turn")
         if isinstance(usage := chunk.get("usage"), dict):
@@ -276,30 +354,59 @@ class ChatStream:
 
     def _finish(self, usage: dict[str, Any]) -> bytes:
         self._done = True
-        return b"".join([*self._close(), _event({
-            "type": "message_delta", "delta": {"stop_reason": self._stop, "stop_sequence": None},
-            "usage": _usage(usage)}), _event({"type": "message_stop"})])
+        return b"".join(
+            [
+                *self._close(),
+                _event(
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": self._stop, "stop_sequence": None},
+                        "usage": _usage(usage),
+                    }
+                ),
+                _event({"type": "message_stop"}),
+            ]
+        )
 
 
 def as_stream(answer: bytes) -> bytes:
     """A whole message told as Anthropic's stream events."""
     message = orjson.loads(answer)
-    events = [_event({"type": "message_start", "message": {
-        **message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 0}}})]
+    events = [
+        _event(
+            {
+                "type": "message_start",
+                "message": {
+                    **message,
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {**message["usage"], "output_tokens": 0},
+                },
+            }
+        )
+    ]
     for index, block in enumerate(message["content"]):
         if block["type"] == "tool_use":
-            events.append(_event({"type": "content_block_start", "index": index,
-                                  "content_block": {**block, "input": {}}}))
+            events.append(
+                _event({"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}})
+            )
             delta = {"type": "input_json_delta", "partial_json": orjson.dumps(block["input"]).decode()}
         else:
-            events.append(_event({"type": "content_block_start", "index": index,
-                                  "content_block": {"type": "text", "text": ""}}))
+            events.append(
+                _event({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+            )
             delta = {"type": "text_delta", "text": block["text"]}
         events.append(_event({"type": "content_block_delta", "index": index, "delta": delta}))
         events.append(_event({"type": "content_block_stop", "index": index}))
-    events.append(_event({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"],
-                                                             "stop_sequence": None},
-                          "usage": {"output_tokens": message["usage"]["output_tokens"]}}))
+    events.append(
+        _event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            }
+        )
+    )
     events.append(_event({"type": "message_stop"}))
     return b"".join(events)
 

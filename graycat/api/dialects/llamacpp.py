@@ -21,7 +21,8 @@ class CompletionRequest(BaseModel):
 
     prompt: str | list[Any] | dict[str, Any] = Field(
         description="Raw prompt text (no chat template is applied), token ids, or llama.cpp's multimodal form "
-                    "{prompt_string, multimodal_data}.")
+        "{prompt_string, multimodal_data}."
+    )
     stream: bool = False
     n_predict: int = Field(-1, ge=-2, description="Tokens to generate; -1 until end of generation, 0 none.")
     model: str | None = Field(None, description="A model name from /v1/models; default model otherwise.")
@@ -95,11 +96,13 @@ def embedding_job(req: EmbeddingRequest) -> JobSpec:
 def embedding_shape(v3: bool) -> Callable[[bytes], bytes]:
     """The engine's `[{"index": 0, "embedding": [[...]]}]` as each client generation reads it: v3 takes it
     as is; v2 (Unity's JsonUtility) needs an object with one flat vector, `{"embedding": [...]}`."""
+
     def reshape(body: bytes) -> bytes:
         if v3:
             return body
         vector = orjson.loads(body)[0]["embedding"]
         return orjson.dumps({"embedding": vector[0] if vector and isinstance(vector[0], list) else vector})
+
     return reshape
 
 
@@ -125,8 +128,7 @@ class SlotsRequest(BaseModel):
         return self.filepath.replace("\\", "/").rsplit("/", 1)[-1] if self.filepath else None
 
 
-def slots_job(req: SlotsRequest, action: SlotAction | None, id_slot: int | None,
-              owner: str) -> tuple[JobSpec, bytes]:
+def slots_job(req: SlotsRequest, action: SlotAction | None, id_slot: int | None, owner: str) -> tuple[JobSpec, bytes]:
     """The engine call for a slot action (the query's action and slot id win over the body's). The file the
     engine sees is in the caller's namespace (`<owner>-<name>`): a token never reads or overwrites another's."""
     action = action or req.action
@@ -146,11 +148,13 @@ def slots_job(req: SlotsRequest, action: SlotAction | None, id_slot: int | None,
 
 def slots_answer(owner: str) -> Callable[[bytes], bytes]:
     """The engine's answer to a slot action with the file name as the client gave it."""
+
     def reshape(body: bytes) -> bytes:
         answer = orjson.loads(body)
         if isinstance(answer, dict) and isinstance(name := answer.get("filename"), str):
             answer["filename"] = name.removeprefix(f"{owner}-")
         return orjson.dumps(answer)
+
     return reshape
 
 
@@ -165,9 +169,14 @@ def props(name: str, info: dict[str, Any]) -> dict[str, Any]:
     `default_generation_settings.n_ctx`."""
     engine = info.get("props") or {}
     defaults = {**engine.get("default_generation_settings", {}), "n_ctx": int(info.get("n_ctx") or 0)}
-    return {**engine, "default_generation_settings": defaults, "total_slots": int(info.get("slots") or 0),
-            "model_alias": name, "model_path": engine.get("model_path", name),
-            "chat_template_name": info.get("template", DEFAULT_TEMPLATE)}
+    return {
+        **engine,
+        "default_generation_settings": defaults,
+        "total_slots": int(info.get("slots") or 0),
+        "model_alias": name,
+        "model_path": engine.get("model_path", name),
+        "chat_template_name": info.get("template", DEFAULT_TEMPLATE),
+    }
 
 
 def slots(workers: list[dict[str, Any]], model: str, n_ctx: int) -> list[dict[str, Any]]:
@@ -176,16 +185,23 @@ def slots(workers: list[dict[str, Any]], model: str, n_ctx: int) -> list[dict[st
     for worker in workers:
         if model in worker.get("models", []):
             busy = int(worker.get("busy") or 0)
-            out.extend({"id": len(out), "n_ctx": n_ctx, "is_processing": i < busy}
-                       for i in range(int(worker.get("slots") or 0)))
+            out.extend(
+                {"id": len(out), "n_ctx": n_ctx, "is_processing": i < busy}
+                for i in range(int(worker.get("slots") or 0))
+            )
     return out
 
 
 def completion_job(req: CompletionRequest) -> JobSpec:
     extra = req.model_extra or {}
-    return JobSpec("/completion", req.stream, req.model, req.n_predict if req.n_predict > 0 else None,
-                   is_deterministic(req.seed, req.temperature),
-                   prompt_count(req.prompt) * completions_each((extra.get("n"), extra.get("n_cmpl"))))
+    return JobSpec(
+        "/completion",
+        req.stream,
+        req.model,
+        req.n_predict if req.n_predict > 0 else None,
+        is_deterministic(req.seed, req.temperature),
+        prompt_count(req.prompt) * completions_each((extra.get("n"), extra.get("n_cmpl"))),
+    )
 
 
 def sse_event(payload: bytes) -> bytes:

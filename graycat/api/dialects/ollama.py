@@ -15,11 +15,24 @@ from graycat.api.dialects.openai import ChatMessage
 
 VERSION = "0.12.0"  # the Ollama API version these routes follow
 # options that map onto the engine's sampling parameters (Ollama name -> llama.cpp name)
-_OPTIONS = {"num_predict": "n_predict", "num_keep": "n_keep", "temperature": "temperature", "top_k": "top_k",
-            "top_p": "top_p", "min_p": "min_p", "typical_p": "typical_p", "seed": "seed", "stop": "stop",
-            "repeat_penalty": "repeat_penalty", "repeat_last_n": "repeat_last_n",
-            "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
-            "mirostat": "mirostat", "mirostat_tau": "mirostat_tau", "mirostat_eta": "mirostat_eta"}
+_OPTIONS = {
+    "num_predict": "n_predict",
+    "num_keep": "n_keep",
+    "temperature": "temperature",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "min_p": "min_p",
+    "typical_p": "typical_p",
+    "seed": "seed",
+    "stop": "stop",
+    "repeat_penalty": "repeat_penalty",
+    "repeat_last_n": "repeat_last_n",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "mirostat": "mirostat",
+    "mirostat_tau": "mirostat_tau",
+    "mirostat_eta": "mirostat_eta",
+}
 _DONE_REASONS = {"length": "length", "limit": "length"}  # anything else ("stop", "eos", "word") is "stop"
 
 
@@ -27,9 +40,12 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = Field(None, description="A model from /api/tags (':latest' optional); default otherwise.")
-    options: dict[str, Any] | None = Field(None, description="num_predict, temperature, top_k, top_p, min_p, "
-                                           "seed, stop, repeat_penalty, ...; server-side ones (num_ctx, "
-                                           "num_gpu, num_thread) are accepted and ignored.")
+    options: dict[str, Any] | None = Field(
+        None,
+        description="num_predict, temperature, top_k, top_p, min_p, "
+        "seed, stop, repeat_penalty, ...; server-side ones (num_ctx, "
+        "num_gpu, num_thread) are accepted and ignored.",
+    )
     keep_alive: str | int | float | None = Field(None, description="Accepted; workers keep models loaded.")
 
 
@@ -97,9 +113,13 @@ def _sampling(req: _Generation, native: bool) -> dict[str, Any]:
 
 def _spec(endpoint: str, req: _Generation, body: dict[str, Any]) -> JobSpec:
     n_predict = body.get("n_predict")
-    return JobSpec(endpoint, req.stream, model_name(req.model),
-                   n_predict if isinstance(n_predict, int) and n_predict > 0 else None,
-                   is_deterministic(body.get("seed"), body.get("temperature")))
+    return JobSpec(
+        endpoint,
+        req.stream,
+        model_name(req.model),
+        n_predict if isinstance(n_predict, int) and n_predict > 0 else None,
+        is_deterministic(body.get("seed"), body.get("temperature")),
+    )
 
 
 def _chat_message(message: ChatMessage) -> dict[str, Any]:
@@ -107,10 +127,17 @@ def _chat_message(message: ChatMessage) -> dict[str, Any]:
     out = message.model_dump(exclude_none=True)
     out.pop("images", None)
     if calls := out.get("tool_calls"):
-        out["tool_calls"] = [{"type": "function", "id": c.get("id", f"call_{i}"),
-                              "function": {"name": c["function"]["name"],
-                                           "arguments": orjson.dumps(c["function"].get("arguments", {})).decode()}}
-                             for i, c in enumerate(calls)]
+        out["tool_calls"] = [
+            {
+                "type": "function",
+                "id": c.get("id", f"call_{i}"),
+                "function": {
+                    "name": c["function"]["name"],
+                    "arguments": orjson.dumps(c["function"].get("arguments", {})).decode(),
+                },
+            }
+            for i, c in enumerate(calls)
+        ]
     return out
 
 
@@ -124,8 +151,9 @@ def chat_job(req: ChatRequest) -> tuple[JobSpec, bytes]:
 def generate_job(req: GenerateRequest) -> tuple[JobSpec, bytes]:
     sampling = _sampling(req, req.raw)
     if req.raw:
-        return _spec("/completion", req, sampling), orjson.dumps({**sampling, "prompt": req.prompt,
-                                                                  "stream": req.stream})
+        return _spec("/completion", req, sampling), orjson.dumps(
+            {**sampling, "prompt": req.prompt, "stream": req.stream}
+        )
     messages = [{"role": "system", "content": req.system}] if req.system else []
     messages.append({"role": "user", "content": req.prompt})
     body = {**sampling, "messages": messages, "stream": req.stream}
@@ -145,9 +173,14 @@ def _timings(timings: dict[str, Any] | None) -> dict[str, int]:
     """Ollama's durations (nanoseconds) and counts from the engine's timings."""
     t = timings or {}
     prompt_ns, eval_ns = int(t.get("prompt_ms", 0) * 1e6), int(t.get("predicted_ms", 0) * 1e6)
-    return {"total_duration": prompt_ns + eval_ns, "load_duration": 0,
-            "prompt_eval_count": int(t.get("prompt_n", 0)), "prompt_eval_duration": prompt_ns,
-            "eval_count": int(t.get("predicted_n", 0)), "eval_duration": eval_ns}
+    return {
+        "total_duration": prompt_ns + eval_ns,
+        "load_duration": 0,
+        "prompt_eval_count": int(t.get("prompt_n", 0)),
+        "prompt_eval_duration": prompt_ns,
+        "eval_count": int(t.get("predicted_n", 0)),
+        "eval_duration": eval_ns,
+    }
 
 
 def _tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -197,8 +230,10 @@ def render_stream(model: str, chat: bool, native: bool) -> Callable[[bytes], byt
         line = _reply(model, field, content, calls)
         if finish is None:
             return _line({**line, "done": False}) if content or calls else b""
-        return _line({**line, "done": True, "done_reason": _DONE_REASONS.get(finish, "stop"),
-                      **_timings(data.get("timings"))})
+        return _line(
+            {**line, "done": True, "done_reason": _DONE_REASONS.get(finish, "stop"), **_timings(data.get("timings"))}
+        )
+
     return render
 
 
@@ -215,20 +250,36 @@ def reshape_answer(model: str, chat: bool, native: bool) -> Callable[[bytes], by
             choice = data["choices"][0]
             message = choice.get("message") or {}
             content, calls, finish = message.get("content") or "", message.get("tool_calls"), choice["finish_reason"]
-        return orjson.dumps({**_reply(model, field, content, calls), "done": True,
-                             "done_reason": _DONE_REASONS.get(finish, "stop"), **_timings(data.get("timings"))})
+        return orjson.dumps(
+            {
+                **_reply(model, field, content, calls),
+                "done": True,
+                "done_reason": _DONE_REASONS.get(finish, "stop"),
+                **_timings(data.get("timings")),
+            }
+        )
+
     return reshape
 
 
 def reshape_embed(model: str, legacy: bool) -> Callable[[bytes], bytes]:
     """The engine's OpenAI embeddings -> `/api/embed` (`embeddings`, one per input) or `/api/embeddings`."""
+
     def reshape(body: bytes) -> bytes:
         data = orjson.loads(body)
         vectors = [item["embedding"] for item in sorted(data["data"], key=lambda d: d["index"])]
         if legacy:
             return orjson.dumps({"embedding": vectors[0]})
-        return orjson.dumps({"model": tagged(model), "embeddings": vectors, "total_duration": 0, "load_duration": 0,
-                             "prompt_eval_count": int((data.get("usage") or {}).get("prompt_tokens", 0))})
+        return orjson.dumps(
+            {
+                "model": tagged(model),
+                "embeddings": vectors,
+                "total_duration": 0,
+                "load_duration": 0,
+                "prompt_eval_count": int((data.get("usage") or {}).get("prompt_tokens", 0)),
+            }
+        )
+
     return reshape
 
 
@@ -239,8 +290,13 @@ def loaded(model: str, chat: bool) -> dict[str, Any]:
 
 
 def _details(info: dict[str, Any]) -> dict[str, Any]:
-    return {"format": "gguf", "family": info.get("family", ""), "families": None,
-            "parameter_size": info.get("parameter_size", ""), "quantization_level": info.get("quantization", "")}
+    return {
+        "format": "gguf",
+        "family": info.get("family", ""),
+        "families": None,
+        "parameter_size": info.get("parameter_size", ""),
+        "quantization_level": info.get("quantization", ""),
+    }
 
 
 def _modified(info: dict[str, Any]) -> str:
@@ -248,9 +304,15 @@ def _modified(info: dict[str, Any]) -> str:
 
 
 def _entry(name: str, info: dict[str, Any]) -> dict[str, Any]:
-    return {"name": tagged(name), "model": tagged(name), "modified_at": _modified(info),
-            "size": int(info.get("size", 0)), "digest": info.get("digest", ""), "details": _details(info),
-            "served": bool(info.get("served", True))}
+    return {
+        "name": tagged(name),
+        "model": tagged(name),
+        "modified_at": _modified(info),
+        "size": int(info.get("size", 0)),
+        "digest": info.get("digest", ""),
+        "details": _details(info),
+        "served": bool(info.get("served", True)),
+    }
 
 
 def tags(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -261,20 +323,39 @@ def tags(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def running(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`GET /api/ps`: every served model is loaded in a worker; it stays so (no expiry)."""
-    return {"models": [{**_entry(n, i), "expires_at": "0001-01-01T00:00:00Z", "size_vram": 0,
-                        "context_length": int(i.get("n_ctx", 0))} for n, i in sorted(models.items())]}
+    return {
+        "models": [
+            {
+                **_entry(n, i),
+                "expires_at": "0001-01-01T00:00:00Z",
+                "size_vram": 0,
+                "context_length": int(i.get("n_ctx", 0)),
+            }
+            for n, i in sorted(models.items())
+        ]
+    }
 
 
 def show(name: str, info: dict[str, Any]) -> dict[str, Any]:
     """`POST /api/show`."""
     capabilities = ["completion"] + (["embedding"] if info.get("embeddings") else [])
-    return {"modelfile": f"FROM {name}\n", "parameters": "", "template": info.get("template", ""),
-            "details": _details(info), "capabilities": capabilities,
-            "model_info": {"general.architecture": info.get("family", ""),
-                           "general.size_label": info.get("parameter_size", ""),
-                           "context_length": int(info.get("n_ctx", 0)), "slots": int(info.get("slots", 0))},
-            "size": int(info.get("size", 0)), "digest": info.get("digest", ""), "served": bool(info.get("served")),
-            "modified_at": _modified(info)}
+    return {
+        "modelfile": f"FROM {name}\n",
+        "parameters": "",
+        "template": info.get("template", ""),
+        "details": _details(info),
+        "capabilities": capabilities,
+        "model_info": {
+            "general.architecture": info.get("family", ""),
+            "general.size_label": info.get("parameter_size", ""),
+            "context_length": int(info.get("n_ctx", 0)),
+            "slots": int(info.get("slots", 0)),
+        },
+        "size": int(info.get("size", 0)),
+        "digest": info.get("digest", ""),
+        "served": bool(info.get("served")),
+        "modified_at": _modified(info),
+    }
 
 
 def stream_error(status: int, message: str) -> bytes:

@@ -68,8 +68,14 @@ def _completions_each(req: _Request) -> int:
 
 def chat_job(req: ChatCompletionRequest) -> JobSpec:
     limit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    return JobSpec("/v1/chat/completions", req.stream, req.model, limit, is_deterministic(req.seed, req.temperature),
-                   _completions_each(req))
+    return JobSpec(
+        "/v1/chat/completions",
+        req.stream,
+        req.model,
+        limit,
+        is_deterministic(req.seed, req.temperature),
+        _completions_each(req),
+    )
 
 
 def input_tokens_job(req: ChatCompletionRequest) -> JobSpec:
@@ -77,19 +83,37 @@ def input_tokens_job(req: ChatCompletionRequest) -> JobSpec:
 
 
 def completion_job(req: CompletionRequest) -> JobSpec:
-    return JobSpec("/v1/completions", req.stream, req.model, req.max_tokens,
-                   is_deterministic(req.seed, req.temperature), prompt_count(req.prompt) * _completions_each(req))
+    return JobSpec(
+        "/v1/completions",
+        req.stream,
+        req.model,
+        req.max_tokens,
+        is_deterministic(req.seed, req.temperature),
+        prompt_count(req.prompt) * _completions_each(req),
+    )
 
 
 def model_list(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`GET /v1/models`."""
-    return {"object": "list", "data": [
-        {"id": name, "object": "model", "created": int(info.get("created", 0)), "owned_by": "graycat",
-         "meta": {k: v for k, v in info.items() if k not in ("created", "props")}}
-        for name, info in sorted(models.items())]}
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": name,
+                "object": "model",
+                "created": int(info.get("created", 0)),
+                "owned_by": "graycat",
+                "meta": {k: v for k, v in info.items() if k not in ("created", "props")},
+            }
+            for name, info in sorted(models.items())
+        ],
+    }
 
 
 def stream_error(status: int, message: str) -> bytes:
     """The event that ends an OpenAI stream that failed midway."""
-    return b"data: " + orjson.dumps({"error": {"message": message, "type": "server_error", "param": None,
-                                               "code": status}}) + b"\n\n"
+    return (
+        b"data: "
+        + orjson.dumps({"error": {"message": message, "type": "server_error", "param": None, "code": status}})
+        + b"\n\n"
+    )

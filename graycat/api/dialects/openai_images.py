@@ -48,34 +48,57 @@ def _size(size: str, limits: Limits) -> tuple[int, int]:
     width, height = (int(match[1]), int(match[2])) if match else (0, 0)
     for value in (width, height):
         if value % 8 or not 8 <= value <= limits.max_size:
-            raise ApiError(400, f"size {size}: must be WIDTHxHEIGHT, multiples of 8 from 8 to {limits.max_size}",
-                           code="invalid_size", param="size")
+            raise ApiError(
+                400,
+                f"size {size}: must be WIDTHxHEIGHT, multiples of 8 from 8 to {limits.max_size}",
+                code="invalid_size",
+                param="size",
+            )
     return width, height
 
 
 def _check(steps: int, n: int, limits: Limits) -> None:
     if steps > limits.max_steps:
-        raise ApiError(400, f"steps {steps} is over this server's maximum of {limits.max_steps}",
-                       code="invalid_request", param="steps")
+        raise ApiError(
+            400,
+            f"steps {steps} is over this server's maximum of {limits.max_steps}",
+            code="invalid_request",
+            param="steps",
+        )
     if n > limits.max_images:
-        raise ApiError(400, f"n {n} is over this server's maximum of {limits.max_images} images per request",
-                       code="invalid_request", param="n")
+        raise ApiError(
+            400,
+            f"n {n} is over this server's maximum of {limits.max_images} images per request",
+            code="invalid_request",
+            param="n",
+        )
 
 
 def to_params(req: ImageGenerationRequest, *, checkpoint: str, limits: Limits, random_seed: int) -> GenerationParams:
     width, height = _size(req.size, limits)
     _check(req.steps, req.n, limits)
-    return GenerationParams(checkpoint=checkpoint, prompt=req.prompt, negative_prompt=req.negative_prompt,
-                            seed=random_seed if req.seed is None else req.seed, width=width, height=height,
-                            steps=req.steps, cfg_scale=req.cfg_scale, batch_size=req.n)
+    return GenerationParams(
+        checkpoint=checkpoint,
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        seed=random_seed if req.seed is None else req.seed,
+        width=width,
+        height=height,
+        steps=req.steps,
+        cfg_scale=req.cfg_scale,
+        batch_size=req.n,
+    )
 
 
 def images_response(prompt: str) -> Any:
     """The reshape of a worker's answer into OpenAI's `{"created", "data": [{"b64_json"}]}`."""
+
     def reshape(body: bytes) -> bytes:
         images = orjson.loads(body)["images"]
-        return orjson.dumps({"created": int(time.time()),
-                             "data": [{"b64_json": image, "revised_prompt": prompt} for image in images]})
+        return orjson.dumps(
+            {"created": int(time.time()), "data": [{"b64_json": image, "revised_prompt": prompt} for image in images]}
+        )
+
     return reshape
 
 
@@ -97,22 +120,51 @@ def _image(data: bytes, param: str) -> Image.Image:
         raise ApiError(400, f"{param} {exc}", code="invalid_image", param=param) from None
 
 
-def edit_params(image: bytes, mask: bytes | None, *, prompt: str, n: int, size: str | None, steps: int, seed: int,
-                checkpoint: str, limits: Limits) -> GenerationParams:
+def edit_params(
+    image: bytes,
+    mask: bytes | None,
+    *,
+    prompt: str,
+    n: int,
+    size: str | None,
+    steps: int,
+    seed: int,
+    checkpoint: str,
+    limits: Limits,
+) -> GenerationParams:
     """`/v1/images/edits`: the fully transparent pixels of `mask` (or, without one, of the image) are repainted;
     the answer has the image's size unless `size` asks for another."""
     picture = _image(image, "image")
     cover = _image(mask, "mask") if mask is not None else picture
     if cover.size != picture.size:
-        raise ApiError(400, f"the mask is {cover.width}x{cover.height} but the image is "
-                       f"{picture.width}x{picture.height}", code="invalid_image", param="mask")
+        raise ApiError(
+            400,
+            f"the mask is {cover.width}x{cover.height} but the image is {picture.width}x{picture.height}",
+            code="invalid_image",
+            param="mask",
+        )
     if "A" not in cover.getbands():
-        raise ApiError(400, "send a mask (or an image) with transparent areas: they mark what to repaint",
-                       code="invalid_image", param="mask" if mask is not None else "image")
+        raise ApiError(
+            400,
+            "send a mask (or an image) with transparent areas: they mark what to repaint",
+            code="invalid_image",
+            param="mask" if mask is not None else "image",
+        )
     width, height = _size(size or f"{picture.width}x{picture.height}", limits)
     _check(steps, n, limits)
     repaint = cover.getchannel("A").point(lambda alpha: 255 if alpha == 0 else 0)
-    return GenerationParams(checkpoint=checkpoint, prompt=prompt, seed=seed, width=width, height=height, steps=steps,
-                            batch_size=n, mode="img2img", init_images=[codec.encode_png(picture.convert("RGB"))],
-                            mask=codec.encode_png(repaint), denoising_strength=1.0, inpainting_fill=1,
-                            inpaint_full_res=False)
+    return GenerationParams(
+        checkpoint=checkpoint,
+        prompt=prompt,
+        seed=seed,
+        width=width,
+        height=height,
+        steps=steps,
+        batch_size=n,
+        mode="img2img",
+        init_images=[codec.encode_png(picture.convert("RGB"))],
+        mask=codec.encode_png(repaint),
+        denoising_strength=1.0,
+        inpainting_fill=1,
+        inpaint_full_res=False,
+    )

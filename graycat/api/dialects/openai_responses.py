@@ -35,8 +35,11 @@ def parser_fields(req: ResponsesRequest) -> dict[str, Any]:
     parameters and the `text.format` schema."""
     fields = dict(req.model_extra or {})
     tools = fields.get("tools")
-    fields["tools"] = [{"function": {"parameters": t["parameters"]}} for t in tools if isinstance(t, dict)
-                       and "parameters" in t] if isinstance(tools, list) else []
+    fields["tools"] = (
+        [{"function": {"parameters": t["parameters"]}} for t in tools if isinstance(t, dict) and "parameters" in t]
+        if isinstance(tools, list)
+        else []
+    )
     text = fields.get("text")
     if isinstance(text, dict) and isinstance(fmt := text.get("format"), dict) and "schema" in fmt:
         fields.setdefault("response_format", {"schema": fmt["schema"]})
@@ -44,8 +47,9 @@ def parser_fields(req: ResponsesRequest) -> dict[str, Any]:
 
 
 def responses_job(req: ResponsesRequest) -> JobSpec:
-    return JobSpec("/v1/responses", req.stream, req.model, req.max_output_tokens,
-                   is_deterministic(None, req.temperature))
+    return JobSpec(
+        "/v1/responses", req.stream, req.model, req.max_output_tokens, is_deterministic(None, req.temperature)
+    )
 
 
 def input_items(req: ResponsesRequest) -> list[dict[str, Any]]:
@@ -84,8 +88,11 @@ def completed(payload: bytes) -> dict[str, Any] | None:
 
 def stream_error(status: int, message: str) -> bytes:
     """The event that ends a Responses stream that failed midway."""
-    return b"event: error\ndata: " + orjson.dumps({"type": "error", "code": str(status), "message": message,
-                                                    "param": None}) + b"\n\n"
+    return (
+        b"event: error\ndata: "
+        + orjson.dumps({"type": "error", "code": str(status), "message": message, "param": None})
+        + b"\n\n"
+    )
 
 
 def required_tool_choice(req: ResponsesRequest) -> str | dict[str, Any] | None:
@@ -118,17 +125,34 @@ def as_openai_chat(req: ResponsesRequest, tool_choice: str | dict[str, Any], his
         if kind == "message":
             messages.append({"role": item.get("role", "user"), "content": _text(item.get("content"))})
         elif kind == "function_call":
-            messages.append({"role": "assistant", "content": None, "tool_calls": [{
-                "id": item.get("call_id"), "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments", "{}")}}]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": item.get("call_id"),
+                            "type": "function",
+                            "function": {"name": item.get("name"), "arguments": item.get("arguments", "{}")},
+                        }
+                    ],
+                }
+            )
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": _text(item.get("output"))})
     extra = req.model_extra or {}
-    tools = [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters") if k in t}}
-             for t in extra["tools"] if isinstance(t, dict) and t.get("type") == "function"]
+    tools = [
+        {"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters") if k in t}}
+        for t in extra["tools"]
+        if isinstance(t, dict) and t.get("type") == "function"
+    ]
     body: dict[str, Any] = {"messages": messages, "tools": tools, "tool_choice": tool_choice}
-    for field, value in (("model", req.model), ("max_tokens", req.max_output_tokens), ("temperature", req.temperature),
-                         ("top_p", extra.get("top_p"))):
+    for field, value in (
+        ("model", req.model),
+        ("max_tokens", req.max_output_tokens),
+        ("temperature", req.temperature),
+        ("top_p", extra.get("top_p")),
+    ):
         if value is not None:
             body[field] = value
     return orjson.dumps(body)
@@ -140,36 +164,72 @@ def from_openai_chat(answer: bytes) -> bytes:
     message = data["choices"][0]["message"]
     output: list[dict[str, Any]] = []
     if message.get("content"):
-        output.append({"type": "message", "id": "msg_" + uuid.uuid4().hex[:24], "role": "assistant",
-                       "status": "completed",
-                       "content": [{"type": "output_text", "text": message["content"], "annotations": []}]})
+        output.append(
+            {
+                "type": "message",
+                "id": "msg_" + uuid.uuid4().hex[:24],
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": message["content"], "annotations": []}],
+            }
+        )
     for call in message.get("tool_calls") or []:
-        output.append({"type": "function_call", "id": "fc_" + uuid.uuid4().hex[:24], "call_id": call["id"],
-                       "name": call["function"]["name"], "arguments": call["function"]["arguments"],
-                       "status": "completed"})
+        output.append(
+            {
+                "type": "function_call",
+                "id": "fc_" + uuid.uuid4().hex[:24],
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+                "status": "completed",
+            }
+        )
     usage = data.get("usage") or {}
     prompt, made = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
     now = int(time.time())
-    return orjson.dumps({"id": "resp_" + uuid.uuid4().hex[:32], "object": "response", "created_at": now,
-                         "completed_at": now, "status": "completed", "model": data.get("model", ""),
-                         "output": output, "usage": {"input_tokens": prompt, "output_tokens": made,
-                                                     "total_tokens": prompt + made}})
+    return orjson.dumps(
+        {
+            "id": "resp_" + uuid.uuid4().hex[:32],
+            "object": "response",
+            "created_at": now,
+            "completed_at": now,
+            "status": "completed",
+            "model": data.get("model", ""),
+            "output": output,
+            "usage": {"input_tokens": prompt, "output_tokens": made, "total_tokens": prompt + made},
+        }
+    )
 
 
 def as_stream(answer: bytes) -> bytes:
     """A whole Response told as the Responses API's stream events."""
     response = orjson.loads(answer)
     pending = {**response, "status": "in_progress", "output": []}
-    events: list[dict[str, Any]] = [{"type": "response.created", "response": pending},
-                                    {"type": "response.in_progress", "response": pending}]
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": pending},
+        {"type": "response.in_progress", "response": pending},
+    ]
     for index, item in enumerate(response["output"]):
-        events.append({"type": "response.output_item.added", "output_index": index,
-                       "item": {**item, "status": "in_progress"}})
+        events.append(
+            {"type": "response.output_item.added", "output_index": index, "item": {**item, "status": "in_progress"}}
+        )
         if item["type"] == "function_call":
-            events.append({"type": "response.function_call_arguments.delta", "output_index": index,
-                           "item_id": item["id"], "delta": item["arguments"]})
-            events.append({"type": "response.function_call_arguments.done", "output_index": index,
-                           "item_id": item["id"], "arguments": item["arguments"]})
+            events.append(
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "output_index": index,
+                    "item_id": item["id"],
+                    "delta": item["arguments"],
+                }
+            )
+            events.append(
+                {
+                    "type": "response.function_call_arguments.done",
+                    "output_index": index,
+                    "item_id": item["id"],
+                    "arguments": item["arguments"],
+                }
+            )
         events.append({"type": "response.output_item.done", "output_index": index, "item": item})
     events.append({"type": "response.completed", "response": response})
     return b"".join(typed_sse_event(orjson.dumps({**e, "sequence_number": i})) for i, e in enumerate(events))

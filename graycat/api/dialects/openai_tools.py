@@ -22,14 +22,19 @@ def check_tools(tools: Any, choice: str | dict[str, Any] | None = None) -> None:
         raise BadField("tools", f"must be a list of {_TOOL}")
     for i, tool in enumerate(tools or []):
         fn = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict) \
-                or not _named(fn):
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type", "function") != "function"
+            or not isinstance(fn, dict)
+            or not _named(fn)
+        ):
             raise BadField(f"tools.{i}", f"a tool is {_TOOL}")
         if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
             raise BadField(f"tools.{i}.function.parameters", "must be a JSON schema object")
     if isinstance(choice, dict) and not (isinstance(fn := choice.get("function"), dict) and _named(fn)):
-        raise BadField("tool_choice", "must be 'none', 'auto', 'required' or {'type': 'function', 'function': "
-                       "{'name': ...}}")
+        raise BadField(
+            "tool_choice", "must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}"
+        )
 
 
 def check_tool_calls(messages: list[ChatMessage]) -> None:
@@ -39,10 +44,15 @@ def check_tool_calls(messages: list[ChatMessage]) -> None:
         if calls is None:
             continue
         if not isinstance(calls, list) or not all(
-                isinstance(c, dict) and isinstance(fn := c.get("function"), dict) and _named(fn)
-                and isinstance(fn.get("arguments"), str | dict | None) for c in calls):
-            raise BadField(f"messages.{i}.tool_calls", "must be a list of {'function': {'name': ..., "
-                           "'arguments': ...}}")
+            isinstance(c, dict)
+            and isinstance(fn := c.get("function"), dict)
+            and _named(fn)
+            and isinstance(fn.get("arguments"), str | dict | None)
+            for c in calls
+        ):
+            raise BadField(
+                f"messages.{i}.tool_calls", "must be a list of {'function': {'name': ..., 'arguments': ...}}"
+            )
 
 
 def _named(fn: dict[str, Any]) -> bool:
@@ -69,8 +79,12 @@ def forced_tools(req: ChatCompletionRequest) -> list[dict[str, Any]] | None:
 def _call_schema(tool: dict[str, Any]) -> dict[str, Any]:
     fn = tool["function"]
     params = fn.get("parameters") or {"type": "object", "properties": {}}
-    return {"type": "object", "properties": {"name": {"const": fn["name"]}, "arguments": params},
-            "required": ["name", "arguments"], "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {"name": {"const": fn["name"]}, "arguments": params},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
 
 
 def constrained_body(raw: bytes, tools: list[dict[str, Any]]) -> bytes:
@@ -79,8 +93,11 @@ def constrained_body(raw: bytes, tools: list[dict[str, Any]]) -> bytes:
     for key in ("tools", "tool_choice", "parallel_tool_calls", "stream", "stream_options"):
         body.pop(key, None)
     listing = "\n".join(orjson.dumps(t["function"]).decode() for t in tools)
-    instruction = ("You call a function to answer. Available functions (JSON):\n" + listing +
-                   '\nReply with one JSON object {"name": <function name>, "arguments": <object>}.')
+    instruction = (
+        "You call a function to answer. Available functions (JSON):\n"
+        + listing
+        + '\nReply with one JSON object {"name": <function name>, "arguments": <object>}.'
+    )
     body["messages"] = [{"role": "system", "content": instruction}, *map(_plain_message, body["messages"])]
     schemas = [_call_schema(t) for t in tools]
     schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
@@ -91,8 +108,9 @@ def constrained_body(raw: bytes, tools: list[dict[str, Any]]) -> bytes:
 def _plain_message(message: dict[str, Any]) -> dict[str, Any]:
     """Earlier tool calls and results as text, which every chat template can render."""
     if message.get("role") == "assistant" and message.get("tool_calls"):
-        calls = [{"name": c["function"]["name"], "arguments": c["function"].get("arguments")}
-                 for c in message["tool_calls"]]
+        calls = [
+            {"name": c["function"]["name"], "arguments": c["function"].get("arguments")} for c in message["tool_calls"]
+        ]
         return {"role": "assistant", "content": orjson.dumps(calls[0] if len(calls) == 1 else calls).decode()}
     if message.get("role") == "tool":
         return {"role": "user", "content": f"Function result: {message.get('content')}"}
@@ -108,22 +126,45 @@ def tool_call_answer(body: bytes) -> bytes:
         try:
             call = orjson.loads(choice["message"]["content"])
         except orjson.JSONDecodeError:
-            choices.append({"index": choice["index"], "finish_reason": "length", "logprobs": None,
-                            "message": {"role": "assistant", "content": choice["message"]["content"]}})
+            choices.append(
+                {
+                    "index": choice["index"],
+                    "finish_reason": "length",
+                    "logprobs": None,
+                    "message": {"role": "assistant", "content": choice["message"]["content"]},
+                }
+            )
             continue
-        choices.append({"index": choice["index"], "finish_reason": "tool_calls", "logprobs": None,
-                        "message": {"role": "assistant", "content": None, "tool_calls": [
-                            {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                             "function": {"name": call["name"],
-                                          "arguments": orjson.dumps(call["arguments"]).decode()}}]}})
+        choices.append(
+            {
+                "index": choice["index"],
+                "finish_reason": "tool_calls",
+                "logprobs": None,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": f"call_{uuid.uuid4().hex[:24]}",
+                            "type": "function",
+                            "function": {"name": call["name"], "arguments": orjson.dumps(call["arguments"]).decode()},
+                        }
+                    ],
+                },
+            }
+        )
     return orjson.dumps({**data, "choices": choices})
 
 
 def as_stream(answer: bytes, include_usage: bool) -> bytes:
     """A whole chat completion told as the chunks of a stream, ending with `[DONE]`."""
     data = orjson.loads(answer)
-    head = {"id": data.get("id", ""), "object": "chat.completion.chunk",
-            "created": data.get("created", int(time.time())), "model": data.get("model", "")}
+    head = {
+        "id": data.get("id", ""),
+        "object": "chat.completion.chunk",
+        "created": data.get("created", int(time.time())),
+        "model": data.get("model", ""),
+    }
     events = []
     for choice in data["choices"]:
         message = choice["message"]
@@ -131,8 +172,9 @@ def as_stream(answer: bytes, include_usage: bool) -> bytes:
         if calls := message.get("tool_calls"):
             delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(calls)]
         events.append({**head, "choices": [{"index": choice["index"], "delta": delta, "finish_reason": None}]})
-        events.append({**head, "choices": [{"index": choice["index"], "delta": {},
-                                            "finish_reason": choice["finish_reason"]}]})
+        events.append(
+            {**head, "choices": [{"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}]}
+        )
     if include_usage:
         events.append({**head, "choices": [], "usage": data.get("usage")})
     return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"

@@ -21,8 +21,12 @@ from graycat.images.samplers import sampler_list, schedule_list
 from graycat.jobs import TERMINAL_STATES
 from graycat.queue import image_state
 
-router = APIRouter(prefix="/sdapi/v1", tags=["Automatic1111"], dependencies=[Depends(require_token_or_basic)],
-                   route_class=TokenFirstRoute)
+router = APIRouter(
+    prefix="/sdapi/v1",
+    tags=["Automatic1111"],
+    dependencies=[Depends(require_token_or_basic)],
+    route_class=TokenFirstRoute,
+)
 
 
 async def _generate(request: Request, req: a1111.Txt2ImgRequest, endpoint: str) -> Response:
@@ -33,8 +37,14 @@ async def _generate(request: Request, req: a1111.Txt2ImgRequest, endpoint: str) 
     served = await image_jobs.served_checkpoints(request.app.state.queue)
     # decoding the images takes a while for large ones: off the event loop, so progress polls stay quick
     params = await asyncio.to_thread(
-        a1111.to_params, req, checkpoint=name, model=served.get(name, {}), saved=saved,
-        limits=image_jobs.limits(request), random_seeds=(image_jobs.random_seed(), image_jobs.random_seed()))
+        a1111.to_params,
+        req,
+        checkpoint=name,
+        model=served.get(name, {}),
+        saved=saved,
+        limits=image_jobs.limits(request),
+        random_seeds=(image_jobs.random_seed(), image_jobs.random_seed()),
+    )
     echo = a1111.parameters_echo(raw, isinstance(req, a1111.Img2ImgRequest))
     return await image_jobs.run(request, params, endpoint, a1111.with_parameters(echo))
 
@@ -69,12 +79,19 @@ async def get_options(request: Request) -> Response:
 IGNORED_HEADER = "X-Graycat-Ignored-Options"
 
 
-@router.post("/options", summary="Set options (per token); the header X-Graycat-Ignored-Options lists those "
-             "that change nothing here")
+@router.post(
+    "/options",
+    summary="Set options (per token); the header X-Graycat-Ignored-Options lists those that change nothing here",
+)
 async def set_options(request: Request, body: dict[str, Any] = Body(...)) -> Response:
     if unknown := a1111_options.unknown(body):
-        raise ApiError(400, f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; nothing was "
-                       "set (GET /sdapi/v1/options lists the known ones)", code="unknown_option", param=unknown[0])
+        raise ApiError(
+            400,
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; nothing was "
+            "set (GET /sdapi/v1/options lists the known ones)",
+            code="unknown_option",
+            param=unknown[0],
+        )
     values: dict[str, str] = {}
     for key, value in body.items():
         if key in a1111_options.FIXED or (key in ("sd_model_checkpoint", "sd_vae") and value is None):
@@ -82,8 +99,13 @@ async def set_options(request: Request, body: dict[str, Any] = Body(...)) -> Res
         if key == "sd_model_checkpoint":
             value = await image_jobs.checkpoint(request, str(value), "sd_model_checkpoint")
         elif key == "sd_vae":
-            available = sorted({v for info in (await image_jobs.served_checkpoints(request.app.state.queue)).values()
-                                for v in info.get("vaes", [])})
+            available = sorted(
+                {
+                    v
+                    for info in (await image_jobs.served_checkpoints(request.app.state.queue)).values()
+                    for v in info.get("vaes", [])
+                }
+            )
             value = a1111.choose_vae(value, None, available, "sd_vae") or "Automatic"
         else:
             value = a1111_options.check(key, value, key)
@@ -137,8 +159,12 @@ async def extra_single_image(request: Request, body: a1111_extras.ExtrasSingleIm
 
 @router.post("/extra-batch-images", summary="Upscale several images (Lanczos, Nearest), as A1111's Extras tab")
 async def extra_batch_images(request: Request, body: a1111_extras.ExtrasBatchImagesRequest) -> Response:
-    return await _extras(request, functools.partial(a1111_extras.batch, body, a1111_extras.upscale_of(body),
-                                                    max_images=request.app.state.settings.sd_max_images))
+    return await _extras(
+        request,
+        functools.partial(
+            a1111_extras.batch, body, a1111_extras.upscale_of(body), max_images=request.app.state.settings.sd_max_images
+        ),
+    )
 
 
 @router.post("/interrogate", summary="Caption an image: not offered here (501 naming the missing weights)")
@@ -180,8 +206,13 @@ async def schedulers() -> Response:
 
 @router.get("/upscalers", summary="Upscalers of the hires fix (enable_hr) this server runs")
 async def upscaler_list() -> Response:
-    return json_response([{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
-                          for name in upscalers.UPSCALERS if not name.startswith("Latent")])
+    return json_response(
+        [
+            {"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+            for name in upscalers.UPSCALERS
+            if not name.startswith("Latent")
+        ]
+    )
 
 
 @router.get("/latent-upscale-modes", summary="Latent upscale modes of the hires fix")
@@ -202,8 +233,11 @@ async def progress(request: Request, skip_current_image: bool = False) -> Respon
     job_id, record = await _current_job(request)
     # the preview before the progress: a step that comes in between then shows a step past the preview's,
     # never the preview of a step the progress has not reached yet
-    preview = await image_state.last_preview(redis, job_id) \
-        if job_id and record and record["state"] == "active" and not skip_current_image else None
+    preview = (
+        await image_state.last_preview(redis, job_id)
+        if job_id and record and record["state"] == "active" and not skip_current_image
+        else None
+    )
     last = await image_state.last_progress(redis, job_id) if record and job_id else None
     answer = a1111.progress(record, last, job_id, time.time())
     if last and answer["state"]["job_count"]:
@@ -235,4 +269,3 @@ async def png_info(body: a1111.PngInfoRequest) -> Response:
         raise ApiError(400, f"image {exc}", code="invalid_image", param="image") from None
     text = items.pop("parameters", "")
     return json_response({"info": text, "items": items, "parameters": infotext.parse(text) if text else {}})
-

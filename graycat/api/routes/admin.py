@@ -30,9 +30,16 @@ class NewToken(BaseModel):
 
 @router.post("/tokens", status_code=201, summary="Create a token; its secret is shown once")
 async def create(request: Request, new: NewToken) -> Response:
-    info = tokens.TokenInfo.new(new.name, rpm=new.rpm, concurrency=new.concurrency, models=new.models,
-                                daily_tokens=new.daily_tokens, daily_images=new.daily_images, expires=new.expires,
-                                admin=new.admin)
+    info = tokens.TokenInfo.new(
+        new.name,
+        rpm=new.rpm,
+        concurrency=new.concurrency,
+        models=new.models,
+        daily_tokens=new.daily_tokens,
+        daily_images=new.daily_images,
+        expires=new.expires,
+        admin=new.admin,
+    )
     secret = await tokens.create(request.app.state.queue.redis, info)
     return json_response({"token": secret, **info.public()}, 201)
 

@@ -15,8 +15,9 @@ from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_engine_fields
 from graycat.api.relay import run_job
 
-router = APIRouter(prefix="/v1/messages", tags=["Anthropic"], dependencies=[Depends(require_token)],
-                   route_class=JsonBodyRoute)
+router = APIRouter(
+    prefix="/v1/messages", tags=["Anthropic"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute
+)
 
 
 @router.post("", summary="Create a message (Anthropic Messages API; SSE events when stream is true)")
@@ -28,13 +29,26 @@ async def messages(request: Request, body: anthropic.MessagesRequest) -> Respons
         raise ApiError(400, str(exc), code="invalid_request", param="tool_choice") from None
     spec, chat = anthropic.messages_job(body), anthropic.as_openai_chat(body, choice)
     if not anthropic.required(choice):
-        return await run_job(request, spec, kind="llm", body=chat, render_chunk=anthropic.ChatStream(),
-                             render_failure=anthropic.stream_error, reshape=anthropic.from_openai_chat)
+        return await run_job(
+            request,
+            spec,
+            kind="llm",
+            body=chat,
+            render_chunk=anthropic.ChatStream(),
+            render_failure=anthropic.stream_error,
+            reshape=anthropic.from_openai_chat,
+        )
     tools = openai_tools.forced_tools(openai.ChatCompletionRequest.model_construct(**orjson.loads(chat)))
     assert tools is not None  # a required choice names tools that exist (checked above)
-    answer = await run_job(request, replace(spec, stream=False), kind="llm", render_chunk=llamacpp.sse_event,
-                           render_failure=anthropic.stream_error, body=openai_tools.constrained_body(chat, tools),
-                           reshape=lambda raw: anthropic.from_openai_chat(openai_tools.tool_call_answer(raw)))
+    answer = await run_job(
+        request,
+        replace(spec, stream=False),
+        kind="llm",
+        render_chunk=llamacpp.sse_event,
+        render_failure=anthropic.stream_error,
+        body=openai_tools.constrained_body(chat, tools),
+        reshape=lambda raw: anthropic.from_openai_chat(openai_tools.tool_call_answer(raw)),
+    )
     if not body.stream or answer.status_code != 200:
         return answer
     job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
@@ -44,5 +58,10 @@ async def messages(request: Request, body: anthropic.MessagesRequest) -> Respons
 @router.post("/count_tokens", summary="Count the input tokens of a message (Anthropic)")
 async def count_tokens(request: Request, body: anthropic.CountTokensRequest) -> Response:
     check_engine_fields(request, anthropic.parser_fields(body))
-    return await run_job(request, anthropic.count_tokens_job(body), kind="llm", render_chunk=anthropic.sse_event,
-                         render_failure=anthropic.stream_error)
+    return await run_job(
+        request,
+        anthropic.count_tokens_job(body),
+        kind="llm",
+        render_chunk=anthropic.sse_event,
+        render_failure=anthropic.stream_error,
+    )

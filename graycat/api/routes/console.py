@@ -24,8 +24,9 @@ from graycat.api.tenant_gates import HeldStream
 log = logging.getLogger(__name__)
 
 pages = APIRouter(tags=["console"])
-router = APIRouter(prefix="/console", tags=["console"], dependencies=[Depends(require_token)],
-                   route_class=TokenFirstRoute)
+router = APIRouter(
+    prefix="/console", tags=["console"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute
+)
 
 READ_TIMEOUT_S = 2.0  # a snapshot not read by then: the consoles hear that Redis is unreachable
 ASSET_CACHE = "public, max-age=31536000, immutable"  # for the URLs with the asset's hash, as the page names them
@@ -33,12 +34,14 @@ ASSET_CACHE = "public, max-age=31536000, immutable"  # for the URLs with the ass
 
 def page_response(if_none_match: str | None) -> Response:
     """The console's page, revalidated on each load."""
-    return console_assets.page.response(if_none_match, "no-cache",
-                                        {"Content-Security-Policy": console_assets.CSP, "Vary": "Accept"})
+    return console_assets.page.response(
+        if_none_match, "no-cache", {"Content-Security-Policy": console_assets.CSP, "Vary": "Accept"}
+    )
 
 
-@pages.get("/console", summary="The web console (a page for browsers; no token needed to load it)",
-           response_class=Response)
+@pages.get(
+    "/console", summary="The web console (a page for browsers; no token needed to load it)", response_class=Response
+)
 async def console_page(if_none_match: str | None = Header(None)) -> Response:
     return page_response(if_none_match)
 
@@ -53,9 +56,17 @@ async def console_asset(name: str, v: str = "", if_none_match: str | None = Head
 
 @router.get("/session", summary="The token's rights, as the console shows them")
 async def session(caller: Caller = Depends(require_token)) -> Response:
-    return json_response({"admin": caller.admin, "fingerprint": caller.owner, "models": caller.models,
-                          "rpm": caller.rpm, "concurrency": caller.concurrency,
-                          "daily_tokens": caller.daily_tokens, "daily_images": caller.daily_images})
+    return json_response(
+        {
+            "admin": caller.admin,
+            "fingerprint": caller.owner,
+            "models": caller.models,
+            "rpm": caller.rpm,
+            "concurrency": caller.concurrency,
+            "daily_tokens": caller.daily_tokens,
+            "daily_images": caller.daily_images,
+        }
+    )
 
 
 # Left out of the OpenAPI schema: a stream without end, which schema-driven clients and fuzzers would wait on
@@ -66,8 +77,9 @@ async def events(request: Request, caller: Caller = Depends(require_token)) -> R
     and for admin tokens hosts, GPUs and dead letters); the first also has `history`, the jobs each pool
     completed per minute in the last hour."""
     release = request.app.state.job_streams.acquire(caller.owner)  # each open stream is bounded per token
-    return HeldStream(_snapshots(request, caller.admin), media_type="text/event-stream", headers=SSE_HEADERS,
-                      release=release)
+    return HeldStream(
+        _snapshots(request, caller.admin), media_type="text/event-stream", headers=SSE_HEADERS, release=release
+    )
 
 
 async def _snapshots(request: Request, admin: bool) -> AsyncIterator[bytes]:

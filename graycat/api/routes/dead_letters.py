@@ -19,8 +19,17 @@ from graycat.queue.replies import entries, text
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute)
 
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}", re.ASCII)
-_FIELDS = {"id": "job", "kind": "kind", "model": "model", "ep": "endpoint", "rid": "request_id", "o": "owner",
-           "deliveries": "deliveries", "reason": "reason", "at": "at"}
+_FIELDS = {
+    "id": "job",
+    "kind": "kind",
+    "model": "model",
+    "ep": "endpoint",
+    "rid": "request_id",
+    "o": "owner",
+    "deliveries": "deliveries",
+    "reason": "reason",
+    "at": "at",
+}
 
 
 @router.get("/dead-letters", summary="Jobs kept in the dead-letter stream, newest first (never their bodies)")
@@ -45,16 +54,27 @@ async def drop(request: Request, entry: str) -> Response:
     return json_response({"dropped": entry})
 
 
-@router.post("/dead-letters/{entry}/retry", status_code=202, summary="Run a dead letter's job again: a new job of "
-             "the same owner (who follows it with GET /jobs/{id}); the entry leaves the stream")
+@router.post(
+    "/dead-letters/{entry}/retry",
+    status_code=202,
+    summary="Run a dead letter's job again: a new job of "
+    "the same owner (who follows it with GET /jobs/{id}); the entry leaves the stream",
+)
 async def retry(request: Request, entry: str) -> Response:
     queue: JobQueue = request.app.state.queue
     found = entries(await queue.redis.xrange(keys.DEAD, entry, entry)) if _ENTRY_ID.fullmatch(entry) else []
     if not found:
         raise ApiError(404, f"no dead letter '{entry}'", code="dead_letter_not_found")
     old = Job.from_fields(found[0][1])
-    job = Job(kind=old.kind, model=old.model, endpoint=old.endpoint, body=old.body, stream=old.stream,
-              request_id=request.scope["request_id"], slots=old.slots)
+    job = Job(
+        kind=old.kind,
+        model=old.model,
+        endpoint=old.endpoint,
+        body=old.body,
+        stream=old.stream,
+        request_id=request.scope["request_id"],
+        slots=old.slots,
+    )
     await queue.enqueue(job, old.owner)
     await queue.redis.xdel(keys.DEAD, entry)
     return json_response({"id": job.id, "status_url": f"/jobs/{job.id}", "retried": entry}, 202)

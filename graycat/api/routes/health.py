@@ -19,14 +19,26 @@ from graycat.queue.client import Served, served_models
 router = APIRouter(tags=["health"])
 
 
-@router.get("/", summary="What this server is, and where its docs are (no token needed); the web console for "
-            "a request whose Accept prefers text/html (a browser)")
+@router.get(
+    "/",
+    summary="What this server is, and where its docs are (no token needed); the web console for "
+    "a request whose Accept prefers text/html (a browser)",
+)
 async def root(accept: str = Header(""), if_none_match: str | None = Header(None)) -> Response:
     if prefers_html(accept):
         return page_response(if_none_match)
-    return json_response({"name": "Graycat AI Server", "version": __version__, "docs": "/docs", "console": "/console",
-                          "openapi": "/openapi.json", "health": "/health", "models": "/v1/models"},
-                         headers={"Vary": "Accept"})
+    return json_response(
+        {
+            "name": "Graycat AI Server",
+            "version": __version__,
+            "docs": "/docs",
+            "console": "/console",
+            "openapi": "/openapi.json",
+            "health": "/health",
+            "models": "/v1/models",
+        },
+        headers={"Vary": "Accept"},
+    )
 
 
 def prefers_html(accept: str) -> bool:
@@ -58,12 +70,33 @@ async def health(request: Request) -> Response:
         async with asyncio.timeout(2.0):
             workers = await queue.live_workers()
     except (RedisError, OSError, TimeoutError) as exc:
-        return json_response({"status": "error", "redis": False, "workers": 0,
-                             "reason": f"Redis unreachable: {exc or 'timeout'}", **mine}, 503)
+        return json_response(
+            {
+                "status": "error",
+                "redis": False,
+                "workers": 0,
+                "reason": f"Redis unreachable: {exc or 'timeout'}",
+                **mine,
+            },
+            503,
+        )
     served = Served.of(workers)
     status = "ok" if any(not w.get("loading") for w in workers) else "loading" if workers else "no_workers"
-    pulling = {model: progress for w in workers if w.get("loading")
-               for model, progress in ((w.get("engine") or {}).get("pulling") or {}).items()}
-    return json_response({"status": status, "redis": True, "workers": len(workers),
-                          "models": sorted(served_models(workers)), "loading": sorted(served.loading),
-                          **({"pulling": pulling} if pulling else {}), "images": served.models("sd"), **mine})
+    pulling = {
+        model: progress
+        for w in workers
+        if w.get("loading")
+        for model, progress in ((w.get("engine") or {}).get("pulling") or {}).items()
+    }
+    return json_response(
+        {
+            "status": status,
+            "redis": True,
+            "workers": len(workers),
+            "models": sorted(served_models(workers)),
+            "loading": sorted(served.loading),
+            **({"pulling": pulling} if pulling else {}),
+            "images": served.models("sd"),
+            **mine,
+        }
+    )

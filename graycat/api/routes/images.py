@@ -41,34 +41,59 @@ async def _run(request: Request, params: GenerationParams, endpoint: str, respon
     ttl = request.app.state.settings.result_ttl
     for file_id, png in zip(ids, pngs, strict=True):
         await image_state.store_file(request.app.state.queue.redis, file_id, png, ttl)
-    return Response(answer, 200, headers={k: v for k, v in response.headers.items() if k.startswith("x-")},
-                    media_type="application/json")
+    return Response(
+        answer,
+        200,
+        headers={k: v for k, v in response.headers.items() if k.startswith("x-")},
+        media_type="application/json",
+    )
 
 
 @router.post("/images/generations", summary="Images from a prompt (OpenAI)")
 async def generations(request: Request, body: openai_images.ImageGenerationRequest) -> Response:
-    params = openai_images.to_params(body, checkpoint=await _checkpoint(request, body.model),
-                                     limits=image_jobs.limits(request), random_seed=image_jobs.random_seed())
+    params = openai_images.to_params(
+        body,
+        checkpoint=await _checkpoint(request, body.model),
+        limits=image_jobs.limits(request),
+        random_seed=image_jobs.random_seed(),
+    )
     return await _run(request, params, "/v1/images/generations", body.response_format)
 
 
 @router.post("/images/edits", summary="Repaint the transparent areas of an image, or of its mask (OpenAI)")
-async def edits(request: Request, image: UploadFile = File(...), prompt: str = Form(..., min_length=1),
-                mask: UploadFile | None = File(None), model: str | None = Form(None),
-                n: int = Form(1, ge=1, le=10), size: str | None = Form(None),
-                response_format: Literal["b64_json", "url"] = Form("b64_json"),
-                steps: int = Form(openai_images.DEFAULT_STEPS, ge=1), seed: int | None = Form(None, ge=0)) -> Response:
+async def edits(
+    request: Request,
+    image: UploadFile = File(...),
+    prompt: str = Form(..., min_length=1),
+    mask: UploadFile | None = File(None),
+    model: str | None = Form(None),
+    n: int = Form(1, ge=1, le=10),
+    size: str | None = Form(None),
+    response_format: Literal["b64_json", "url"] = Form("b64_json"),
+    steps: int = Form(openai_images.DEFAULT_STEPS, ge=1),
+    seed: int | None = Form(None, ge=0),
+) -> Response:
     picture, cover = await image.read(), await mask.read() if mask is not None else None
     checkpoint = await _checkpoint(request, model)
     params = await asyncio.to_thread(
-        openai_images.edit_params, picture, cover, prompt=prompt, n=n, size=size, steps=steps,
-        seed=image_jobs.random_seed() if seed is None else seed, checkpoint=checkpoint,
-        limits=image_jobs.limits(request))
+        openai_images.edit_params,
+        picture,
+        cover,
+        prompt=prompt,
+        n=n,
+        size=size,
+        steps=steps,
+        seed=image_jobs.random_seed() if seed is None else seed,
+        checkpoint=checkpoint,
+        limits=image_jobs.limits(request),
+    )
     return await _run(request, params, "/v1/images/edits", response_format)
 
 
-@files.get("/images/files/{file_id}.png", summary="A generated image answered by URL (no token: the URL is the key; "
-           "kept RESULT_TTL seconds)")
+@files.get(
+    "/images/files/{file_id}.png",
+    summary="A generated image answered by URL (no token: the URL is the key; kept RESULT_TTL seconds)",
+)
 async def image_file(request: Request, file_id: str) -> Response:
     png = await image_state.load_file(request.app.state.queue.redis, file_id) if len(file_id) <= 64 else None
     if png is None:

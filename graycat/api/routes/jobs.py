@@ -56,8 +56,9 @@ async def _owned_record(request: Request, job_id: str) -> dict[str, str]:
 
 
 @router.post("", status_code=202, summary="Submit a job; answer at once with its id and status URL")
-async def submit(request: Request, job_request: JobRequest,
-                 idempotency_key: str | None = Header(None, max_length=200)) -> Response:
+async def submit(
+    request: Request, job_request: JobRequest, idempotency_key: str | None = Header(None, max_length=200)
+) -> Response:
     if job_request.route not in ROUTES:
         raise ApiError(422, f"route must be one of {', '.join(ROUTES)}", code="invalid_request", param="route")
     model_cls, make_spec, kind = ROUTES[job_request.route]
@@ -71,11 +72,19 @@ async def submit(request: Request, job_request: JobRequest,
         openai_tools.check_tool_calls(parsed.messages)
     spec = make_spec(parsed)
     queue: JobQueue = request.app.state.queue
-    model = await resolve_model(queue, request.app.state.settings.default_model, spec,
-                                aliases=request.app.state.settings.model_aliases)
+    model = await resolve_model(
+        queue, request.app.state.settings.default_model, spec, aliases=request.app.state.settings.model_aliases
+    )
     await check_job(request, model, kind, spec.prompts)
-    job = Job(kind=kind, model=model, endpoint=spec.endpoint, body=orjson.dumps(job_request.body), stream=spec.stream,
-              request_id=request.scope["request_id"], slots=spec.prompts)
+    job = Job(
+        kind=kind,
+        model=model,
+        endpoint=spec.endpoint,
+        body=orjson.dumps(job_request.body),
+        stream=spec.stream,
+        request_id=request.scope["request_id"],
+        slots=spec.prompts,
+    )
     owner = request.state.owner
     if idempotency_key:
         idem = keys.idempotency(owner, idempotency_key)
@@ -94,8 +103,11 @@ async def submit(request: Request, job_request: JobRequest,
         if idempotency_key:
             await queue.redis.delete(keys.idempotency(owner, idempotency_key))
         raise
-    return json_response({"id": job.id, "status_url": f"/jobs/{job.id}", "events_url": f"/jobs/{job.id}/events"}, 202,
-                 {"Location": f"/jobs/{job.id}"})
+    return json_response(
+        {"id": job.id, "status_url": f"/jobs/{job.id}", "events_url": f"/jobs/{job.id}/events"},
+        202,
+        {"Location": f"/jobs/{job.id}"},
+    )
 
 
 async def _take_place(request: Request, job: Job) -> tuple[str, ...]:
@@ -121,12 +133,18 @@ async def status(request: Request, job_id: str) -> Response:
 async def _status(request: Request, job_id: str) -> Response:
     queue: JobQueue = request.app.state.queue
     record = await _owned_record(request, job_id)
-    info: dict[str, Any] = {"id": job_id, "state": record["state"], "kind": record["kind"],
-                            "model": record["model"], "route_endpoint": record.get("endpoint"),
-                            "attempts": int(record.get("attempts", 0)), "worker": record.get("worker"),
-                            "created": float(record["created"]),
-                            "started": float(record["started"]) if "started" in record else None,
-                            "finished": float(record["finished"]) if "finished" in record else None}
+    info: dict[str, Any] = {
+        "id": job_id,
+        "state": record["state"],
+        "kind": record["kind"],
+        "model": record["model"],
+        "route_endpoint": record.get("endpoint"),
+        "attempts": int(record.get("attempts", 0)),
+        "worker": record.get("worker"),
+        "created": float(record["created"]),
+        "started": float(record["started"]) if "started" in record else None,
+        "finished": float(record["finished"]) if "finished" in record else None,
+    }
     if record["state"] == JobState.PENDING and "entry" in record:
         info["position"] = await queue.position(record["kind"], record["model"], record["entry"])
     if record["state"] in TERMINAL_STATES:
@@ -139,16 +157,22 @@ async def _status(request: Request, job_id: str) -> Response:
 
 
 @router.get("/{job_id}/events", summary="The job's events as Server-Sent Events, resumable with Last-Event-ID")
-async def events(request: Request, job_id: str,
-                 last_event_id: str | None = Header(None, max_length=40)) -> StreamingResponse:
+async def events(
+    request: Request, job_id: str, last_event_id: str | None = Header(None, max_length=40)
+) -> StreamingResponse:
     await _owned_record(request, job_id)
     start = last_event_id or request.query_params.get("from") or "0-0"
     if not _STREAM_ID.fullmatch(start) or any(int(part) >= 1 << 64 for part in start.split("-")):
-        raise ApiError(422, "Last-Event-ID (or from) must be an event id this endpoint gave: two unsigned 64-bit "
-                       "integers, such as 1700000000000-0", code="invalid_request")
+        raise ApiError(
+            422,
+            "Last-Event-ID (or from) must be an event id this endpoint gave: two unsigned 64-bit "
+            "integers, such as 1700000000000-0",
+            code="invalid_request",
+        )
     release = request.app.state.job_streams.acquire(request.state.owner)  # each open stream holds a connection
-    return HeldStream(_events(request, job_id, start), media_type="text/event-stream", headers=SSE_HEADERS,
-                      release=release)
+    return HeldStream(
+        _events(request, job_id, start), media_type="text/event-stream", headers=SSE_HEADERS, release=release
+    )
 
 
 _NAMES = {START: "start", CHUNK: "chunk", END: "end"}

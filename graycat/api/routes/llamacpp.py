@@ -21,8 +21,9 @@ router = APIRouter(tags=["llama.cpp"], dependencies=[Depends(require_token)], ro
 
 
 async def _run(request: Request, spec: JobSpec) -> Response:
-    return await run_job(request, spec, kind="llm", render_chunk=llamacpp.sse_event,
-                         render_failure=llamacpp.stream_error)
+    return await run_job(
+        request, spec, kind="llm", render_chunk=llamacpp.sse_event, render_failure=llamacpp.stream_error
+    )
 
 
 @router.post("/completion", summary="llama.cpp native completion (raw prompt, SSE when stream is true)")
@@ -50,8 +51,14 @@ async def detokenize(request: Request, body: llamacpp.DetokenizeRequest) -> Resp
 @router.post("/embedding", include_in_schema=False)
 async def embeddings(request: Request, body: llamacpp.EmbeddingRequest) -> Response:
     v3 = "stream" in (body.model_extra or {})  # LLM for Unity v3 always sends it, v2 never
-    return await run_job(request, llamacpp.embedding_job(body), kind="embed", render_chunk=llamacpp.sse_event,
-                         render_failure=llamacpp.stream_error, reshape=llamacpp.embedding_shape(v3))
+    return await run_job(
+        request,
+        llamacpp.embedding_job(body),
+        kind="embed",
+        render_chunk=llamacpp.sse_event,
+        render_failure=llamacpp.stream_error,
+        reshape=llamacpp.embedding_shape(v3),
+    )
 
 
 @router.post("/apply-template", summary="The prompt the model's chat template makes of messages")
@@ -64,14 +71,22 @@ async def apply_template(request: Request, body: llamacpp.ApplyTemplateRequest) 
 
 @router.post("/slots", summary="Save, restore or erase a slot's KV cache (action in the query or the body)")
 @router.post("/slots/{id_slot}", include_in_schema=False)
-async def slots(request: Request, body: llamacpp.SlotsRequest, action: llamacpp.SlotAction | None = None,
-                id_slot: int | None = None) -> Response:
+async def slots(
+    request: Request, body: llamacpp.SlotsRequest, action: llamacpp.SlotAction | None = None, id_slot: int | None = None
+) -> Response:
     try:
         spec, engine_body = llamacpp.slots_job(body, action, id_slot, request.state.owner)
     except ValueError as exc:
         raise ApiError(400, str(exc), code="invalid_request") from None
-    return await run_job(request, spec, kind="llm", body=engine_body, render_chunk=llamacpp.sse_event,
-                         render_failure=llamacpp.stream_error, reshape=llamacpp.slots_answer(request.state.owner))
+    return await run_job(
+        request,
+        spec,
+        kind="llm",
+        body=engine_body,
+        render_chunk=llamacpp.sse_event,
+        render_failure=llamacpp.stream_error,
+        reshape=llamacpp.slots_answer(request.state.owner),
+    )
 
 
 @router.get("/slots", summary="The model's slots across its live workers, busy or idle (no prompts)")
@@ -93,8 +108,12 @@ async def _model(request: Request) -> tuple[str, dict[str, Any]]:
         if isinstance(data, dict) and isinstance(data.get("model"), str):
             model = data["model"]
     queue = request.app.state.queue
-    name = await resolve_model(queue, request.app.state.settings.default_model, JobSpec("", False, model, None),
-                               aliases=request.app.state.settings.model_aliases)
+    name = await resolve_model(
+        queue,
+        request.app.state.settings.default_model,
+        JobSpec("", False, model, None),
+        aliases=request.app.state.settings.model_aliases,
+    )
     return name, (await queue.models()).get(name, {})
 
 

@@ -31,10 +31,18 @@ def _authorize(request: Request) -> None:
     if metrics_allowed(request.headers.get("authorization", ""), token, peer):
         return
     if not token:
-        raise ApiError(403, "/metrics answers only loopback and private-network addresses unless METRICS_TOKEN is "
-                       "set (then it needs 'Authorization: Bearer <METRICS_TOKEN>')", code="metrics_not_public")
-    raise ApiError(401, "/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'", code="invalid_metrics_token",
-                   headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            403,
+            "/metrics answers only loopback and private-network addresses unless METRICS_TOKEN is "
+            "set (then it needs 'Authorization: Bearer <METRICS_TOKEN>')",
+            code="metrics_not_public",
+        )
+    raise ApiError(
+        401,
+        "/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'",
+        code="invalid_metrics_token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics (behind METRICS_TOKEN, or for private addresses only)")

@@ -23,19 +23,36 @@ router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require
 NDJSON = "application/x-ndjson"
 
 
-async def _generation(request: Request, spec: JobSpec, body: bytes, *, chat: bool,
-                      session: Session | None = None) -> Response:
+async def _generation(
+    request: Request, spec: JobSpec, body: bytes, *, chat: bool, session: Session | None = None
+) -> Response:
     state = request.app.state
-    model = await resolve_model(state.queue, state.settings.default_model, spec,
-                                aliases=state.settings.model_aliases)
+    model = await resolve_model(state.queue, state.settings.default_model, spec, aliases=state.settings.model_aliases)
     native = spec.endpoint == "/completion"
     render, reshape = ollama.render_stream(model, chat, native), ollama.reshape_answer(model, chat, native)
     if session is None:
-        return await run_job(request, spec, kind="llm", body=body, stream_type=NDJSON, render_chunk=render,
-                             render_failure=ollama.stream_error, reshape=reshape)
-    return await run_job(request, spec, kind="llm", body=await session.extend(body), stream_type=NDJSON,
-                         render_chunk=session.watch_stream(render), render_failure=ollama.stream_error,
-                         reshape=session.watch_answer(reshape), worker=session.preferred, on_start=session.started)
+        return await run_job(
+            request,
+            spec,
+            kind="llm",
+            body=body,
+            stream_type=NDJSON,
+            render_chunk=render,
+            render_failure=ollama.stream_error,
+            reshape=reshape,
+        )
+    return await run_job(
+        request,
+        spec,
+        kind="llm",
+        body=await session.extend(body),
+        stream_type=NDJSON,
+        render_chunk=session.watch_stream(render),
+        render_failure=ollama.stream_error,
+        reshape=session.watch_answer(reshape),
+        worker=session.preferred,
+        on_start=session.started,
+    )
 
 
 @router.post("/generate", summary="Generate a completion (Ollama; NDJSON stream unless stream is false)")
@@ -61,19 +78,26 @@ async def chat(request: Request, body: ollama.ChatRequest) -> Response:
 
 async def _loaded(request: Request, spec: JobSpec, *, chat: bool) -> Response:
     state = request.app.state
-    model = await resolve_model(state.queue, state.settings.default_model, spec,
-                                aliases=state.settings.model_aliases)
+    model = await resolve_model(state.queue, state.settings.default_model, spec, aliases=state.settings.model_aliases)
     return json_response(ollama.loaded(model, chat))
 
 
 async def _embed(request: Request, body: ollama.EmbedRequest | ollama.LegacyEmbeddingsRequest) -> Response:
     spec, engine_body = ollama.embed_job(body)
     state = request.app.state
-    model = await resolve_model(state.queue, state.settings.default_model, spec, "embed",
-                                aliases=state.settings.model_aliases)
+    model = await resolve_model(
+        state.queue, state.settings.default_model, spec, "embed", aliases=state.settings.model_aliases
+    )
     legacy = isinstance(body, ollama.LegacyEmbeddingsRequest)
-    return await run_job(request, spec, kind="embed", body=engine_body, render_chunk=bytes,
-                         render_failure=ollama.stream_error, reshape=ollama.reshape_embed(model, legacy))
+    return await run_job(
+        request,
+        spec,
+        kind="embed",
+        body=engine_body,
+        render_chunk=bytes,
+        render_failure=ollama.stream_error,
+        reshape=ollama.reshape_embed(model, legacy),
+    )
 
 
 @router.post("/embed", summary="Embeddings of one or more inputs (Ollama)")
@@ -94,16 +118,30 @@ async def _served(request: Request) -> dict[str, dict]:
 
 def _on_disk(request: Request) -> dict[str, dict[str, Any]]:
     """The models folder's GGUF files (GRAYCAT_MODELS_DIR of the gateway), described as workers announce models."""
-    return {m.name: {"size": m.size, "digest": m.sha256 or "", "quantization": m.quant or "",
-                     "family": m.family or "", "parameter_size": m.parameter_size or "", "created": m.modified}
-            for m in folder.models(request.app.state.settings.models_folder())}
+    return {
+        m.name: {
+            "size": m.size,
+            "digest": m.sha256 or "",
+            "quantization": m.quant or "",
+            "family": m.family or "",
+            "parameter_size": m.parameter_size or "",
+            "created": m.modified,
+        }
+        for m in folder.models(request.app.state.settings.models_folder())
+    }
 
 
 @router.get("/tags", summary="Models served by live workers, and the files of the models folder (Ollama)")
 async def tags(request: Request) -> Response:
     served, files = await _served(request), await asyncio.to_thread(_on_disk, request)
-    return json_response(ollama.tags({name: {**files.get(name, {}), **served.get(name, {}), "served": name in served}
-                                      for name in served.keys() | files.keys()}))
+    return json_response(
+        ollama.tags(
+            {
+                name: {**files.get(name, {}), **served.get(name, {}), "served": name in served}
+                for name in served.keys() | files.keys()
+            }
+        )
+    )
 
 
 @router.get("/ps", summary="Models loaded in workers (Ollama)")
@@ -119,10 +157,10 @@ async def show(request: Request, body: ollama.ShowRequest) -> Response:
     name = state.settings.model_aliases.get(spec.model or "", spec.model or "")
     if name in files and name not in await _served(request):  # on disk, served by no worker now
         return json_response(ollama.show(name, {**files[name], "served": False}))
-    model = await resolve_model(state.queue, state.settings.default_model, spec,
-                                aliases=state.settings.model_aliases)
-    return json_response(ollama.show(model, {**files.get(model, {}), **(await state.queue.models()).get(model, {}),
-                                             "served": True}))
+    model = await resolve_model(state.queue, state.settings.default_model, spec, aliases=state.settings.model_aliases)
+    return json_response(
+        ollama.show(model, {**files.get(model, {}), **(await state.queue.models()).get(model, {}), "served": True})
+    )
 
 
 @router.get("/version", summary="The Ollama API version these routes follow")

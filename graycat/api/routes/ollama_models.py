@@ -66,8 +66,12 @@ def _line(event: dict[str, object]) -> bytes:
 async def pull(request: Request, body: PullRequest) -> Response:
     text = (body.model or body.name or "").strip()
     if parse(text) is None:
-        raise ApiError(400, f"{text!r}: this server pulls from the Hugging Face Hub or a URL: name a model as "
-                            "hf.co/OWNER/REPO[:QUANT], hf:OWNER/REPO/path/file.gguf or https://...", param="model")
+        raise ApiError(
+            400,
+            f"{text!r}: this server pulls from the Hugging Face Hub or a URL: name a model as "
+            "hf.co/OWNER/REPO[:QUANT], hf:OWNER/REPO/path/file.gguf or https://...",
+            param="model",
+        )
     models: Path = request.app.state.settings.models_folder()
     try:
         found = await asyncio.to_thread(locate, text, models)
@@ -106,8 +110,12 @@ async def _pull_events(found: Path | Remote, models: Path) -> AsyncIterator[dict
         while not task.done() or not progress.empty():
             with contextlib.suppress(TimeoutError):
                 done, total = await asyncio.wait_for(progress.get(), 0.5)
-                yield {"status": status, **({"digest": digest} if digest else {}),
-                       "total": total or found.size or 0, "completed": done}
+                yield {
+                    "status": status,
+                    **({"digest": digest} if digest else {}),
+                    "total": total or found.size or 0,
+                    "completed": done,
+                }
         path = task.result()
     except PullError as exc:
         yield {"error": str(exc), "_status": exc.status}

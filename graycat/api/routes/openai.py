@@ -37,43 +37,74 @@ async def chat_completions(request: Request, body: openai.ChatCompletionRequest)
     engine_body = await session.extend(await request.body()) if session else None
     if tools is None:
         if session is None:
-            return await run_job(request, spec, kind="llm", render_chunk=llamacpp.sse_event,
-                                 render_failure=openai.stream_error)
-        return await run_job(request, spec, kind="llm", body=engine_body, render_failure=openai.stream_error,
-                             render_chunk=session.watch_stream(llamacpp.sse_event), reshape=session.watch_answer(None),
-                             worker=session.preferred, on_start=session.started)
+            return await run_job(
+                request, spec, kind="llm", render_chunk=llamacpp.sse_event, render_failure=openai.stream_error
+            )
+        return await run_job(
+            request,
+            spec,
+            kind="llm",
+            body=engine_body,
+            render_failure=openai.stream_error,
+            render_chunk=session.watch_stream(llamacpp.sse_event),
+            reshape=session.watch_answer(None),
+            worker=session.preferred,
+            on_start=session.started,
+        )
     reshape = session.watch_answer(openai_tools.tool_call_answer) if session else openai_tools.tool_call_answer
-    answer = await run_job(request, replace(spec, stream=False), kind="llm", render_chunk=llamacpp.sse_event,
-                           render_failure=openai.stream_error, reshape=reshape,
-                           body=openai_tools.constrained_body(engine_body or await request.body(), tools),
-                           worker=session.preferred if session else None,
-                           on_start=session.started if session else None)
+    answer = await run_job(
+        request,
+        replace(spec, stream=False),
+        kind="llm",
+        render_chunk=llamacpp.sse_event,
+        render_failure=openai.stream_error,
+        reshape=reshape,
+        body=openai_tools.constrained_body(engine_body or await request.body(), tools),
+        worker=session.preferred if session else None,
+        on_start=session.started if session else None,
+    )
     if not body.stream or answer.status_code != 200:
         return answer
     usage = bool((body.stream_options or {}).get("include_usage"))
     job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
-    return Response(openai_tools.as_stream(bytes(answer.body), usage), headers=job_headers,
-                    media_type="text/event-stream")
+    return Response(
+        openai_tools.as_stream(bytes(answer.body), usage), headers=job_headers, media_type="text/event-stream"
+    )
 
 
 @router.post("/v1/chat/completions/input_tokens", summary="Count the prompt tokens of a chat (llama.cpp)")
 @router.post("/chat/completions/input_tokens", include_in_schema=False)
 async def chat_input_tokens(request: Request, body: openai.ChatCompletionRequest) -> Response:
-    return await run_job(request, openai.input_tokens_job(body), kind="llm", render_chunk=llamacpp.sse_event,
-                         render_failure=openai.stream_error)
+    return await run_job(
+        request,
+        openai.input_tokens_job(body),
+        kind="llm",
+        render_chunk=llamacpp.sse_event,
+        render_failure=openai.stream_error,
+    )
 
 
 @router.post("/v1/completions", summary="Text completion (OpenAI)")
 async def completions(request: Request, body: openai.CompletionRequest) -> Response:
     check_request(request, body)
-    return await run_job(request, openai.completion_job(body), kind="llm", render_chunk=llamacpp.sse_event,
-                         render_failure=openai.stream_error)
+    return await run_job(
+        request,
+        openai.completion_job(body),
+        kind="llm",
+        render_chunk=llamacpp.sse_event,
+        render_failure=openai.stream_error,
+    )
 
 
 @router.post("/v1/embeddings", summary="Embeddings (OpenAI), from workers started with --embeddings")
 async def embeddings(request: Request, body: openai.EmbeddingsRequest) -> Response:
-    return await run_job(request, openai.embeddings_job(body), kind="embed", render_chunk=llamacpp.sse_event,
-                         render_failure=openai.stream_error)
+    return await run_job(
+        request,
+        openai.embeddings_job(body),
+        kind="embed",
+        render_chunk=llamacpp.sse_event,
+        render_failure=openai.stream_error,
+    )
 
 
 @router.get("/v1/models", summary="Models served by live workers")

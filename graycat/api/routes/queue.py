@@ -20,21 +20,28 @@ _SUMMARY = ("id", "kind", "models", "slots", "busy", "heartbeat", "stopping")
 _DETAILS = (*_SUMMARY, "jobs", "version", "host", "engine")  # where workers run and what: admins only
 
 
-@router.get("/queue/status", summary="Per pool: waiting, active, completed, failed, redelivered; live workers "
-            "(their hosts, jobs and engines for admin tokens)")
+@router.get(
+    "/queue/status",
+    summary="Per pool: waiting, active, completed, failed, redelivered; live workers "
+    "(their hosts, jobs and engines for admin tokens)",
+)
 async def queue_status(request: Request, caller: Caller = Depends(require_token)) -> Response:
     queue = request.app.state.queue
     workers = await queue.live_workers()
     pools = await queue.pool_status()
     for pool in pools:
-        pool["workers"] = [w["id"] for w in workers if w.get("kind") == pool["kind"]
-                           and pool["model"] in w.get("models", [])]
+        pool["workers"] = [
+            w["id"] for w in workers if w.get("kind") == pool["kind"] and pool["model"] in w.get("models", [])
+        ]
     fields = _DETAILS if caller.admin else _SUMMARY
     return json_response({"pools": pools, "workers": [{k: w.get(k) for k in fields} for w in workers]})
 
 
-@router.get("/models", summary="Text and image models served by live workers, with their worker counts; also "
-            "the OpenAI list of /v1/models (`object`, `data`), as llama-server answers /models")
+@router.get(
+    "/models",
+    summary="Text and image models served by live workers, with their worker counts; also "
+    "the OpenAI list of /v1/models (`object`, `data`), as llama-server answers /models",
+)
 async def models(request: Request) -> Response:
     queue = request.app.state.queue
     known = await queue.models(fresh=True)
@@ -49,5 +56,6 @@ async def models(request: Request) -> Response:
     for name, entry in sorted(served.items()):
         info = known.get(name, {})
         listing[_KINDS.get(str(entry["kind"]), "text")].append(
-            {"name": name, "workers": entry["workers"], "slots": entry["slots"], "n_ctx": info.get("n_ctx")})
+            {"name": name, "workers": entry["workers"], "slots": entry["slots"], "n_ctx": info.get("n_ctx")}
+        )
     return json_response({**model_list({name: known.get(name, {}) for name in served}), **listing})

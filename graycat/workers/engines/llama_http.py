@@ -40,9 +40,16 @@ class LlamaHttpEngine:
 
     kind = "llm"
 
-    def __init__(self, base_url: str, model_name: str | None = None, *, embeddings: bool = False,
-                 template_override: str | None = None, prompt_cache: PromptCache = "tenant",
-                 process: EngineProcess | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model_name: str | None = None,
+        *,
+        embeddings: bool = False,
+        template_override: str | None = None,
+        prompt_cache: PromptCache = "tenant",
+        process: EngineProcess | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._process = process
         self.model_name = model_name
@@ -63,11 +70,13 @@ class LlamaHttpEngine:
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=10)
-        self._pooled = aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 16,
-                                             connector=aiohttp.TCPConnector(limit=0))
+        self._pooled = aiohttp.ClientSession(
+            timeout=timeout, read_bufsize=1 << 16, connector=aiohttp.TCPConnector(limit=0)
+        )
         # The llama.cpp server closes the connection after a stream without saying so: one per stream.
-        self._fresh = aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 16,
-                                            connector=aiohttp.TCPConnector(limit=0, force_close=True))
+        self._fresh = aiohttp.ClientSession(
+            timeout=timeout, read_bufsize=1 << 16, connector=aiohttp.TCPConnector(limit=0, force_close=True)
+        )
         props = await self._get_json("/props")
         self.props = engine_props(props)
         self.slots = int(props.get("total_slots") or 1)
@@ -80,8 +89,9 @@ class LlamaHttpEngine:
         if await self._read_figures():
             self._poller = asyncio.create_task(self._poll_figures(), name="engine-metrics")
         else:
-            log.info("the llama.cpp server at %s has no /metrics (start it with --metrics for token counts)",
-                     self.base_url)
+            log.info(
+                "the llama.cpp server at %s has no /metrics (start it with --metrics for token counts)", self.base_url
+            )
 
     async def _target(self) -> tuple[str, Child | None]:
         """The engine's base URL now, and the run of its process that serves it (None: an external server)."""
@@ -102,8 +112,9 @@ class LlamaHttpEngine:
         except (aiohttp.ClientError, ValueError) as exc:
             log.debug("engine metrics unreadable: %s", exc)
             return False
-        self._figures = {sample.name.removeprefix("llamacpp:"): sample.value
-                         for family in families for sample in family.samples}
+        self._figures = {
+            sample.name.removeprefix("llamacpp:"): sample.value for family in families for sample in family.samples
+        }
         return True
 
     async def _poll_figures(self) -> None:
@@ -123,8 +134,16 @@ class LlamaHttpEngine:
 
     def models(self) -> dict[str, dict[str, Any]]:
         assert self.model_name
-        return {self.model_name: {"kind": self.kind, "n_ctx": self.n_ctx, "slots": self.slots,
-                                  "template": self.template, "embeddings": self.embeddings, "props": self.props}}
+        return {
+            self.model_name: {
+                "kind": self.kind,
+                "n_ctx": self.n_ctx,
+                "slots": self.slots,
+                "template": self.template,
+                "embeddings": self.embeddings,
+                "props": self.props,
+            }
+        }
 
     def stats(self) -> dict[str, Any]:
         process = {"process": self._process.stats()} if self._process is not None else {}
@@ -147,11 +166,11 @@ class LlamaHttpEngine:
                 async for data in resp.content.iter_any():
                     pending += data
                     while (end := pending.find(b"\n\n")) >= 0:
-                        event, pending = pending[:end], pending[end + 2:]
+                        event, pending = pending[:end], pending[end + 2 :]
                         if event.startswith(b"data: "):  # `: ping` comments are not forwarded
                             emit(event[6:])
                         elif event.startswith(b"event: ") and (at := event.find(b"\ndata: ")) > 0:
-                            emit(event[at + 7:])  # Anthropic / Responses events: their data names the type
+                            emit(event[at + 7 :])  # Anthropic / Responses events: their data names the type
                 return 200, b""
         except aiohttp.ClientError as exc:
             if child is not None and await child.died():
@@ -208,6 +227,9 @@ def _client_error(status: int, body: bytes) -> tuple[int, bytes]:
     the client's error: a 400 that says so."""
     if status == 500 and any(marker in body for marker in _UNSUPPORTED_MEDIA):
         kind = "image" if _UNSUPPORTED_MEDIA[0] in body else "audio"
-        return 400, error_body(400, f"{kind} input is not supported: this model has no {kind} support (its worker "
-                                    "runs no multimodal projector); send text only, or use a model that has it")
+        return 400, error_body(
+            400,
+            f"{kind} input is not supported: this model has no {kind} support (its worker "
+            "runs no multimodal projector); send text only, or use a model that has it",
+        )
     return status, body

@@ -17,13 +17,23 @@ from graycat.workers.engines.llama import EmbeddedLlamaServer
 
 def config(server: EmbeddedLlamaServer, template: str | None, log: tuple[str, str]) -> str:
     """The command-line argument that starts `server`'s twin in a child process (`log`: level and format)."""
-    return orjson.dumps({
-        "model_path": str(server.model_path), "alias": server.alias, "slots": server.slots,
-        "ctx_per_slot": server.ctx_per_slot, "threads": server.threads, "gpu_layers": server.gpu_layers,
-        "poll": server.poll, "nice": server.nice, "embeddings": server.embeddings,
-        "shared_cache": server.shared_cache,
-        "slot_dir": str(server.slot_dir) if server.slot_dir else None, "chat_template": template,
-        "log": log}).decode()
+    return orjson.dumps(
+        {
+            "model_path": str(server.model_path),
+            "alias": server.alias,
+            "slots": server.slots,
+            "ctx_per_slot": server.ctx_per_slot,
+            "threads": server.threads,
+            "gpu_layers": server.gpu_layers,
+            "poll": server.poll,
+            "nice": server.nice,
+            "embeddings": server.embeddings,
+            "shared_cache": server.shared_cache,
+            "slot_dir": str(server.slot_dir) if server.slot_dir else None,
+            "chat_template": template,
+            "log": log,
+        }
+    ).decode()
 
 
 def main(argv: list[str]) -> None:
@@ -31,8 +41,9 @@ def main(argv: list[str]) -> None:
     params: dict[str, Any] = orjson.loads(argv[0])
     setup_logging(*params.pop("log"))
     slot_dir = params.pop("slot_dir")
-    server = EmbeddedLlamaServer(Path(params.pop("model_path")), slot_dir=Path(slot_dir) if slot_dir else None,
-                                 **params)
+    server = EmbeddedLlamaServer(
+        Path(params.pop("model_path")), slot_dir=Path(slot_dir) if slot_dir else None, **params
+    )
     try:
         url = server.start()
     except Exception as exc:

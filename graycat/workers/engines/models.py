@@ -33,8 +33,11 @@ class ModelRouter:
 
     def stats(self) -> dict[str, Any]:
         per_model = {name: e.stats() for name, e in self._by_model.items()}
-        return {"active": sum(s.get("active", 0) for s in per_model.values()),
-                "served": sum(s.get("served", 0) for s in per_model.values()), "models": per_model}
+        return {
+            "active": sum(s.get("active", 0) for s in per_model.values()),
+            "served": sum(s.get("served", 0) for s in per_model.values()),
+            "models": per_model,
+        }
 
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
         return await self._by_model[job.model].run(job, emit)  # the worker claims only its models' pools

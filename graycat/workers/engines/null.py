@@ -18,8 +18,15 @@ class NullEngine:
 
     kind = "llm"
 
-    def __init__(self, model_name: str = "null", *, slots: int = 64, tokens: int = 16,
-                 token_delay: float = 0.0, n_ctx: int = 4096) -> None:
+    def __init__(
+        self,
+        model_name: str = "null",
+        *,
+        slots: int = 64,
+        tokens: int = 16,
+        token_delay: float = 0.0,
+        n_ctx: int = 4096,
+    ) -> None:
         self.model_name = model_name
         self.slots = slots
         self.tokens = tokens
@@ -55,27 +62,67 @@ class NullEngine:
 
     def _chunk(self, i: int, chat: bool, oai: bool) -> bytes:
         if not oai:
-            return orjson.dumps({"index": 0, "content": "x", "tokens": [i], "stop": False, "id_slot": -1,
-                                 "tokens_predicted": i + 1, "tokens_evaluated": 1})
+            return orjson.dumps(
+                {
+                    "index": 0,
+                    "content": "x",
+                    "tokens": [i],
+                    "stop": False,
+                    "id_slot": -1,
+                    "tokens_predicted": i + 1,
+                    "tokens_evaluated": 1,
+                }
+            )
         choice = {"index": 0, "finish_reason": None, **({"delta": {"content": "x"}} if chat else {"text": "x"})}
-        return orjson.dumps({"id": "null", "object": "chat.completion.chunk" if chat else "text_completion",
-                             "created": int(time.time()), "model": self.model_name, "choices": [choice]})
+        return orjson.dumps(
+            {
+                "id": "null",
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": self.model_name,
+                "choices": [choice],
+            }
+        )
 
     def _final(self, chat: bool, oai: bool, *, stream: bool) -> bytes:
         text = "" if stream and not oai else "x" * self.tokens
         if not oai:
-            return orjson.dumps({"index": 0, "content": text, "tokens": [], "stop": True, "model": self.model_name,
-                                 "tokens_predicted": self.tokens, "tokens_evaluated": 1, "stop_type": "limit"})
+            return orjson.dumps(
+                {
+                    "index": 0,
+                    "content": text,
+                    "tokens": [],
+                    "stop": True,
+                    "model": self.model_name,
+                    "tokens_predicted": self.tokens,
+                    "tokens_evaluated": 1,
+                    "stop_type": "limit",
+                }
+            )
         usage = {"prompt_tokens": 1, "completion_tokens": self.tokens, "total_tokens": self.tokens + 1}
         if stream:
-            choice: dict[str, Any] = {"index": 0, "finish_reason": "length",
-                                      **({"delta": {}} if chat else {"text": ""})}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "finish_reason": "length",
+                **({"delta": {}} if chat else {"text": ""}),
+            }
         else:
-            choice = {"index": 0, "finish_reason": "length",
-                      **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
+            choice = {
+                "index": 0,
+                "finish_reason": "length",
+                **({"message": {"role": "assistant", "content": text}} if chat else {"text": text}),
+            }
         kind = ("chat.completion.chunk" if stream else "chat.completion") if chat else "text_completion"
-        return orjson.dumps({"id": "null", "object": kind, "created": int(time.time()), "model": self.model_name,
-                             "choices": [choice], "usage": usage})
+        return orjson.dumps(
+            {
+                "id": "null",
+                "object": kind,
+                "created": int(time.time()),
+                "model": self.model_name,
+                "choices": [choice],
+                "usage": usage,
+            }
+        )
 
     async def close(self) -> None:
         return None

@@ -120,9 +120,23 @@ class ProcessEngine:
         future: asyncio.Future[tuple[int, bytes] | None] = asyncio.get_running_loop().create_future()
         link.runs[job.id] = (emit, future)
         try:
-            write_frame(link.writer, {"op": "run", "id": job.id, "job": {
-                "kind": job.kind, "model": job.model, "endpoint": job.endpoint, "stream": job.stream,
-                "reply_to": job.reply_to, "request_id": job.request_id, "created": job.created}}, job.body)
+            write_frame(
+                link.writer,
+                {
+                    "op": "run",
+                    "id": job.id,
+                    "job": {
+                        "kind": job.kind,
+                        "model": job.model,
+                        "endpoint": job.endpoint,
+                        "stream": job.stream,
+                        "reply_to": job.reply_to,
+                        "request_id": job.request_id,
+                        "created": job.created,
+                    },
+                },
+                job.body,
+            )
             try:
                 answer = await asyncio.shield(future)
             except asyncio.CancelledError:  # stop it there, and wait until it has stopped (or the child died)

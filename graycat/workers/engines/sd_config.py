@@ -18,14 +18,29 @@ from typing import Any
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
 TEXT = "cond_stage_model.transformer."
-SCHEDULER = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
-             "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "set_alpha_to_one": False,
-             "skip_prk_steps": True, "steps_offset": 1, "clip_sample": False, "trained_betas": None}
-PIPELINE = {"_class_name": "StableDiffusionPipeline", "feature_extractor": [None, None],
-            "safety_checker": [None, None], "requires_safety_checker": False,
-            "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"]}
+SCHEDULER = {
+    "_class_name": "PNDMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "clip_sample": False,
+    "trained_betas": None,
+}
+PIPELINE = {
+    "_class_name": "StableDiffusionPipeline",
+    "feature_extractor": [None, None],
+    "safety_checker": [None, None],
+    "requires_safety_checker": False,
+    "scheduler": ["diffusers", "PNDMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
 CLIP_BPE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_MERGES = 49152 - 256 - 2  # the merges OpenAI's CLIP uses: 49,408 tokens in all
 
@@ -77,16 +92,34 @@ def configs(found: dict[str, tuple[int, ...]]) -> dict[str, dict[str, Any]]:
     except (KeyError, ValueError) as exc:
         raise UnsupportedCheckpoint(f"not an SD 1.x checkpoint (missing {exc})") from None
     attention = [f"{UNET}input_blocks.{3 * i + 1}.1.proj_in.weight" in found for i in range(4)]
-    unet = {"_class_name": "UNet2DConditionModel", "sample_size": 64, "in_channels": conv_in[1], "out_channels": 4,
-            "block_out_channels": widths, "layers_per_block": 2, "cross_attention_dim": cross,
-            "attention_head_dim": 8, "norm_num_groups": _groups(widths[0]),
-            "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention],
-            "up_block_types": ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)]}
-    encoder = {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", "vocab_size": vocab,
-               "hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
-               "num_attention_heads": max(1, hidden // 64), "max_position_embeddings": positions,
-               "hidden_act": "quick_gelu", "projection_dim": hidden, "bos_token_id": 0, "pad_token_id": 1,
-               "eos_token_id": 2}
+    unet = {
+        "_class_name": "UNet2DConditionModel",
+        "sample_size": 64,
+        "in_channels": conv_in[1],
+        "out_channels": 4,
+        "block_out_channels": widths,
+        "layers_per_block": 2,
+        "cross_attention_dim": cross,
+        "attention_head_dim": 8,
+        "norm_num_groups": _groups(widths[0]),
+        "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention],
+        "up_block_types": ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)],
+    }
+    encoder = {
+        "architectures": ["CLIPTextModel"],
+        "model_type": "clip_text_model",
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": max(1, hidden // 64),
+        "max_position_embeddings": positions,
+        "hidden_act": "quick_gelu",
+        "projection_dim": hidden,
+        "bos_token_id": 0,
+        "pad_token_id": 1,
+        "eos_token_id": 2,
+    }
     return {"unet": unet, "vae": vae, "text_encoder": encoder}
 
 
@@ -94,11 +127,19 @@ def vae_config(found: dict[str, tuple[int, ...]], prefix: str) -> dict[str, Any]
     """The AutoencoderKL config of the SD VAE whose tensors are named `prefix` + LDM names; KeyError when it
     is not one."""
     widths = [found[f"{prefix}encoder.down.{i}.block.0.conv1.weight"][0] for i in range(4)]
-    return {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3,
-            "latent_channels": found[prefix + "decoder.conv_in.weight"][1], "block_out_channels": widths,
-            "layers_per_block": 2, "norm_num_groups": _groups(widths[0]),
-            "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-            "sample_size": 512, "scaling_factor": 0.18215}
+    return {
+        "_class_name": "AutoencoderKL",
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": found[prefix + "decoder.conv_in.weight"][1],
+        "block_out_channels": widths,
+        "layers_per_block": 2,
+        "norm_num_groups": _groups(widths[0]),
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "sample_size": 512,
+        "scaling_factor": 0.18215,
+    }
 
 
 def write_vae_config(vae_file: Path, folder: Path) -> Path:
@@ -125,24 +166,46 @@ def _byte_characters() -> list[str]:
 def write_clip_tokenizer(folder: Path) -> None:
     """The SD 1.x (CLIP ViT-L/14) tokenizer files, from the BPE vocabulary the `open-clip-torch` wheel ships."""
     spec = importlib.util.find_spec("open_clip")  # found, not imported (it would need torchvision)
-    source = next((Path(p) / CLIP_BPE for p in (spec.submodule_search_locations or []) if spec
-                   and (Path(p) / CLIP_BPE).is_file()), None) if spec else None
+    source = (
+        next(
+            (
+                Path(p) / CLIP_BPE
+                for p in (spec.submodule_search_locations or [])
+                if spec and (Path(p) / CLIP_BPE).is_file()
+            ),
+            None,
+        )
+        if spec
+        else None
+    )
     if source is None:
-        raise FileNotFoundError("the CLIP vocabulary for single-file checkpoints comes from the open-clip-torch "
-                                "wheel: pip install --no-deps open-clip-torch (or put a diffusers config folder "
-                                "'<name>.config' beside the checkpoint)")
-    merges = gzip.decompress(source.read_bytes()).decode().split("\n")[1:CLIP_MERGES + 1]
+        raise FileNotFoundError(
+            "the CLIP vocabulary for single-file checkpoints comes from the open-clip-torch "
+            "wheel: pip install --no-deps open-clip-torch (or put a diffusers config folder "
+            "'<name>.config' beside the checkpoint)"
+        )
+    merges = gzip.decompress(source.read_bytes()).decode().split("\n")[1 : CLIP_MERGES + 1]
     chars = _byte_characters()
-    vocab = [*chars, *(c + "</w>" for c in chars), *(m.replace(" ", "") for m in merges),
-             "<|startoftext|>", "<|endoftext|>"]
+    vocab = [
+        *chars,
+        *(c + "</w>" for c in chars),
+        *(m.replace(" ", "") for m in merges),
+        "<|startoftext|>",
+        "<|endoftext|>",
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-               "pad_token": "<|endoftext|>"}
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+    }
     (folder / "special_tokens_map.json").write_text(json.dumps(special))
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {**special, "model_max_length": 77, "tokenizer_class": "CLIPTokenizer", "do_lower_case": True}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({**special, "model_max_length": 77, "tokenizer_class": "CLIPTokenizer", "do_lower_case": True})
+    )
 
 
 def write_skeleton(checkpoint: Path, folder: Path) -> Path:

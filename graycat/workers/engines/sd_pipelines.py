@@ -28,8 +28,9 @@ Progress = Callable[[int, int, int, Image.Image | None], None]
 """(iteration index, step done, steps of this iteration, a preview of the first image or None)."""
 
 # SD 1.x's 4 latent channels -> RGB, linearly (A1111's "Approx cheap" live preview)
-_LATENT_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264],
-                            [-0.184, -0.271, -0.473]])
+_LATENT_RGB = torch.tensor(
+    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+)
 
 
 class Interrupted(Exception):
@@ -72,8 +73,12 @@ def load(checkpoint: Checkpoint, device: Device, scratch: Path) -> Any:
     configs are written under `scratch`."""
     from diffusers import StableDiffusionPipeline
 
-    common: dict[str, Any] = {"dtype": device.dtype, "local_files_only": True, "safety_checker": None,
-                              "requires_safety_checker": False}
+    common: dict[str, Any] = {
+        "dtype": device.dtype,
+        "local_files_only": True,
+        "safety_checker": None,
+        "requires_safety_checker": False,
+    }
     if checkpoint.path.is_dir():
         pipe = StableDiffusionPipeline.from_pretrained(checkpoint.path, **common)
     else:
@@ -94,8 +99,9 @@ def load_vae(path: Path, device: Device, scratch: Path) -> Any:
     from diffusers import AutoencoderKL
 
     config = write_vae_config(path, scratch / f"vae-{path.stem}")
-    return AutoencoderKL.from_single_file(str(path), config=str(config), local_files_only=True,
-                                          dtype=device.dtype).to(device.name)
+    return AutoencoderKL.from_single_file(str(path), config=str(config), local_files_only=True, dtype=device.dtype).to(
+        device.name
+    )
 
 
 @contextmanager
@@ -195,8 +201,12 @@ def _outpaint_canvas(image: Image.Image, sides: list[int], blur: int) -> tuple[I
     canvas = image.resize(size, Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(max(size) / 16))
     canvas.paste(image, (left, up))
     mask = Image.new("L", size, 255)
-    keep = (left + blur if left else 0, up + blur if up else 0, left + image.width - (blur if right else 0),
-            up + image.height - (blur if down else 0))
+    keep = (
+        left + blur if left else 0,
+        up + blur if up else 0,
+        left + image.width - (blur if right else 0),
+        up + image.height - (blur if down else 0),
+    )
     mask.paste(0, keep)
     return canvas, mask
 
@@ -212,8 +222,9 @@ def _noise(seeds: list[int], subseeds: list[int], strength: float, shape: tuple[
             a, b = noise.flatten(), other.flatten()
             omega = torch.acos((a / a.norm() * (b / b.norm())).sum().clamp(-1, 1))
             if omega.abs() > 1e-4:
-                noise = (torch.sin((1 - strength) * omega) * noise + torch.sin(strength * omega) * other) \
-                    / torch.sin(omega)
+                noise = (torch.sin((1 - strength) * omega) * noise + torch.sin(strength * omega) * other) / torch.sin(
+                    omega
+                )
         out.append(noise)
     return torch.stack(out)
 
@@ -239,9 +250,15 @@ def latent_preview(latents: torch.Tensor) -> Image.Image:
     return Image.fromarray(((rgb + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
 
 
-def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: threading.Event,
-             control_models: list[Any] | None = None, skip: Skip | None = None,
-             preview_every: int = 0) -> list[Image.Image]:
+def generate(
+    pipe: Any,
+    params: GenerationParams,
+    progress: Progress,
+    stop: threading.Event,
+    control_models: list[Any] | None = None,
+    skip: Skip | None = None,
+    preview_every: int = 0,
+) -> list[Image.Image]:
     """All `batch_size * n_iter` images of a request, but those of iterations `skip` ended (listed in
     `skip.skipped`); image i has seed `params.seed + i`. `control_models` are the ControlNet models of
     `params.controlnets`, in order. Every `preview_every` steps (0: never) `progress` gets a preview."""
@@ -272,13 +289,21 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     soft_mask = mask.filter(ImageFilter.GaussianBlur(p.mask_blur)) if mask is not None and p.mask_blur else mask
     control_images = [_control_image(u, init, w, h, p.resize_mode) for u in p.controlnets]
     control = _controlnet(control_models)
-    crop = _crop_box(mask, p.inpaint_full_res_padding, w, h) if mask is not None and p.mask and p.inpaint_full_res \
+    crop = (
+        _crop_box(mask, p.inpaint_full_res_padding, w, h)
+        if mask is not None and p.mask and p.inpaint_full_res
         else None
+    )
 
-    common: dict[str, Any] = {"prompt": p.prompt, "negative_prompt": p.negative_prompt or None,
-                              "num_inference_steps": p.steps, "guidance_scale": p.cfg_scale,
-                              "num_images_per_prompt": p.batch_size, "output_type": "pil",
-                              "clip_skip": p.clip_skip - 1 if p.clip_skip > 1 else None}
+    common: dict[str, Any] = {
+        "prompt": p.prompt,
+        "negative_prompt": p.negative_prompt or None,
+        "num_inference_steps": p.steps,
+        "guidance_scale": p.cfg_scale,
+        "num_images_per_prompt": p.batch_size,
+        "output_type": "pil",
+        "clip_skip": p.clip_skip - 1 if p.clip_skip > 1 else None,
+    }
     if p.eta is not None:
         common["eta"] = p.eta
     _set_tiling(pipe, p.tiling)
@@ -290,51 +315,71 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
             seeds = list(range(first, first + p.batch_size))
             subseeds = list(range(p.subseed + k * p.batch_size, p.subseed + (k + 1) * p.batch_size))
 
-            def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], k: int = k,
-                        done: int = 0) -> dict[str, Any]:
+            def on_step(
+                _pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], k: int = k, done: int = 0
+            ) -> dict[str, Any]:
                 """After each step; `done`: the steps of earlier passes (the hires fix's first)."""
                 if stop.is_set():
                     raise Interrupted
                 if skip is not None:
                     skip.check()
-                preview = latent_preview(kwargs["latents"]) if preview_every and (step + 1) % preview_every == 0 \
-                    else None
+                preview = (
+                    latent_preview(kwargs["latents"]) if preview_every and (step + 1) % preview_every == 0 else None
+                )
                 steps = done + int(_pipe.num_timesteps)
                 progress(k, done + step + 1, steps + (second_pass if not done else 0), preview)
                 return kwargs
 
             pipe.scheduler = _scheduler(pipe, p, seeds[0])
-            run = {**common, "generator": _generators(seeds, p.eta_noise_seed_delta),
-                   "callback_on_step_end": on_step}
+            run = {**common, "generator": _generators(seeds, p.eta_noise_seed_delta), "callback_on_step_end": on_step}
             try:
                 if mask is not None and init is not None:
                     assert soft_mask is not None  # set whenever the mask is
                     source, region = init, soft_mask
                     controls = cast(list[Image.Image], control_images)  # images wherever init is one
                     if crop is not None:
-                        source, region, *controls = (i.crop(crop).resize((w, h), Image.Resampling.LANCZOS)
-                                                     for i in (init, soft_mask, *controls))
+                        source, region, *controls = (
+                            i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in (init, soft_mask, *controls)
+                        )
                     start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
                     strength = p.denoising_strength if masked or p.init_images else 1.0
-                    out = _pipeline(pipe, StableDiffusionInpaintPipeline,
-                                    "StableDiffusionControlNetInpaintPipeline", control)(
-                        image=start, mask_image=region, strength=strength, width=w, height=h, **run,
-                        **_control_args(p, controls, "control_image")).images
+                    out = _pipeline(
+                        pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline", control
+                    )(
+                        image=start,
+                        mask_image=region,
+                        strength=strength,
+                        width=w,
+                        height=h,
+                        **run,
+                        **_control_args(p, controls, "control_image"),
+                    ).images
                     out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
                 elif init is not None:
-                    out = _pipeline(pipe, StableDiffusionImg2ImgPipeline,
-                                    "StableDiffusionControlNetImg2ImgPipeline", control)(
-                        image=init, strength=p.denoising_strength, **run,
-                        **_control_args(p, control_images, "control_image")).images
+                    out = _pipeline(
+                        pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline", control
+                    )(
+                        image=init,
+                        strength=p.denoising_strength,
+                        **run,
+                        **_control_args(p, control_images, "control_image"),
+                    ).images
                 else:
                     shape = (pipe.unet.config.in_channels, h // 8, w // 8)
                     latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
                     runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
-                    out = runner(width=w, height=h, latents=latents, **run,
-                                 **_control_args(p, control_images, "image")).images
+                    out = runner(
+                        width=w, height=h, latents=latents, **run, **_control_args(p, control_images, "image")
+                    ).images
                 if p.hires is not None and p.mode == "txt2img":
-                    out = _hires_pass(pipe, p, p.hires, out, seeds, {
-                        **run, "callback_on_step_end": functools.partial(on_step, done=p.steps)})
+                    out = _hires_pass(
+                        pipe,
+                        p,
+                        p.hires,
+                        out,
+                        seeds,
+                        {**run, "callback_on_step_end": functools.partial(on_step, done=p.steps)},
+                    )
             except _Skipped:
                 skip.skipped.append(k)  # type: ignore[union-attr]  # only raised with a Skip
                 continue
@@ -344,8 +389,15 @@ def generate(pipe: Any, params: GenerationParams, progress: Progress, stop: thre
     return images
 
 
-def _sd_upscale(pipe: Any, p: GenerationParams, up: SdUpscale, progress: Progress, stop: threading.Event,
-                skip: Skip | None, preview_every: int) -> list[Image.Image]:
+def _sd_upscale(
+    pipe: Any,
+    p: GenerationParams,
+    up: SdUpscale,
+    progress: Progress,
+    stop: threading.Event,
+    skip: Skip | None,
+    preview_every: int,
+) -> list[Image.Image]:
     """A1111's "SD upscale": the init image upscaled, cut into tiles of the job's size, each tile redrawn by
     img2img, the tiles blended back; one image per iteration (n_iter). Tile k of iteration n has seed
     seed + n + k // batch_size + k % batch_size, as A1111 seeds them batch by batch. Progress counts the steps of
@@ -356,10 +408,15 @@ def _sd_upscale(pipe: Any, p: GenerationParams, up: SdUpscale, progress: Progres
     xs, ys = tiles.sd_upscale_tiles(init.size, p.width, p.height, up.overlap)
     pieces = tiles.cut(init, xs, ys, p.width, p.height)
     flat = [piece for row in pieces for piece in row]
-    common: dict[str, Any] = {"prompt": p.prompt, "negative_prompt": p.negative_prompt or None,
-                              "num_inference_steps": p.steps, "guidance_scale": p.cfg_scale, "output_type": "pil",
-                              "clip_skip": p.clip_skip - 1 if p.clip_skip > 1 else None,
-                              "strength": p.denoising_strength}
+    common: dict[str, Any] = {
+        "prompt": p.prompt,
+        "negative_prompt": p.negative_prompt or None,
+        "num_inference_steps": p.steps,
+        "guidance_scale": p.cfg_scale,
+        "output_type": "pil",
+        "clip_skip": p.clip_skip - 1 if p.clip_skip > 1 else None,
+        "strength": p.denoising_strength,
+    }
     if p.eta is not None:
         common["eta"] = p.eta
     if pipe.unet.config.in_channels == 9:  # an inpainting model: img2img as inpainting everything
@@ -375,24 +432,32 @@ def _sd_upscale(pipe: Any, p: GenerationParams, up: SdUpscale, progress: Progres
             for k, piece in enumerate(flat):
                 seed = p.seed + n + k // p.batch_size + k % p.batch_size
 
-                def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], n: int = n,
-                            before: int = k * per_tile) -> dict[str, Any]:
+                def on_step(
+                    _pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], n: int = n, before: int = k * per_tile
+                ) -> dict[str, Any]:
                     if stop.is_set():
                         raise Interrupted
                     if skip is not None:
                         skip.check()
-                    preview = latent_preview(kwargs["latents"]) \
-                        if preview_every and (step + 1) % preview_every == 0 else None
+                    preview = (
+                        latent_preview(kwargs["latents"]) if preview_every and (step + 1) % preview_every == 0 else None
+                    )
                     progress(n, before + step + 1, per_tile * len(flat), preview)
                     return kwargs
 
                 pipe.scheduler = _scheduler(pipe, p, seed)
-                done.extend(runner(image=piece, generator=_generators([seed], p.eta_noise_seed_delta),
-                                   callback_on_step_end=on_step, **common).images)
+                done.extend(
+                    runner(
+                        image=piece,
+                        generator=_generators([seed], p.eta_noise_seed_delta),
+                        callback_on_step_end=on_step,
+                        **common,
+                    ).images
+                )
         except _Skipped:
             skip.skipped.append(n)  # type: ignore[union-attr]  # only raised with a Skip
             continue
-        rows = [done[r * len(xs):(r + 1) * len(xs)] for r in range(len(ys))]
+        rows = [done[r * len(xs) : (r + 1) * len(xs)] for r in range(len(ys))]
         images.append(tiles.combine(rows, xs, ys, init.size, up.overlap))
     return images
 
@@ -404,28 +469,41 @@ def _second_pass_steps(p: GenerationParams) -> int:
     return min(int((p.hires.steps or p.steps) * p.hires.denoising_strength), p.hires.steps or p.steps)
 
 
-def _hires_pass(pipe: Any, p: GenerationParams, hires: HiresFix, images: list[Image.Image], seeds: list[int],
-                run: dict[str, Any]) -> list[Image.Image]:
+def _hires_pass(
+    pipe: Any, p: GenerationParams, hires: HiresFix, images: list[Image.Image], seeds: list[int], run: dict[str, Any]
+) -> list[Image.Image]:
     """The hires fix's second pass: each image upscaled (to cover the hires size, then centre-cropped to it),
     then denoised again (img2img) with its own seed, on the hires sampler and prompts where they are given."""
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
 
-    big = [ImageOps.fit(upscalers.upscale(image, hires.upscaler, hires.upscale_width or hires.width,
-                                          hires.upscale_height or hires.height), (hires.width, hires.height))
-           for image in images]
+    big = [
+        ImageOps.fit(
+            upscalers.upscale(
+                image, hires.upscaler, hires.upscale_width or hires.width, hires.upscale_height or hires.height
+            ),
+            (hires.width, hires.height),
+        )
+        for image in images
+    ]
     if hires.denoising_strength <= 0:
         return big
-    pipe.scheduler = _scheduler(pipe, replace(p, sampler=hires.sampler or p.sampler,
-                                              schedule=hires.schedule or p.schedule), seeds[0])
+    pipe.scheduler = _scheduler(
+        pipe, replace(p, sampler=hires.sampler or p.sampler, schedule=hires.schedule or p.schedule), seeds[0]
+    )
     negative = hires.negative_prompt or p.negative_prompt
-    second = {**run, "prompt": [loras.parse(hires.prompt or p.prompt)[0]] * len(big),
-              "negative_prompt": [negative] * len(big) if negative else None,
-              "generator": _generators(seeds, p.eta_noise_seed_delta),
-              "num_inference_steps": hires.steps or p.steps, "num_images_per_prompt": 1}
+    second = {
+        **run,
+        "prompt": [loras.parse(hires.prompt or p.prompt)[0]] * len(big),
+        "negative_prompt": [negative] * len(big) if negative else None,
+        "generator": _generators(seeds, p.eta_noise_seed_delta),
+        "num_inference_steps": hires.steps or p.steps,
+        "num_images_per_prompt": 1,
+    }
     if pipe.unet.config.in_channels == 9:  # an inpainting model: img2img as inpainting everything
         runner = _pipeline(pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline", None)
-        second.update(mask_image=Image.new("L", (hires.width, hires.height), 255), width=hires.width,
-                      height=hires.height)
+        second.update(
+            mask_image=Image.new("L", (hires.width, hires.height), 255), width=hires.width, height=hires.height
+        )
     else:
         runner = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline", None)
     return list(runner(image=big, strength=hires.denoising_strength, **second).images)
@@ -463,11 +541,18 @@ def _control_args(p: GenerationParams, images: list[Any], image_arg: str) -> dic
         return {}
     units = p.controlnets
     if len(units) == 1:
-        return {image_arg: images[0], "controlnet_conditioning_scale": units[0].weight,
-                "control_guidance_start": units[0].guidance_start, "control_guidance_end": units[0].guidance_end}
-    return {image_arg: images, "controlnet_conditioning_scale": [u.weight for u in units],
-            "control_guidance_start": [u.guidance_start for u in units],
-            "control_guidance_end": [u.guidance_end for u in units]}
+        return {
+            image_arg: images[0],
+            "controlnet_conditioning_scale": units[0].weight,
+            "control_guidance_start": units[0].guidance_start,
+            "control_guidance_end": units[0].guidance_end,
+        }
+    return {
+        image_arg: images,
+        "controlnet_conditioning_scale": [u.weight for u in units],
+        "control_guidance_start": [u.guidance_start for u in units],
+        "control_guidance_end": [u.guidance_end for u in units],
+    }
 
 
 def load_controlnet(folder: Path, device: Device) -> Any:
@@ -477,8 +562,9 @@ def load_controlnet(folder: Path, device: Device) -> Any:
     return ControlNetModel.from_pretrained(folder, local_files_only=True, dtype=device.dtype).to(device.name)
 
 
-def _paste(original: Image.Image, mask: Image.Image, result: Image.Image,
-           crop: tuple[int, int, int, int] | None) -> Image.Image:
+def _paste(
+    original: Image.Image, mask: Image.Image, result: Image.Image, crop: tuple[int, int, int, int] | None
+) -> Image.Image:
     """Keep the unmasked pixels of the original exactly; put the generated ones where the mask is."""
     if crop is not None:
         canvas = original.copy()

@@ -21,11 +21,18 @@ from graycat.workers.engines.engine_host import host
 def config(settings: Settings) -> str:
     """The command-line argument that starts the engine `settings` describe in a child process."""
     assert settings.sd_models_dir is not None
-    return orjson.dumps({
-        "models_dir": str(settings.sd_models_dir), "device": settings.sd_device, "dtype": settings.sd_dtype,
-        "threads": settings.sd_threads, "attention_slicing": settings.sd_attention_slicing,
-        "vae_tiling": settings.sd_vae_tiling, "preview_every": settings.sd_preview_every,
-        "log": [settings.log_level, settings.log_format]}).decode()
+    return orjson.dumps(
+        {
+            "models_dir": str(settings.sd_models_dir),
+            "device": settings.sd_device,
+            "dtype": settings.sd_dtype,
+            "threads": settings.sd_threads,
+            "attention_slicing": settings.sd_attention_slicing,
+            "vae_tiling": settings.sd_vae_tiling,
+            "preview_every": settings.sd_preview_every,
+            "log": [settings.log_level, settings.log_format],
+        }
+    ).decode()
 
 
 async def _engine(options: dict[str, Any]) -> Engine:

@@ -48,8 +48,9 @@ class Child:
 
     def crash(self) -> EngineCrashed:
         """The error of a job that was running on this run of the engine when it died."""
-        return EngineCrashed(f"the engine crashed while running this job ({_how(self.proc.returncode)}); "
-                             "the job is not retried")
+        return EngineCrashed(
+            f"the engine crashed while running this job ({_how(self.proc.returncode)}); the job is not retried"
+        )
 
 
 class EngineProcess:
@@ -83,15 +84,20 @@ class EngineProcess:
 
     async def _spawn(self) -> Child:
         # From the event loop's thread: the child's PR_SET_PDEATHSIG fires when the thread that forked it ends.
-        proc = await asyncio.create_subprocess_exec(*self.argv, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE,
-                                                    env={**os.environ, PARENT_ENV: str(os.getpid())})
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, PARENT_ENV: str(os.getpid())},
+        )
         assert proc.stdout is not None
         line = (await proc.stdout.readline()).decode().strip()
         if not line or line.startswith(ERROR_PREFIX):
             code = await proc.wait()
-            raise EngineStartError(line.removeprefix(ERROR_PREFIX) or
-                                   f"the {self.name} engine process ended ({_how(code)}) before it was ready")
+            raise EngineStartError(
+                line.removeprefix(ERROR_PREFIX)
+                or f"the {self.name} engine process ended ({_how(code)}) before it was ready"
+            )
         self._child = Child(proc, line, asyncio.get_running_loop().time())
         self._up.set()
         log.info("%s engine process %d up at %s", self.name, proc.pid, self._child.address)

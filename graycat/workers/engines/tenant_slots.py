@@ -18,8 +18,17 @@ from typing import Any, Literal
 import orjson
 
 PromptCache = Literal["tenant", "shared", "off"]
-GENERATING = frozenset({"/completion", "/completions", "/v1/completions", "/chat/completions",
-                        "/v1/chat/completions", "/infill", "/v1/responses"})
+GENERATING = frozenset(
+    {
+        "/completion",
+        "/completions",
+        "/v1/completions",
+        "/chat/completions",
+        "/v1/chat/completions",
+        "/infill",
+        "/v1/responses",
+    }
+)
 _CHANGING = "\0changing"  # the owner of a slot being rewritten, or of unknown content: matches no token
 PREFIX_BYTES = 4096  # of a prompt, kept per slot to find the slot that already holds most of the next one
 
@@ -64,8 +73,7 @@ class TenantSlots:
             return orjson.dumps(request), None
         prefix = orjson.dumps(request.get("messages", request.get("prompt", request.get("input"))))[:PREFIX_BYTES]
         wanted = request.get("id_slot")
-        index = wanted if isinstance(wanted, int) and 0 <= wanted < len(self._slots) \
-            else self._choose(owner, prefix)
+        index = wanted if isinstance(wanted, int) and 0 <= wanted < len(self._slots) else self._choose(owner, prefix)
         slot = self._slots[index]
         reuse = self.mode == "tenant" and slot.owner == owner
         slot.owner, slot.prefix, slot.used = owner, prefix, next(self._clock)
@@ -93,8 +101,10 @@ class TenantSlots:
             return  # the engine answers an unknown slot itself
         slot = self._slots[index]
         if action != "restore" and slot.owner not in (None, owner):
-            raise ForeignSlot(f"slot {index} holds another token's conversation; use a slot your own requests "
-                              "ran on (give id_slot in the completion)")
+            raise ForeignSlot(
+                f"slot {index} holds another token's conversation; use a slot your own requests "
+                "ran on (give id_slot in the completion)"
+            )
         if action != "save":
             slot.owner, slot.prefix = _CHANGING, b""
 
