@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from graycat.metrics import worker_families
-from graycat.queue import keys
+from graycat.queue import dead_letters
 from graycat.queue.client import JobQueue
 
 # Job outcomes of the pool counters.
@@ -40,7 +40,7 @@ async def read_snapshot(queue: JobQueue) -> ClusterSnapshot:
     began = time.perf_counter()
     pools = await queue.pool_counters()
     workers = await queue.live_workers()
-    dead = int(await queue.redis.xlen(keys.DEAD))
+    dead = await dead_letters.length(queue.redis)
     usage = await queue.usage_of_day(time.strftime("%Y-%m-%d", time.gmtime()))
     return ClusterSnapshot(True, pools, workers, dead, time.perf_counter() - began, usage)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from graycat.api.console_alerts import firing
 from graycat.api.queue_waits import QueueWaits
-from graycat.queue import keys
+from graycat.queue import dead_letters, pool_minutes
 from graycat.queue.client import JobQueue
 
 SNAPSHOT_S = 1.0  # how often a console gets a snapshot, and how long one read serves every console
@@ -33,7 +33,7 @@ class ConsoleFeed:
             if time.monotonic() - self._read_at >= SNAPSHOT_S * 0.9:
                 pools = await queue.pool_counters()
                 workers = await queue.live_workers()
-                dead = int(await queue.redis.xlen(keys.DEAD))
+                dead = await dead_letters.length(queue.redis)
                 self._state = {"pools": pools, "workers": workers, "dead_letters": dead, "waits": waits.quantiles()}
                 self._read_at = time.monotonic()
             return self._state
@@ -80,12 +80,5 @@ async def history(queue: JobQueue, pools: list[dict[str, Any]]) -> dict[str, lis
     current minute, so far), oldest first."""
     if not pools:
         return {}
-    minute = int(time.time() // 60)
-    async with queue.redis.pipeline(transaction=False) as pipe:
-        for p in pools:
-            pipe.mget([keys.pool_minute(p["kind"], p["model"], minute - i) for i in range(HISTORY_MIN - 1, -1, -1)])
-        replies = await pipe.execute(raise_on_error=False)
-    return {
-        f"{p['kind']}/{p['model']}": [int(c or 0) for c in counts] if isinstance(counts, list) else []
-        for p, counts in zip(pools, replies, strict=True)
-    }
+    counts = await pool_minutes.completed(queue.redis, [(p["kind"], p["model"]) for p in pools], HISTORY_MIN)
+    return {f"{p['kind']}/{p['model']}": per_minute for p, per_minute in zip(pools, counts, strict=True)}

@@ -12,9 +12,9 @@ from graycat.api.auth import TokenFirstRoute, require_admin
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
 from graycat.jobs import Job
-from graycat.queue import keys
+from graycat.queue import dead_letters as stream
 from graycat.queue.client import JobQueue
-from graycat.queue.replies import entries, text
+from graycat.queue.replies import text
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute)
 
@@ -36,7 +36,7 @@ _FIELDS = {
 async def dead_letters(request: Request, count: int = Query(50, ge=1, le=1000)) -> Response:
     redis = request.app.state.queue.redis
     found = []
-    for entry_id, fields in entries(await redis.xrevrange(keys.DEAD, count=count)):
+    for entry_id, fields in await stream.newest(redis, count):
         item: dict[str, object] = {"entry": entry_id.decode()}
         for raw, name in _FIELDS.items():
             value = fields.get(raw.encode())
@@ -44,12 +44,12 @@ async def dead_letters(request: Request, count: int = Query(50, ge=1, le=1000)) 
         item["deliveries"] = int(str(item["deliveries"])) if item["deliveries"] else None
         item["at"] = float(str(item["at"])) if item["at"] else None
         found.append(item)
-    return json_response({"total": int(await redis.xlen(keys.DEAD)), "dead_letters": found})
+    return json_response({"total": await stream.length(redis), "dead_letters": found})
 
 
 @router.delete("/dead-letters/{entry}", summary="Drop one entry of the dead-letter stream")
 async def drop(request: Request, entry: str) -> Response:
-    if not _ENTRY_ID.fullmatch(entry) or not await request.app.state.queue.redis.xdel(keys.DEAD, entry):
+    if not _ENTRY_ID.fullmatch(entry) or not await stream.drop(request.app.state.queue.redis, entry):
         raise ApiError(404, f"no dead letter '{entry}'", code="dead_letter_not_found")
     return json_response({"dropped": entry})
 
@@ -62,10 +62,10 @@ async def drop(request: Request, entry: str) -> Response:
 )
 async def retry(request: Request, entry: str) -> Response:
     queue: JobQueue = request.app.state.queue
-    found = entries(await queue.redis.xrange(keys.DEAD, entry, entry)) if _ENTRY_ID.fullmatch(entry) else []
-    if not found:
+    found = await stream.fields(queue.redis, entry) if _ENTRY_ID.fullmatch(entry) else None
+    if found is None:
         raise ApiError(404, f"no dead letter '{entry}'", code="dead_letter_not_found")
-    old = Job.from_fields(found[0][1])
+    old = Job.from_fields(found)
     job = Job(
         kind=old.kind,
         model=old.model,
@@ -76,5 +76,5 @@ async def retry(request: Request, entry: str) -> Response:
         slots=old.slots,
     )
     await queue.enqueue(job, old.owner)
-    await queue.redis.xdel(keys.DEAD, entry)
+    await stream.drop(queue.redis, entry)
     return json_response({"id": job.id, "status_url": f"/jobs/{job.id}", "retried": entry}, 202)
