@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,13 +23,11 @@ from graycat.api.relay import SSE_HEADERS
 from graycat.api.routes import json_response
 from graycat.api.tenant_gates import HeldStream
 from graycat.jobs import CHUNK, END, START, TERMINAL_STATES, Job, JobState, parse_end
-from graycat.queue import keys
+from graycat.queue import idempotency, in_flight, job_events
 from graycat.queue.client import JobQueue
-from graycat.queue.replies import text
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
 
-IDEMPOTENCY_TTL_S = 24 * 3600
 _STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?", re.ASCII)
 EVENTS_BLOCK_MS = 15_000
 
@@ -87,9 +84,8 @@ async def submit(
     )
     owner = request.state.owner
     if idempotency_key:
-        idem = keys.idempotency(owner, idempotency_key)
-        if not await queue.redis.set(idem, job.id, nx=True, ex=IDEMPOTENCY_TTL_S):
-            existing = text(await queue.redis.get(idem) or b"")
+        existing = await idempotency.claim(queue.redis, owner, idempotency_key, job.id)
+        if existing is not None:
             return json_response({"id": existing, "status_url": f"/jobs/{existing}", "replayed": True}, 202)
     hold = flight = None
     try:
@@ -99,9 +95,9 @@ async def submit(
     except BaseException:
         await quotas.release(queue, hold)
         if flight:
-            await queue.writer.call("ZREM", flight[1], job.id)
+            await in_flight.release(queue.writer, flight[1], job.id)
         if idempotency_key:
-            await queue.redis.delete(keys.idempotency(owner, idempotency_key))
+            await idempotency.forget(queue.redis, owner, idempotency_key)
         raise
     return json_response(
         {"id": job.id, "status_url": f"/jobs/{job.id}", "events_url": f"/jobs/{job.id}/events"},
@@ -117,11 +113,8 @@ async def _take_place(request: Request, job: Job) -> tuple[str, ...]:
     caller: Caller | None = request.scope.get("state", {}).get(STATE_KEY)
     if caller is None or not caller.concurrency:
         return ()
-    key = keys.in_flight(caller.owner)
     queue: JobQueue = request.app.state.queue
-    await queue.writer.call("ZADD", key, repr(time.time()), job.id)
-    await queue.writer.call("EXPIRE", key, queue.record_ttl)
-    return ("flight_key", key)
+    return ("flight_key", await in_flight.hold(queue.writer, caller.owner, job.id, queue.record_ttl))
 
 
 @router.get("/{job_id}", summary="State, queue position, attempts, timings, and the result when done")
@@ -180,15 +173,14 @@ _NAMES = {START: "start", CHUNK: "chunk", END: "end"}
 
 async def _events(request: Request, job_id: str, start: str) -> AsyncIterator[bytes]:
     reader = request.app.state.events_reader
-    stream = keys.events(job_id)
     while True:
-        reply = await reader.xread({stream: start}, block=EVENTS_BLOCK_MS, count=100)
-        if not reply:
+        found = await job_events.after(reader, job_id, start, block_ms=EVENTS_BLOCK_MS)
+        if not found:
             if await request.app.state.queue.record(job_id) is None:
                 return  # expired
             yield b": keep-alive\n\n"
             continue
-        for entry_id, fields in reply[0][1]:
+        for entry_id, fields in found:
             start = entry_id.decode()
             event = fields[b"e"]
             kind = event[:1]
