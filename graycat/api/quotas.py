@@ -16,7 +16,7 @@ from graycat.api.dialects import JobSpec
 from graycat.api.errors import ApiError
 from graycat.api.limits import STATE_KEY, Caller, today
 from graycat.jobs import TEXT_GENERATION, Job, engine_cap
-from graycat.queue import keys, scripts
+from graycat.queue import reservations
 from graycat.queue.client import JobQueue
 
 NO_CONTEXT = 4096  # tokens per completion reserved for a model whose context size is not announced
@@ -63,19 +63,17 @@ async def reserve(request: Request, job: Job, spec: JobSpec, kind: str) -> Hold 
     settings = request.app.state.settings
     lifetime = settings.queue_timeout_for(kind) + settings.job_timeout_for(kind) + 60
     now = time.time()
-    key = keys.reserved(caller.owner, what)
-    granted, used, held = await scripts.RESERVE.run(
+    key, granted, used, held = await reservations.reserve(
         queue.writer,
-        usage=keys.usage(caller.owner, today()),
-        reserved=key,
-        field=what,
+        caller.owner,
+        what,
+        day=today(),
         limit=limit,
         want=want,
         unit=unit,
         now=now,
-        lapses=now + lifetime,
+        lifetime=lifetime,
         job_id=job.id,
-        ttl=int(lifetime),
     )
     if not granted:
         raise _refusal(what, limit, used, held, want if not unit else unit, job.slots)
@@ -88,7 +86,7 @@ async def reserve(request: Request, job: Job, spec: JobSpec, kind: str) -> Hold 
 async def release(queue: JobQueue, hold: Hold | None) -> None:
     """Give back the reservation of a job that was not queued."""
     if hold is not None:
-        await queue.writer.call("ZREM", hold.key, hold.member)
+        await reservations.release(queue.writer, hold.key, hold.member)
 
 
 def _refusal(what: str, limit: int, used: int, held: int, least: int, prompts: int) -> ApiError:
