@@ -17,7 +17,7 @@ from fastapi import Request
 
 from graycat.api.errors import ApiError
 from graycat.config import Settings
-from graycat.queue import keys, scripts
+from graycat.queue import session_store
 from graycat.queue.client import JobQueue
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,8 @@ class Session:
     """One turn of a conversation: its history is put before the new messages, and the reply is kept."""
 
     def __init__(self, queue: JobQueue, owner: str, sid: str, settings: Settings) -> None:
-        self.key, self._worker_key = keys.session(owner, sid), keys.session_worker(owner, sid)
         self._owner, self._sid, self._settings = owner, sid, settings
-        self._queue, self._redis = queue, queue.redis
+        self._queue = queue
         self._new: list[Any] = []
         self.preferred: str | None = None  # the worker to run this turn on, when it can
         self._runner: str | None = None
@@ -64,7 +63,7 @@ class Session:
         return cls(request.app.state.queue, request.state.owner, sid, request.app.state.settings)
 
     async def history(self) -> list[Any]:
-        return [orjson.loads(m) for m in await self._redis.lrange(self.key, 0, -1)]
+        return [orjson.loads(m) for m in await session_store.history(self._queue.redis, self._owner, self._sid)]
 
     async def extend(self, engine_body: bytes) -> bytes:
         """The engine request with the conversation so far before its messages; finds the preferred worker."""
@@ -78,21 +77,14 @@ class Session:
                 code="message_too_large",
                 param="messages",
             )
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.lrange(self.key, 0, -1)
-            pipe.get(self._worker_key)
-            history, last_worker = await pipe.execute()
+        history, last_worker = await session_store.history_and_worker(self._queue.redis, self._owner, self._sid)
         body["messages"] = [*map(orjson.loads, history), *body.get("messages", [])]
-        if last_worker and await self._queue.worker_available(last_worker.decode()):
-            self.preferred = last_worker.decode()
+        if last_worker and await self._queue.worker_available(last_worker):
+            self.preferred = last_worker
         return orjson.dumps(body)
 
     async def forget(self) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.key, self._worker_key)
-            pipe.zrem(keys.sessions_of(self._owner), self._sid)
-            pipe.hdel(keys.session_sizes(self._owner), self._sid)
-            await pipe.execute()
+        await session_store.forget(self._queue.redis, self._owner, self._sid)
 
     def started(self, worker_id: str) -> None:
         """The worker that runs this turn (it will hold the conversation's KV cache)."""
@@ -110,29 +102,27 @@ class Session:
     async def _append(self, messages: list[dict[str, Any]]) -> None:
         settings = self._settings
         try:
-            forgotten = await scripts.SESSION_APPEND.run(
-                self._redis,
-                session=self.key,
-                worker=self._worker_key,
-                sessions=keys.sessions_of(self._owner),
-                sizes=keys.session_sizes(self._owner),
-                ttl=settings.session_ttl,
-                max_messages=settings.session_max_messages,
-                max_bytes=settings.session_max_kb * 1024,
-                max_token_bytes=settings.sessions_max_mb_per_token * 1024 * 1024,
-                now=time.time(),
-                sid=self._sid,
-                runner=self._runner or "",
-                session_prefix=keys.session(self._owner, ""),
-                worker_prefix=keys.session_worker(self._owner, ""),
-                messages=[orjson.dumps(m) for m in messages],
+            limits = session_store.SessionLimits(
+                settings.session_ttl,
+                settings.session_max_messages,
+                settings.session_max_kb * 1024,
+                settings.sessions_max_mb_per_token * 1024 * 1024,
+            )
+            forgotten = await session_store.append(
+                self._queue.redis,
+                self._owner,
+                self._sid,
+                [orjson.dumps(m) for m in messages],
+                self._runner or "",
+                limits,
+                time.time(),
             )
             if forgotten:
                 log.info(
                     "token %s is over SESSIONS_MAX_MB_PER_TOKEN: %d old session(s) forgotten", self._owner, forgotten
                 )
         except Exception as exc:  # the answer was given; only the history of this turn is lost
-            log.warning("could not save a turn of session %s: %s", self.key, exc)
+            log.warning("could not save a turn of session %s of token %s: %s", self._sid, self._owner, exc)
 
     def watch_answer(self, reshape: Callable[[bytes], bytes] | None) -> Callable[[bytes], bytes]:
         """Keep the reply of a whole (OpenAI chat) answer, then reshape it as the client reads it."""
