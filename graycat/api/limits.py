@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graycat.api.errors import ApiError
-from graycat.queue import keys, scripts
+from graycat.queue import admission
 from graycat.queue.client import JobQueue
 from graycat.queue.resp import PipelinedConnection
 from graycat.queue.scripts import Admission
@@ -92,19 +92,18 @@ async def admit(request: Request, secret: str, *, static: bool, admin: bool, cha
         request.scope.setdefault("state", {})[STATE_KEY] = caller
         return caller
     ticket = f"{request_id}:{uuid.uuid4().hex[:12]}"
-    reply = await scripts.ADMIT.run(
+    reply = await admission.admit(
         queue.writer,
-        token=keys.token(token_hash(secret)),
-        recent=keys.recent_requests(owner),
-        in_flight=keys.in_flight(owner),
-        managed=0 if static else 1,
+        token_hash(secret),
+        owner,
+        managed=not static,
         rpm=settings.rate_limit_rpm,
         concurrency=settings.rate_limit_concurrency,
         now=now,
         ticket=ticket,
         oldest=now - settings.job_timeout - settings.queue_timeout,
         ttl=settings.record_ttl(),
-        counted=0 if (poll := _is_poll(request)) else 1,
+        counted=not (poll := _is_poll(request)),
     )
     verdict, rpm, remaining, reset, record = reply.verdict, reply.rpm, reply.remaining, reply.reset, reply.record
     concurrency = 0 if poll else reply.concurrency  # nothing to take out of the in-flight set at the end
@@ -206,13 +205,15 @@ class LimitsMiddleware:
 
 
 def _release(writer: PipelinedConnection, caller: Caller, status: int) -> None:
-    usage = keys.usage(caller.owner, today())
     try:
-        if caller.concurrency:
-            writer.send("ZREM", keys.in_flight(caller.owner), caller.ticket)
-        writer.send("HINCRBY", usage, "requests", 1)
-        if status >= 400:
-            writer.send("HINCRBY", usage, "errors", 1)
-        writer.send("EXPIRE", usage, USAGE_DAYS * 86400)
+        admission.finish(
+            writer,
+            caller.owner,
+            caller.ticket,
+            today(),
+            held=bool(caller.concurrency),
+            failed=status >= 400,
+            keep_s=USAGE_DAYS * 86400,
+        )
     except (RedisError, OSError) as exc:  # the in-flight entry expires with the request's deadline
         log.warning("could not release a request of token %s: %s", caller.owner, exc)
