@@ -251,6 +251,11 @@ class JobQueue:
         """Heartbeats of the workers seen in the last WORKER_TTL_S seconds."""
         return await refresh.live_workers(self.redis)
 
+    async def served_models(self) -> dict[str, dict[str, Any]]:
+        """Each model a live worker serves -> what its workers announced of it ({} before they did)."""
+        known = await self.models(fresh=True)
+        return {model: known.get(model, {}) for model in served_models(await self.live_workers())}
+
     async def pool_counters(self) -> list[dict[str, Any]]:
         """Per pool, in two round trips for all pools: waiting and active jobs, the age of the oldest waiting
         one, and the cumulative counters (completed, failed, cancelled, expired, redelivered, dead_lettered)."""

@@ -16,7 +16,6 @@ from graycat.api.parser_limits import check_request
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
-from graycat.queue.client import served_models
 from graycat.store import folder
 
 router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
@@ -110,12 +109,6 @@ async def embeddings(request: Request, body: ollama.LegacyEmbeddingsRequest) -> 
     return await _embed(request, body)
 
 
-async def _served(request: Request) -> dict[str, dict]:
-    queue = request.app.state.queue
-    known = await queue.models(fresh=True)
-    return {m: known.get(m, {}) for m in served_models(await queue.live_workers())}
-
-
 def _on_disk(request: Request) -> dict[str, dict[str, Any]]:
     """The models folder's GGUF files (GRAYCAT_MODELS_DIR of the gateway), described as workers announce models."""
     return {
@@ -133,7 +126,7 @@ def _on_disk(request: Request) -> dict[str, dict[str, Any]]:
 
 @router.get("/tags", summary="Models served by live workers, and the files of the models folder (Ollama)")
 async def tags(request: Request) -> Response:
-    served, files = await _served(request), await asyncio.to_thread(_on_disk, request)
+    served, files = await request.app.state.queue.served_models(), await asyncio.to_thread(_on_disk, request)
     return json_response(
         ollama.tags(
             {
@@ -146,7 +139,7 @@ async def tags(request: Request) -> Response:
 
 @router.get("/ps", summary="Models loaded in workers (Ollama)")
 async def ps(request: Request) -> Response:
-    return json_response(ollama.running(await _served(request)))
+    return json_response(ollama.running(await request.app.state.queue.served_models()))
 
 
 @router.post("/show", summary="A model's details (Ollama)")
@@ -155,7 +148,7 @@ async def show(request: Request, body: ollama.ShowRequest) -> Response:
     spec = JobSpec("", False, ollama.model_name(body.model or body.name), None)
     files = await asyncio.to_thread(_on_disk, request)
     name = state.settings.model_aliases.get(spec.model or "", spec.model or "")
-    if name in files and name not in await _served(request):  # on disk, served by no worker now
+    if name in files and name not in await request.app.state.queue.served_models():  # on disk, served by no worker now
         return json_response(ollama.show(name, {**files[name], "served": False}))
     model = await resolve_model(state.queue, state.settings.default_model, spec, aliases=state.settings.model_aliases)
     return json_response(

@@ -17,7 +17,6 @@ from graycat.api.parser_limits import check_request
 from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
-from graycat.queue.client import served_models
 
 router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
 
@@ -109,7 +108,4 @@ async def embeddings(request: Request, body: openai.EmbeddingsRequest) -> Respon
 
 @router.get("/v1/models", summary="Models served by live workers")
 async def models(request: Request) -> Response:
-    queue = request.app.state.queue
-    served = served_models(await queue.live_workers())
-    known = await queue.models(fresh=True)
-    return json_response(openai.model_list({m: known.get(m, {}) for m in served}))
+    return json_response(openai.model_list(await request.app.state.queue.served_models()))
