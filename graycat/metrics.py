@@ -17,19 +17,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
+from graycat.api.dialects.paths import path_dialect
 from graycat.api.queue_waits import QueueWaits
 
 # Seconds: from a few ms (the gateway alone) to minutes (long generations, images).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 UNMATCHED = "unmatched"  # the route label of a path no route serves (so scanners cannot add series)
 
-_DIALECTS = (
-    ("/v1/messages", "anthropic"),
-    ("/v1/", "openai"),
-    ("/jobs", "jobs"),
-    ("/sdapi/", "a1111"),
-    ("/api/", "ollama"),
-)
 _GATEWAY = frozenset(
     {
         "/",
@@ -95,10 +89,7 @@ def private_address(host: str) -> bool:
 
 def dialect_of(route: str) -> str:
     """The API a route belongs to: anthropic, openai, jobs, a1111, ollama, gateway (its own routes) or llamacpp."""
-    for prefix, dialect in _DIALECTS:
-        if route.startswith(prefix):
-            return dialect
-    return "gateway" if route in _GATEWAY else "llamacpp"
+    return path_dialect(route) or ("gateway" if route in _GATEWAY else "llamacpp")
 
 
 class ApiMetrics:

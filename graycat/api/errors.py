@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from graycat.api.dialects import BadField
+from graycat.api.dialects.paths import path_dialect
 from graycat.queue.client import QueueFull
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,11 @@ def error_body(
     """OpenAI's error shape on /v1 routes (Anthropic's on /v1/messages), Ollama's (a message) on /api routes,
     A1111's on /sdapi routes (`detail` is the message, as FastAPI writes it); llama.cpp's (an integer `code`)
     everywhere else."""
-    if path.startswith("/api/"):
+    dialect = path_dialect(path)
+    if dialect == "ollama":
         return orjson.dumps({"error": message})
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    if path.startswith("/sdapi/"):
+    if dialect == "a1111":
         return orjson.dumps(
             {
                 "error": kind,
@@ -80,7 +82,7 @@ def error_body(
                 **({"details": details} if details is not None else {}),
             }
         )
-    if path.startswith("/v1/messages"):  # Anthropic's shape
+    if dialect == "anthropic":
         return orjson.dumps(
             {
                 "type": "error",
@@ -92,7 +94,7 @@ def error_body(
                 },
             }
         )
-    if path.startswith("/v1/"):
+    if dialect == "openai":
         err: dict[str, Any] = {"message": message, "type": kind, "param": param, "code": code}
     else:
         err = {"code": status, "message": message, "type": kind}
