@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
-from graycat.api.dialects import JobSpec, llamacpp
+from graycat.api.dialects import JobSpec, Renderer
 from graycat.api.dialects.a1111 import MAX_SEED, Limits
 from graycat.api.errors import ApiError
 from graycat.api.relay import run_job
@@ -83,10 +83,8 @@ async def run(request: Request, params: GenerationParams, endpoint: str, reshape
     return await run_job(
         request,
         spec,
+        Renderer(answer=reshape),
         kind=KIND,
-        render_chunk=llamacpp.sse_event,
-        render_failure=llamacpp.stream_error,
-        reshape=reshape,
         body=params.to_json(),
         job_id=job_id,
     )

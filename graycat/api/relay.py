@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import orjson
 from fastapi import Request
@@ -13,9 +14,10 @@ from starlette.types import Receive, Scope, Send
 
 from graycat.api import quotas
 from graycat.api.catalog import resolve_model
-from graycat.api.dialects import JobSpec
+from graycat.api.dialects import JobSpec, Renderer
 from graycat.api.errors import ApiError
 from graycat.api.limits import check_job
+from graycat.api.sessions import Session
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
 from graycat.metrics import ApiMetrics
 from graycat.queue.client import JobQueue
@@ -30,28 +32,23 @@ _LATE = b"\x00late"
 async def run_job(
     request: Request,
     spec: JobSpec,
+    renderer: Renderer,
     *,
     kind: str,
-    render_chunk: Callable[[bytes], bytes],
-    render_failure: Callable[[int, str], bytes],
-    reshape: Callable[[bytes], bytes] | None = None,
     body: bytes | None = None,
-    stream_type: str = "text/event-stream",
-    worker: str | None = None,
-    on_start: Callable[[str], None] | None = None,
+    session: Session | None = None,
     job_id: str | None = None,
 ) -> Response:
     """Enqueue the request's body (or `body`, the engine request a dialect made of it) as a job and relay
-    the answer.
+    the answer, written by `renderer`.
 
     Errors the engine reports before the first token become a plain JSON error response, so a streaming
-    client never sees an error inside its stream. `render_chunk` turns an engine chunk into the client's
-    event (empty: nothing to send); `render_failure` gives the last event of a stream that fails midway.
-    `reshape` turns a successful non-streamed answer into the shape the client reads. A non-streamed job's
-    chunks (progress events) are not relayed: other routes read them from its event stream. `worker` names
-    the worker the job is meant for (its direct lane); `on_start` learns which worker started it; `job_id`
-    is the id to give the job.
+    client never sees an error inside its stream. A non-streamed job's chunks (progress events) are not
+    relayed: other routes read them from its event stream. A `session`'s turn runs on its preferred worker
+    when it can, and the session keeps its reply; `job_id` is the id to give the job.
     """
+    if session is not None:
+        renderer = _watched(renderer, session)
     state = request.app.state
     queue: JobQueue = state.queue
     metrics: ApiMetrics = state.metrics
@@ -72,6 +69,7 @@ async def run_job(
     if state.settings.log_prompts:
         log.info("job %s (request %s) body: %s", job.id, job.request_id, job.body[:4096].decode(errors="replace"))
     try:
+        worker = session.preferred if session else None
         sub = await queue.submit(job, request.state.owner, worker, hold.fields() if hold else ())
     except BaseException:
         await quotas.release(queue, hold)
@@ -104,22 +102,38 @@ async def run_job(
             event = await _event(queue, sub, deadline, _too_long)
         if event[:1] == CHUNK:
             metrics.job_timing(metrics.first_token, kind, model, asyncio.get_running_loop().time() - now)
-        if on_start is not None and runner:
-            on_start(runner)
+        if session is not None and runner:
+            session.started(runner)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": runner}
         if event[:1] == END:
             status, body = parse_end(event[1:])
-            if reshape is not None and status == 200:
-                body = reshape(body)
+            if renderer.answer is not None and status == 200:
+                body = renderer.answer(body)
             return Response(body, status, headers=headers, media_type="application/json")
+        if renderer.event is None or renderer.stream_error is None:
+            raise TypeError(f"{spec.endpoint} answers JSON only, yet its job streamed")
         handed_over = True
         return EventStream(
-            queue, sub, event, deadline, spec, render_chunk, render_failure, {**SSE_HEADERS, **headers}, stream_type
+            queue,
+            sub,
+            event,
+            deadline,
+            spec,
+            renderer.event,
+            renderer.stream_error,
+            {**SSE_HEADERS, **headers},
+            renderer.media_type,
         )
     finally:
         watcher.cancel()
         if not handed_over:
             queue.hub.close(sub)
+
+
+def _watched(renderer: Renderer, session: Session) -> Renderer:
+    """`renderer`, with the session collecting the reply it writes."""
+    event = session.watch_stream(renderer.event) if renderer.event else None
+    return replace(renderer, event=event, answer=session.watch_answer(renderer.answer))
 
 
 async def _watch(receive: Receive, sub: Subscription) -> None:
@@ -184,10 +198,7 @@ class EventStream(Response):
         self.status_code = 200
         self.background = None
         self.media_type = media_type
-        self.raw_headers = [
-            (b"content-type", media_type.encode()),
-            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
-        ]
+        self.init_headers({"content-type": media_type, **headers})  # as given: no charset added to text/ types
         self._queue, self._sub, self._first, self._deadline = queue, sub, first, deadline
         self._deterministic = spec.deterministic
         self._render_chunk, self._render_failure = render_chunk, render_failure

@@ -1,6 +1,8 @@
 """Dialects: pure translation between an HTTP API's requests and the internal job, no I/O."""
 
-from collections.abc import Iterable
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -17,6 +19,19 @@ class JobSpec:
     deterministic: bool = False  # a rerun gives the same output (fixed seed or temperature 0)
     prompts: int = 1  # completions the engine makes (prompts x n): each takes a slot
     images: int = 0  # images an image job makes (batch_size x n_iter)
+
+
+@dataclass(frozen=True, slots=True)
+class Renderer:
+    """How a dialect writes a job's output for its client. `event` turns an engine chunk into the client's
+    stream event (empty: nothing to send); `stream_error` writes the event ending a stream that fails midway;
+    `answer` reshapes a successful non-streamed answer (None: as the engine gave it); `media_type` is the
+    stream's. A renderer without `event` and `stream_error` answers non-streamed jobs only."""
+
+    event: Callable[[bytes], bytes] | None = None
+    stream_error: Callable[[int, str], bytes] | None = None
+    answer: Callable[[bytes], bytes] | None = None
+    media_type: str = "text/event-stream"
 
 
 class BadField(ValueError):
@@ -50,6 +65,11 @@ def completions_each(values: Iterable[object]) -> int:
     """Completions per prompt, from the `n` / `n_cmpl` values given (whichever is larger; 1 when none is a
     positive integer)."""
     return max([v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 0], default=1)
+
+
+def sse_event(payload: bytes) -> bytes:
+    """One server-sent event as llama.cpp writes it: `data: <json>` and a blank line, nothing else."""
+    return b"data: " + payload + b"\n\n"
 
 
 def typed_sse_event(payload: bytes) -> bytes:

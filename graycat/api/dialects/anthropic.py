@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from graycat.api.dialects import JobSpec, is_deterministic
+from graycat.api.dialects import JobSpec, Renderer, is_deterministic
 from graycat.api.dialects import typed_sse_event as sse_event
 
 
@@ -415,3 +415,11 @@ def stream_error(status: int, message: str) -> bytes:
     """The event that ends an Anthropic stream that failed midway."""
     kind = "overloaded_error" if status in (503, 529) else "api_error"
     return _event({"type": "error", "error": {"type": kind, "message": message}})
+
+
+RENDERER = Renderer(sse_event, stream_error)
+
+
+def chat_renderer() -> Renderer:
+    """Messages made of an OpenAI chat: its stream's chunks and its answer, in Anthropic's shapes."""
+    return Renderer(ChatStream(), stream_error, from_openai_chat)

@@ -9,7 +9,15 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graycat.api.dialects import BadField, JobSpec, completions_each, is_deterministic, prompt_count
+from graycat.api.dialects import (
+    BadField,
+    JobSpec,
+    Renderer,
+    completions_each,
+    is_deterministic,
+    prompt_count,
+    sse_event,
+)
 from graycat.api.dialects.openai import ChatMessage
 from graycat.chat_templates import DEFAULT as DEFAULT_TEMPLATE
 
@@ -204,11 +212,9 @@ def completion_job(req: CompletionRequest) -> JobSpec:
     )
 
 
-def sse_event(payload: bytes) -> bytes:
-    """One server-sent event as llama.cpp writes it: `data: <json>` and a blank line, nothing else."""
-    return b"data: " + payload + b"\n\n"
-
-
 def stream_error(status: int, message: str) -> bytes:
     """The last event of a stream that failed midway, in llama.cpp's error shape."""
     return sse_event(orjson.dumps({"error": {"code": status, "message": message, "type": "server_error"}}))
+
+
+RENDERER = Renderer(sse_event, stream_error)

@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graycat.api.dialects import JobSpec, is_deterministic
+from graycat.api.dialects import JobSpec, Renderer, is_deterministic
 from graycat.api.dialects.openai import ChatMessage
 
 VERSION = "0.12.0"  # the Ollama API version these routes follow
+NDJSON = "application/x-ndjson"
 # options that map onto the engine's sampling parameters (Ollama name -> llama.cpp name)
 _OPTIONS = {
     "num_predict": "n_predict",
@@ -361,3 +362,8 @@ def show(name: str, info: dict[str, Any]) -> dict[str, Any]:
 def stream_error(status: int, message: str) -> bytes:
     """The last NDJSON line of a stream that failed midway."""
     return _line({"error": message})
+
+
+def renderer(model: str, chat: bool, native: bool) -> Renderer:
+    """A generation's NDJSON stream and answer, in Ollama's shapes."""
+    return Renderer(render_stream(model, chat, native), stream_error, reshape_answer(model, chat, native), NDJSON)

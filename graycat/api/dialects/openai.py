@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graycat.api.dialects import JobSpec, completions_each, is_deterministic, prompt_count
+from graycat.api.dialects import JobSpec, Renderer, completions_each, is_deterministic, prompt_count, sse_event
 
 
 class ChatMessage(BaseModel):
@@ -117,3 +117,6 @@ def stream_error(status: int, message: str) -> bytes:
         + orjson.dumps({"error": {"message": message, "type": "server_error", "param": None, "code": status}})
         + b"\n\n"
     )
+
+
+RENDERER = Renderer(sse_event, stream_error)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from graycat.api.dialects import JobSpec, is_deterministic, typed_sse_event
+from graycat.api.dialects import JobSpec, Renderer, is_deterministic, typed_sse_event
 
 
 class ResponsesRequest(BaseModel):
@@ -233,3 +233,6 @@ def as_stream(answer: bytes) -> bytes:
         events.append({"type": "response.output_item.done", "output_index": index, "item": item})
     events.append({"type": "response.completed", "response": response})
     return b"".join(typed_sse_event(orjson.dumps({**e, "sequence_number": i})) for i, e in enumerate(events))
+
+
+RENDERER = Renderer(typed_sse_event, stream_error)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import require_token
-from graycat.api.dialects import anthropic, llamacpp, openai, openai_tools
+from graycat.api.dialects import anthropic, openai, openai_tools
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_engine_fields
@@ -32,22 +32,18 @@ async def messages(request: Request, body: anthropic.MessagesRequest) -> Respons
         return await run_job(
             request,
             spec,
+            anthropic.chat_renderer(),
             kind="llm",
             body=chat,
-            render_chunk=anthropic.ChatStream(),
-            render_failure=anthropic.stream_error,
-            reshape=anthropic.from_openai_chat,
         )
     tools = openai_tools.forced_tools(openai.ChatCompletionRequest.model_construct(**orjson.loads(chat)))
     assert tools is not None  # a required choice names tools that exist (checked above)
     answer = await run_job(
         request,
         replace(spec, stream=False),
+        replace(anthropic.RENDERER, answer=lambda raw: anthropic.from_openai_chat(openai_tools.tool_call_answer(raw))),
         kind="llm",
-        render_chunk=llamacpp.sse_event,
-        render_failure=anthropic.stream_error,
         body=openai_tools.constrained_body(chat, tools),
-        reshape=lambda raw: anthropic.from_openai_chat(openai_tools.tool_call_answer(raw)),
     )
     if not body.stream or answer.status_code != 200:
         return answer
@@ -61,7 +57,6 @@ async def count_tokens(request: Request, body: anthropic.CountTokensRequest) -> 
     return await run_job(
         request,
         anthropic.count_tokens_job(body),
+        anthropic.RENDERER,
         kind="llm",
-        render_chunk=anthropic.sse_event,
-        render_failure=anthropic.stream_error,
     )

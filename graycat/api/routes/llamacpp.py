@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -21,9 +22,7 @@ router = APIRouter(tags=["llama.cpp"], dependencies=[Depends(require_token)], ro
 
 
 async def _run(request: Request, spec: JobSpec) -> Response:
-    return await run_job(
-        request, spec, kind="llm", render_chunk=llamacpp.sse_event, render_failure=llamacpp.stream_error
-    )
+    return await run_job(request, spec, llamacpp.RENDERER, kind="llm")
 
 
 @router.post("/completion", summary="llama.cpp native completion (raw prompt, SSE when stream is true)")
@@ -54,10 +53,8 @@ async def embeddings(request: Request, body: llamacpp.EmbeddingRequest) -> Respo
     return await run_job(
         request,
         llamacpp.embedding_job(body),
+        replace(llamacpp.RENDERER, answer=llamacpp.embedding_shape(v3)),
         kind="embed",
-        render_chunk=llamacpp.sse_event,
-        render_failure=llamacpp.stream_error,
-        reshape=llamacpp.embedding_shape(v3),
     )
 
 
@@ -81,11 +78,9 @@ async def slots(
     return await run_job(
         request,
         spec,
+        replace(llamacpp.RENDERER, answer=llamacpp.slots_answer(request.state.owner)),
         kind="llm",
         body=engine_body,
-        render_chunk=llamacpp.sse_event,
-        render_failure=llamacpp.stream_error,
-        reshape=llamacpp.slots_answer(request.state.owner),
     )
 
 

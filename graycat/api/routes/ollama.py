@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from graycat.api.auth import require_token
 from graycat.api.catalog import resolve_model
-from graycat.api.dialects import JobSpec, ollama, openai_tools
+from graycat.api.dialects import JobSpec, Renderer, ollama, openai_tools
 from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_request
 from graycat.api.relay import run_job
@@ -19,7 +19,6 @@ from graycat.api.sessions import Session
 from graycat.store import folder
 
 router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
-NDJSON = "application/x-ndjson"
 
 
 async def _generation(
@@ -27,31 +26,10 @@ async def _generation(
 ) -> Response:
     state = request.app.state
     model = await resolve_model(state.queue, state.settings.default_model, spec, aliases=state.settings.model_aliases)
-    native = spec.endpoint == "/completion"
-    render, reshape = ollama.render_stream(model, chat, native), ollama.reshape_answer(model, chat, native)
-    if session is None:
-        return await run_job(
-            request,
-            spec,
-            kind="llm",
-            body=body,
-            stream_type=NDJSON,
-            render_chunk=render,
-            render_failure=ollama.stream_error,
-            reshape=reshape,
-        )
-    return await run_job(
-        request,
-        spec,
-        kind="llm",
-        body=await session.extend(body),
-        stream_type=NDJSON,
-        render_chunk=session.watch_stream(render),
-        render_failure=ollama.stream_error,
-        reshape=session.watch_answer(reshape),
-        worker=session.preferred,
-        on_start=session.started,
-    )
+    renderer = ollama.renderer(model, chat, spec.endpoint == "/completion")
+    if session is not None:
+        body = await session.extend(body)
+    return await run_job(request, spec, renderer, kind="llm", body=body, session=session)
 
 
 @router.post("/generate", summary="Generate a completion (Ollama; NDJSON stream unless stream is false)")
@@ -91,11 +69,9 @@ async def _embed(request: Request, body: ollama.EmbedRequest | ollama.LegacyEmbe
     return await run_job(
         request,
         spec,
+        Renderer(answer=ollama.reshape_embed(model, legacy)),
         kind="embed",
         body=engine_body,
-        render_chunk=bytes,
-        render_failure=ollama.stream_error,
-        reshape=ollama.reshape_embed(model, legacy),
     )
 
 

@@ -23,7 +23,6 @@ from graycat.api.dialects import ollama
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
 from graycat.api.routes import json_response
-from graycat.api.routes.ollama import NDJSON
 from graycat.store import folder
 from graycat.store.download import download
 from graycat.store.refs import parse
@@ -79,7 +78,7 @@ async def pull(request: Request, body: PullRequest) -> Response:
         raise ApiError(exc.status, str(exc), param="model") from None
     events = _pull_events(found, models)
     if body.stream:
-        return StreamingResponse((_line(event) async for event in events), media_type=NDJSON)
+        return StreamingResponse((_line(event) async for event in events), media_type=ollama.NDJSON)
     last = [event async for event in events][-1]
     if "error" in last:
         raise ApiError(int(str(last["_status"])), str(last["error"]))

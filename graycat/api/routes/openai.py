@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import require_token
-from graycat.api.dialects import llamacpp, openai, openai_tools
+from graycat.api.dialects import openai, openai_tools
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_request
@@ -35,32 +35,14 @@ async def chat_completions(request: Request, body: openai.ChatCompletionRequest)
     session = Session.of(request, (body.model_extra or {}).get("session_id"))
     engine_body = await session.extend(await request.body()) if session else None
     if tools is None:
-        if session is None:
-            return await run_job(
-                request, spec, kind="llm", render_chunk=llamacpp.sse_event, render_failure=openai.stream_error
-            )
-        return await run_job(
-            request,
-            spec,
-            kind="llm",
-            body=engine_body,
-            render_failure=openai.stream_error,
-            render_chunk=session.watch_stream(llamacpp.sse_event),
-            reshape=session.watch_answer(None),
-            worker=session.preferred,
-            on_start=session.started,
-        )
-    reshape = session.watch_answer(openai_tools.tool_call_answer) if session else openai_tools.tool_call_answer
+        return await run_job(request, spec, openai.RENDERER, kind="llm", body=engine_body, session=session)
     answer = await run_job(
         request,
         replace(spec, stream=False),
+        replace(openai.RENDERER, answer=openai_tools.tool_call_answer),
         kind="llm",
-        render_chunk=llamacpp.sse_event,
-        render_failure=openai.stream_error,
-        reshape=reshape,
         body=openai_tools.constrained_body(engine_body or await request.body(), tools),
-        worker=session.preferred if session else None,
-        on_start=session.started if session else None,
+        session=session,
     )
     if not body.stream or answer.status_code != 200:
         return answer
@@ -77,9 +59,8 @@ async def chat_input_tokens(request: Request, body: openai.ChatCompletionRequest
     return await run_job(
         request,
         openai.input_tokens_job(body),
+        openai.RENDERER,
         kind="llm",
-        render_chunk=llamacpp.sse_event,
-        render_failure=openai.stream_error,
     )
 
 
@@ -89,9 +70,8 @@ async def completions(request: Request, body: openai.CompletionRequest) -> Respo
     return await run_job(
         request,
         openai.completion_job(body),
+        openai.RENDERER,
         kind="llm",
-        render_chunk=llamacpp.sse_event,
-        render_failure=openai.stream_error,
     )
 
 
@@ -100,9 +80,8 @@ async def embeddings(request: Request, body: openai.EmbeddingsRequest) -> Respon
     return await run_job(
         request,
         openai.embeddings_job(body),
+        openai.RENDERER,
         kind="embed",
-        render_chunk=llamacpp.sse_event,
-        render_failure=openai.stream_error,
     )
 
 

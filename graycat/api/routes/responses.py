@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from graycat.api.auth import require_token
-from graycat.api.dialects import JobSpec, llamacpp, openai, openai_responses, openai_tools, typed_sse_event
+from graycat.api.dialects import JobSpec, Renderer, openai, openai_responses, openai_tools, typed_sse_event
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_engine_fields
@@ -60,11 +60,12 @@ async def responses(request: Request, body: openai_responses.ResponsesRequest) -
         answer = await run_job(
             request,
             replace(openai.chat_job(chat_request), stream=False),
+            replace(
+                openai_responses.RENDERER,
+                answer=lambda raw: reshape(openai_responses.from_openai_chat(openai_tools.tool_call_answer(raw))),
+            ),
             kind="llm",
             body=openai_tools.constrained_body(chat, tools),
-            render_chunk=llamacpp.sse_event,
-            render_failure=openai_responses.stream_error,
-            reshape=lambda raw: reshape(openai_responses.from_openai_chat(openai_tools.tool_call_answer(raw))),
         )
         if not body.stream or answer.status_code != 200:
             return answer
@@ -81,11 +82,9 @@ async def responses(request: Request, body: openai_responses.ResponsesRequest) -
     return await run_job(
         request,
         spec,
+        Renderer(render, openai_responses.stream_error, reshape),
         kind="llm",
         body=engine_body,
-        render_chunk=render,
-        reshape=reshape,
-        render_failure=openai_responses.stream_error,
     )
 
 
@@ -96,7 +95,6 @@ async def input_tokens(request: Request, body: openai_responses.ResponsesRequest
     return await run_job(
         request,
         JobSpec("/v1/responses/input_tokens", False, body.model, None),
+        openai_responses.RENDERER,
         kind="llm",
-        render_chunk=llamacpp.sse_event,
-        render_failure=openai_responses.stream_error,
     )
