@@ -49,67 +49,20 @@ async def run_job(
     """
     if session is not None:
         renderer = _watched(renderer, session)
-    state = request.app.state
-    queue: JobQueue = state.queue
-    metrics: ApiMetrics = state.metrics
-    model = await resolve_model(queue, state.settings.default_model, spec, kind, aliases=state.settings.model_aliases)
-    await check_job(request, model, kind, spec.prompts)
-    job = Job(
-        kind=kind,
-        model=model,
-        endpoint=spec.endpoint,
-        body=await request.body() if body is None else body,
-        stream=spec.stream,
-        request_id=request.scope["request_id"],
-        slots=spec.prompts,
-    )
-    if job_id is not None:
-        job.id = job_id
-    hold = await quotas.reserve(request, job, spec, kind)
-    if state.settings.log_prompts:
-        log.info("job %s (request %s) body: %s", job.id, job.request_id, job.body[:4096].decode(errors="replace"))
-    try:
-        worker = session.preferred if session else None
-        sub = await queue.submit(job, request.state.owner, worker, hold.fields() if hold else ())
-    except BaseException:
-        await quotas.release(queue, hold)
-        raise
-    now = asyncio.get_running_loop().time()
-    deadline = now + state.settings.job_timeout_for(kind)
-    queue_timeout = state.settings.queue_timeout_for(kind)
-
-    def no_worker() -> ApiError:
-        return ApiError(
-            503,
-            f"no worker for model '{model}' took the request within {queue_timeout:g} s; "
-            "start a worker for it or retry later",
-            code="no_worker",
-            headers={"Retry-After": "5"},
-        )
-
+    queue: JobQueue = request.app.state.queue
+    job, sub = await _enqueue(request, spec, kind, body, session.preferred if session else None, job_id)
     handed_over = False
     watcher = asyncio.create_task(_watch(request.receive, sub))  # a client that leaves cancels its job
     try:
-        # the job's start, or its end when it never started (expired, failed)
-        event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
-        runner = ""
-        if event[:1] == START:
-            metrics.queue_waited(kind, model, asyncio.get_running_loop().time() - now)
-        # (a second START: the worker died before answering and another took over)
-        while event[:1] == START or (event[:1] == CHUNK and not spec.stream):
-            if event[:1] == START:
-                runner = event[1:].decode()
-            event = await _event(queue, sub, deadline, _too_long)
-        if event[:1] == CHUNK:
-            metrics.job_timing(metrics.first_token, kind, model, asyncio.get_running_loop().time() - now)
+        event, runner, deadline = await _first_output(request, job, sub)
         if session is not None and runner:
             session.started(runner)
         headers = {"X-Job-ID": job.id, "X-Worker-ID": runner}
         if event[:1] == END:
-            status, body = parse_end(event[1:])
+            status, answer = parse_end(event[1:])
             if renderer.answer is not None and status == 200:
-                body = renderer.answer(body)
-            return Response(body, status, headers=headers, media_type="application/json")
+                answer = renderer.answer(answer)
+            return Response(answer, status, headers=headers, media_type="application/json")
         if renderer.event is None or renderer.stream_error is None:
             raise TypeError(f"{spec.endpoint} answers JSON only, yet its job streamed")
         handed_over = True
@@ -128,6 +81,72 @@ async def run_job(
         watcher.cancel()
         if not handed_over:
             queue.hub.close(sub)
+
+
+async def _enqueue(
+    request: Request, spec: JobSpec, kind: str, body: bytes | None, worker: str | None, job_id: str | None
+) -> tuple[Job, Subscription]:
+    """Check the job against the caller's limits and quotas and submit it (to `worker`'s direct lane when
+    named); its events come on the subscription."""
+    state = request.app.state
+    queue: JobQueue = state.queue
+    model = await resolve_model(queue, state.settings.default_model, spec, kind, aliases=state.settings.model_aliases)
+    await check_job(request, model, kind, spec.prompts)
+    job = Job(
+        kind=kind,
+        model=model,
+        endpoint=spec.endpoint,
+        body=await request.body() if body is None else body,
+        stream=spec.stream,
+        request_id=request.scope["request_id"],
+        slots=spec.prompts,
+    )
+    if job_id is not None:
+        job.id = job_id
+    hold = await quotas.reserve(request, job, spec, kind)
+    if state.settings.log_prompts:
+        log.info("job %s (request %s) body: %s", job.id, job.request_id, job.body[:4096].decode(errors="replace"))
+    try:
+        sub = await queue.submit(job, request.state.owner, worker, hold.fields() if hold else ())
+    except BaseException:
+        await quotas.release(queue, hold)
+        raise
+    return job, sub
+
+
+async def _first_output(request: Request, job: Job, sub: Subscription) -> tuple[bytes, str, float]:
+    """Wait for the job to start and give its first chunk (a streamed job's) or its end, the worker that ran
+    it, and its deadline (loop time)."""
+    state = request.app.state
+    queue: JobQueue = state.queue
+    metrics: ApiMetrics = state.metrics
+    kind, model = job.kind, job.model
+    now = asyncio.get_running_loop().time()
+    deadline = now + state.settings.job_timeout_for(kind)
+    queue_timeout = state.settings.queue_timeout_for(kind)
+
+    def no_worker() -> ApiError:
+        return ApiError(
+            503,
+            f"no worker for model '{model}' took the request within {queue_timeout:g} s; "
+            "start a worker for it or retry later",
+            code="no_worker",
+            headers={"Retry-After": "5"},
+        )
+
+    # the job's start, or its end when it never started (expired, failed)
+    event = await _event(queue, sub, now + queue_timeout, no_worker, JobState.EXPIRED)
+    runner = ""
+    if event[:1] == START:
+        metrics.queue_waited(kind, model, asyncio.get_running_loop().time() - now)
+    # (a second START: the worker died before answering and another took over)
+    while event[:1] == START or (event[:1] == CHUNK and not job.stream):
+        if event[:1] == START:
+            runner = event[1:].decode()
+        event = await _event(queue, sub, deadline, _too_long)
+    if event[:1] == CHUNK:
+        metrics.job_timing(metrics.first_token, kind, model, asyncio.get_running_loop().time() - now)
+    return event, runner, deadline
 
 
 def _watched(renderer: Renderer, session: Session) -> Renderer:
