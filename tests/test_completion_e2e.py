@@ -39,7 +39,10 @@ def test_stream_sends_one_event_per_http_chunk(gateway: Gateway) -> None:
     )
     try:
         assert resp.status == 200
-        assert resp.headers["content-type"].startswith("text/event-stream")
+        # as llama-server writes them: no charset, no caching, no proxy buffering; the job's ids
+        assert resp.headers["content-type"] == "text/event-stream"
+        assert resp.headers["cache-control"] == "no-cache" and resp.headers["x-accel-buffering"] == "no"
+        assert resp.headers["x-job-id"] and resp.headers["x-worker-id"]
         chunks = list(resp.chunks())
     finally:
         resp.close()
