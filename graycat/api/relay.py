@@ -149,6 +149,13 @@ async def _first_output(request: Request, job: Job, sub: Subscription) -> tuple[
     return event, runner, deadline
 
 
+def replayed(answer: Response, events: Callable[[bytes], bytes]) -> Response:
+    """A whole JSON answer (a forced tool call's) sent as the event stream `events` makes of it, with the job's
+    headers."""
+    job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
+    return Response(events(bytes(answer.body)), headers=job_headers, media_type="text/event-stream")
+
+
 def _watched(renderer: Renderer, session: Session) -> Renderer:
     """`renderer`, with the session collecting the reply it writes."""
     event = session.watch_stream(renderer.event) if renderer.event else None

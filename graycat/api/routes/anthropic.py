@@ -13,7 +13,7 @@ from graycat.api.dialects import anthropic, openai, openai_tools
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_engine_fields
-from graycat.api.relay import run_job
+from graycat.api.relay import replayed, run_job
 
 router = APIRouter(
     prefix="/v1/messages", tags=["Anthropic"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute
@@ -47,8 +47,7 @@ async def messages(request: Request, body: anthropic.MessagesRequest) -> Respons
     )
     if not body.stream or answer.status_code != 200:
         return answer
-    job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
-    return Response(anthropic.as_stream(bytes(answer.body)), headers=job_headers, media_type="text/event-stream")
+    return replayed(answer, anthropic.as_stream)
 
 
 @router.post("/count_tokens", summary="Count the input tokens of a message (Anthropic)")

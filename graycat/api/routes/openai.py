@@ -14,7 +14,7 @@ from graycat.api.dialects import openai, openai_tools
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_request
-from graycat.api.relay import run_job
+from graycat.api.relay import replayed, run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
 
@@ -47,10 +47,7 @@ async def chat_completions(request: Request, body: openai.ChatCompletionRequest)
     if not body.stream or answer.status_code != 200:
         return answer
     usage = bool((body.stream_options or {}).get("include_usage"))
-    job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
-    return Response(
-        openai_tools.as_stream(bytes(answer.body), usage), headers=job_headers, media_type="text/event-stream"
-    )
+    return replayed(answer, lambda raw: openai_tools.as_stream(raw, usage))
 
 
 @router.post("/v1/chat/completions/input_tokens", summary="Count the prompt tokens of a chat (llama.cpp)")

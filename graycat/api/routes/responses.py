@@ -14,7 +14,7 @@ from graycat.api.dialects import JobSpec, Renderer, openai, openai_responses, op
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
 from graycat.api.parser_limits import check_engine_fields
-from graycat.api.relay import run_job
+from graycat.api.relay import replayed, run_job
 from graycat.api.sessions import Session
 
 router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)
@@ -69,10 +69,7 @@ async def responses(request: Request, body: openai_responses.ResponsesRequest) -
         )
         if not body.stream or answer.status_code != 200:
             return answer
-        job_headers = {k: v for k, v in answer.headers.items() if k.startswith("x-")}
-        return Response(
-            openai_responses.as_stream(bytes(answer.body)), headers=job_headers, media_type="text/event-stream"
-        )
+        return replayed(answer, openai_responses.as_stream)
 
     def render(payload: bytes) -> bytes:
         if (done := openai_responses.completed(payload)) is not None:
