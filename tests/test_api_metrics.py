@@ -19,6 +19,9 @@ from graycat.metrics import ApiMetrics, dialect_of, metrics_allowed
         ("/metrics", "gateway"),
         ("unmatched", "gateway"),
         ("/sdapi/v1/txt2img", "a1111"),
+        ("/v1/messages", "anthropic"),
+        ("/v1/messages/count_tokens", "anthropic"),
+        ("/api/chat", "ollama"),
     ],
 )
 def test_dialect_of_route(route: str, dialect: str) -> None:
