@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,12 +26,12 @@ import httpx
 import redis
 
 from benchmarks.images_throughput import free_port, wait
+from benchmarks.junit import Outcomes, parse
 from graycat import redis_server as server_binaries
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "a1111-suite"
 FILES = ["test_txt2img.py", "test_img2img.py", "test_utils.py", "test_extras.py"]
-Outcomes = dict[str, tuple[str, str]]  # test id -> (passed | failed | skipped, first line of the failure)
 
 
 def run_suite(suite: Path, url: str, files: list[str], keyword: str | None) -> Outcomes:
@@ -59,21 +58,6 @@ def run_suite(suite: Path, url: str, files: list[str], keyword: str | None) -> O
         ]
         subprocess.run(args, cwd=suite, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         return parse(report) if report.exists() else {}
-
-
-def parse(report: Path) -> Outcomes:
-    outcomes: Outcomes = {}
-    for case in ET.parse(report).iter("testcase"):
-        test = f"{case.get('classname', '')}::{case.get('name', '')}"
-        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
-        if problem is not None:
-            message = (problem.get("message") or problem.text or "").strip().splitlines()
-            outcomes[test] = ("failed", message[0][:160] if message else "")
-        elif case.find("skipped") is not None:
-            outcomes[test] = ("skipped", "")
-        else:
-            outcomes[test] = ("passed", "")
-    return outcomes
 
 
 def table(outcomes: Outcomes) -> str:

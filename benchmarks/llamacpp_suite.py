@@ -23,15 +23,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 from urllib.parse import urlparse
 
 from benchmarks.gateway_overhead import TOKEN, deployment
+from benchmarks.junit import Outcomes, parse
 
 ROOT = Path(__file__).resolve().parent.parent
-Outcomes = dict[str, tuple[str, str]]  # test id -> (passed | failed | skipped, first line of the failure)
 
 
 def run_suite(suite: Path, url: str, token: str | None, files: list[str], keyword: str | None, out: Path) -> Outcomes:
@@ -64,21 +63,6 @@ def run_suite(suite: Path, url: str, token: str | None, files: list[str], keywor
     with (out / "pytest.log").open("wb") as log:
         subprocess.run(args, cwd=suite, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     return parse(report) if report.exists() else {}
-
-
-def parse(report: Path) -> Outcomes:
-    outcomes: Outcomes = {}
-    for case in ET.parse(report).iter("testcase"):
-        test = f"{case.get('classname', '')}::{case.get('name', '')}"
-        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
-        if problem is not None:
-            message = (problem.get("message") or problem.text or "").strip().splitlines()
-            outcomes[test] = ("failed", message[0][:160] if message else "")
-        elif case.find("skipped") is not None:
-            outcomes[test] = ("skipped", "")
-        else:
-            outcomes[test] = ("passed", "")
-    return outcomes
 
 
 def table(direct: Outcomes, gateway: Outcomes) -> str:
