@@ -37,7 +37,7 @@ import orjson
 
 from graycat.config import load_settings
 from graycat.ports import free_port
-from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
+from graycat.workers.engines.llama_server import EmbeddedLlamaServer, default_model_path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -21,8 +21,8 @@ from typing import get_args
 import orjson
 
 from graycat.jobs import Job
-from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 from graycat.workers.engines.llama_http import LlamaHttpEngine
+from graycat.workers.engines.llama_server import EmbeddedLlamaServer, default_model_path
 from graycat.workers.engines.tenant_slots import PromptCache
 
 SYSTEM = "You are the support assistant of a game studio. Answer briefly and politely. " * 40  # ~600 tokens

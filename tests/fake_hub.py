@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
-from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
+from graycat.workers.engines.llama_server import DEFAULT_MODEL_FILE, default_model_path
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

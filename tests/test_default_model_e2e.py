@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from graycat.queue.client import SERVED_CACHE_S
-from graycat.workers.engines.llama import default_model_path
+from graycat.workers.engines.llama_server import default_model_path
 from tests.conftest import TOKEN, Cluster, RedisServer, wait_until
 
 pytestmark = pytest.mark.e2e

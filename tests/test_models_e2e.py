@@ -7,7 +7,7 @@ import ollama
 import openai
 import pytest
 
-from graycat.workers.engines.llama import default_model_path
+from graycat.workers.engines.llama_server import default_model_path
 from tests.conftest import TOKEN, Cluster, Gateway
 
 pytestmark = pytest.mark.e2e

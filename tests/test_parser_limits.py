@@ -1,4 +1,4 @@
-"""The bounds on what reaches llama.cpp's native parsers (graycat/api/parser_limits.py), without servers."""
+"""The bounds on what reaches llama.cpp's native parsers (graycat/api/access/parser_limits.py), without servers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from graycat.api.parser_limits import ParserLimits, TooComplex, check_fields, grammar_depth, regex_depth
+from graycat.api.access.parser_limits import ParserLimits, TooComplex, check_fields, grammar_depth, regex_depth
 
 LIMITS = ParserLimits(grammar_bytes=4096, grammar_depth=10, schema_bytes=4096, schema_depth=12)
 

@@ -18,7 +18,7 @@ from graycat.config import load_settings
 from graycat.store.pull import pull
 from graycat.store.refs import HubRef, UrlRef, parse, quant_of
 from graycat.store.remote import PullError
-from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
+from graycat.workers.engines.llama_server import DEFAULT_MODEL_FILE, default_model_path
 from tests.conftest import wait_until
 from tests.fake_hub import SMOLLM_REPO, FakeHub, HubFile, smollm_hub
 

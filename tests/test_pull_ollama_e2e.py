@@ -14,7 +14,7 @@ import httpx
 import ollama
 import pytest
 
-from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
+from graycat.workers.engines.llama_server import DEFAULT_MODEL_FILE, default_model_path
 from tests.conftest import ADMIN, TOKEN, Cluster, wait_until
 from tests.fake_hub import SMOLLM_REPO, FakeHub, default_model_hub
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graycat.workers.engines.llama import DEFAULT_MODEL_FILE, default_model_path
+from graycat.workers.engines.llama_server import DEFAULT_MODEL_FILE, default_model_path
 from tests.conftest import TOKEN, Cluster, wait_until
 from tests.fake_hub import SMOLLM_REPO, FakeHub, default_model_hub
 from tests.test_standalone_e2e import _up

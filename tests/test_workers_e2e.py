@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from graycat.api.app import create_app
 from graycat.config import load_settings
 from graycat.queue import keys
-from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
+from graycat.workers.engines.llama_server import EmbeddedLlamaServer, default_model_path
 from tests.conftest import ADMIN, TOKEN, Cluster, Gateway, RedisServer, wait_until
 from tests.rawhttp import ChunkedResponse
 

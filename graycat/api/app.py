@@ -14,10 +14,11 @@ from redis.exceptions import RedisError
 
 from graycat import __version__
 from graycat.api import errors
+from graycat.api.access.cors import CorsMiddleware
+from graycat.api.access.hardening import HardeningMiddleware
+from graycat.api.access.limits import LimitsMiddleware
+from graycat.api.access.tenant_gates import TenantGate
 from graycat.api.console_feed import ConsoleFeed
-from graycat.api.cors import CorsMiddleware
-from graycat.api.hardening import HardeningMiddleware
-from graycat.api.limits import LimitsMiddleware
 from graycat.api.middleware import CollapseSlashesMiddleware, RequestMiddleware
 from graycat.api.routes import (
     a1111,
@@ -37,7 +38,6 @@ from graycat.api.routes import (
     responses,
     sessions,
 )
-from graycat.api.tenant_gates import TenantGate
 from graycat.config import Settings
 from graycat.metrics import ApiMetrics
 from graycat.queue import scripts

@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
+from graycat.api.answer import run_job
 from graycat.api.dialects import JobSpec, Renderer
 from graycat.api.dialects.a1111 import MAX_SEED, Limits
 from graycat.api.errors import ApiError
-from graycat.api.relay import run_job
 from graycat.images import checkpoints
 from graycat.images.params import GenerationParams
 from graycat.queue import image_state

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.types import Receive, Scope, Send
 
-from graycat.api.auth import TokenFirstRoute
+from graycat.api.access.auth import TokenFirstRoute
 
 # Content types that a JSON body often arrives under; multipart (file uploads) and JSON itself are left alone.
 _READ_AS_JSON = frozenset({b"", b"application/x-www-form-urlencoded", b"text/plain"})

@@ -13,9 +13,9 @@ from graycat.store.folder import human
 from graycat.store.remote import Remote
 from graycat.store.sources import locate
 from graycat.workers.engines.base import Engine
-from graycat.workers.engines.llama import EmbeddedLlamaServer, default_model_path
 from graycat.workers.engines.llama_http import LlamaHttpEngine
 from graycat.workers.engines.llama_process import config
+from graycat.workers.engines.llama_server import EmbeddedLlamaServer, default_model_path
 from graycat.workers.engines.loading import Loading
 from graycat.workers.engines.models import ModelRouter
 from graycat.workers.engines.null import NullEngine

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from starlette.responses import Response
 
 from graycat.api import image_jobs
-from graycat.api.auth import TokenFirstRoute, require_token_or_basic
+from graycat.api.access.auth import TokenFirstRoute, require_token_or_basic
 from graycat.api.dialects import a1111, a1111_extras, a1111_lists, a1111_options
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response

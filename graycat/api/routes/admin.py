@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from graycat import tokens
-from graycat.api.auth import TokenFirstRoute, require_admin
+from graycat.api.access.auth import TokenFirstRoute, require_admin
+from graycat.api.access.limits import today
 from graycat.api.errors import ApiError
-from graycat.api.limits import today
 from graycat.api.routes import json_response
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], route_class=TokenFirstRoute)

@@ -13,13 +13,13 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from graycat.api import console_assets
-from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.access.auth import TokenFirstRoute, require_token
+from graycat.api.access.limits import Caller
+from graycat.api.access.tenant_gates import HeldStream
+from graycat.api.answer import SSE_HEADERS
 from graycat.api.console_feed import SNAPSHOT_S, ConsoleFeed, history, snapshot
 from graycat.api.errors import ApiError
-from graycat.api.limits import Caller
-from graycat.api.relay import SSE_HEADERS
 from graycat.api.routes import json_response
-from graycat.api.tenant_gates import HeldStream
 
 log = logging.getLogger(__name__)
 

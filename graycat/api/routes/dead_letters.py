@@ -8,7 +8,7 @@ import re
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from graycat.api.auth import TokenFirstRoute, require_admin
+from graycat.api.access.auth import TokenFirstRoute, require_admin
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
 from graycat.jobs import Job

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from starlette.responses import Response
 
 from graycat.api import image_jobs
-from graycat.api.auth import require_token
+from graycat.api.access.auth import require_token
 from graycat.api.dialects import openai_images
 from graycat.api.dialects.a1111 import check_loras, choose_vae
 from graycat.api.errors import ApiError

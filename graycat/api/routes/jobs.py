@@ -12,16 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from graycat.api import quotas
-from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.access import quotas
+from graycat.api.access.auth import TokenFirstRoute, require_token
+from graycat.api.access.limits import STATE_KEY, Caller, check_job
+from graycat.api.access.parser_limits import check_request
+from graycat.api.access.tenant_gates import HeldStream
+from graycat.api.answer import SSE_HEADERS
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, llamacpp, openai, openai_tools
 from graycat.api.errors import ApiError
-from graycat.api.limits import STATE_KEY, Caller, check_job
-from graycat.api.parser_limits import check_request
-from graycat.api.relay import SSE_HEADERS
 from graycat.api.routes import json_response
-from graycat.api.tenant_gates import HeldStream
 from graycat.jobs import CHUNK, END, START, TERMINAL_STATES, Job, JobState, parse_end
 from graycat.queue import idempotency, in_flight, job_events
 from graycat.queue.client import JobQueue

@@ -9,13 +9,13 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.access.auth import require_token
+from graycat.api.access.parser_limits import check_request
+from graycat.api.answer import run_job
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, llamacpp, openai_tools
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
-from graycat.api.parser_limits import check_request
-from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 
 router = APIRouter(tags=["llama.cpp"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)

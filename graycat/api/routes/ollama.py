@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.access.auth import require_token
+from graycat.api.access.parser_limits import check_request
+from graycat.api.answer import run_job
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, Renderer, ollama, openai_tools
 from graycat.api.json_body import JsonBodyRoute
-from graycat.api.parser_limits import check_request
-from graycat.api.relay import run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
 from graycat.store import folder

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
-from graycat.api.auth import require_admin
+from graycat.api.access.auth import require_admin
 from graycat.api.dialects import ollama
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute

@@ -9,12 +9,12 @@ from dataclasses import replace
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.access.auth import require_token
+from graycat.api.access.parser_limits import check_request
+from graycat.api.answer import replayed, run_job
 from graycat.api.dialects import openai, openai_tools
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
-from graycat.api.parser_limits import check_request
-from graycat.api.relay import replayed, run_job
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session
 

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.access.auth import TokenFirstRoute, require_token
+from graycat.api.access.limits import Caller
 from graycat.api.dialects.openai import model_list
-from graycat.api.limits import Caller
 from graycat.api.routes import json_response
 
 router = APIRouter(tags=["queue"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)

@@ -9,12 +9,12 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import require_token
+from graycat.api.access.auth import require_token
+from graycat.api.access.parser_limits import check_engine_fields
+from graycat.api.answer import replayed, run_job
 from graycat.api.dialects import JobSpec, Renderer, openai, openai_responses, openai_tools, typed_sse_event
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
-from graycat.api.parser_limits import check_engine_fields
-from graycat.api.relay import replayed, run_job
 from graycat.api.sessions import Session
 
 router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_token)], route_class=JsonBodyRoute)

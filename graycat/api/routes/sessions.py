@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from graycat.api.auth import TokenFirstRoute, require_token
+from graycat.api.access.auth import TokenFirstRoute, require_token
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
 from graycat.api.sessions import Session, checked_id

@@ -12,7 +12,7 @@ import orjson
 
 from graycat.logs import setup_logging
 from graycat.workers.engines.child import announce, bind_to_parent, refuse, wait_for_parent
-from graycat.workers.engines.llama import EmbeddedLlamaServer
+from graycat.workers.engines.llama_server import EmbeddedLlamaServer
 
 
 def config(server: EmbeddedLlamaServer, template: str | None, log: tuple[str, str]) -> str:

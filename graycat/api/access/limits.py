@@ -155,7 +155,7 @@ def _headers(caller: Caller) -> dict[str, str]:
 async def check_job(request: Request, model: str, kind: str, prompts: int = 1) -> None:
     """Whether the caller's token may queue a job of `kind` on `model` with `prompts` prompts: 403 when it is
     limited to other models, 400 for more prompts than MAX_PROMPTS (each takes an engine slot). Its daily
-    quota is checked by the reservation (graycat/api/quotas.py)."""
+    quota is checked by the reservation (graycat/api/access/quotas.py)."""
     most = request.app.state.settings.max_prompts
     if prompts > most:
         raise ApiError(

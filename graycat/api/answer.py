@@ -12,11 +12,11 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from graycat.api import quotas
+from graycat.api.access import quotas
+from graycat.api.access.limits import check_job
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, Renderer
 from graycat.api.errors import ApiError
-from graycat.api.limits import check_job
 from graycat.api.sessions import Session
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
 from graycat.metrics import ApiMetrics

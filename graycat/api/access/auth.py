@@ -15,8 +15,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
+from graycat.api.access.limits import STATE_KEY, Caller, admit
 from graycat.api.errors import ApiError
-from graycat.api.limits import STATE_KEY, Caller, admit
 
 
 class _Bearer(HTTPBearer):

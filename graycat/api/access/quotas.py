@@ -12,9 +12,9 @@ from typing import Any, cast
 import orjson
 from fastapi import Request
 
+from graycat.api.access.limits import STATE_KEY, Caller, today
 from graycat.api.dialects import JobSpec
 from graycat.api.errors import ApiError
-from graycat.api.limits import STATE_KEY, Caller, today
 from graycat.jobs import TEXT_GENERATION, Job, engine_cap
 from graycat.queue import reservations
 from graycat.queue.client import JobQueue
