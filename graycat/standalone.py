@@ -118,6 +118,11 @@ def _images_up(health: dict[str, Any] | None) -> bool:
     )
 
 
+def _image_worker_registered(health: dict[str, Any] | None) -> bool:
+    """Whether `health` shows the image worker `graycat up` started: its checkpoints, or a second worker."""
+    return health is not None and (bool(health.get("images")) or health.get("workers", 0) >= 2)
+
+
 def serving(health: dict[str, Any], images: bool) -> str:
     """What serves what, for the ready line: the text models, and the image worker's state when one runs."""
     checkpoints = health.get("images", [])
@@ -255,7 +260,12 @@ def up(settings: Settings, host: str, port: int) -> int:
             start("worker", "sd")
         base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not stop and not _serves(health := _health(base, instance), model):
+        # ready once the text model serves and the image worker, if any, has registered (it announces its
+        # checkpoints as it loads them): from then on an image request waits for it, where before it would find
+        # no image worker (a 503)
+        while not stop and not (
+            _serves(health := _health(base, instance), model) and (not images or _image_worker_registered(health))
+        ):
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 print("graycat up: a part failed to start (see the messages above)", file=sys.stderr)
                 return 1
