@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from graycat.metrics import worker_families
 from graycat.queue import dead_letters
-from graycat.queue.client import JobQueue
+from graycat.queue.client import JobQueue, worker_pools
 
 # Job outcomes of the pool counters.
 OUTCOMES = ("completed", "failed", "cancelled", "expired")
@@ -103,10 +103,8 @@ class ClusterCollector(Collector):
         for w in self.snapshot.workers:
             if w.get("stopping"):
                 continue
-            kinds = w.get("kinds") or [w.get("kind", "")]
-            for model in w.get("models", []):
-                for kind in kinds:
-                    serving[(kind, model)] = serving.get((kind, model), 0) + 1
+            for served in worker_pools(w):
+                serving[served] = serving.get(served, 0) + 1
         for p in self.snapshot.pools:
             pool = [p["kind"], p["model"]]
             waiting.add_metric(pool, p["waiting"])

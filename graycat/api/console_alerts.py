@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from graycat.queue.client import worker_pools
+
 OLDEST_WAIT_S = 30  # GraycatQueueWaitHigh
 GPU_MEMORY_FULL = 0.95  # GraycatGpuMemoryNearFull
 
@@ -14,12 +16,7 @@ def firing(state: dict[str, Any], *, admin: bool) -> list[dict[str, str]]:
     """The alerts whose condition holds in `state` (pools, workers, dead letters), each with the rule's name,
     severity and a summary; dead letters and GPUs are for admins only, like the snapshot's other details."""
     alerts: list[dict[str, str]] = []
-    serving: set[tuple[str, str]] = set()
-    for w in state.get("workers", []):
-        if not w.get("stopping"):
-            serving.update(
-                (kind, model) for kind in (w.get("kinds") or [w.get("kind", "")]) for model in w.get("models", [])
-            )
+    serving = {pool for w in state.get("workers", []) if not w.get("stopping") for pool in worker_pools(w)}
     for p in state.get("pools", []):
         pool = f"{p['kind']}/{p['model']}"
         if (p["kind"], p["model"]) not in serving:

@@ -33,6 +33,15 @@ def served_models(workers: list[dict[str, Any]]) -> set[str]:
     return {model for worker in workers for model in worker.get("models", [])}
 
 
+def worker_pools(worker: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (kind, model) pools a worker reads, as its heartbeat announces them."""
+    return [
+        (kind, model)
+        for kind in (worker.get("kinds") or [worker.get("kind", "")])
+        for model in worker.get("models", [])
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Served:
     """What the live workers serve, as of their heartbeats: the (kind, model) pools they read (a worker whose
@@ -44,12 +53,7 @@ class Served:
 
     @classmethod
     def of(cls, workers: list[dict[str, Any]]) -> Served:
-        pools = {
-            (kind, model)
-            for w in workers
-            for kind in (w.get("kinds") or [w.get("kind")])
-            for model in w.get("models", [])
-        }
+        pools = {pool for w in workers for pool in worker_pools(w)}
         ready = {model for w in workers if not w.get("loading") for model in w.get("models", [])}
         return cls(
             frozenset(pools),
