@@ -1,13 +1,17 @@
-"""Ollama's model management on the gateway with the official `ollama` client: `pull` streams its progress as
-Ollama does (admin tokens only), a worker then serves the pulled model by name, `copy` names it again and
-`delete` removes it; `list` and `show` report the file (size, digest, family, quantisation) and whether a worker
-serves it, as `graycat models` does."""
+"""Ollama's model management on the gateway with the official `ollama` client: `pull` (admin tokens only) is done
+by a worker onto its own disk, through the queue, with its progress streamed as Ollama does; the worker then
+serves the model without a restart, and `list` and `show` report it from what the worker announced (the api's
+models folder stays empty, as on another machine). A named worker, a worker that is not live, no worker at all,
+an image model and bad references each get a clear answer. Under `graycat up` (one folder for both), `copy` and
+`delete` act on the pulled file. Each test runs on a Redis of its module: a pull goes to any live worker."""
 
 from __future__ import annotations
 
 import hashlib
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,87 +19,144 @@ import ollama
 import pytest
 
 from graycat.workers.engines.llama_server import DEFAULT_MODEL_FILE, default_model_path
-from tests.conftest import ADMIN, TOKEN, Cluster, wait_until
+from tests.conftest import ADMIN, TOKEN, Cluster, RedisServer, free_port, wait_until
 from tests.fake_hub import SMOLLM_REPO, FakeHub, default_model_hub
+from tests.test_standalone_e2e import _up
 
 pytestmark = pytest.mark.e2e
 NAME = Path(DEFAULT_MODEL_FILE).stem
+REF = f"hf.co/{SMOLLM_REPO}:Q4_1"  # as Ollama names Hub models
 
 
 hub = pytest.fixture(scope="module")(default_model_hub)
 
 
-def test_pull_serve_and_delete_with_the_ollama_client(cluster: Cluster, hub: FakeHub, tmp_path: Path) -> None:
-    models = tmp_path / "models"
-    _, base = cluster.api(HF_ENDPOINT=hub.url, GRAYCAT_MODELS_DIR=str(models))
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster on a Redis of its own: no worker of another module takes these pulls."""
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("pull-redis"))
+    server.start()
+    cluster = Cluster(server, tmp_path_factory.mktemp("pull-procs"))
+    yield cluster
+    cluster.stop_all()
+    server.stop()
+
+
+def test_a_worker_pulls_and_serves_a_model_for_the_ollama_client(own: Cluster, hub: FakeHub, tmp_path: Path) -> None:
+    api_models, worker_models = tmp_path / "api-models", tmp_path / "worker-models"
+    _, base = own.api(GRAYCAT_MODELS_DIR=str(api_models))
     admin = ollama.Client(host=base, headers={"Authorization": f"Bearer {ADMIN}"})
     user = ollama.Client(host=base, headers={"Authorization": f"Bearer {TOKEN}"})
-    ref = f"hf.co/{SMOLLM_REPO}:Q4_1"  # as Ollama names Hub models
 
     with pytest.raises(ollama.ResponseError) as refused:
-        user.pull(ref)
+        user.pull(REF)
     assert refused.value.status_code == 403
-    for bad, status in (("llama3.2", 400), (f"hf.co/{SMOLLM_REPO}:Q4_K", 400), ("hf.co/graycat-test/none", 404)):
+    with pytest.raises(ollama.ResponseError) as nobody:
+        admin.pull(REF)
+    assert nobody.value.status_code == 503 and "no live worker takes pulls" in str(nobody.value), nobody.value
+
+    worker = own.worker("--slots", "1", GRAYCAT_MODELS_DIR=str(worker_models), HF_ENDPOINT=hub.url)
+    worker_id = _worker_id(base)
+    for bad, status, message in (
+        ("llama3.2", 400, "pulls from the Hugging Face Hub or a URL"),
+        ("hf:graycat-test", 400, "expected hf:OWNER/REPO"),
+        (f"hf:{SMOLLM_REPO}/model.safetensors", 400, "is an image model"),
+        (f"hf.co/{SMOLLM_REPO}:Q4_K", 400, "Q4_K matches 2 files"),  # answered by the worker, from the Hub
+        ("hf.co/graycat-test/none", 404, "no repository graycat-test/none"),
+        ("hf.co/graycat-test/no-gguf", 404, "holds no GGUF file"),
+        (f"hf.co/{SMOLLM_REPO}:F32", 507, "not enough disk space"),
+    ):
         with pytest.raises(ollama.ResponseError) as failed:
             admin.pull(bad)
-        assert failed.value.status_code == status, bad
+        assert (failed.value.status_code, message in str(failed.value)) == (status, True), (bad, failed.value)
 
     hub.faults.seconds_per_mb = 0.01
-    steps = list(admin.pull(ref, stream=True))
+    steps = list(admin.pull(REF, stream=True))
     assert steps[0].status == "pulling manifest" and steps[-1].status == "success"
     downloading = [s for s in steps if s.completed is not None]
     total = len(default_model_path().read_bytes())
     assert downloading and {s.total for s in downloading} == {total} and downloading[-1].completed == total
     assert downloading[0].digest is not None and downloading[0].digest.startswith("sha256:")
-    assert (models / DEFAULT_MODEL_FILE).is_file()
-    assert admin.pull(ref).status == "success"  # already there: at once
+    assert f"loading {NAME}" in [s.status for s in steps]
+    assert (worker_models / DEFAULT_MODEL_FILE).is_file() and not api_models.exists()  # on the worker's disk only
+
+    # served at once by the worker that pulled it, beside its first model: no restart
+    answer = user.chat(model=NAME, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4})
+    assert answer.message.content and worker.alive()
+    assert admin.pull(REF).status == "success"  # already there and served: at once
 
     digest = hashlib.sha256(default_model_path().read_bytes()).hexdigest()
-    listed = next(m for m in user.list().models if m.model == f"{NAME}:latest")  # on disk, served by no worker
+    listed = next(m for m in user.list().models if m.model == f"{NAME}:latest")  # from the worker's announcement
     assert (listed.size, listed.digest) == (total, digest) and listed.details is not None
     assert (listed.details.family, listed.details.quantization_level, listed.details.parameter_size) == (
         "llama",
         "Q4_1",
         "135M",
     )
-    assert _served(base)[NAME] is False
     shown = user.show(NAME)
     assert shown.details is not None and shown.details.family == "llama" and shown.modelinfo is not None
-    assert shown.modelinfo["general.architecture"] == "llama"
-    assert _cli_row(cluster, models)[5] == "-"  # SERVED BY: nobody
-
-    worker = cluster.spawn(
-        "pulled-worker",
-        ["worker", "llm", "--slots", "1", "--ctx-size", "512", "--model", NAME],
-        GRAYCAT_MODELS_DIR=str(models),
-    )
-    wait_until(lambda: cluster.ready(worker), 60, "the worker of the pulled model")
-    answer = user.chat(model=NAME, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 4})
-    assert answer.message.content
-    assert _served(base)[NAME] is True
-    served = next(m for m in user.list().models if m.model == f"{NAME}:latest")
-    assert served.digest == digest and served.details is not None and served.details.quantization_level == "Q4_1"
-    assert user.show(NAME).modelinfo["context_length"] > 0  # type: ignore[index]
-    assert _cli_row(cluster, models)[5] not in ("-", "?")  # the live worker's id
+    assert shown.modelinfo["general.architecture"] == "llama" and shown.modelinfo["context_length"] > 0
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60) as http:
+        [row] = [m for m in http.get("/models").json()["text"] if m["name"] == NAME]
+        assert (row["workers"], row["loading"]) == (1, False)
+        # copy and delete act on the gateway's folder: this model is on the worker's disk
+        kept = http.request("DELETE", "/api/delete", json={"model": NAME})
+        assert kept.status_code == 409 and worker_id in kept.text and "graycat rm" in kept.text, kept.text
+        assert http.post("/api/copy", json={"source": NAME, "destination": "x"}).status_code == 409
+        # a named worker: unknown, or one that takes no pulls
+        unknown = http.post("/api/pull", json={"model": REF, "worker": "llm-nowhere-1"})
+        assert unknown.status_code == 404 and "no live worker llm-nowhere-1" in unknown.text
+        again = http.post("/api/pull", json={"model": REF, "worker": worker_id, "stream": False})
+        assert again.status_code == 200 and again.json() == {"status": "success", "model": NAME, "worker": worker_id}
+    assert _cli_row(own, worker_models)[5] == worker_id  # `graycat models` on the worker's machine: SERVED BY
     worker.stop()
 
-    assert admin.copy(NAME, "smol").status == "success"
-    assert (models / "smol.gguf").read_bytes() == (models / DEFAULT_MODEL_FILE).read_bytes()
-    for source, destination, status in ((NAME, "smol", 409), (NAME, "../out", 400), ("nothing", "x", 404)):
-        with pytest.raises(ollama.ResponseError) as refused_copy:
-            admin.copy(source, destination)
-        assert refused_copy.value.status_code == status, (source, destination)
 
-    assert admin.delete(NAME).status == "success" and admin.delete("smol:latest").status == "success"
-    assert not (models / DEFAULT_MODEL_FILE).exists() and not (models / "smol.gguf").exists()
-    with pytest.raises(ollama.ResponseError) as gone:
-        admin.delete(NAME)
-    assert gone.value.status_code == 404
+def test_a_worker_that_takes_no_pulls_is_named(own: Cluster, tmp_path: Path) -> None:
+    """An LLM worker without an embedded llama.cpp (here the null engine; also one in front of an external
+    server) takes no pulls, and the answers say so."""
+    _, base = own.api()
+    worker = own.spawn("null-worker", ["worker", "null", "--model-name", "nothing"])
+    wait_until(lambda: own.ready(worker), 60, "the null worker")
+    worker_id = _worker_id(base, "nothing")
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60) as http:
+        named = http.post("/api/pull", json={"model": REF, "worker": worker_id})
+        assert named.status_code == 409 and "takes no pulls" in named.text, named.text
+        anyone = http.post("/api/pull", json={"model": REF})
+        assert anyone.status_code == 503 and f"{worker_id}: it serves an external" in anyone.text, anyone.text
+    worker.stop()
 
 
-def _served(base: str) -> dict[str, bool]:
-    tags = httpx.get(f"{base}/api/tags", headers={"Authorization": f"Bearer {TOKEN}"}).json()["models"]
-    return {m["name"].removesuffix(":latest"): m["served"] for m in tags}
+def test_under_graycat_up_a_pulled_model_is_served_copied_and_deleted(hub: FakeHub, tmp_path: Path) -> None:
+    """Standalone: the api and its worker share the data folder's models, so copy and delete find the file."""
+    hub.faults.seconds_per_mb = 0
+    proc, base, _ = _up(tmp_path, HF_ENDPOINT=hub.url, ADMIN_TOKENS=ADMIN)
+    models = tmp_path / "data" / "models"
+    try:
+        admin = ollama.Client(host=base, headers={"Authorization": f"Bearer {ADMIN}"})
+        assert admin.pull(REF).status == "success"
+        answer = admin.generate(model=NAME, prompt="Once", options={"num_predict": 4})
+        assert answer.response
+        assert admin.copy(NAME, "smol").status == "success"
+        assert (models / "smol.gguf").read_bytes() == (models / DEFAULT_MODEL_FILE).read_bytes()
+        for source, destination, status in ((NAME, "smol", 409), (NAME, "../out", 400), ("nothing", "x", 404)):
+            with pytest.raises(ollama.ResponseError) as refused_copy:
+                admin.copy(source, destination)
+            assert refused_copy.value.status_code == status, (source, destination)
+        assert admin.delete("smol:latest").status == "success" and admin.delete(NAME).status == "success"
+        assert not (models / DEFAULT_MODEL_FILE).exists() and not (models / "smol.gguf").exists()
+        with pytest.raises(ollama.ResponseError) as gone:
+            admin.delete("smol")
+        assert gone.value.status_code == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+
+
+def _worker_id(base: str, model: str | None = None) -> str:
+    """The id of the live LLM worker (serving `model` when given), from /queue/status."""
+    status = httpx.get(f"{base}/queue/status", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10).json()
+    return next(w["id"] for w in status["workers"] if w["kind"] == "llm" and (model is None or model in w["models"]))
 
 
 def _cli_row(cluster: Cluster, models: Path) -> list[str]:

@@ -17,6 +17,19 @@ def alive(worker_id: str) -> str:
     return f"{PREFIX}:alive:{worker_id}"
 
 
+PULLS_ANY = f"{PREFIX}:pulls:any"  # stream: model pull requests that any worker taking pulls may take
+
+
+def pulls_of(worker_id: str) -> str:
+    """Stream: model pull requests addressed to one worker (read before `PULLS_ANY`)."""
+    return f"{PREFIX}:pulls:w:{worker_id}"
+
+
+def pull_events(pull_id: str) -> str:
+    """Stream: a model pull's progress, as its worker reports it, kept a while after it ends."""
+    return f"{PREFIX}:pulls:ev:{pull_id}"
+
+
 def refresh_channel(kind: str) -> str:
     """Pub/sub: ids of requests that the workers of `kind` read their models folder again (A1111's refresh-*)."""
     return f"{PREFIX}:refresh:{kind}"

@@ -55,24 +55,35 @@ def models(folder: Path) -> list[OnDisk]:
     """The GGUF files of the folder, by name."""
     if not folder.is_dir():
         return []
-    found = []
-    for path in sorted(folder.glob("*.gguf")):
-        if path.is_file():
-            origin, meta, stat = read_origin(path) or {}, gguf_meta.general(path), path.stat()
-            found.append(
-                OnDisk(
-                    path.stem,
-                    path,
-                    quant_of(path.name),
-                    stat.st_size,
-                    origin.get("ref"),
-                    origin.get("sha256"),
-                    meta.get("architecture"),
-                    meta.get("size_label"),
-                    stat.st_mtime,
-                )
-            )
-    return found
+    return [on_disk(path) for path in sorted(folder.glob("*.gguf")) if path.is_file()]
+
+
+def on_disk(path: Path) -> OnDisk:
+    """What is known of one GGUF file: its origin (when pulled), its header's general metadata, its size."""
+    origin, meta, stat = read_origin(path) or {}, gguf_meta.general(path), path.stat()
+    return OnDisk(
+        path.stem,
+        path,
+        quant_of(path.name),
+        stat.st_size,
+        origin.get("ref"),
+        origin.get("sha256"),
+        meta.get("architecture"),
+        meta.get("size_label"),
+        stat.st_mtime,
+    )
+
+
+def described(model: OnDisk) -> dict[str, Any]:
+    """A file's facts as workers announce a model (and Ollama's tags and show report them)."""
+    return {
+        "size": model.size,
+        "digest": model.sha256 or "",
+        "quantization": model.quant or "",
+        "family": model.family or "",
+        "parameter_size": model.parameter_size or "",
+        "created": model.modified,
+    }
 
 
 def partials(folder: Path) -> list[tuple[str, int]]:

@@ -6,10 +6,12 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from graycat.config import DEFAULT_MODEL_NAME, Settings
 from graycat.store.download import download
-from graycat.store.folder import human
+from graycat.store.folder import described, human, on_disk
+from graycat.store.refs import quant_of
 from graycat.store.remote import Remote
 from graycat.store.sources import locate
 from graycat.workers.engines.base import Engine
@@ -19,6 +21,7 @@ from graycat.workers.engines.llama_server import EmbeddedLlamaServer, default_mo
 from graycat.workers.engines.loading import Loading
 from graycat.workers.engines.models import ModelRouter
 from graycat.workers.engines.null import NullEngine
+from graycat.workers.engines.pulled import PullingEngine
 from graycat.workers.engines.supervisor import EngineProcess
 from graycat.workers.run import run_worker
 
@@ -44,7 +47,7 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
     else:
         models = settings.models_folder()
         sources = _sources(settings, models)
-        loading = Loading("llm", {name: {"kind": "llm"} for name in sources})
+        loading = Loading("llm", {name: {"kind": "llm", **_facts(source)} for name, source in sources.items()})
         processes: list[EngineProcess] = []
         try:
             await run_worker(settings, loading, kinds, _load(settings, sources, processes, loading))
@@ -68,6 +71,13 @@ def _sources(settings: Settings, models: Path) -> dict[str, Path | Remote]:
     return sources
 
 
+def _facts(source: Path | Remote) -> dict[str, Any]:
+    """What is known of a model's file before it is loaded (or downloaded), as workers announce models."""
+    if isinstance(source, Path):
+        return described(on_disk(source))
+    return {"size": source.size or 0, "digest": source.sha256 or "", "quantization": quant_of(source.file_name) or ""}
+
+
 def _stem(source: Path | Remote) -> str:
     return Path(source.file_name).stem if isinstance(source, Remote) else source.stem
 
@@ -76,51 +86,52 @@ async def _load(
     settings: Settings, sources: dict[str, Path | Remote], processes: list[EngineProcess], loading: Loading
 ) -> Engine:
     """Pull the models not on disk yet (their progress shown by `loading`), start each embedded server's process
-    (loading its model) and the engine that talks to them."""
+    (loading its model) and the engine that talks to them; the worker can then pull more models and serve them."""
     paths = {
         name: source if isinstance(source, Path) else await _pull(source, settings.models_folder(), name, loading)
         for name, source in sources.items()
     }
-    servers = [
-        EmbeddedLlamaServer(
-            path,
-            alias=model,
-            slots=settings.slots,
-            ctx_per_slot=settings.ctx_per_slot,
-            threads=settings.threads,
-            gpu_layers=settings.gpu_layers,
-            poll=settings.poll,
-            nice=settings.nice,
-            embeddings=settings.embeddings,
-            slot_dir=settings.data_dir.resolve() / "slots" / model,
-            chat_template=settings.chat_template_for(model),
-            shared_cache=settings.prompt_cache == "shared",
-        )
-        for model, path in paths.items()
-    ]
-    processes += [
-        EngineProcess(
-            "graycat.workers.engines.llama_process",
-            [config(s, settings.chat_template_for(s.alias), (settings.log_level, settings.log_format))],
-            f"llama.cpp {s.alias}",
-        )
-        for s in servers
-    ]
-    engines: list[Engine] = []
-    for server, process in zip(servers, processes, strict=True):
-        engines.append(
-            LlamaHttpEngine(
-                await process.start(),
-                server.alias,
-                embeddings=settings.embeddings,
-                prompt_cache=settings.prompt_cache,
-                template_override=server.chat_template if server.template_is_name else None,
-                process=process,
-            )
-        )
+
+    async def start(model: str, path: Path) -> Engine:
+        return await _start_server(settings, model, path, processes)
+
+    engines = [await start(model, path) for model, path in paths.items()]
     engine = engines[0] if len(engines) == 1 else ModelRouter(engines)
     await engine.start()
-    return engine
+    return PullingEngine(engine, settings.models_folder(), start, {name: on_disk(p) for name, p in paths.items()})
+
+
+async def _start_server(settings: Settings, model: str, path: Path, processes: list[EngineProcess]) -> Engine:
+    """An embedded llama.cpp server of `model` in its own supervised process (added to `processes`, which the
+    worker closes on its way out), and the engine that talks to it (not started)."""
+    server = EmbeddedLlamaServer(
+        path,
+        alias=model,
+        slots=settings.slots,
+        ctx_per_slot=settings.ctx_per_slot,
+        threads=settings.threads,
+        gpu_layers=settings.gpu_layers,
+        poll=settings.poll,
+        nice=settings.nice,
+        embeddings=settings.embeddings,
+        slot_dir=settings.data_dir.resolve() / "slots" / model,
+        chat_template=settings.chat_template_for(model),
+        shared_cache=settings.prompt_cache == "shared",
+    )
+    process = EngineProcess(
+        "graycat.workers.engines.llama_process",
+        [config(server, settings.chat_template_for(model), (settings.log_level, settings.log_format))],
+        f"llama.cpp {model}",
+    )
+    processes.append(process)
+    return LlamaHttpEngine(
+        await process.start(),
+        model,
+        embeddings=settings.embeddings,
+        prompt_cache=settings.prompt_cache,
+        template_override=server.chat_template if server.template_is_name else None,
+        process=process,
+    )
 
 
 async def _pull(remote: Remote, models: Path, name: str, loading: Loading) -> Path:

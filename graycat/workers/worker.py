@@ -21,10 +21,11 @@ from graycat import __version__
 from graycat.jobs import CHUNK, Job, JobState, Usage, error_body
 from graycat.queue import keys
 from graycat.queue.consumer import Claimed, Consumer
-from graycat.workers.engines.base import Engine, Rescans, Skips
+from graycat.workers.engines.base import Engine, Pulls, Rescans, Skips
 from graycat.workers.engines.loading import Loading
 from graycat.workers.engines.supervisor import EngineCrashed
 from graycat.workers.gpu import GpuReader
+from graycat.workers.pull_requests import serve_pulls
 from graycat.workers.usage import Meter
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,10 @@ class Worker:
         self._slot_free.set()
 
     @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    @property
     def loading(self) -> bool:
         return isinstance(self.engine, Loading)
 
@@ -216,6 +221,7 @@ class Worker:
             "refreshed": list(self._refreshed),
             "refresh_failures": list(self._refresh_failures),
             "present": self._present.is_set(),
+            "pulls": isinstance(self.engine, Pulls),
         }
 
     async def run(self, load: Coroutine[Any, Any, Engine] | None = None) -> None:
@@ -273,6 +279,8 @@ class Worker:
                     skips.skip(job_id)
 
             helpers.append(asyncio.create_task(self._listen("skip", self.consumer.skips, skip), name="skip-listener"))
+        if isinstance(self.engine, Pulls):
+            helpers.append(asyncio.create_task(self._pulls(self.engine), name="pulls"))
         log.info("worker %s ready: %s x%d slots", self.id, ", ".join(self.engine.models()), self.engine.slots)
         try:
             await self._claim_loop()
@@ -600,6 +608,34 @@ class Worker:
                     backoff.reset()
                 await backoff.wait(f"{what} listener lost Redis ({exc})")
 
+    async def models_changed(self, before: set[str]) -> None:
+        """The engine's models are no longer `before`: claim from the pools of those it serves now, and
+        announce them at once."""
+        models = set(self.engine.models())
+        if models == before:
+            return
+        self.consumer.set_pools([(kind, model) for model in sorted(models) for kind in self.consumer.kinds])
+        await self.consumer.setup()
+        log.info(
+            "models now: %s (added: %s; removed: %s)",
+            ", ".join(sorted(models)) or "none",
+            ", ".join(sorted(models - before)) or "none",
+            ", ".join(sorted(before - models)) or "none",
+        )
+        await self._beat()
+
+    async def _pulls(self, engine: Pulls) -> None:
+        """Take model pulls from the queue until cancelled, backing off while Redis stays unreachable."""
+        backoff = Backoff()
+        while True:
+            began = time.monotonic()
+            try:
+                await serve_pulls(self, engine)
+            except (RedisError, OSError) as exc:
+                if time.monotonic() - began > backoff.cap:
+                    backoff.reset()
+                await backoff.wait(f"taking pulls failed ({exc or type(exc).__name__})")
+
     async def _taken_over(self, worker_id: str) -> None:
         self._takeover.set()
 
@@ -622,15 +658,6 @@ class Worker:
             except Exception as exc:
                 log.exception("rescanning the models failed; still serving %s", ", ".join(sorted(before)))
                 self._refresh_failures.append(f"{request_id} {exc}")
-            models = set(self.engine.models())
-            if models != before:
-                self.consumer.set_pools([(kind, model) for model in sorted(models) for kind in self.consumer.kinds])
-                await self.consumer.setup()
-                log.info(
-                    "models now: %s (added: %s; removed: %s)",
-                    ", ".join(sorted(models)) or "none",
-                    ", ".join(sorted(models - before)) or "none",
-                    ", ".join(sorted(before - models)) or "none",
-                )
+            await self.models_changed(before)
             self._refreshed.append(request_id)
             await self._beat()

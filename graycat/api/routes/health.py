@@ -83,10 +83,7 @@ async def health(request: Request) -> Response:
     served = Served.of(workers)
     status = "ok" if any(not w.get("loading") for w in workers) else "loading" if workers else "no_workers"
     pulling = {
-        model: progress
-        for w in workers
-        if w.get("loading")
-        for model, progress in ((w.get("engine") or {}).get("pulling") or {}).items()
+        model: progress for w in workers for model, progress in ((w.get("engine") or {}).get("pulling") or {}).items()
     }
     return json_response(
         {

@@ -87,17 +87,7 @@ async def embeddings(request: Request, body: ollama.LegacyEmbeddingsRequest) -> 
 
 def _on_disk(request: Request) -> dict[str, dict[str, Any]]:
     """The models folder's GGUF files (GRAYCAT_MODELS_DIR of the gateway), described as workers announce models."""
-    return {
-        m.name: {
-            "size": m.size,
-            "digest": m.sha256 or "",
-            "quantization": m.quant or "",
-            "family": m.family or "",
-            "parameter_size": m.parameter_size or "",
-            "created": m.modified,
-        }
-        for m in folder.models(request.app.state.settings.models_folder())
-    }
+    return {m.name: folder.described(m) for m in folder.models(request.app.state.settings.models_folder())}
 
 
 @router.get("/tags", summary="Models served by live workers, and the files of the models folder (Ollama)")

@@ -1,17 +1,18 @@
 """Ollama's model management on the gateway, admin tokens only: `POST /api/pull` (progress streamed in Ollama's
-NDJSON), `POST /api/copy` and `DELETE /api/delete`. The api pulls into its own models folder
-(GRAYCAT_MODELS_DIR): the folder its workers read under `graycat up`, or one shared with them; a worker serves a
-pulled model when started with it (`--model NAME` or its reference). Names are Hub references as Ollama writes
-them (`hf.co/OWNER/REPO:QUANT`), the `hf:` form, or URLs."""
+NDJSON), `POST /api/copy` and `DELETE /api/delete`. A pull is done by a worker, onto its own disk, through the
+queue (graycat/queue/pulls.py): the worker named in the request (`worker`, an extension), else the first free
+LLM worker that takes pulls; that worker then serves the model. Copy and delete act on the api's models folder
+(GRAYCAT_MODELS_DIR: the folder its workers read under `graycat up`, or one shared with them). Names are Hub
+references as Ollama writes them (`hf.co/OWNER/REPO:QUANT`), the `hf:` form, or URLs."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path, PurePosixPath
+from typing import Any, NoReturn
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -23,15 +24,17 @@ from graycat.api.dialects import ollama
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
 from graycat.api.routes import json_response
+from graycat.queue import pulls
+from graycat.queue.client import JobQueue
 from graycat.store import folder
-from graycat.store.download import download
-from graycat.store.refs import parse
-from graycat.store.remote import PullError, Remote
-from graycat.store.sources import locate
+from graycat.store.refs import HubRef, parse
+from graycat.store.remote import PullError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_admin)], route_class=JsonBodyRoute)
-PROGRESS_EVERY_S = 0.25
+START_GRACE_S = 60.0  # past the wait for a worker to take a pull: for it to list the repository and answer
+ALIVE_CHECK_S = 5.0  # how often a pull's worker is looked for among the live ones while it reports nothing
+IMAGE_FILES = (".safetensors", ".ckpt")
 
 
 class PullRequest(BaseModel):
@@ -41,6 +44,9 @@ class PullRequest(BaseModel):
     name: str | None = Field(None, description="The older spelling of `model`.")
     insecure: bool = False
     stream: bool = True
+    worker: str | None = Field(
+        None, description="The id of the worker to pull it and serve it (default: the first free one that takes pulls)."
+    )
 
 
 class CopyRequest(BaseModel):
@@ -57,84 +63,132 @@ class DeleteRequest(BaseModel):
     name: str | None = Field(None, description="The older spelling of `model`.")
 
 
-def _line(event: dict[str, object]) -> bytes:
-    return orjson.dumps({k: v for k, v in event.items() if not k.startswith("_")}) + b"\n"
+def _line(event: dict[str, Any]) -> bytes:
+    return orjson.dumps({k: v for k, v in event.items() if k != "code"}) + b"\n"
 
 
-@router.post("/pull", summary="Download a GGUF model into the models folder (Ollama; admin token)")
+@router.post("/pull", summary="Have a worker download a GGUF model and serve it (Ollama; admin token)")
 async def pull(request: Request, body: PullRequest) -> Response:
     text = (body.model or body.name or "").strip()
-    if parse(text) is None:
+    _check_ref(text)
+    queue: JobQueue = request.app.state.queue
+    worker = body.worker or None
+    _check_takers(await queue.live_workers(), worker)
+    wait_s = request.app.state.settings.queue_timeout_for("llm")
+    asked, entry = await pulls.ask(queue.redis, text, worker=worker, wait_s=wait_s)
+    events = pulls.follow(queue.redis, asked.id)
+    first = await _first_event(events, asked.deadline + START_GRACE_S)
+    if first is None:
+        await pulls.withdraw(queue.redis, worker, entry)
+        await events.aclose()
+        takers = "worker " + worker if worker else "any worker that takes pulls"
+        raise ApiError(
+            503,
+            f"no worker took the pull of {text} within {wait_s:g} s (QUEUE_TIMEOUT), asked of {takers}: "
+            "each worker pulls one model at a time",
+            code="no_worker",
+        )
+    if "error" in first:
+        await events.aclose()
+        raise ApiError(int(first.get("code") or 502), str(first["error"]), param="model")
+    progress = _progress(queue, first, events)
+    if body.stream:
+        return StreamingResponse((_line(event) async for event in progress), media_type=ollama.NDJSON)
+    last = [event async for event in progress][-1]
+    if "error" in last:
+        raise ApiError(int(last.get("code") or 502), str(last["error"]))
+    return json_response(last)
+
+
+def _check_ref(text: str) -> None:
+    """400 for what is no reference this gateway pulls: a name of Ollama's library, an image model."""
+    try:
+        ref = parse(text)
+    except PullError as exc:
+        raise ApiError(exc.status, str(exc), param="model") from None
+    if ref is None:
         raise ApiError(
             400,
             f"{text!r}: this server pulls from the Hugging Face Hub or a URL: name a model as "
             "hf.co/OWNER/REPO[:QUANT], hf:OWNER/REPO/path/file.gguf or https://...",
             param="model",
         )
-    models: Path = request.app.state.settings.models_folder()
+    file = (ref.file or "") if isinstance(ref, HubRef) else ref.file_name
+    if PurePosixPath(file).suffix.lower() in IMAGE_FILES:
+        raise ApiError(
+            400,
+            f"{text!r} is an image model: /api/pull pulls GGUF text models; put image models in the SD workers' "
+            "folder with `graycat pull --sd REF` (it has them read it again)",
+            param="model",
+        )
+
+
+def _check_takers(live: list[dict[str, Any]], worker: str | None) -> None:
+    """404 for a named worker that is not live, 409 for one that takes no pulls, 503 when none does."""
+    takers = sorted(str(w["id"]) for w in live if w.get("pulls"))
+    if worker is not None:
+        named = next((w for w in live if w.get("id") == worker), None)
+        if named is None:
+            raise ApiError(
+                404, f"no live worker {worker}; workers that take pulls: {', '.join(takers) or 'none'}", param="worker"
+            )
+        if not named.get("pulls"):
+            raise ApiError(409, f"worker {worker} takes no pulls: {_why_not(named)}", param="worker")
+    elif not takers:
+        reasons = "; ".join(f"{w['id']}: {_why_not(w)}" for w in live) or "no worker is live"
+        raise ApiError(
+            503,
+            f"no live worker takes pulls ({reasons}); start `graycat worker llm`, or run `graycat pull REF` where "
+            "a worker reads its models",
+            code="no_worker",
+        )
+
+
+def _why_not(worker: dict[str, Any]) -> str:
+    if worker.get("kind") != "llm":
+        return f"a {worker.get('kind')} worker"
+    if worker.get("loading"):
+        return "still loading its models (it takes pulls once ready)"
+    return "it serves an external llama.cpp server or the null engine"
+
+
+async def _first_event(events: AsyncGenerator[dict[str, Any] | None, None], deadline: float) -> dict[str, Any] | None:
+    """The pull's first event, or None when no worker answered by `deadline`."""
+    async for event in events:
+        if event is not None:
+            return event
+        if time.time() > deadline:
+            return None
+    return None
+
+
+async def _progress(
+    queue: JobQueue, first: dict[str, Any], events: AsyncGenerator[dict[str, Any] | None, None]
+) -> AsyncIterator[dict[str, Any]]:
+    """The pull's events from `first` to its end (`success` or an error); an error as well when its worker
+    stops reporting because it is gone."""
+    worker, checked = str(first.get("worker")), time.monotonic()
+    event: dict[str, Any] | None = first
     try:
-        found = await asyncio.to_thread(locate, text, models)
-    except PullError as exc:
-        raise ApiError(exc.status, str(exc), param="model") from None
-    events = _pull_events(found, models)
-    if body.stream:
-        return StreamingResponse((_line(event) async for event in events), media_type=ollama.NDJSON)
-    last = [event async for event in events][-1]
-    if "error" in last:
-        raise ApiError(int(str(last["_status"])), str(last["error"]))
-    return json_response(last)
-
-
-async def _pull_events(found: Path | Remote, models: Path) -> AsyncIterator[dict[str, object]]:
-    """Ollama's progress lines for a file being downloaded (in a thread); the last is `success` or an error (with
-    its HTTP status as `_status`, which is not sent)."""
-    yield {"status": "pulling manifest"}
-    if isinstance(found, Path):  # pulled before, and its source is out of reach now
-        yield {"status": "success"}
-        return
-    digest = f"sha256:{found.sha256}" if found.sha256 else None
-    status = f"pulling {found.sha256[:12]}" if found.sha256 else f"pulling {found.file_name}"
-    loop = asyncio.get_running_loop()
-    progress: asyncio.Queue[tuple[int, int | None]] = asyncio.Queue()
-    shown = 0.0
-
-    def report(done: int, total: int | None) -> None:
-        nonlocal shown
-        if time.monotonic() - shown >= PROGRESS_EVERY_S or done == total:
-            shown = time.monotonic()
-            loop.call_soon_threadsafe(progress.put_nowait, (done, total))
-
-    task = asyncio.ensure_future(asyncio.to_thread(download, found, models, progress=report))
-    try:
-        while not task.done() or not progress.empty():
-            with contextlib.suppress(TimeoutError):
-                done, total = await asyncio.wait_for(progress.get(), 0.5)
-                yield {
-                    "status": status,
-                    **({"digest": digest} if digest else {}),
-                    "total": total or found.size or 0,
-                    "completed": done,
-                }
-        path = task.result()
-    except PullError as exc:
-        yield {"error": str(exc), "_status": exc.status}
-        return
-    except OSError as exc:  # the models folder cannot be written
-        yield {"error": f"cannot write to the models folder: {exc}", "_status": 500}
-        return
+        while True:
+            if event is not None:
+                yield event
+                if "error" in event or event.get("status") == "success":
+                    if "error" not in event:
+                        await queue.served(fresh=True)  # the model is served at once by this api's requests
+                    return
+            elif time.monotonic() - checked > ALIVE_CHECK_S:
+                checked = time.monotonic()
+                if worker not in {w.get("id") for w in await queue.live_workers()}:
+                    yield {
+                        "error": f"worker {worker} stopped during the pull; what it received is kept on its "
+                        "disk, and a pull there again resumes it",
+                        "code": 502,
+                    }
+                    return
+            event = await events.__anext__()
     finally:
-        if not task.done():  # the client left: the download goes on, and its end is logged
-            task.add_done_callback(lambda t: _log_end(found.file_name, t))
-    yield {"status": "verifying sha256 digest"}
-    yield {"status": "writing manifest"}
-    yield {"status": "success", "model": path.stem}
-
-
-def _log_end(name: str, task: asyncio.Future[Path]) -> None:
-    if task.cancelled() or task.exception() is None:
-        log.info("pull of %s ended after its client left", name)
-    else:
-        log.warning("pull of %s failed after its client left: %s", name, task.exception())
+        await events.aclose()
 
 
 @router.delete("/delete", summary="Delete a model from the models folder (Ollama; admin token)")
@@ -143,7 +197,7 @@ async def delete(request: Request, body: DeleteRequest) -> Response:
     models: Path = request.app.state.settings.models_folder()
     found = folder.find(models, name)
     if found is None:
-        raise ApiError(404, f"model '{name}' not found in the models folder", param="model")
+        await _not_here(request.app.state.queue, name, "model")
     folder.remove(found)
     return Response(status_code=200)
 
@@ -153,7 +207,7 @@ async def copy(request: Request, body: CopyRequest) -> Response:
     models: Path = request.app.state.settings.models_folder()
     found = folder.find(models, ollama.model_name(body.source) or "")
     if found is None:
-        raise ApiError(404, f"model '{body.source}' not found in the models folder", param="source")
+        await _not_here(request.app.state.queue, ollama.model_name(body.source) or "", "source")
     try:
         await asyncio.to_thread(folder.copy, found, ollama.model_name(body.destination) or "")
     except ValueError as exc:
@@ -161,3 +215,17 @@ async def copy(request: Request, body: CopyRequest) -> Response:
     except FileExistsError as exc:
         raise ApiError(409, str(exc), param="destination") from None
     return Response(status_code=200)
+
+
+async def _not_here(queue: JobQueue, name: str, param: str) -> NoReturn:
+    """The error for a model not in the api's models folder: 409 when live workers serve it from their own
+    disks (where `graycat rm` and `graycat pull` manage it), else 404."""
+    holders = sorted(str(w["id"]) for w in await queue.live_workers() if name in w.get("models", []))
+    if holders:
+        raise ApiError(
+            409,
+            f"model '{name}' is on the disk of worker(s) {', '.join(holders)}, not in this gateway's models folder "
+            "(GRAYCAT_MODELS_DIR): manage it there (`graycat models`, `graycat rm`)",
+            param=param,
+        )
+    raise ApiError(404, f"model '{name}' not found in the models folder", param=param)

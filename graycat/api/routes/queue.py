@@ -16,7 +16,7 @@ from graycat.api.routes import json_response
 router = APIRouter(tags=["queue"], dependencies=[Depends(require_token)], route_class=TokenFirstRoute)
 
 _KINDS = {"llm": "text", "sd": "image"}
-_SUMMARY = ("id", "kind", "models", "slots", "busy", "heartbeat", "stopping")
+_SUMMARY = ("id", "kind", "models", "slots", "busy", "heartbeat", "stopping", "loading")
 _DETAILS = (*_SUMMARY, "jobs", "version", "host", "engine")  # where workers run and what: admins only
 
 
@@ -34,7 +34,14 @@ async def queue_status(request: Request, caller: Caller = Depends(require_token)
             w["id"] for w in workers if w.get("kind") == pool["kind"] and pool["model"] in w.get("models", [])
         ]
     fields = _DETAILS if caller.admin else _SUMMARY
-    return json_response({"pools": pools, "workers": [{k: w.get(k) for k in fields} for w in workers]})
+    return json_response(
+        {"pools": pools, "workers": [{**{k: w.get(k) for k in fields}, "pulling": _pulling(w)} for w in workers]}
+    )
+
+
+def _pulling(worker: dict[str, Any]) -> dict[str, Any]:
+    """The models a worker downloads now: name -> completed and total bytes."""
+    return dict((worker.get("engine") or {}).get("pulling") or {})
 
 
 @router.get(
@@ -45,17 +52,26 @@ async def queue_status(request: Request, caller: Caller = Depends(require_token)
 async def models(request: Request) -> Response:
     queue = request.app.state.queue
     known = await queue.models(fresh=True)
-    served: dict[str, dict[str, Any]] = defaultdict(lambda: {"workers": 0, "slots": 0})
+    served: dict[str, dict[str, Any]] = defaultdict(lambda: {"workers": 0, "slots": 0, "ready": 0, "pulling": None})
     for worker in await queue.live_workers():
         for name in worker.get("models", []):
             entry = served[name]
             entry["workers"] += 1
             entry["slots"] += int(worker.get("slots") or 0)
+            entry["ready"] += 0 if worker.get("loading") else 1
             entry["kind"] = worker.get("kind")
+            entry["pulling"] = _pulling(worker).get(name) or entry["pulling"]
     listing: dict[str, list[dict[str, Any]]] = {"text": [], "image": []}
     for name, entry in sorted(served.items()):
         info = known.get(name, {})
         listing[_KINDS.get(str(entry["kind"]), "text")].append(
-            {"name": name, "workers": entry["workers"], "slots": entry["slots"], "n_ctx": info.get("n_ctx")}
+            {
+                "name": name,
+                "workers": entry["workers"],
+                "slots": entry["slots"],
+                "n_ctx": info.get("n_ctx"),
+                "loading": entry["ready"] == 0,  # no worker serving it is ready yet: its requests wait
+                **({"pulling": entry["pulling"]} if entry["pulling"] else {}),  # downloaded at a worker's start
+            }
         )
     return json_response({**model_list({name: known.get(name, {}) for name in served}), **listing})

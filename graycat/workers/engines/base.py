@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from graycat.jobs import Job
@@ -51,4 +51,14 @@ class Skips(Protocol):
 
     def skip(self, job_id: str) -> None:
         """Skip the current image (iteration) of `job_id`, if it runs here."""
+        ...
+
+
+@runtime_checkable
+class Pulls(Protocol):
+    """An engine that can download a model by reference and then serve it as well (an embedded llama.cpp)."""
+
+    def pull(self, ref: str) -> AsyncIterator[dict[str, Any]]:
+        """Download `ref` into the models folder (unless it is there), then serve it: Ollama-shaped progress
+        events, the last `{"status": "success", "model": NAME}`. PullError when it cannot."""
         ...
