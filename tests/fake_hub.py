@@ -179,7 +179,8 @@ SMOLLM_REPO = "graycat-test/SmolLM2-135M-Instruct-GGUF"
 def smollm_hub(model: HubFile, model_file: str) -> FakeHub:
     """A Hub whose SMOLLM_REPO holds the real SmolLM2 GGUF as `model_file`, beside stand-ins of other
     quantisations (Q4_K_M, Q4_K_S, an F32 listed as 10 PB, a Q8_0 in two parts) and a README;
-    `graycat-test/no-gguf` holds a README only; `/files/` serves the GGUF as a plain URL."""
+    `graycat-test/no-gguf` holds a README only, `graycat-test/image-model` a diffusers model; `/files/` serves
+    the GGUF as a plain URL."""
     stub = HubFile(b"GGUF not a model")
     return FakeHub(
         {
@@ -193,6 +194,7 @@ def smollm_hub(model: HubFile, model_file: str) -> FakeHub:
                 "Q8_0/SmolLM2-135M-Instruct.Q8_0-00002-of-00002.gguf": stub,
             },
             "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
+            "graycat-test/image-model": {"model_index.json": HubFile(b"{}"), "unet/model.safetensors": stub},
             "files": {model_file: model},
         }
     )

@@ -134,6 +134,18 @@ def test_a_corrupted_byte_is_refused_and_nothing_is_left(faults: FakeHub, tmp_pa
     assert not (tmp_path / DEFAULT_MODEL_FILE).exists() and not list((tmp_path / ".partial").glob("*.part"))
 
 
+def test_a_full_disk_midway_is_said_and_nothing_put_in_place(faults: FakeHub, model: HubFile, tmp_path: Path) -> None:
+    """The partial file is /dev/full (every write fails with ENOSPC, as on a disk that filled up during the
+    download, after the free space was checked)."""
+    partial = tmp_path / ".partial" / f"{DEFAULT_MODEL_FILE}.{model.sha256[:16]}.part"
+    partial.parent.mkdir()
+    partial.symlink_to("/dev/full")
+    with pytest.raises(PullError) as failure:
+        pull(REF, tmp_path)
+    assert failure.value.status == 507 and f"the disk of {partial.parent} is full" in str(failure.value)
+    assert "run the pull again to resume" in str(failure.value) and not (tmp_path / DEFAULT_MODEL_FILE).exists()
+
+
 def test_a_url_with_its_checksum(faults: FakeHub, model: HubFile, tmp_path: Path) -> None:
     url = f"{faults.url}/files/{DEFAULT_MODEL_FILE}"
     wrong = "0" * 64
@@ -151,6 +163,7 @@ def test_a_url_with_its_checksum(faults: FakeHub, model: HubFile, tmp_path: Path
             "has no file missing.gguf; its GGUF files: Q8_0/SmolLM2-135M-Instruct.Q8_0-00001-of-00002.gguf (Q8_0), ",
         ),
         ("hf:graycat-test/no-gguf", "holds no GGUF file"),
+        ("hf:graycat-test/image-model", "holds no GGUF file but image model weights: put it in the SD workers'"),
         (
             f"hf:{REPO}:Q4_K",
             "Q4_K matches 2 files of graycat-test/SmolLM2-135M-Instruct-GGUF: "

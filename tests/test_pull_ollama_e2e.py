@@ -64,14 +64,36 @@ def test_a_worker_pulls_and_serves_a_model_for_the_ollama_client(own: Cluster, h
         (f"hf.co/{SMOLLM_REPO}:Q4_K", 400, "Q4_K matches 2 files"),  # answered by the worker, from the Hub
         ("hf.co/graycat-test/none", 404, "no repository graycat-test/none"),
         ("hf.co/graycat-test/no-gguf", 404, "holds no GGUF file"),
+        ("hf.co/graycat-test/image-model", 404, "`graycat pull --sd hf:graycat-test/image-model`"),
         (f"hf.co/{SMOLLM_REPO}:F32", 507, "not enough disk space"),
+        (f"hf.co/{SMOLLM_REPO}:Q4_K_M", 422, "was pulled, but llama.cpp cannot serve it"),  # no model inside
     ):
         with pytest.raises(ollama.ResponseError) as failed:
             admin.pull(bad)
         assert (failed.value.status_code, message in str(failed.value)) == (status, True), (bad, failed.value)
 
-    hub.faults.seconds_per_mb = 0.01
+    hub.faults.__init__()  # type: ignore[misc]
+    hub.faults.corrupt_at = 1_234_567
+    with pytest.raises(ollama.ResponseError) as corrupted:
+        admin.pull(REF)
+    assert corrupted.value.status_code == 502 and "checksum mismatch" in str(corrupted.value)
+    hub.faults.corrupt_at = None
+    partial = (
+        worker_models
+        / ".partial"
+        / f"{DEFAULT_MODEL_FILE}.{hub.repos[SMOLLM_REPO][DEFAULT_MODEL_FILE].sha256[:16]}.part"
+    )
+    partial.symlink_to("/dev/full")  # every write fails with ENOSPC: the disk filled up during the download
+    with pytest.raises(ollama.ResponseError) as full:
+        admin.pull(REF)
+    assert full.value.status_code == 507 and "is full" in str(full.value) and "run the pull again" in str(full.value)
+    partial.unlink()
+    assert not (worker_models / DEFAULT_MODEL_FILE).exists()
+
+    hub.faults.__init__()  # type: ignore[misc]
+    hub.faults.seconds_per_mb, hub.faults.drop_after = 0.01, 30_000_000  # the connection drops once, midway
     steps = list(admin.pull(REF, stream=True))
+    assert [r is not None for r in hub.faults.ranges] == [False, True]  # resumed where it stopped
     assert steps[0].status == "pulling manifest" and steps[-1].status == "success"
     downloading = [s for s in steps if s.completed is not None]
     total = len(default_model_path().read_bytes())

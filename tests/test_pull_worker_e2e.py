@@ -1,5 +1,6 @@
 """`graycat worker llm --model hf:...`: the worker pulls its model from a (local) Hub at start, is announced as
-loading meanwhile (its download's progress in /health; requests wait for it), then serves it through the gateway."""
+loading meanwhile (its download's progress in /health, /models, /queue/status and the metrics; requests wait
+for it), then serves it through the gateway."""
 
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ def test_a_worker_pulls_its_model_then_serves_it(cluster: Cluster, hub: FakeHub,
     wait_until(pulling, 60, "the download's progress in /health")
     total = len(default_model_path().read_bytes())
     assert 0 < seen[NAME]["completed"] < seen[NAME]["total"] == total
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as http:
+        [listed] = [m for m in http.get("/models").json()["text"] if m["name"] == NAME]
+        [status] = [w for w in http.get("/queue/status").json()["workers"] if NAME in w["models"]]
+    assert listed["loading"] is True and 0 < listed["pulling"]["completed"] <= listed["pulling"]["total"] == total
+    assert status["loading"] is True and status["pulling"][NAME]["total"] == total
     metrics = httpx.get(f"{base}/metrics", timeout=5).text  # from a loopback address: no token needed
     figures = {
         line.split("{")[0]: float(line.rsplit(" ", 1)[1])

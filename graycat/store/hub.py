@@ -15,6 +15,7 @@ from huggingface_hub.utils import build_hf_headers
 from graycat.store.refs import HubRef, quant_of
 from graycat.store.remote import PullError, Remote
 
+IMAGE_WEIGHTS = (".safetensors", ".ckpt")  # a repository of these and no GGUF holds an image model
 DEFAULT_QUANT = "Q4_K_M"  # what Ollama pulls when a Hub reference names no tag
 _SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)  # one part of a model split by gguf-split
 
@@ -40,7 +41,7 @@ def resolve(ref: HubRef) -> Remote:
             raise PullError(f"{ref.repo} has no file {ref.file}" + _choices(ggufs), 404)
         path = ref.file
     else:
-        path = _by_quant(ref, ggufs)
+        path = _by_quant(ref, ggufs, files)
     return remote(ref, path, files)
 
 
@@ -71,8 +72,14 @@ def listing(ref: HubRef) -> dict[str, tuple[int, str | None]]:
     return {e.path: (e.size, e.lfs.sha256 if e.lfs else None) for e in entries if isinstance(e, RepoFile)}
 
 
-def _by_quant(ref: HubRef, ggufs: dict[str, tuple[int, str | None]]) -> str:
+def _by_quant(ref: HubRef, ggufs: dict[str, tuple[int, str | None]], files: Iterable[str]) -> str:
     models = sorted(p for p in ggufs if not p.rsplit("/", 1)[-1].lower().startswith("mmproj"))
+    if not models and any(p.endswith(IMAGE_WEIGHTS) for p in files):
+        raise PullError(
+            f"{ref.repo} holds no GGUF file but image model weights: put it in the SD workers' folder with "
+            f"`graycat pull --sd hf:{ref.repo}`",
+            404,
+        )
     if not models:
         raise PullError(f"{ref.repo} holds no GGUF file; name one with hf:{ref.repo}/path/file.gguf", 404)
     if ref.quant is None:

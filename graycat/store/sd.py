@@ -14,7 +14,7 @@ from graycat.store.refs import HubRef, parse
 from graycat.store.remote import PullError
 
 FOLDERS = {"checkpoint": "Stable-diffusion", "lora": "Lora", "vae": "VAE", "controlnet": "ControlNet"}
-WEIGHTS = (".safetensors", ".ckpt")
+WEIGHTS = hub.IMAGE_WEIGHTS
 FOLDER_FILES = (".json", ".txt", ".safetensors", ".model")  # what a diffusers folder needs: configs, tokenizer, weights
 MARKERS = {"checkpoint": "model_index.json", "controlnet": "config.json"}  # at the root of a diffusers repository
 

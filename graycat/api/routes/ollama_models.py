@@ -27,6 +27,7 @@ from graycat.api.routes import json_response
 from graycat.queue import pulls
 from graycat.queue.client import JobQueue
 from graycat.store import folder
+from graycat.store.hub import IMAGE_WEIGHTS
 from graycat.store.refs import HubRef, parse
 from graycat.store.remote import PullError
 
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["Ollama"], dependencies=[Depends(require_admin)], route_class=JsonBodyRoute)
 START_GRACE_S = 60.0  # past the wait for a worker to take a pull: for it to list the repository and answer
 ALIVE_CHECK_S = 5.0  # how often a pull's worker is looked for among the live ones while it reports nothing
-IMAGE_FILES = (".safetensors", ".ckpt")
 
 
 class PullRequest(BaseModel):
@@ -114,7 +114,7 @@ def _check_ref(text: str) -> None:
             param="model",
         )
     file = (ref.file or "") if isinstance(ref, HubRef) else ref.file_name
-    if PurePosixPath(file).suffix.lower() in IMAGE_FILES:
+    if PurePosixPath(file).suffix.lower() in IMAGE_WEIGHTS:
         raise ApiError(
             400,
             f"{text!r} is an image model: /api/pull pulls GGUF text models; put image models in the SD workers' "
