@@ -8,6 +8,7 @@ an image model and bad references each get a clear answer. Under `graycat up` (o
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import subprocess
 import sys
@@ -149,6 +150,33 @@ def test_a_worker_that_takes_no_pulls_is_named(own: Cluster, tmp_path: Path) -> 
     worker.stop()
 
 
+def test_a_named_worker_pulls_and_a_worker_lost_midway_is_said(own: Cluster, hub: FakeHub, tmp_path: Path) -> None:
+    _, base = own.api()
+    first = own.worker("--slots", "1", GRAYCAT_MODELS_DIR=str(tmp_path / "a"), HF_ENDPOINT=hub.url)
+    first_id = _worker_id(base)
+    own.worker("--slots", "1", GRAYCAT_MODELS_DIR=str(tmp_path / "b"), HF_ENDPOINT=hub.url)
+    second_id = next(w for w in _worker_ids(base) if w != first_id)
+    hub.faults.__init__()  # type: ignore[misc]
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60) as http:
+        named = http.post("/api/pull", json={"model": REF, "worker": second_id, "stream": False})
+        assert named.status_code == 200 and named.json()["worker"] == second_id, named.text
+        assert (tmp_path / "b" / DEFAULT_MODEL_FILE).is_file() and not (tmp_path / "a" / DEFAULT_MODEL_FILE).exists()
+        [row] = [m for m in http.get("/models").json()["text"] if m["name"] == NAME]
+        assert row["workers"] == 1
+
+        hub.faults.seconds_per_mb = 0.2  # about 20 s: the worker is killed midway
+        body = {"model": f"{hub.url}/files/{DEFAULT_MODEL_FILE}", "worker": first_id}
+        with http.stream("POST", "/api/pull", json=body) as pulling:
+            assert pulling.status_code == 200
+            lines = []
+            for line in pulling.iter_lines():
+                lines.append(json.loads(line))
+                if lines[-1].get("completed") and len(lines) == 3:
+                    first.stop(signal.SIGKILL)
+    assert "stopped during the pull" in lines[-1]["error"] and first_id in lines[-1]["error"], lines[-1]
+    assert next((tmp_path / "a" / ".partial").glob("*.part")).stat().st_size > 0  # kept for the next pull there
+
+
 def test_under_graycat_up_a_pulled_model_is_served_copied_and_deleted(hub: FakeHub, tmp_path: Path) -> None:
     """Standalone: the api and its worker share the data folder's models, so copy and delete find the file."""
     hub.faults.seconds_per_mb = 0
@@ -179,6 +207,11 @@ def _worker_id(base: str, model: str | None = None) -> str:
     """The id of the live LLM worker (serving `model` when given), from /queue/status."""
     status = httpx.get(f"{base}/queue/status", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10).json()
     return next(w["id"] for w in status["workers"] if w["kind"] == "llm" and (model is None or model in w["models"]))
+
+
+def _worker_ids(base: str) -> list[str]:
+    status = httpx.get(f"{base}/queue/status", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10).json()
+    return [w["id"] for w in status["workers"]]
 
 
 def _cli_row(cluster: Cluster, models: Path) -> list[str]:
