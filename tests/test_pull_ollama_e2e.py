@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,7 +155,7 @@ def test_a_named_worker_pulls_and_a_worker_lost_midway_is_said(own: Cluster, hub
     _, base = own.api()
     first = own.worker("--slots", "1", GRAYCAT_MODELS_DIR=str(tmp_path / "a"), HF_ENDPOINT=hub.url)
     first_id = _worker_id(base)
-    own.worker("--slots", "1", GRAYCAT_MODELS_DIR=str(tmp_path / "b"), HF_ENDPOINT=hub.url)
+    second = own.worker("--slots", "1", GRAYCAT_MODELS_DIR=str(tmp_path / "b"), HF_ENDPOINT=hub.url)
     second_id = next(w for w in _worker_ids(base) if w != first_id)
     hub.faults.__init__()  # type: ignore[misc]
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60) as http:
@@ -175,6 +176,17 @@ def test_a_named_worker_pulls_and_a_worker_lost_midway_is_said(own: Cluster, hub
                     first.stop(signal.SIGKILL)
     assert "stopped during the pull" in lines[-1]["error"] and first_id in lines[-1]["error"], lines[-1]
     assert next((tmp_path / "a" / ".partial").glob("*.part")).stat().st_size > 0  # kept for the next pull there
+
+    # about 50 s (its progress comes every 10 MB, huggingface_hub's chunk): a worker asked to stop does not wait
+    hub.faults.seconds_per_mb = 0.5
+    body["worker"] = second_id
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with httpx.stream("POST", f"{base}/api/pull", json=body, headers=admin, timeout=60) as pulling:
+        for line in pulling.iter_lines():
+            if json.loads(line).get("completed"):
+                break
+        began = time.monotonic()
+        assert second.stop(timeout=60) == 0 and time.monotonic() - began < 20
 
 
 def test_under_graycat_up_a_pulled_model_is_served_copied_and_deleted(hub: FakeHub, tmp_path: Path) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from graycat.jobs import Job
-from graycat.store.download import download
+from graycat.store.download import INTERRUPTED, download
 from graycat.store.folder import OnDisk, described, on_disk
 from graycat.store.remote import PullError
 from graycat.store.sources import locate
@@ -74,8 +75,12 @@ class PullingEngine:
             progress: asyncio.Queue[tuple[int, int | None]] = asyncio.Queue()
             shown = 0.0
 
+            stopped = threading.Event()  # set when the pull is abandoned: the download thread ends at its next write
+
             def report(done: int, total: int | None) -> None:
                 nonlocal shown
+                if stopped.is_set():
+                    raise PullError(f"the pull of {name} stopped", INTERRUPTED)
                 self.pulls[name] = {"completed": done, "total": total}
                 if time.monotonic() - shown >= PROGRESS_EVERY_S or done == total:
                     shown = time.monotonic()
@@ -90,6 +95,9 @@ class PullingEngine:
                 path = task.result()
             finally:
                 self.pulls.pop(name, None)
+                if not task.done():  # the worker stops: let its thread end rather than finish the download
+                    stopped.set()
+                    task.add_done_callback(lambda t: t.cancelled() or t.exception())
             yield {"status": "verifying sha256 digest"}
             yield {"status": "writing manifest"}
         name = path.stem
