@@ -625,16 +625,16 @@ class Worker:
         await self._beat()
 
     async def _pulls(self, engine: Pulls) -> None:
-        """Take model pulls from the queue until cancelled, backing off while Redis stays unreachable."""
+        """Take model pulls from the queue until the worker stops, backing off while Redis stays unreachable."""
         backoff = Backoff()
-        while True:
+        while not self._stopping.is_set():
             began = time.monotonic()
             try:
                 await serve_pulls(self, engine)
             except (RedisError, OSError) as exc:
                 if time.monotonic() - began > backoff.cap:
                     backoff.reset()
-                await backoff.wait(f"taking pulls failed ({exc or type(exc).__name__})")
+                await backoff.wait(f"taking pulls failed ({exc or type(exc).__name__})", self._stopping)
 
     async def _taken_over(self, worker_id: str) -> None:
         self._takeover.set()
