@@ -616,6 +616,7 @@ class Worker:
             return
         self.consumer.set_pools([(kind, model) for model in sorted(models) for kind in self.consumer.kinds])
         await self.consumer.setup()
+        self._slot_free.set()  # a model added brings slots of its own: a claim loop waiting for one goes on
         log.info(
             "models now: %s (added: %s; removed: %s)",
             ", ".join(sorted(models)) or "none",
