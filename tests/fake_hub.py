@@ -1,7 +1,7 @@
 """A local stand-in for the Hugging Face Hub (nobody can reach the real one from the test machines): the routes
 `huggingface_hub` calls to list a repository (`/api/models/OWNER/REPO/tree/REV`) and to fetch a file
 (`/OWNER/REPO/resolve/REV/PATH`, with Range), plus plain `/files/NAME` URLs. Faults on demand: a connection dropped
-mid-file, the server refusing downloads for a while, a corrupted byte."""
+mid-file, the server refusing downloads for a while, a corrupted byte; gated repositories that need a token."""
 
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ class Faults:
 class FakeHub:
     """Repositories of files by path, served on a free loopback port until `close`."""
 
-    def __init__(self, repos: dict[str, dict[str, HubFile]]) -> None:
+    def __init__(self, repos: dict[str, dict[str, HubFile]], gated: dict[str, str] | None = None) -> None:
         self.repos = repos
+        self.gated = gated or {}  # repository -> the token it needs (as HF_TOKEN sends it)
         self.faults = Faults()
         self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -89,7 +90,17 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, b"no such route", {})
 
+        def _refused(self, repo: str | None) -> bool:
+            """A gated repository asked without its token: 401, as the Hub answers."""
+            token = hub.gated.get(repo or "")
+            if token is None or self.headers.get("Authorization") == f"Bearer {token}":
+                return False
+            self._send(401, b'{"error":"Access to this model is restricted"}', {"X-Error-Code": "GatedRepo"})
+            return True
+
         def _tree(self, repo: str) -> None:
+            if self._refused(repo):
+                return
             files = hub.repos.get(repo)
             if files is None:
                 self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
@@ -107,6 +118,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._send(200, orjson.dumps(listing), {"Content-Type": "application/json"})
 
         def _file(self, files: dict[str, HubFile] | None, name: str, body: bool, repo: str | None) -> None:
+            if self._refused(repo):
+                return
             found = (files or {}).get(name)
             if found is None:
                 code = "RepoNotFound" if files is None else "EntryNotFound"
@@ -174,13 +187,14 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
 
 SMOLLM_REPO = "graycat-test/SmolLM2-135M-Instruct-GGUF"
+GATED_REPO, GATED_TOKEN = "graycat-test/gated", "hf_test_token"
 
 
 def smollm_hub(model: HubFile, model_file: str) -> FakeHub:
     """A Hub whose SMOLLM_REPO holds the real SmolLM2 GGUF as `model_file`, beside stand-ins of other
     quantisations (Q4_K_M, Q4_K_S, an F32 listed as 10 PB, a Q8_0 in two parts) and a README;
-    `graycat-test/no-gguf` holds a README only, `graycat-test/image-model` a diffusers model; `/files/` serves
-    the GGUF as a plain URL."""
+    `graycat-test/no-gguf` holds a README only, `graycat-test/image-model` a diffusers model, GATED_REPO a GGUF
+    for GATED_TOKEN only; `/files/` serves the GGUF as a plain URL."""
     stub = HubFile(b"GGUF not a model")
     return FakeHub(
         {
@@ -195,8 +209,10 @@ def smollm_hub(model: HubFile, model_file: str) -> FakeHub:
             },
             "graycat-test/no-gguf": {"README.md": HubFile(b"# nothing here\n")},
             "graycat-test/image-model": {"model_index.json": HubFile(b"{}"), "unet/model.safetensors": stub},
+            GATED_REPO: {"gated.Q4_0.gguf": stub},
             "files": {model_file: model},
-        }
+        },
+        gated={GATED_REPO: GATED_TOKEN},
     )
 
 

@@ -20,7 +20,7 @@ from graycat.store.refs import HubRef, UrlRef, parse, quant_of
 from graycat.store.remote import PullError
 from graycat.workers.engines.llama_server import DEFAULT_MODEL_FILE, default_model_path
 from tests.conftest import wait_until
-from tests.fake_hub import SMOLLM_REPO, FakeHub, HubFile, smollm_hub
+from tests.fake_hub import GATED_REPO, GATED_TOKEN, SMOLLM_REPO, FakeHub, HubFile, smollm_hub
 
 REPO = SMOLLM_REPO
 NAME = Path(DEFAULT_MODEL_FILE).stem  # SmolLM2-135M-Instruct.Q4_1
@@ -181,6 +181,15 @@ def test_bad_references_are_explained(faults: FakeHub, tmp_path: Path, ref: str,
         pull(ref, tmp_path)
     assert message in str(failure.value)
     assert faults.faults.ranges == []  # nothing was downloaded
+
+
+def test_a_gated_repository_needs_hf_token(faults: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no token stored by a login either
+    with pytest.raises(PullError, match=f"no repository {GATED_REPO} on .*a private or gated one needs HF_TOKEN"):
+        pull(f"hf:{GATED_REPO}:Q4_0", tmp_path)
+    monkeypatch.setenv("HF_TOKEN", GATED_TOKEN)
+    assert pull(f"hf:{GATED_REPO}:Q4_0", tmp_path).read_bytes() == faults.repos[GATED_REPO]["gated.Q4_0.gguf"].data
 
 
 def test_an_unreachable_url_and_a_bad_checksum_argument(faults: FakeHub, tmp_path: Path) -> None:
