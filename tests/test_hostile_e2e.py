@@ -122,6 +122,24 @@ PROBES: list[Probe] = [
         },
         says="MAX_GRAMMAR_DEPTH",
     ),
+    Probe(  # an unknown trigger type aborts llama.cpp (SIGABRT): every job on the engine failed with it
+        "trigger-type-unknown",
+        "/completion",
+        {
+            "prompt": "x",
+            "n_predict": 1,
+            "grammar": 'root ::= "a"',
+            "grammar_lazy": True,
+            "grammar_triggers": [{"type": 99, "value": "a"}],
+        },
+        says="grammar_triggers.0.type",
+    ),
+    Probe(
+        "trigger-type-unknown-openai",
+        "/v1/completions",
+        {"prompt": "x", "max_tokens": 1, "grammar": 'root ::= "a"', "grammar_triggers": [{"type": -1, "value": "a"}]},
+        says="grammar_triggers.0.type",
+    ),
     Probe(
         "ollama-format-ref-chain",
         "/api/chat",

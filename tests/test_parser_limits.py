@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from graycat.api.access.parser_limits import ParserLimits, TooComplex, check_fields, grammar_depth, regex_depth
+from graycat.api.dialects import BadField
 
 LIMITS = ParserLimits(grammar_bytes=4096, grammar_depth=10, schema_bytes=4096, schema_depth=12)
 
@@ -67,6 +68,16 @@ def test_trigger_patterns_are_bounded_and_trigger_words_are_not() -> None:
         == "grammar_triggers.1.value"
     )
     assert refused({"grammar_triggers": [{"type": "pattern_full", "value": pattern}]})
+
+
+@pytest.mark.parametrize("kind", [-1, 4, 99, 1e10, 2.0])
+def test_a_trigger_type_llama_cpp_does_not_know_is_refused(kind: float) -> None:
+    """llama.cpp aborts (SIGABRT) on a trigger type it has no case for: the engine restarts and every job on it
+    fails, so one request could keep a worker's engine down."""
+    with pytest.raises(BadField) as caught:
+        check_fields({"grammar_triggers": [{"type": 1, "value": "x"}, {"type": kind, "value": "x"}]}, LIMITS)
+    assert caught.value.param == "grammar_triggers.1.type"
+    check_fields({"grammar_triggers": [{"type": t, "value": "x", "token": 5} for t in (0, 1, 2, 3)]}, LIMITS)
 
 
 def nested_schema(depth: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from graycat.api.dialects import BadField
 
 _PATTERN_TRIGGERS = {2, 3, "pattern", "pattern_full"}  # llama.cpp's COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN(_FULL)
+_TRIGGER_TYPES = range(4)  # token, word, pattern, pattern_full: llama.cpp aborts on any other number
 # The fields check_fields reads: a request with none of them (most) is not looked at further.
 _FIELDS = frozenset({"grammar", "grammar_triggers", "json_schema", "format", "response_format", "tools"})
 
@@ -63,6 +64,8 @@ def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:
     if isinstance(grammar := fields.get("grammar"), str):
         _check_grammar("grammar", grammar, limits)
     for i, trigger in enumerate(_list(fields.get("grammar_triggers"))):
+        if isinstance(trigger, dict):
+            _check_trigger_type(f"grammar_triggers.{i}.type", trigger.get("type"))
         if (
             isinstance(trigger, dict)
             and trigger.get("type") in _PATTERN_TRIGGERS
@@ -100,6 +103,14 @@ def _schemas(fields: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
     for i, tool in enumerate(_list(fields.get("tools"))):
         if isinstance(tool, dict) and isinstance(fn := tool.get("function"), dict) and "parameters" in fn:
             yield f"tools.{i}.function.parameters", fn["parameters"]
+
+
+def _check_trigger_type(param: str, kind: Any) -> None:
+    """A trigger type given as a number must be one llama.cpp knows: it aborts the engine on any other (names
+    are left to the engine, which refuses those it does not read)."""
+    number = isinstance(kind, int | float) and not isinstance(kind, bool)
+    if number and not (isinstance(kind, int) and kind in _TRIGGER_TYPES):
+        raise BadField(param, "must be 0 (token), 1 (word), 2 (pattern) or 3 (pattern_full)")
 
 
 def _check_grammar(param: str, grammar: str, limits: ParserLimits) -> None:
