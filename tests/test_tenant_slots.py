@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from graycat.workers.engines.tenant_slots import ForeignSlot, TenantSlots
+from graycat.workers.engines.tenant_slots import ForeignSlot, PromptCache, TenantSlots, UnknownSlot
 
 
 def _run(table: TenantSlots, owner: str, prompt: str, **extra: object) -> tuple[int | None, bool]:
@@ -48,6 +48,14 @@ def test_slot_actions_act_only_on_the_callers_slots() -> None:
     table.begin_action(slot, "save", "b")
     with pytest.raises(ForeignSlot):
         table.begin_action(slot, "save", "a")
+
+
+@pytest.mark.parametrize("mode", ["tenant", "shared", "off"])
+def test_a_slot_the_engine_does_not_have_is_refused(mode: PromptCache) -> None:
+    table = TenantSlots(2, mode)
+    for index in (2, 64, 2**31 - 1):
+        with pytest.raises(UnknownSlot):
+            table.begin_action(index, "erase", "a")
 
 
 def test_unknown_content_is_nobodys() -> None:

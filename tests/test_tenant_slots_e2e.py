@@ -61,3 +61,13 @@ def test_negative_slot_ids_are_refused(gateway: Gateway, path: str) -> None:
     with gateway.client() as http:
         resp = http.post(path, json={"filename": "x.bin"})
     assert resp.status_code == 400 and "id_slot" in resp.json()["error"]["message"], resp.text
+
+
+@pytest.mark.parametrize("path", ["/slots/64?action=erase", "/slots/2147483647?action=save"])
+def test_slot_numbers_past_the_workers_slots_are_refused(gateway: Gateway, other: httpx.Client, path: str) -> None:
+    """llama.cpp took any slot number and acted on one of its slots: the owner check was skipped for numbers
+    past the worker's slots, so another token could save or erase a conversation that was not its own."""
+    with gateway.client() as mine:
+        _complete(mine, SECRET_PROMPT + "Q: hello")
+    resp = other.post(path, json={"filename": "stolen.bin"})
+    assert resp.status_code == 400 and "does not exist" in resp.json()["error"]["message"], resp.text

@@ -14,7 +14,7 @@ from graycat.chat_templates import template_name
 from graycat.jobs import Job, error_body
 from graycat.workers.engines.base import Emit
 from graycat.workers.engines.supervisor import Child, EngineProcess
-from graycat.workers.engines.tenant_slots import ForeignSlot, PromptCache, TenantSlots
+from graycat.workers.engines.tenant_slots import ForeignSlot, PromptCache, TenantSlots, UnknownSlot
 
 _JSON = {"Content-Type": "application/json"}
 METRICS_POLL_S = 2.0  # as often as the worker heartbeats, which carries the figures
@@ -188,6 +188,8 @@ class LlamaHttpEngine:
             self._tenants.begin_action(int(index), action, job.owner)
         except ForeignSlot as exc:
             return 403, error_body(403, str(exc), "permission_error")
+        except UnknownSlot as exc:
+            return 400, error_body(400, str(exc), "invalid_request_error")
         status = 0
         base, child = await self._target()
         try:

@@ -37,6 +37,10 @@ class ForeignSlot(Exception):
     """A slot action on a slot another token used last."""
 
 
+class UnknownSlot(Exception):
+    """A slot action on a slot number the engine does not have."""
+
+
 @dataclass(slots=True)
 class _Slot:
     owner: str | None = None
@@ -97,8 +101,10 @@ class TenantSlots:
     def begin_action(self, index: int, action: str, owner: str) -> None:
         """Admit a slot action of `owner` (ForeignSlot when the slot is another token's). While a restore or an
         erase runs, nobody reuses the slot."""
-        if self.mode == "shared" or not 0 <= index < len(self._slots):
-            return  # the engine answers an unknown slot itself
+        if not 0 <= index < len(self._slots):  # llama.cpp acted on one of its slots for any number
+            raise UnknownSlot(f"slot {index} does not exist: this model's slots are 0 to {len(self._slots) - 1}")
+        if self.mode == "shared":
+            return
         slot = self._slots[index]
         if action != "restore" and slot.owner not in (None, owner):
             raise ForeignSlot(
