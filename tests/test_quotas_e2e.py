@@ -90,6 +90,26 @@ def test_every_prompt_of_a_request_counts(gateway: Gateway) -> None:
     assert settled(gateway, "many-prompts", 3)["completion_tokens"] == 15 + 10 + 20
 
 
+def test_completions_asked_for_in_any_form_are_reserved(gateway: Gateway) -> None:
+    """`n_cmpl: 2.0` made two completions (llama.cpp reads 2.0 as 2) that reserved, and took a slot for, one;
+    Anthropic's and the Responses API's answers are one message, so the extra completions llama.cpp made for
+    their `n` were never reserved (a token went past its quota) and a Responses answer of several was a 500."""
+    secret = new_token(gateway, "float-n", daily_tokens=15)
+    chat = {"messages": [{"role": "user", "content": "x"}], "ignore_eos": True}
+    with gateway.client(secret) as http:
+        native = http.post("/completion", json={"prompt": "x", "n_predict": 5, "n_cmpl": 2.0, "ignore_eos": True})
+        openai = http.post("/v1/chat/completions", json={**chat, "max_tokens": 5, "n_cmpl": 2.0})
+        messages = http.post("/v1/messages", json={**chat, "max_tokens": 5, "n": 2})
+        responses = http.post("/v1/responses", json={"input": "x", "max_output_tokens": 5, "n_cmpl": 2})
+        huge = http.post("/completion", content=b'{"prompt": "x", "n_cmpl": 1e400}')
+    assert native.status_code == 200 and len(native.json()) == 2, native.text
+    assert openai.status_code == 429 and "needs 10 generated tokens" in openai.json()["error"]["message"]
+    assert messages.status_code == 400 and messages.json()["error"]["message"].startswith("n: "), messages.text
+    assert responses.status_code == 400 and responses.json()["error"]["param"] == "n_cmpl", responses.text
+    assert huge.status_code == 400 and "(MAX_PROMPTS)" in huge.json()["error"]["message"], huge.text
+    assert settled(gateway, "float-n", 1)["completion_tokens"] == 10
+
+
 def test_parallel_requests_cannot_spend_more_than_the_quota(gateway: Gateway) -> None:
     secret = new_token(gateway, "parallel", daily_tokens=5)
 

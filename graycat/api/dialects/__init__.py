@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -63,8 +65,22 @@ def prompt_count(prompt: object) -> int:
 
 def completions_each(values: Iterable[object]) -> int:
     """Completions per prompt, from the `n` / `n_cmpl` values given (whichever is larger; 1 when none is a
-    positive integer)."""
-    return max([v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 0], default=1)
+    positive number). A number with a fraction counts as llama.cpp reads it (2.0 and 2.5 make 2); one too large
+    to read counts as more than any request may ask for."""
+    counts = [_count(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return max([c for c in counts if c > 0], default=1)
+
+
+def _count(value: float) -> int:
+    return int(value) if math.isfinite(value) else sys.maxsize
+
+
+def one_answer(extra: Mapping[str, object], api: str) -> None:
+    """400 for `n` or `n_cmpl` other than 1 in a dialect that answers with one message (llama.cpp would make
+    the others all the same, unasked for and uncounted)."""
+    for name in ("n", "n_cmpl"):
+        if extra.get(name) not in (None, 1):
+            raise BadField(name, f"{api} makes one answer per request; send a request for each answer")
 
 
 def sse_event(payload: bytes) -> bytes:

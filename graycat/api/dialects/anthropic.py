@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from graycat.api.dialects import JobSpec, Renderer, is_deterministic
+from graycat.api.dialects import JobSpec, Renderer, is_deterministic, one_answer
 from graycat.api.dialects import typed_sse_event as sse_event
 
 
@@ -58,6 +58,7 @@ def parser_fields(req: CountTokensRequest) -> dict[str, Any]:
 
 def messages_job(req: MessagesRequest) -> JobSpec:
     """The job: an OpenAI chat completion on the engine (see as_openai_chat)."""
+    one_answer(req.model_extra or {}, "the Messages API")
     return JobSpec(
         "/v1/chat/completions", req.stream, req.model, req.max_tokens, is_deterministic(None, req.temperature)
     )

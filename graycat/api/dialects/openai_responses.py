@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from graycat.api.dialects import JobSpec, Renderer, is_deterministic, typed_sse_event
+from graycat.api.dialects import JobSpec, Renderer, is_deterministic, one_answer, typed_sse_event
 
 
 class ResponsesRequest(BaseModel):
@@ -47,6 +47,7 @@ def parser_fields(req: ResponsesRequest) -> dict[str, Any]:
 
 
 def responses_job(req: ResponsesRequest) -> JobSpec:
+    one_answer(req.model_extra or {}, "the Responses API")
     return JobSpec(
         "/v1/responses", req.stream, req.model, req.max_output_tokens, is_deterministic(None, req.temperature)
     )
