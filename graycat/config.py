@@ -192,6 +192,12 @@ class Settings(BaseSettings):
         validation_alias="MAX_SCHEMA_DEPTH",
         description="Deepest nesting of a JSON schema, each $ref followed a level.",
     )
+    max_n_probs: int = Field(
+        100,
+        ge=0,
+        validation_alias="MAX_N_PROBS",
+        description="Most probabilities per generated token a request may ask for (n_probs, top_logprobs, logprobs).",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias="CORS_ORIGINS",

@@ -140,6 +140,18 @@ PROBES: list[Probe] = [
         {"prompt": "x", "max_tokens": 1, "grammar": 'root ::= "a"', "grammar_triggers": [{"type": -1, "value": "a"}]},
         says="grammar_triggers.0.type",
     ),
+    Probe(  # every probability of the vocabulary for each token: a 286 MiB answer, 3 GiB of engine memory
+        "n-probs-vocabulary",
+        "/completion",
+        {"prompt": "x", "n_predict": 64, "n_probs": 49152},
+        says="MAX_N_PROBS",
+    ),
+    Probe(
+        "top-logprobs-vocabulary-anthropic",
+        "/v1/messages",
+        {"messages": CHAT, "max_tokens": 64, "logprobs": True, "top_logprobs": 49152},
+        says="MAX_N_PROBS",
+    ),
     Probe(
         "ollama-format-ref-chain",
         "/api/chat",
@@ -244,7 +256,9 @@ def _message(path: str, body: Any) -> str:
     if path.startswith("/sdapi/"):
         return str(body["detail"])
     error = body["error"]
-    if path.startswith("/v1/"):
+    if path.startswith("/v1/messages"):  # Anthropic's shape
+        assert body["type"] == "error" and {"message", "type"} <= error.keys()
+    elif path.startswith("/v1/"):
         assert {"message", "type", "param", "code"} <= error.keys()
     else:
         assert isinstance(error["code"], int)

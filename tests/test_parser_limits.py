@@ -70,6 +70,18 @@ def test_trigger_patterns_are_bounded_and_trigger_words_are_not() -> None:
     assert refused({"grammar_triggers": [{"type": "pattern_full", "value": pattern}]})
 
 
+def test_probabilities_per_token_are_bounded() -> None:
+    """llama.cpp sends as many probabilities per token as asked for, up to its whole vocabulary: 64 tokens with
+    all of SmolLM2's made a 286 MiB answer and took 3 GiB of engine memory."""
+    limits = ParserLimits(4096, 10, 4096, 12, probs=100)
+    for name in ("n_probs", "top_logprobs", "logprobs"):
+        with pytest.raises(TooComplex) as caught:
+            check_fields({name: 49152}, limits)
+        assert caught.value.param == name and "MAX_N_PROBS" in str(caught.value)
+        check_fields({name: 100}, limits)
+    check_fields({"logprobs": True, "top_logprobs": 20}, limits)
+
+
 @pytest.mark.parametrize("kind", [-1, 4, 99, 1e10, 2.0])
 def test_a_trigger_type_llama_cpp_does_not_know_is_refused(kind: float) -> None:
     """llama.cpp aborts (SIGABRT) on a trigger type it has no case for: the engine restarts and every job on it

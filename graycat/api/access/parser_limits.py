@@ -18,8 +18,11 @@ from graycat.api.dialects import BadField
 
 _PATTERN_TRIGGERS = {2, 3, "pattern", "pattern_full"}  # llama.cpp's COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN(_FULL)
 _TRIGGER_TYPES = range(4)  # token, word, pattern, pattern_full: llama.cpp aborts on any other number
+# Probabilities per generated token: llama.cpp sends as many as asked for, up to the whole vocabulary (49,152
+# for SmolLM2: 64 tokens made 286 MiB of answer and 3 GiB of engine memory in a minute).
+_PROBS = ("n_probs", "top_logprobs", "logprobs")
 # The fields check_fields reads: a request with none of them (most) is not looked at further.
-_FIELDS = frozenset({"grammar", "grammar_triggers", "json_schema", "format", "response_format", "tools"})
+_FIELDS = frozenset({"grammar", "grammar_triggers", "json_schema", "format", "response_format", "tools", *_PROBS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,7 @@ class ParserLimits:
     grammar_depth: int  # MAX_GRAMMAR_DEPTH: nested groups of a grammar or a regular expression
     schema_bytes: int  # MAX_SCHEMA_BYTES: the JSON schemas of one request together
     schema_depth: int  # MAX_SCHEMA_DEPTH: nesting of a schema, each `$ref` followed counting as a level
+    probs: int = 100  # MAX_N_PROBS: probabilities per generated token
 
 
 class TooComplex(BadField):
@@ -54,13 +58,21 @@ def check_engine_fields(request: Request, fields: Mapping[str, Any]) -> None:
     check_fields(
         fields,
         ParserLimits(
-            settings.max_grammar_bytes, settings.max_grammar_depth, settings.max_schema_bytes, settings.max_schema_depth
+            settings.max_grammar_bytes,
+            settings.max_grammar_depth,
+            settings.max_schema_bytes,
+            settings.max_schema_depth,
+            settings.max_n_probs,
         ),
     )
 
 
 def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:
     """Raise TooComplex for the first field of an engine request that is over a limit."""
+    for name in _PROBS:
+        value = fields.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > limits.probs:
+            raise TooComplex(name, f"at most {limits.probs} probabilities per token are sent (MAX_N_PROBS)")
     if isinstance(grammar := fields.get("grammar"), str):
         _check_grammar("grammar", grammar, limits)
     for i, trigger in enumerate(_list(fields.get("grammar_triggers"))):
