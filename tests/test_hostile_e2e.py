@@ -30,7 +30,8 @@ DEEP = 50_000  # nesting that crashed llama.cpp's parsers (35,000 levels suffice
 
 @dataclass(frozen=True)
 class Probe:
-    """One hostile request and the answer it must get: `status`, with `says` in the error's message."""
+    """One hostile request and the answer it must get: `status`, with `says` in the error's message (in the
+    route's dialect, or as the engine words and shapes its own refusals: `engine`)."""
 
     name: str
     path: str  # "{job}" is replaced by the id of a finished job of the probing token
@@ -39,6 +40,7 @@ class Probe:
     says: str = ""
     method: str = "POST"
     headers: dict[str, str] = field(default_factory=dict)
+    engine: bool = False
 
 
 def nested_grammar(depth: int) -> str:
@@ -211,6 +213,48 @@ PROBES: list[Probe] = [
         {"stream": False, "messages": [*CHAT, {"role": "assistant", "content": "", "tool_calls": "abc"}]},
         says="messages.1.tool_calls",
     ),
+    Probe(  # llama.cpp answers 500 for fields of the wrong type or value it reads itself
+        "message-name-not-text",
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "hi", "name": 5}], "max_tokens": 1},
+        says="Failed to parse messages",
+        engine=True,
+    ),
+    Probe(
+        "message-tool-call-id-null-template",
+        "/apply-template",
+        {"messages": [{"role": "user", "content": "hi", "tool_call_id": None}]},
+        says="type must be string",
+        engine=True,
+    ),
+    Probe(
+        "text-part-without-text-ollama",
+        "/api/chat",
+        {"stream": False, "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+        says="Failed to parse messages",
+        engine=True,
+    ),
+    Probe(
+        "reasoning-format-unknown",
+        "/v1/chat/completions",
+        {"messages": CHAT, "max_tokens": 1, "reasoning_format": "x"},
+        says="Unknown reasoning format",
+        engine=True,
+    ),
+    Probe(
+        "reasoning-content-not-text-responses",
+        "/v1/responses",
+        {"input": [{"role": "user", "content": "hi", "reasoning_content": 5}], "max_output_tokens": 1},
+        says="type must be string",
+        engine=True,
+    ),
+    Probe(  # the gateway's own 500: it read the seed to tell whether a rerun is the same
+        "ollama-seed-not-number",
+        "/api/chat",
+        {"stream": False, "messages": CHAT, "options": {"seed": []}},
+        says="seed",
+        engine=True,
+    ),
     Probe("detokenize-negative", "/detokenize", {"tokens": [-1]}, says="tokens.0"),
     Probe("detokenize-past-vocabulary", "/detokenize", {"tokens": [5, 999_999]}, says="vocabulary"),
     Probe("events-from-huge", "/jobs/{job}/events?from=99999999999999999999999-0", method="GET", status=422),
@@ -248,8 +292,11 @@ def stack(cluster: Cluster, gateway: Gateway, tmp_path_factory: pytest.TempPathF
     image_worker.stop()
 
 
-def _message(path: str, body: Any) -> str:
-    """The error's message, checking the shape of the route's dialect."""
+def _message(path: str, body: Any, engine: bool = False) -> str:
+    """The error's message, checking the shape of the route's dialect (or the engine's)."""
+    if engine:
+        assert isinstance(body["error"]["code"], int)
+        return str(body["error"]["message"])
     if path.startswith("/api/"):
         assert isinstance(body["error"], str)
         return str(body["error"])
@@ -271,7 +318,7 @@ def test_probe_gets_a_clear_4xx(stack: Stack, probe: Probe) -> None:
     with stack.client() as http:
         answer = http.request(probe.method, path, json=probe.body, headers=probe.headers)
     assert answer.status_code == probe.status, answer.text[:500]
-    assert probe.says in _message(path, answer.json())
+    assert probe.says in _message(path, answer.json(), probe.engine)
     assert stack.gateway.worker.alive() and stack.image_worker.alive()
 
 

@@ -48,8 +48,11 @@ class BadField(ValueError):
 RANDOM_SEEDS = frozenset({-1, 0xFFFFFFFF})  # what llama.cpp takes as "pick a random seed"
 
 
-def is_deterministic(seed: int | None, temperature: float | None) -> bool:
-    return temperature == 0 or (seed is not None and seed not in RANDOM_SEEDS)
+def is_deterministic(seed: object, temperature: object) -> bool:
+    """Whether a rerun gives the same output; the values as sent (an Ollama option may be anything: the engine
+    refuses what it cannot read)."""
+    fixed = isinstance(seed, int) and not isinstance(seed, bool) and seed not in RANDOM_SEEDS
+    return temperature == 0 or fixed
 
 
 def prompt_count(prompt: object) -> int:

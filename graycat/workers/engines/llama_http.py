@@ -222,11 +222,20 @@ class LlamaHttpEngine:
 
 
 _UNSUPPORTED_MEDIA = (b"image input is not supported", b"audio input is not supported")
+# llama.cpp's 500s that are about the request: a field of the wrong type or missing (nlohmann's exceptions), a
+# message it cannot read, an unknown reasoning format
+_BAD_INPUT = (b"[json.exception.", b"Failed to parse messages", b"Unknown reasoning format")
 
 
 def _client_error(status: int, body: bytes) -> tuple[int, bytes]:
-    """The engine's answer, except that its 500 for media the model cannot take (no multimodal projector) is
-    the client's error: a 400 that says so."""
+    """The engine's answer, except that its 500s for what the client sent are the client's error: a 400 with
+    the engine's message, or for media the model cannot take (no multimodal projector) one that says so."""
+    if status == 500 and any(marker in body for marker in _BAD_INPUT):
+        try:
+            message = str(orjson.loads(body)["error"]["message"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            message = body.decode(errors="replace")
+        return 400, error_body(400, message)
     if status == 500 and any(marker in body for marker in _UNSUPPORTED_MEDIA):
         kind = "image" if _UNSUPPORTED_MEDIA[0] in body else "audio"
         return 400, error_body(
