@@ -248,6 +248,24 @@ PROBES: list[Probe] = [
         says="type must be string",
         engine=True,
     ),
+    Probe(  # counting a chat's tokens reads its tools as a completion does
+        "input-tokens-tool-without-type",
+        "/v1/chat/completions/input_tokens",
+        {"messages": CHAT, "tools": [{}]},
+        says="tools.0",
+    ),
+    Probe(
+        "input-tokens-tool-ref-chain",
+        "/v1/chat/completions/input_tokens",
+        {"messages": CHAT, "tools": [tool(ref_chain(3000))]},
+        says="MAX_SCHEMA_DEPTH",
+    ),
+    Probe(
+        "input-tokens-tool-of-another-type",
+        "/v1/chat/completions/input_tokens",
+        {"messages": CHAT, "tools": [{"type": "text"}]},
+        says="tools.0",
+    ),
     Probe(  # the gateway's own 500: it read the seed to tell whether a rerun is the same
         "ollama-seed-not-number",
         "/api/chat",

@@ -53,6 +53,11 @@ async def chat_completions(request: Request, body: openai.ChatCompletionRequest)
 @router.post("/v1/chat/completions/input_tokens", summary="Count the prompt tokens of a chat (llama.cpp)")
 @router.post("/chat/completions/input_tokens", include_in_schema=False)
 async def chat_input_tokens(request: Request, body: openai.ChatCompletionRequest) -> Response:
+    # llama.cpp reads the chat as for a completion: the chat template renders the tools, and a template
+    # that calls tools makes a grammar of their schemas
+    check_request(request, body)
+    openai_tools.check_tools(body.tools, body.tool_choice)
+    openai_tools.check_tool_calls(body.messages)
     return await run_job(
         request,
         openai.input_tokens_job(body),
