@@ -26,6 +26,20 @@ def test_a_token_keeps_its_slot_and_another_token_never_reuses_it() -> None:
     assert _run(table, "a", "system A, question 4") == (b_slot, False)  # both slots are B's now
 
 
+@pytest.mark.parametrize("endpoint", ["/embeddings", "/v1/embeddings"])
+def test_an_embedding_leaves_no_slot_anyones(endpoint: str) -> None:
+    """llama.cpp runs an embedding on a slot it picks and leaves its input there: a token whose slot it took
+    would reuse another token's input as its cached prompt."""
+    table = TenantSlots(2, "tenant")
+    slots = [_run(table, "a", f"prompt {i}", id_slot=i)[0] for i in (0, 1)]
+    body, none = table.prepare(endpoint, "b", b'{"input": "secret"}')
+    assert none is None and body == b'{"input": "secret"}'
+    assert all(_run(table, "a", "x", id_slot=s) == (s, False) for s in slots)
+    _run(table, "a", "x", id_slot=0)
+    table.release(None, endpoint)  # once it ran: it may have waited for a slot a generation had
+    assert _run(table, "a", "x", id_slot=0) == (0, False)
+
+
 def test_off_never_reuses_and_shared_leaves_the_body_alone() -> None:
     off = TenantSlots(2, "off")
     _run(off, "a", "x")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import EMBED_MODEL, Gateway
 
 pytestmark = pytest.mark.e2e
 SECRET_PROMPT = (
@@ -71,3 +71,14 @@ def test_slot_numbers_past_the_workers_slots_are_refused(gateway: Gateway, other
         _complete(mine, SECRET_PROMPT + "Q: hello")
     resp = other.post(path, json={"filename": "stolen.bin"})
     assert resp.status_code == 400 and "does not exist" in resp.json()["error"]["message"], resp.text
+
+
+def test_an_embedding_never_serves_another_tokens_prompt_cache(embedder: Gateway, other: httpx.Client) -> None:
+    """On a worker started with --embeddings, llama.cpp ran an embedding on a slot of its choice and left the
+    input there: the token whose slot it was reused it as its cached prompt (cache_n told how much of a guess
+    matched another token's input)."""
+    with embedder.client() as mine:
+        _complete(mine, "hello there", model=EMBED_MODEL)  # the worker's one slot is this token's
+        resp = other.post("/embeddings", json={"model": EMBED_MODEL, "content": SECRET_PROMPT})
+        assert resp.status_code == 200, resp.text
+        assert _complete(mine, SECRET_PROMPT[:80] + " and so on", model=EMBED_MODEL)[0] == 0

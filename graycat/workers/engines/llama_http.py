@@ -177,7 +177,7 @@ class LlamaHttpEngine:
                 raise child.crash() from exc
             raise EngineError(f"llama.cpp server error: {exc}") from exc
         finally:
-            self._tenants.release(slot)
+            self._tenants.release(slot, job.endpoint)
             self._active -= 1
             self._served += 1
 

@@ -29,6 +29,8 @@ GENERATING = frozenset(
         "/v1/responses",
     }
 )
+# Requests llama.cpp runs on a slot it picks, leaving their prompt in it (a worker started with --embeddings)
+EMBEDDING = frozenset({"/embeddings", "/v1/embeddings"})
 _CHANGING = "\0changing"  # the owner of a slot being rewritten, or of unknown content: matches no token
 PREFIX_BYTES = 4096  # of a prompt, kept per slot to find the slot that already holds most of the next one
 
@@ -60,8 +62,12 @@ class TenantSlots:
     def prepare(self, endpoint: str, owner: str, body: bytes, prompts: int = 1) -> tuple[bytes, int | None]:
         """The engine body of a job and the slot it was given (to `release` after the run; None: none). A job
         of several prompts runs them on slots llama.cpp picks, without reusing any prompt; since any slot may then
-        hold one of them, no slot is anyone's until a generation takes it again."""
-        if self.mode == "shared" or endpoint.split("?", 1)[0] not in GENERATING:
+        hold one of them, no slot is anyone's until a generation takes it again. The same for an embedding (also
+        once it ran: it may have waited for a slot that a generation had)."""
+        path = endpoint.split("?", 1)[0]
+        if self.mode == "shared" or path not in GENERATING:
+            if self.mode != "shared" and path in EMBEDDING:
+                self._forget()
             return body, None
         try:
             request: Any = orjson.loads(body)
@@ -70,8 +76,7 @@ class TenantSlots:
         if not isinstance(request, dict):
             return body, None
         if prompts > 1:
-            for slot in self._slots:
-                slot.owner, slot.prefix = _CHANGING, b""
+            self._forget()
             request["cache_prompt"] = False
             request.pop("id_slot", None)
             return orjson.dumps(request), None
@@ -87,9 +92,16 @@ class TenantSlots:
             request["cache_prompt"] = False
         return orjson.dumps(request), index
 
-    def release(self, index: int | None) -> None:
+    def _forget(self) -> None:
+        """No slot is anyone's: llama.cpp may have put another token's prompt in any of them."""
+        for slot in self._slots:
+            slot.owner, slot.prefix = _CHANGING, b""
+
+    def release(self, index: int | None, endpoint: str = "") -> None:
         if index is not None:
             self._slots[index].busy -= 1
+        elif self.mode != "shared" and endpoint.split("?", 1)[0] in EMBEDDING:
+            self._forget()
 
     def _choose(self, owner: str, prefix: bytes) -> int:
         free = [i for i, s in enumerate(self._slots) if not s.busy] or list(range(len(self._slots)))
