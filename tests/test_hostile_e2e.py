@@ -136,6 +136,18 @@ PROBES: list[Probe] = [
         },
         says="grammar_triggers.0.type",
     ),
+    Probe(  # llama.cpp iterates an object's values as it does a list's items
+        "trigger-type-unknown-in-object",
+        "/completion",
+        {
+            "prompt": "x",
+            "n_predict": 1,
+            "grammar": 'root ::= "a"',
+            "grammar_lazy": True,
+            "grammar_triggers": {"t": {"type": 99, "value": "a"}},
+        },
+        says="grammar_triggers.t.type",
+    ),
     Probe(
         "trigger-type-unknown-openai",
         "/v1/completions",

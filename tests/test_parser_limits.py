@@ -89,6 +89,9 @@ def test_a_trigger_type_llama_cpp_does_not_know_is_refused(kind: float) -> None:
     with pytest.raises(BadField) as caught:
         check_fields({"grammar_triggers": [{"type": 1, "value": "x"}, {"type": kind, "value": "x"}]}, LIMITS)
     assert caught.value.param == "grammar_triggers.1.type"
+    with pytest.raises(BadField) as caught:  # llama.cpp iterates an object's values as it does a list
+        check_fields({"grammar_triggers": {"t": {"type": kind, "value": "x"}}}, LIMITS)
+    assert caught.value.param == "grammar_triggers.t.type"
     check_fields({"grammar_triggers": [{"type": t, "value": "x", "token": 5} for t in (0, 1, 2, 3)]}, LIMITS)
 
 

@@ -75,7 +75,7 @@ def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:
             raise TooComplex(name, f"at most {limits.probs} probabilities per token are sent (MAX_N_PROBS)")
     if isinstance(grammar := fields.get("grammar"), str):
         _check_grammar("grammar", grammar, limits)
-    for i, trigger in enumerate(_list(fields.get("grammar_triggers"))):
+    for i, trigger in _items(fields.get("grammar_triggers")):
         if isinstance(trigger, dict):
             _check_trigger_type(f"grammar_triggers.{i}.type", trigger.get("type"))
         if (
@@ -99,6 +99,14 @@ def check_fields(fields: Mapping[str, Any], limits: ParserLimits) -> None:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _items(value: Any) -> Iterator[tuple[object, Any]]:
+    """What llama.cpp iterates in a field: a list's items, or an object's values (by key)."""
+    if isinstance(value, dict):
+        yield from value.items()
+    else:
+        yield from enumerate(_list(value))
 
 
 def _schemas(fields: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
