@@ -115,10 +115,12 @@ def test_single_file_configs_are_read_from_the_weights(models_dir: Path) -> None
     assert unet["down_block_types"][-1] == "DownBlock2D" and unet["norm_num_groups"] == 8
     assert (vae["block_out_channels"], vae["norm_num_groups"]) == ([8, 8, 16, 16], 4)
     assert (text["vocab_size"], text["hidden_size"], text["num_hidden_layers"]) == (49408, 64, 2)
-    with pytest.raises(UnsupportedCheckpoint, match="SDXL"):
+    with pytest.raises(UnsupportedCheckpoint, match="no UNet"):
         configs({"conditioner.embedders.0.transformer.x": (1,)})
-    with pytest.raises(UnsupportedCheckpoint, match=r"not an SD 1\.x checkpoint"):
+    with pytest.raises(UnsupportedCheckpoint, match="no text encoder"):
         configs({"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)})
+    with pytest.raises(UnsupportedCheckpoint, match=r"not a complete SDXL checkpoint"):
+        configs({"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3), "conditioner.embedders.1.x": (1,)})
 
 
 def test_ckpt_files_are_read_like_safetensors(models_dir: Path, tmp_path: Path) -> None:

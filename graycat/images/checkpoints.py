@@ -18,6 +18,8 @@ class Checkpoint:
     path: Path
     relative: str  # the path under the Stable-diffusion folder, as A1111 names it
     sha256: str | None  # of the file; None for diffusers folders
+    family: str | None = None  # graycat/images/families.py Family.name, once the worker has read it
+    context: int | None = None  # the UNet's cross-attention width, which its LoRAs must match
 
     @property
     def model_name(self) -> str:
@@ -45,6 +47,8 @@ class Checkpoint:
             "sha256": self.sha256,
             "filename": str(self.path.resolve()),
             "config": None,
+            "family": self.family,
+            "context": self.context,
         }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 
 def scan(models_dir: Path) -> dict[str, Path]:
@@ -21,3 +23,13 @@ def find(name: str, available: list[str]) -> str | None:
     """The ControlNet `name` means: its name, or the extension's `name [hash]` form."""
     bare = name.rsplit(" [", 1)[0].strip() if name.endswith("]") else name.strip()
     return bare if bare in available else None
+
+
+def info(folder: Path) -> dict[str, Any]:
+    """What the api checks a ControlNet against a checkpoint with: its cross-attention width (None if unread)."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {"context": None}
+    width = config.get("cross_attention_dim")
+    return {"context": width if isinstance(width, int) else None}

@@ -90,6 +90,8 @@ class GenerationParams:
     controlnets: list[ControlUnit] = field(default_factory=list)
     hires: HiresFix | None = None
     sd_upscale: SdUpscale | None = None
+    refiner: str | None = None  # A1111's refiner_checkpoint: a checkpoint that takes txt2img's latents over
+    refiner_switch_at: float = 0.8  # at this fraction of the schedule
     send_images: bool = True
     eta_noise_seed_delta: int = 0  # A1111's ENSD: the samplers' own noise is seeded with seed + this
     samples_format: str = "png"  # how the images are encoded (graycat/images/codec.py FORMATS)

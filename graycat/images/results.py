@@ -33,6 +33,8 @@ def _settings(p: GenerationParams, model: dict[str, Any], seed: int, subseed: in
         "Hires resize": f"{hires.width}x{hires.height}" if hires else None,
         "Hires steps": hires.steps or None if hires else None,
         "Hires upscaler": hires.upscaler if hires else None,
+        "Refiner": p.refiner,
+        "Refiner switch at": p.refiner_switch_at if p.refiner else None,
         "Clip skip": p.clip_skip if p.clip_skip > 1 else None,
         "Mask blur": p.mask_blur if p.mask else None,
         "Variation seed": subseed if p.subseed_strength else None,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.dialects import a1111_options
 from graycat.api.errors import ApiError
-from graycat.images import checkpoints, codec, controlnets, extras, loras, preprocessors, upscalers, vaes
+from graycat.images import checkpoints, codec, controlnets, extras, families, loras, preprocessors, upscalers, vaes
 from graycat.images.params import ControlUnit, GenerationParams, HiresFix, SdUpscale
 from graycat.images.samplers import UnknownSampler, resolve
 from graycat.images.tiles import sd_upscale_tiles
@@ -68,6 +68,8 @@ class Txt2ImgRequest(BaseModel):
     hr_scheduler: str | None = None
     hr_prompt: str | None = None
     hr_negative_prompt: str | None = None
+    refiner_checkpoint: str | None = None
+    refiner_switch_at: float | None = None
     override_settings: dict[str, Any] | None = None
     script_name: str | None = None
     script_args: list[Any] = Field(default_factory=list)
@@ -240,8 +242,21 @@ def _image(data: str, param: str) -> tuple[int, int]:
         raise _bad(f"{param} {exc}", param, 400, "invalid_image") from None
 
 
-def check_loras(prompt: str, available: list[str], param: str = "prompt") -> None:
-    """Every `<lora:name:weight>` of the prompt names a LoRA the checkpoint's workers have."""
+def family_of(model: dict[str, Any]) -> families.Family | None:
+    """The family a checkpoint's workers announced (None from workers that announce none)."""
+    name = model.get("family")
+    return families.parse(str(name)) if name else None
+
+
+def _width_label(width: int) -> str:
+    family = families.CONTEXT_WIDTHS.get(width)
+    return families.BASE_LABELS[family] if family else f"a model with {width}-wide text context"
+
+
+def check_loras(prompt: str, model: dict[str, Any], param: str = "prompt") -> None:
+    """Every `<lora:name:weight>` of the prompt names a LoRA the checkpoint's workers have, made for the
+    checkpoint's family (the same cross-attention width; 422 else)."""
+    available: list[str] = model.get("loras", [])
     try:
         _, wanted = loras.parse(prompt)
     except ValueError as exc:
@@ -254,14 +269,32 @@ def check_loras(prompt: str, available: list[str], param: str = "prompt") -> Non
                 400,
                 "unknown_lora",
             )
+        info = model.get("lora_info", {}).get(name, {})
+        family, own = family_of(model), model.get("context")
+        width = info.get("context")
+        second = info.get("family") == "sdxl" and width is None  # adapts SDXL's second text encoder only
+        if family is not None and ((width and own and width != own) or (second and family.base != "sdxl")):
+            made_for = families.BASE_LABELS["sdxl"] if second else _width_label(int(width))
+            raise _bad(
+                f"LoRA '{name}' is made for {made_for}, but checkpoint '{model.get('model_name')}' is "
+                f"{family.label}: use a LoRA of its family",
+                param,
+                422,
+                "lora_family_mismatch",
+            )
 
 
-def choose_vae(wanted: Any, saved: str | None, available: list[str], param: str) -> str | None:
-    """The VAE file a request means: `wanted` (404 when unknown), else the token's saved `sd_vae` while its
-    workers still have it; None for the checkpoint's own."""
+def choose_vae(
+    wanted: Any, saved: str | None, available: list[str], param: str, model: dict[str, Any] | None = None
+) -> str | None:
+    """The VAE file a request means: `wanted` (404 when unknown, 422 when it decodes another family's latents
+    than the checkpoint `model`'s), else the token's saved `sd_vae` while its workers still have it and it fits
+    the checkpoint; None for the checkpoint's own."""
+    family = family_of(model or {})
+    spaces: dict[str, str] = (model or {}).get("vae_spaces", {})
     if wanted is not None:
         try:
-            return vaes.find(str(wanted), available)
+            found = vaes.find(str(wanted), available)
         except KeyError:
             raise _bad(
                 f"VAE '{wanted}' not found; available: Automatic, None, {', '.join(available)} (models/VAE)",
@@ -269,10 +302,23 @@ def choose_vae(wanted: Any, saved: str | None, available: list[str], param: str)
                 404,
                 "vae_not_found",
             ) from None
+        if found is not None and family is not None and spaces.get(found, family.latent_space) != family.latent_space:
+            made_for = "SDXL" if spaces[found] == "sdxl" else "SD 1.x/2.x"
+            raise _bad(
+                f"VAE '{found}' is made for {made_for}, but checkpoint '{(model or {}).get('model_name')}' is "
+                f"{family.label}: use a VAE of its family, or Automatic",
+                param,
+                422,
+                "vae_family_mismatch",
+            )
+        return found
     try:
-        return vaes.find(saved, available)
+        found = vaes.find(saved, available)
     except KeyError:
         return None
+    if found is not None and family is not None and spaces.get(found, family.latent_space) != family.latent_space:
+        return None  # the token's VAE is another family's: this checkpoint decodes with its own
+    return found
 
 
 def to_params(
@@ -283,15 +329,26 @@ def to_params(
     saved: dict[str, str],
     limits: Limits,
     random_seeds: tuple[int, int],
+    served: dict[str, dict[str, Any]] | None = None,
 ) -> GenerationParams:
     """Check a request against the server's limits and the checkpoint's announced `model` info, and make the
-    generation job of it. `random_seeds` replace a seed and subseed of -1; `saved` are the token's options."""
+    generation job of it. `random_seeds` replace a seed and subseed of -1; `saved` are the token's options;
+    `served`: every served checkpoint's info (for `refiner_checkpoint`)."""
+    family = family_of(model)
+    if family is not None:  # a size the client leaves out is the family's (A1111's 512 is SD 1.x's)
+        for side in ("width", "height"):
+            if side not in req.model_fields_set:
+                setattr(req, side, family.size)
     _check(req, limits)
-    check_loras(req.prompt, model.get("loras", []))
+    check_loras(req.prompt, model)
     vae = choose_vae(
-        (req.override_settings or {}).get("sd_vae"), saved.get("sd_vae"), model.get("vaes", []), "override_settings"
+        (req.override_settings or {}).get("sd_vae"),
+        saved.get("sd_vae"),
+        model.get("vaes", []),
+        "override_settings",
+        model,
     )
-    units = _control_units(req, model.get("controlnets", []))
+    units = _control_units(req, model)
     try:
         choice = resolve(req.sampler_name or req.sampler_index, req.scheduler)
     except UnknownSampler as exc:
@@ -327,6 +384,14 @@ def to_params(
     )
     if req.enable_hr and not isinstance(req, Img2ImgRequest):  # A1111's img2img has no hires fix
         params.hires = _hires(req, limits, checkpoint, model)
+    if family is not None and family.base == "sdxl-refiner" and not isinstance(req, Img2ImgRequest):
+        raise _bad(
+            f"checkpoint '{checkpoint}' is an SDXL refiner, which only redraws images: use it with img2img, or "
+            "as refiner_checkpoint of an SDXL txt2img",
+            "override_settings",
+        )
+    if req.refiner_checkpoint not in (None, "", "None"):
+        params.refiner, params.refiner_switch_at = _refiner(req, family, served or {})
     if isinstance(req, Img2ImgRequest):
         if not req.init_images:
             raise _bad("init_images: img2img needs at least one base64 image", "init_images")
@@ -354,6 +419,40 @@ def to_params(
         elif req.script_name:
             params.sd_upscale = _sd_upscale(req, size, limits)
     return params
+
+
+def _refiner(
+    req: Txt2ImgRequest, family: families.Family | None, served: dict[str, dict[str, Any]]
+) -> tuple[str | None, float]:
+    """A1111's refiner: the checkpoint that takes the latents over at `refiner_switch_at` (0 to 1, default
+    0.8; 1: never). Here an SDXL txt2img's, with an SDXL checkpoint (a refiner, or another base)."""
+    name = checkpoints.find(str(req.refiner_checkpoint), served)
+    if name is None:
+        raise _bad(
+            f"refiner_checkpoint '{req.refiner_checkpoint}' not found; available: {', '.join(served) or 'none'}",
+            "refiner_checkpoint",
+            404,
+            "model_not_found",
+        )
+    switch = 0.8 if req.refiner_switch_at is None else req.refiner_switch_at
+    if not 0 < switch <= 1:
+        raise _bad("refiner_switch_at must be more than 0 and at most 1", "refiner_switch_at")
+    refiner = family_of(served[name])
+    if isinstance(req, Img2ImgRequest) or req.alwayson_scripts or family is None or family.base != "sdxl":
+        raise _bad(
+            "refiner_checkpoint: the refiner runs here in SDXL txt2img without ControlNet (the request's "
+            f"checkpoint is {family.label if family else 'of an unknown family'})",
+            "refiner_checkpoint",
+        )
+    if refiner is None or refiner.latent_space != "sdxl" or refiner.inpainting:
+        raise _bad(
+            f"refiner_checkpoint '{name}' is {refiner.label if refiner else 'of an unknown family'}: an SDXL "
+            "txt2img is refined by an SDXL refiner or base checkpoint",
+            "refiner_checkpoint",
+            422,
+            "refiner_family_mismatch",
+        )
+    return (name, switch) if switch < 1 else (None, 1.0)
 
 
 def _hires(req: Txt2ImgRequest, limits: Limits, checkpoint: str, model: dict[str, Any]) -> HiresFix:
@@ -421,7 +520,7 @@ def _hires(req: Txt2ImgRequest, limits: Limits, checkpoint: str, model: dict[str
             raise _bad(str(exc), "hr_sampler_name", 400, "unknown_sampler") from None
         sampler, schedule = choice.sampler.name, choice.schedule.name
     prompt = req.hr_prompt or ""
-    check_loras(prompt, model.get("loras", []), "hr_prompt")
+    check_loras(prompt, model, "hr_prompt")
     if prompt and loras.parse(prompt)[1] != loras.parse(req.prompt)[1]:
         raise _bad(
             "hr_prompt: the prompt's LoRAs stay loaded for both passes here, so hr_prompt may name only "
@@ -461,8 +560,10 @@ def _thresholds(unit: dict[str, Any], module: str, where: str) -> tuple[float, f
     return low, high
 
 
-def _control_units(req: Txt2ImgRequest, available: list[str]) -> list[ControlUnit]:
-    """The enabled units of the A1111 ControlNet extension's `alwayson_scripts.controlnet.args`."""
+def _control_units(req: Txt2ImgRequest, model: dict[str, Any]) -> list[ControlUnit]:
+    """The enabled units of the A1111 ControlNet extension's `alwayson_scripts.controlnet.args`, each with a
+    ControlNet model of the checkpoint's family (the same cross-attention width)."""
+    available: list[str] = model.get("controlnets", [])
     script = next((v for k, v in (req.alwayson_scripts or {}).items() if k.lower() == CONTROLNET), None) or {}
     args = script.get("args", []) if isinstance(script, dict) else None
     if not isinstance(args, list) or not all(isinstance(unit, dict) for unit in args):
@@ -487,6 +588,15 @@ def _control_units(req: Txt2ImgRequest, available: list[str]) -> list[ControlUni
                 "alwayson_scripts",
                 404,
                 "model_not_found",
+            )
+        width, own = model.get("controlnet_info", {}).get(name, {}).get("context"), model.get("context")
+        if width and own and width != own:
+            raise _bad(
+                f"{where}: ControlNet model '{name}' is made for {_width_label(int(width))}, but checkpoint "
+                f"'{model.get('model_name')}' is {_width_label(int(own))}",
+                "alwayson_scripts",
+                422,
+                "controlnet_family_mismatch",
             )
         image = unit.get("image") or unit.get("input_image")
         if isinstance(image, dict):  # the extension also takes {"image": ..., "mask": ...}
@@ -613,7 +723,7 @@ def with_parameters(echo: dict[str, Any]) -> Any:
 
 def checkpoint_entry(info: dict[str, Any]) -> dict[str, Any]:
     """One entry of `/sdapi/v1/sd-models`."""
-    return {k: info.get(k) for k in ("title", "model_name", "hash", "sha256", "filename", "config")}
+    return {k: info.get(k) for k in ("title", "model_name", "hash", "sha256", "filename", "config", "family")}
 
 
 def progress(record: dict[str, str] | None, last: bytes | None, job_id: str | None, now: float) -> dict[str, Any]:

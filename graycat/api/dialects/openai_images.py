@@ -28,7 +28,7 @@ class ImageGenerationRequest(BaseModel):
     prompt: str = Field(min_length=1)
     model: str | None = Field(None, description="A checkpoint name from /sdapi/v1/sd-models; default otherwise.")
     n: int = Field(1, ge=1, le=10)
-    size: str = "512x512"
+    size: str | None = Field(None, description="WIDTHxHEIGHT; default: the checkpoint family's (512, 768, 1024).")
     response_format: Literal["b64_json", "url"] = "b64_json"
     steps: int = Field(DEFAULT_STEPS, ge=1)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
@@ -37,8 +37,8 @@ class ImageGenerationRequest(BaseModel):
 
     @field_validator("size")
     @classmethod
-    def _size_format(cls, value: str) -> str:
-        if not _SIZE.match(value):
+    def _size_format(cls, value: str | None) -> str | None:
+        if value is not None and not _SIZE.match(value):
             raise ValueError("must be WIDTHxHEIGHT, such as 512x512")
         return value
 
@@ -74,8 +74,11 @@ def _check(steps: int, n: int, limits: Limits) -> None:
         )
 
 
-def to_params(req: ImageGenerationRequest, *, checkpoint: str, limits: Limits, random_seed: int) -> GenerationParams:
-    width, height = _size(req.size, limits)
+def to_params(
+    req: ImageGenerationRequest, *, checkpoint: str, limits: Limits, random_seed: int, default_size: int = 512
+) -> GenerationParams:
+    """The generation job of a request; `default_size`: the checkpoint family's, for a request without `size`."""
+    width, height = _size(req.size or f"{default_size}x{default_size}", limits)
     _check(req.steps, req.n, limits)
     return GenerationParams(
         checkpoint=checkpoint,

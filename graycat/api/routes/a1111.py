@@ -44,7 +44,10 @@ async def _generate(request: Request, req: a1111.Txt2ImgRequest, endpoint: str) 
         saved=saved,
         limits=image_jobs.limits(request),
         random_seeds=(image_jobs.random_seed(), image_jobs.random_seed()),
+        served=served,
     )
+    if "width" not in raw or "height" not in raw:  # the checkpoint family's size
+        raw = {"width": req.width, "height": req.height, **raw}
     echo = a1111.parameters_echo(raw, isinstance(req, a1111.Img2ImgRequest))
     return await image_jobs.run(request, params, endpoint, a1111.with_parameters(echo))
 

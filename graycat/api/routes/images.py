@@ -12,7 +12,7 @@ from starlette.responses import Response
 from graycat.api import image_jobs
 from graycat.api.access.auth import require_token
 from graycat.api.dialects import openai_images
-from graycat.api.dialects.a1111 import check_loras, choose_vae
+from graycat.api.dialects.a1111 import check_loras, choose_vae, family_of
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
 from graycat.images.params import GenerationParams
@@ -30,9 +30,9 @@ async def _run(request: Request, params: GenerationParams, endpoint: str, respon
     """Check LoRAs, apply the token's VAE option, run the job; answer with base64 images or with links."""
     served = await image_jobs.served_checkpoints(request.app.state.queue)
     model = served.get(params.checkpoint, {})
-    check_loras(params.prompt, model.get("loras", []))
+    check_loras(params.prompt, model)
     saved = await image_state.options(request.app.state.queue.redis, request.state.owner)
-    params.vae = choose_vae(None, saved.get("sd_vae"), model.get("vaes", []), "model")
+    params.vae = choose_vae(None, saved.get("sd_vae"), model.get("vaes", []), "model", model)
     response = await image_jobs.run(request, params, endpoint, openai_images.images_response(params.prompt))
     if response_format != "url" or response.status_code != 200:
         return response
@@ -51,11 +51,21 @@ async def _run(request: Request, params: GenerationParams, endpoint: str, respon
 
 @router.post("/images/generations", summary="Images from a prompt (OpenAI)")
 async def generations(request: Request, body: openai_images.ImageGenerationRequest) -> Response:
+    checkpoint = await _checkpoint(request, body.model)
+    family = family_of((await image_jobs.served_checkpoints(request.app.state.queue)).get(checkpoint, {}))
+    if family is not None and family.base == "sdxl-refiner":
+        raise ApiError(
+            422,
+            f"model '{checkpoint}' is an SDXL refiner, which only redraws images (/v1/images/edits)",
+            code="invalid_request",
+            param="model",
+        )
     params = openai_images.to_params(
         body,
-        checkpoint=await _checkpoint(request, body.model),
+        checkpoint=checkpoint,
         limits=image_jobs.limits(request),
         random_seed=image_jobs.random_seed(),
+        default_size=family.size if family else 512,
     )
     return await _run(request, params, "/v1/images/generations", body.response_format)
 

@@ -36,6 +36,7 @@ class _Files:
     """What one job runs on."""
 
     checkpoint: Checkpoint
+    refiner: Checkpoint | None
     loras: list[tuple[Path, float]]
     vae: Path | None
     controlnets: list[Path]
@@ -82,7 +83,8 @@ class DiffusersEngine:
         self._scratch = tempfile.TemporaryDirectory(prefix="graycat-sd-")  # configs of single-file checkpoints
         self._device: Any = None
         self._loaded: tuple[Checkpoint, Any] | None = None
-        self._vae: tuple[Path, Any] | None = None
+        self._refiner: tuple[Checkpoint, Any] | None = None
+        self._vae: tuple[tuple[Path, float], Any] | None = None
         self._controls: dict[Path, Any] = {}  # small next to a checkpoint: kept once loaded
         self._served = 0
         self._figures = {"images_total": 0, "diffusion_steps_total": 0, "diffusion_seconds_total": 0.0}
@@ -90,13 +92,24 @@ class DiffusersEngine:
         self._skips: dict[str, Skip] = {}  # job id -> its skip requests, while it runs
 
     def _scan(self) -> None:
-        """Read the models folder: checkpoints (hashing only new or changed files), LoRAs, VAEs, ControlNets."""
-        found = {c.model_name: c for c in scan(self.models_dir, self._hashes)}
+        """Read the models folder: checkpoints (hashing only new or changed files; each one's family read from
+        its tensors or configs), LoRAs and VAEs (with the family they fit), ControlNets."""
+        from graycat.workers.engines.sd_config import UnsupportedCheckpoint, describe, lora_info, vae_latent_space
+
+        found: dict[str, Checkpoint] = {}
+        for checkpoint in scan(self.models_dir, self._hashes):
+            try:
+                found[checkpoint.model_name] = describe(checkpoint)
+            except (UnsupportedCheckpoint, OSError, ValueError) as exc:
+                log.warning("not serving checkpoint %s: %s", checkpoint.path, exc)
         live = {c.path for c in found.values()}
         for key in [k for k in self._hashes if k[0] not in live]:
             del self._hashes[key]
         self.checkpoints, self.loras = found, loras.scan(self.models_dir)
         self.vaes, self.controlnets = vaes.scan(self.models_dir), controlnets.scan(self.models_dir)
+        self._lora_info = {name: lora_info(path) for name, path in self.loras.items()}
+        self._vae_spaces = {name: vae_latent_space(path) for name, path in self.vaes.items()}
+        self._control_info = {name: controlnets.info(path) for name, path in self.controlnets.items()}
 
     async def rescan(self) -> None:
         """Read the folder again (A1111's refresh-checkpoints / -loras / -vae), beside a running job; a
@@ -111,8 +124,11 @@ class DiffusersEngine:
                 **c.info(),
                 "slots": self.slots,
                 "loras": sorted(self.loras),
+                "lora_info": self._lora_info,
                 "vaes": sorted(self.vaes),
+                "vae_spaces": self._vae_spaces,
                 "controlnets": sorted(self.controlnets),
+                "controlnet_info": self._control_info,
             }
             for name, c in self.checkpoints.items()
         }
@@ -121,6 +137,7 @@ class DiffusersEngine:
         return {
             "served": self._served,
             "loaded": self._loaded[0].model_name if self._loaded else None,
+            "refiner": self._refiner[0].model_name if self._refiner else None,
             "device": self._device.name if self._device else None,
             "images": dict(self._figures),
         }
@@ -156,18 +173,38 @@ class DiffusersEngine:
         from graycat.workers.engines.sd_pipelines import load
 
         if self._loaded is None or self._loaded[0] != checkpoint:  # another one, or its file changed
+            if self._refiner is not None and self._refiner[0] == checkpoint:  # the refiner becomes the model
+                self._loaded, self._refiner = self._refiner, None
+                return self._loaded[1]
             self._loaded = None  # free the old one before loading the next
             log.info("loading checkpoint %s on %s", checkpoint.model_name, self._device.name)
             self._loaded = (checkpoint, load(checkpoint, self._device, Path(self._scratch.name)))
         return self._loaded[1]
 
-    def _vae_module(self, path: Path | None) -> Any:
+    def _refiner_pipeline(self, checkpoint: Checkpoint | None) -> Any:
+        """The refiner a job names, kept loaded beside the checkpoint while jobs use it (None: none, and the
+        last one is let go)."""
+        from graycat.workers.engines.sd_pipelines import load
+
+        if checkpoint is None:
+            self._refiner = None
+            return None
+        if self._loaded is not None and self._loaded[0] == checkpoint:
+            return self._loaded[1]
+        if self._refiner is None or self._refiner[0] != checkpoint:
+            self._refiner = None
+            log.info("loading refiner %s on %s", checkpoint.model_name, self._device.name)
+            self._refiner = (checkpoint, load(checkpoint, self._device, Path(self._scratch.name)))
+        return self._refiner[1]
+
+    def _vae_module(self, path: Path | None, scaling: float) -> Any:
+        """The VAE of `path` for latents scaled by `scaling` (the checkpoint's own VAE's)."""
         from graycat.workers.engines.sd_pipelines import load_vae
 
         if path is None:
             return None
-        if self._vae is None or self._vae[0] != path:
-            self._vae = (path, load_vae(path, self._device, Path(self._scratch.name)))
+        if self._vae is None or self._vae[0] != (path, scaling):
+            self._vae = ((path, scaling), load_vae(path, self._device, Path(self._scratch.name), scaling))
         return self._vae[1]
 
     def _control_models(self, paths: list[Path]) -> list[Any]:
@@ -185,6 +222,8 @@ class DiffusersEngine:
         missing = [f"LoRA '{n}'" for n in wanted if n not in self.loras]
         if params.checkpoint not in self.checkpoints:
             missing.insert(0, f"checkpoint '{params.checkpoint}'")
+        if params.refiner is not None and params.refiner not in self.checkpoints:
+            missing.insert(0, f"refiner checkpoint '{params.refiner}'")
         if params.vae is not None and params.vae not in self.vaes:
             missing.append(f"VAE '{params.vae}'")
         missing += [f"ControlNet '{u.model}'" for u in params.controlnets if u.model not in self.controlnets]
@@ -192,6 +231,7 @@ class DiffusersEngine:
             return error_body(404, f"{', '.join(missing)} not served by this worker", "not_found_error")
         return _Files(
             self.checkpoints[params.checkpoint],
+            self.checkpoints[params.refiner] if params.refiner is not None else None,
             [(self.loras[n], w) for n, w in wanted.items()],
             self.vaes[params.vae] if params.vae else None,
             [self.controlnets[u.model] for u in params.controlnets],
@@ -222,12 +262,14 @@ class DiffusersEngine:
 
         prompt = loras.parse(params.prompt)[0]  # the infotext keeps the tags, as A1111's does
         pipe = self._pipeline(files.checkpoint)
-        with vae_applied(pipe, self._vae_module(files.vae)), loras_applied(pipe, files.loras):
+        refiner = self._refiner_pipeline(files.refiner)
+        vae = self._vae_module(files.vae, pipe.vae.config.scaling_factor)
+        with vae_applied(pipe, vae), loras_applied(pipe, files.loras):
             controls = self._control_models(files.controlnets)
             began = time.monotonic()  # generation time only: loading models is not counted
             try:
                 images = generate(
-                    pipe, replace(params, prompt=prompt), progress, stop, controls, skip, self.preview_every
+                    pipe, replace(params, prompt=prompt), progress, stop, controls, skip, self.preview_every, refiner
                 )
             finally:
                 self._figures["diffusion_seconds_total"] += time.monotonic() - began
@@ -260,5 +302,5 @@ class DiffusersEngine:
 
     async def close(self) -> None:
         self._thread.shutdown(wait=True, cancel_futures=True)
-        self._loaded = None
+        self._loaded = self._refiner = None
         self._scratch.cleanup()

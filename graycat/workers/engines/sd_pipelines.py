@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
-from graycat.images import codec, extras, loras, preprocessors, tiles, upscalers
+from graycat.images import codec, extras, families, loras, preprocessors, tiles, upscalers
 from graycat.images.checkpoints import Checkpoint
+from graycat.images.families import Family
 from graycat.images.params import ControlUnit, GenerationParams, HiresFix, SdUpscale
 from graycat.images.samplers import resolve
 from graycat.workers.engines.sd_config import write_skeleton, write_vae_config
@@ -27,10 +28,24 @@ from graycat.workers.engines.sd_config import write_skeleton, write_vae_config
 Progress = Callable[[int, int, int, Image.Image | None], None]
 """(iteration index, step done, steps of this iteration, a preview of the first image or None)."""
 
-# SD 1.x's 4 latent channels -> RGB, linearly (A1111's "Approx cheap" live preview)
-_LATENT_RGB = torch.tensor(
-    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
-)
+# the 4 latent channels of SD 1.x/2.x and of SDXL -> RGB, linearly (A1111's "Approx cheap" live preview)
+_LATENT_RGB = {
+    "sd": torch.tensor(
+        [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+    ),
+    "sdxl": torch.tensor(
+        [[0.3448, 0.4168, 0.4395], [-0.1953, -0.0290, 0.0250], [0.1074, 0.0886, -0.0163], [-0.3730, -0.2499, -0.2088]]
+    ),
+}
+# the diffusers pipeline of each kind of generation, per latent space: plain, and with ControlNet
+_PIPELINES = {
+    ("sd", "txt2img"): ("StableDiffusionPipeline", "StableDiffusionControlNetPipeline"),
+    ("sd", "img2img"): ("StableDiffusionImg2ImgPipeline", "StableDiffusionControlNetImg2ImgPipeline"),
+    ("sd", "inpaint"): ("StableDiffusionInpaintPipeline", "StableDiffusionControlNetInpaintPipeline"),
+    ("sdxl", "txt2img"): ("StableDiffusionXLPipeline", "StableDiffusionXLControlNetPipeline"),
+    ("sdxl", "img2img"): ("StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLControlNetImg2ImgPipeline"),
+    ("sdxl", "inpaint"): ("StableDiffusionXLInpaintPipeline", "StableDiffusionXLControlNetInpaintPipeline"),
+}
 
 
 class Interrupted(Exception):
@@ -68,22 +83,33 @@ class Device:
     vae_tiling: bool = False
 
 
-def load(checkpoint: Checkpoint, device: Device, scratch: Path) -> Any:
-    """A StableDiffusionPipeline for a diffusers folder or a single-file checkpoint, offline; a single file's
-    configs are written under `scratch`."""
-    from diffusers import StableDiffusionPipeline
+def family_of(pipe: Any) -> Family:
+    """The family of a loaded pipeline (set by `load`; SD 1.x for pipelines made otherwise)."""
+    return cast(Family, getattr(pipe, "graycat_family", Family("sd1")))
 
-    common: dict[str, Any] = {
-        "dtype": device.dtype,
-        "local_files_only": True,
-        "safety_checker": None,
-        "requires_safety_checker": False,
-    }
-    if checkpoint.path.is_dir():
-        pipe = StableDiffusionPipeline.from_pretrained(checkpoint.path, **common)
+
+def load(checkpoint: Checkpoint, device: Device, scratch: Path) -> Any:
+    """The pipeline of a checkpoint's family (StableDiffusionPipeline for SD 1.x and 2.x, StableDiffusionXLPipeline
+    for SDXL, StableDiffusionXLImg2ImgPipeline for its refiner) from a diffusers folder or a single file,
+    offline; a single file's configs are written under `scratch`."""
+    import diffusers
+
+    family = families.parse(checkpoint.family or "sd1")
+    common: dict[str, Any] = {"dtype": device.dtype, "local_files_only": True}
+    cls: Any
+    if family.base == "sdxl-refiner":
+        cls = diffusers.StableDiffusionXLImg2ImgPipeline
+    elif family.base == "sdxl":
+        cls = diffusers.StableDiffusionXLPipeline
     else:
-        config = write_skeleton(checkpoint.path, scratch / checkpoint.model_name)
-        pipe = StableDiffusionPipeline.from_single_file(str(checkpoint.path), config=str(config), **common)
+        cls = diffusers.StableDiffusionPipeline
+        common.update(safety_checker=None, requires_safety_checker=False)
+    if checkpoint.path.is_dir():
+        pipe = cls.from_pretrained(checkpoint.path, **common)
+    else:
+        config = write_skeleton(checkpoint.path, scratch / checkpoint.model_name, family)
+        pipe = cls.from_single_file(str(checkpoint.path), config=str(config), **common)
+    pipe.graycat_family = family
     pipe = pipe.to(device.name)
     pipe.set_progress_bar_config(disable=True)
     pipe.graycat_scheduler_config = pipe.scheduler.config  # each job's scheduler starts from the checkpoint's
@@ -94,11 +120,11 @@ def load(checkpoint: Checkpoint, device: Device, scratch: Path) -> Any:
     return pipe
 
 
-def load_vae(path: Path, device: Device, scratch: Path) -> Any:
-    """An AutoencoderKL from a standalone VAE file, offline."""
+def load_vae(path: Path, device: Device, scratch: Path, scaling: float) -> Any:
+    """An AutoencoderKL from a standalone VAE file, offline, for latents scaled by `scaling` (the checkpoint's)."""
     from diffusers import AutoencoderKL
 
-    config = write_vae_config(path, scratch / f"vae-{path.stem}")
+    config = write_vae_config(path, scratch / f"vae-{path.stem}-{scaling}", scaling)
     return AutoencoderKL.from_single_file(str(path), config=str(config), local_files_only=True, dtype=device.dtype).to(
         device.name
     )
@@ -243,10 +269,10 @@ def _set_tiling(pipe: Any, tiling: bool) -> None:
                 module.padding_mode = "circular" if tiling else "zeros"
 
 
-def latent_preview(latents: torch.Tensor) -> Image.Image:
-    """A cheap look at the first image of a batch while it is made: its latent projected to RGB, at 1/8 of the
-    image's width and height."""
-    rgb = latents[0].detach().float().cpu().permute(1, 2, 0) @ _LATENT_RGB
+def latent_preview(latents: torch.Tensor, space: str = "sd") -> Image.Image:
+    """A cheap look at the first image of a batch while it is made: its latent projected to RGB (with the map
+    of its latent `space`), at 1/8 of the image's width and height."""
+    rgb = latents[0].detach().float().cpu().permute(1, 2, 0) @ _LATENT_RGB[space]
     return Image.fromarray(((rgb + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
 
 
@@ -258,13 +284,14 @@ def generate(
     control_models: list[Any] | None = None,
     skip: Skip | None = None,
     preview_every: int = 0,
+    refiner: Any = None,
 ) -> list[Image.Image]:
     """All `batch_size * n_iter` images of a request, but those of iterations `skip` ended (listed in
     `skip.skipped`); image i has seed `params.seed + i`. `control_models` are the ControlNet models of
-    `params.controlnets`, in order. Every `preview_every` steps (0: never) `progress` gets a preview."""
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
-
+    `params.controlnets`, in order. Every `preview_every` steps (0: never) `progress` gets a preview.
+    `refiner` (the pipeline of `params.refiner`) takes txt2img's latents over at `params.refiner_switch_at`."""
     p = params
+    space = family_of(pipe).latent_space
     if p.sd_upscale is not None:
         return _sd_upscale(pipe, p, p.sd_upscale, progress, stop, skip, preview_every)
     w, h = p.width, p.height
@@ -316,18 +343,29 @@ def generate(
             subseeds = list(range(p.subseed + k * p.batch_size, p.subseed + (k + 1) * p.batch_size))
 
             def on_step(
-                _pipe: Any, step: int, _t: Any, kwargs: dict[str, Any], k: int = k, done: int = 0
+                _pipe: Any,
+                step: int,
+                _t: Any,
+                kwargs: dict[str, Any],
+                k: int = k,
+                done: int = 0,
+                after: int = second_pass,
+                floor: int = 0,
             ) -> dict[str, Any]:
-                """After each step; `done`: the steps of earlier passes (the hires fix's first)."""
+                """After each step; `done`: the steps of earlier passes (the hires fix's first, the base's before
+                the refiner), `after`: those of later ones known now, `floor`: the least this pass and those
+                before it make (the base's share of the steps is only known once the refiner has run)."""
                 if stop.is_set():
                     raise Interrupted
                 if skip is not None:
                     skip.check()
                 preview = (
-                    latent_preview(kwargs["latents"]) if preview_every and (step + 1) % preview_every == 0 else None
+                    latent_preview(kwargs["latents"], space)
+                    if preview_every and (step + 1) % preview_every == 0
+                    else None
                 )
-                steps = done + int(_pipe.num_timesteps)
-                progress(k, done + step + 1, steps + (second_pass if not done else 0), preview)
+                steps = max(done + int(_pipe.num_timesteps), floor)
+                progress(k, done + step + 1, steps + after, preview)
                 return kwargs
 
             pipe.scheduler = _scheduler(pipe, p, seeds[0])
@@ -343,9 +381,7 @@ def generate(
                         )
                     start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
                     strength = p.denoising_strength if masked or p.init_images else 1.0
-                    out = _pipeline(
-                        pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline", control
-                    )(
+                    out = _runner(pipe, "inpaint", control)(
                         image=start,
                         mask_image=region,
                         strength=strength,
@@ -356,9 +392,7 @@ def generate(
                     ).images
                     out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
                 elif init is not None:
-                    out = _pipeline(
-                        pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline", control
-                    )(
+                    out = _runner(pipe, "img2img", control)(
                         image=init,
                         strength=p.denoising_strength,
                         **run,
@@ -367,10 +401,21 @@ def generate(
                 else:
                     shape = (pipe.unet.config.in_channels, h // 8, w // 8)
                     latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
-                    runner = _pipeline(pipe, None, "StableDiffusionControlNetPipeline", control)
-                    out = runner(
-                        width=w, height=h, latents=latents, **run, **_control_args(p, control_images, "image")
-                    ).images
+                    runner = _runner(pipe, "txt2img", control)
+                    if refiner is None:
+                        out = runner(
+                            width=w, height=h, latents=latents, **run, **_control_args(p, control_images, "image")
+                        ).images
+                    else:
+                        out = _refined(
+                            runner,
+                            refiner,
+                            p,
+                            seeds,
+                            {**run, "width": w, "height": h, "latents": latents},
+                            functools.partial(on_step, floor=p.steps),
+                            lambda base: functools.partial(on_step, done=base),
+                        )
                 if p.hires is not None and p.mode == "txt2img":
                     out = _hires_pass(
                         pipe,
@@ -378,7 +423,7 @@ def generate(
                         p.hires,
                         out,
                         seeds,
-                        {**run, "callback_on_step_end": functools.partial(on_step, done=p.steps)},
+                        {**run, "callback_on_step_end": functools.partial(on_step, done=p.steps, after=0)},
                     )
             except _Skipped:
                 skip.skipped.append(k)  # type: ignore[union-attr]  # only raised with a Skip
@@ -402,8 +447,7 @@ def _sd_upscale(
     img2img, the tiles blended back; one image per iteration (n_iter). Tile k of iteration n has seed
     seed + n + k // batch_size + k % batch_size, as A1111 seeds them batch by batch. Progress counts the steps of
     all the tiles of an iteration."""
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
-
+    space = family_of(pipe).latent_space
     init = extras.resized(codec.decode(p.init_images[0]).convert("RGB"), up.upscaler, up.scale)
     xs, ys = tiles.sd_upscale_tiles(init.size, p.width, p.height, up.overlap)
     pieces = tiles.cut(init, xs, ys, p.width, p.height)
@@ -420,10 +464,10 @@ def _sd_upscale(
     if p.eta is not None:
         common["eta"] = p.eta
     if pipe.unet.config.in_channels == 9:  # an inpainting model: img2img as inpainting everything
-        runner = _pipeline(pipe, StableDiffusionInpaintPipeline, "", None)
+        runner = _runner(pipe, "inpaint", None)
         common.update(mask_image=Image.new("L", (p.width, p.height), 255), width=p.width, height=p.height)
     else:
-        runner = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "", None)
+        runner = _runner(pipe, "img2img", None)
     per_tile = min(int(p.steps * p.denoising_strength), p.steps)
     images: list[Image.Image] = []
     for n in range(p.n_iter):
@@ -440,7 +484,9 @@ def _sd_upscale(
                     if skip is not None:
                         skip.check()
                     preview = (
-                        latent_preview(kwargs["latents"]) if preview_every and (step + 1) % preview_every == 0 else None
+                        latent_preview(kwargs["latents"], space)
+                        if preview_every and (step + 1) % preview_every == 0
+                        else None
                     )
                     progress(n, before + step + 1, per_tile * len(flat), preview)
                     return kwargs
@@ -462,6 +508,33 @@ def _sd_upscale(
     return images
 
 
+def _refined(
+    base: Any,
+    refiner: Any,
+    p: GenerationParams,
+    seeds: list[int],
+    run: dict[str, Any],
+    on_base_step: Callable[..., dict[str, Any]],
+    on_refiner_step: Callable[[int], Callable[..., dict[str, Any]]],
+) -> list[Image.Image]:
+    """txt2img with A1111's refiner: the base denoises the first `refiner_switch_at` of the schedule and hands
+    its latents to the refiner, which denoises the rest (on the same sampler and seeds)."""
+    latents = base(
+        **{**run, "output_type": "latent", "callback_on_step_end": on_base_step}, denoising_end=p.refiner_switch_at
+    ).images
+    done = int(base.num_timesteps)
+    refiner.scheduler = _scheduler(refiner, p, seeds[0])
+    second = {k: v for k, v in run.items() if k not in ("width", "height", "latents", "clip_skip")}
+    second.update(
+        generator=_generators(seeds, p.eta_noise_seed_delta),
+        callback_on_step_end=on_refiner_step(done),
+        num_images_per_prompt=1,
+        prompt=[p.prompt] * len(latents),
+        negative_prompt=[p.negative_prompt] * len(latents) if p.negative_prompt else None,
+    )
+    return list(_runner(refiner, "img2img", None)(image=latents, denoising_start=p.refiner_switch_at, **second).images)
+
+
 def _second_pass_steps(p: GenerationParams) -> int:
     """The denoising steps the hires fix's second pass runs (img2img runs steps x strength of them)."""
     if p.hires is None or p.hires.denoising_strength <= 0:
@@ -474,8 +547,6 @@ def _hires_pass(
 ) -> list[Image.Image]:
     """The hires fix's second pass: each image upscaled (to cover the hires size, then centre-cropped to it),
     then denoised again (img2img) with its own seed, on the hires sampler and prompts where they are given."""
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
-
     big = [
         ImageOps.fit(
             upscalers.upscale(
@@ -500,12 +571,12 @@ def _hires_pass(
         "num_images_per_prompt": 1,
     }
     if pipe.unet.config.in_channels == 9:  # an inpainting model: img2img as inpainting everything
-        runner = _pipeline(pipe, StableDiffusionInpaintPipeline, "StableDiffusionControlNetInpaintPipeline", None)
+        runner = _runner(pipe, "inpaint", None)
         second.update(
             mask_image=Image.new("L", (hires.width, hires.height), 255), width=hires.width, height=hires.height
         )
     else:
-        runner = _pipeline(pipe, StableDiffusionImg2ImgPipeline, "StableDiffusionControlNetImg2ImgPipeline", None)
+        runner = _runner(pipe, "img2img", None)
     return list(runner(image=big, strength=hires.denoising_strength, **second).images)
 
 
@@ -525,14 +596,21 @@ def _controlnet(models: list[Any] | None) -> Any:
     return MultiControlNetModel(models)
 
 
-def _pipeline(pipe: Any, plain: Any, with_control: str, control: Any) -> Any:
-    """The pipeline of one kind of generation on the loaded components (`plain` None: `pipe` itself), its
-    ControlNet variant with `control`."""
-    if control is None:
-        return pipe if plain is None else plain(**pipe.components)
+def _runner(pipe: Any, kind: str, control: Any) -> Any:
+    """The pipeline of one kind of generation (txt2img, img2img, inpaint) for the loaded checkpoint's family,
+    on its components (`pipe` itself when it is that pipeline); its ControlNet variant with `control`."""
     import diffusers
 
-    return getattr(diffusers, with_control)(**pipe.components, controlnet=control)
+    family = family_of(pipe)
+    plain, with_control = _PIPELINES[(family.latent_space, kind)]
+    if control is None and type(pipe).__name__ == plain:
+        return pipe
+    extra: dict[str, Any] = {}
+    if family.latent_space == "sdxl" and kind != "txt2img":  # SDXL's refiner is conditioned on an aesthetic score
+        extra["requires_aesthetics_score"] = bool(pipe.config.get("requires_aesthetics_score", False))
+    if control is None:
+        return getattr(diffusers, plain)(**pipe.components, **extra)
+    return getattr(diffusers, with_control)(**pipe.components, controlnet=control, **extra)
 
 
 def _control_args(p: GenerationParams, images: list[Any], image_arg: str) -> dict[str, Any]:
