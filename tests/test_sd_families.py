@@ -1,0 +1,99 @@
+"""Model families told from tensor names and shapes, and what the api makes of them (default sizes), without
+a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graycat.api.dialects import a1111, openai_images
+from graycat.images import families
+from graycat.images.families import Family
+
+LIMITS = a1111.Limits(max_size=2048, max_steps=150, max_images=16)
+UNET = "model.diffusion_model."
+
+
+def _checkpoint(text: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    return {UNET + "input_blocks.0.0.weight": (320, 4, 3, 3), **text}
+
+
+def test_families_from_single_file_tensors() -> None:
+    sd1 = _checkpoint({"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (49408, 768)})
+    sd2 = _checkpoint({"cond_stage_model.model.token_embedding.weight": (49408, 1024)})
+    xl = _checkpoint({"conditioner.embedders.0.transformer.x": (1,), "conditioner.embedders.1.model.x": (1,)})
+    refiner = _checkpoint({"conditioner.embedders.0.model.x": (1,)})
+    assert families.of_single_file(sd1) == Family("sd1")
+    assert families.of_single_file({**sd1, UNET + "input_blocks.0.0.weight": (320, 9, 3, 3)}).name == "sd1-inpaint"
+    assert families.of_single_file(sd2).name == "sd2-v"  # declared by nothing: v, as SD 2.x's 768 releases
+    assert families.of_single_file(sd2, "epsilon").name == "sd2"
+    assert families.of_single_file(xl).name == "sdxl"
+    assert families.of_single_file({**xl, UNET + "input_blocks.0.0.weight": (320, 9, 3, 3)}).name == "sdxl-inpaint"
+    assert families.of_single_file(refiner).name == "sdxl-refiner"
+    with pytest.raises(families.UnknownFamily):
+        families.of_single_file({"transformer_blocks.0.x": (1,)})
+    for name in ("sd1", "sd1-inpaint", "sd2", "sd2-v", "sdxl", "sdxl-inpaint", "sdxl-refiner"):
+        assert families.parse(name).name == name
+    assert [families.parse(n).size for n in ("sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner")] == [
+        512,
+        512,
+        768,
+        1024,
+        1024,
+    ]
+
+
+def test_sd2_prediction_is_read_from_a_yaml_beside_the_file_then_metadata(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "model.safetensors"
+    assert families.declared_prediction(checkpoint, {}) is None
+    assert families.declared_prediction(checkpoint, {"modelspec.prediction_type": "v"}) == "v"
+    assert families.declared_prediction(checkpoint, {"modelspec.prediction_type": "epsilon"}) == "epsilon"
+    (tmp_path / "model.yaml").write_text("model:\n  params:\n    parameterization: 'v'\n")
+    assert families.declared_prediction(checkpoint, {"modelspec.prediction_type": "epsilon"}) == "v"
+    (tmp_path / "model.yaml").write_text("model:\n  params:\n    linear_start: 0.00085\n")  # the 512 base config
+    assert families.declared_prediction(checkpoint, {}) == "epsilon"
+
+
+def test_loras_and_vaes_say_their_family() -> None:
+    kohya_xl = {
+        "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 2048),
+        "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": (4, 1280),
+    }
+    assert families.lora_context(kohya_xl) == (2048, True)
+    assert families.lora_family(*families.lora_context(kohya_xl)) == "sdxl"
+    diffusers_sd1 = {"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": (4, 768)}
+    assert families.lora_family(*families.lora_context(diffusers_sd1)) == "sd1"
+    assert families.lora_context({"lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 768)}) == (
+        None,
+        False,
+    )
+    assert families.vae_latent_space("sdxl_vae.safetensors", {}) == "sdxl"
+    assert families.vae_latent_space("vae-ft-mse-840000.safetensors", {}) == "sd"
+    assert families.vae_latent_space("x.safetensors", {"modelspec.architecture": "stable-diffusion-xl-v1-base/vae"})
+
+
+@pytest.mark.parametrize(("family", "size"), [("sd1", 512), ("sd2-v", 768), ("sdxl", 1024), (None, 512)])
+def test_a_request_without_a_size_gets_its_familys(family: str | None, size: int) -> None:
+    model = {"model_name": "m", "family": family} if family else {"model_name": "m"}
+    params = a1111.to_params(
+        a1111.Txt2ImgRequest(prompt="x"), checkpoint="m", model=model, saved={}, limits=LIMITS, random_seeds=(1, 2)
+    )
+    assert (params.width, params.height) == (size, size)
+    given = a1111.to_params(
+        a1111.Txt2ImgRequest(prompt="x", width=640),
+        checkpoint="m",
+        model=model,
+        saved={},
+        limits=LIMITS,
+        random_seeds=(1, 2),
+    )
+    assert (given.width, given.height) == (640, size)
+    openai = openai_images.to_params(
+        openai_images.ImageGenerationRequest(prompt="x"),
+        checkpoint="m",
+        limits=LIMITS,
+        random_seed=1,
+        default_size=size,
+    )
+    assert (openai.width, openai.height) == (size, size)
