@@ -149,6 +149,34 @@ def test_sdxl_loras_and_vaes_and_those_of_another_family(sd: str) -> None:
             assert wrong.status_code == 422 and wrong.json()["code"] == "vae_family_mismatch", wrong.text
 
 
+def test_sdxl_controlnet_and_outpainting_and_a_controlnet_of_another_family(sd: str) -> None:
+    control = Image.new("RGB", (64, 64), (0, 0, 0))
+    control.paste((255, 255, 255), (10, 10, 30, 50))
+
+    def unit(model: str) -> dict[str, Any]:
+        return {"controlnet": {"args": [{"model": model, "image": _b64(control), "module": "none"}]}}
+
+    with _http(sd) as http:
+        plain = _image(_txt2img(http, "tinyxl"))
+        guided = _txt2img(http, "tinyxl", alwayson_scripts=unit("tinyxlcontrol"))
+        assert _image(guided).tobytes() != plain.tobytes()
+        wrong = _txt2img(http, "tinyxl", alwayson_scripts=unit("tinycontrol"))
+        assert wrong.status_code == 422 and wrong.json()["code"] == "controlnet_family_mismatch", wrong.text
+        outpaint = http.post(
+            "/sdapi/v1/img2img",
+            json={
+                "prompt": "a cat",
+                "init_images": [_b64(Image.new("RGB", (48, 64), (200, 30, 30)))],
+                "script_name": "Poor man's outpainting",
+                "script_args": [16, 4, 1, ["left"]],
+                "width": 48,
+                **{k: v for k, v in SMALL.items() if k != "width"},
+                "override_settings": {"sd_model_checkpoint": "tinyxl"},
+            },
+        )
+        assert _image(outpaint).size == (64, 64)
+
+
 def test_the_refiner_switch_changes_the_image(sd: str) -> None:
     with _http(sd) as http:
         body = {"steps": 6}

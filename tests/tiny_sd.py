@@ -474,7 +474,8 @@ def build_family_folder(root: Path) -> dict[str, Any]:
     (the same as a diffusers folder), `tinyxl-inpaint.safetensors` (9 channels), `tinyxl-refiner.safetensors`,
     `tiny2v.safetensors` (SD 2.x v-prediction, with A1111's `tiny2v.yaml` beside it), `tiny2v-folder`, and
     `tiny-single.safetensors` (SD 1.x); LoRAs `tinyxllora` (SDXL, kohya names) and `tinylora` (SD 1.x); VAEs
-    `tinyxl_vae.safetensors` (SDXL) and `tinyvae.safetensors` (SD 1.x). Returns the pipelines by model name."""
+    `tinyxl_vae.safetensors` (SDXL) and `tinyvae.safetensors` (SD 1.x); ControlNets `tinyxlcontrol` (SDXL) and
+    `tinycontrol` (SD 1.x). Returns the pipelines by model name."""
     folder = root / "models" / "Stable-diffusion"
     folder.mkdir(parents=True)
     xl = build_sdxl_pipeline(folder / "tinyxl-folder")
@@ -493,6 +494,8 @@ def build_family_folder(root: Path) -> dict[str, Any]:
     (root / "models" / "VAE").mkdir(parents=True)
     save_file(vae_state(other_xl.vae), str(root / "models" / "VAE" / "tinyxl_vae.safetensors"))
     save_file(vae_state(sd1.vae), str(root / "models" / "VAE" / "tinyvae.safetensors"))
+    build_controlnet(xl, root / "models" / "ControlNet" / "tinyxlcontrol")
+    build_controlnet(sd1, root / "models" / "ControlNet" / "tinycontrol")
     build_lora(sd1, root / "models" / "Lora" / "tinylora.safetensors")  # last: it adds adapters to `sd1`
     return {
         "tinyxl": xl,
