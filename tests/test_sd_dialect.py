@@ -204,9 +204,9 @@ def test_lora_prompt_syntax() -> None:
     assert loras.parse("<lora:ink:0.5:0.2> x")[1] == {"ink": 0.5}  # A1111's separate text encoder weight
     with pytest.raises(ValueError, match="not a number"):
         loras.parse("<lora:ink:lots>")
-    a1111.check_loras("x <lora:ink:1>", ["ink"])
+    a1111.check_loras("x <lora:ink:1>", {"loras": ["ink"]})
     with pytest.raises(ApiError, match="LoRA 'nope' not found; available: ink"):
-        a1111.check_loras("x <lora:nope:1>", ["ink"])
+        a1111.check_loras("x <lora:nope:1>", {"loras": ["ink"]})
 
 
 def test_vae_choice() -> None:

@@ -722,8 +722,11 @@ def with_parameters(echo: dict[str, Any]) -> Any:
 
 
 def checkpoint_entry(info: dict[str, Any]) -> dict[str, Any]:
-    """One entry of `/sdapi/v1/sd-models`."""
-    return {k: info.get(k) for k in ("title", "model_name", "hash", "sha256", "filename", "config", "family")}
+    """One entry of `/sdapi/v1/sd-models`: A1111's fields, and the family when the worker read it."""
+    entry = {k: info.get(k) for k in ("title", "model_name", "hash", "sha256", "filename", "config")}
+    if info.get("family"):  # ours, beside A1111's fields (not known for a relayed WebUI's checkpoints)
+        entry["family"] = info["family"]
+    return entry
 
 
 def progress(record: dict[str, str] | None, last: bytes | None, job_id: str | None, now: float) -> dict[str, Any]:
