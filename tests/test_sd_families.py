@@ -97,3 +97,61 @@ def test_a_request_without_a_size_gets_its_familys(family: str | None, size: int
         default_size=size,
     )
     assert (openai.width, openai.height) == (size, size)
+
+
+def _real_size_unet(**config: object) -> dict[str, tuple[int, ...]]:
+    """A released UNet's tensor shapes under A1111's (LDM) names, built on torch's meta device (no weights)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from tests.tiny_sd import _unet_key
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**config)  # type: ignore[arg-type]
+    up_attention = {i for i, kind in enumerate(unet.config.up_block_types) if "CrossAttn" in kind}
+    return {UNET + _unet_key(k, up_attention): tuple(v.shape) for k, v in unet.state_dict().items()}
+
+
+def test_configs_written_for_released_sdxl_and_sd2_shapes_are_theirs() -> None:
+    from graycat.workers.engines.sd_config import _unet_config
+
+    xl = {
+        "sample_size": 128,
+        "block_out_channels": (320, 640, 1280),
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        "attention_head_dim": (5, 10, 20),
+        "transformer_layers_per_block": (1, 2, 10),
+        "cross_attention_dim": 2048,
+        "use_linear_projection": True,
+        "addition_embed_type": "text_time",
+        "addition_time_embed_dim": 256,
+        "projection_class_embeddings_input_dim": 2816,
+    }
+    written = _unet_config(_real_size_unet(**xl), Family("sdxl"), 1280)
+    assert {k: written[k] for k in xl} == {k: list(v) if isinstance(v, tuple) else v for k, v in xl.items()}
+    refiner = {
+        "block_out_channels": (384, 768, 1536, 1536),
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        "attention_head_dim": (6, 12, 24, 24),
+        "transformer_layers_per_block": 4,
+        "cross_attention_dim": 1280,
+        "use_linear_projection": True,
+        "addition_embed_type": "text_time",
+        "addition_time_embed_dim": 256,
+        "projection_class_embeddings_input_dim": 2560,
+    }
+    written = _unet_config(_real_size_unet(**refiner), Family("sdxl-refiner"), 1280)
+    assert written["transformer_layers_per_block"] == [1, 4, 4, 4] and written["addition_time_embed_dim"] == 256
+    assert (written["attention_head_dim"], written["block_out_channels"]) == ([6, 12, 24, 24], [384, 768, 1536, 1536])
+    sd2 = {
+        "sample_size": 96,
+        "block_out_channels": (320, 640, 1280, 1280),
+        "attention_head_dim": (5, 10, 20, 20),
+        "cross_attention_dim": 1024,
+        "use_linear_projection": True,
+        "upcast_attention": True,
+    }
+    written = _unet_config(_real_size_unet(**sd2), Family("sd2", prediction="v"), None)
+    assert {k: written[k] for k in sd2} == {k: list(v) if isinstance(v, tuple) else v for k, v in sd2.items()}

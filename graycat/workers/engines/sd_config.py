@@ -175,6 +175,8 @@ def _unet_config(found: Shapes, family: Family, text_projection: int | None) -> 
     widths = [found[f"{UNET}input_blocks.{b}.0.out_layers.3.weight"][0] for b in first]
     attention = [f"{UNET}input_blocks.{b}.1.proj_in.weight" in found for b in first]
     depth = [_count(found, re.escape(f"{UNET}input_blocks.{b}.1.transformer_blocks.") + r"(\d+)\.") or 1 for b in first]
+    if not attention[-1]:  # diffusers gives the middle block the last level's depth (unused there: the refiner)
+        depth[-1] = _count(found, re.escape(f"{UNET}middle_block.1.transformer_blocks.") + r"(\d+)\.") or 1
     crossed = [b for b, a in zip(first, attention, strict=True) if a]  # the levels with attention
     proj_in = found[f"{UNET}input_blocks.{crossed[0]}.1.proj_in.weight"]
     config: dict[str, Any] = {
