@@ -155,3 +155,27 @@ def test_configs_written_for_released_sdxl_and_sd2_shapes_are_theirs() -> None:
     }
     written = _unet_config(_real_size_unet(**sd2), Family("sd2", prediction="v"), None)
     assert {k: written[k] for k in sd2} == {k: list(v) if isinstance(v, tuple) else v for k, v in sd2.items()}
+
+
+def test_text_encoder_configs_written_for_released_openclip_shapes_are_theirs() -> None:
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from graycat.workers.engines.sd_config import _open_clip_config
+    from tests.tiny_sd import _open_clip_state
+
+    def shapes(model: object, prefix: str, extra: bool) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in _open_clip_state(model, prefix, extra_layer=extra).items()}
+
+    bigg = {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 20, "intermediate_size": 5120}
+    vit_h = {"hidden_size": 1024, "num_hidden_layers": 23, "num_attention_heads": 16, "intermediate_size": 4096}
+    with torch.device("meta"):
+        xl = CLIPTextModelWithProjection(CLIPTextConfig(**bigg, hidden_act="gelu", projection_dim=1280))
+        sd2 = CLIPTextModel(CLIPTextConfig(**vit_h, hidden_act="gelu"))
+    written = _open_clip_config(
+        shapes(xl, "conditioner.embedders.1.model.", False), "conditioner.embedders.1.model.", True
+    )
+    assert {k: written[k] for k in bigg} == bigg and written["projection_dim"] == 1280
+    # SD 2.x files hold 24 layers; diffusers leaves the last out (SD 2.x reads the penultimate one)
+    written = _open_clip_config(shapes(sd2, "cond_stage_model.model.", True), "cond_stage_model.model.", False)
+    assert {k: written[k] for k in vit_h} == vit_h and written["max_position_embeddings"] == 77

@@ -188,6 +188,34 @@ def test_the_refiner_switch_changes_the_image(sd: str) -> None:
         assert "Refiner: tinyxl-refiner" in infotext and "Refiner switch at: 0.5" in infotext
         never = _txt2img(http, "tinyxl", refiner_checkpoint="tinyxl-refiner", refiner_switch_at=1, **body)
         assert _image(never).tobytes() == plain.tobytes()
+        source = {"init_images": [_b64(Image.new("RGB", (64, 64), (20, 90, 200)))], "denoising_strength": 0.8}
+        img2img = [
+            http.post(
+                "/sdapi/v1/img2img",
+                json={
+                    "prompt": "a cat",
+                    "seed": 7,
+                    **SMALL,
+                    **body,
+                    **source,
+                    **refiner,
+                    "override_settings": {"sd_model_checkpoint": "tinyxl"},
+                },
+            )
+            for refiner in ({}, {"refiner_checkpoint": "tinyxl-refiner", "refiner_switch_at": 0.5})
+        ]
+        assert _image(img2img[0]).tobytes() != _image(img2img[1]).tobytes()
+        masked = http.post(
+            "/sdapi/v1/img2img",
+            json={
+                **SMALL,
+                **source,
+                "mask": _b64(Image.new("L", (64, 64), 255)),
+                "refiner_checkpoint": "tinyxl-refiner",
+                "override_settings": {"sd_model_checkpoint": "tinyxl"},
+            },
+        )
+        assert masked.status_code == 422 and masked.json()["param"] == "refiner_checkpoint"
         wrong = _txt2img(http, "tiny-single", refiner_checkpoint="tinyxl-refiner")
         assert wrong.status_code == 422 and wrong.json()["param"] == "refiner_checkpoint"
         unknown = _txt2img(http, "tinyxl", refiner_checkpoint="nope")

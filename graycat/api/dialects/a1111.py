@@ -391,7 +391,7 @@ def to_params(
             "override_settings",
         )
     if req.refiner_checkpoint not in (None, "", "None"):
-        params.refiner, params.refiner_switch_at = _refiner(req, family, served or {})
+        params.refiner, params.refiner_switch_at = _refiner(req, family, served or {}, bool(units))
     if isinstance(req, Img2ImgRequest):
         if not req.init_images:
             raise _bad("init_images: img2img needs at least one base64 image", "init_images")
@@ -422,10 +422,11 @@ def to_params(
 
 
 def _refiner(
-    req: Txt2ImgRequest, family: families.Family | None, served: dict[str, dict[str, Any]]
+    req: Txt2ImgRequest, family: families.Family | None, served: dict[str, dict[str, Any]], controlled: bool
 ) -> tuple[str | None, float]:
     """A1111's refiner: the checkpoint that takes the latents over at `refiner_switch_at` (0 to 1, default
-    0.8; 1: never). Here an SDXL txt2img's, with an SDXL checkpoint (a refiner, or another base)."""
+    0.8; 1: never). Here an SDXL txt2img's or plain img2img's without ControlNet units (`controlled`), with an
+    SDXL checkpoint (a refiner, or another base)."""
     name = checkpoints.find(str(req.refiner_checkpoint), served)
     if name is None:
         raise _bad(
@@ -438,9 +439,11 @@ def _refiner(
     if not 0 < switch <= 1:
         raise _bad("refiner_switch_at must be more than 0 and at most 1", "refiner_switch_at")
     refiner = family_of(served[name])
-    if isinstance(req, Img2ImgRequest) or req.alwayson_scripts or family is None or family.base != "sdxl":
+    masked = isinstance(req, Img2ImgRequest) and bool(req.mask or req.script_name)
+    if masked or controlled or family is None or family.name != "sdxl":
         raise _bad(
-            "refiner_checkpoint: the refiner runs here in SDXL txt2img without ControlNet (the request's "
+            "refiner_checkpoint: the refiner runs here in SDXL (base) txt2img and plain img2img, without mask, "
+            "script or ControlNet (the request's "
             f"checkpoint is {family.label if family else 'of an unknown family'})",
             "refiner_checkpoint",
         )

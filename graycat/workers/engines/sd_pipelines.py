@@ -289,7 +289,8 @@ def generate(
     """All `batch_size * n_iter` images of a request, but those of iterations `skip` ended (listed in
     `skip.skipped`); image i has seed `params.seed + i`. `control_models` are the ControlNet models of
     `params.controlnets`, in order. Every `preview_every` steps (0: never) `progress` gets a preview.
-    `refiner` (the pipeline of `params.refiner`) takes txt2img's latents over at `params.refiner_switch_at`."""
+    `refiner` (the pipeline of `params.refiner`) takes the latents of txt2img or plain img2img over at
+    `params.refiner_switch_at`."""
     p = params
     space = family_of(pipe).latent_space
     if p.sd_upscale is not None:
@@ -391,6 +392,16 @@ def generate(
                         **_control_args(p, controls, "control_image"),
                     ).images
                     out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
+                elif init is not None and refiner is not None:
+                    out = _refined(
+                        _runner(pipe, "img2img", None),
+                        refiner,
+                        p,
+                        seeds,
+                        {**run, "image": init, "strength": p.denoising_strength},
+                        functools.partial(on_step, floor=min(int(p.steps * p.denoising_strength), p.steps)),
+                        lambda base: functools.partial(on_step, done=base),
+                    )
                 elif init is not None:
                     out = _runner(pipe, "img2img", control)(
                         image=init,
@@ -517,14 +528,14 @@ def _refined(
     on_base_step: Callable[..., dict[str, Any]],
     on_refiner_step: Callable[[int], Callable[..., dict[str, Any]]],
 ) -> list[Image.Image]:
-    """txt2img with A1111's refiner: the base denoises the first `refiner_switch_at` of the schedule and hands
-    its latents to the refiner, which denoises the rest (on the same sampler and seeds)."""
+    """txt2img or img2img with A1111's refiner: the base denoises the first `refiner_switch_at` of the schedule
+    and hands its latents to the refiner, which denoises the rest (on the same sampler and seeds)."""
     latents = base(
         **{**run, "output_type": "latent", "callback_on_step_end": on_base_step}, denoising_end=p.refiner_switch_at
     ).images
     done = int(base.num_timesteps)
     refiner.scheduler = _scheduler(refiner, p, seeds[0])
-    second = {k: v for k, v in run.items() if k not in ("width", "height", "latents", "clip_skip")}
+    second = {k: v for k, v in run.items() if k not in ("width", "height", "latents", "clip_skip", "image", "strength")}
     second.update(
         generator=_generators(seeds, p.eta_noise_seed_delta),
         callback_on_step_end=on_refiner_step(done),
