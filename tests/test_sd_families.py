@@ -179,3 +179,25 @@ def test_text_encoder_configs_written_for_released_openclip_shapes_are_theirs() 
     # SD 2.x files hold 24 layers; diffusers leaves the last out (SD 2.x reads the penultimate one)
     written = _open_clip_config(shapes(sd2, "cond_stage_model.model.", True), "cond_stage_model.model.", False)
     assert {k: written[k] for k in vit_h} == vit_h and written["max_position_embeddings"] == 77
+
+
+def test_an_undeclared_sd2_file_is_probed_as_a1111_does(tmp_path: Path) -> None:
+    """UNets whose output is fixed (conv_out zeroed, its bias set) answer A1111's test one way or the other."""
+    import torch
+
+    from graycat.images.checkpoints import Checkpoint
+    from graycat.workers.engines.sd_config import describe
+    from tests.tiny_sd import build_sd2_pipeline, to_single_file
+
+    pipe = build_sd2_pipeline(tmp_path / "build")
+    probes: dict[tuple[Path, int, int], str] = {}
+    for name, bias, family in (("v", -2.0, "sd2-v"), ("eps", 0.5, "sd2")):
+        with torch.no_grad():
+            pipe.unet.conv_out.weight.zero_()
+            pipe.unet.conv_out.bias.fill_(bias)  # the output is `bias` everywhere; the input is 0.5
+        to_single_file(pipe, tmp_path / f"{name}.safetensors")
+        checkpoint = Checkpoint(tmp_path / f"{name}.safetensors", f"{name}.safetensors", None)
+        assert describe(checkpoint, probes).family == family
+    assert len(probes) == 2
+    (tmp_path / "eps.yaml").write_text("model:\n  params:\n    parameterization: v\n")  # a yaml beside it wins
+    assert describe(Checkpoint(tmp_path / "eps.safetensors", "eps.safetensors", None)).family == "sd2-v"

@@ -65,8 +65,8 @@ class UnknownFamily(ValueError):
 
 def of_single_file(found: Shapes, prediction: str | None = None) -> Family:
     """The family of an A1111 (LDM layout) checkpoint. SD 2.x's prediction is not in its shapes: `prediction`
-    ("v" or "epsilon") comes from a yaml or metadata beside it (see `declared_prediction`); None means v for 768
-    models, which is what SD 2.x releases and most of their fine-tunes are."""
+    ("v" or "epsilon") comes from a yaml or metadata beside it (see `declared_prediction`) or a test on its
+    weights (the worker's sd_config.probe_prediction); None here means v."""
     conv_in = found.get(UNET + "input_blocks.0.0.weight")
     if conv_in is None:
         raise UnknownFamily("no UNet (model.diffusion_model.*) in the checkpoint")

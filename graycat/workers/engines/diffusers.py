@@ -62,6 +62,7 @@ class DiffusersEngine:
     ) -> None:
         self.models_dir = models_dir
         self._hashes: HashCache = {}
+        self._probes: dict[tuple[Path, int, int], str] = {}  # SD 2.x files' predictions, found by their weights
         self.checkpoints: dict[str, Checkpoint] = {}
         self.loras: dict[str, Path] = {}
         self.vaes: dict[str, Path] = {}
@@ -99,7 +100,7 @@ class DiffusersEngine:
         found: dict[str, Checkpoint] = {}
         for checkpoint in scan(self.models_dir, self._hashes):
             try:
-                found[checkpoint.model_name] = describe(checkpoint)
+                found[checkpoint.model_name] = describe(checkpoint, self._probes)
             except (UnsupportedCheckpoint, OSError, ValueError) as exc:
                 log.warning("not serving checkpoint %s: %s", checkpoint.path, exc)
         live = {c.path for c in found.values()}

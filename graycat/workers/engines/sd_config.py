@@ -344,9 +344,10 @@ def write_skeleton(checkpoint: Path, folder: Path, family: Family | None = None)
     return folder
 
 
-def describe(checkpoint: Checkpoint) -> Checkpoint:
+def describe(checkpoint: Checkpoint, probes: dict[tuple[Path, int, int], str] | None = None) -> Checkpoint:
     """The checkpoint with its family and cross-attention width, read from its tensors (a file) or configs (a
-    diffusers folder); UnsupportedCheckpoint when it is of no family this server loads."""
+    diffusers folder); UnsupportedCheckpoint when it is of no family this server loads. An SD 2.x file that
+    declares no prediction is probed (`probe_prediction`), once per file version when given `probes`."""
     if checkpoint.path.is_dir():
         family, context = families.of_diffusers_folder(checkpoint.path)
     else:
@@ -355,8 +356,37 @@ def describe(checkpoint: Checkpoint) -> Checkpoint:
             family = families.of_single_file(found, families.declared_prediction(checkpoint.path, metadata))
         except UnknownFamily as exc:
             raise UnsupportedCheckpoint(f"{checkpoint.relative}: {exc}") from None
+        undeclared = families.declared_prediction(checkpoint.path, metadata) is None
+        if family.base == "sd2" and not family.inpainting and undeclared:
+            stat = checkpoint.path.stat()
+            key = (checkpoint.path, stat.st_size, stat.st_mtime_ns)
+            cache = probes if probes is not None else {}
+            if key not in cache:
+                cache[key] = probe_prediction(checkpoint.path)
+            family = replace(family, prediction=cache[key])
         context = families.context_width(found)
     return replace(checkpoint, family=family.name, context=context)
+
+
+def probe_prediction(checkpoint: Path) -> str:
+    """Whether an SD 2.x UNet predicts v or epsilon, by A1111's test on its weights: run it once at the last
+    timestep (999) on latents and text context all 0.5. Near pure noise an epsilon model answers about its
+    input, a v model about minus the image it sees: an output more than 1 below the input on average means v."""
+    import tempfile
+
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    with tempfile.TemporaryDirectory(prefix="graycat-probe-") as scratch:
+        config = write_skeleton(checkpoint, Path(scratch), Family("sd2", prediction="v"))
+        unet = UNet2DConditionModel.from_single_file(
+            str(checkpoint), config=str(config), subfolder="unet", local_files_only=True, dtype=torch.float32
+        )
+    with torch.no_grad():
+        x = torch.full((1, unet.config.in_channels, 8, 8), 0.5)
+        context = torch.full((1, 2, unet.config.cross_attention_dim), 0.5)
+        out = unet(x, torch.tensor([999]), encoder_hidden_states=context).sample
+    return "v" if (out - x).mean().item() < -1 else "epsilon"
 
 
 def lora_info(path: Path) -> dict[str, Any]:
