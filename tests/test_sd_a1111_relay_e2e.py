@@ -228,6 +228,7 @@ def test_txt2img_and_img2img_are_relayed_with_their_parameters(sd: str, webui: F
         assert sent["override_settings"]["sd_vae"] == "vae-ft-mse.safetensors"
         answer = resp.json()
         assert json.loads(answer["info"])["all_seeds"] == [7, 8] and answer["parameters"]["steps"] == 4
+        assert "refiner_checkpoint" not in sent
         assert [_png(i).getpixel((0, 0)) for i in answer["images"]] == [(7, 0, 0), (8, 0, 0)]
 
         mask = Image.new("L", (64, 64), 0)
@@ -300,6 +301,15 @@ def test_the_tokens_output_options_and_sd_upscale_reach_the_webui(sd: str, webui
         31337,
         70,
     )
+
+
+def test_a_refiner_is_left_to_the_webui(sd: str, webui: FakeWebUI) -> None:
+    body = {"prompt": "a cat", "steps": 4, "width": 64, "height": 64, "refiner_checkpoint": "fake-model"}
+    with _bearer(sd) as http:
+        resp = http.post("/sdapi/v1/txt2img", json={**body, "refiner_switch_at": 0.6})
+    assert resp.status_code == 200, resp.text
+    sent = webui.last("/sdapi/v1/txt2img")
+    assert (sent["refiner_checkpoint"], sent["refiner_switch_at"]) == ("fake-model", 0.6)  # the WebUI judges it
 
 
 def test_progress_and_previews_come_from_the_webui(sd: str, webui: FakeWebUI) -> None:

@@ -27,6 +27,8 @@ def sd(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     """An api and an SD worker on the family folder; the api's base URL."""
     root = tmp_path_factory.mktemp("families")
     build_family_folder(root)
+    (root / "models" / "Stable-diffusion" / "broken.safetensors").write_bytes(b"half a download")
+    (root / "models" / "Lora" / "broken.safetensors").write_bytes(b"half a download")
     _, base = cluster.api(SD_MAX_SIZE="256", SD_MAX_STEPS="60")
     worker = cluster.sd_worker(root)
     yield base
@@ -60,8 +62,10 @@ def _image(resp: httpx.Response, i: int = 0) -> Image.Image:
 
 
 def test_sd_models_lists_each_checkpoints_family(sd: str) -> None:
+    """... and leaves out a file that is no checkpoint (the worker logs why), which does not stop the worker."""
     with _http(sd) as http:
         models = http.get("/sdapi/v1/sd-models").json()
+        assert "broken" in {lora["name"] for lora in http.get("/sdapi/v1/loras").json()}
     assert {m["model_name"]: m["family"] for m in models} == {
         "tiny-single": "sd1",
         "tiny2v": "sd2-v",

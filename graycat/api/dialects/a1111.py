@@ -426,7 +426,7 @@ def _refiner(
 ) -> tuple[str | None, float]:
     """A1111's refiner: the checkpoint that takes the latents over at `refiner_switch_at` (0 to 1, default
     0.8; 1: never). Here an SDXL txt2img's or plain img2img's without ControlNet units (`controlled`), with an
-    SDXL checkpoint (a refiner, or another base)."""
+    SDXL checkpoint (a refiner, or another base); a relayed WebUI's checkpoints are left to the WebUI."""
     name = checkpoints.find(str(req.refiner_checkpoint), served)
     if name is None:
         raise _bad(
@@ -439,18 +439,19 @@ def _refiner(
     if not 0 < switch <= 1:
         raise _bad("refiner_switch_at must be more than 0 and at most 1", "refiner_switch_at")
     refiner = family_of(served[name])
-    masked = isinstance(req, Img2ImgRequest) and bool(req.mask or req.script_name)
-    if masked or controlled or family is None or family.name != "sdxl":
+    if family is None:  # a relayed WebUI's checkpoint: the WebUI decides
+        return (name, switch) if switch < 1 else (None, 1.0)
+    in_parts = isinstance(req, Img2ImgRequest) and bool(req.mask or req.script_name)
+    if in_parts or controlled or family.name != "sdxl":
         raise _bad(
             "refiner_checkpoint: the refiner runs here in SDXL (base) txt2img and plain img2img, without mask, "
-            "script or ControlNet (the request's "
-            f"checkpoint is {family.label if family else 'of an unknown family'})",
+            f"script or ControlNet (the request's checkpoint is {family.label})",
             "refiner_checkpoint",
         )
     if refiner is None or refiner.latent_space != "sdxl" or refiner.inpainting:
         raise _bad(
             f"refiner_checkpoint '{name}' is {refiner.label if refiner else 'of an unknown family'}: an SDXL "
-            "txt2img is refined by an SDXL refiner or base checkpoint",
+            "image is refined by an SDXL refiner or base checkpoint",
             "refiner_checkpoint",
             422,
             "refiner_family_mismatch",

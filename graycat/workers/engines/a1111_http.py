@@ -106,6 +106,8 @@ def a1111_request(p: GenerationParams, title: str, controlnets: dict[str, str]) 
         )
         if h.sampler:
             body.update(hr_sampler_name=h.sampler, hr_scheduler=h.schedule)
+    if p.refiner is not None:  # A1111 finds a checkpoint by its model name too
+        body.update(refiner_checkpoint=p.refiner, refiner_switch_at=p.refiner_switch_at)
     if p.controlnets:
         body["alwayson_scripts"] = {
             "controlnet": {

@@ -95,13 +95,13 @@ class DiffusersEngine:
     def _scan(self) -> None:
         """Read the models folder: checkpoints (hashing only new or changed files; each one's family read from
         its tensors or configs), LoRAs and VAEs (with the family they fit), ControlNets."""
-        from graycat.workers.engines.sd_config import UnsupportedCheckpoint, describe, lora_info, vae_latent_space
+        from graycat.workers.engines.sd_config import describe, lora_info, vae_latent_space
 
         found: dict[str, Checkpoint] = {}
         for checkpoint in scan(self.models_dir, self._hashes):
             try:
                 found[checkpoint.model_name] = describe(checkpoint, self._probes)
-            except (UnsupportedCheckpoint, OSError, ValueError) as exc:
+            except Exception as exc:  # of no family served here, or unreadable (a broken or partial file)
                 log.warning("not serving checkpoint %s: %s", checkpoint.path, exc)
         live = {c.path for c in found.values()}
         for key in [k for k in self._hashes if k[0] not in live]:

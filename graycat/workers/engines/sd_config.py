@@ -392,10 +392,17 @@ def probe_prediction(checkpoint: Path) -> str:
 def lora_info(path: Path) -> dict[str, Any]:
     """What the api needs to refuse a LoRA for a checkpoint of another family: the cross-attention width it
     adapts and the family that width (or a second text encoder) says."""
-    width, second = families.lora_context(shapes(path))
+    try:
+        width, second = families.lora_context(shapes(path))
+    except Exception:  # unreadable: not checked here (loading it fails the job that names it)
+        return {"context": None, "family": None}
     return {"context": width, "family": families.lora_family(width, second)}
 
 
 def vae_latent_space(path: Path) -> str:
     """`sd` or `sdxl`: the latents a standalone VAE file decodes (see families.vae_latent_space)."""
-    return families.vae_latent_space(path.name, header(path)[1])
+    try:
+        metadata = header(path)[1]
+    except Exception:  # unreadable: judged by its name (loading it fails the job that names it)
+        metadata = {}
+    return families.vae_latent_space(path.name, metadata)
