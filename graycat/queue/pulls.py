@@ -1,7 +1,9 @@
 """Model pulls through the queue: the api asks (POST /api/pull), a worker that takes pulls downloads the model
 onto its own disk, reports its progress in the pull's event stream, and then serves it. A request goes to one
 named worker's stream, or to the stream any such worker reads (the first free one takes it); the worker
-acknowledges it as it takes it, so each is done once. A request not taken by its deadline is dropped unread."""
+acknowledges it as it takes it, so each is done once. A request not taken by its deadline is dropped unread.
+The same channel carries a named worker's other model operations (DELETE /api/delete, POST /api/copy): each
+request has an `action`, and its outcome is the last event of its stream."""
 
 from __future__ import annotations
 
@@ -23,25 +25,44 @@ LANE_TTL_S = 60  # a worker's own request stream outlives it by this much (renew
 REQUESTS_KEPT = 1000
 
 
+ACTIONS = ("pull", "delete", "copy")
+
+
 @dataclass(frozen=True)
 class PullRequest:
     id: str
-    ref: str
+    ref: str  # what to pull; the model to delete or copy
     deadline: float  # unix time: not started past it (the api stopped waiting)
+    action: str = "pull"  # one of ACTIONS
+    destination: str = ""  # a copy's new name
 
     def fields(self) -> dict[str, str]:
-        return {"id": self.id, "ref": self.ref, "deadline": repr(self.deadline)}
+        return {
+            "id": self.id,
+            "ref": self.ref,
+            "deadline": repr(self.deadline),
+            "action": self.action,
+            "destination": self.destination,
+        }
 
     @classmethod
     def of(cls, fields: dict[bytes, bytes]) -> PullRequest:
         got = {text(k): text(v) for k, v in fields.items()}
-        return cls(got["id"], got["ref"], float(got["deadline"]))
+        return cls(got["id"], got["ref"], float(got["deadline"]), got.get("action", "pull"), got.get("destination", ""))
 
 
-async def ask(redis: aioredis.Redis, ref: str, *, worker: str | None, wait_s: float) -> tuple[PullRequest, str]:
-    """Queue a pull of `ref` for `worker` (None: any worker that takes pulls), to be started within `wait_s`
-    seconds; the request and its entry id (to withdraw it)."""
-    request = PullRequest(uuid.uuid4().hex, ref, time.time() + wait_s)
+async def ask(
+    redis: aioredis.Redis,
+    ref: str,
+    *,
+    worker: str | None,
+    wait_s: float,
+    action: str = "pull",
+    destination: str = "",
+) -> tuple[PullRequest, str]:
+    """Queue `action` on `ref` for `worker` (None: any worker that takes pulls; a pull only), to be started
+    within `wait_s` seconds; the request and its entry id (to withdraw it)."""
+    request = PullRequest(uuid.uuid4().hex, ref, time.time() + wait_s, action, destination)
     stream = keys.pulls_of(worker) if worker else keys.PULLS_ANY
     entry = await redis.xadd(stream, request.fields(), maxlen=REQUESTS_KEPT, approximate=True)  # type: ignore[arg-type]
     return request, text(entry)

@@ -1,5 +1,6 @@
 """The models folder's contents: GGUF files, each with a small `<file>.origin.json` saying where it came from and its
-SHA-256 (written once the file is checked and in place)."""
+SHA-256 (written once the file is checked and in place), and `.served.json`: the models pulled (or copied) into it
+through the gateway, which the workers reading the folder serve again when they start."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from graycat.store import gguf_meta
 from graycat.store.refs import quant_of
 
 ORIGIN_SUFFIX = ".origin.json"
+SERVED_FILE = ".served.json"  # model name -> its file's name: what workers reading the folder serve at start
 PARTIAL_DIR = ".partial"  # unfinished downloads: <file>.<16 hex digits of its SHA-256 or URL>.part
 
 
@@ -99,12 +101,18 @@ def find(folder: Path, name: str) -> OnDisk | None:
     )
 
 
-def copy(model: OnDisk, name: str) -> Path:
-    """The model again under `name` (a hard link where the filesystem allows: no second copy of the bytes), with
-    its origin. ValueError for a name that is no plain file name, FileExistsError for one taken."""
+def check_name(name: str) -> str:
+    """`name` as a model's file stem; ValueError for a name that is no plain file name."""
     if not name or name != Path(name).name or name.startswith("."):
         raise ValueError(f"{name!r} is not a model name (a file name without folders)")
-    target = model.path.with_name(f"{name.removesuffix('.gguf')}.gguf")
+    return name.removesuffix(".gguf")
+
+
+def copy(model: OnDisk, name: str, into: Path | None = None) -> Path:
+    """The model again under `name`, in the folder `into` (default: its own), as a hard link where the
+    filesystem allows (no second copy of the bytes), with its origin. ValueError for a name that is no plain file
+    name, FileExistsError for one taken."""
+    target = (into or model.path.parent) / f"{check_name(name)}.gguf"
     if target.exists():
         raise FileExistsError(f"a model {target.stem} is already there")
     try:
@@ -117,9 +125,43 @@ def copy(model: OnDisk, name: str) -> Path:
 
 
 def remove(model: OnDisk) -> None:
+    """Delete the model's file and its origin, and forget it among the models served at start."""
     model.path.unlink()
     with contextlib.suppress(FileNotFoundError):
         origin_path(model.path).unlink()
+    forget(model.path.parent, model.name)
+
+
+def served_at_start(folder: Path) -> dict[str, Path]:
+    """The models pulled or copied into the folder through the gateway (name -> file), whose files are there."""
+    files = {name: folder / file for name, file in _served_names(folder).items()}
+    return {name: path for name, path in files.items() if path.parent == folder and path.is_file()}
+
+
+def remember(folder: Path, name: str, path: Path) -> None:
+    """Workers reading the folder serve the model `name` (the file `path` in it) when they start."""
+    _write_served(folder, {**_served_names(folder), name: path.name})
+
+
+def forget(folder: Path, name: str) -> None:
+    served = _served_names(folder)
+    if served.pop(name, None) is not None:
+        _write_served(folder, served)
+
+
+def _served_names(folder: Path) -> dict[str, str]:
+    try:
+        data = orjson.loads((folder / SERVED_FILE).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return {str(name): str(file) for name, file in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_served(folder: Path, served: dict[str, str]) -> None:
+    path = folder / SERVED_FILE
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(orjson.dumps(served, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    os.replace(temporary, path)
 
 
 def human(size: float) -> str:

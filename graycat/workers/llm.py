@@ -10,7 +10,7 @@ from typing import Any
 
 from graycat.config import DEFAULT_MODEL_NAME, Settings
 from graycat.store.download import download
-from graycat.store.folder import described, human, on_disk
+from graycat.store.folder import described, human, on_disk, served_at_start
 from graycat.store.refs import quant_of
 from graycat.store.remote import Remote
 from graycat.store.sources import locate
@@ -47,7 +47,10 @@ async def serve(settings: Settings, *, null_tokens: int | None = None, null_dela
     else:
         models = settings.models_folder()
         sources = _sources(settings, models)
-        loading = Loading("llm", {name: {"kind": "llm", **_facts(source)} for name, source in sources.items()})
+        again = {n: p for n, p in served_at_start(models).items() if n not in sources}  # pulled before this start
+        loading = Loading(
+            "llm", {name: {"kind": "llm", **_facts(source)} for name, source in {**sources, **again}.items()}
+        )
         processes: list[EngineProcess] = []
         try:
             await run_worker(settings, loading, kinds, _load(settings, sources, processes, loading))
@@ -86,7 +89,8 @@ async def _load(
     settings: Settings, sources: dict[str, Path | Remote], processes: list[EngineProcess], loading: Loading
 ) -> Engine:
     """Pull the models not on disk yet (their progress shown by `loading`), start each embedded server's process
-    (loading its model) and the engine that talks to them; the worker can then pull more models and serve them."""
+    (loading its model) and the engine that talks to them, and serve again those pulled into the models folder
+    through the gateway before; the worker can then pull more models and serve them."""
     paths = {
         name: source if isinstance(source, Path) else await _pull(source, settings.models_folder(), name, loading)
         for name, source in sources.items()
@@ -98,7 +102,9 @@ async def _load(
     engines = [await start(model, path) for model, path in paths.items()]
     engine = engines[0] if len(engines) == 1 else ModelRouter(engines)
     await engine.start()
-    return PullingEngine(engine, settings.models_folder(), start, {name: on_disk(p) for name, p in paths.items()})
+    pulling = PullingEngine(engine, settings.models_folder(), start, {name: on_disk(p) for name, p in paths.items()})
+    await pulling.restore()
+    return pulling
 
 
 async def _start_server(settings: Settings, model: str, path: Path, processes: list[EngineProcess]) -> Engine:

@@ -1,11 +1,13 @@
 """A worker taking model pulls from the queue (graycat/queue/pulls.py), one at a time: it pulls on its engine,
-reports each progress event to the pull's stream, and claims from the new model's pools once it serves it."""
+reports each progress event to the pull's stream, and claims from the new model's pools once it serves it. A
+delete or a copy comes the same way, and its outcome is its one event."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
@@ -31,26 +33,38 @@ async def serve_pulls(worker: Worker, engine: Pulls) -> None:
 
 async def _run(worker: Worker, engine: Pulls, request: pulls.PullRequest) -> None:
     redis = worker.consumer.redis
-    log.info("pull %s of %s: started", request.id, request.ref)
+    log.info("%s %s of %s: started", request.action, request.id, request.ref)
     before = set(worker.engine.models())
     try:
-        async for event in engine.pull(request.ref):
+        async for event in _events(engine, request):
             if event.get("status") == "success":
                 await worker.models_changed(before)
             await pulls.report(redis, request.id, {**event, "worker": worker.id})
     except asyncio.CancelledError:
-        log.warning("pull %s of %s: stopped with the worker", request.id, request.ref)
+        log.warning("%s %s of %s: stopped with the worker", request.action, request.id, request.ref)
         raise
     except PullError as exc:
-        log.warning("pull %s of %s failed: %s", request.id, request.ref, exc)
+        log.warning("%s %s of %s failed: %s", request.action, request.id, request.ref, exc)
         await pulls.report(redis, request.id, {"error": str(exc), "code": exc.status, "worker": worker.id})
         return
     except RedisError:
         raise
     except Exception as exc:
-        log.exception("pull %s of %s failed", request.id, request.ref)
-        await pulls.report(
-            redis, request.id, {"error": f"the pull failed on {worker.id}: {exc}", "code": 500, "worker": worker.id}
-        )
+        log.exception("%s %s of %s failed", request.action, request.id, request.ref)
+        failed = f"the {request.action} failed on {worker.id}: {exc}"
+        await pulls.report(redis, request.id, {"error": failed, "code": 500, "worker": worker.id})
         return
-    log.info("pull %s of %s: done", request.id, request.ref)
+    log.info("%s %s of %s: done", request.action, request.id, request.ref)
+
+
+async def _events(engine: Pulls, request: pulls.PullRequest) -> AsyncIterator[dict[str, Any]]:
+    if request.action == "pull":
+        async for event in engine.pull(request.ref):
+            yield event
+    elif request.action == "delete":
+        yield {"status": "success", "model": request.ref, "detail": await engine.remove(request.ref)}
+    elif request.action == "copy":
+        detail = await engine.copy(request.ref, request.destination)
+        yield {"status": "success", "model": request.destination, "detail": detail}
+    else:
+        raise PullError(f"unknown model operation {request.action!r} (this worker knows {pulls.ACTIONS})", 400)

@@ -62,3 +62,12 @@ class Pulls(Protocol):
         """Download `ref` into the models folder (unless it is there), then serve it: Ollama-shaped progress
         events, the last `{"status": "success", "model": NAME}`. PullError when it cannot."""
         ...
+
+    async def remove(self, name: str) -> str:
+        """Stop serving the model `name` and delete its file; what was done, in words. PullError when it cannot."""
+        ...
+
+    async def copy(self, name: str, destination: str) -> str:
+        """The model `name` again under `destination` in the models folder, served as well; what was done, in
+        words. PullError when it cannot."""
+        ...

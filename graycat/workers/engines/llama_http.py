@@ -214,11 +214,14 @@ class LlamaHttpEngine:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        """Close its connections, and stop the embedded server's process (a model deleted while the worker runs)."""
         if self._poller is not None:
             self._poller.cancel()
         for session in (self._pooled, self._fresh):
             if session is not None:
                 await session.close()
+        if self._process is not None:
+            await self._process.close()
 
 
 _UNSUPPORTED_MEDIA = (b"image input is not supported", b"audio input is not supported")

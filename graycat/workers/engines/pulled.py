@@ -1,31 +1,38 @@
 """An LLM worker's engine that can take more models while it runs: it pulls a reference into the worker's models
 folder (POST /api/pull, through graycat/queue/pulls.py) and starts an embedded server for it beside the models it
-already serves. Each model it serves is announced with its file's facts (size, SHA-256, quantisation, family), so
-the gateway can list models whose files are on no disk of its own."""
+already serves, remembering it in the folder (`.served.json`) to serve it again at its next start. It also deletes
+such a model (DELETE /api/delete: no more jobs taken for it, the file removed at once, its llama.cpp server
+stopped once its running jobs end) and copies one under a new name, served as well by a server of its own (POST
+/api/copy). Each model it serves is announced with its file's facts (size, SHA-256, quantisation, family), so the
+gateway can list models whose files are on no disk of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from graycat.jobs import Job
+from graycat.jobs import Job, error_body
+from graycat.store import folder
 from graycat.store.download import INTERRUPTED, download
 from graycat.store.folder import OnDisk, described, on_disk
 from graycat.store.remote import PullError
 from graycat.store.sources import locate
 from graycat.workers.engines.base import Emit, Engine
 
+log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.25
 StartModel = Callable[[str, Path], Awaitable[Engine]]  # (name, GGUF file) -> an engine serving it, not started
 
 
 class PullingEngine:
-    """`base` (the models the worker started with) plus the models pulled since, each on an engine of its own."""
+    """`base` (the models the worker was started with) plus the models pulled or copied since (and those served
+    again from the folder's `.served.json`), each on an engine of its own."""
 
     def __init__(self, base: Engine, models_dir: Path, start: StartModel, files: dict[str, OnDisk]) -> None:
         self.kind = base.kind
@@ -33,7 +40,11 @@ class PullingEngine:
         self._models_dir = models_dir
         self._start = start
         self._files = {name: described(model) for name, model in files.items()}
+        self._paths = {name: model.path for name, model in files.items()}
         self._added: dict[str, Engine] = {}
+        self._running: dict[int, int] = {}  # id of an added model's engine -> its jobs running now
+        self._retiring: set[asyncio.Task[None]] = set()  # deleted models' engines, closed once their jobs end
+        self._drained: dict[int, asyncio.Event] = {}  # id of a deleted model's engine -> set when its last job ends
         self.pulls: dict[str, dict[str, int | None]] = {}  # name -> completed and total bytes, while downloading
 
     @property
@@ -53,13 +64,106 @@ class PullingEngine:
     async def start(self) -> None:
         return None  # `base` is started already
 
+    async def restore(self) -> None:
+        """Serve again the models pulled or copied into the folder through the gateway before this start (those
+        not served as the worker's own already); one that cannot be served is logged and skipped."""
+        served = self.models()
+        for name, path in (await asyncio.to_thread(folder.served_at_start, self._models_dir)).items():
+            if name in served:
+                continue
+            try:
+                await self._add(name, path)
+            except Exception:
+                log.exception("cannot serve %s again (pulled into %s before)", name, self._models_dir)
+
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
         added = self._added.get(job.model)
-        return await (added or self._base).run(job, emit)
+        if added is None and job.model not in self._base.models():
+            return 404, error_body(404, f"model '{job.model}' was deleted from this worker", "not_found_error")
+        if added is None:
+            return await self._base.run(job, emit)
+        self._running[id(added)] = self._running.get(id(added), 0) + 1
+        try:
+            return await added.run(job, emit)
+        finally:
+            self._running[id(added)] -= 1
+            if self._running[id(added)] == 0 and id(added) in self._drained:
+                self._drained[id(added)].set()
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         for engine in [*self._added.values(), self._base]:
             await engine.close()
+
+    async def remove(self, name: str) -> str:
+        """Take no more jobs for `name`, delete its file at once (its server has it open), and stop its server
+        once the jobs it runs end. A model the worker was started with stays: it would need it at its next
+        start."""
+        if name in self._base.models():
+            raise PullError(
+                f"the worker was started with {name} (--model / --also-model / GRAYCAT_MODEL): it serves it until it "
+                "is restarted without it",
+                409,
+            )
+        engine = self._added.pop(name, None)
+        if engine is None:
+            raise PullError(f"model '{name}' is not served here", 404)
+        self._files.pop(name, None)
+        path = self._paths.pop(name)
+        running = self._running.get(id(engine), 0)
+        with contextlib.suppress(FileNotFoundError):  # a folder shared with another worker that deleted it first
+            await asyncio.to_thread(folder.remove, on_disk(path))
+        folder.forget(self._models_dir, name)
+        task = asyncio.ensure_future(self._retire(engine))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        log.info("deleted %s (%s); %d running job(s) of it finish first", name, path, running)
+        return f"deleted {path.name}" + (f"; its server stops after its {running} running job(s)" if running else "")
+
+    async def _retire(self, engine: Engine) -> None:
+        """Close a deleted model's engine once no job runs on it."""
+        if self._running.get(id(engine), 0) > 0:
+            drained = self._drained[id(engine)] = asyncio.Event()
+            await drained.wait()
+            del self._drained[id(engine)]
+        self._running.pop(id(engine), None)
+        await engine.close()
+
+    async def copy(self, name: str, destination: str) -> str:
+        """`name`'s file again as `destination` in the models folder (a hard link where it can be), served by a
+        server of its own and remembered to be served at the next start."""
+        path = self._paths.get(name)
+        if path is None:
+            raise PullError(f"model '{name}' is not served here", 404)
+        try:
+            stem = folder.check_name(destination)
+            if stem in self.models():
+                raise FileExistsError(f"a model {stem} is served here already")
+            target = await asyncio.to_thread(folder.copy, on_disk(path), stem, self._models_dir)
+        except ValueError as exc:
+            raise PullError(str(exc), 400) from None
+        except FileExistsError as exc:
+            raise PullError(str(exc), 409) from None
+        try:
+            await self._add(stem, target)
+        except PullError:
+            await asyncio.to_thread(folder.remove, on_disk(target))
+            raise
+        return f"copied {path.name} to {target.name}, served as {stem}"
+
+    async def _add(self, name: str, path: Path) -> None:
+        """Serve `name` from `path` on an engine of its own, and remember it for the next start."""
+        try:
+            engine = await self._start(name, path)
+            await engine.start()
+        except Exception as exc:
+            raise PullError(f"{path.name} was pulled, but llama.cpp cannot serve it: {exc}", 422) from None
+        self._added[name] = engine
+        self._files[name] = described(on_disk(path))
+        self._paths[name] = path
+        folder.remember(self._models_dir, name, path)
 
     async def pull(self, ref: str) -> AsyncIterator[dict[str, Any]]:
         """Download `ref` (unless it is here already), then serve it: Ollama's progress events."""
@@ -103,11 +207,5 @@ class PullingEngine:
         name = path.stem
         if name not in self.models():
             yield {"status": f"loading {name}"}
-            try:
-                engine = await self._start(name, path)
-                await engine.start()
-            except Exception as exc:
-                raise PullError(f"{path.name} was pulled, but llama.cpp cannot serve it: {exc}", 422) from None
-            self._added[name] = engine
-            self._files[name] = described(on_disk(path))
+            await self._add(name, path)
         yield {"status": "success", "model": name}
