@@ -85,6 +85,34 @@ async def test_a_job_cancelled_while_waiting_is_never_handed_to_a_worker(parts: 
     assert sub.queue.empty()
 
 
+async def test_jobs_waiting_for_a_deleted_model_end_with_its_error(parts: tuple[JobQueue, Consumer, str]) -> None:
+    """DELETE /api/delete: the jobs no worker was handed yet (in the pool, in the deleting worker's direct lane)
+    end with the error given; a running job and another worker's lane are left alone."""
+    queue, consumer, model = parts
+    running = await queue.submit(job(model))
+    [claimed] = await consumer.claim(1, 1000)
+    assert claimed.job.id == running.job_id and await consumer.start(claimed.job)
+    waiting = [await queue.submit(job(model)) for _ in range(2)]
+    mine = await queue.submit(job(model), worker=consumer.worker_id)
+    other = await queue.submit(job(model), worker="w-elsewhere")
+    await queue.redis.sadd(keys.DIRECT_LANES, keys.direct_lane(consumer.worker_id, "llm", model))
+    assert await queue.fail_waiting(model, [consumer.worker_id], 404, f"model '{model}' was deleted") == 3
+    for sub in [*waiting, mine]:
+        end = await sub.next(2)
+        status, body = parse_end(end[1:])
+        assert (end[:1], status) == (END, 404) and orjson.loads(body)["error"][
+            "message"
+        ] == f"model '{model}' was deleted"
+        assert await queue.redis.hget(keys.job(sub.job_id), "state") == b"failed"
+    assert await queue.redis.hget(keys.job(running.job_id), "state") == b"active"
+    assert await queue.redis.hget(keys.job(other.job_id), "state") == b"pending"
+    assert await consumer.claim(5, 50) == []  # none of them is handed out
+    # only the lanes of the workers that deleted it, while others still serve the model
+    again = await queue.submit(job(model))
+    assert await queue.fail_waiting(model, [consumer.worker_id], 404, "gone", in_pools=False) == 0
+    assert await queue.redis.hget(keys.job(again.job_id), "state") == b"pending"
+
+
 async def test_a_job_cancelled_as_it_is_claimed_never_starts(parts: tuple[JobQueue, Consumer, str]) -> None:
     queue, consumer, model = parts
     sub = await queue.submit(job(model))

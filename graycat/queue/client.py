@@ -203,10 +203,11 @@ class JobQueue:
         per_second = sum(int(c or 0) for c in counts) / 120
         return max(1, min(300, math.ceil(waiting / per_second))) if per_second > 0 else 30
 
-    async def cancel(self, job_id: str, state: JobState = JobState.CANCELLED) -> None:
-        """Cancel a job: a waiting one never starts, a running one stops within about a token."""
+    async def cancel(self, job_id: str, state: JobState = JobState.CANCELLED, end: bytes | None = None) -> None:
+        """Cancel a job: a waiting one never starts (it ends with `end`, by default the state's), a running one
+        stops within about a token."""
         status, reason = (504, "no worker took the job in time") if state == JobState.EXPIRED else (499, "cancelled")
-        end = end_event(status, error_body(status, reason, state.value))
+        end = end or end_event(status, error_body(status, reason, state.value))
         await scripts.CANCEL.run(
             self.redis,
             job=keys.job(job_id),
@@ -371,6 +372,29 @@ class JobQueue:
             p["completed_1h"] = sum(counts[:60])
             p["completed_24h"] = sum(counts)
         return pools
+
+    async def fail_waiting(
+        self, model: str, workers: list[str], status: int, message: str, *, in_pools: bool = True
+    ) -> int:
+        """End the jobs for `model` that no worker was handed yet, in the direct lanes of `workers` (and in its
+        pools with `in_pools`), with the error `status` and `message`; how many."""
+        pools = map(keys.parse_pool, await self.pools()) if in_pools else iter(())
+        streams = [keys.pool(kind, name) for kind, name in pools if name == model]
+        for lane in map(text, await self.redis.smembers(keys.DIRECT_LANES)):
+            worker, _, name = keys.parse_direct_lane(lane)
+            if worker in workers and name == model:
+                streams.append(lane)
+        end = end_event(status, error_body(status, message, "not_found_error" if status == 404 else None))
+        failed = 0
+        for stream in streams:
+            last = "0-0"
+            for group in await self.redis.xinfo_groups(stream) if await self.redis.exists(stream) else []:
+                if group["name"] in (keys.GROUP, keys.GROUP.encode()):
+                    last = text(group["last-delivered-id"])
+            for _, fields in entries(await self.redis.xrange(stream, min=f"({last}", max="+")):
+                await self.cancel(text(fields[b"id"]), JobState.FAILED, end)
+                failed += 1
+        return failed
 
     async def expire_waiting(self, older_than: Callable[[str], float], *, batch: int = 500) -> int:
         """Expire the jobs of every pool that have waited longer than `older_than(kind)` seconds; how many."""

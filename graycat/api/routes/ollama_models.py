@@ -1,9 +1,10 @@
 """Ollama's model management on the gateway, admin tokens only: `POST /api/pull` (progress streamed in Ollama's
 NDJSON), `POST /api/copy` and `DELETE /api/delete`. A pull is done by a worker, onto its own disk, through the
 queue (graycat/queue/pulls.py): the worker named in the request (`worker`, an extension), else the first free
-LLM worker that takes pulls; that worker then serves the model. Copy and delete act on the api's models folder
-(GRAYCAT_MODELS_DIR: the folder its workers read under `graycat up`, or one shared with them). Names are Hub
-references as Ollama writes them (`hf.co/OWNER/REPO:QUANT`), the `hf:` form, or URLs."""
+LLM worker that takes pulls; that worker then serves the model. Copy and delete go the same way to every live
+worker serving the model, each acting on its own disk (answering per worker); a model no worker serves is
+looked for in the api's models folder (GRAYCAT_MODELS_DIR). Names are Hub references as Ollama writes them
+(`hf.co/OWNER/REPO:QUANT`), the `hf:` form, or URLs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -191,41 +192,103 @@ async def _progress(
         await events.aclose()
 
 
-@router.delete("/delete", summary="Delete a model from the models folder (Ollama; admin token)")
+@router.delete("/delete", summary="Delete a model from the workers serving it (Ollama; admin token)")
 async def delete(request: Request, body: DeleteRequest) -> Response:
     name = ollama.model_name(body.model or body.name) or ""
+    if not name:
+        raise ApiError(400, "name the model to delete (`model`)", param="model")
+    queue: JobQueue = request.app.state.queue
+    holders = await _holders(queue, name)
+    done = await _on_workers(request, holders, "delete", name) if holders else {}
+    ok = [worker for worker, (status, _) in done.items() if status == 200]
+    answer: dict[str, Any] = {"status": "success", "workers": {w: detail for w, (_, detail) in done.items()}}
+    if ok:
+        gone = not (await queue.served(fresh=True)).kinds_of(name)
+        message = f"model '{name}' was deleted (DELETE /api/delete)" + (
+            " and no worker serves it now" if gone else f" from worker(s) {', '.join(ok)}"
+        )
+        answer["waiting_jobs_ended"] = await queue.fail_waiting(name, ok, 404, message, in_pools=gone)
+    _fail_unless_all(done)  # a file a worker keeps (it was started with it) stays in a folder shared with it too
     models: Path = request.app.state.settings.models_folder()
     found = folder.find(models, name)
-    if found is None:
-        await _not_here(request.app.state.queue, name, "model")
-    folder.remove(found)
-    return Response(status_code=200)
+    if found is not None:  # the gateway's own folder (under `graycat up`, the one its worker read: deleted there)
+        folder.remove(found)
+        answer["gateway"] = f"deleted {found.path.name} from the gateway's models folder"
+    elif not done:
+        raise ApiError(404, f"model '{name}' not found: no live worker serves it, nor is it in the models folder")
+    return json_response(answer)
 
 
-@router.post("/copy", summary="Copy a model of the models folder under another name (Ollama; admin token)")
+@router.post("/copy", summary="Copy a model under another name, on the workers serving it (Ollama; admin token)")
 async def copy(request: Request, body: CopyRequest) -> Response:
-    models: Path = request.app.state.settings.models_folder()
-    found = folder.find(models, ollama.model_name(body.source) or "")
-    if found is None:
-        await _not_here(request.app.state.queue, ollama.model_name(body.source) or "", "source")
+    source, destination = ollama.model_name(body.source) or "", ollama.model_name(body.destination) or ""
     try:
-        await asyncio.to_thread(folder.copy, found, ollama.model_name(body.destination) or "")
+        folder.check_name(destination)
     except ValueError as exc:
         raise ApiError(400, str(exc), param="destination") from None
+    queue: JobQueue = request.app.state.queue
+    if (await queue.served(fresh=True)).kinds_of(destination):
+        raise ApiError(409, f"a model {destination} is served already", param="destination")
+    holders = await _holders(queue, source)
+    if holders:
+        done = await _on_workers(request, holders, "copy", source, destination)
+        _fail_unless_all(done)
+        await queue.served(fresh=True)
+        return json_response({"status": "success", "workers": {w: detail for w, (_, detail) in done.items()}})
+    models: Path = request.app.state.settings.models_folder()
+    found = folder.find(models, source)
+    if found is None:
+        raise ApiError(
+            404, f"model '{source}' not found: no live worker serves it, nor is it in the models folder", param="source"
+        )
+    try:
+        target = await asyncio.to_thread(folder.copy, found, destination)
     except FileExistsError as exc:
         raise ApiError(409, str(exc), param="destination") from None
-    return Response(status_code=200)
+    return json_response({"status": "success", "gateway": f"copied {found.path.name} to {target.name}"})
 
 
-async def _not_here(queue: JobQueue, name: str, param: str) -> NoReturn:
-    """The error for a model not in the api's models folder: 409 when live workers serve it from their own
-    disks (where `graycat rm` and `graycat pull` manage it), else 404."""
-    holders = sorted(str(w["id"]) for w in await queue.live_workers() if name in w.get("models", []))
-    if holders:
-        raise ApiError(
-            409,
-            f"model '{name}' is on the disk of worker(s) {', '.join(holders)}, not in this gateway's models folder "
-            "(GRAYCAT_MODELS_DIR): manage it there (`graycat models`, `graycat rm`)",
-            param=param,
+async def _holders(queue: JobQueue, name: str) -> list[dict[str, Any]]:
+    """The heartbeats of the live workers serving `name`."""
+    return sorted((w for w in await queue.live_workers() if name in w.get("models", [])), key=lambda w: str(w["id"]))
+
+
+async def _on_workers(
+    request: Request, holders: list[dict[str, Any]], action: str, name: str, destination: str = ""
+) -> dict[str, tuple[int, str]]:
+    """Have each worker of `holders` do `action` on `name` (through its pull requests' stream), all at once:
+    per worker, the HTTP status that tells how it went and what it said."""
+    queue: JobQueue = request.app.state.queue
+    wait_s = request.app.state.settings.queue_timeout_for("llm")
+
+    async def on(worker: dict[str, Any]) -> tuple[int, str]:
+        worker_id = str(worker["id"])
+        if not worker.get("pulls"):
+            return 409, f"it cannot {action} models: {_why_not(worker)}"
+        asked, entry = await pulls.ask(
+            queue.redis, name, worker=worker_id, wait_s=wait_s, action=action, destination=destination
         )
-    raise ApiError(404, f"model '{name}' not found in the models folder", param=param)
+        events = pulls.follow(queue.redis, asked.id)
+        try:
+            event = await _first_event(events, asked.deadline + START_GRACE_S)
+        finally:
+            await events.aclose()
+        if event is None:
+            await pulls.withdraw(queue.redis, worker_id, entry)
+            return 504, f"it did not answer within {wait_s:g} s (QUEUE_TIMEOUT; it pulls one model at a time)"
+        if "error" in event:
+            return int(event.get("code") or 502), str(event["error"])
+        return 200, str(event.get("detail") or "done")
+
+    outcomes = await asyncio.gather(*(on(w) for w in holders))
+    log.info("%s of %s on %s: %s", action, name, ", ".join(str(w["id"]) for w in holders), outcomes)
+    return {str(w["id"]): outcome for w, outcome in zip(holders, outcomes, strict=True)}
+
+
+def _fail_unless_all(done: dict[str, tuple[int, str]]) -> None:
+    """The error of a delete or copy that some worker could not do (the first one's status), saying what each
+    worker did."""
+    failed = [status for status, _ in done.values() if status != 200]
+    if failed:
+        said = "; ".join(f"worker {w}: {detail}" for w, (_, detail) in done.items())
+        raise ApiError(failed[0], said, param="model")
