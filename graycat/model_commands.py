@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from graycat.config import Settings
-from graycat.queue import refresh
+from graycat.queue import pulls, refresh
 from graycat.queue.connection import connect, redact
 from graycat.store import folder, sd
 from graycat.store.download import INTERRUPTED
@@ -23,6 +24,8 @@ from graycat.store.remote import PullError
 from graycat.token_commands import redis_url
 
 Command = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", str, str, str], argparse.ArgumentParser]
+WORKER_GRACE_S = 60.0  # past the wait for a worker to take a pull: for it to list the repository and answer
+ALIVE_CHECK_S = 5.0  # how often the pulling worker is looked for among the live ones while it reports nothing
 WHERE = "The models folder: GRAYCAT_MODELS_DIR (default: GRAYCAT_DATA_DIR/models)."
 REFS = (
     "REF: hf:OWNER/REPO[:QUANT] (the repository's GGUF of that quantisation, e.g. Q4_K_M; without a tag its "
@@ -41,6 +44,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], comman
     )
     get.add_argument("ref", metavar="REF", help="what to pull (see above)")
     get.add_argument("--sha256", help="the file's expected SHA-256 (default: the Hub's; none for a URL)")
+    get.add_argument(
+        "--worker",
+        metavar="ID",
+        help="have the running LLM worker ID pull it onto its own disk and serve it (asked through Redis, as POST "
+        "/api/pull does; its id as `graycat status` lists it); default: pull into this machine's models folder",
+    )
     get.add_argument(
         "--sd",
         action="store_true",
@@ -68,6 +77,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], comman
 def run(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per HTTP request would bury the progress
     models = settings.models_folder()
+    if args.command == "pull" and args.worker:
+        return _pull_on_worker(args, settings)
     if args.command == "pull" and args.sd:
         return _pull_sd(args, settings)
     if args.command == "pull":
@@ -92,7 +103,80 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     folder.remove(found)
     print(f"deleted {found.name} ({folder.human(found.size)})")
+    if serving := (_serving(settings) or {}).get(found.name):
+        print(
+            f"worker(s) {', '.join(serving)} still serve it from the open file until they restart; DELETE /api/delete "
+            "on the gateway stops them at once"
+        )
     return 0
+
+
+def _pull_on_worker(args: argparse.Namespace, settings: Settings) -> int:
+    if args.sd or args.sha256:
+        print(
+            "graycat pull --worker: a worker pulls GGUF models, checked against the Hub (no --sd, --sha256)",
+            file=sys.stderr,
+        )
+        return 1
+    url = redis_url(settings)
+    try:
+        return asyncio.run(_ask_worker(url, args.worker, args.ref, settings.queue_timeout_for("llm")))
+    except (RedisError, OSError) as exc:
+        print(f"graycat pull: Redis unreachable at {redact(url)}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ngraycat pull: stopped following; worker {args.worker} goes on with the pull", file=sys.stderr)
+        return 130
+
+
+async def _ask_worker(url: str, worker: str, ref: str, wait_s: float) -> int:
+    """Have `worker` pull `ref` and follow its progress: 0 once it serves the model."""
+    redis = connect(url)
+    try:
+        live = await refresh.live_workers(redis)
+        named = next((w for w in live if w.get("id") == worker), None)
+        if named is None or not named.get("pulls"):
+            takers = ", ".join(sorted(str(w["id"]) for w in live if w.get("pulls"))) or "none"
+            why = (
+                "is not live"
+                if named is None
+                else "takes no pulls (an external server, the null engine or an SD worker)"
+            )
+            print(f"graycat pull: worker {worker} {why}; live workers that take pulls: {takers}", file=sys.stderr)
+            return 1
+        asked, entry = await pulls.ask(redis, ref, worker=worker, wait_s=wait_s)
+        line, started, checked = ProgressLine(f"{ref} on {worker}"), False, time.monotonic()
+        events = pulls.follow(redis, asked.id)
+        try:
+            async for event in events:
+                if event is None and not started and time.time() > asked.deadline + WORKER_GRACE_S:
+                    await pulls.withdraw(redis, worker, entry)
+                    print(f"graycat pull: worker {worker} did not take the pull within {wait_s:g} s", file=sys.stderr)
+                    return 1
+                if event is None and started and time.monotonic() - checked > ALIVE_CHECK_S:
+                    checked = time.monotonic()
+                    if worker not in {w.get("id") for w in await refresh.live_workers(redis)}:
+                        line.end()
+                        print(f"graycat pull: worker {worker} stopped during the pull", file=sys.stderr)
+                        return 1
+                if event is None:
+                    continue
+                started = True
+                if "error" in event:
+                    line.end()
+                    print(f"graycat pull: {event['error']}", file=sys.stderr)
+                    return 1
+                if "completed" in event:
+                    line(int(event["completed"]), int(event.get("total") or 0) or None)
+                elif event.get("status") == "success":
+                    line.end()
+                    print(f"worker {worker} pulled {ref} and serves it as {event['model']}")
+                    return 0
+        finally:
+            await events.aclose()
+        return 1
+    finally:
+        await redis.aclose()
 
 
 def _pull_sd(args: argparse.Namespace, settings: Settings) -> int:
@@ -150,6 +234,8 @@ def _list(models: Path, settings: Settings) -> None:
             )
         if serving is None:
             print("(SERVED BY unknown: Redis unreachable)")
+        if again := folder.served_at_start(models):
+            print(f"served again by the workers reading this folder when they start: {', '.join(sorted(again))}")
     else:
         print(f"no models in {models}; get one with `graycat pull REF`")
     for name, size in folder.partials(models):
