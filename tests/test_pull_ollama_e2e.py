@@ -3,7 +3,8 @@ by a worker onto its own disk, through the queue, with its progress streamed as 
 serves the model without a restart, and `list` and `show` report it from what the worker announced (the api's
 models folder stays empty, as on another machine). A named worker, a worker that is not live, no worker at all,
 an image model and bad references each get a clear answer. Under `graycat up` (one folder for both), `copy` and
-`delete` act on the pulled file. Each test runs on a Redis of its module: a pull goes to any live worker."""
+`delete` act on the pulled file (tests/test_model_ops_e2e.py: on workers' own disks). Each test runs on a Redis of
+its module: a pull goes to any live worker."""
 
 from __future__ import annotations
 
@@ -123,10 +124,6 @@ def test_a_worker_pulls_and_serves_a_model_for_the_ollama_client(own: Cluster, h
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60) as http:
         [row] = [m for m in http.get("/models").json()["text"] if m["name"] == NAME]
         assert (row["workers"], row["loading"]) == (1, False)
-        # copy and delete act on the gateway's folder: this model is on the worker's disk
-        kept = http.request("DELETE", "/api/delete", json={"model": NAME})
-        assert kept.status_code == 409 and worker_id in kept.text and "graycat rm" in kept.text, kept.text
-        assert http.post("/api/copy", json={"source": NAME, "destination": "x"}).status_code == 409
         # a named worker: unknown, or one that takes no pulls
         unknown = http.post("/api/pull", json={"model": REF, "worker": "llm-nowhere-1"})
         assert unknown.status_code == 404 and "no live worker llm-nowhere-1" in unknown.text
@@ -190,7 +187,7 @@ def test_a_named_worker_pulls_and_a_worker_lost_midway_is_said(own: Cluster, hub
 
 
 def test_under_graycat_up_a_pulled_model_is_served_copied_and_deleted(hub: FakeHub, tmp_path: Path) -> None:
-    """Standalone: the api and its worker share the data folder's models, so copy and delete find the file."""
+    """Standalone: the worker serving the pulled model copies and deletes it in the data folder's models."""
     hub.faults.seconds_per_mb = 0
     proc, base, _ = _up(tmp_path, HF_ENDPOINT=hub.url, ADMIN_TOKENS=ADMIN)
     models = tmp_path / "data" / "models"
