@@ -48,7 +48,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], comman
         "--worker",
         metavar="ID",
         help="have the running LLM worker ID pull it onto its own disk and serve it (asked through Redis, as POST "
-        "/api/pull does; its id as `graycat status` lists it); default: pull into this machine's models folder",
+        "/api/pull does; its id as /queue/status or `graycat models` lists it); default: pull into this machine's "
+        "models folder",
     )
     get.add_argument(
         "--sd",
