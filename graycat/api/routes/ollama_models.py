@@ -265,6 +265,8 @@ async def _on_workers(
         worker_id = str(worker["id"])
         if not worker.get("pulls"):
             return 409, f"it cannot {action} models: {_why_not(worker)}"
+        if worker.get("stopping"):
+            return 503, f"it is stopping, so it does no {action}; ask again once it is back"
         asked, entry = await pulls.ask(
             queue.redis, name, worker=worker_id, wait_s=wait_s, action=action, destination=destination
         )

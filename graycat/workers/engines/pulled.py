@@ -43,7 +43,7 @@ class PullingEngine:
         self._paths = {name: model.path for name, model in files.items()}
         self._added: dict[str, Engine] = {}
         self._running: dict[int, int] = {}  # id of an added model's engine -> its jobs running now
-        self._retiring: set[asyncio.Task[None]] = set()  # deleted models' engines, closed once their jobs end
+        self._retiring: dict[asyncio.Task[None], Engine] = {}  # deleted models' engines, closed once their jobs end
         self._drained: dict[int, asyncio.Event] = {}  # id of a deleted model's engine -> set when its last job ends
         self.pulls: dict[str, dict[str, int | None]] = {}  # name -> completed and total bytes, while downloading
 
@@ -91,10 +91,11 @@ class PullingEngine:
                 self._drained[id(added)].set()
 
     async def close(self) -> None:
-        for task in list(self._retiring):
+        retiring = dict(self._retiring)  # (each leaves the dict as it ends)
+        for task in retiring:
             task.cancel()
-        await asyncio.gather(*self._retiring, return_exceptions=True)
-        for engine in [*self._added.values(), self._base]:
+        await asyncio.gather(*retiring, return_exceptions=True)
+        for engine in [*retiring.values(), *self._added.values(), self._base]:
             await engine.close()
 
     async def remove(self, name: str) -> str:
@@ -117,8 +118,8 @@ class PullingEngine:
             await asyncio.to_thread(folder.remove, on_disk(path))
         folder.forget(self._models_dir, name)
         task = asyncio.ensure_future(self._retire(engine))
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._retiring[task] = engine
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
         log.info("deleted %s (%s); %d running job(s) of it finish first", name, path, running)
         return f"deleted {path.name}" + (f"; its server stops after its {running} running job(s)" if running else "")
 
