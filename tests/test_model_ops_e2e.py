@@ -181,6 +181,36 @@ def test_a_worker_serves_its_pulled_models_again_after_a_restart(own: Cluster, h
     third.stop()
 
 
+def test_workers_sharing_a_folder_copy_and_delete_alike(own: Cluster, hub: FakeHub, tmp_path: Path) -> None:
+    """Two workers on one models folder: the first copy makes the link, the second serves it; the first delete
+    removes the file, the second finds it gone: both answer success."""
+    hub.faults.seconds_per_mb = 0
+    _, base = own.api()
+    env = {"GRAYCAT_MODELS_DIR": str(tmp_path / "shared"), "HF_ENDPOINT": hub.url}
+    procs = [own.worker("--slots", "1", **env)]
+    first = _live_id(base)
+    procs.append(own.worker("--slots", "1", **env))
+    wait_until(lambda: len(_workers(base)) == 2, 30, "two live workers")
+    [second] = set(_workers(base)) - {first}
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=120) as http:
+        for worker_id in (first, second):
+            pulled = http.post("/api/pull", json={"model": REF, "worker": worker_id, "stream": False})
+            assert pulled.status_code == 200, pulled.text
+        copied = http.post("/api/copy", json={"source": NAME, "destination": "smol"})
+        assert copied.status_code == 200, copied.text
+        assert sorted(copied.json()["workers"].values()) == [
+            f"copied {DEFAULT_MODEL_FILE} to smol.gguf, served as smol",
+            "serves smol.gguf as smol",
+        ]
+        assert all("smol" in models for models in _workers(base).values())
+        deleted = http.request("DELETE", "/api/delete", json={"model": "smol"})
+        assert deleted.status_code == 200 and len(deleted.json()["workers"]) == 2, deleted.text
+    assert not (tmp_path / "shared" / "smol.gguf").exists()
+    assert orjson.loads((tmp_path / "shared" / SERVED_FILE).read_bytes()) == {NAME: DEFAULT_MODEL_FILE}
+    for proc in procs:
+        proc.stop()
+
+
 def _workers(base: str) -> dict[str, list[str]]:
     """The live LLM workers (not stopping) and their models, from /queue/status."""
     status = httpx.get(f"{base}/queue/status", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10).json()

@@ -134,7 +134,8 @@ class PullingEngine:
 
     async def copy(self, name: str, destination: str) -> str:
         """`name`'s file again as `destination` in the models folder (a hard link where it can be), served by a
-        server of its own and remembered to be served at the next start."""
+        server of its own and remembered to be served at the next start. In a folder shared with another worker
+        that made the same copy first, its link is served."""
         path = self._paths.get(name)
         if path is None:
             raise PullError(f"model '{name}' is not served here", 404)
@@ -142,7 +143,7 @@ class PullingEngine:
             stem = folder.check_name(destination)
             if stem in self.models():
                 raise FileExistsError(f"a model {stem} is served here already")
-            target = await asyncio.to_thread(folder.copy, on_disk(path), stem, self._models_dir)
+            target, made = await asyncio.to_thread(self._copy_file, path, stem)
         except ValueError as exc:
             raise PullError(str(exc), 400) from None
         except FileExistsError as exc:
@@ -150,9 +151,20 @@ class PullingEngine:
         try:
             await self._add(stem, target)
         except PullError:
-            await asyncio.to_thread(folder.remove, on_disk(target))
+            if made:
+                await asyncio.to_thread(folder.remove, on_disk(target))
             raise
-        return f"copied {path.name} to {target.name}, served as {stem}"
+        return f"copied {path.name} to {target.name}, served as {stem}" if made else f"serves {target.name} as {stem}"
+
+    def _copy_file(self, path: Path, stem: str) -> tuple[Path, bool]:
+        """The copy's file, and whether it was made now (not: the same file is there, linked by another worker)."""
+        try:
+            return folder.copy(on_disk(path), stem, self._models_dir), True
+        except FileExistsError:
+            target = self._models_dir / f"{stem}.gguf"
+            if not target.samefile(path):
+                raise
+            return target, False
 
     async def _add(self, name: str, path: Path) -> None:
         """Serve `name` from `path` on an engine of its own, and remember it for the next start."""
