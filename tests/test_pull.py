@@ -228,3 +228,22 @@ def test_gguf_metadata_is_read_from_the_head_of_the_file(tmp_path: Path) -> None
     (tmp_path / "cut.gguf").write_bytes(head)
     (tmp_path / "text.gguf").write_bytes(b"not a model at all")
     assert general(tmp_path / "cut.gguf").get("architecture") == "llama" and general(tmp_path / "text.gguf") == {}
+
+
+def test_the_models_served_at_start_keep_every_entry_written_at_once(tmp_path: Path) -> None:
+    """Workers sharing a models folder remember and forget models at the same moment: none of their entries is
+    lost (each change of `.served.json` is a read then a write)."""
+    import threading
+
+    from graycat.store import folder
+
+    for n in range(16):
+        (tmp_path / f"m{n}.gguf").write_bytes(b"GGUF")
+    threads = [
+        threading.Thread(target=folder.remember, args=(tmp_path, f"m{n}", tmp_path / f"m{n}.gguf")) for n in range(16)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(folder.served_at_start(tmp_path)) == {f"m{n}" for n in range(16)}

@@ -5,8 +5,10 @@ through the gateway, which the workers reading the folder serve again when they 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ def read_origin(model: Path) -> dict[str, Any] | None:
 
 def write_origin(model: Path, origin: dict[str, Any]) -> None:
     path = origin_path(model)
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     temporary.write_bytes(orjson.dumps(origin, option=orjson.OPT_INDENT_2))
     os.replace(temporary, path)
 
@@ -140,13 +142,24 @@ def served_at_start(folder: Path) -> dict[str, Path]:
 
 def remember(folder: Path, name: str, path: Path) -> None:
     """Workers reading the folder serve the model `name` (the file `path` in it) when they start."""
-    _write_served(folder, {**_served_names(folder), name: path.name})
+    with _served_lock(folder):
+        _write_served(folder, {**_served_names(folder), name: path.name})
 
 
 def forget(folder: Path, name: str) -> None:
-    served = _served_names(folder)
-    if served.pop(name, None) is not None:
-        _write_served(folder, served)
+    with _served_lock(folder):
+        served = _served_names(folder)
+        if served.pop(name, None) is not None:
+            _write_served(folder, served)
+
+
+@contextlib.contextmanager
+def _served_lock(folder: Path) -> Iterator[None]:
+    """One change of `.served.json` at a time among the workers and commands sharing the folder (a read, then
+    a write: two at once would lose one's entry)."""
+    with open(folder / f"{SERVED_FILE}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _served_names(folder: Path) -> dict[str, str]:
@@ -159,7 +172,7 @@ def _served_names(folder: Path) -> dict[str, str]:
 
 def _write_served(folder: Path, served: dict[str, str]) -> None:
     path = folder / SERVED_FILE
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     temporary.write_bytes(orjson.dumps(served, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     os.replace(temporary, path)
 
