@@ -38,6 +38,7 @@ async def parts(redis_server: RedisServer) -> AsyncIterator[tuple[JobQueue, Cons
     await redis.aclose()
     await reader.aclose()
     await events.close()
+    await consumer.close()
 
 
 def job(model: str, stream: bool = True) -> Job:
@@ -207,10 +208,10 @@ async def test_a_dead_workers_job_is_taken_over_on_every_server(
     server.start()
     redis, reader = connect(server.url), connect(server.url, blocking=True)
     events, writer = PipelinedConnection(server.url), PipelinedConnection(server.url)
+    dead, alive = (
+        Consumer(redis, reader, events, name, [("llm", "m")], record_ttl=60) for name in ("w-dead", "w-alive")
+    )
     try:
-        dead, alive = (
-            Consumer(redis, reader, events, name, [("llm", "m")], record_ttl=60) for name in ("w-dead", "w-alive")
-        )
         await dead.setup()
         await JobQueue(redis, writer, EventHub(server.url, "api"), record_ttl=60).enqueue(job("m"))
         [held] = await dead.claim(1, 1000)  # then its worker dies: no heartbeat, no ack
@@ -220,6 +221,8 @@ async def test_a_dead_workers_job_is_taken_over_on_every_server(
     finally:
         await writer.close()
         await events.close()
+        await dead.close()
+        await alive.close()
         await reader.aclose()
         await redis.aclose()
         server.stop()

@@ -56,6 +56,7 @@ async def parts(redis_server: RedisServer) -> AsyncIterator[Parts]:
     for consumer in consumers:
         await consumer.reader.aclose()
         await consumer.events.close()
+        await consumer.close()
     await hub.stop()
     await writer.close()
     await redis.aclose()

@@ -42,6 +42,7 @@ async def close(c: Consumer) -> None:
     await c.redis.aclose()
     await c.reader.aclose()
     await c.events.close()
+    await c.close()
 
 
 async def take_over(url: str, model: str, sub: Subscription) -> tuple[NullEngine, list[bytes]]:

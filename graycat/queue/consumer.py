@@ -15,7 +15,6 @@ from redis.exceptions import ResponseError
 from graycat.jobs import Job, JobState, Usage, end_event, error_body
 from graycat.queue import keys, scripts
 from graycat.queue.replies import entries as entries_reply
-from graycat.queue.replies import streams as streams_reply
 from graycat.queue.resp import PipelinedConnection
 
 NO_USAGE = Usage()
@@ -42,10 +41,14 @@ class Consumer:
         pools: Iterable[tuple[str, str]],
         *,
         record_ttl: int,
+        claims: PipelinedConnection | None = None,
     ) -> None:
         self.redis = redis
-        self.reader = reader
+        self.reader = reader  # pub/sub
         self.events = events
+        # XREADGROUP BLOCK on a connection of its own (it would hold up the events' writes), parsed by resp.py:
+        # redis-py's reply parsing was the largest part of a worker's CPU per job.
+        self.claims = claims or PipelinedConnection(events.url, name=events.name)
         self.worker_id = worker_id
         self.pools: list[tuple[str, str, str]] = []
         self.lanes: list[str] = []
@@ -57,6 +60,8 @@ class Consumer:
         """Claim from these (kind, model) pools from now on (after `setup`, for new ones)."""
         self.pools = [(kind, model, keys.pool(kind, model)) for kind, model in pools]
         self.lanes = [keys.direct_lane(self.worker_id, kind, model) for kind, model, _ in self.pools]
+        streams = [*self.lanes, *(stream for _, _, stream in self.pools)]
+        self._claim_streams = ("STREAMS", *streams, *(">" for _ in streams))
 
     async def setup(self) -> None:
         """Create the consumer group of each pool and direct lane; from id 0, so jobs enqueued before any worker
@@ -69,21 +74,31 @@ class Consumer:
                     raise
 
     async def claim(self, count: int, block_ms: int) -> list[Claimed]:
-        """Up to `count` new jobs from this worker's direct lanes, then its pools, waiting at most `block_ms`."""
-        streams = {**{lane: ">" for lane in self.lanes}, **{stream: ">" for _, _, stream in self.pools}}
-        reply = streams_reply(
-            await self.reader.xreadgroup(
+        """Up to `count` new jobs from this worker's direct lanes, then its pools, waiting at most `block_ms`.
+        A claim cancelled before its reply (a stop request, a dead link) drops the connection, as redis-py did:
+        the next one starts afresh, and jobs the lost reply held are taken over once this worker is gone."""
+        try:
+            reply = await self.claims.call(
+                "XREADGROUP",
+                "GROUP",
                 keys.GROUP,
                 self.worker_id,
-                streams,  # type: ignore[arg-type]
-                count=count,
-                block=block_ms,
+                "COUNT",
+                count,
+                "BLOCK",
+                block_ms,
+                *self._claim_streams,
             )
-        )
+        except asyncio.CancelledError:
+            self.claims.drop()
+            raise
         claimed = []
-        for stream, entries in reply:
-            for entry_id, fields in entries:
-                claimed.append(Claimed(Job.from_fields(fields), stream.decode(), entry_id.decode()))
+        for stream, entries in cast(list[tuple[bytes, list[tuple[bytes, list[bytes] | None]]]], reply or []):
+            pool = stream.decode()
+            for entry_id, flat in entries:
+                if flat:
+                    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                    claimed.append(Claimed(Job.from_fields(fields), pool, entry_id.decode()))
         return claimed
 
     async def release(self, claimed: Claimed) -> None:
@@ -232,6 +247,10 @@ class Consumer:
                 )
             replies = await pipe.execute()
         return [held[i - 1] for i in scripts.HOLD.reply(replies[-1])] if held else []
+
+    async def close(self) -> None:
+        """Close the claims' connection (the others are the caller's)."""
+        await self.claims.close()
 
     async def leave(self) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 Arg = bytes | str | int
 _INCOMPLETE = object()
+_SIMPLE, _ERROR, _INTEGER, _BULK, _ARRAY = b"+-:$*"  # RESP2's type bytes
 
 
 def encode(args: tuple[Arg, ...]) -> bytes:
@@ -41,34 +42,54 @@ def encode(args: tuple[Arg, ...]) -> bytes:
 
 def parse(buf: bytes, pos: int) -> tuple[object, int]:
     """One RESP2 value from `buf` at `pos`: (value, next position), or (_INCOMPLETE, pos) when more is needed.
-    Errors are returned as ResponseError instances."""
+    Errors are returned as ResponseError instances. An array's bulk strings (a claim's job fields: most of
+    what a worker reads) are read in its loop, without a call each."""
     end = buf.find(b"\r\n", pos)
     if end < 0:
         return _INCOMPLETE, pos
-    kind, line = buf[pos : pos + 1], buf[pos + 1 : end]
-    if kind == b"+":
-        return line, end + 2
-    if kind == b"-":
-        return ResponseError(line.decode(errors="replace")), end + 2
-    if kind == b":":
-        return int(line), end + 2
-    if kind == b"$":
-        size = int(line)
+    kind = buf[pos]
+    if kind == _BULK:
+        size = int(buf[pos + 1 : end])
         if size < 0:
             return None, end + 2
-        if len(buf) < end + 2 + size + 2:
+        stop = end + 2 + size
+        if len(buf) < stop + 2:
             return _INCOMPLETE, pos
-        return buf[end + 2 : end + 2 + size], end + 2 + size + 2
-    if kind == b"*":
-        count = int(line)
+        return buf[end + 2 : stop], stop + 2
+    if kind == _ARRAY:
+        count = int(buf[pos + 1 : end])
+        if count < 0:
+            return None, end + 2
         items: list[object] = []
-        at = end + 2
-        for _ in range(max(count, 0)):
+        at, length = end + 2, len(buf)
+        for _ in range(count):
+            if at < length and buf[at] == _BULK:
+                eol = buf.find(b"\r\n", at)
+                if eol < 0:
+                    return _INCOMPLETE, pos
+                size = int(buf[at + 1 : eol])
+                if size < 0:
+                    items.append(None)
+                    at = eol + 2
+                    continue
+                stop = eol + 2 + size
+                if length < stop + 2:
+                    return _INCOMPLETE, pos
+                items.append(buf[eol + 2 : stop])
+                at = stop + 2
+                continue
             item, at = parse(buf, at)
             if item is _INCOMPLETE:
                 return _INCOMPLETE, pos
             items.append(item)
-        return (items if count >= 0 else None), at
+        return items, at
+    line = buf[pos + 1 : end]
+    if kind == _SIMPLE:
+        return line, end + 2
+    if kind == _ERROR:
+        return ResponseError(line.decode(errors="replace")), end + 2
+    if kind == _INTEGER:
+        return int(line), end + 2
     raise RedisConnectionError(f"unexpected RESP data {buf[pos : pos + 40]!r}")
 
 
@@ -218,6 +239,12 @@ class PipelinedConnection:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         proto.write(args, future)
         return await future
+
+    def drop(self) -> None:
+        """Close the connection now, without sending what waits: the next call opens a new one."""
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.abort()
+        self._proto = None
 
     async def close(self) -> None:
         if self._proto is not None and self._proto.transport is not None:

@@ -65,6 +65,7 @@ async def run_worker(
         await redis.aclose()
         await reader.aclose()
         await events.close()
+        await consumer.close()
     if worker.loading:  # stopped while loading: the loading thread cannot be interrupted, nor need it end
         logging.shutdown()
         os._exit(0)

@@ -111,16 +111,20 @@ async def _unless_stopping(stopping: asyncio.Event, call: Coroutine[Any, Any, T]
     if stopping.is_set():
         call.close()
         return None
-    work = asyncio.ensure_future(asyncio.wait_for(call, limit))
+    work = asyncio.ensure_future(call)
     stopped = asyncio.ensure_future(stopping.wait())
     try:
-        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({work, stopped}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
-    return None if work.cancelled() else work.result()
+    if work.cancelled():
+        if stopping.is_set():
+            return None
+        raise TimeoutError(f"no answer from Redis in {limit} s")
+    return work.result()
 
 
 @dataclass(eq=False)
@@ -169,6 +173,7 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._room = asyncio.Condition()  # signalled when a running job gives its slots back
         self._slots_running = 0
+        self._queued = 0  # jobs waiting in `_in_slots` for slots to free
         self._running: dict[str, Running] = {}  # by job id
         self._takeover = asyncio.Event()  # a dead worker's jobs wait to be taken over
         self._present = asyncio.Event()  # subscribed to its presence channel (graycat/queue/presence.py)
@@ -407,22 +412,30 @@ class Worker:
 
     async def _in_slots(self, running: Running, run: Coroutine[Any, Any, None]) -> None:
         """Run `run` once the job's slots are free: a job of several prompts claimed with others waits here
-        (held, not started) rather than having the engine queue its prompts in front of theirs."""
+        (held, not started) rather than having the engine queue its prompts in front of theirs. A job that
+        fits while none waits takes its slots at once (no lock: the common case costs nothing)."""
         need = self._slots_of(running.claimed.job)
-        try:
-            async with self._room:
-                await self._room.wait_for(lambda: self._slots_running + need <= self.engine.slots)
-                self._slots_running += need
-        except BaseException:  # never started: it stays in its pool, where a live worker takes it over
-            run.close()
-            self._forget(running)
-            raise
+        if self._queued or self._slots_running + need > self.engine.slots:
+            self._queued += 1
+            try:
+                async with self._room:
+                    await self._room.wait_for(lambda: self._slots_running + need <= self.engine.slots)
+                    self._slots_running += need
+            except BaseException:  # never started: it stays in its pool, where a live worker takes it over
+                run.close()
+                self._forget(running)
+                raise
+            finally:
+                self._queued -= 1
+        else:
+            self._slots_running += need
         try:
             await run
         finally:
-            async with self._room:
-                self._slots_running -= need
-                self._room.notify_all()
+            self._slots_running -= need
+            if self._queued:
+                async with self._room:
+                    self._room.notify_all()
 
     async def _dead_letter(self, running: Running, deliveries: int) -> None:
         claimed = running.claimed
@@ -492,19 +505,20 @@ class Worker:
             status, body, state = self._bounded(job, status, body, state)  # what was generated still counts
             await self._finish(claimed, status, body, state, runnable, usage)  # after every chunk, same connection
             self._outcomes["engine_crashed" if crashed else state.value] += 1
-            log.info(
-                "job %s %s (%d)",
-                job.id,
-                state.value,
-                status,
-                extra={
-                    **_job_fields(job),
-                    "state": state.value,
-                    "status": status,
-                    "wait_ms": round(waited * 1000, 1),
-                    "run_ms": round((time.monotonic() - began) * 1000, 1),
-                },
-            )
+            if log.isEnabledFor(logging.INFO):  # its fields cost more than the rest of a null job's report
+                log.info(
+                    "job %s %s (%d)",
+                    job.id,
+                    state.value,
+                    status,
+                    extra={
+                        **_job_fields(job),
+                        "state": state.value,
+                        "status": status,
+                        "wait_ms": round(waited * 1000, 1),
+                        "run_ms": round((time.monotonic() - began) * 1000, 1),
+                    },
+                )
         except Exception:
             log.exception(
                 "could not run or report job %s; it stays pending for reclaim", job.id, extra=_job_fields(job)
