@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import orjson
+from graycat.error_shapes import llamacpp_error
 
 # Event types (first byte of every event).
 START = b"s"  # payload: the worker id that claimed the job
@@ -106,8 +106,7 @@ class Job:
 def error_body(status: int, message: str, kind: str | None = None) -> bytes:
     """The error body of a job that did not succeed, as every dialect reads it: {"error": {code, message, type}}
     (type by default `invalid_request_error` below 500, else `server_error`)."""
-    kind = kind or ("invalid_request_error" if status < 500 else "server_error")
-    return orjson.dumps({"error": {"code": status, "message": message, "type": kind}})
+    return llamacpp_error(status, message, kind or ("invalid_request_error" if status < 500 else "server_error"))
 
 
 def end_event(status: int, body: bytes = b"") -> bytes:

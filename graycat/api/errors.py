@@ -6,7 +6,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from redis.exceptions import RedisError
@@ -15,22 +14,10 @@ from starlette.responses import Response
 
 from graycat.api.dialects import BadField
 from graycat.api.dialects.paths import path_dialect
+from graycat.error_shapes import for_dialect
 from graycat.queue.client import QueueFull
 
 log = logging.getLogger(__name__)
-
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    503: "unavailable_error",
-    504: "timeout_error",
-}
 
 
 class ApiError(Exception):
@@ -63,44 +50,9 @@ class BodyTooLarge(HTTPException):
 def error_body(
     path: str, status: int, message: str, code: str | None = None, param: str | None = None, details: Any = None
 ) -> bytes:
-    """OpenAI's error shape on /v1 routes (Anthropic's on /v1/messages), Ollama's (a message) on /api routes,
-    A1111's on /sdapi routes (`detail` is the message, as FastAPI writes it); llama.cpp's (an integer `code`)
-    everywhere else."""
-    dialect = path_dialect(path)
-    if dialect == "ollama":
-        return orjson.dumps({"error": message})
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    if dialect == "a1111":
-        return orjson.dumps(
-            {
-                "error": kind,
-                "detail": message,
-                "body": None,
-                "errors": message,
-                "code": code,
-                "param": param,
-                **({"details": details} if details is not None else {}),
-            }
-        )
-    if dialect == "anthropic":
-        return orjson.dumps(
-            {
-                "type": "error",
-                "error": {
-                    "type": kind,
-                    "message": message,
-                    "code": code,
-                    **({"details": details} if details is not None else {}),
-                },
-            }
-        )
-    if dialect == "openai":
-        err: dict[str, Any] = {"message": message, "type": kind, "param": param, "code": code}
-    else:
-        err = {"code": status, "message": message, "type": kind}
-    if details is not None:
-        err["details"] = details
-    return orjson.dumps({"error": err})
+    """The error body in the shape of the API `path` belongs to (graycat/error_shapes.py): OpenAI's on /v1
+    routes, Anthropic's on /v1/messages, Ollama's on /api, A1111's on /sdapi, llama.cpp's everywhere else."""
+    return for_dialect(path_dialect(path))(status, message, code, param, details)
 
 
 def error_response(

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 MODELS_CACHE_S = 2.0
 SERVED_CACHE_S = 1.0  # how long the live workers' view is reused (a worker that joins or leaves shows after it)
 # Cumulative per-pool counters kept in the pool's stats hash (graycat/queue/keys.py pool_stats).
+# The end of a job no worker took before its queue deadline (scripts.EXPIRE_WAITING).
+_EXPIRED = end_event(504, error_body(504, "no worker took the job before its queue deadline", "timeout_error"))
 POOL_COUNTERS = ("completed", "failed", "cancelled", "expired", "redelivered", "dead_lettered")
 
 
@@ -411,5 +413,6 @@ class JobQueue:
                 batch=batch,
                 prefix=keys.PREFIX,
                 group=keys.GROUP,
+                end_event=_EXPIRED,
             )
         return expired

@@ -169,7 +169,7 @@ return st
 """
 )
 
-# KEYS: pool. ARGV: cutoff entry id, now, ttl, max entries, key prefix, group.
+# KEYS: pool. ARGV: cutoff entry id, now, ttl, max entries, key prefix, group, the expired jobs' end event.
 # Jobs that waited in the pool past their deadline (entries up to the cutoff that no worker holds) expire:
 # their client hears a 504 and the entry leaves the queue.
 _EXPIRE_WAITING = (
@@ -177,8 +177,6 @@ _EXPIRE_WAITING = (
     + _RELEASE_HOLDS
     + """
 local expired = 0
-local body = '{"error":{"code":504,"message":"no worker took the job before its queue deadline",' ..
-             '"type":"timeout_error"}}'
 for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV[4])) do
   local ok, held = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[6], entry[1], entry[1], 1)
   if not ok or #held == 0 then
@@ -192,7 +190,7 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV
       redis.call('HINCRBY', ARGV[5] .. ':stats:' .. string.sub(KEYS[1], #ARGV[5] + 7), 'expired', 1)
       redis.call('HSET', job, 'state', 'expired', 'finished', ARGV[2], 'status', '504')
       redis.call('EXPIRE', job, ARGV[3])
-      local ev = 'r504' .. body
+      local ev = ARGV[7]
       local id = redis.call('XADD', events, '*', 'e', ev)
       redis.call('EXPIRE', events, ARGV[3])
       if f['rt'] and f['rt'] ~= '' then redis.call('PUBLISH', f['rt'], f['id'] .. id .. ' ' .. ev) end
@@ -472,7 +470,7 @@ CANCEL: Script[bytes | str | None] = Script(
     lambda raw: raw,
 )
 EXPIRE_WAITING: Script[int] = Script(
-    _EXPIRE_WAITING, ("pool",), ("cutoff", "now", "ttl", "batch", "prefix", "group"), int
+    _EXPIRE_WAITING, ("pool",), ("cutoff", "now", "ttl", "batch", "prefix", "group", "end_event"), int
 )
 RESCUE_LANE: Script[int] = Script(_RESCUE_LANE, ("lane", "heartbeat", "pool", "lanes"), (), _count_or_present)
 ADMIT: Script[Admitted] = Script(

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from graycat.error_shapes import error_type, llamacpp_error
 from graycat.metrics import metrics_allowed, worker_families
 from graycat.workers.worker import Worker
 
@@ -34,15 +35,9 @@ async def serve_metrics(worker: Worker, host: str, port: int, token: str | None)
     async def metrics(request: web.Request) -> web.Response:
         if not metrics_allowed(request.headers.get("Authorization", ""), token, request.remote):
             status = 401 if token else 403
-            return web.json_response(
-                {
-                    "error": {
-                        "code": status,
-                        "message": "/metrics needs 'Authorization: Bearer "
-                        "<METRICS_TOKEN>' (without it, a private address)",
-                    }
-                },
-                status=status,
+            message = "/metrics needs 'Authorization: Bearer <METRICS_TOKEN>' (without it, a private address)"
+            return web.Response(
+                body=llamacpp_error(status, message, error_type(status)), status=status, content_type="application/json"
             )
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

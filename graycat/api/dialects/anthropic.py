@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.dialects import JobSpec, Renderer, is_deterministic, one_answer
 from graycat.api.dialects import typed_sse_event as sse_event
+from graycat.error_shapes import anthropic_error
 
 
 class Message(BaseModel):
@@ -415,7 +416,7 @@ def as_stream(answer: bytes) -> bytes:
 def stream_error(status: int, message: str) -> bytes:
     """The event that ends an Anthropic stream that failed midway."""
     kind = "overloaded_error" if status in (503, 529) else "api_error"
-    return _event({"type": "error", "error": {"type": kind, "message": message}})
+    return sse_event(anthropic_error(kind, message))
 
 
 RENDERER = Renderer(sse_event, stream_error)

@@ -20,6 +20,7 @@ from graycat.api.dialects import (
 )
 from graycat.api.dialects.openai import ChatMessage
 from graycat.chat_templates import DEFAULT as DEFAULT_TEMPLATE
+from graycat.error_shapes import llamacpp_error
 
 
 class CompletionRequest(BaseModel):
@@ -214,7 +215,7 @@ def completion_job(req: CompletionRequest) -> JobSpec:
 
 def stream_error(status: int, message: str) -> bytes:
     """The last event of a stream that failed midway, in llama.cpp's error shape."""
-    return sse_event(orjson.dumps({"error": {"code": status, "message": message, "type": "server_error"}}))
+    return sse_event(llamacpp_error(status, message, "server_error"))
 
 
 RENDERER = Renderer(sse_event, stream_error)

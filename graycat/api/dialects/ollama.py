@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graycat.api.dialects import JobSpec, Renderer, is_deterministic
 from graycat.api.dialects.openai import ChatMessage
+from graycat.error_shapes import ollama_error
 
 VERSION = "0.12.0"  # the Ollama API version these routes follow
 NDJSON = "application/x-ndjson"
@@ -361,7 +362,7 @@ def show(name: str, info: dict[str, Any]) -> dict[str, Any]:
 
 def stream_error(status: int, message: str) -> bytes:
     """The last NDJSON line of a stream that failed midway."""
-    return _line({"error": message})
+    return ollama_error(message) + b"\n"
 
 
 def renderer(model: str, chat: bool, native: bool) -> Renderer:

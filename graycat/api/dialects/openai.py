@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graycat.api.dialects import JobSpec, Renderer, completions_each, is_deterministic, prompt_count, sse_event
+from graycat.error_shapes import openai_error
 
 
 class ChatMessage(BaseModel):
@@ -112,11 +112,7 @@ def model_list(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def stream_error(status: int, message: str) -> bytes:
     """The event that ends an OpenAI stream that failed midway."""
-    return (
-        b"data: "
-        + orjson.dumps({"error": {"message": message, "type": "server_error", "param": None, "code": status}})
-        + b"\n\n"
-    )
+    return b"data: " + openai_error(message, "server_error", None, status) + b"\n\n"
 
 
 RENDERER = Renderer(sse_event, stream_error)
