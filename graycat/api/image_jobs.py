@@ -18,18 +18,15 @@ from graycat.images import checkpoints
 from graycat.images.params import GenerationParams
 from graycat.queue import image_state
 from graycat.queue import refresh as workers_refresh
-from graycat.queue.client import JobQueue, served_models
+from graycat.queue.client import JobQueue
 
 KIND = "sd"
 
 
 async def served_checkpoints(queue: JobQueue) -> dict[str, dict[str, Any]]:
     """model_name -> announced info of every checkpoint a live SD worker serves."""
-    live = served_models([w for w in await queue.live_workers() if w.get("kind") == KIND])
-    known = await queue.models()
-    if not live <= set(known):
-        known = await queue.models(fresh=True)
-    return {name: known[name] for name in sorted(live) if known.get(name, {}).get("kind") == KIND}
+    served = await queue.served_models(KIND, fresh=False)
+    return {name: info for name, info in served.items() if info.get("kind") == KIND}
 
 
 async def checkpoint(request: Request, wanted: str | None, param: str) -> str:

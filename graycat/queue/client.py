@@ -63,9 +63,9 @@ class Served:
             frozenset(str(w["default"]) for w in workers if w.get("default")),
         )
 
-    def models(self, kind: str) -> list[str]:
-        """The models served for jobs of `kind`, by name."""
-        return sorted(model for k, model in self.pools if k == kind)
+    def models(self, kind: str | None = None) -> list[str]:
+        """The models served (for jobs of `kind`, when given), by name."""
+        return sorted({model for k, model in self.pools if kind is None or k == kind})
 
     def kinds_of(self, model: str) -> set[str]:
         return {kind for kind, m in self.pools if m == model}
@@ -220,7 +220,6 @@ class JobQueue:
             now=time.time(),
             channel=keys.CANCEL_CHANNEL,
             job_id=job_id,
-            prefix=keys.PREFIX,
             end_event=end,
         )
 
@@ -258,10 +257,14 @@ class JobQueue:
         """Heartbeats of the workers seen in the last WORKER_TTL_S seconds."""
         return await refresh.live_workers(self.redis)
 
-    async def served_models(self) -> dict[str, dict[str, Any]]:
-        """Each model a live worker serves -> what its workers announced of it ({} before they did)."""
-        known = await self.models(fresh=True)
-        return {model: known.get(model, {}) for model in served_models(await self.live_workers())}
+    async def served_models(self, kind: str | None = None, *, fresh: bool = True) -> dict[str, dict[str, Any]]:
+        """Each model a live worker (of `kind`, when given) serves -> what its workers announced of it ({} before
+        they did), by name. Not `fresh`: the announcements are read again only when one of them is missing."""
+        live = served_models([w for w in await self.live_workers() if kind is None or w.get("kind") == kind])
+        known = await self.models(fresh=fresh)
+        if not fresh and not live <= set(known):
+            known = await self.models(fresh=True)
+        return {model: known.get(model, {}) for model in sorted(live)}
 
     async def pool_counters(self) -> list[dict[str, Any]]:
         """Per pool, in two round trips for all pools: waiting and active jobs, the age of the oldest waiting
@@ -402,16 +405,16 @@ class JobQueue:
         """Expire the jobs of every pool that have waited longer than `older_than(kind)` seconds; how many."""
         expired = 0
         for key in await self.pools():
-            kind, _ = keys.parse_pool(key)
+            kind, model = keys.parse_pool(key)
             cutoff = f"{int((time.time() - older_than(kind)) * 1000)}-{2**63 - 1}"
             expired += await scripts.EXPIRE_WAITING.run(
                 self.writer,
                 pool=key,
+                stats=keys.pool_stats(kind, model),
                 cutoff=cutoff,
                 now=time.time(),
                 ttl=self.record_ttl,
                 batch=batch,
-                prefix=keys.PREFIX,
                 group=keys.GROUP,
                 end_event=_EXPIRED,
             )

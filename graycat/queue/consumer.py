@@ -121,7 +121,6 @@ class Consumer:
             worker=self.worker_id,
             now=time.time(),
             ttl=self.record_ttl,
-            prefix=keys.PREFIX,
         )
         return started is scripts.Started.STARTED
 
@@ -162,7 +161,6 @@ class Consumer:
             ttl=self.record_ttl,
             status=status,
             runner=self.worker_id if ran else "",
-            prefix=keys.PREFIX,
             day=time.strftime("%Y-%m-%d", time.gmtime(now)),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,

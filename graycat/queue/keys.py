@@ -1,4 +1,6 @@
-"""Every Redis key and channel name the system uses, in one place."""
+"""Every Redis key and channel name the system uses, in one place (the Lua scripts' too: `lua_function`)."""
+
+from collections.abc import Callable
 
 PREFIX = "gc"
 GROUP = "workers"  # the consumer group of every pool stream
@@ -78,7 +80,7 @@ def worker(worker_id: str) -> str:
 
 def pool_stats(kind: str, model: str) -> str:
     """Hash: counters per pool (completed, failed, cancelled, expired, redelivered, dead_lettered); scripts
-    build this name too."""
+    build it with `lua_function`."""
     return f"{PREFIX}:stats:{kind}:{model}"
 
 
@@ -93,7 +95,8 @@ def idempotency(owner: str, key: str) -> str:
 
 
 def waiting_of(owner: str) -> str:
-    """Sorted set: the jobs a token has waiting (job id -> enqueue time); scripts build this name too."""
+    """Sorted set: the jobs a token has waiting (job id -> enqueue time); scripts build it with
+    `lua_function`."""
     return f"{PREFIX}:waiting:{owner}"
 
 
@@ -172,3 +175,18 @@ def image_current(owner: str) -> str:
 def image_file(file_id: str) -> str:
     """String: one generated PNG, served at /v1/images/files/<id>.png until it expires (OpenAI's `url` answers)."""
     return f"{PREFIX}:img:{file_id}"
+
+
+def lua_function(name: str, key: Callable[..., str], *params: str) -> str:
+    """The Lua source of `local function <name>(<params>)` returning the name `key` (a function of this module)
+    gives its arguments: a script that finds a job or a token in Redis builds its keys with these, so that no
+    key name is spelled a second time in Lua."""
+    marks = [f"\x00{i}\x00" for i in range(len(params))]
+    pieces = []
+    for i, part in enumerate(key(*marks).split("\x00")):
+        if i % 2:
+            pieces.append(params[int(part)])
+        elif part:
+            assert "'" not in part and "\\" not in part, part
+            pieces.append(f"'{part}'")
+    return f"local function {name}({', '.join(params)}) return {' .. '.join(pieces)} end\n"

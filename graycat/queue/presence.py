@@ -43,9 +43,7 @@ class WorkerWatch:
 
     async def check(self) -> dict[str, int]:
         """Look once; for each worker found dead, how many jobs it held were handed back."""
-        reply = await scripts.PRESENCE.run(
-            self.writer, workers=keys.WORKERS, oldest=time.time() - keys.WORKER_TTL_S, prefix=keys.PREFIX
-        )
+        reply = await scripts.PRESENCE.run(self.writer, workers=keys.WORKERS, oldest=time.time() - keys.WORKER_TTL_S)
         if self.writer.opened != self._connection:
             self._connection, self._since, self._absent, self._seen = self.writer.opened, time.time(), {}, set()
         before, self._absent = self._absent, {}

@@ -12,7 +12,24 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from graycat import jobs
+from graycat.queue import keys
 from graycat.queue.script import Script
+
+# The key names and event bytes scripts build, generated from keys.py and jobs.py.
+_KEYS = "".join(
+    (
+        keys.lua_function("job_key", keys.job, "id"),
+        keys.lua_function("events_key", keys.events, "id"),
+        keys.lua_function("waiting_key", keys.waiting_of, "owner"),
+        keys.lua_function("stats_key", keys.pool_stats, "kind", "model"),
+        keys.lua_function("usage_key", keys.usage, "owner", "day"),
+        keys.lua_function("alive_key", keys.alive, "worker"),
+        keys.lua_function("session_key", keys.session, "owner", "id"),
+        keys.lua_function("session_worker_key", keys.session_worker, "owner", "id"),
+    )
+)
+_EVENTS = f"local START_EVENT, END_EVENT = '{jobs.START.decode()}', '{jobs.END.decode()}'\n"
 
 _TERMINAL = """
 local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
@@ -51,22 +68,24 @@ return id
 
 # The owner's set of waiting jobs forgets a job that starts or ends (KEYS[1] is the job record).
 _FORGET_WAITING = """
-local function forget_waiting(prefix)
+local function forget_waiting()
   local owner = redis.call('HGET', KEYS[1], 'owner')
-  if owner and owner ~= '' then redis.call('ZREM', prefix .. ':waiting:' .. owner, string.sub(KEYS[1], -32)) end
+  if owner and owner ~= '' then redis.call('ZREM', waiting_key(owner), string.sub(KEYS[1], -32)) end
 end
 """
 
-# KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl, key prefix.
+# KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl.
 _START = (
-    _TERMINAL
+    _KEYS
+    + _EVENTS
+    + _TERMINAL
     + _FORGET_WAITING
     + """
-forget_waiting(ARGV[6])
+forget_waiting()
 if redis.call('EXISTS', KEYS[3]) == 1 or terminal(redis.call('HGET', KEYS[1], 'state')) then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'active', 'worker', ARGV[3], 'started', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-local ev = 's' .. ARGV[3]
+local ev = START_EVENT .. ARGV[3]
 local id = redis.call('XADD', KEYS[2], '*', 'e', ev)
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. id .. ' ' .. ev) end
@@ -99,12 +118,13 @@ end
 """
 
 # KEYS: job, events, pool, stats, this minute's completed counter. ARGV: channel, job id, end event, state,
-# entry id, group, now, ttl, status, runner (the worker that ran it; '' for a job that never ran), key prefix,
+# entry id, group, now, ttl, status, runner (the worker that ran it; '' for a job that never ran),
 # day (UTC), prompt tokens, generated tokens, images. Only its current runner ends a running job. The job
 # counts in the daily usage of the token that sent it; a count of -1 (unknown: a job stopped midway whose
 # engine does not say what it made) counts what the job reserved of it.
 _FINISH = (
-    _TERMINAL
+    _KEYS
+    + _TERMINAL
     + _RELEASE_HOLDS
     + """
 local runner = redis.call('HGET', KEYS[1], 'worker')
@@ -124,12 +144,12 @@ end
 local token = redis.call('HGET', KEYS[1], 'owner')
 local held, amount = release_holds(KEYS[1])
 if token and token ~= '' then
-  local usage = ARGV[11] .. ':usage:' .. token .. ':' .. ARGV[12]
+  local usage = usage_key(token, ARGV[11])
   redis.call('HINCRBY', usage, 'jobs', 1)
   if ARGV[4] ~= 'completed' then redis.call('HINCRBY', usage, 'jobs_' .. ARGV[4], 1) end
   local fields = {'prompt_tokens', 'completion_tokens', 'images'}
   for i = 1, 3 do
-    local n = tonumber(ARGV[12 + i])
+    local n = tonumber(ARGV[11 + i])
     if n < 0 then n = held == fields[i] and amount or 0 end
     if n > 0 then redis.call('HINCRBY', usage, fields[i], n) end
   end
@@ -143,54 +163,58 @@ return 1
 )
 
 # A waiting job also leaves its queue stream (no worker is handed it).
-# KEYS: job, cancel flag, events. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, key
-# prefix, the end event of a job still waiting.
+# KEYS: job, cancel flag, events. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, the
+# end event of a job still waiting.
 _CANCEL = (
-    _FORGET_WAITING
+    _KEYS
+    + _EVENTS
+    + _FORGET_WAITING
     + _RELEASE_HOLDS
     + """
-forget_waiting(ARGV[6])
+forget_waiting()
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'pending' then  -- it ends here: its record, its event stream, its pool's counters and its client say so
   release_holds(KEYS[1])
-  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3], 'status', string.sub(ARGV[7], 2, 4))
+  local status = string.sub(ARGV[6], #END_EVENT + 1, #END_EVENT + 3)
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[3], 'status', status)
   local at = redis.call('HMGET', KEYS[1], 'queue', 'entry')  -- and no worker is handed it
   if at[1] and at[2] then redis.call('XDEL', at[1], at[2]) end
   local pool = redis.call('HMGET', KEYS[1], 'kind', 'model')
-  redis.call('HINCRBY', ARGV[6] .. ':stats:' .. pool[1] .. ':' .. pool[2], ARGV[1], 1)
-  local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[7])
+  redis.call('HINCRBY', stats_key(pool[1], pool[2]), ARGV[1], 1)
+  local id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[6])
   redis.call('EXPIRE', KEYS[3], ARGV[2])
   local reply = redis.call('HGET', KEYS[1], 'reply')
-  if reply and reply ~= '' then redis.call('PUBLISH', reply, ARGV[5] .. id .. ' ' .. ARGV[7]) end
+  if reply and reply ~= '' then redis.call('PUBLISH', reply, ARGV[5] .. id .. ' ' .. ARGV[6]) end
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return st
 """
 )
 
-# KEYS: pool. ARGV: cutoff entry id, now, ttl, max entries, key prefix, group, the expired jobs' end event.
+# KEYS: pool, its counters. ARGV: cutoff entry id, now, ttl, max entries, group, the expired jobs' end event.
 # Jobs that waited in the pool past their deadline (entries up to the cutoff that no worker holds) expire:
 # their client hears a 504 and the entry leaves the queue.
 _EXPIRE_WAITING = (
-    _TERMINAL
+    _KEYS
+    + _TERMINAL
     + _RELEASE_HOLDS
     + """
 local expired = 0
 for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV[4])) do
-  local ok, held = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[6], entry[1], entry[1], 1)
+  local ok, held = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[5], entry[1], entry[1], 1)
   if not ok or #held == 0 then
     local f = {}
     for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
-    local job, events = ARGV[5] .. ':job:' .. f['id'], ARGV[5] .. ':ev:' .. f['id']
+    local job, events = job_key(f['id']), events_key(f['id'])
     local owner = redis.call('HGET', job, 'owner')
-    if owner and owner ~= '' then redis.call('ZREM', ARGV[5] .. ':waiting:' .. owner, f['id']) end
+    if owner and owner ~= '' then redis.call('ZREM', waiting_key(owner), f['id']) end
     if not terminal(redis.call('HGET', job, 'state')) then
       release_holds(job)
-      redis.call('HINCRBY', ARGV[5] .. ':stats:' .. string.sub(KEYS[1], #ARGV[5] + 7), 'expired', 1)
+      redis.call('HINCRBY', KEYS[2], 'expired', 1)
       redis.call('HSET', job, 'state', 'expired', 'finished', ARGV[2], 'status', '504')
       redis.call('EXPIRE', job, ARGV[3])
-      local ev = ARGV[7]
+      local ev = ARGV[6]
       local id = redis.call('XADD', events, '*', 'e', ev)
       redis.call('EXPIRE', events, ARGV[3])
       if f['rt'] and f['rt'] ~= '' then redis.call('PUBLISH', f['rt'], f['id'] .. id .. ' ' .. ev) end
@@ -275,16 +299,19 @@ end
 return lost
 """
 
-# KEYS: the registry of workers. ARGV: oldest heartbeat (unix time) of a worker to look at, key prefix.
+# KEYS: the registry of workers. ARGV: oldest heartbeat (unix time) of a worker to look at.
 # Returns worker id, subscribers of its presence channel, ... for each worker that beat since then.
-_PRESENCE = """
+_PRESENCE = (
+    _KEYS
+    + """
 local found = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')) do
   found[#found + 1] = id
-  found[#found + 1] = redis.call('PUBSUB', 'NUMSUB', ARGV[2] .. ':alive:' .. id)[2]
+  found[#found + 1] = redis.call('PUBSUB', 'NUMSUB', alive_key(id))[2]
 end
 return found
 """
+)
 
 # KEYS: the pools of a dead worker, its heartbeat record, the registry of workers. ARGV: group, worker id, its
 # presence channel, the takeover channel. Unless the worker is present after all (returns -1), it leaves the
@@ -334,11 +361,13 @@ return {grant, used, held}
 # A session's turn: append the messages, keep the last ARGV[2] and at most ARGV[3] bytes of them, then keep the
 # token's sessions within ARGV[4] bytes by forgetting its least recently used ones (never the current one).
 # KEYS: the session's list, its worker key, the token's sessions (zset) and their sizes (hash). ARGV: ttl, max
-# messages, max session bytes, max token bytes, now, session id, worker ('' none), the prefixes of the
-# list and worker keys of the token's sessions, then the messages. Returns the sessions forgotten.
-_SESSION_APPEND = """
+# messages, max session bytes, max token bytes, now, session id, worker ('' none), the token's fingerprint,
+# then the messages. Returns the sessions forgotten.
+_SESSION_APPEND = (
+    _KEYS
+    + """
 local ttl = tonumber(ARGV[1])
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 10))
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 9))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 local size = 0
 for _, message in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do size = size + #message end
@@ -361,13 +390,14 @@ while used > tonumber(ARGV[4]) do
   local oldest = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
   if not oldest or oldest == ARGV[6] then break end
   used = used - tonumber(redis.call('HGET', KEYS[4], oldest) or 0)
-  redis.call('DEL', ARGV[8] .. oldest, ARGV[9] .. oldest)
+  redis.call('DEL', session_key(ARGV[8], oldest), session_worker_key(ARGV[8], oldest))
   redis.call('ZREM', KEYS[3], oldest)
   redis.call('HDEL', KEYS[4], oldest)
   forgotten = forgotten + 1
 end
 return forgotten
 """
+)
 
 
 class Refused(IntEnum):
@@ -437,7 +467,7 @@ ENQUEUE: Script[bytes | tuple[Refused, int]] = Script(
 START: Script[Started] = Script(
     _START,
     ("job", "events", "cancel_flag"),
-    ("channel", "job_id", "worker", "now", "ttl", "prefix"),
+    ("channel", "job_id", "worker", "now", "ttl"),
     lambda raw: Started(int(raw)),
 )
 EMIT: Script[int] = Script(_EMIT, ("events", "job"), ("channel", "job_id", "worker", "*payloads"), int)
@@ -455,7 +485,6 @@ FINISH: Script[Finished] = Script(
         "ttl",
         "status",
         "runner",
-        "prefix",
         "day",
         "prompt_tokens",
         "completion_tokens",
@@ -466,11 +495,11 @@ FINISH: Script[Finished] = Script(
 CANCEL: Script[bytes | str | None] = Script(
     _CANCEL,
     ("job", "cancel_flag", "events"),
-    ("state", "ttl", "now", "channel", "job_id", "prefix", "end_event"),
+    ("state", "ttl", "now", "channel", "job_id", "end_event"),
     lambda raw: raw,
 )
 EXPIRE_WAITING: Script[int] = Script(
-    _EXPIRE_WAITING, ("pool",), ("cutoff", "now", "ttl", "batch", "prefix", "group", "end_event"), int
+    _EXPIRE_WAITING, ("pool", "stats"), ("cutoff", "now", "ttl", "batch", "group", "end_event"), int
 )
 RESCUE_LANE: Script[int] = Script(_RESCUE_LANE, ("lane", "heartbeat", "pool", "lanes"), (), _count_or_present)
 ADMIT: Script[Admitted] = Script(
@@ -480,7 +509,7 @@ ADMIT: Script[Admitted] = Script(
     _admitted,
 )
 HOLD: Script[list[int]] = Script(_HOLD, ("*pools",), ("group", "worker", "*entries"), lambda raw: [int(i) for i in raw])
-PRESENCE: Script[list[Any]] = Script(_PRESENCE, ("workers",), ("oldest", "prefix"), list)
+PRESENCE: Script[list[Any]] = Script(_PRESENCE, ("workers",), ("oldest",), list)
 ORPHAN: Script[int] = Script(
     _ORPHAN, ("*pools", "heartbeat", "workers"), ("group", "worker", "alive", "takeover"), _count_or_present
 )
@@ -501,8 +530,7 @@ SESSION_APPEND: Script[int] = Script(
         "now",
         "sid",
         "runner",
-        "session_prefix",
-        "worker_prefix",
+        "owner",
         "*messages",
     ),
     int,

@@ -60,7 +60,6 @@ async def append(
         now=now,
         sid=sid,
         runner=runner,
-        session_prefix=keys.session(owner, ""),
-        worker_prefix=keys.session_worker(owner, ""),
+        owner=owner,
         messages=messages,
     )

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from graycat import __version__
 from graycat.api.routes import json_response
 from graycat.api.routes.console import page_response
-from graycat.queue.client import Served, served_models
+from graycat.queue.client import Served
 
 router = APIRouter(tags=["health"])
 
@@ -90,7 +90,7 @@ async def health(request: Request) -> Response:
             "status": status,
             "redis": True,
             "workers": len(workers),
-            "models": sorted(served_models(workers)),
+            "models": served.models(),
             "loading": sorted(served.loading),
             **({"pulling": pulling} if pulling else {}),
             "images": served.models("sd"),
