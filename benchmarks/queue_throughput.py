@@ -1,17 +1,21 @@
 """Requests per second through the whole gateway with the null engine, and the time a dead worker's job takes
 to run again.
 
-    python -m benchmarks.queue_throughput [--seconds 10] [--clients 64] [--rate 1000 | --rate 0]
+    python -m benchmarks.queue_throughput [--seconds 10] [--clients 64] [--rate 1000 | --rate 0] [--tree DIR]
 
 Starts a private redis-server, `graycat api` and `graycat worker null` (instant 16-token replies), then:
 1. `--clients` concurrent keep-alive clients POST /completion for `--seconds`, offering `--rate` requests/s in
    all (0: each sends its next request when answered): requests/s, p50, p99 (goal: at least 1,000 requests/s
-   with p99 under 25 ms on a 2-core machine), and the CPU time the api and the worker process spent per
+   with p99 under 25 ms on a 2-core machine), and the CPU time the api, the worker and Redis spent per
    request (user + system, read from the processes before and after the measured seconds): the figure that
    shows a regression of the request path even on a machine shared with other work;
 2. `--kills` times (0: skipped): a slow null job is submitted through POST /jobs to a pool of two workers,
    the one running it is SIGKILLed: the seconds from the kill until the job runs again on the other (goal: at
    most 1 s with the default settings; the median and the slowest are shown).
+
+`--tree DIR` runs the api and the worker of another checkout (an older commit: `git worktree add DIR <commit>`)
+with this one's load and measures, on the same Redis binary: alternate runs of two trees to compare them side
+by side on one machine.
 """
 
 from __future__ import annotations
@@ -57,8 +61,9 @@ def wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyp
 class Stack:
     """Redis, the api and null workers as subprocesses, stopped on exit."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tree: Path | None = None) -> None:
         self.folder = folder
+        self.tree = tree  # the checkout whose graycat runs (None: this one)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.redis_port, self.api_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.api_port}"
@@ -69,6 +74,7 @@ class Stack:
             RATE_LIMIT_RPM="0",
             RATE_LIMIT_CONCURRENCY="0",
             LOG_LEVEL="WARNING",
+            **({"PYTHONPATH": str(tree)} if tree else {}),
         )
         self.redis = redis.Redis(port=self.redis_port)
 
@@ -76,9 +82,13 @@ class Stack:
     def api(self) -> psutil.Process:
         return psutil.Process(self.procs[1].pid)
 
+    @property
+    def redis_server(self) -> psutil.Process:
+        return psutil.Process(self.procs[0].pid)
+
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
         log = (self.folder / f"{len(self.procs)}.log").open("wb")
-        proc = subprocess.Popen(list(args), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(args), env=self.env, cwd=self.tree, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 
@@ -178,14 +188,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000.0, help="requests/s offered (0: closed loop)")
     parser.add_argument("--kills", type=int, default=5, help="workers SIGKILLed mid-job, one at a time (0: none)")
+    parser.add_argument("--tree", type=Path, help="run the api and worker of this checkout instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="graycat-qbench-") as folder:
-        stack = Stack(Path(folder))
+        stack = Stack(Path(folder), args.tree.resolve() if args.tree else None)
         try:
             stack.start()
             worker = psutil.Process(stack.worker("--slots", "64").pid)
-            samples, elapsed, (api_cpu, worker_cpu) = asyncio.run(
-                load(stack.base, args.clients, args.seconds, args.rate, [stack.api, worker])
+            samples, elapsed, (api_cpu, worker_cpu, redis_cpu) = asyncio.run(
+                load(stack.base, args.clients, args.seconds, args.rate, [stack.api, worker, stack.redis_server])
             )
             cuts = statistics.quantiles(samples, n=100)
             rps, p50, p99 = len(samples) / elapsed, cuts[49] * 1000, cuts[98] * 1000
@@ -199,6 +210,7 @@ def main() -> None:
         ("latency p99", f"{p99:.1f} ms", "< 25 ms", p99 < 25),
         ("api CPU per request", f"{api_cpu / len(samples) * 1000:.3f} ms", "", None),
         ("worker CPU per request", f"{worker_cpu / len(samples) * 1000:.3f} ms", "", None),
+        ("Redis CPU per request", f"{redis_cpu / len(samples) * 1000:.3f} ms", "", None),
     ]
     if takeovers:
         rows += [
@@ -213,7 +225,8 @@ def main() -> None:
     print("| metric | measured | goal | met? |\n|---|---:|---|:---:|")
     for name, value, goal, met in rows:
         print(f"| {name} | {value} | {goal} | {'' if met is None else 'yes' if met else 'NO'} |")
-    print(f"\n{len(samples)} requests in {elapsed:.1f} s; {os.cpu_count()} CPUs")
+    tree = f"; graycat of {args.tree}" if args.tree else ""
+    print(f"\n{len(samples)} requests in {elapsed:.1f} s; {os.cpu_count()} CPUs{tree}")
 
 
 if __name__ == "__main__":
