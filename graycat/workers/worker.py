@@ -113,18 +113,17 @@ async def _unless_stopping(stopping: asyncio.Event, call: Coroutine[Any, Any, T]
         return None
     work = asyncio.ensure_future(call)
     stopped = asyncio.ensure_future(stopping.wait())
+    ended: set[asyncio.Future[Any]] = set()
     try:
-        await asyncio.wait({work, stopped}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        ended, _ = await asyncio.wait({work, stopped}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
-    if work.cancelled():
-        if stopping.is_set():
-            return None
+    if not ended:
         raise TimeoutError(f"no answer from Redis in {limit} s")
-    return work.result()
+    return None if work.cancelled() else work.result()
 
 
 @dataclass(eq=False)
@@ -505,7 +504,7 @@ class Worker:
             status, body, state = self._bounded(job, status, body, state)  # what was generated still counts
             await self._finish(claimed, status, body, state, runnable, usage)  # after every chunk, same connection
             self._outcomes["engine_crashed" if crashed else state.value] += 1
-            if log.isEnabledFor(logging.INFO):  # its fields cost more than the rest of a null job's report
+            if log.isEnabledFor(logging.INFO):  # its fields are built only for a line that is written
                 log.info(
                     "job %s %s (%d)",
                     job.id,
