@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -122,6 +124,18 @@ class Stack:
                 proc.kill()
 
 
+@contextlib.contextmanager
+def running(tree: Path | None, *, api: bool = True) -> Iterator[tuple[Stack, psutil.Process]]:
+    """A started Stack (of `tree`'s graycat, when given) with one null worker of 64 slots, stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="graycat-bench-") as folder:
+        stack = Stack(Path(folder), tree.resolve() if tree else None)
+        try:
+            stack.start(api=api)
+            yield stack, psutil.Process(stack.worker("--slots", "64").pid)
+        finally:
+            stack.stop()
+
+
 def cpu_seconds(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return times.user + times.system
@@ -192,19 +206,13 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5, help="workers SIGKILLed mid-job, one at a time (0: none)")
     parser.add_argument("--tree", type=Path, help="run the api and worker of this checkout instead")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="graycat-qbench-") as folder:
-        stack = Stack(Path(folder), args.tree.resolve() if args.tree else None)
-        try:
-            stack.start()
-            worker = psutil.Process(stack.worker("--slots", "64").pid)
-            samples, elapsed, (api_cpu, worker_cpu, redis_cpu) = asyncio.run(
-                load(stack.base, args.clients, args.seconds, args.rate, [stack.api, worker, stack.redis_server])
-            )
-            cuts = statistics.quantiles(samples, n=100)
-            rps, p50, p99 = len(samples) / elapsed, cuts[49] * 1000, cuts[98] * 1000
-            takeovers = [recovery(stack, f"null-slow-{i}") for i in range(args.kills)]
-        finally:
-            stack.stop()
+    with running(args.tree) as (stack, worker):
+        samples, elapsed, (api_cpu, worker_cpu, redis_cpu) = asyncio.run(
+            load(stack.base, args.clients, args.seconds, args.rate, [stack.api, worker, stack.redis_server])
+        )
+        cuts = statistics.quantiles(samples, n=100)
+        rps, p50, p99 = len(samples) / elapsed, cuts[49] * 1000, cuts[98] * 1000
+        takeovers = [recovery(stack, f"null-slow-{i}") for i in range(args.kills)]
     offered = f"{args.rate:,.0f}/s offered" if args.rate else "closed loop"
     rows = [
         (f"requests/s, {args.clients} clients, {offered}", f"{rps:,.0f}", ">= 1,000", rps >= 1000),

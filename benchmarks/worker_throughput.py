@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import orjson
 import psutil
 
-from benchmarks.queue_throughput import Stack, cpu_seconds
+from benchmarks.queue_throughput import cpu_seconds, running
 from graycat.jobs import END
 from graycat.queue import keys
 from graycat.queue.resp import PipelinedConnection, subscribe
@@ -76,17 +75,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=64, help="jobs queued or running at any time")
     parser.add_argument("--tree", type=Path, help="run the worker of this checkout instead")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="graycat-wbench-") as folder:
-        stack = Stack(Path(folder), args.tree.resolve() if args.tree else None)
-        try:
-            stack.start(api=False)
-            worker = psutil.Process(stack.worker("--slots", "64").pid)
-            url = stack.env["REDIS_URL"]
-            done, elapsed, (worker_cpu, redis_cpu) = asyncio.run(
-                drive(url, args.jobs, args.seconds, [worker, stack.redis_server])
-            )
-        finally:
-            stack.stop()
+    with running(args.tree, api=False) as (stack, worker):
+        done, elapsed, (worker_cpu, redis_cpu) = asyncio.run(
+            drive(stack.env["REDIS_URL"], args.jobs, args.seconds, [worker, stack.redis_server])
+        )
     print("| metric | measured |\n|---|---:|")
     print(f"| jobs/s, {args.jobs} in flight | {done / elapsed:,.0f} |")
     print(f"| worker CPU per job | {worker_cpu / done * 1000:.3f} ms |")
