@@ -8,6 +8,7 @@ Lua reads them, and the type of its reply (graycat/queue/script.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -16,20 +17,26 @@ from graycat import jobs
 from graycat.queue import keys
 from graycat.queue.script import Script
 
-# The key names and event bytes scripts build, generated from keys.py and jobs.py.
-_KEYS = "".join(
-    (
-        keys.lua_function("job_key", keys.job, "id"),
-        keys.lua_function("events_key", keys.events, "id"),
-        keys.lua_function("waiting_key", keys.waiting_of, "owner"),
-        keys.lua_function("stats_key", keys.pool_stats, "kind", "model"),
-        keys.lua_function("usage_key", keys.usage, "owner", "day"),
-        keys.lua_function("alive_key", keys.alive, "worker"),
-        keys.lua_function("session_key", keys.session, "owner", "id"),
-        keys.lua_function("session_worker_key", keys.session_worker, "owner", "id"),
-    )
-)
-_EVENTS = f"local START_EVENT, END_EVENT = '{jobs.START.decode()}', '{jobs.END.decode()}'\n"
+# The key names and event bytes scripts build, generated from keys.py and jobs.py; each script defines only
+# those it uses (a script's body, these definitions included, runs on every call).
+_KEY_FUNCTIONS: dict[str, tuple[Callable[..., str], tuple[str, ...]]] = {
+    "job_key": (keys.job, ("id",)),
+    "events_key": (keys.events, ("id",)),
+    "waiting_key": (keys.waiting_of, ("owner",)),
+    "stats_key": (keys.pool_stats, ("kind", "model")),
+    "usage_key": (keys.usage, ("owner", "day")),
+    "alive_key": (keys.alive, ("worker",)),
+    "session_key": (keys.session, ("owner", "id")),
+    "session_worker_key": (keys.session_worker, ("owner", "id")),
+}
+
+
+def _keys(*names: str) -> str:
+    return "".join(keys.lua_function(name, _KEY_FUNCTIONS[name][0], *_KEY_FUNCTIONS[name][1]) for name in names)
+
+
+_START_EVENT = f"local START_EVENT = '{jobs.START.decode()}'\n"
+_END_EVENT = f"local END_EVENT = '{jobs.END.decode()}'\n"
 
 _TERMINAL = """
 local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' or s == 'expired' end
@@ -76,8 +83,8 @@ end
 
 # KEYS: job, events, cancel flag. ARGV: channel, job id, worker id, now, ttl.
 _START = (
-    _KEYS
-    + _EVENTS
+    _keys("waiting_key")
+    + _START_EVENT
     + _TERMINAL
     + _FORGET_WAITING
     + """
@@ -123,7 +130,7 @@ end
 # counts in the daily usage of the token that sent it; a count of -1 (unknown: a job stopped midway whose
 # engine does not say what it made) counts what the job reserved of it.
 _FINISH = (
-    _KEYS
+    _keys("usage_key")
     + _TERMINAL
     + _RELEASE_HOLDS
     + """
@@ -166,8 +173,8 @@ return 1
 # KEYS: job, cancel flag, events. ARGV: state for a job still waiting, ttl, now, cancel channel, job id, the
 # end event of a job still waiting.
 _CANCEL = (
-    _KEYS
-    + _EVENTS
+    _keys("waiting_key", "stats_key")
+    + _END_EVENT
     + _FORGET_WAITING
     + _RELEASE_HOLDS
     + """
@@ -196,7 +203,7 @@ return st
 # Jobs that waited in the pool past their deadline (entries up to the cutoff that no worker holds) expire:
 # their client hears a 504 and the entry leaves the queue.
 _EXPIRE_WAITING = (
-    _KEYS
+    _keys("job_key", "events_key", "waiting_key")
     + _TERMINAL
     + _RELEASE_HOLDS
     + """
@@ -302,7 +309,7 @@ return lost
 # KEYS: the registry of workers. ARGV: oldest heartbeat (unix time) of a worker to look at.
 # Returns worker id, subscribers of its presence channel, ... for each worker that beat since then.
 _PRESENCE = (
-    _KEYS
+    _keys("alive_key")
     + """
 local found = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')) do
@@ -364,7 +371,7 @@ return {grant, used, held}
 # messages, max session bytes, max token bytes, now, session id, worker ('' none), the token's fingerprint,
 # then the messages. Returns the sessions forgotten.
 _SESSION_APPEND = (
-    _KEYS
+    _keys("session_key", "session_worker_key")
     + """
 local ttl = tonumber(ARGV[1])
 redis.call('RPUSH', KEYS[1], unpack(ARGV, 9))
