@@ -201,3 +201,31 @@ def test_an_undeclared_sd2_file_is_probed_as_a1111_does(tmp_path: Path) -> None:
     assert len(probes) == 2
     (tmp_path / "eps.yaml").write_text("model:\n  params:\n    parameterization: v\n")  # a yaml beside it wins
     assert describe(Checkpoint(tmp_path / "eps.safetensors", "eps.safetensors", None)).family == "sd2-v"
+
+
+def test_the_loras_and_vae_a_checkpoint_may_use_are_chosen_without_an_api() -> None:
+    """`model_choice` refuses with the status and code any API answers it with: unknown 400/404, another
+    family's 422; a token's saved VAE of another family is skipped, not refused."""
+    from graycat.images import model_choice
+
+    xl = {
+        "model_name": "xl",
+        "family": "sdxl",
+        "context": 2048,
+        "loras": ["ink", "old"],
+        "lora_info": {"ink": {"context": 2048}, "old": {"context": 768}},
+        "vaes": ["xl-vae.safetensors", "sd-vae.safetensors"],
+        "vae_spaces": {"xl-vae.safetensors": "sdxl", "sd-vae.safetensors": "sd"},
+    }
+    model_choice.check_loras("a cat <lora:ink:1>", xl)
+    with pytest.raises(model_choice.ChoiceError) as unknown:
+        model_choice.check_loras("<lora:nope:1>", xl)
+    assert (unknown.value.status, unknown.value.code) == (400, "unknown_lora")
+    with pytest.raises(model_choice.ChoiceError) as other:
+        model_choice.check_loras("<lora:old:1>", xl)
+    assert (other.value.status, other.value.code) == (422, "lora_family_mismatch")
+    assert model_choice.choose_vae("xl-vae", None, xl["vaes"], xl) == "xl-vae.safetensors"
+    with pytest.raises(model_choice.ChoiceError) as mismatch:
+        model_choice.choose_vae("sd-vae", None, xl["vaes"], xl)
+    assert (mismatch.value.status, mismatch.value.code) == (422, "vae_family_mismatch")
+    assert model_choice.choose_vae(None, "sd-vae.safetensors", xl["vaes"], xl) is None

@@ -12,7 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from graycat.api.dialects import a1111_options
 from graycat.api.errors import ApiError
-from graycat.images import checkpoints, codec, controlnets, extras, families, loras, preprocessors, upscalers, vaes
+from graycat.images import (
+    checkpoints,
+    codec,
+    controlnets,
+    extras,
+    families,
+    loras,
+    model_choice,
+    preprocessors,
+    upscalers,
+)
 from graycat.images.params import ControlUnit, GenerationParams, HiresFix, SdUpscale
 from graycat.images.samplers import UnknownSampler, resolve
 from graycat.images.tiles import sd_upscale_tiles
@@ -242,83 +252,26 @@ def _image(data: str, param: str) -> tuple[int, int]:
         raise _bad(f"{param} {exc}", param, 400, "invalid_image") from None
 
 
-def family_of(model: dict[str, Any]) -> families.Family | None:
-    """The family a checkpoint's workers announced (None from workers that announce none)."""
-    name = model.get("family")
-    return families.parse(str(name)) if name else None
-
-
-def _width_label(width: int) -> str:
-    family = families.CONTEXT_WIDTHS.get(width)
-    return families.BASE_LABELS[family] if family else f"a model with {width}-wide text context"
-
-
 def check_loras(prompt: str, model: dict[str, Any], param: str = "prompt") -> None:
-    """Every `<lora:name:weight>` of the prompt names a LoRA the checkpoint's workers have, made for the
-    checkpoint's family (the same cross-attention width; 422 else)."""
-    available: list[str] = model.get("loras", [])
+    """`model_choice.check_loras`, its refusal answered as an error of the field `param`."""
     try:
-        _, wanted = loras.parse(prompt)
-    except ValueError as exc:
-        raise _bad(str(exc), param) from None
-    for name in wanted:
-        if name not in available:
-            raise _bad(
-                f"LoRA '{name}' not found; available: {', '.join(available) or 'none'} (models/Lora)",
-                param,
-                400,
-                "unknown_lora",
-            )
-        info = model.get("lora_info", {}).get(name, {})
-        family, own = family_of(model), model.get("context")
-        width = info.get("context")
-        second = info.get("family") == "sdxl" and width is None  # adapts SDXL's second text encoder only
-        if family is not None and ((width and own and width != own) or (second and family.base != "sdxl")):
-            made_for = families.BASE_LABELS["sdxl"] if second else _width_label(int(width))
-            raise _bad(
-                f"LoRA '{name}' is made for {made_for}, but checkpoint '{model.get('model_name')}' is "
-                f"{family.label} ({own}-wide text context): use a LoRA of its family",
-                param,
-                422,
-                "lora_family_mismatch",
-            )
+        model_choice.check_loras(prompt, model)
+    except model_choice.ChoiceError as exc:
+        raise choice_error(exc, param) from None
 
 
 def choose_vae(
     wanted: Any, saved: str | None, available: list[str], param: str, model: dict[str, Any] | None = None
 ) -> str | None:
-    """The VAE file a request means: `wanted` (404 when unknown, 422 when it decodes another family's latents
-    than the checkpoint `model`'s), else the token's saved `sd_vae` while its workers still have it and it fits
-    the checkpoint; None for the checkpoint's own."""
-    family = family_of(model or {})
-    spaces: dict[str, str] = (model or {}).get("vae_spaces", {})
-    if wanted is not None:
-        try:
-            found = vaes.find(str(wanted), available)
-        except KeyError:
-            raise _bad(
-                f"VAE '{wanted}' not found; available: Automatic, None, {', '.join(available)} (models/VAE)",
-                param,
-                404,
-                "vae_not_found",
-            ) from None
-        if found is not None and family is not None and spaces.get(found, family.latent_space) != family.latent_space:
-            made_for = "SDXL" if spaces[found] == "sdxl" else "SD 1.x/2.x"
-            raise _bad(
-                f"VAE '{found}' is made for {made_for}, but checkpoint '{(model or {}).get('model_name')}' is "
-                f"{family.label}: use a VAE of its family, or Automatic",
-                param,
-                422,
-                "vae_family_mismatch",
-            )
-        return found
+    """`model_choice.choose_vae`, its refusal answered as an error of the field `param`."""
     try:
-        found = vaes.find(saved, available)
-    except KeyError:
-        return None
-    if found is not None and family is not None and spaces.get(found, family.latent_space) != family.latent_space:
-        return None  # the token's VAE is another family's: this checkpoint decodes with its own
-    return found
+        return model_choice.choose_vae(wanted, saved, available, model)
+    except model_choice.ChoiceError as exc:
+        raise choice_error(exc, param) from None
+
+
+def choice_error(exc: model_choice.ChoiceError, param: str) -> ApiError:
+    return _bad(str(exc), param, exc.status, exc.code)
 
 
 def to_params(
@@ -334,7 +287,7 @@ def to_params(
     """Check a request against the server's limits and the checkpoint's announced `model` info, and make the
     generation job of it. `random_seeds` replace a seed and subseed of -1; `saved` are the token's options;
     `served`: every served checkpoint's info (for `refiner_checkpoint`)."""
-    family = family_of(model)
+    family = model_choice.family_of(model)
     if family is not None:  # a size the client leaves out is the family's (A1111's 512 is SD 1.x's)
         for side in ("width", "height"):
             if side not in req.model_fields_set:
@@ -438,7 +391,7 @@ def _refiner(
     switch = 0.8 if req.refiner_switch_at is None else req.refiner_switch_at
     if not 0 < switch <= 1:
         raise _bad("refiner_switch_at must be more than 0 and at most 1", "refiner_switch_at")
-    refiner = family_of(served[name])
+    refiner = model_choice.family_of(served[name])
     if family is None:  # a relayed WebUI's checkpoint: the WebUI decides
         return (name, switch) if switch < 1 else (None, 1.0)
     in_parts = isinstance(req, Img2ImgRequest) and bool(req.mask or req.script_name)
@@ -596,8 +549,8 @@ def _control_units(req: Txt2ImgRequest, model: dict[str, Any]) -> list[ControlUn
         width, own = model.get("controlnet_info", {}).get(name, {}).get("context"), model.get("context")
         if width and own and width != own:
             raise _bad(
-                f"{where}: ControlNet model '{name}' is made for {_width_label(int(width))}, but checkpoint "
-                f"'{model.get('model_name')}' is {_width_label(int(own))}",
+                f"{where}: ControlNet model '{name}' is made for {model_choice.width_label(int(width))}, but "
+                f"checkpoint '{model.get('model_name')}' is {model_choice.width_label(int(own))}",
                 "alwayson_scripts",
                 422,
                 "controlnet_family_mismatch",

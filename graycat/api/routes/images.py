@@ -12,9 +12,10 @@ from starlette.responses import Response
 from graycat.api import image_jobs
 from graycat.api.access.auth import require_token
 from graycat.api.dialects import openai_images
-from graycat.api.dialects.a1111 import check_loras, choose_vae, family_of
+from graycat.api.dialects.a1111 import check_loras, choose_vae
 from graycat.api.errors import ApiError
 from graycat.api.json_body import JsonBodyRoute
+from graycat.images import model_choice
 from graycat.images.params import GenerationParams
 from graycat.queue import image_state
 
@@ -52,7 +53,7 @@ async def _run(request: Request, params: GenerationParams, endpoint: str, respon
 @router.post("/images/generations", summary="Images from a prompt (OpenAI)")
 async def generations(request: Request, body: openai_images.ImageGenerationRequest) -> Response:
     checkpoint = await _checkpoint(request, body.model)
-    family = family_of((await image_jobs.served_checkpoints(request.app.state.queue)).get(checkpoint, {}))
+    family = model_choice.family_of((await image_jobs.served_checkpoints(request.app.state.queue)).get(checkpoint, {}))
     if family is not None and family.base == "sdxl-refiner":
         raise ApiError(
             422,
