@@ -16,7 +16,8 @@ from graycat.api.access import quotas
 from graycat.api.access.limits import check_job
 from graycat.api.catalog import resolve_model
 from graycat.api.dialects import JobSpec, Renderer
-from graycat.api.errors import ApiError
+from graycat.api.dialects.paths import path_dialect
+from graycat.api.errors import ApiError, error_body
 from graycat.api.sessions import Session
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
 from graycat.metrics import ApiMetrics
@@ -62,6 +63,8 @@ async def run_job(
             status, answer = parse_end(event[1:])
             if renderer.answer is not None and status == 200:
                 answer = renderer.answer(answer)
+            elif status >= 400 and path_dialect(request.url.path) in _OWN_ERROR_SHAPES:
+                answer = error_body(request.url.path, status, _message(status, answer), _kind(answer))
             return Response(answer, status, headers=headers, media_type="application/json")
         if renderer.event is None or renderer.stream_error is None:
             raise TypeError(f"{spec.endpoint} answers JSON only, yet its job streamed")
@@ -270,6 +273,20 @@ class EventStream(Response):
             self._queue.hub.close(self._sub)
             if not finished:
                 self._queue.cancel_soon(self._sub.job_id)
+
+
+_OWN_ERROR_SHAPES = frozenset({"ollama", "anthropic", "a1111"})
+"""Dialects whose clients read an error shape other than a job's own (llama.cpp's, which OpenAI's clients read
+too): a failed job's body is rewritten in theirs."""
+
+
+def _kind(body: bytes) -> str | None:
+    """The `type` of a job's error body (e.g. engine_crashed), None when it has none."""
+    try:
+        kind = orjson.loads(body)["error"]["type"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return kind if isinstance(kind, str) else None
 
 
 def _message(status: int, body: bytes) -> str:
