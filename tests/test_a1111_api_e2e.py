@@ -1,5 +1,6 @@
 """The rest of A1111's API surface end to end: list routes, options (per token, honoured or said to be ignored),
-extras upscaling, the SD upscale script, and 501 for what needs weights this server does not have."""
+extras upscaling (filters here, ESRGAN-family models on the worker), the SD upscale script, the hires fix with a
+model upscaler, and 501 for what needs weights this server does not have."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import httpx
 import pytest
 from PIL import Image, PngImagePlugin
 
-from tests.conftest import TOKEN, Cluster
+from tests.conftest import TOKEN, Cluster, Proc
 from tests.tiny_sd import build_models_folder
+from tests.tiny_upscalers import build_upscalers
 
 pytestmark = pytest.mark.e2e
 
@@ -22,13 +24,19 @@ OTHER = "test-token-a1111-other"
 SMALL = {"width": 64, "height": 64, "steps": 3}
 
 
+WORKERS: list[Proc] = []  # the module's SD worker, for its log
+
+
 @pytest.fixture(scope="module")
 def sd(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An api (two tokens) and an SD worker on the tiny models folder; the api's base URL."""
+    """An api (two tokens) and an SD worker on the tiny models folder, with tiny ESRGAN-family upscalers (and a
+    broken file) in models/ESRGAN and models/RealESRGAN; the api's base URL."""
     root = tmp_path_factory.mktemp("sd-a1111")
     build_models_folder(root)
+    build_upscalers(root)
     _, base = cluster.api(API_TOKENS=f"{TOKEN},{OTHER}", SD_MAX_SIZE="256", SD_MAX_STEPS="60", SD_MAX_IMAGES="4")
     worker = cluster.sd_worker(root)
+    WORKERS.append(worker)
     yield base
     worker.stop()
 
@@ -69,7 +77,7 @@ def test_list_routes_answer_with_nothing_installed(sd: str) -> None:
         flags = http.get("/sdapi/v1/cmd-flags").json()
         assert flags["api"] is True and flags["nowebui"] is True and flags["port"] == int(sd.rsplit(":", 1)[1])
         assert flags["api_auth"] is None  # never the credentials, unlike A1111
-        for route in ("hypernetworks", "face-restorers", "realesrgan-models", "prompt-styles"):
+        for route in ("hypernetworks", "face-restorers", "prompt-styles"):
             resp = http.get(f"/sdapi/v1/{route}")
             assert resp.status_code == 200 and resp.json() == [], route
         assert http.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
@@ -389,3 +397,110 @@ def test_sd_upscale_script_upscales_then_redraws_in_tiles(sd: str) -> None:
             422,
             "script_name",
         )
+
+
+def test_esrgan_models_are_listed_and_a_broken_file_is_skipped(sd: str) -> None:
+    with _http(sd) as http:
+        listed = http.get("/sdapi/v1/upscalers").json()
+        assert [u["name"] for u in listed] == [
+            "None",
+            "Lanczos",
+            "Nearest",
+            "4x-tiny",
+            "RealESRGAN_x2tiny",
+            "old-tiny",
+            "realesr-tiny-x4",
+        ]
+        assert listed[4] == {
+            "name": "RealESRGAN_x2tiny",
+            "model_name": "RealESRGAN_x2tiny",
+            "model_path": "RealESRGAN/RealESRGAN_x2tiny.pth",
+            "model_url": None,
+            "scale": 2,
+        }
+        assert http.get("/sdapi/v1/realesrgan-models").json() == [
+            {"name": "RealESRGAN_x2tiny", "path": "RealESRGAN/RealESRGAN_x2tiny.pth", "scale": 2},
+            {"name": "realesr-tiny-x4", "path": "RealESRGAN/realesr-tiny-x4.safetensors", "scale": 4},
+        ]
+    assert "not serving upscaler" in WORKERS[0].output() and "broken.pth" in WORKERS[0].output()
+
+
+def test_extras_run_esrgan_models_on_the_worker(sd: str) -> None:
+    source = _picture()
+    b64 = _b64(source)
+    with _http(sd) as http:
+
+        def upscale(**body: Any) -> Image.Image:
+            resp = http.post("/sdapi/v1/extra-single-image", json={"image": b64, **body})
+            assert resp.status_code == 200, resp.text
+            return _image(resp.json()["image"])
+
+        x4 = upscale(upscaler_1="4x-tiny", upscaling_resize=4)
+        assert x4.size == (256, 192)
+        assert x4.tobytes() != source.resize((256, 192), Image.Resampling.LANCZOS).tobytes()
+        assert x4.info["postprocessing"] == "Postprocess upscale by: 4, Postprocess upscaler: 4x-tiny"
+        assert upscale(upscaler_1="4X-TINY", upscaling_resize=4).tobytes() == x4.tobytes()  # names: any case
+        old = upscale(upscaler_1="old-tiny", upscaling_resize=4)
+        assert old.size == (256, 192) and old.tobytes() != x4.tobytes()
+        x2 = upscale(upscaler_1="RealESRGAN_x2tiny", upscaling_resize=2)  # RealESRGAN_x2plus's pixel unshuffle
+        assert x2.size == (128, 96)
+        assert x2.tobytes() != source.resize((128, 96), Image.Resampling.LANCZOS).tobytes()
+        # a x4 model asked for x2: one pass, then Lanczos down to the size
+        assert upscale(upscaler_1="realesr-tiny-x4", upscaling_resize=2).size == (128, 96)
+        blended = upscale(
+            upscaler_1="Lanczos", upscaler_2="realesr-tiny-x4", extras_upscaler_2_visibility=0.5, upscaling_resize=2
+        )
+        assert "Postprocess upscaler 2: realesr-tiny-x4" in blended.info["postprocessing"]
+        batch = http.post(
+            "/sdapi/v1/extra-batch-images",
+            json={
+                "imageList": [{"data": b64, "name": "a"}, {"data": _b64(_picture((32, 32))), "name": "b"}],
+                "upscaler_1": "realesr-tiny-x4",
+                "upscaling_resize": 4,
+            },
+        )
+        assert batch.status_code == 200, batch.text
+        assert [_image(i).size for i in batch.json()["images"]] == [(256, 192), (128, 128)]
+        # hostile sizes are refused before anything is queued, as for the filters
+        _error(
+            http.post(
+                "/sdapi/v1/extra-single-image",
+                json={
+                    "image": b64,
+                    "upscaler_1": "4x-tiny",
+                    "resize_mode": 1,
+                    "upscaling_resize_w": 100000,
+                    "upscaling_resize_h": 100000,
+                },
+            ),
+            413,
+            "upscaling_resize",
+        )
+        _error(
+            http.post("/sdapi/v1/extra-single-image", json={"image": b64, "upscaler_1": "broken"}), 400, "upscaler_1"
+        )
+
+
+def test_hires_fix_and_sd_upscale_use_an_esrgan_model(sd: str) -> None:
+    hires = {"prompt": "a harbour", "seed": 5, "enable_hr": True, "hr_scale": 2, "denoising_strength": 0, **SMALL}
+    with _http(sd) as http:
+        by_model = http.post("/sdapi/v1/txt2img", json={**hires, "hr_upscaler": "4x-tiny"})
+        assert by_model.status_code == 200, by_model.text
+        image = _image(by_model.json()["images"][0])
+        assert image.size == (128, 128)
+        assert "Hires upscaler: 4x-tiny" in json.loads(by_model.json()["info"])["infotexts"][0]
+        lanczos = _image(http.post("/sdapi/v1/txt2img", json={**hires, "hr_upscaler": "Lanczos"}).json()["images"][0])
+        assert image.tobytes() != lanczos.tobytes()
+        tiled = http.post(
+            "/sdapi/v1/img2img",
+            json={
+                "prompt": "x",
+                "init_images": [_b64(_picture((64, 64)))],
+                "denoising_strength": 0.5,
+                "script_name": "SD upscale",
+                "script_args": ["", 8, "RealESRGAN_x2tiny", 2.0],
+                **SMALL,
+            },
+        )
+        assert tiled.status_code == 200, tiled.text
+        assert _image(tiled.json()["images"][0]).size == (128, 128)

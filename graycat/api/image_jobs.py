@@ -70,21 +70,21 @@ def random_seed() -> int:
 async def run(request: Request, params: GenerationParams, endpoint: str, reshape: Callable[[bytes], bytes]) -> Response:
     """Enqueue the generation on its checkpoint's pool and answer with the reshaped result. The job becomes the
     token's current one, which /sdapi/v1/progress and /sdapi/v1/interrupt act on."""
+    images = params.batch_size * params.n_iter
+    return await run_body(request, params.checkpoint, params.to_json(), images, endpoint, reshape)
+
+
+async def run_body(
+    request: Request, checkpoint: str, body: bytes, images: int, endpoint: str, reshape: Callable[[bytes], bytes]
+) -> Response:
+    """Enqueue an image job (a generation, or an extras upscale) on `checkpoint`'s pool and answer with the
+    reshaped result; it becomes the token's current job."""
     settings = request.app.state.settings
     job_id = uuid.uuid4().hex
     ttl = int(settings.queue_timeout_for(KIND) + settings.job_timeout_for(KIND)) + 60
     await image_state.set_current(request.app.state.queue.redis, request.state.owner, job_id, ttl)
-    spec = JobSpec(
-        endpoint, False, params.checkpoint, None, deterministic=True, images=params.batch_size * params.n_iter
-    )
-    return await run_job(
-        request,
-        spec,
-        Renderer(answer=reshape),
-        kind=KIND,
-        body=params.to_json(),
-        job_id=job_id,
-    )
+    spec = JobSpec(endpoint, False, checkpoint, None, deterministic=True, images=images)
+    return await run_job(request, spec, Renderer(answer=reshape), kind=KIND, body=body, job_id=job_id)
 
 
 async def refresh(request: Request) -> None:

@@ -46,8 +46,8 @@ class HiresFix:
 @dataclass(frozen=True, slots=True)
 class SdUpscale:
     """A1111's "SD upscale" img2img script: the init image upscaled `scale` times with `upscaler` (None,
-    Lanczos, Nearest), cut into tiles of the job's width x height overlapping by `overlap` pixels, each tile
-    denoised by img2img, the tiles blended back together."""
+    Lanczos, Nearest, or an ESRGAN-family model the worker serves), cut into tiles of the job's width x height
+    overlapping by `overlap` pixels, each tile denoised by img2img, the tiles blended back together."""
 
     overlap: int = 64
     upscaler: str = "None"

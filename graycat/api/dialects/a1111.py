@@ -370,7 +370,7 @@ def to_params(
         if req.script_name and req.script_name.strip().lower() == OUTPAINT:
             _outpainting(req, params, limits)
         elif req.script_name:
-            params.sd_upscale = _sd_upscale(req, size, limits)
+            params.sd_upscale = _sd_upscale(req, size, limits, model_upscalers(model))
     return params
 
 
@@ -457,15 +457,13 @@ def _hires(req: Txt2ImgRequest, limits: Limits, checkpoint: str, model: dict[str
             f"hr_second_pass_steps must be 0 (the first pass's) to {limits.max_steps} (SD_MAX_STEPS)",
             "hr_second_pass_steps",
         )
+    models = model_upscalers(model)
     try:
-        upscaler = upscalers.find(req.hr_upscaler)
+        upscaler = upscalers.find(req.hr_upscaler, models)
     except KeyError:
-        message = f"upscaler '{req.hr_upscaler}' not found; available: {', '.join(upscalers.UPSCALERS)}"
+        message = f"upscaler '{req.hr_upscaler}' not found; available: {', '.join([*upscalers.UPSCALERS, *models])}"
         if extras.is_model_upscaler(str(req.hr_upscaler)):
-            raise not_offered(
-                "hr_upscaler",
-                message + "; model upscalers need weights (models/ESRGAN, models/RealESRGAN) this server does not load",
-            ) from None
+            raise not_offered("hr_upscaler", message + MODEL_UPSCALER_HINT) from None
         raise _bad(message, "hr_upscaler", 400, "unknown_upscaler") from None
     sampler = schedule = ""
     same = {None, "", "Use same sampler", "Use same scheduler"}
@@ -612,7 +610,18 @@ def _outpainting(req: Img2ImgRequest, params: GenerationParams, limits: Limits) 
     params.outpaint, params.mask_blur, params.inpainting_fill = sides, blur, fill
 
 
-def _sd_upscale(req: Img2ImgRequest, size: tuple[int, int], limits: Limits) -> SdUpscale:
+MODEL_UPSCALER_HINT = (
+    "; model upscalers run from the ESRGAN-family weights in the SD worker's models/ESRGAN and models/RealESRGAN "
+    "folders, and it serves none of that name"
+)
+
+
+def model_upscalers(model: dict[str, Any]) -> list[str]:
+    """The names of the ESRGAN-family upscalers the worker of a checkpoint (its announced info) serves."""
+    return [str(u["name"]) for u in model.get("upscalers", []) if isinstance(u, dict) and u.get("name")]
+
+
+def _sd_upscale(req: Img2ImgRequest, size: tuple[int, int], limits: Limits, models: list[str]) -> SdUpscale:
     """A1111's "SD upscale": the init image upscaled, then redrawn by img2img in tiles of width x height. The
     answer is the upscaled image. Its work (tiles x steps x n_iter) is held to that of SD_MAX_IMAGES images of
     SD_MAX_STEPS steps."""
@@ -627,7 +636,7 @@ def _sd_upscale(req: Img2ImgRequest, size: tuple[int, int], limits: Limits) -> S
         )
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not 1 <= scale <= 4:
         raise _bad("script_args[3] (scale factor) must be a number from 1 to 4", "script_args")
-    names = [name for name in upscalers.UPSCALERS if not name.startswith("Latent")]
+    names = [name for name in upscalers.UPSCALERS if not name.startswith("Latent")] + models
     if isinstance(chosen, int) and not isinstance(chosen, bool) and 0 <= chosen < len(names):
         upscaler = names[chosen]
     else:
@@ -638,7 +647,7 @@ def _sd_upscale(req: Img2ImgRequest, size: tuple[int, int], limits: Limits) -> S
             f"script_args[2] (upscaler): '{chosen}' is not run here; available: {', '.join(names)} (or their index)"
         )
         if model:
-            raise not_offered("script_args", message + "; model upscalers need weights this server does not load")
+            raise not_offered("script_args", message + MODEL_UPSCALER_HINT)
         raise _bad(message, "script_args", 400, "unknown_upscaler")
     if req.mask:
         raise _bad("SD upscale redraws the whole image: send no mask", "mask")

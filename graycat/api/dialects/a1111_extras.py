@@ -1,5 +1,6 @@
 """A1111's Extras (`extra-single-image`, `extra-batch-images`) and `interrogate` requests: checked, and the
-upscaling run on PIL (graycat/images/extras.py); face restoration and captioning are refused with 501."""
+upscaling run on PIL (graycat/images/extras.py), or as a job on an SD worker when it names one of the
+ESRGAN-family upscalers the workers serve; face restoration and captioning are refused with 501."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from graycat.api.dialects.a1111 import not_offered
+from graycat.api.dialects.a1111 import MODEL_UPSCALER_HINT, not_offered
 from graycat.api.errors import ApiError
 from graycat.images import codec, extras
 
@@ -61,24 +62,19 @@ def _bad(message: str, param: str, status: int = 422, code: str = "invalid_reque
     return ApiError(status, message, code=code, param=param)
 
 
-def _upscaler(name: str | None, param: str) -> str:
+def _upscaler(name: str | None, param: str, models: list[str]) -> str:
     try:
-        return extras.upscaler(name)
+        return extras.upscaler(name, models)
     except extras.NotRun as exc:
+        available = f"available: {', '.join([extras.NONE, *extras.FILTERS, *models])}"
         if exc.model:
-            raise not_offered(
-                param,
-                f"upscaler '{exc.name}' runs a model whose weights this server does not "
-                "load (models/ESRGAN, models/RealESRGAN, ...); available: None, Lanczos, "
-                "Nearest",
-            ) from None
-        raise _bad(
-            f"upscaler '{exc.name}' not found; available: None, Lanczos, Nearest", param, 400, "unknown_upscaler"
-        ) from None
+            raise not_offered(param, f"upscaler '{exc.name}' not found; {available}{MODEL_UPSCALER_HINT}") from None
+        raise _bad(f"upscaler '{exc.name}' not found; {available}", param, 400, "unknown_upscaler") from None
 
 
-def upscale_of(req: ExtrasRequest) -> extras.Upscale:
-    """The upscaling a request asks for; 501 for face restoration and model upscalers, 4xx for bad names."""
+def upscale_of(req: ExtrasRequest, models: list[str]) -> extras.Upscale:
+    """The upscaling a request asks for, `models` being the ESRGAN-family upscalers the SD workers serve; 501
+    for face restoration and model upscalers not served, 4xx for bad names."""
     if req.gfpgan_visibility > 0 or req.codeformer_visibility > 0:
         param = "gfpgan_visibility" if req.gfpgan_visibility > 0 else "codeformer_visibility"
         raise not_offered(
@@ -92,13 +88,14 @@ def upscale_of(req: ExtrasRequest) -> extras.Upscale:
         req.upscaling_resize_w,
         req.upscaling_resize_h,
         req.upscaling_crop,
-        _upscaler(req.upscaler_1, "upscaler_1"),
-        _upscaler(req.upscaler_2, "upscaler_2"),
+        _upscaler(req.upscaler_1, "upscaler_1", models),
+        _upscaler(req.upscaler_2, "upscaler_2", models),
         req.extras_upscaler_2_visibility,
     )
 
 
-def _one(data: str, up: extras.Upscale, output: dict[str, Any], param: str) -> tuple[str, str]:
+def _checked(data: str, up: extras.Upscale, param: str) -> Any:
+    """The decoded image, refused (4xx) when it is not an image or would be upscaled too large."""
     try:
         image = codec.decode(data, extras.MAX_PIXELS)
     except codec.BadImage as exc:
@@ -109,43 +106,55 @@ def _one(data: str, up: extras.Upscale, output: dict[str, Any], param: str) -> t
         raise _bad(str(exc), "upscaling_resize", 413, "image_too_large") from None
     except ValueError as exc:
         raise _bad(str(exc), "upscaling_resize") from None
-    texts = {str(k): str(v) for k, v in image.info.items() if isinstance(v, str)} if output["enable_pnginfo"] else {}
-    out, info = extras.run(image, up)
-    if info and output["enable_pnginfo"]:
-        texts["postprocessing"] = info
-    if output["samples_format"] == "png":
-        return codec.encode_png(out, texts=texts), info
-    return codec.encode(
-        out,
-        texts.get("parameters"),
-        fmt=output["samples_format"],
-        quality=output["jpeg_quality"],
-        lossless=output["webp_lossless"],
-    ), info
+    return image
 
 
-def single(req: ExtrasSingleImageRequest, up: extras.Upscale, output: dict[str, Any]) -> bytes:
-    """`extra-single-image`'s answer (blocking: run it in a thread). `output`: the token's image encoding."""
-    if not req.image:
-        raise _bad("image: send a base64 image", "image", 400, "invalid_image")
-    image, info = _one(req.image, up, output, "image")
-    return orjson.dumps({"html_info": extras.html_info(info), "image": image if req.show_extras_results else None})
+def images_of(req: ExtrasRequest, up: extras.Upscale, *, max_images: int) -> list[str]:
+    """The request's base64 images, each checked (blocking: run it in a thread)."""
+    if isinstance(req, ExtrasBatchImagesRequest):
+        if len(req.imageList) > max_images:
+            raise _bad(
+                f"imageList has {len(req.imageList)} images; this server takes at most {max_images} (SD_MAX_IMAGES)",
+                "imageList",
+            )
+        found = [(item.data, f"imageList[{i}]") for i, item in enumerate(req.imageList)]
+    else:
+        assert isinstance(req, ExtrasSingleImageRequest)
+        if not req.image:
+            raise _bad("image: send a base64 image", "image", 400, "invalid_image")
+        found = [(req.image, "image")]
+    for data, param in found:
+        _checked(data, up, param)
+    return [data for data, _ in found]
 
 
-def batch(req: ExtrasBatchImagesRequest, up: extras.Upscale, output: dict[str, Any], *, max_images: int) -> bytes:
-    """`extra-batch-images`'s answer, at most `max_images` images (blocking: run it in a thread)."""
-    if len(req.imageList) > max_images:
-        raise _bad(
-            f"imageList has {len(req.imageList)} images; this server takes at most {max_images} (SD_MAX_IMAGES)",
-            "imageList",
-        )
-    done = [_one(item.data, up, output, f"imageList[{i}]") for i, item in enumerate(req.imageList)]
-    return orjson.dumps(
-        {
-            "html_info": extras.html_info(done[-1][1]),
-            "images": [image for image, _ in done] if req.show_extras_results else [],
-        }
-    )
+def answer(req: ExtrasRequest, images: list[str], info: str) -> bytes:
+    """A1111's answer to either route, from the upscaled images and the last one's infotext."""
+    shown = req.show_extras_results
+    if isinstance(req, ExtrasBatchImagesRequest):
+        return orjson.dumps({"html_info": extras.html_info(info), "images": images if shown else []})
+    return orjson.dumps({"html_info": extras.html_info(info), "image": images[0] if shown else None})
+
+
+def run_here(req: ExtrasRequest, up: extras.Upscale, output: dict[str, Any], *, max_images: int) -> bytes:
+    """The answer of a request that runs no model, upscaled here (blocking: run it in a thread). `output`: the
+    token's image encoding."""
+    done, info = [], ""
+    for data in images_of(req, up, max_images=max_images):
+        image = codec.decode(data, extras.MAX_PIXELS)
+        out, info = extras.run(image, up)
+        done.append(extras.encode(image, out, info, output))
+    return answer(req, done, info)
+
+
+def worker_answer(req: ExtrasRequest) -> Any:
+    """The reshape of a worker's `{"images", "info"}` into A1111's answer."""
+
+    def reshape(body: bytes) -> bytes:
+        got = orjson.loads(body)
+        return answer(req, list(got["images"]), str(got["info"]))
+
+    return reshape
 
 
 def interrogate(req: InterrogateRequest) -> ApiError:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -16,7 +14,7 @@ from graycat.api.access.auth import TokenFirstRoute, require_token_or_basic
 from graycat.api.dialects import a1111, a1111_extras, a1111_lists, a1111_options
 from graycat.api.errors import ApiError
 from graycat.api.routes import json_response
-from graycat.images import codec, infotext, upscalers
+from graycat.images import codec, extras, infotext, upscalers
 from graycat.images.samplers import sampler_list, schedule_list
 from graycat.jobs import TERMINAL_STATES
 from graycat.queue import image_state
@@ -124,9 +122,20 @@ async def cmd_flags(request: Request) -> Response:
     return json_response(a1111_lists.cmd_flags(request.app.state.settings))
 
 
+@router.get("/realesrgan-models", summary="The ESRGAN-family upscalers of the SD workers' models/RealESRGAN folders")
+async def realesrgan_models(request: Request) -> Response:
+    found = _model_upscalers(await image_jobs.served_checkpoints(request.app.state.queue))
+    return json_response(
+        [
+            {"name": name, "path": u.get("filename"), "scale": u.get("scale")}
+            for name, u in sorted(found.items())
+            if str(u.get("filename", "")).startswith("RealESRGAN/")
+        ]
+    )
+
+
 @router.get("/hypernetworks", summary="Hypernetworks: none are loaded here")
 @router.get("/face-restorers", summary="Face restorers: none are loaded here (restore_faces answers 501)")
-@router.get("/realesrgan-models", summary="Real-ESRGAN models: none are loaded here")
 @router.get("/prompt-styles", summary="Prompt styles: this server keeps none")
 async def empty_list() -> Response:
     return json_response([])
@@ -145,29 +154,47 @@ async def scripts() -> Response:
 _EXTRAS_RUNNING = asyncio.Semaphore(2)  # images being upscaled at once by this api process (memory)
 
 
-async def _extras(request: Request, work: Callable[[dict[str, Any]], bytes]) -> Response:
-    """Run an extras request's `work` (given the token's image encoding) in a thread, so the event loop stays
-    free; at most _EXTRAS_RUNNING at once."""
+def _model_upscalers(served: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """name -> announced entry of every ESRGAN-family upscaler a live SD worker serves."""
+    return {str(u["name"]): u for info in served.values() for u in info.get("upscalers", []) if isinstance(u, dict)}
+
+
+async def _extras(request: Request, req: a1111_extras.ExtrasRequest, endpoint: str) -> Response:
+    """Upscale in a thread here (filters; at most _EXTRAS_RUNNING at once, so the event loop stays free), or as a
+    job on an SD worker serving the model upscalers the request names."""
+    served = await image_jobs.served_checkpoints(request.app.state.queue)
+    up = a1111_extras.upscale_of(req, sorted(_model_upscalers(served)))
     saved = await image_state.options(request.app.state.queue.redis, request.state.owner)
     output = a1111_options.output(a1111_options.decode(saved))
-    async with _EXTRAS_RUNNING:
-        body = await asyncio.to_thread(work, output)
-    return Response(body, media_type="application/json")
-
-
-@router.post("/extra-single-image", summary="Upscale an image (Lanczos, Nearest), as A1111's Extras tab")
-async def extra_single_image(request: Request, body: a1111_extras.ExtrasSingleImageRequest) -> Response:
-    return await _extras(request, functools.partial(a1111_extras.single, body, a1111_extras.upscale_of(body)))
-
-
-@router.post("/extra-batch-images", summary="Upscale several images (Lanczos, Nearest), as A1111's Extras tab")
-async def extra_batch_images(request: Request, body: a1111_extras.ExtrasBatchImagesRequest) -> Response:
-    return await _extras(
-        request,
-        functools.partial(
-            a1111_extras.batch, body, a1111_extras.upscale_of(body), max_images=request.app.state.settings.sd_max_images
-        ),
+    max_images = request.app.state.settings.sd_max_images
+    needed = extras.uses_models(up)
+    if not needed:
+        async with _EXTRAS_RUNNING:
+            body = await asyncio.to_thread(a1111_extras.run_here, req, up, output, max_images=max_images)
+        return Response(body, media_type="application/json")
+    images = await asyncio.to_thread(a1111_extras.images_of, req, up, max_images=max_images)
+    checkpoint = next((n for n, info in served.items() if set(needed) <= set(a1111.model_upscalers(info))), None)
+    if checkpoint is None:
+        raise ApiError(
+            422,
+            f"no one SD worker serves both upscalers {' and '.join(needed)}: name upscalers of one worker",
+            code="invalid_request",
+            param="upscaler_2",
+        )
+    job = extras.ExtrasJob(up, images, output)
+    return await image_jobs.run_body(
+        request, checkpoint, job.to_json(), len(images), endpoint, a1111_extras.worker_answer(req)
     )
+
+
+@router.post("/extra-single-image", summary="Upscale an image (Lanczos, Nearest, ESRGAN models), as A1111's Extras")
+async def extra_single_image(request: Request, body: a1111_extras.ExtrasSingleImageRequest) -> Response:
+    return await _extras(request, body, "/sdapi/v1/extra-single-image")
+
+
+@router.post("/extra-batch-images", summary="Upscale images (Lanczos, Nearest, ESRGAN models), as A1111's Extras")
+async def extra_batch_images(request: Request, body: a1111_extras.ExtrasBatchImagesRequest) -> Response:
+    return await _extras(request, body, "/sdapi/v1/extra-batch-images")
 
 
 @router.post("/interrogate", summary="Caption an image: not offered here (501 naming the missing weights)")
@@ -207,13 +234,24 @@ async def schedulers() -> Response:
     return json_response(schedule_list())
 
 
-@router.get("/upscalers", summary="Upscalers of the hires fix (enable_hr) this server runs")
-async def upscaler_list() -> Response:
+@router.get("/upscalers", summary="Upscalers this server runs: filters, then the SD workers' ESRGAN-family models")
+async def upscaler_list(request: Request) -> Response:
+    found = _model_upscalers(await image_jobs.served_checkpoints(request.app.state.queue))
     return json_response(
         [
             {"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
             for name in upscalers.UPSCALERS
             if not name.startswith("Latent")
+        ]
+        + [
+            {
+                "name": name,
+                "model_name": name,
+                "model_path": u.get("filename"),
+                "model_url": None,
+                "scale": u.get("scale"),
+            }
+            for name, u in sorted(found.items())
         ]
     )
 

@@ -1,5 +1,5 @@
-"""The diffusers engine: Stable Diffusion checkpoints, LoRAs, VAEs and ControlNets of an A1111 models folder,
-one generation at a time."""
+"""The diffusers engine: Stable Diffusion checkpoints, LoRAs, VAEs, ControlNets and ESRGAN-family upscalers of an
+A1111 models folder, one job (generation or extras upscale) at a time."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from graycat.images import codec, controlnets, loras, vaes
+from graycat.images import codec, controlnets, extras, loras, upscalers, vaes
 from graycat.images.checkpoints import Checkpoint, HashCache, scan
 from graycat.images.params import GenerationParams
 from graycat.images.results import result_body
@@ -26,6 +26,7 @@ from graycat.workers.engines.base import Emit
 if TYPE_CHECKING:
     from PIL import Image
 
+    from graycat.workers.engines.esrgan import Spec, Specs
     from graycat.workers.engines.sd_pipelines import Skip
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class DiffusersEngine:
         self.loras: dict[str, Path] = {}
         self.vaes: dict[str, Path] = {}
         self.controlnets: dict[str, Path] = {}
+        self._upscaler_specs: Specs = {}  # per file version
+        self.upscalers: dict[str, tuple[Path, Spec]] = {}
         self._scan()
         if not self.checkpoints:
             raise FileNotFoundError(
@@ -87,6 +90,7 @@ class DiffusersEngine:
         self._refiner: tuple[Checkpoint, Any] | None = None
         self._vae: tuple[tuple[Path, float], Any] | None = None
         self._controls: dict[Path, Any] = {}  # small next to a checkpoint: kept once loaded
+        self._upscaler_models: dict[tuple[Path, Spec], Any] = {}  # the last few used
         self._served = 0
         self._figures = {"images_total": 0, "diffusion_steps_total": 0, "diffusion_seconds_total": 0.0}
         self.preview_every = preview_every
@@ -95,6 +99,7 @@ class DiffusersEngine:
     def _scan(self) -> None:
         """Read the models folder: checkpoints (hashing only new or changed files; each one's family read from
         its tensors or configs), LoRAs and VAEs (with the family they fit), ControlNets."""
+        from graycat.workers.engines import esrgan
         from graycat.workers.engines.sd_config import describe, lora_info, vae_latent_space
 
         found: dict[str, Checkpoint] = {}
@@ -111,6 +116,7 @@ class DiffusersEngine:
         self._lora_info = {name: lora_info(path) for name, path in self.loras.items()}
         self._vae_spaces = {name: vae_latent_space(path) for name, path in self.vaes.items()}
         self._control_info = {name: controlnets.info(path) for name, path in self.controlnets.items()}
+        self.upscalers = esrgan.scan(self.models_dir, self._upscaler_specs)
 
     async def rescan(self) -> None:
         """Read the folder again (A1111's refresh-checkpoints / -loras / -vae), beside a running job; a
@@ -130,6 +136,15 @@ class DiffusersEngine:
                 "vae_spaces": self._vae_spaces,
                 "controlnets": sorted(self.controlnets),
                 "controlnet_info": self._control_info,
+                "upscalers": [
+                    {
+                        "name": name,
+                        "filename": str(path.relative_to(self.models_dir / "models")),
+                        "scale": spec.scale,
+                        "arch": spec.arch,
+                    }
+                    for name, (path, spec) in sorted(self.upscalers.items())
+                ],
             }
             for name, c in self.checkpoints.items()
         }
@@ -216,6 +231,27 @@ class DiffusersEngine:
                 self._controls[path] = load_controlnet(path, self._device)
         return [self._controls[path] for path in paths]
 
+    def _model_upscaler(self, name: str) -> extras.ModelUpscaler:
+        """The ESRGAN-family upscaler `name`, loaded on the worker's device on first use (the last 2 kept)."""
+        from graycat.workers.engines import esrgan
+
+        path, spec = self.upscalers[name]
+        key = (path, spec)
+        if key not in self._upscaler_models:
+            while len(self._upscaler_models) >= 2:
+                del self._upscaler_models[next(iter(self._upscaler_models))]
+            log.info("loading upscaler %s on %s", name, self._device.name)
+            self._upscaler_models[key] = esrgan.load(path, self._device.name, self._device.dtype)[1]
+        model, device = self._upscaler_models[key], self._device
+
+        def run(image: Image.Image) -> Image.Image:
+            return esrgan.upscale(model, spec, image, device=device.name, dtype=device.dtype)
+
+        return extras.ModelUpscaler(spec.scale, run)
+
+    def _missing_upscalers(self, names: list[str]) -> list[str]:
+        return [f"upscaler '{n}'" for n in names if n not in upscalers.UPSCALERS and n not in self.upscalers]
+
     def _files(self, params: GenerationParams) -> _Files | bytes:
         """The files a job uses, taken now (a rescan may change the folder meanwhile); the error body when one
         is not served here."""
@@ -228,6 +264,9 @@ class DiffusersEngine:
         if params.vae is not None and params.vae not in self.vaes:
             missing.append(f"VAE '{params.vae}'")
         missing += [f"ControlNet '{u.model}'" for u in params.controlnets if u.model not in self.controlnets]
+        missing += self._missing_upscalers(
+            [params.hires.upscaler] if params.hires else [params.sd_upscale.upscaler] if params.sd_upscale else []
+        )
         if missing:
             return error_body(404, f"{', '.join(missing)} not served by this worker", "not_found_error")
         return _Files(
@@ -270,15 +309,40 @@ class DiffusersEngine:
             began = time.monotonic()  # generation time only: loading models is not counted
             try:
                 images = generate(
-                    pipe, replace(params, prompt=prompt), progress, stop, controls, skip, self.preview_every, refiner
+                    pipe,
+                    replace(params, prompt=prompt),
+                    progress,
+                    stop,
+                    controls,
+                    skip,
+                    self.preview_every,
+                    refiner,
+                    self._model_upscaler,
                 )
             finally:
                 self._figures["diffusion_seconds_total"] += time.monotonic() - began
         self._figures["images_total"] += len(images)
         return result_body(params, files.checkpoint.info(), images, skip.skipped)
 
+    def _extras(self, job: extras.ExtrasJob) -> bytes:
+        began = time.monotonic()
+        try:
+            return extras.run_job(job, self._model_upscaler)
+        finally:
+            self._figures["upscale_seconds_total"] = (
+                self._figures.get("upscale_seconds_total", 0.0) + time.monotonic() - began
+            )
+
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
-        """Generate in the torch thread; a cancelled task stops it at the next step, then ends cancelled."""
+        """Generate (or upscale, for an extras job) in the torch thread; a cancelled generation stops at the
+        next step, then ends cancelled."""
+        if orjson.loads(job.body).get("mode") == extras.ExtrasJob.MODE:
+            upscale = extras.ExtrasJob.from_json(job.body)
+            if missing := self._missing_upscalers(extras.uses_models(upscale.upscale)):
+                return 404, error_body(404, f"{', '.join(missing)} not served by this worker", "not_found_error")
+            body = await asyncio.get_running_loop().run_in_executor(self._thread, self._extras, upscale)
+            self._served += 1
+            return 200, body
         params = GenerationParams.from_json(job.body)
         files = self._files(params)
         if isinstance(files, bytes):

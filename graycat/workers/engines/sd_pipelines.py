@@ -285,16 +285,18 @@ def generate(
     skip: Skip | None = None,
     preview_every: int = 0,
     refiner: Any = None,
+    upscale_models: extras.Models | None = None,
 ) -> list[Image.Image]:
     """All `batch_size * n_iter` images of a request, but those of iterations `skip` ended (listed in
     `skip.skipped`); image i has seed `params.seed + i`. `control_models` are the ControlNet models of
     `params.controlnets`, in order. Every `preview_every` steps (0: never) `progress` gets a preview.
     `refiner` (the pipeline of `params.refiner`) takes the latents of txt2img or plain img2img over at
-    `params.refiner_switch_at`."""
+    `params.refiner_switch_at`. `upscale_models` gives the ESRGAN-family upscalers the hires fix or SD upscale
+    names."""
     p = params
     space = family_of(pipe).latent_space
     if p.sd_upscale is not None:
-        return _sd_upscale(pipe, p, p.sd_upscale, progress, stop, skip, preview_every)
+        return _sd_upscale(pipe, p, p.sd_upscale, progress, stop, skip, preview_every, upscale_models)
     w, h = p.width, p.height
     nine_channels = pipe.unet.config.in_channels == 9
     masked = bool(p.mask or p.outpaint)  # the request paints part of its image
@@ -434,6 +436,7 @@ def generate(
                         p.hires,
                         out,
                         seeds,
+                        upscale_models,
                         {**run, "callback_on_step_end": functools.partial(on_step, done=p.steps, after=0)},
                     )
             except _Skipped:
@@ -453,13 +456,14 @@ def _sd_upscale(
     stop: threading.Event,
     skip: Skip | None,
     preview_every: int,
+    upscale_models: extras.Models | None = None,
 ) -> list[Image.Image]:
     """A1111's "SD upscale": the init image upscaled, cut into tiles of the job's size, each tile redrawn by
     img2img, the tiles blended back; one image per iteration (n_iter). Tile k of iteration n has seed
     seed + n + k // batch_size + k % batch_size, as A1111 seeds them batch by batch. Progress counts the steps of
     all the tiles of an iteration."""
     space = family_of(pipe).latent_space
-    init = extras.resized(codec.decode(p.init_images[0]).convert("RGB"), up.upscaler, up.scale)
+    init = extras.resized(codec.decode(p.init_images[0]).convert("RGB"), up.upscaler, up.scale, upscale_models)
     xs, ys = tiles.sd_upscale_tiles(init.size, p.width, p.height, up.overlap)
     pieces = tiles.cut(init, xs, ys, p.width, p.height)
     flat = [piece for row in pieces for piece in row]
@@ -554,14 +558,24 @@ def _second_pass_steps(p: GenerationParams) -> int:
 
 
 def _hires_pass(
-    pipe: Any, p: GenerationParams, hires: HiresFix, images: list[Image.Image], seeds: list[int], run: dict[str, Any]
+    pipe: Any,
+    p: GenerationParams,
+    hires: HiresFix,
+    images: list[Image.Image],
+    seeds: list[int],
+    upscale_models: extras.Models | None,
+    run: dict[str, Any],
 ) -> list[Image.Image]:
-    """The hires fix's second pass: each image upscaled (to cover the hires size, then centre-cropped to it),
-    then denoised again (img2img) with its own seed, on the hires sampler and prompts where they are given."""
+    """The hires fix's second pass: each image upscaled (to cover the hires size, then centre-cropped to it; an
+    ESRGAN-family `hires.upscaler` from `upscale_models`), then denoised again (img2img) with its own seed, on the
+    hires sampler and prompts where they are given."""
+    model = None
+    if hires.upscaler not in upscalers.UPSCALERS and upscale_models is not None:
+        model = upscale_models(hires.upscaler)
     big = [
         ImageOps.fit(
             upscalers.upscale(
-                image, hires.upscaler, hires.upscale_width or hires.width, hires.upscale_height or hires.height
+                image, hires.upscaler, hires.upscale_width or hires.width, hires.upscale_height or hires.height, model
             ),
             (hires.width, hires.height),
         )
