@@ -366,6 +366,13 @@ class Settings(BaseSettings):
     sd_vae_tiling: bool = Field(
         False, validation_alias="SD_VAE_TILING", description="Decode large images in tiles, for small GPUs."
     )
+    sd_loaded_models: int = Field(
+        1,
+        ge=1,
+        validation_alias="SD_LOADED_MODELS",
+        description="Checkpoints an SD worker keeps loaded at once, the least recently used let go first (and all "
+        "others when the device runs out of memory loading one).",
+    )
     sd_preview_every: int = Field(
         10,
         ge=0,

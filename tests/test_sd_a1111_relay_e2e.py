@@ -173,7 +173,7 @@ def sd(cluster: Cluster, webui: FakeWebUI) -> Iterator[str]:
 
 def test_the_webuis_models_are_served_with_its_credentials(sd: str, webui: FakeWebUI) -> None:
     with _bearer(sd) as http:
-        assert http.get("/sdapi/v1/sd-models").json() == [MODEL]
+        assert http.get("/sdapi/v1/sd-models").json() == [{**MODEL, "loaded": False}]  # the WebUI's, not ours
         assert http.get("/sdapi/v1/loras").json()[0]["name"] == "detail-tweaker"
         assert http.get("/sdapi/v1/sd-vae").json()[0]["model_name"] == "vae-ft-mse.safetensors"
     assert webui.auth == {"Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import TOKEN, Cluster
+from tests.conftest import TOKEN, Cluster, wait_until
 from tests.tiny_sd import build_family_folder
 
 pytestmark = pytest.mark.e2e
@@ -24,13 +24,13 @@ SMALL = {"width": 64, "height": 64, "steps": 3}
 
 @pytest.fixture(scope="module")
 def sd(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An api and an SD worker on the family folder; the api's base URL."""
+    """An api and an SD worker on the family folder, keeping 2 checkpoints loaded; the api's base URL."""
     root = tmp_path_factory.mktemp("families")
     build_family_folder(root)
     (root / "models" / "Stable-diffusion" / "broken.safetensors").write_bytes(b"half a download")
     (root / "models" / "Lora" / "broken.safetensors").write_bytes(b"half a download")
     _, base = cluster.api(SD_MAX_SIZE="256", SD_MAX_STEPS="60")
-    worker = cluster.sd_worker(root)
+    worker = cluster.sd_worker(root, SD_LOADED_MODELS="2")
     yield base
     worker.stop()
 
@@ -76,7 +76,7 @@ def test_sd_models_lists_each_checkpoints_family(sd: str) -> None:
         "tinyxl-refiner": "sdxl-refiner",
     }
     xl = next(m for m in models if m["model_name"] == "tinyxl")
-    assert set(xl) == {"title", "model_name", "hash", "sha256", "filename", "config", "family"}
+    assert set(xl) == {"title", "model_name", "hash", "sha256", "filename", "config", "family", "loaded"}
     assert xl["title"] == f"tinyxl.safetensors [{xl['hash']}]"
 
 
@@ -235,3 +235,17 @@ def test_sd2_v_prediction_generates_and_the_checkpoint_switch_crosses_families(s
             resp = http.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "seed": 3, **SMALL})
             assert _image(resp).size == (64, 64)
             assert json.loads(resp.json()["info"])["sd_model_name"] == model
+
+
+def test_the_worker_keeps_its_two_last_checkpoints_loaded_and_says_which(sd: str) -> None:
+    with _http(sd) as http:
+
+        def loaded() -> set[str]:
+            return {m["model_name"] for m in http.get("/sdapi/v1/sd-models").json() if m["loaded"]}
+
+        first = _image(_txt2img(http, "tinyxl"))
+        _image(_txt2img(http, "tiny-single"))
+        wait_until(lambda: loaded() == {"tinyxl", "tiny-single"}, 15, "both checkpoints held (SD_LOADED_MODELS=2)")
+        assert _image(_txt2img(http, "tinyxl")).tobytes() == first.tobytes()  # the held one, as it was
+        _image(_txt2img(http, "tiny2v"))  # a third: tiny-single, the least recently used, goes
+        wait_until(lambda: loaded() == {"tinyxl", "tiny2v"}, 15, "the least recently used checkpoint let go")

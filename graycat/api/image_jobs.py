@@ -58,6 +58,16 @@ async def checkpoint(request: Request, wanted: str | None, param: str) -> str:
     return next(iter(served))
 
 
+async def loaded_checkpoints(queue: JobQueue) -> set[str]:
+    """The checkpoints live diffusers SD workers hold in memory (as of their last heartbeat)."""
+    return {
+        str(name)
+        for w in await queue.live_workers()
+        if w.get("kind") == KIND
+        for name in (w.get("engine") or {}).get("loaded_models") or []
+    }
+
+
 def limits(request: Request) -> Limits:
     s = request.app.state.settings
     return Limits(s.sd_max_size, s.sd_max_steps, s.sd_max_images)

@@ -37,6 +37,7 @@ async def serve(settings: Settings) -> None:
             attention_slicing=settings.sd_attention_slicing,
             vae_tiling=settings.sd_vae_tiling,
             preview_every=settings.sd_preview_every,
+            loaded_models=settings.sd_loaded_models,
         )
         models = scan.models()  # the child process serves these once loaded
         await scan.close()

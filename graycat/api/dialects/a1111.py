@@ -687,11 +687,13 @@ def with_parameters(echo: dict[str, Any]) -> Any:
     return reshape
 
 
-def checkpoint_entry(info: dict[str, Any]) -> dict[str, Any]:
-    """One entry of `/sdapi/v1/sd-models`: A1111's fields, and the family when the worker read it."""
+def checkpoint_entry(info: dict[str, Any], loaded: bool = False) -> dict[str, Any]:
+    """One entry of `/sdapi/v1/sd-models`: A1111's fields, the family when the worker read it, and whether a
+    worker holds it in memory."""
     entry = {k: info.get(k) for k in ("title", "model_name", "hash", "sha256", "filename", "config")}
     if info.get("family"):  # ours, beside A1111's fields (not known for a relayed WebUI's checkpoints)
         entry["family"] = info["family"]
+    entry["loaded"] = loaded
     return entry
 
 

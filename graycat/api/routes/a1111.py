@@ -62,8 +62,10 @@ async def img2img(request: Request, body: a1111.Img2ImgRequest) -> Response:
 
 @router.get("/sd-models", summary="Checkpoints served by live SD workers")
 async def sd_models(request: Request) -> Response:
-    served = await image_jobs.served_checkpoints(request.app.state.queue)
-    return json_response([a1111.checkpoint_entry(info) for info in served.values()])
+    queue = request.app.state.queue
+    served = await image_jobs.served_checkpoints(queue)
+    held = await image_jobs.loaded_checkpoints(queue)
+    return json_response([a1111.checkpoint_entry(info, info.get("model_name") in held) for info in served.values()])
 
 
 @router.get("/options", summary="The token's options: A1111's settings, with what they are here")

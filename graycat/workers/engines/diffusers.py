@@ -9,6 +9,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,8 +45,9 @@ class _Files:
 
 
 class DiffusersEngine:
-    """Serves every checkpoint of `models_dir`; keeps the last one used loaded (switching loads another). Every
-    `preview_every` steps (0: never) a progress event carries a preview of the image being made."""
+    """Serves every checkpoint of `models_dir`; keeps the `loaded_models` last used loaded (switching to another
+    loads it, letting the least recently used go). Every `preview_every` steps (0: never) a progress event carries
+    a preview of the image being made."""
 
     kind = "sd"
     slots = 1
@@ -60,6 +62,7 @@ class DiffusersEngine:
         attention_slicing: bool = False,
         vae_tiling: bool = False,
         preview_every: int = 0,
+        loaded_models: int = 1,
     ) -> None:
         self.models_dir = models_dir
         self._hashes: HashCache = {}
@@ -86,7 +89,8 @@ class DiffusersEngine:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="diffusers")  # torch work runs here, in order
         self._scratch = tempfile.TemporaryDirectory(prefix="graycat-sd-")  # configs of single-file checkpoints
         self._device: Any = None
-        self._loaded: tuple[Checkpoint, Any] | None = None
+        self._models: OrderedDict[str, tuple[Checkpoint, Any]] = OrderedDict()  # the most recently used last
+        self._keep = max(1, loaded_models)
         self._refiner: tuple[Checkpoint, Any] | None = None
         self._vae: tuple[tuple[Path, float], Any] | None = None
         self._controls: dict[Path, Any] = {}  # small next to a checkpoint: kept once loaded
@@ -152,7 +156,8 @@ class DiffusersEngine:
     def stats(self) -> dict[str, Any]:
         return {
             "served": self._served,
-            "loaded": self._loaded[0].model_name if self._loaded else None,
+            "loaded": next(reversed(self._models), None),  # the checkpoint of the last job
+            "loaded_models": list(reversed(self._models)),  # all held, the most recently used first
             "refiner": self._refiner[0].model_name if self._refiner else None,
             "device": self._device.name if self._device else None,
             "images": dict(self._figures),
@@ -186,31 +191,59 @@ class DiffusersEngine:
         self._pipeline(next(iter(self.checkpoints.values())))
 
     def _pipeline(self, checkpoint: Checkpoint) -> Any:
+        """The pipeline of `checkpoint`, loaded unless held (its file unchanged), now the most recently used."""
+        name = checkpoint.model_name
+        held = self._models.pop(name, None)
+        if held is not None and held[0] == checkpoint:
+            self._models[name] = held
+            return held[1]
+        del held  # its file changed: the old weights go first
+        if self._refiner is not None and self._refiner[0] == checkpoint:  # the refiner becomes a model
+            pipe, self._refiner = self._refiner[1], None
+        else:
+            while len(self._models) >= self._keep:  # free the least recently used before loading
+                self._models.popitem(last=False)
+            pipe = self._load(checkpoint, "checkpoint")
+        self._models[name] = (checkpoint, pipe)
+        while len(self._models) > self._keep:
+            self._models.popitem(last=False)
+        return pipe
+
+    def _load(self, checkpoint: Checkpoint, what: str) -> Any:
+        """Load a checkpoint; when the device runs out of memory, let every other model go and try once more."""
+        import torch
+
         from graycat.workers.engines.sd_pipelines import load
 
-        if self._loaded is None or self._loaded[0] != checkpoint:  # another one, or its file changed
-            if self._refiner is not None and self._refiner[0] == checkpoint:  # the refiner becomes the model
-                self._loaded, self._refiner = self._refiner, None
-                return self._loaded[1]
-            self._loaded = None  # free the old one before loading the next
-            log.info("loading checkpoint %s on %s", checkpoint.model_name, self._device.name)
-            self._loaded = (checkpoint, load(checkpoint, self._device, Path(self._scratch.name)))
-        return self._loaded[1]
+        log.info("loading %s %s on %s", what, checkpoint.model_name, self._device.name)
+        try:
+            return load(checkpoint, self._device, Path(self._scratch.name))
+        except torch.OutOfMemoryError:
+            if not self._models and self._refiner is None:
+                raise
+            log.warning(
+                "out of device memory loading %s: letting %s go",
+                checkpoint.model_name,
+                ", ".join([*self._models, *([self._refiner[0].model_name] if self._refiner else [])]),
+            )
+            self._models.clear()
+            self._refiner = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return load(checkpoint, self._device, Path(self._scratch.name))
 
     def _refiner_pipeline(self, checkpoint: Checkpoint | None) -> Any:
         """The refiner a job names, kept loaded beside the checkpoint while jobs use it (None: none, and the
         last one is let go)."""
-        from graycat.workers.engines.sd_pipelines import load
-
         if checkpoint is None:
             self._refiner = None
             return None
-        if self._loaded is not None and self._loaded[0] == checkpoint:
-            return self._loaded[1]
+        held = self._models.get(checkpoint.model_name)
+        if held is not None and held[0] == checkpoint:
+            return held[1]
         if self._refiner is None or self._refiner[0] != checkpoint:
             self._refiner = None
-            log.info("loading refiner %s on %s", checkpoint.model_name, self._device.name)
-            self._refiner = (checkpoint, load(checkpoint, self._device, Path(self._scratch.name)))
+            self._refiner = (checkpoint, self._load(checkpoint, "refiner"))
         return self._refiner[1]
 
     def _vae_module(self, path: Path | None, scaling: float) -> Any:
@@ -367,5 +400,6 @@ class DiffusersEngine:
 
     async def close(self) -> None:
         self._thread.shutdown(wait=True, cancel_futures=True)
-        self._loaded = self._refiner = None
+        self._models.clear()
+        self._refiner = None
         self._scratch.cleanup()

@@ -29,6 +29,7 @@ def config(settings: Settings) -> str:
             "threads": settings.sd_threads,
             "attention_slicing": settings.sd_attention_slicing,
             "vae_tiling": settings.sd_vae_tiling,
+            "loaded_models": settings.sd_loaded_models,
             "preview_every": settings.sd_preview_every,
             "log": [settings.log_level, settings.log_format],
         }
