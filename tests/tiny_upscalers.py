@@ -54,14 +54,16 @@ def srvgg_state(seed: int = 2) -> dict[str, torch.Tensor]:
 
 
 def build_upscalers(models_dir: Path) -> None:
-    """`models/ESRGAN/4x-tiny.pth` (BasicSR layout), `models/ESRGAN/old-tiny.pth` (original layout),
-    `models/RealESRGAN/RealESRGAN_x2tiny.pth` (x2, pixel unshuffle), `models/RealESRGAN/realesr-tiny-x4.safetensors`
-    (SRVGGNetCompact) and `models/ESRGAN/broken.pth` (not a model)."""
+    """`models/ESRGAN/4x-tiny.pth` (BasicSR layout), `models/ESRGAN/old-tiny.pth` (original layout, torch's
+    legacy format), `models/RealESRGAN/RealESRGAN_x2tiny.pth` (x2, pixel unshuffle),
+    `models/RealESRGAN/realesr-tiny-x4.safetensors` (SRVGGNetCompact) and `models/ESRGAN/broken.pth` (not a
+    model)."""
     esrgan, real = models_dir / "models" / "ESRGAN", models_dir / "models" / "RealESRGAN"
     esrgan.mkdir(parents=True, exist_ok=True)
     real.mkdir(parents=True, exist_ok=True)
     torch.save({"params_ema": rrdb_state(4)}, esrgan / "4x-tiny.pth")
-    torch.save(old_esrgan_state(), esrgan / "old-tiny.pth")
+    # the 2018 ESRGAN files predate torch's zip format
+    torch.save(old_esrgan_state(), esrgan / "old-tiny.pth", _use_new_zipfile_serialization=False)
     torch.save({"params_ema": rrdb_state(2, seed=3)}, real / "RealESRGAN_x2tiny.pth")
     save_file(srvgg_state(), str(real / "realesr-tiny-x4.safetensors"))
     (esrgan / "broken.pth").write_bytes(b"not a model at all")

@@ -137,7 +137,10 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
 
         state: Any = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # memory-mapped: a scan reads only what it looks at
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # the legacy (pre-zip) format cannot be mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict):
         for wrapper in ("params_ema", "params", "state_dict"):
             if isinstance(state.get(wrapper), dict):
