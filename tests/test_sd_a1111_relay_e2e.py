@@ -389,7 +389,9 @@ def test_graycat_up_relays_to_the_webui_of_sd_a1111_url(tmp_path: Path, webui: F
     try:
 
         def listed() -> bool:
-            return MODEL in httpx.get(base + "/sdapi/v1/sd-models", auth=("u", "mine"), timeout=5).json()
+            return {**MODEL, "loaded": False} in httpx.get(
+                base + "/sdapi/v1/sd-models", auth=("u", "mine"), timeout=5
+            ).json()
 
         wait_until(listed, 60, "the relaying SD worker of graycat up")
     finally:
