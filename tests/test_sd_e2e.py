@@ -201,6 +201,27 @@ def test_img2img_and_inpainting_on_4_and_9_channel_models(sd: str) -> None:
         assert inverted.getpixel((32, 32)) == (200, 30, 30)  # the mask was inverted: the centre is kept
 
 
+def test_img2img_under_one_denoising_step_runs_one_as_a1111_does(sd: str) -> None:
+    """steps x denoising_strength under 1 (3 steps at 0.3, or strength 0) runs one step, as A1111 does, on
+    img2img, inpainting and the hires fix's second pass: diffusers refuses to run none (it was a 502)."""
+    source = Image.new("RGB", (64, 64), (200, 30, 30))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    base = {"prompt": "a cat", "seed": 3, "width": 64, "height": 64, "steps": 3, "sampler_name": "Euler"}
+    tiny = {"override_settings": {"sd_model_checkpoint": "tiny"}}
+    with _bearer(sd) as http:
+        for strength in (0.3, 0.0):
+            img2img = {**base, **tiny, "init_images": [_b64(source)], "denoising_strength": strength}
+            for body in (img2img, {**img2img, "mask": _b64(mask)}):
+                answer = http.post("/sdapi/v1/img2img", json=body)
+                assert answer.status_code == 200, answer.text
+                assert _png(answer.json()["images"][0]).size == (64, 64)
+        hires = {**base, **tiny, "enable_hr": True, "hr_scale": 1.5, "hr_second_pass_steps": 3}
+        answer = http.post("/sdapi/v1/txt2img", json={**hires, "denoising_strength": 0.3})
+        assert answer.status_code == 200, answer.text
+        assert _png(answer.json()["images"][0]).size == (96, 96)
+
+
 def test_openai_image_edits_repaint_the_transparent_area(sd: str) -> None:
     def png(image: Image.Image) -> bytes:
         out = io.BytesIO()

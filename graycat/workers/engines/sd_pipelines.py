@@ -383,7 +383,7 @@ def generate(
                             i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in (init, soft_mask, *controls)
                         )
                     start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
-                    strength = p.denoising_strength if masked or p.init_images else 1.0
+                    strength = _strength(p.steps, p.denoising_strength) if masked or p.init_images else 1.0
                     out = _runner(pipe, "inpaint", control)(
                         image=start,
                         mask_image=region,
@@ -400,14 +400,14 @@ def generate(
                         refiner,
                         p,
                         seeds,
-                        {**run, "image": init, "strength": p.denoising_strength},
-                        functools.partial(on_step, floor=min(int(p.steps * p.denoising_strength), p.steps)),
+                        {**run, "image": init, "strength": _strength(p.steps, p.denoising_strength)},
+                        functools.partial(on_step, floor=_img2img_steps(p.steps, p.denoising_strength)),
                         lambda base: functools.partial(on_step, done=base),
                     )
                 elif init is not None:
                     out = _runner(pipe, "img2img", control)(
                         image=init,
-                        strength=p.denoising_strength,
+                        strength=_strength(p.steps, p.denoising_strength),
                         **run,
                         **_control_args(p, control_images, "control_image"),
                     ).images
@@ -474,7 +474,7 @@ def _sd_upscale(
         "guidance_scale": p.cfg_scale,
         "output_type": "pil",
         "clip_skip": p.clip_skip - 1 if p.clip_skip > 1 else None,
-        "strength": p.denoising_strength,
+        "strength": _strength(p.steps, p.denoising_strength),
     }
     if p.eta is not None:
         common["eta"] = p.eta
@@ -483,7 +483,7 @@ def _sd_upscale(
         common.update(mask_image=Image.new("L", (p.width, p.height), 255), width=p.width, height=p.height)
     else:
         runner = _runner(pipe, "img2img", None)
-    per_tile = min(int(p.steps * p.denoising_strength), p.steps)
+    per_tile = _img2img_steps(p.steps, p.denoising_strength)
     images: list[Image.Image] = []
     for n in range(p.n_iter):
         done: list[Image.Image] = []
@@ -550,11 +550,22 @@ def _refined(
     return list(_runner(refiner, "img2img", None)(image=latents, denoising_start=p.refiner_switch_at, **second).images)
 
 
+def _strength(steps: int, strength: float) -> float:
+    """img2img's strength for diffusers, raised to one step's where steps x strength is under one: diffusers
+    refuses to run no step (a 502 for e.g. 3 steps at 0.3), A1111 runs one."""
+    return strength if int(steps * strength) >= 1 else min(1.0, (1 + 1e-6) / steps)
+
+
+def _img2img_steps(steps: int, strength: float) -> int:
+    """The denoising steps img2img runs: steps x strength of them, at least one."""
+    return max(1, min(int(steps * strength), steps))
+
+
 def _second_pass_steps(p: GenerationParams) -> int:
     """The denoising steps the hires fix's second pass runs (img2img runs steps x strength of them)."""
     if p.hires is None or p.hires.denoising_strength <= 0:
         return 0
-    return min(int((p.hires.steps or p.steps) * p.hires.denoising_strength), p.hires.steps or p.steps)
+    return _img2img_steps(p.hires.steps or p.steps, p.hires.denoising_strength)
 
 
 def _hires_pass(
@@ -602,7 +613,8 @@ def _hires_pass(
         )
     else:
         runner = _runner(pipe, "img2img", None)
-    return list(runner(image=big, strength=hires.denoising_strength, **second).images)
+    strength = _strength(hires.steps or p.steps, hires.denoising_strength)
+    return list(runner(image=big, strength=strength, **second).images)
 
 
 def _control_image(unit: ControlUnit, init: Image.Image | None, w: int, h: int, resize_mode: int) -> Image.Image | None:
