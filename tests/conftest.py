@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -103,21 +104,42 @@ def old_server_binary() -> str:
     raise AssertionError(f"no Redis older than 7.0 in {OLD_REDIS_DIR}: run `make install-test`")
 
 
+@contextlib.contextmanager
+def own_redis_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, binary: str | None = None
+) -> Iterator[RedisServer]:
+    """A Redis of the caller's own on a free port (`binary`: another server than the default), stopped after."""
+    folder = tmp_path_factory.mktemp(name)
+    server = RedisServer(free_port(), folder) if binary is None else RedisServer(free_port(), folder, binary=binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def own_cluster(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Cluster]:
+    """A cluster on a Redis of its own: no worker of another module takes its jobs or pulls."""
+    with own_redis_server(tmp_path_factory, f"{name}-redis") as server:
+        cluster = Cluster(server, tmp_path_factory.mktemp(f"{name}-procs"))
+        try:
+            yield cluster
+        finally:
+            cluster.stop_all()
+
+
 @pytest.fixture(scope="session")
 def old_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A running Redis 6.2 (too old for the queue), to show that every part refuses it."""
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("old-redis"), binary=old_server_binary())
-    server.start()
-    yield server
-    server.stop()
+    with own_redis_server(tmp_path_factory, "old-redis", old_server_binary()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    with own_redis_server(tmp_path_factory, "redis") as server:
+        yield server
 
 
 @dataclass

@@ -24,7 +24,7 @@ from graycat.config import DEFAULT_MODEL_NAME
 from graycat.queue import keys
 from graycat.store.folder import SERVED_FILE
 from graycat.workers.engines.llama_server import DEFAULT_MODEL_FILE
-from tests.conftest import ADMIN, TOKEN, Cluster, Proc, RedisServer, free_port, wait_until
+from tests.conftest import ADMIN, TOKEN, Cluster, Proc, own_cluster, wait_until
 from tests.fake_hub import SMOLLM_REPO, FakeHub, default_model_hub
 
 pytestmark = pytest.mark.e2e
@@ -37,12 +37,8 @@ hub = pytest.fixture(scope="module")(default_model_hub)
 
 @pytest.fixture(scope="module")
 def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("ops-redis"))
-    server.start()
-    cluster = Cluster(server, tmp_path_factory.mktemp("ops-procs"))
-    yield cluster
-    cluster.stop_all()
-    server.stop()
+    with own_cluster(tmp_path_factory, "ops") as cluster:
+        yield cluster
 
 
 def test_copy_and_delete_act_on_each_worker_serving_the_model(own: Cluster, hub: FakeHub, tmp_path: Path) -> None:

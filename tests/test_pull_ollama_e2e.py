@@ -22,7 +22,7 @@ import ollama
 import pytest
 
 from graycat.workers.engines.llama_server import DEFAULT_MODEL_FILE, default_model_path
-from tests.conftest import ADMIN, TOKEN, Cluster, RedisServer, free_port, wait_until
+from tests.conftest import ADMIN, TOKEN, Cluster, own_cluster, wait_until
 from tests.fake_hub import SMOLLM_REPO, FakeHub, default_model_hub
 from tests.test_standalone_e2e import _up
 
@@ -37,12 +37,8 @@ hub = pytest.fixture(scope="module")(default_model_hub)
 @pytest.fixture(scope="module")
 def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A cluster on a Redis of its own: no worker of another module takes these pulls."""
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("pull-redis"))
-    server.start()
-    cluster = Cluster(server, tmp_path_factory.mktemp("pull-procs"))
-    yield cluster
-    cluster.stop_all()
-    server.stop()
+    with own_cluster(tmp_path_factory, "pull") as cluster:
+        yield cluster
 
 
 def test_a_worker_pulls_and_serves_a_model_for_the_ollama_client(own: Cluster, hub: FakeHub, tmp_path: Path) -> None:

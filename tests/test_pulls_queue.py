@@ -12,15 +12,13 @@ import redis.asyncio as aioredis
 
 from graycat.queue import keys, pulls
 from graycat.queue.connection import connect
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, own_redis_server
 
 
 @pytest.fixture(scope="module")
 def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("pulls-redis"))
-    server.start()
-    yield server
-    server.stop()
+    with own_redis_server(tmp_path_factory, "pulls-redis") as server:
+        yield server
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from graycat.workers.engines.sd_config import write_clip_tokenizer
+from graycat.workers.engines.sd_config import XL_SCHEDULER, write_clip_tokenizer
 
 SCHEDULER = {
     "_class_name": "PNDMScheduler",
@@ -115,18 +115,6 @@ def build_pipeline(folder: Path, *, in_channels: int = 4, seed: int = 0) -> Any:
     pipe.save_pretrained(folder, safe_serialization=True)
     write_clip_tokenizer(folder / "tokenizer")  # transformers 5 saves only tokenizer.json
     return pipe
-
-
-XL_SCHEDULER = {
-    "_class_name": "EulerDiscreteScheduler",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "prediction_type": "epsilon",
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-}
 
 
 def build_sd2_pipeline(folder: Path, *, prediction: str = "v_prediction", seed: int = 10) -> Any:
