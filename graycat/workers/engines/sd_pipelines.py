@@ -276,6 +276,48 @@ def latent_preview(latents: torch.Tensor, space: str = "sd") -> Image.Image:
     return Image.fromarray(((rgb + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
 
 
+@dataclass
+class _Inputs:
+    """What a request paints from: its image (`init`, None for txt2img), the mask and its blurred form (None
+    unless part or, on an inpainting model, all of the image is painted), the ControlNet images and the crop box
+    of an "only masked" inpainting."""
+
+    init: Image.Image | None
+    mask: Image.Image | None
+    soft_mask: Image.Image | None
+    control_images: list[Image.Image | None]
+    crop: tuple[int, int, int, int] | None
+    masked: bool  # the request paints part of its image
+
+
+def _inputs(pipe: Any, p: GenerationParams) -> _Inputs:
+    w, h = p.width, p.height
+    init = None
+    if p.init_images:
+        left, up, right, down = p.outpaint or (0, 0, 0, 0)
+        inner = (w - left - right, h - up - down)
+        init = _resize(codec.decode(p.init_images[0]).convert("RGB"), *inner, p.resize_mode)
+    mask = None
+    if p.outpaint and init is not None:
+        init, mask = _outpaint_canvas(init, p.outpaint, p.mask_blur)
+    elif p.mask:
+        mask = _resize(codec.decode(p.mask).convert("L"), w, h, p.resize_mode)
+        if p.inpainting_mask_invert:
+            mask = ImageOps.invert(mask)
+    elif pipe.unet.config.in_channels == 9:  # an inpainting model paints everything: txt2img from grey, img2img
+        mask = Image.new("L", (w, h), 255)
+    if init is None and mask is not None:
+        init = Image.new("RGB", (w, h), (127, 127, 127))
+    soft_mask = mask.filter(ImageFilter.GaussianBlur(p.mask_blur)) if mask is not None and p.mask_blur else mask
+    crop = (
+        _crop_box(mask, p.inpaint_full_res_padding, w, h)
+        if mask is not None and p.mask and p.inpaint_full_res
+        else None
+    )
+    control_images = [_control_image(u, init, w, h, p.resize_mode) for u in p.controlnets]
+    return _Inputs(init, mask, soft_mask, control_images, crop, bool(p.mask or p.outpaint))
+
+
 def generate(
     pipe: Any,
     params: GenerationParams,
@@ -297,34 +339,8 @@ def generate(
     space = family_of(pipe).latent_space
     if p.sd_upscale is not None:
         return _sd_upscale(pipe, p, p.sd_upscale, progress, stop, skip, preview_every, upscale_models)
-    w, h = p.width, p.height
-    nine_channels = pipe.unet.config.in_channels == 9
-    masked = bool(p.mask or p.outpaint)  # the request paints part of its image
-    init = None
-    if p.init_images:
-        left, up, right, down = p.outpaint or (0, 0, 0, 0)
-        inner = (w - left - right, h - up - down)
-        init = _resize(codec.decode(p.init_images[0]).convert("RGB"), *inner, p.resize_mode)
-    mask = None
-    if p.outpaint and init is not None:
-        init, mask = _outpaint_canvas(init, p.outpaint, p.mask_blur)
-    elif p.mask:
-        mask = _resize(codec.decode(p.mask).convert("L"), w, h, p.resize_mode)
-        if p.inpainting_mask_invert:
-            mask = ImageOps.invert(mask)
-    elif nine_channels:  # an inpainting model paints everything: txt2img from grey, img2img from the image
-        mask = Image.new("L", (w, h), 255)
-    if init is None and mask is not None:
-        init = Image.new("RGB", (w, h), (127, 127, 127))
-    soft_mask = mask.filter(ImageFilter.GaussianBlur(p.mask_blur)) if mask is not None and p.mask_blur else mask
-    control_images = [_control_image(u, init, w, h, p.resize_mode) for u in p.controlnets]
+    inputs = _inputs(pipe, p)
     control = _controlnet(control_models)
-    crop = (
-        _crop_box(mask, p.inpaint_full_res_padding, w, h)
-        if mask is not None and p.mask and p.inpaint_full_res
-        else None
-    )
-
     common: dict[str, Any] = {
         "prompt": p.prompt,
         "negative_prompt": p.negative_prompt or None,
@@ -374,61 +390,7 @@ def generate(
             pipe.scheduler = _scheduler(pipe, p, seeds[0])
             run = {**common, "generator": _generators(seeds, p.eta_noise_seed_delta), "callback_on_step_end": on_step}
             try:
-                if mask is not None and init is not None:
-                    assert soft_mask is not None  # set whenever the mask is
-                    source, region = init, soft_mask
-                    controls = cast(list[Image.Image], control_images)  # images wherever init is one
-                    if crop is not None:
-                        source, region, *controls = (
-                            i.crop(crop).resize((w, h), Image.Resampling.LANCZOS) for i in (init, soft_mask, *controls)
-                        )
-                    start = _fill(source, region, p.inpainting_fill if masked else 1, seeds[0])
-                    strength = _strength(p.steps, p.denoising_strength) if masked or p.init_images else 1.0
-                    out = _runner(pipe, "inpaint", control)(
-                        image=start,
-                        mask_image=region,
-                        strength=strength,
-                        width=w,
-                        height=h,
-                        **run,
-                        **_control_args(p, controls, "control_image"),
-                    ).images
-                    out = [_paste(init, soft_mask, o, crop) for o in out] if masked else out
-                elif init is not None and refiner is not None:
-                    out = _refined(
-                        _runner(pipe, "img2img", None),
-                        refiner,
-                        p,
-                        seeds,
-                        {**run, "image": init, "strength": _strength(p.steps, p.denoising_strength)},
-                        functools.partial(on_step, floor=_img2img_steps(p.steps, p.denoising_strength)),
-                        lambda base: functools.partial(on_step, done=base),
-                    )
-                elif init is not None:
-                    out = _runner(pipe, "img2img", control)(
-                        image=init,
-                        strength=_strength(p.steps, p.denoising_strength),
-                        **run,
-                        **_control_args(p, control_images, "control_image"),
-                    ).images
-                else:
-                    shape = (pipe.unet.config.in_channels, h // 8, w // 8)
-                    latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
-                    runner = _runner(pipe, "txt2img", control)
-                    if refiner is None:
-                        out = runner(
-                            width=w, height=h, latents=latents, **run, **_control_args(p, control_images, "image")
-                        ).images
-                    else:
-                        out = _refined(
-                            runner,
-                            refiner,
-                            p,
-                            seeds,
-                            {**run, "width": w, "height": h, "latents": latents},
-                            functools.partial(on_step, floor=p.steps),
-                            lambda base: functools.partial(on_step, done=base),
-                        )
+                out = _first_pass(pipe, p, inputs, seeds, subseeds, run, on_step, control, refiner)
                 if p.hires is not None and p.mode == "txt2img":
                     out = _hires_pass(
                         pipe,
@@ -446,6 +408,78 @@ def generate(
     finally:
         _set_tiling(pipe, False)
     return images
+
+
+def _first_pass(
+    pipe: Any,
+    p: GenerationParams,
+    inputs: _Inputs,
+    seeds: list[int],
+    subseeds: list[int],
+    run: dict[str, Any],
+    on_step: Callable[..., dict[str, Any]],
+    control: Any,
+    refiner: Any,
+) -> list[Image.Image]:
+    """One iteration's images before any hires fix: inpainting where a mask is, else img2img from the image,
+    else txt2img from the seeds' noise; through the refiner when one takes over."""
+    w, h = p.width, p.height
+    init, soft_mask, control_images = inputs.init, inputs.soft_mask, inputs.control_images
+    if inputs.mask is not None and init is not None:
+        assert soft_mask is not None  # set whenever the mask is
+        source, region = init, soft_mask
+        controls = cast(list[Image.Image], control_images)  # images wherever init is one
+        if inputs.crop is not None:
+            source, region, *controls = (
+                i.crop(inputs.crop).resize((w, h), Image.Resampling.LANCZOS) for i in (init, soft_mask, *controls)
+            )
+        start = _fill(source, region, p.inpainting_fill if inputs.masked else 1, seeds[0])
+        strength = _strength(p.steps, p.denoising_strength) if inputs.masked or p.init_images else 1.0
+        out = _runner(pipe, "inpaint", control)(
+            image=start,
+            mask_image=region,
+            strength=strength,
+            width=w,
+            height=h,
+            **run,
+            **_control_args(p, controls, "control_image"),
+        ).images
+        return [_paste(init, soft_mask, o, inputs.crop) for o in out] if inputs.masked else list(out)
+    if init is not None and refiner is not None:
+        return _refined(
+            _runner(pipe, "img2img", None),
+            refiner,
+            p,
+            seeds,
+            {**run, "image": init, "strength": _strength(p.steps, p.denoising_strength)},
+            functools.partial(on_step, floor=_img2img_steps(p.steps, p.denoising_strength)),
+            lambda base: functools.partial(on_step, done=base),
+        )
+    if init is not None:
+        return list(
+            _runner(pipe, "img2img", control)(
+                image=init,
+                strength=_strength(p.steps, p.denoising_strength),
+                **run,
+                **_control_args(p, control_images, "control_image"),
+            ).images
+        )
+    shape = (pipe.unet.config.in_channels, h // 8, w // 8)
+    latents = _noise(seeds, subseeds, p.subseed_strength, shape).to(pipe.device, pipe.unet.dtype)
+    runner = _runner(pipe, "txt2img", control)
+    if refiner is None:
+        return list(
+            runner(width=w, height=h, latents=latents, **run, **_control_args(p, control_images, "image")).images
+        )
+    return _refined(
+        runner,
+        refiner,
+        p,
+        seeds,
+        {**run, "width": w, "height": h, "latents": latents},
+        functools.partial(on_step, floor=p.steps),
+        lambda base: functools.partial(on_step, done=base),
+    )
 
 
 def _sd_upscale(
