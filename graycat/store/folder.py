@@ -115,12 +115,17 @@ def copy(model: OnDisk, name: str, into: Path | None = None) -> Path:
     filesystem allows (no second copy of the bytes), with its origin. ValueError for a name that is no plain file
     name, FileExistsError for one taken."""
     target = (into or model.path.parent) / f"{check_name(name)}.gguf"
-    if target.exists():
-        raise FileExistsError(f"a model {target.stem} is already there")
+    taken = FileExistsError(f"a model {target.stem} is already there")
     try:
-        os.link(model.path, target)
-    except OSError:
-        shutil.copyfile(model.path, target)
+        os.link(model.path, target)  # never over a file there: another worker's copy made at the same moment
+    except FileExistsError:
+        raise taken from None
+    except OSError:  # no hard link here: a copy, created only where no file is
+        try:
+            with open(model.path, "rb") as source, open(target, "xb") as copied:
+                shutil.copyfileobj(source, copied)
+        except FileExistsError:
+            raise taken from None
     if (origin := read_origin(model.path)) is not None:
         write_origin(target, origin)
     return target
