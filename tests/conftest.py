@@ -48,10 +48,14 @@ class RedisServer:
     aof: bool = False
     proc: subprocess.Popen[bytes] | None = None
     binary: str = field(default_factory=default_server_binary)
+    binds: tuple[str, ...] = ()  # addresses to listen on besides loopback
+    password: str = ""
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return (
+            f"redis://:{self.password}@127.0.0.1:{self.port}/0" if self.password else f"redis://127.0.0.1:{self.port}/0"
+        )
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -61,6 +65,8 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
+                *self.binds,
+                *(["--requirepass", self.password] if self.password else []),
                 "--dir",
                 str(self.folder),
                 "--save",

@@ -21,7 +21,7 @@ import pytest
 
 from graycat.jobs import END
 from graycat.queue import keys
-from tests.conftest import TOKEN, Cluster, Proc, RedisServer, default_server_binary, free_port, wait_until
+from tests.conftest import TOKEN, Cluster, Proc, RedisServer, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -72,43 +72,11 @@ class Host:
         subprocess.run(["ip", "link", "del", self.link], capture_output=True, timeout=10)
 
 
-@dataclass
 class LinkedRedis(RedisServer):
     """The queue's Redis, with a password, listening on loopback and on every host link."""
 
-    binds: tuple[str, ...] = ()
-    password: str = ""
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
-
     def url_from(self, host: Host) -> str:
         return f"redis://:{self.password}@{host.gateway}:{self.port}/0"
-
-    def start(self) -> None:
-        binary = default_server_binary()
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                *self.binds,
-                "--dir",
-                str(self.folder),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                self.password,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self.ping, 10, "redis-server")
 
 
 @dataclass

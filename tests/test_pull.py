@@ -249,35 +249,6 @@ def test_the_models_served_at_start_keep_every_entry_written_at_once(tmp_path: P
     assert set(folder.served_at_start(tmp_path)) == {f"m{n}" for n in range(16)}
 
 
-def test_copies_made_at_once_in_a_shared_folder_make_one_file(tmp_path: Path) -> None:
-    """Workers sharing a folder copy a model under one name at the same moment: one makes the link, the others
-    are told it is there (their copy over it replaced the link with a second file)."""
-    import threading
-
-    from graycat.store import folder
-
-    source = tmp_path / "model.gguf"
-    source.write_bytes(b"GGUF" * 1024)
-    results: list[str] = []
-    start = threading.Barrier(8)
-
-    def copy() -> None:
-        start.wait()
-        try:
-            folder.copy(folder.on_disk(source), "copy")
-            results.append("made")
-        except FileExistsError:
-            results.append("there")
-
-    threads = [threading.Thread(target=copy) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(results) == ["made"] + ["there"] * 7
-    assert (tmp_path / "copy.gguf").samefile(source)
-
-
 def test_a_copy_never_writes_over_a_name_taken_after_its_check(tmp_path: Path) -> None:
     """The name is taken once the link is made, whatever an earlier look found: here by a link to nowhere (which
     `exists()` does not see, as it did not see another worker's copy made just after it looked)."""

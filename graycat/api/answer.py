@@ -64,7 +64,7 @@ async def run_job(
             if renderer.answer is not None and status == 200:
                 answer = renderer.answer(answer)
             elif status >= 400 and path_dialect(request.url.path) in _OWN_ERROR_SHAPES:
-                answer = error_body(request.url.path, status, _message(status, answer), _kind(answer))
+                answer = error_body(request.url.path, status, *_error(status, answer))
             return Response(answer, status, headers=headers, media_type="application/json")
         if renderer.event is None or renderer.stream_error is None:
             raise TypeError(f"{spec.endpoint} answers JSON only, yet its job streamed")
@@ -261,7 +261,7 @@ class EventStream(Response):
             if event[:1] == END:
                 finished = True
                 status, body = parse_end(event[1:])
-                tail = self._render_failure(status, _message(status, body)) if status >= 400 else b""
+                tail = self._render_failure(status, _error(status, body)[0]) if status >= 400 else b""
             elif event == _LATE:
                 tail = self._render_failure(504, "the job ran past JOB_TIMEOUT and was cancelled")
             else:  # START: the worker stopped midway and the output cannot be continued
@@ -280,18 +280,12 @@ _OWN_ERROR_SHAPES = frozenset({"ollama", "anthropic", "a1111"})
 too): a failed job's body is rewritten in theirs."""
 
 
-def _kind(body: bytes) -> str | None:
-    """The `type` of a job's error body (e.g. engine_crashed), None when it has none."""
+def _error(status: int, body: bytes) -> tuple[str, str | None]:
+    """The message and `type` (e.g. engine_crashed) of a job's error body (llama.cpp's and OpenAI's shapes),
+    read once; the body itself as the message when it is not one."""
     try:
-        kind = orjson.loads(body)["error"]["type"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return kind if isinstance(kind, str) else None
-
-
-def _message(status: int, body: bytes) -> str:
-    """The message of an error body (llama.cpp's and OpenAI's shapes), or the body itself."""
-    try:
-        return str(orjson.loads(body)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return body.decode(errors="replace") or f"failed with status {status}"
+        error = orjson.loads(body)["error"]
+        kind = error.get("type")
+        return str(error["message"]), kind if isinstance(kind, str) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return body.decode(errors="replace") or f"failed with status {status}", None
