@@ -114,6 +114,19 @@ async def test_jobs_waiting_for_a_deleted_model_end_with_its_error(parts: tuple[
     assert await queue.redis.hget(keys.job(again.job_id), "state") == b"pending"
 
 
+async def test_a_lane_removed_while_a_claim_waits_is_recreated(parts: tuple[JobQueue, Consumer, str]) -> None:
+    """The janitor moves a worker's direct lane to the pool when its heartbeat lapses (RESCUE_LANE deletes the
+    stream): a claim blocked on it ends empty instead of raising, and the lane serves again afterwards."""
+    queue, consumer, model = parts
+    waiting = asyncio.create_task(consumer.claim(1, 5000))
+    await asyncio.sleep(0.2)
+    await queue.redis.delete(keys.direct_lane(consumer.worker_id, "llm", model))
+    assert await asyncio.wait_for(waiting, 2) == []
+    sub = await queue.submit(job(model), worker=consumer.worker_id)
+    [claimed] = await consumer.claim(1, 1000)
+    assert claimed.job.id == sub.job_id and claimed.pool == keys.direct_lane(consumer.worker_id, "llm", model)
+
+
 async def test_a_job_cancelled_as_it_is_claimed_never_starts(parts: tuple[JobQueue, Consumer, str]) -> None:
     queue, consumer, model = parts
     sub = await queue.submit(job(model))

@@ -92,6 +92,13 @@ class Consumer:
         except asyncio.CancelledError:
             self.claims.drop()
             raise
+        except ResponseError as exc:
+            if "UNBLOCKED" not in str(exc) and "NOGROUP" not in str(exc):
+                raise
+            # A stream went away while this worker waited or before: the janitor moved its direct lane to the
+            # pool after a missed heartbeat, or Redis lost its data. Recreate them; the next claim reads them.
+            await self.setup()
+            return []
         claimed = []
         for stream, entries in cast(list[tuple[bytes, list[tuple[bytes, list[bytes] | None]]]], reply or []):
             pool = stream.decode()
