@@ -214,8 +214,10 @@ def main() -> None:
         rps, p50, p99 = len(samples) / elapsed, cuts[49] * 1000, cuts[98] * 1000
         takeovers = [recovery(stack, f"null-slow-{i}") for i in range(args.kills)]
     offered = f"{args.rate:,.0f}/s offered" if args.rate else "closed loop"
+    # closed loop: the capacity goal; an offered rate: kept up with (a paced run ends a few requests short)
+    floor = 0.99 * args.rate if args.rate else 1000
     rows = [
-        (f"requests/s, {args.clients} clients, {offered}", f"{rps:,.0f}", ">= 1,000", rps >= 1000),
+        (f"requests/s, {args.clients} clients, {offered}", f"{rps:,.0f}", f">= {floor:,.0f}", rps >= floor),
         ("latency p50", f"{p50:.1f} ms", "", None),
         ("latency p99", f"{p99:.1f} ms", "< 25 ms", p99 < 25),
         ("api CPU per request", f"{api_cpu / len(samples) * 1000:.3f} ms", "", None),
