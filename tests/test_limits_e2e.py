@@ -120,6 +120,29 @@ def test_daily_token_quota_and_usage(gateway: Gateway, null_worker: Proc) -> Non
     assert mine["completion_tokens"] == 16 and mine["jobs"] == 2 and mine["requests"] == 3 and mine["errors"] == 1
 
 
+def test_requests_another_replica_answered_are_in_the_usage_within_seconds(cluster: Cluster, gateway: Gateway) -> None:
+    """Each api process adds up the requests it answers and writes them once a second, and once more when it
+    stops: another replica's /admin/usage shows them all."""
+    proc, second = cluster.api()
+    secret = new_token(gateway, "counted-elsewhere")
+    auth = {"Authorization": f"Bearer {secret}"}
+
+    def counted() -> dict[str, int]:
+        with gateway.client(ADMIN) as admin:
+            found = admin.get("/admin/usage").json()["tokens"].values()
+        return next((u for u in found if u["name"] == "counted-elsewhere"), {})
+
+    for _ in range(2):
+        assert httpx.get(second + "/v1/models", headers=auth, timeout=30).status_code == 200
+    refused = httpx.post(second + "/v1/chat/completions", headers=auth, json={"messages": "none"}, timeout=30)
+    assert refused.status_code == 400  # counted as an error
+    wait_until(lambda: counted().get("requests") == 3, 5, "the other replica's counts")
+    assert counted()["errors"] == 1
+    assert httpx.get(second + "/v1/models", headers=auth, timeout=30).status_code == 200
+    proc.stop()  # SIGTERM: a graceful stop (uvicorn then ends by the same signal)
+    assert counted()["requests"] == 4  # written as it stopped
+
+
 def test_a_token_limited_to_models(gateway: Gateway, null_worker: Proc) -> None:
     secret = new_token(gateway, "scoped", models=[NULL])
     with gateway.client(secret) as http:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_GRACE_S = 1.0  # a waiting request's own timer fires first and answers 503 no_worker
 JANITOR_INTERVAL_S = 1.0
+REQUEST_COUNTS_INTERVAL_S = 1.0
 
 
 async def _expire_waiting(queue: JobQueue, settings: Settings) -> None:
@@ -94,6 +96,16 @@ async def _watch_workers(watch: WorkerWatch, queue: JobQueue) -> None:
             log.exception("worker watch failed; trying again")
 
 
+async def _write_request_counts(queue: JobQueue) -> None:
+    """Write the requests this process counted into the tokens' daily usage once a second (RequestCounts)."""
+    while True:
+        await asyncio.sleep(REQUEST_COUNTS_INTERVAL_S)
+        try:
+            queue.write_request_counts()
+        except (RedisError, OSError) as exc:  # they wait for the next second
+            log.debug("request counts: %s", exc)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """An app bound to `settings`; Redis is connected at startup and may come and go afterwards."""
 
@@ -118,11 +130,15 @@ def create_app(settings: Settings) -> FastAPI:
         )
         janitor = asyncio.create_task(_expire_waiting(app.state.queue, settings))
         watcher = asyncio.create_task(_watch_workers(WorkerWatch(redis, writer), app.state.queue))
+        counts = asyncio.create_task(_write_request_counts(app.state.queue))
         try:
             yield
         finally:
             janitor.cancel()
             watcher.cancel()
+            counts.cancel()
+            with contextlib.suppress(RedisError, OSError):
+                app.state.queue.write_request_counts()  # the last second's, before the connection closes
             await hub.stop()
             await writer.close()
             await app.state.events_reader.aclose()

@@ -1,6 +1,6 @@
 """A request's admission in Redis, shared by every api replica: its token's record (managed tokens), the
 requests of the last minute, its place in flight (scripts.ADMIT); and at its end the place freed and the
-request counted in the token's usage of the day."""
+request counted in the token's usage of the day (added up in the api process first: `RequestCounts`)."""
 
 from __future__ import annotations
 
@@ -39,15 +39,42 @@ async def admit(
     )
 
 
-def finish(
-    writer: PipelinedConnection, owner: str, ticket: str, day: str, *, held: bool, failed: bool, keep_s: int
-) -> None:
-    """Free the place in flight of a request (when it `held` one) and count it, and whether it `failed`, in
-    the owner's usage of `day`, kept `keep_s` seconds; sent without waiting for the replies."""
-    usage = keys.usage(owner, day)
-    if held:
-        writer.send("ZREM", keys.in_flight(owner), ticket)
-    writer.send("HINCRBY", usage, "requests", 1)
-    if failed:
-        writer.send("HINCRBY", usage, "errors", 1)
-    writer.send("EXPIRE", usage, keep_s)
+def free(writer: PipelinedConnection, owner: str, ticket: str) -> None:
+    """Free a request's place in its owner's in-flight set; sent without waiting for the reply."""
+    writer.send("ZREM", keys.in_flight(owner), ticket)
+
+
+class RequestCounts:
+    """The requests, and the failed ones, of each owner and day that this api process answered, added up here
+    and written into the owners' daily usage by `write` (once a second and before this process reads usage):
+    per request a dict update instead of two or three Redis commands and the read of their replies, which
+    cost the api more than a tenth of its CPU per request when requests do not arrive together. A killed
+    process loses at most the counts of its last second."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], list[int]] = {}
+
+    def add(self, owner: str, day: str, *, failed: bool) -> None:
+        counts = self._pending.get((owner, day))
+        if counts is None:
+            counts = self._pending[(owner, day)] = [0, 0]
+        counts[0] += 1
+        counts[1] += failed
+
+    def write(self, writer: PipelinedConnection) -> None:
+        """Send the counts added since the last write, without waiting for the replies. Without a live
+        connection nothing is sent (the first `send` raises) and the counts wait for the next write."""
+        pending, self._pending = self._pending, {}
+        try:
+            for (owner, day), (requests, errors) in pending.items():
+                usage = keys.usage(owner, day)
+                writer.send("HINCRBY", usage, "requests", requests)
+                if errors:
+                    writer.send("HINCRBY", usage, "errors", errors)
+                writer.send("EXPIRE", usage, keys.USAGE_KEEP_S)
+        except BaseException:
+            for (owner, day), (requests, errors) in pending.items():
+                counts = self._pending.setdefault((owner, day), [0, 0])
+                counts[0] += requests
+                counts[1] += errors
+            raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -12,9 +13,11 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from graycat.jobs import END, Job, JobState, end_event, error_body, parse_end
 from graycat.queue import keys, refresh, scripts
+from graycat.queue.admission import RequestCounts
 from graycat.queue.cached import Cached
 from graycat.queue.hub import EventHub, Subscription, entry_key
 from graycat.queue.replies import entries, text
@@ -105,6 +108,7 @@ class JobQueue:
         self._models: Cached[dict[str, dict[str, Any]]] = Cached(self._read_models, MODELS_CACHE_S, {})
         self._served = Cached(self._read_served, SERVED_CACHE_S, Served())
         self._background: set[asyncio.Task[Any]] = set()
+        self.request_counts = RequestCounts()
 
     async def submit(
         self, job: Job, owner: str = "", worker: str | None = None, holds: tuple[str, ...] = ()
@@ -336,8 +340,20 @@ class JobQueue:
         if found:
             await self.redis.sadd(keys.POOLS, *found)
 
+    def count_request(self, owner: str, day: str, *, failed: bool) -> None:
+        """Count an answered request in its owner's usage of `day` (written by `write_request_counts`)."""
+        self.request_counts.add(owner, day, failed=failed)
+
+    def write_request_counts(self) -> None:
+        """Send the requests counted since the last call into the owners' daily usage (see RequestCounts)."""
+        self.request_counts.write(self.writer)
+
     async def usage_of_day(self, day: str) -> dict[str, dict[str, int]]:
-        """Every token's usage on `day` (YYYY-MM-DD, UTC): fingerprint -> what was counted -> how much."""
+        """Every token's usage on `day` (YYYY-MM-DD, UTC): fingerprint -> what was counted -> how much. The
+        requests this process counted are written first, so they are in it."""
+        with contextlib.suppress(RedisError, OSError):
+            self.write_request_counts()
+            await self.writer.call("PING")  # after the counts: Redis has applied them
         found: dict[str, dict[str, int]] = {}
         async for key in self.redis.scan_iter(match=keys.usage("*", day), count=500):
             owner = text(key).removeprefix(f"{keys.PREFIX}:usage:").removesuffix(f":{day}")

@@ -157,8 +157,12 @@ def reserved(owner: str, what: str) -> str:
     return f"{PREFIX}:reserved:{owner}:{what}"
 
 
+USAGE_KEEP_S = 40 * 86400  # how long a `usage` hash is kept
+
+
 def usage(owner: str, day: str) -> str:
-    """Hash: a token's usage on one day (YYYY-MM-DD, UTC): requests, jobs, errors, tokens, images."""
+    """Hash: a token's usage on one day (YYYY-MM-DD, UTC): requests, jobs, errors, tokens, images; kept
+    USAGE_KEEP_S."""
     return f"{PREFIX}:usage:{owner}:{day}"
 
 

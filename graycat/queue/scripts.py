@@ -160,7 +160,9 @@ if token and token ~= '' then
     if n < 0 then n = held == fields[i] and amount or 0 end
     if n > 0 then redis.call('HINCRBY', usage, fields[i], n) end
   end
-  redis.call('EXPIRE', usage, 3456000)
+  redis.call('EXPIRE', usage, """
+    + str(keys.USAGE_KEEP_S)
+    + """)
 end
 local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[8])

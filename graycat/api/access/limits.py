@@ -17,12 +17,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graycat.api.errors import ApiError
 from graycat.queue import admission
 from graycat.queue.client import JobQueue
-from graycat.queue.resp import PipelinedConnection
 from graycat.queue.scripts import Admission
 from graycat.tokens import TokenInfo, fingerprint, token_hash
 
 log = logging.getLogger(__name__)
-USAGE_DAYS = 40  # days a token's daily usage is kept
 # Status polls clients send every half second while a job runs (A1111's progress, a job's state), the watching
 # or cancelling of a job, and the console's live overview: they are authenticated, but neither use up the
 # per-minute allowance nor take a place in flight (the generation they watch holds one already).
@@ -201,19 +199,14 @@ class LimitsMiddleware:
         finally:
             caller = scope.get("state", {}).get(STATE_KEY)
             if caller is not None:
-                _release(scope["app"].state.queue.writer, caller, status)
+                _release(scope["app"].state.queue, caller, status)
 
 
-def _release(writer: PipelinedConnection, caller: Caller, status: int) -> None:
+def _release(queue: JobQueue, caller: Caller, status: int) -> None:
+    queue.count_request(caller.owner, today(), failed=status >= 400)
+    if not caller.concurrency:
+        return
     try:
-        admission.finish(
-            writer,
-            caller.owner,
-            caller.ticket,
-            today(),
-            held=bool(caller.concurrency),
-            failed=status >= 400,
-            keep_s=USAGE_DAYS * 86400,
-        )
+        admission.free(queue.writer, caller.owner, caller.ticket)
     except (RedisError, OSError) as exc:  # the in-flight entry expires with the request's deadline
         log.warning("could not release a request of token %s: %s", caller.owner, exc)
