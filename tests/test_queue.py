@@ -127,6 +127,19 @@ async def test_a_lane_removed_while_a_claim_waits_is_recreated(parts: tuple[JobQ
     assert claimed.job.id == sub.job_id and claimed.pool == keys.direct_lane(consumer.worker_id, "llm", model)
 
 
+async def test_a_reclaim_after_redis_lost_the_streams_recreates_them(parts: tuple[JobQueue, Consumer, str]) -> None:
+    """Redis lost its data (a restart without persistence): the takeover scan meets NOGROUP, recreates this
+    worker's streams and their group, and jobs queued afterwards are claimed."""
+    queue, consumer, model = parts
+    pool = keys.pool("llm", model)
+    await queue.redis.delete(pool, keys.direct_lane(consumer.worker_id, "llm", model))
+    assert await consumer.reclaim(5, 0) == []
+    assert [g["name"] for g in await queue.redis.xinfo_groups(pool)] == [keys.GROUP.encode()]
+    sub = await queue.submit(job(model))
+    [claimed] = await consumer.claim(1, 1000)
+    assert claimed.job.id == sub.job_id
+
+
 async def test_a_job_cancelled_as_it_is_claimed_never_starts(parts: tuple[JobQueue, Consumer, str]) -> None:
     queue, consumer, model = parts
     sub = await queue.submit(job(model))

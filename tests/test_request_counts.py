@@ -10,7 +10,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from graycat.queue import keys
 from graycat.queue.admission import RequestCounts
+from graycat.queue.client import JobQueue
 from graycat.queue.connection import connect
+from graycat.queue.hub import EventHub
 from graycat.queue.resp import PipelinedConnection
 from tests.conftest import RedisServer
 
@@ -48,5 +50,18 @@ async def test_counts_wait_for_the_next_write_when_redis_is_away(redis_server: R
     counts.write(writer)
     await writer.call("PING")
     assert await redis.hgetall(keys.usage(owner, DAY)) == {b"requests": b"2", b"errors": b"1"}
+    await writer.close()
+    await redis.aclose()
+
+
+async def test_a_process_reads_the_requests_it_counted_at_once(redis_server: RedisServer) -> None:
+    """`usage_of_day` (/admin/usage, /metrics) writes this process's counts before it reads: no second's lag."""
+    owner = f"o-{uuid.uuid4().hex[:8]}"
+    redis, writer = connect(redis_server.url), PipelinedConnection(redis_server.url)
+    await writer.call("PING")
+    queue = JobQueue(redis, writer, EventHub(redis_server.url, uuid.uuid4().hex), record_ttl=60)
+    queue.count_request(owner, DAY, failed=True)
+    queue.count_request(owner, DAY, failed=False)
+    assert (await queue.usage_of_day(DAY))[owner] == {"requests": 2, "errors": 1}
     await writer.close()
     await redis.aclose()

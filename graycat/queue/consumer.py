@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from graycat.jobs import Job, JobState, Usage, end_event, error_body
 from graycat.queue import keys, scripts
 from graycat.queue.replies import entries as entries_reply
 from graycat.queue.resp import PipelinedConnection
+
+log = logging.getLogger(__name__)
 
 NO_USAGE = Usage()
 
@@ -93,11 +96,7 @@ class Consumer:
             self.claims.drop()
             raise
         except ResponseError as exc:
-            if "UNBLOCKED" not in str(exc) and "NOGROUP" not in str(exc):
-                raise
-            # A stream went away while this worker waited or before: the janitor moved its direct lane to the
-            # pool after a missed heartbeat, or Redis lost its data. Recreate them; the next claim reads them.
-            await self.setup()
+            await self._recreate_lost_streams(exc)
             return []
         claimed = []
         for stream, entries in cast(list[tuple[bytes, list[tuple[bytes, list[bytes] | None]]]], reply or []):
@@ -107,6 +106,15 @@ class Consumer:
                     fields = dict(zip(flat[::2], flat[1::2], strict=True))
                     claimed.append(Claimed(Job.from_fields(fields), pool, entry_id.decode()))
         return claimed
+
+    async def _recreate_lost_streams(self, exc: ResponseError) -> None:
+        """After Redis said a stream or its group is gone (`NOGROUP`; `UNBLOCKED` for a claim waiting on it),
+        recreate this worker's streams; any other refusal is raised. They go when the janitor moves a direct
+        lane to its pool after a missed heartbeat, or when Redis lost its data."""
+        if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+            raise exc
+        log.warning("a stream this worker claims from is gone (%s); recreating its streams", exc)
+        await self.setup()
 
     async def release(self, claimed: Claimed) -> None:
         """Give back a job this worker will not run: it goes to the end of its pool for another worker."""
@@ -181,7 +189,11 @@ class Consumer:
         for _, _, stream in self.pools:
             if len(taken) >= count:
                 break
-            idle = await self.redis.xpending_range(stream, keys.GROUP, "-", "+", count - len(taken), idle=idle_ms)
+            try:
+                idle = await self.redis.xpending_range(stream, keys.GROUP, "-", "+", count - len(taken), idle=idle_ms)
+            except ResponseError as exc:
+                await self._recreate_lost_streams(exc)
+                return taken
             if not idle:
                 continue
             delivered = {cast(bytes, p["message_id"]): int(p["times_delivered"]) for p in idle}

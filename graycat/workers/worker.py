@@ -338,7 +338,6 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         backoff = Backoff()
-        lost_pools = False
         next_reclaim = 0.0
         while not self._stopping.is_set():
             free = self.engine.slots - self._slots_held()
@@ -347,9 +346,6 @@ class Worker:
                 await self._slot_free.wait()
                 continue
             try:
-                if lost_pools:
-                    await self.consumer.setup()
-                    lost_pools = False
                 batch: list[tuple[Claimed, int]] = []
                 if self._takeover.is_set() or time.monotonic() >= next_reclaim:  # dead workers' jobs go first
                     self._takeover.clear()
@@ -367,12 +363,8 @@ class Worker:
                     if fresh is None:
                         continue
                     batch = [(c, 1) for c in fresh]
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("pool streams are gone (Redis lost its data?); recreating them")
-                lost_pools = True
-                continue
+            except ResponseError:  # a command Redis refused is a defect, not an outage: no retrying it
+                raise
             except (RedisError, OSError) as exc:
                 await backoff.wait(f"claiming failed ({str(exc) or type(exc).__name__})", self._stopping)
                 continue
