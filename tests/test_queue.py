@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from graycat import redis_server as server_binaries
 from graycat.jobs import CHUNK, END, START, Job, JobState, parse_end
@@ -18,7 +19,7 @@ from graycat.queue.connection import connect
 from graycat.queue.consumer import Consumer
 from graycat.queue.hub import EventHub
 from graycat.queue.resp import PipelinedConnection
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, free_port, own_redis_server
 
 
 @pytest.fixture
@@ -138,6 +139,22 @@ async def test_a_reclaim_after_redis_lost_the_streams_recreates_them(parts: tupl
     sub = await queue.submit(job(model))
     [claimed] = await consumer.claim(1, 1000)
     assert claimed.job.id == sub.job_id
+
+
+async def test_a_claim_on_a_redis_that_cannot_take_writes_is_an_outage(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A master demoted by a failover answers READONLY (and one loading its data LOADING): the claim raises a
+    connection error, which the worker's loop backs off on and retries, not a refusal that ends the worker."""
+    with own_redis_server(tmp_path_factory, "readonly") as server:
+        redis, events = connect(server.url), PipelinedConnection(server.url)
+        consumer = Consumer(redis, connect(server.url, blocking=True), events, "w-ro", [("llm", "ro")], record_ttl=60)
+        await consumer.setup()
+        await redis.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # a replica of nobody: read-only
+        with pytest.raises(RedisConnectionError, match="READONLY"):
+            await consumer.claim(1, 10)
+        await events.close()
+        await redis.aclose()
 
 
 async def test_a_job_cancelled_as_it_is_claimed_never_starts(parts: tuple[JobQueue, Consumer, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from graycat.queue.resp import _INCOMPLETE, PipelinedConnection, encode, parse, subscribe
@@ -34,6 +35,15 @@ def test_parse_values(data: bytes, value: object) -> None:
 def test_parse_error_reply() -> None:
     value, _ = parse(b"-NOSCRIPT no such script\r\n", 0)
     assert isinstance(value, ResponseError) and "NOSCRIPT" in str(value)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"-LOADING Redis is loading the dataset in memory", b"-READONLY You can't write", b"-MASTERDOWN Link down"],
+)
+def test_a_server_that_cannot_take_commands_now_is_a_connection_error(reply: bytes) -> None:
+    value, _ = parse(reply + b"\r\n", 0)
+    assert isinstance(value, RedisConnectionError) and not isinstance(value, ResponseError)
 
 
 async def test_pipelined_writes_keep_their_order_and_errors_do_not_break_the_link(redis_server: RedisServer) -> None:

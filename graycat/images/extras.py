@@ -194,8 +194,7 @@ class ExtrasJob:
         return orjson.dumps({"mode": self.MODE, **asdict(self)})
 
     @classmethod
-    def from_json(cls, data: bytes) -> ExtrasJob:
-        values: dict[str, Any] = orjson.loads(data)
+    def from_dict(cls, values: dict[str, Any]) -> ExtrasJob:
         return cls(Upscale(**values["upscale"]), list(values["images"]), dict(values["output"]))
 
 

@@ -104,7 +104,10 @@ class GenerationParams:
 
     @classmethod
     def from_json(cls, data: bytes) -> GenerationParams:
-        values: dict[str, Any] = orjson.loads(data)
+        return cls.from_dict(orjson.loads(data))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GenerationParams:
         values["controlnets"] = [_known(ControlUnit, unit) for unit in values.get("controlnets", [])]
         if values.get("hires"):
             values["hires"] = _known(HiresFix, values["hires"])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from graycat.queue.connection import tune
 from graycat.queue.sentinel import resolve
@@ -53,9 +53,19 @@ def encode(args: tuple[Arg, ...]) -> bytes:
     return b"".join(parts)
 
 
+# Refusals that mean the server cannot take commands for now (loading its data after a restart, a master demoted
+# by a failover, a replica whose master is down): connection errors, as redis-py makes them, so that callers back
+# off and reconnect instead of failing for good.
+_UNAVAILABLE = ("LOADING", "READONLY", "MASTERDOWN")
+
+
+def _error(text: str) -> RedisError:
+    return RedisConnectionError(text) if text.startswith(_UNAVAILABLE) else ResponseError(text)
+
+
 def parse(buf: bytes, pos: int) -> tuple[object, int]:
     """One RESP2 value from `buf` at `pos`: (value, next position), or (_INCOMPLETE, pos) when more is needed.
-    Errors are returned as ResponseError instances. An array's bulk strings (a claim's job fields: most of
+    Errors are returned as exception instances (`_error`). An array's bulk strings (a claim's job fields: most of
     what a worker reads) are read in its loop, without a call each."""
     end = buf.find(b"\r\n", pos)
     if end < 0:
@@ -100,7 +110,7 @@ def parse(buf: bytes, pos: int) -> tuple[object, int]:
     if kind == _SIMPLE:
         return line, end + 2
     if kind == _ERROR:
-        return ResponseError(line.decode(errors="replace")), end + 2
+        return _error(line.decode(errors="replace")), end + 2
     if kind == _INTEGER:
         return int(line), end + 2
     raise RedisConnectionError(f"unexpected RESP data {buf[pos : pos + 40]!r}")
@@ -204,13 +214,13 @@ async def _open(
 
 def _reply(proto: RespProtocol, value: object) -> None:
     future = proto.waiting.popleft() if proto.waiting else None
-    if isinstance(value, ResponseError) and str(value).startswith("READONLY") and proto.transport is not None:
+    if isinstance(value, RedisError) and str(value).startswith("READONLY") and proto.transport is not None:
         proto.transport.close()  # a master demoted by a failover: the next call connects to the new one
     if future is None:
-        if isinstance(value, ResponseError):
+        if isinstance(value, RedisError):
             log.error("Redis refused a write: %s", value)
     elif not future.done():
-        if isinstance(value, ResponseError):
+        if isinstance(value, RedisError):
             future.set_exception(value)
         else:
             future.set_result(value)

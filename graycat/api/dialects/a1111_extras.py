@@ -109,8 +109,8 @@ def _checked(data: str, up: extras.Upscale, param: str) -> Any:
     return image
 
 
-def images_of(req: ExtrasRequest, up: extras.Upscale, *, max_images: int) -> list[str]:
-    """The request's base64 images, each checked (blocking: run it in a thread)."""
+def _checked_images(req: ExtrasRequest, up: extras.Upscale, max_images: int) -> list[tuple[str, Any]]:
+    """The request's base64 images with their decoded images, each checked."""
     if isinstance(req, ExtrasBatchImagesRequest):
         if len(req.imageList) > max_images:
             raise _bad(
@@ -123,9 +123,12 @@ def images_of(req: ExtrasRequest, up: extras.Upscale, *, max_images: int) -> lis
         if not req.image:
             raise _bad("image: send a base64 image", "image", 400, "invalid_image")
         found = [(req.image, "image")]
-    for data, param in found:
-        _checked(data, up, param)
-    return [data for data, _ in found]
+    return [(data, _checked(data, up, param)) for data, param in found]
+
+
+def images_of(req: ExtrasRequest, up: extras.Upscale, *, max_images: int) -> list[str]:
+    """The request's base64 images, each checked (blocking: run it in a thread)."""
+    return [data for data, _ in _checked_images(req, up, max_images)]
 
 
 def answer(req: ExtrasRequest, images: list[str], info: str) -> bytes:
@@ -140,8 +143,7 @@ def run_here(req: ExtrasRequest, up: extras.Upscale, output: dict[str, Any], *, 
     """The answer of a request that runs no model, upscaled here (blocking: run it in a thread). `output`: the
     token's image encoding."""
     done, info = [], ""
-    for data in images_of(req, up, max_images=max_images):
-        image = codec.decode(data, extras.MAX_PIXELS)
+    for _, image in _checked_images(req, up, max_images):
         out, info = extras.run(image, up)
         done.append(extras.encode(image, out, info, output))
     return answer(req, done, info)

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from graycat.images.extras import ExtrasJob
 from graycat.images.params import GenerationParams
 from graycat.images.samplers import resolve
 from graycat.jobs import Job, error_body
@@ -227,7 +228,12 @@ class A1111HttpEngine:
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
         """POST the job to the WebUI, turning its progress into progress events; a cancelled task interrupts
         the WebUI and waits for it to stop."""
-        params = GenerationParams.from_json(job.body)
+        values = orjson.loads(job.body)
+        if values.get("mode") == ExtrasJob.MODE:  # extras ride on a checkpoint's pool (routes/a1111.py)
+            return 501, error_body(
+                501, "upscaling (extras) is not relayed to a WebUI: serve this checkpoint with `graycat worker sd`"
+            )
+        params = GenerationParams.from_dict(values)
         model = self._models.get(params.checkpoint)
         if model is None:
             return 404, error_body(404, f"checkpoint '{params.checkpoint}' not served by this worker")

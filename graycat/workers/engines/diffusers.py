@@ -94,7 +94,7 @@ class DiffusersEngine:
         self._refiner: tuple[Checkpoint, Any] | None = None
         self._vae: tuple[tuple[Path, float], Any] | None = None
         self._controls: dict[Path, Any] = {}  # small next to a checkpoint: kept once loaded
-        self._upscaler_models: dict[tuple[Path, Spec], Any] = {}  # the last few used
+        self._upscaler_models: OrderedDict[tuple[Path, Spec], Any] = OrderedDict()  # the most recently used last
         self._served = 0
         self._figures = {"images_total": 0, "diffusion_steps_total": 0, "diffusion_seconds_total": 0.0}
         self.preview_every = preview_every
@@ -270,9 +270,11 @@ class DiffusersEngine:
 
         path, spec = self.upscalers[name]
         key = (path, spec)
-        if key not in self._upscaler_models:
+        if key in self._upscaler_models:
+            self._upscaler_models.move_to_end(key)
+        else:
             while len(self._upscaler_models) >= 2:
-                del self._upscaler_models[next(iter(self._upscaler_models))]
+                self._upscaler_models.popitem(last=False)
             log.info("loading upscaler %s on %s", name, self._device.name)
             self._upscaler_models[key] = esrgan.load(path, self._device.name, self._device.dtype)[1]
         model, device = self._upscaler_models[key], self._device
@@ -369,14 +371,15 @@ class DiffusersEngine:
     async def run(self, job: Job, emit: Emit) -> tuple[int, bytes]:
         """Generate (or upscale, for an extras job) in the torch thread; a cancelled generation stops at the
         next step, then ends cancelled."""
-        if orjson.loads(job.body).get("mode") == extras.ExtrasJob.MODE:
-            upscale = extras.ExtrasJob.from_json(job.body)
+        values = orjson.loads(job.body)  # several MB with its images: parsed once
+        if values.get("mode") == extras.ExtrasJob.MODE:
+            upscale = extras.ExtrasJob.from_dict(values)
             if missing := self._missing_upscalers(extras.uses_models(upscale.upscale)):
                 return 404, error_body(404, f"{', '.join(missing)} not served by this worker", "not_found_error")
             body = await asyncio.get_running_loop().run_in_executor(self._thread, self._extras, upscale)
             self._served += 1
             return 200, body
-        params = GenerationParams.from_json(job.body)
+        params = GenerationParams.from_dict(values)
         files = self._files(params)
         if isinstance(files, bytes):
             return 404, files

@@ -22,7 +22,6 @@ from graycat.images.checkpoints import Checkpoint
 from graycat.images.families import SD1_TEXT, SD2_TEXT, UNET, XL_TEXT, Family, Shapes, UnknownFamily, of_single_file
 
 VAE = "first_stage_model."
-TEXT = SD1_TEXT
 SCHEDULER = {
     "_class_name": "PNDMScheduler",
     "beta_start": 0.00085,
@@ -320,11 +319,9 @@ def write_clip_tokenizer(folder: Path, pad: str = "<|endoftext|>") -> None:
     )
 
 
-def write_skeleton(checkpoint: Path, folder: Path, family: Family | None = None) -> Path:
-    """A diffusers folder of configs (no weights) for `checkpoint` of `family` (None: told from its tensors),
-    in `folder`; returns `folder`."""
+def write_skeleton(checkpoint: Path, folder: Path, family: Family) -> Path:
+    """A diffusers folder of configs (no weights) for `checkpoint` of `family`, in `folder`; returns `folder`."""
     found = shapes(checkpoint)
-    family = family or of_single_file(found)
     for name, config in configs(found, family).items():
         (folder / name).mkdir(parents=True, exist_ok=True)
         (folder / name / "config.json").write_text(json.dumps(config))

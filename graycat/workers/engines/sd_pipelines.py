@@ -269,7 +269,7 @@ def _set_tiling(pipe: Any, tiling: bool) -> None:
                 module.padding_mode = "circular" if tiling else "zeros"
 
 
-def latent_preview(latents: torch.Tensor, space: str = "sd") -> Image.Image:
+def latent_preview(latents: torch.Tensor, space: str) -> Image.Image:
     """A cheap look at the first image of a batch while it is made: its latent projected to RGB (with the map
     of its latent `space`), at 1/8 of the image's width and height."""
     rgb = latents[0].detach().float().cpu().permute(1, 2, 0) @ _LATENT_RGB[space]
