@@ -87,13 +87,13 @@ def test_scan_names_files_by_stem_and_skips_what_is_not_a_model(
     assert esrgan.scan(tmp_path / "nowhere", {}) == {}
 
 
-def test_pth_files_load_weights_only() -> None:
+def test_pth_files_load_weights_only(tmp_path: Path) -> None:
     class Payload:
         def __reduce__(self) -> tuple[object, tuple[str]]:
             return (print, ("pickled code ran",))
 
     with pytest.raises(Exception, match="Weights only load failed"):
-        path = Path(__file__).parent / "_payload.pth"
+        path = tmp_path / "payload.pth"
         try:
             torch.save({"x": Payload()}, path)
             esrgan.read_state(path)

@@ -95,7 +95,7 @@ def test_copy_and_delete_act_on_each_worker_serving_the_model(own: Cluster, hub:
         assert outcome["status"] == "success" and outcome["waiting_jobs_ended"] == 0, outcome
         assert sorted(outcome["workers"]) == ids
         assert all(d.startswith("deleted smol.gguf") for d in outcome["workers"].values()), outcome
-        assert any("its server stops after its 1 running job(s)" in d for d in outcome["workers"].values()), outcome
+        assert all("its server stops after its 1 running job(s)" in d for d in outcome["workers"].values()), outcome
         assert [res.status_code for res in results] == [200, 200], [res.text for res in results]
         assert all(res.json()["tokens_predicted"] == LONG["n_predict"] for res in results)
         for label, models in folders.items():

@@ -128,6 +128,19 @@ async def test_a_lane_removed_while_a_claim_waits_is_recreated(parts: tuple[JobQ
     assert claimed.job.id == sub.job_id and claimed.pool == keys.direct_lane(consumer.worker_id, "llm", model)
 
 
+async def test_a_claim_on_a_lane_already_gone_recreates_it(parts: tuple[JobQueue, Consumer, str]) -> None:
+    """NOGROUP before the claim blocks (the lane was rescued between two claims): the claim ends empty and the
+    lane, with its group, serves again."""
+    queue, consumer, model = parts
+    lane = keys.direct_lane(consumer.worker_id, "llm", model)
+    await queue.redis.delete(lane)
+    assert await consumer.claim(1, 10) == []
+    assert [g["name"] for g in await queue.redis.xinfo_groups(lane)] == [keys.GROUP.encode()]
+    sub = await queue.submit(job(model), worker=consumer.worker_id)
+    [claimed] = await consumer.claim(1, 1000)
+    assert claimed.job.id == sub.job_id
+
+
 async def test_a_reclaim_after_redis_lost_the_streams_recreates_them(parts: tuple[JobQueue, Consumer, str]) -> None:
     """Redis lost its data (a restart without persistence): the takeover scan meets NOGROUP, recreates this
     worker's streams and their group, and jobs queued afterwards are claimed."""

@@ -70,7 +70,10 @@ def test_loras_and_vaes_say_their_family() -> None:
     )
     assert families.vae_latent_space("sdxl_vae.safetensors", {}) == "sdxl"
     assert families.vae_latent_space("vae-ft-mse-840000.safetensors", {}) == "sd"
-    assert families.vae_latent_space("x.safetensors", {"modelspec.architecture": "stable-diffusion-xl-v1-base/vae"})
+    assert (
+        families.vae_latent_space("x.safetensors", {"modelspec.architecture": "stable-diffusion-xl-v1-base/vae"})
+        == "sdxl"
+    )
 
 
 @pytest.mark.parametrize(("family", "size"), [("sd1", 512), ("sd2-v", 768), ("sdxl", 1024), (None, 512)])

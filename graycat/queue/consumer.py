@@ -44,14 +44,13 @@ class Consumer:
         pools: Iterable[tuple[str, str]],
         *,
         record_ttl: int,
-        claims: PipelinedConnection | None = None,
     ) -> None:
         self.redis = redis
         self.reader = reader  # pub/sub
         self.events = events
         # XREADGROUP BLOCK on a connection of its own (it would hold up the events' writes), parsed by resp.py:
         # redis-py's reply parsing was the largest part of a worker's CPU per job.
-        self.claims = claims or PipelinedConnection(events.url, name=events.name)
+        self.claims = PipelinedConnection(events.url, name=events.name)
         self.worker_id = worker_id
         self.pools: list[tuple[str, str, str]] = []
         self.lanes: list[str] = []
