@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-import uuid
 from pathlib import Path
 
 import orjson
 import psutil
 
 from benchmarks.queue_throughput import cpu_seconds, running
-from graycat.jobs import END
+from graycat.jobs import END, Job
 from graycat.queue import keys
 from graycat.queue.resp import PipelinedConnection, subscribe
 
@@ -48,12 +47,11 @@ async def drive(url: str, jobs: int, seconds: float, measured: list[psutil.Proce
         nonlocal done
         loop = asyncio.get_running_loop()
         while time.perf_counter() < until:
-            job_id = uuid.uuid4().hex
-            ends[job_id] = end = loop.create_future()
-            conn.send("HSET", keys.job(job_id), "state", "pending", "kind", "llm", "model", "null")
-            fields = {"id": job_id, "kind": "llm", "model": "null", "ep": "/completion", "b": BODY, "s": "0"}
-            fields |= {"rt": CHANNEL, "t": repr(time.time()), "rid": "bench", "n": "1", "o": ""}
-            conn.send("XADD", keys.pool("llm", "null"), "*", *(x for kv in fields.items() for x in kv))
+            job = Job(kind="llm", model="null", endpoint="/completion", body=BODY, stream=False, request_id="bench")
+            job.reply_to = CHANNEL
+            ends[job.id] = end = loop.create_future()
+            conn.send("HSET", keys.job(job.id), "state", "pending", "kind", "llm", "model", "null")
+            conn.send("XADD", keys.pool("llm", "null"), "*", *(x for kv in job.to_fields().items() for x in kv))
             assert (await end).startswith(END + b"200"), "a null job failed"
             done += 1
 

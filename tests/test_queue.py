@@ -260,28 +260,26 @@ async def test_a_dead_workers_job_is_taken_over_on_every_server(
 ) -> None:
     """Crash recovery (XAUTOCLAIM) on every server `graycat up` or the tests may start: the embedded Valkey and
     the system's redis-server when it is new enough."""
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("server"), binary=binary.path)
-    server.start()
-    redis, reader = connect(server.url), connect(server.url, blocking=True)
-    events, writer = PipelinedConnection(server.url), PipelinedConnection(server.url)
-    dead, alive = (
-        Consumer(redis, reader, events, name, [("llm", "m")], record_ttl=60) for name in ("w-dead", "w-alive")
-    )
-    try:
-        await dead.setup()
-        await JobQueue(redis, writer, EventHub(server.url, "api"), record_ttl=60).enqueue(job("m"))
-        [held] = await dead.claim(1, 1000)  # then its worker dies: no heartbeat, no ack
-        await asyncio.sleep(0.3)
-        [(taken, deliveries)] = await alive.reclaim(1, idle_ms=200)
-        assert taken.job.id == held.job.id and taken.entry_id == held.entry_id and deliveries == 2
-    finally:
-        await writer.close()
-        await events.close()
-        await dead.close()
-        await alive.close()
-        await reader.aclose()
-        await redis.aclose()
-        server.stop()
+    with own_redis_server(tmp_path_factory, "server", binary.path) as server:
+        redis, reader = connect(server.url), connect(server.url, blocking=True)
+        events, writer = PipelinedConnection(server.url), PipelinedConnection(server.url)
+        dead, alive = (
+            Consumer(redis, reader, events, name, [("llm", "m")], record_ttl=60) for name in ("w-dead", "w-alive")
+        )
+        try:
+            await dead.setup()
+            await JobQueue(redis, writer, EventHub(server.url, "api"), record_ttl=60).enqueue(job("m"))
+            [held] = await dead.claim(1, 1000)  # then its worker dies: no heartbeat, no ack
+            await asyncio.sleep(0.3)
+            [(taken, deliveries)] = await alive.reclaim(1, idle_ms=200)
+            assert taken.job.id == held.job.id and taken.entry_id == held.entry_id and deliveries == 2
+        finally:
+            await writer.close()
+            await events.close()
+            await dead.close()
+            await alive.close()
+            await reader.aclose()
+            await redis.aclose()
 
 
 async def test_pools_are_known_without_scanning_the_keyspace(parts: tuple[JobQueue, Consumer, str]) -> None:

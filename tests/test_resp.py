@@ -16,6 +16,11 @@ def test_encode_is_binary_safe() -> None:
     assert encode(("SET", b"k\r\n", 12)) == b"*3\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$2\r\n12\r\n"
 
 
+def test_encode_long_and_non_ascii_arguments() -> None:
+    long, text = b"x" * 5000, "caf\u00e9"
+    assert encode(("SET", long, text)) == b"*3\r\n$3\r\nSET\r\n$5000\r\n" + long + b"\r\n$5\r\ncaf\xc3\xa9\r\n"
+
+
 @pytest.mark.parametrize(
     ("data", "value"),
     [
@@ -24,6 +29,8 @@ def test_encode_is_binary_safe() -> None:
         (b"$-1\r\n", None),
         (b"$5\r\na\r\nbc\r\n", b"a\r\nbc"),
         (b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$0\r\n\r\n", [b"message", b"ch", b""]),
+        (b"*2\r\n$-1\r\n$1\r\na\r\n", [None, b"a"]),  # an entry deleted meanwhile, in a claim's reply
+        (b"*-1\r\n", None),  # XREADGROUP that timed out
     ],
 )
 def test_parse_values(data: bytes, value: object) -> None:
